@@ -1,0 +1,29 @@
+# sfexport: PGXS build.
+#
+#   make                 build
+#   make install         install into the PostgreSQL found by pg_config (root)
+#   make test            run every test against this build (scripts/run-tests.sh)
+#
+# The full CI entry point, which also installs system packages, is
+# scripts/test.sh (README.md names it).
+
+EXTENSION = sfexport
+MODULE_big = sfexport
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA = $(sort $(wildcard sql/sfexport--*.sql))
+PGFILEDESC = "sfexport - exactly-once export to Snowflake"
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lzstd
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test bench-insert
+test: all
+	bash scripts/run-tests.sh
+
+bench-insert: all
+	bash bench/insert

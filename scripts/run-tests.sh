@@ -1,0 +1,106 @@
+#!/bin/bash
+# Run the sfexport test suites against the current build (run `make` first).
+#
+#   scripts/run-tests.sh                 all suites
+#   scripts/run-tests.sh regress         pg_regress only
+#   scripts/run-tests.sh tap [t/x.pl..]  TAP only (optionally some files)
+#   scripts/run-tests.sh emulators       the stand-ins' own unit tests
+#
+# The build is installed into a private tree under a work directory (as
+# PostgreSQL's own "make check" does), so test runs of different checkouts
+# never share an installation.  Clusters run as an unprivileged user: when
+# started as root, everything below runs as "postgres" in that work
+# directory, which it can write.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-pg_config}
+TEST_USER=${SFEXPORT_TEST_USER:-postgres}
+
+if [ "${1:-}" != "--inner" ]; then
+	# ---- preparation, as the invoking user (root on CI) ----
+	WORK=$(mktemp -d /tmp/sfexport-test.XXXXXX)
+	chmod 755 "$WORK"
+	INST="$WORK/install"
+	for d in "$($PG_CONFIG --bindir)" "$($PG_CONFIG --pkglibdir)" "$($PG_CONFIG --sharedir)"; do
+		mkdir -p "$INST$(dirname "$d")"
+		cp -a "$d" "$INST$(dirname "$d")/"
+	done
+	make -s -C "$REPO" install DESTDIR="$INST" >/dev/null
+	# a copy of the sources the test user can read
+	mkdir -p "$WORK/src"
+	tar -C "$REPO" --exclude=.git -cf - . | tar -C "$WORK/src" -xf -
+	if [ "$(id -u)" -eq 0 ]; then
+		chown -R "$TEST_USER" "$WORK"
+		exec runuser -u "$TEST_USER" -- env WORK="$WORK" PG_CONFIG="$PG_CONFIG" \
+			bash "$WORK/src/scripts/run-tests.sh" --inner "$@"
+	fi
+	WORK="$WORK" exec bash "$WORK/src/scripts/run-tests.sh" --inner "$@"
+fi
+shift
+
+# ---- the suites, as the test user ----
+SRC="$WORK/src"
+PGXS_DIR=$(dirname "$($PG_CONFIG --pgxs)")/../..
+BINDIR="$WORK/install$($PG_CONFIG --bindir)"
+export PATH="$BINDIR:$PATH"
+export PYTHON=/usr/bin/python3
+cd "$SRC"
+
+what=${1:-all}
+[ $# -gt 0 ] && shift
+failed=0
+
+run_regress() {
+	local tests
+	tests=$(ls sql/*.sql | grep -v '/sfexport--' | xargs -n1 basename | sed 's/\.sql$//' | sort)
+	echo "== pg_regress: $(echo $tests | wc -w) tests"
+	"$PGXS_DIR/src/test/regress/pg_regress" \
+		--temp-instance="$WORK/regress-instance" \
+		--bindir="$BINDIR" \
+		--inputdir="$SRC" --outputdir="$WORK/regress" \
+		--temp-config="$SRC/test/regress.conf" \
+		--port=$((20000 + RANDOM % 20000)) \
+		$tests || { failed=1; [ -f "$WORK/regress/regression.diffs" ] && cat "$WORK/regress/regression.diffs"; }
+}
+
+run_tap() {
+	local files=("$@")
+	[ ${#files[@]} -eq 0 ] && files=(test/t/*.pl)
+	echo "== TAP: ${#files[@]} files"
+	mkdir -p "$WORK/tap"
+	TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+	SFEXPORT_SRC="$SRC" \
+		prove -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
+			failed=1
+			for f in "$WORK"/tap/tmp_check/log/*; do
+				[ -f "$f" ] || continue
+				echo "---- tail of $f"; tail -n 40 "$f"
+			done
+		}
+}
+
+run_emulators() {
+	local found=0
+	for t in $(find test/emulators -name 'test_*.py' | sort); do
+		found=1
+		echo "== emulator tests: $t"
+		(cd "$(dirname "$t")" && /usr/bin/python3 -m unittest -q "$(basename "$t" .py)") || failed=1
+	done
+	[ $found -eq 1 ] || echo "== emulator tests: none yet"
+}
+
+case "$what" in
+	all) run_regress; run_emulators; run_tap ;;
+	regress) run_regress ;;
+	tap) run_tap "$@" ;;
+	emulators) run_emulators ;;
+	*) echo "unknown suite: $what" >&2; exit 2 ;;
+esac
+
+if [ $failed -ne 0 ]; then
+	echo "== FAILED (work directory kept: $WORK)"
+	exit 1
+fi
+echo "== all tests passed"
+rm -rf "$WORK/install" "$WORK/regress-instance"

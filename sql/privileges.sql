@@ -1,0 +1,73 @@
+--
+-- Privileges: writers need only INSERT on the foreign table; the outbox and
+-- user-mapping secrets stay hidden from everyone else.
+--
+CREATE EXTENSION sfexport;
+\set VERBOSITY default
+CREATE ROLE regress_sf_admin;
+CREATE ROLE regress_sf_writer;
+CREATE ROLE regress_sf_other;
+GRANT USAGE ON FOREIGN DATA WRAPPER sfexport TO regress_sf_admin;
+GRANT CREATE ON SCHEMA public TO regress_sf_admin;
+
+SET ROLE regress_sf_admin;
+-- a non-superuser may create an S3 server ...
+CREATE SERVER sf FOREIGN DATA WRAPPER sfexport
+  OPTIONS (account 'acct', database 'DB', location 's3://bucket/prefix/');
+-- ... but neither a file:// location nor options that name server files
+CREATE SERVER sf_file FOREIGN DATA WRAPPER sfexport
+  OPTIONS (account 'acct', database 'DB', location 'file:///tmp/x/');
+\echo SQLSTATE :SQLSTATE
+ALTER SERVER sf OPTIONS (ADD ca_file '/etc/ssl/certs/ca-certificates.crt');
+\echo SQLSTATE :SQLSTATE
+CREATE USER MAPPING FOR regress_sf_admin SERVER sf
+  OPTIONS (user 'U', private_key_file '/etc/passwd');
+\echo SQLSTATE :SQLSTATE
+CREATE USER MAPPING FOR regress_sf_admin SERVER sf
+  OPTIONS (user 'U', token 'admin-token-secret', aws_access_key_id 'AKIA1',
+           aws_secret_access_key 'admin-aws-secret');
+CREATE USER MAPPING FOR PUBLIC SERVER sf
+  OPTIONS (token 'public-token-secret');
+CREATE FOREIGN TABLE ev (id int, v text) SERVER sf;
+GRANT INSERT ON ev TO regress_sf_writer;
+RESET ROLE;
+
+-- the writer inserts with INSERT privilege only, also through COPY
+SET ROLE regress_sf_writer;
+INSERT INTO ev VALUES (1, 'from writer');
+COPY ev FROM STDIN;
+2	copied by writer
+\.
+SELECT foreign_table, pending_rows FROM sfexport.status;
+-- but cannot read the outbox, the shapes, or change them
+SELECT * FROM sfexport.outbox;
+\echo SQLSTATE :SQLSTATE
+DELETE FROM sfexport.outbox;
+\echo SQLSTATE :SQLSTATE
+INSERT INTO sfexport.outbox VALUES (0, 0, now(), 'x');
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.shapes;
+\echo SQLSTATE :SQLSTATE
+-- and sees no user-mapping options, neither the admin's nor PUBLIC's
+SELECT usename, umoptions FROM pg_user_mappings WHERE srvname = 'sf' ORDER BY usename;
+SELECT * FROM pg_user_mapping;
+\echo SQLSTATE :SQLSTATE
+RESET ROLE;
+
+-- someone without INSERT cannot write
+SET ROLE regress_sf_other;
+INSERT INTO ev VALUES (3, 'no privilege');
+\echo SQLSTATE :SQLSTATE
+SELECT usename, umoptions FROM pg_user_mappings WHERE srvname = 'sf' ORDER BY usename;
+RESET ROLE;
+
+-- the server owner sees its own mappings, as PostgreSQL decides
+SET ROLE regress_sf_admin;
+SELECT usename, umoptions IS NOT NULL AS visible FROM pg_user_mappings WHERE srvname = 'sf' ORDER BY usename;
+RESET ROLE;
+
+SELECT convert_from(line, 'UTF8') AS line FROM sfexport.outbox ORDER BY 1;
+
+DROP EXTENSION sfexport CASCADE;
+REVOKE CREATE ON SCHEMA public FROM regress_sf_admin;
+DROP ROLE regress_sf_admin, regress_sf_writer, regress_sf_other;

@@ -1,0 +1,338 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *		The outbox: a WAL-logged heap table, sfexport.outbox, into which the
+ *		insert path writes one encoded record per captured row, inside the
+ *		inserting transaction.  Rolled-back rows therefore never exist for
+ *		the worker, and committed rows are as durable as any heap row.
+ *
+ * Rows are buffered per statement and written with table_multi_insert(),
+ * as COPY does for heap tables, so the outbox costs little more than the
+ * row itself.  The buffer is always written before the statement ends
+ * (sf_outbox_end), so a later statement of the same transaction sees it.
+ *
+ * Also kept here: the shape registry, sfexport.shapes, which records the
+ * target column names and types of every shape (see encode.c) that rows
+ * were written with.  The worker reads it to know which columns an old
+ * record holds after the foreign table was altered.
+ *
+ * Both tables are written through the table AM directly, without SQL, so
+ * the inserting user needs no privilege on them (only INSERT on the foreign
+ * table) and cannot read them.  Neither table may have indexes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "sfexport.h"
+
+/* sfexport.outbox columns */
+#define Anum_outbox_relid		1
+#define Anum_outbox_shape		2
+#define Anum_outbox_inserted_at	3
+#define Anum_outbox_line		4
+#define Natts_outbox			4
+
+/* sfexport.shapes columns */
+#define Anum_shapes_relid		1
+#define Anum_shapes_shape		2
+#define Anum_shapes_columns		3
+#define Anum_shapes_types		4
+#define Anum_shapes_registered	5
+#define Natts_shapes			5
+
+/* Write the buffer at this many bytes of records even if not full. */
+#define OUTBOX_BUFFER_BYTES		(64 * 1024)
+
+struct SfOutboxWriter
+{
+	Oid			ftrelid;
+	Relation	outbox;
+	SfRowEncoder *enc;
+	int64		shape;
+	TimestampTz inserted_at;
+	int			batch;			/* rows per table_multi_insert */
+	TupleTableSlot **slots;
+	int			nbuffered;
+	Size		bufbytes;
+	BulkInsertState bistate;	/* created once a statement fills a batch */
+	MemoryContext bufcxt;		/* buffered records; reset after each write */
+	StringInfoData line;
+};
+
+/*
+ * Shapes this backend knows are registered, keyed by (shapes table, relid,
+ * shape).  Forgotten whenever a (sub)transaction aborts, because the
+ * registration may have been rolled back with it.
+ */
+typedef struct ShapeKey
+{
+	Oid			shapes_relid;
+	Oid			relid;
+	int64		shape;
+} ShapeKey;
+
+static HTAB *known_shapes = NULL;
+
+static void
+forget_shapes(void)
+{
+	if (known_shapes)
+	{
+		hash_destroy(known_shapes);
+		known_shapes = NULL;
+	}
+}
+
+static void
+outbox_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		forget_shapes();
+}
+
+static void
+outbox_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_shapes();
+}
+
+/* Called once from _PG_init. */
+void
+sf_outbox_init(void)
+{
+	RegisterXactCallback(outbox_xact_callback, NULL);
+	RegisterSubXactCallback(outbox_subxact_callback, NULL);
+}
+
+static Oid
+extension_table_relid(const char *name, bool missing_ok)
+{
+	Oid			nsp = get_namespace_oid(SFEXPORT_SCHEMA, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s.%s does not exist", SFEXPORT_SCHEMA, name),
+				 errhint("Run CREATE EXTENSION sfexport in this database.")));
+	return relid;
+}
+
+Oid
+sf_outbox_relid(bool missing_ok)
+{
+	return extension_table_relid("outbox", missing_ok);
+}
+
+/* Refuse to write a table whose indexes we would not maintain. */
+static void
+check_no_indexes(Relation rel)
+{
+	if (rel->rd_rel->relhasindex)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s.%s\" must not have indexes",
+						SFEXPORT_SCHEMA, RelationGetRelationName(rel)),
+				 errhint("Drop the indexes created on it.")));
+}
+
+/*
+ * Make sure the shape of the rows about to be written is in sfexport.shapes.
+ * A duplicate registration by a concurrent session is harmless: readers
+ * take any row of a (relid, shape) pair, and they are all the same.
+ */
+static void
+register_shape(Oid ftrelid, SfRowEncoder *enc)
+{
+	Oid			shapes_relid = extension_table_relid("shapes", false);
+	int64		shape = (int64) sf_encoder_shape(enc);
+	ShapeKey	key;
+	bool		found;
+	Relation	rel;
+	ScanKeyData skey[2];
+	TableScanDesc scan;
+	Snapshot	snapshot;
+	bool		exists;
+
+	if (known_shapes == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(ShapeKey);
+		ctl.entrysize = sizeof(ShapeKey);
+		ctl.hcxt = TopMemoryContext;
+		known_shapes = hash_create("sfexport known shapes", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.shapes_relid = shapes_relid;
+	key.relid = ftrelid;
+	key.shape = shape;
+	hash_search(known_shapes, &key, HASH_FIND, &found);
+	if (found)
+		return;
+
+	rel = table_open(shapes_relid, RowExclusiveLock);
+	check_no_indexes(rel);
+
+	ScanKeyInit(&skey[0], Anum_shapes_relid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ftrelid));
+	ScanKeyInit(&skey[1], Anum_shapes_shape, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(shape));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 2, skey);
+	exists = heap_getnext(scan, ForwardScanDirection) != NULL;
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+
+	if (!exists)
+	{
+		int			ncols = sf_encoder_ncolumns(enc);
+		Datum	   *names = palloc(sizeof(Datum) * Max(ncols, 1));
+		Datum	   *types = palloc(sizeof(Datum) * Max(ncols, 1));
+		Datum		values[Natts_shapes];
+		bool		nulls[Natts_shapes] = {false};
+		HeapTuple	tup;
+
+		sf_encoder_shape_arrays(enc, names, types);
+		values[Anum_shapes_relid - 1] = ObjectIdGetDatum(ftrelid);
+		values[Anum_shapes_shape - 1] = Int64GetDatum(shape);
+		values[Anum_shapes_columns - 1] =
+			PointerGetDatum(construct_array(names, ncols, TEXTOID, -1, false, TYPALIGN_INT));
+		values[Anum_shapes_types - 1] =
+			PointerGetDatum(construct_array(types, ncols, TEXTOID, -1, false, TYPALIGN_INT));
+		values[Anum_shapes_registered - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+		simple_heap_insert(rel, tup);
+		heap_freetuple(tup);
+		/* make it visible to later commands of this transaction */
+		CommandCounterIncrement();
+	}
+	table_close(rel, NoLock);
+
+	hash_search(known_shapes, &key, HASH_ENTER, NULL);
+}
+
+/*
+ * Start writing rows of foreign table ftrel to the outbox.  Called from
+ * BeginForeignModify / BeginForeignInsert; everything lives in the current
+ * (per-query) memory context.
+ */
+SfOutboxWriter *
+sf_outbox_begin(Relation ftrel)
+{
+	SfOutboxWriter *w = palloc0(sizeof(SfOutboxWriter));
+	SfTableConfig *cfg = sf_get_table_config(RelationGetRelid(ftrel));
+
+	w->ftrelid = RelationGetRelid(ftrel);
+	w->outbox = table_open(sf_outbox_relid(false), RowExclusiveLock);
+	check_no_indexes(w->outbox);
+	w->enc = sf_encoder_create(ftrel);
+	w->shape = (int64) sf_encoder_shape(w->enc);
+	w->inserted_at = GetCurrentTransactionStartTimestamp();
+	w->batch = cfg->batch_size;
+	w->slots = palloc0(sizeof(TupleTableSlot *) * w->batch);
+	w->bufcxt = AllocSetContextCreate(CurrentMemoryContext,
+									  "sfexport outbox buffer",
+									  ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&w->line);
+
+	register_shape(w->ftrelid, w->enc);
+	return w;
+}
+
+/* Write the buffered records with one table_multi_insert call. */
+static void
+outbox_write_buffer(SfOutboxWriter *w)
+{
+	MemoryContext oldcxt;
+
+	if (w->nbuffered == 0)
+		return;
+
+	oldcxt = MemoryContextSwitchTo(w->bufcxt);
+	table_multi_insert(w->outbox, w->slots, w->nbuffered,
+					   GetCurrentCommandId(true), 0, w->bistate);
+	MemoryContextSwitchTo(oldcxt);
+
+	for (int i = 0; i < w->nbuffered; i++)
+		ExecClearTuple(w->slots[i]);
+	w->nbuffered = 0;
+	w->bufbytes = 0;
+	MemoryContextReset(w->bufcxt);
+}
+
+/* Encode the row in slot and add it to the outbox. */
+void
+sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot)
+{
+	TupleTableSlot *out;
+	bytea	   *line;
+
+	resetStringInfo(&w->line);
+	sf_encode_row(w->enc, slot, &w->line);
+
+	if (w->slots[w->nbuffered] == NULL)
+		w->slots[w->nbuffered] = table_slot_create(w->outbox, NULL);
+	out = w->slots[w->nbuffered];
+	ExecClearTuple(out);
+
+	line = (bytea *) MemoryContextAlloc(w->bufcxt, VARHDRSZ + w->line.len);
+	SET_VARSIZE(line, VARHDRSZ + w->line.len);
+	memcpy(VARDATA(line), w->line.data, w->line.len);
+
+	out->tts_values[Anum_outbox_relid - 1] = ObjectIdGetDatum(w->ftrelid);
+	out->tts_values[Anum_outbox_shape - 1] = Int64GetDatum(w->shape);
+	out->tts_values[Anum_outbox_inserted_at - 1] = TimestampTzGetDatum(w->inserted_at);
+	out->tts_values[Anum_outbox_line - 1] = PointerGetDatum(line);
+	memset(out->tts_isnull, 0, sizeof(bool) * Natts_outbox);
+	ExecStoreVirtualTuple(out);
+
+	w->nbuffered++;
+	w->bufbytes += w->line.len;
+	if (w->nbuffered >= w->batch || w->bufbytes >= OUTBOX_BUFFER_BYTES)
+	{
+		/* a statement writing many rows: use a bulk-insert buffer ring */
+		if (w->bistate == NULL && w->nbuffered >= w->batch)
+			w->bistate = GetBulkInsertState();
+		outbox_write_buffer(w);
+	}
+}
+
+/* Write what is buffered and release the writer's resources. */
+void
+sf_outbox_end(SfOutboxWriter *w)
+{
+	outbox_write_buffer(w);
+	if (w->bistate)
+	{
+		FreeBulkInsertState(w->bistate);
+		w->bistate = NULL;
+	}
+	for (int i = 0; i < w->batch; i++)
+		if (w->slots[i])
+			ExecDropSingleTupleTableSlot(w->slots[i]);
+	table_close(w->outbox, NoLock);
+	MemoryContextDelete(w->bufcxt);
+}

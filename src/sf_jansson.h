@@ -1,0 +1,22 @@
+/*-------------------------------------------------------------------------
+ *
+ * sf_jansson.h
+ *		Include jansson next to PostgreSQL headers.
+ *
+ * jansson's json_object() clashes with the declaration of PostgreSQL's SQL
+ * function json_object() in utils/fmgrprotos.h.  Files that use jansson
+ * include this header right after postgres.h: it pulls in fmgrprotos.h with
+ * the PostgreSQL name renamed (it is never called from C), then jansson.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SF_JANSSON_H
+#define SF_JANSSON_H
+
+#define json_object pg_sql_json_object_unused
+#include "utils/fmgrprotos.h"
+#undef json_object
+
+#include <jansson.h>
+
+#endif							/* SF_JANSSON_H */

@@ -1,0 +1,106 @@
+/*-------------------------------------------------------------------------
+ *
+ * sfexport.c
+ *		Module entry point: _PG_init, the sfexport.* GUCs, and the check that
+ *		the library was loaded through shared_preload_libraries.
+ *
+ * Capture (the foreign-data wrapper and the outbox) works whether or not the
+ * library is preloaded.  Only the background worker, which ships the outbox
+ * to storage and Snowflake, needs shared_preload_libraries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "sfexport.h"
+
+PG_MODULE_MAGIC;
+
+/* GUC storage; defaults documented in README.md */
+int			sfexport_flush_interval_s = 600;
+int			sfexport_flush_size_kb = 64 * 1024;
+int			sfexport_max_file_size_kb = 200 * 1024;
+int			sfexport_max_workers = 4;
+int			sfexport_batch_size = 1000;
+
+/* true when loaded by the postmaster from shared_preload_libraries */
+bool		sfexport_preloaded = false;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	sfexport_preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineCustomIntVariable("sfexport.flush_interval",
+							"Longest time rows wait in the outbox before a flush.",
+							"Overridden per server or foreign table by the flush_interval option.",
+							&sfexport_flush_interval_s,
+							600, 1, 7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.flush_size",
+							"Pending bytes of one foreign table that trigger an early flush.",
+							"Overridden per server or foreign table by the flush_size option.",
+							&sfexport_flush_size_kb,
+							64 * 1024, 1, INT_MAX / 2,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.max_file_size",
+							"Largest compressed size of one staged file.",
+							"Snowflake recommends files of about 100-250 MB compressed.",
+							&sfexport_max_file_size_kb,
+							200 * 1024, 1024, INT_MAX / 2,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	/* a PGC_POSTMASTER variable can only be defined at server start */
+	if (sfexport_preloaded)
+		DefineCustomIntVariable("sfexport.max_workers",
+								"Largest number of per-database export workers running at once.",
+								NULL,
+								&sfexport_max_workers,
+								4, 1, 64,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.batch_size",
+							"Rows buffered per outbox write by INSERT and COPY.",
+							"Larger batches write the outbox faster; the rows are written "
+							"before the statement ends either way.",
+							&sfexport_batch_size,
+							1000, 1, 10000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("sfexport");
+
+	sf_outbox_init();
+}
+
+/*
+ * Error out, with a hint, when something needs the background worker but the
+ * library was not preloaded.
+ */
+void
+sfexport_require_preload(const char *what)
+{
+	if (!sfexport_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s requires sfexport to be loaded through shared_preload_libraries",
+						what),
+				 errhint("Add sfexport to shared_preload_libraries in postgresql.conf and restart the server.")));
+}

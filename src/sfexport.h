@@ -1,0 +1,168 @@
+/*-------------------------------------------------------------------------
+ *
+ * sfexport.h
+ *		Internal declarations shared by the sfexport source files.
+ *
+ * One header for the whole extension, grouped by the file that exports each
+ * declaration (as postgres_fdw does).  A newcomer looking for "who owns X"
+ * should find the answer here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SFEXPORT_H
+#define SFEXPORT_H
+
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "executor/tuptable.h"
+#include "lib/stringinfo.h"
+#include "nodes/execnodes.h"
+#include "utils/relcache.h"
+
+#include "compat.h"
+
+#define SFEXPORT_VERSION "0.1.0"
+#define SFEXPORT_SCHEMA "sfexport"
+#define SFEXPORT_USER_AGENT "sfexport/" SFEXPORT_VERSION
+
+/* ----------------------------------------------------------------
+ * sfexport.c — module entry point and GUCs
+ * ----------------------------------------------------------------
+ */
+extern int	sfexport_flush_interval_s;	/* sfexport.flush_interval */
+extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
+extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
+extern int	sfexport_max_workers;	/* sfexport.max_workers */
+extern int	sfexport_batch_size;	/* sfexport.batch_size */
+
+extern bool sfexport_preloaded;
+extern void sfexport_require_preload(const char *what);
+
+/* ----------------------------------------------------------------
+ * options.c — option catalogue, validator, parsed configuration
+ * ----------------------------------------------------------------
+ */
+typedef enum SfLocationKind
+{
+	SF_LOCATION_S3,
+	SF_LOCATION_GCS,
+	SF_LOCATION_FILE
+} SfLocationKind;
+
+typedef enum SfCompression
+{
+	SF_COMPRESSION_GZIP,
+	SF_COMPRESSION_ZSTD,
+	SF_COMPRESSION_NONE
+} SfCompression;
+
+/* Parsed storage location: s3://bucket/prefix/, gcs://bucket/prefix/, file:///dir/ */
+typedef struct SfLocation
+{
+	SfLocationKind kind;
+	char	   *bucket;			/* S3/GCS bucket; NULL for file */
+	char	   *prefix;			/* object key prefix ("" or ending in '/'); dir for file */
+} SfLocation;
+
+/* Server options (CREATE SERVER ... OPTIONS), with defaults applied. */
+typedef struct SfServerConfig
+{
+	Oid			serverid;
+	char	   *servername;
+	char	   *account;
+	char	   *url;			/* SQL API base URL, derived from account if not set */
+	char	   *database;
+	char	   *schema;
+	char	   *warehouse;		/* NULL = user's default */
+	char	   *role;			/* NULL = user's default */
+	char	   *stage;
+	char	   *location_text;
+	SfLocation	location;
+	char	   *region;
+	char	   *endpoint;		/* storage endpoint override, NULL = cloud default */
+	char	   *storage_integration;
+	char	   *file_format;
+	SfCompression compression;
+	char	   *ca_file;
+	bool		keep_files;
+	int			connect_timeout_ms;
+	int			request_timeout_ms;
+	int			statement_timeout_s;
+	int			flush_interval_s;	/* -1 = not set here */
+	int			flush_size_kb;	/* -1 = not set here */
+	int			max_file_size_kb;	/* -1 = not set here */
+	int			batch_size;		/* -1 = not set here */
+} SfServerConfig;
+
+/* User mapping options: credentials.  Never log or print these. */
+typedef struct SfUserConfig
+{
+	char	   *user;
+	char	   *private_key;	/* PEM text, from private_key or private_key_file */
+	char	   *private_key_file;
+	char	   *private_key_passphrase;
+	char	   *token;
+	char	   *token_type;		/* KEYPAIR_JWT, OAUTH or PROGRAMMATIC_ACCESS_TOKEN */
+	char	   *aws_access_key_id;
+	char	   *aws_secret_access_key;
+	char	   *aws_session_token;
+	char	   *gcs_credentials;	/* JSON text, from gcs_credentials or _file */
+	char	   *gcs_credentials_file;
+} SfUserConfig;
+
+/* Foreign table options, merged with server options and GUC defaults. */
+typedef struct SfTableConfig
+{
+	Oid			relid;
+	Oid			serverid;
+	char	   *table;			/* Snowflake target table */
+	char	   *schema;			/* Snowflake schema; server's when not set */
+	int			flush_interval_s;
+	int			flush_size_kb;
+	int			max_file_size_kb;
+	int			batch_size;
+} SfTableConfig;
+
+extern SfServerConfig *sf_get_server_config(Oid serverid);
+extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
+extern SfTableConfig *sf_get_table_config(Oid relid);
+extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
+extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
+extern const char *sf_compression_name(SfCompression c);
+extern const char *sf_compression_extension(SfCompression c);
+
+/* ----------------------------------------------------------------
+ * encode.c — row encoder: one row to one CSV record (UTF-8, no newline)
+ * ----------------------------------------------------------------
+ */
+typedef struct SfRowEncoder SfRowEncoder;
+
+extern SfRowEncoder *sf_encoder_create(Relation rel);
+extern void sf_encode_row(SfRowEncoder *enc, TupleTableSlot *slot,
+						  StringInfo out);
+extern int	sf_encoder_ncolumns(SfRowEncoder *enc);
+extern uint64 sf_encoder_shape(SfRowEncoder *enc);
+extern void sf_encoder_shape_arrays(SfRowEncoder *enc, Datum *names,
+									Datum *types);
+extern const char *sf_csv_format_options(void);
+
+/* ----------------------------------------------------------------
+ * outbox.c — the WAL-logged outbox written in the inserting transaction
+ * ----------------------------------------------------------------
+ */
+typedef struct SfOutboxWriter SfOutboxWriter;
+
+extern Oid	sf_outbox_relid(bool missing_ok);
+extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
+extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
+extern void sf_outbox_end(SfOutboxWriter *w);
+extern void sf_outbox_init(void);
+
+/* ----------------------------------------------------------------
+ * fdw.c — foreign-data wrapper handler (write-only foreign tables)
+ * ----------------------------------------------------------------
+ */
+/* (SQL-callable only: sfexport_fdw_handler) */
+
+#endif							/* SFEXPORT_H */
