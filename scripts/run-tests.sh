@@ -21,12 +21,7 @@ if [ "${1:-}" != "--inner" ]; then
 	# ---- preparation, as the invoking user (root on CI) ----
 	WORK=$(mktemp -d /tmp/sfexport-test.XXXXXX)
 	chmod 755 "$WORK"
-	INST="$WORK/install"
-	for d in "$($PG_CONFIG --bindir)" "$($PG_CONFIG --pkglibdir)" "$($PG_CONFIG --sharedir)"; do
-		mkdir -p "$INST$(dirname "$d")"
-		cp -a "$d" "$INST$(dirname "$d")/"
-	done
-	make -s -C "$REPO" install DESTDIR="$INST" >/dev/null
+	bash "$REPO/scripts/private-install.sh" "$WORK/install"
 	# a copy of the sources the test user can read
 	mkdir -p "$WORK/src"
 	tar -C "$REPO" --exclude=.git -cf - . | tar -C "$WORK/src" -xf -

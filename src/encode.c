@@ -88,7 +88,7 @@ struct SfRowEncoder
 	uint64		shape;
 	int			encoding;		/* database encoding */
 	MemoryContext tmpcxt;		/* reset after every row */
-	StringInfoData field;		/* scratch for one value */
+	StringInfoData field;		/* scratch for one value, in tmpcxt */
 };
 
 static SfEncKind
@@ -146,7 +146,6 @@ sf_encoder_create(Relation rel)
 	enc->tmpcxt = AllocSetContextCreate(CurrentMemoryContext,
 										"sfexport row encoder",
 										ALLOCSET_DEFAULT_SIZES);
-	initStringInfo(&enc->field);
 	initStringInfo(&shape);
 
 	for (int i = 0; i < tupdesc->natts; i++)
@@ -427,6 +426,8 @@ sf_encode_row(SfRowEncoder *enc, TupleTableSlot *slot, StringInfo out)
 	MemoryContext oldcxt = MemoryContextSwitchTo(enc->tmpcxt);
 	int			start = out->len;
 
+	/* scratch space lives only for this row: a huge value is not kept */
+	initStringInfo(&enc->field);
 	slot_getallattrs(slot);
 	for (int i = 0; i < enc->ncols; i++)
 	{

@@ -132,7 +132,7 @@ begin_insert(ResultRelInfo *rinfo)
 	SfModifyState *st = palloc0(sizeof(SfModifyState));
 
 	st->writer = sf_outbox_begin(rinfo->ri_RelationDesc);
-	st->batch_size = sf_get_table_config(RelationGetRelid(rinfo->ri_RelationDesc))->batch_size;
+	st->batch_size = sf_outbox_batch_size(st->writer);
 	return st;
 }
 
@@ -169,7 +169,7 @@ sfExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 
 /*
  * Rows per ExecForeignBatchInsert call.  The executor only batches when there
- * is no RETURNING and no row trigger; then we take the table's batch_size.
+ * is no RETURNING and no row trigger; then we take the batch_size option.
  */
 static int
 sfGetForeignModifyBatchSize(ResultRelInfo *rinfo)
@@ -182,7 +182,7 @@ sfGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 		  rinfo->ri_TrigDesc->trig_insert_after_row)))
 		return 1;
 	if (st == NULL)
-		return sf_get_table_config(RelationGetRelid(rinfo->ri_RelationDesc))->batch_size;
+		return 1;				/* EXPLAIN only */
 	return st->batch_size;
 }
 

@@ -901,8 +901,8 @@ sf_get_table_config(Oid relid)
 								 inherit(srv->flush_size_kb, sfexport_flush_size_kb));
 	cfg->max_file_size_kb = inherit(cfg->max_file_size_kb,
 									inherit(srv->max_file_size_kb, sfexport_max_file_size_kb));
-	cfg->batch_size = inherit(cfg->batch_size,
-							  inherit(srv->batch_size, sfexport_batch_size));
+	cfg->batch_size_option = inherit(cfg->batch_size, srv->batch_size);
+	cfg->batch_size = inherit(cfg->batch_size_option, sfexport_batch_size);
 	return cfg;
 }
 

@@ -36,10 +36,12 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
@@ -69,8 +71,10 @@ struct SfOutboxWriter
 	SfRowEncoder *enc;
 	int64		shape;
 	TimestampTz inserted_at;
+	int			executor_batch; /* the batch_size option, for the executor */
 	int			batch;			/* rows per table_multi_insert */
-	TupleTableSlot **slots;
+	TupleTableSlot **slots;		/* grown on demand up to batch */
+	int			nslots;			/* allocated entries of slots[] */
 	int			nbuffered;
 	Size		bufbytes;
 	BulkInsertState bistate;	/* created once a statement fills a batch */
@@ -117,12 +121,110 @@ outbox_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		forget_shapes();
 }
 
+/*
+ * Per-foreign-table state that is costly to build (the row encoder with its
+ * output functions and column names, the batch size option), kept across
+ * statements so that a single-row INSERT does not rebuild it.  Any change to
+ * a relation, a foreign table's or server's options throws the whole cache
+ * away; DDL is rare, inserts are not.
+ */
+typedef struct SfRelCacheEntry
+{
+	Oid			relid;			/* hash key */
+	MemoryContext cxt;			/* holds the encoder */
+	SfRowEncoder *enc;
+	int			batch_option;	/* table or server batch_size, -1 if unset */
+} SfRelCacheEntry;
+
+static HTAB *rel_cache = NULL;
+
+static void
+forget_rel_cache(void)
+{
+	HASH_SEQ_STATUS seq;
+	SfRelCacheEntry *e;
+
+	if (rel_cache == NULL)
+		return;
+	hash_seq_init(&seq, rel_cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		MemoryContextDelete(e->cxt);
+	hash_destroy(rel_cache);
+	rel_cache = NULL;
+}
+
+static void
+rel_cache_relcache_callback(Datum arg, Oid relid)
+{
+	forget_rel_cache();
+}
+
+static void
+rel_cache_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	forget_rel_cache();
+}
+
+/* The cached state of foreign table rel, built on first use. */
+static SfRelCacheEntry *
+rel_cache_lookup(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	SfRelCacheEntry *e;
+	bool		found;
+
+	if (rel_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(SfRelCacheEntry);
+		ctl.hcxt = CacheMemoryContext;
+		rel_cache = hash_create("sfexport relation cache", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(rel_cache, &relid, HASH_FIND, &found);
+	if (!found)
+	{
+		MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext,
+												  "sfexport relation cache entry",
+												  ALLOCSET_SMALL_SIZES);
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+		SfRowEncoder *enc;
+		int			batch_option;
+
+		PG_TRY();
+		{
+			enc = sf_encoder_create(rel);
+			batch_option = sf_get_table_config(relid)->batch_size_option;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextDelete(cxt);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(oldcxt);
+
+		e = hash_search(rel_cache, &relid, HASH_ENTER, NULL);
+		e->cxt = cxt;
+		e->enc = enc;
+		e->batch_option = batch_option;
+	}
+	return e;
+}
+
 /* Called once from _PG_init. */
 void
 sf_outbox_init(void)
 {
 	RegisterXactCallback(outbox_xact_callback, NULL);
 	RegisterSubXactCallback(outbox_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(rel_cache_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNTABLEREL, rel_cache_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, rel_cache_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, rel_cache_syscache_callback, (Datum) 0);
 }
 
 static Oid
@@ -243,16 +345,18 @@ SfOutboxWriter *
 sf_outbox_begin(Relation ftrel)
 {
 	SfOutboxWriter *w = palloc0(sizeof(SfOutboxWriter));
-	SfTableConfig *cfg = sf_get_table_config(RelationGetRelid(ftrel));
+	SfRelCacheEntry *entry = rel_cache_lookup(ftrel);
 
 	w->ftrelid = RelationGetRelid(ftrel);
 	w->outbox = table_open(sf_outbox_relid(false), RowExclusiveLock);
 	check_no_indexes(w->outbox);
-	w->enc = sf_encoder_create(ftrel);
+	w->enc = entry->enc;
 	w->shape = (int64) sf_encoder_shape(w->enc);
 	w->inserted_at = GetCurrentTransactionStartTimestamp();
-	w->batch = cfg->batch_size;
-	w->slots = palloc0(sizeof(TupleTableSlot *) * w->batch);
+	w->batch = sfexport_batch_size;
+	w->executor_batch = entry->batch_option > 0 ? entry->batch_option : 1;
+	w->nslots = Min(8, w->batch);
+	w->slots = palloc0(sizeof(TupleTableSlot *) * w->nslots);
 	w->bufcxt = AllocSetContextCreate(CurrentMemoryContext,
 									  "sfexport outbox buffer",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -293,6 +397,14 @@ sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot)
 	resetStringInfo(&w->line);
 	sf_encode_row(w->enc, slot, &w->line);
 
+	if (w->nbuffered == w->nslots)
+	{
+		int			n = Min(w->nslots * 2, w->batch);
+
+		w->slots = repalloc(w->slots, sizeof(TupleTableSlot *) * n);
+		memset(w->slots + w->nslots, 0, sizeof(TupleTableSlot *) * (n - w->nslots));
+		w->nslots = n;
+	}
 	if (w->slots[w->nbuffered] == NULL)
 		w->slots[w->nbuffered] = table_slot_create(w->outbox, NULL);
 	out = w->slots[w->nbuffered];
@@ -320,6 +432,17 @@ sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot)
 	}
 }
 
+/*
+ * Rows per ExecForeignBatchInsert call: the batch_size option of the table
+ * or server, 1 when unset (as in postgres_fdw).  Independent of it, the
+ * writer buffers sfexport.batch_size rows per outbox write.
+ */
+int
+sf_outbox_batch_size(SfOutboxWriter *w)
+{
+	return w->executor_batch;
+}
+
 /* Write what is buffered and release the writer's resources. */
 void
 sf_outbox_end(SfOutboxWriter *w)
@@ -330,7 +453,7 @@ sf_outbox_end(SfOutboxWriter *w)
 		FreeBulkInsertState(w->bistate);
 		w->bistate = NULL;
 	}
-	for (int i = 0; i < w->batch; i++)
+	for (int i = 0; i < w->nslots; i++)
 		if (w->slots[i])
 			ExecDropSingleTupleTableSlot(w->slots[i]);
 	table_close(w->outbox, NoLock);

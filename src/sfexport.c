@@ -77,8 +77,9 @@ _PG_init(void)
 
 	DefineCustomIntVariable("sfexport.batch_size",
 							"Rows buffered per outbox write by INSERT and COPY.",
-							"Larger batches write the outbox faster; the rows are written "
-							"before the statement ends either way.",
+							"The rows are written before the statement ends either way. "
+							"The batch_size option of a table or server is the separate "
+							"executor batch size (ExecForeignBatchInsert).",
 							&sfexport_batch_size,
 							1000, 1, 10000,
 							PGC_USERSET,

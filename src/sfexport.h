@@ -122,6 +122,7 @@ typedef struct SfTableConfig
 	int			flush_size_kb;
 	int			max_file_size_kb;
 	int			batch_size;
+	int			batch_size_option;	/* table or server option, -1 if unset */
 } SfTableConfig;
 
 extern SfServerConfig *sf_get_server_config(Oid serverid);
@@ -157,6 +158,7 @@ extern Oid	sf_outbox_relid(bool missing_ok);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
 extern void sf_outbox_end(SfOutboxWriter *w);
+extern int	sf_outbox_batch_size(SfOutboxWriter *w);
 extern void sf_outbox_init(void);
 
 /* ----------------------------------------------------------------
