@@ -242,6 +242,39 @@ extern const char *sf_http_header(SfHttpResponse *resp, const char *name);
 extern char *sf_http_url_encode(const char *s, bool keep_slash);
 
 /* ----------------------------------------------------------------
+ * sigv4.c — AWS Signature Version 4 (pure functions, OpenSSL)
+ * ----------------------------------------------------------------
+ */
+typedef struct SfSigV4Params
+{
+	const char *method;
+	const char *path;			/* URI path as sent (percent-encoded) */
+	const char *query;			/* query string as sent, without '?', or NULL */
+	List	   *headers;		/* char * "Name: value" to sign, Host included */
+	const char *payload_hash;	/* hex SHA-256 of the body, or UNSIGNED-PAYLOAD */
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *region;
+	const char *service;		/* "s3", "glue", ... */
+	const char *amz_date;		/* YYYYMMDDTHHMMSSZ, also sent as X-Amz-Date */
+	bool		s3_path_rules;	/* S3: path used as is; else normalized and
+								 * encoded a second time */
+} SfSigV4Params;
+
+typedef struct SfSigV4Result
+{
+	char	   *canonical_request;
+	char	   *string_to_sign;
+	char	   *signed_headers;
+	char	   *signature;		/* hex */
+	char	   *authorization;	/* value of the Authorization header */
+} SfSigV4Result;
+
+extern void sf_sigv4_sign(const SfSigV4Params *p, SfSigV4Result *res);
+extern void sf_sigv4_amz_date(time_t t, char *buf);	/* buf: 17 bytes */
+extern char *sf_sha256_hex(const void *data, size_t len);
+
+/* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)
  * ----------------------------------------------------------------
  */
