@@ -73,3 +73,16 @@ COMMENT ON VIEW sfexport.status IS
 
 GRANT USAGE ON SCHEMA sfexport TO PUBLIC;
 GRANT SELECT ON sfexport.status TO PUBLIC;
+
+-- Test entry point of the SigV4 signer (src/sigv4.c): signs the request
+-- described by method, URL (path and query as sent) and "Name: value"
+-- headers, for comparison with published test vectors.  Superuser only.
+CREATE FUNCTION sfexport._sigv4_sign(
+    method text, url text, headers text[], payload bytea,
+    access_key_id text, secret_access_key text, region text, service text,
+    amz_date text, s3 boolean,
+    OUT canonical_request text, OUT string_to_sign text, OUT authorization_header text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sfexport_sigv4_sign'
+LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION sfexport._sigv4_sign FROM PUBLIC;

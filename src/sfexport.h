@@ -181,6 +181,12 @@ extern void sf_outbox_init(void);
  *	  honoured, progress callback checking interrupts.
  *	- Messages show req->log_url (or the URL without its query string),
  *	  never header values, bodies or query strings.
+ *	- Callbacks (read_fn, write_fn) run inside libcurl: they must not throw
+ *	  (no ereport, no palloc that can fail); set a flag and return 0/false.
+ *	  A streamed body (read_fn) is retried only when prepare is set, since
+ *	  prepare must rewind it.  Redirects are not followed.
+ *	- With decode_content (the default) gzip/deflate responses are decoded
+ *	  by libcurl; the content-encoding header is still listed in headers.
  * ----------------------------------------------------------------
  */
 typedef struct SfHttpRequest SfHttpRequest;
@@ -212,6 +218,12 @@ struct SfHttpRequest
 	const char *ca_file;
 	int			max_attempts;	/* sf_http_request: total attempts, >= 1 */
 	size_t		max_response_bytes; /* buffered body limit, 0 = 64 MB */
+	/* added after the first contract; sf_http_init_request sets defaults */
+	bool		decode_content; /* ask for and undo gzip/deflate content
+								 * encoding (default true); storage reads set
+								 * false to get the stored bytes */
+	int			backoff_base_ms;	/* first retry delay ceiling, default 250 */
+	int			backoff_max_ms; /* largest retry delay ceiling, default 20 s */
 };
 
 typedef struct SfHttpResponse
@@ -230,6 +242,39 @@ extern SfHttpResponse *sf_http_perform(SfHttpRequest *req);
 extern SfHttpResponse *sf_http_request(SfHttpRequest *req);
 extern const char *sf_http_header(SfHttpResponse *resp, const char *name);
 extern char *sf_http_url_encode(const char *s, bool keep_slash);
+
+/* ----------------------------------------------------------------
+ * sigv4.c — AWS Signature Version 4 (pure functions, OpenSSL)
+ * ----------------------------------------------------------------
+ */
+typedef struct SfSigV4Params
+{
+	const char *method;
+	const char *path;			/* URI path as sent (percent-encoded) */
+	const char *query;			/* query string as sent, without '?', or NULL */
+	List	   *headers;		/* char * "Name: value" to sign, Host included */
+	const char *payload_hash;	/* hex SHA-256 of the body, or UNSIGNED-PAYLOAD */
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *region;
+	const char *service;		/* "s3", "glue", ... */
+	const char *amz_date;		/* YYYYMMDDTHHMMSSZ, also sent as X-Amz-Date */
+	bool		s3_path_rules;	/* S3: path used as is; else normalized and
+								 * encoded a second time */
+} SfSigV4Params;
+
+typedef struct SfSigV4Result
+{
+	char	   *canonical_request;
+	char	   *string_to_sign;
+	char	   *signed_headers;
+	char	   *signature;		/* hex */
+	char	   *authorization;	/* value of the Authorization header */
+} SfSigV4Result;
+
+extern void sf_sigv4_sign(const SfSigV4Params *p, SfSigV4Result *res);
+extern void sf_sigv4_amz_date(time_t t, char *buf);	/* buf: 17 bytes */
+extern char *sf_sha256_hex(const void *data, size_t len);
 
 /* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)
