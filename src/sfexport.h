@@ -35,6 +35,7 @@ extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
 extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
 extern int	sfexport_max_workers;	/* sfexport.max_workers */
 extern int	sfexport_batch_size;	/* sfexport.batch_size */
+extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
 
 extern bool sfexport_preloaded;
 extern void sfexport_require_preload(const char *what);
@@ -228,6 +229,25 @@ extern SfHttpResponse *sf_http_perform(SfHttpRequest *req);
 extern SfHttpResponse *sf_http_request(SfHttpRequest *req);
 extern const char *sf_http_header(SfHttpResponse *resp, const char *name);
 extern char *sf_http_url_encode(const char *s, bool keep_slash);
+
+/* ----------------------------------------------------------------
+ * jwt.c — Snowflake key-pair authentication: keys, JWTs, token cache
+ *
+ * Key material, passphrases and tokens never appear in messages.
+ * ----------------------------------------------------------------
+ */
+extern void sf_jwt_check_private_key(const char *pem, const char *passphrase,
+									 const char *option);
+extern char *sf_jwt_public_key_fingerprint(const char *pem,
+										   const char *passphrase,
+										   const char *option);
+extern char *sf_jwt_account_name(const char *account);
+extern char *sf_jwt_make(const char *account, const char *user,
+						 const char *pem, const char *passphrase,
+						 const char *option, int64 iat, int lifetime_s);
+extern const char *sf_auth_token(SfServerConfig *srv, SfUserConfig *usr,
+								 bool force_new);
+extern void sf_auth_forget_all(void);
 
 /* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)
