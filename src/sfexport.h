@@ -180,6 +180,12 @@ extern void sf_outbox_init(void);
  *	  honoured, progress callback checking interrupts.
  *	- Messages show req->log_url (or the URL without its query string),
  *	  never header values, bodies or query strings.
+ *	- Callbacks (read_fn, write_fn) run inside libcurl: they must not throw
+ *	  (no ereport, no palloc that can fail); set a flag and return 0/false.
+ *	  A streamed body (read_fn) is retried only when prepare is set, since
+ *	  prepare must rewind it.  Redirects are not followed.
+ *	- With decode_content (the default) gzip/deflate responses are decoded
+ *	  by libcurl; the content-encoding header is still listed in headers.
  * ----------------------------------------------------------------
  */
 typedef struct SfHttpRequest SfHttpRequest;
@@ -211,6 +217,12 @@ struct SfHttpRequest
 	const char *ca_file;
 	int			max_attempts;	/* sf_http_request: total attempts, >= 1 */
 	size_t		max_response_bytes; /* buffered body limit, 0 = 64 MB */
+	/* added after the first contract; sf_http_init_request sets defaults */
+	bool		decode_content; /* ask for and undo gzip/deflate content
+								 * encoding (default true); storage reads set
+								 * false to get the stored bytes */
+	int			backoff_base_ms;	/* first retry delay ceiling, default 250 */
+	int			backoff_max_ms; /* largest retry delay ceiling, default 20 s */
 };
 
 typedef struct SfHttpResponse

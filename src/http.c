@@ -1,0 +1,746 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		The HTTP client of sfexport: the only file that talks to libcurl.
+ *
+ * Every remote client of the extension (object storage, the Snowflake SQL
+ * API, AWS Glue) sends its requests through sf_http_perform() (one attempt)
+ * or sf_http_request() (attempts with retries).  This file owns the rules
+ * that apply to every transfer:
+ *
+ *	- CURLOPT_NOSIGNAL, protocols restricted to http and https, redirects
+ *	  not followed (a signed request must not be replayed elsewhere);
+ *	- connect and total timeouts on every transfer;
+ *	- TLS peer and host verification always on, with an optional CA file;
+ *	- the proxy environment (http_proxy, https_proxy, no_proxy) honoured,
+ *	  which libcurl does by itself when CURLOPT_PROXY is not set;
+ *	- cancel and shutdown honoured during transfers: the progress callback
+ *	  aborts the transfer when an interrupt is pending, and the interrupt is
+ *	  serviced by CHECK_FOR_INTERRUPTS() once curl has returned;
+ *	- retries with exponential backoff and full jitter on transport errors,
+ *	  429, 500, 502, 503 and 504, honouring Retry-After.
+ *
+ * Callbacks never ereport: they record what went wrong in the transfer
+ * state, abort the transfer, and the caller reports after curl returns.
+ * Memory they need is allocated with MCXT_ALLOC_NO_OOM for the same reason.
+ *
+ * Messages name the method and a redacted URL (req->log_url, or the URL
+ * without its query string), never header values, bodies or query strings,
+ * since those carry signatures and tokens.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include <curl/curl.h>
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "sfexport.h"
+
+#define SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS	(10 * 1000)
+#define SF_HTTP_DEFAULT_TIMEOUT_MS			(300 * 1000)
+#define SF_HTTP_DEFAULT_MAX_ATTEMPTS		5
+#define SF_HTTP_DEFAULT_MAX_RESPONSE		((size_t) 64 * 1024 * 1024)
+#define SF_HTTP_DEFAULT_BACKOFF_BASE_MS		250
+#define SF_HTTP_DEFAULT_BACKOFF_MAX_MS		(20 * 1000)
+#define SF_HTTP_MAX_RETRY_AFTER_MS			(120 * 1000)
+#define SF_HTTP_MAX_HEADER_BYTES			(256 * 1024)
+
+/* Why a callback aborted a transfer. */
+typedef enum SfHttpAbort
+{
+	SF_ABORT_NONE = 0,
+	SF_ABORT_INTERRUPT,			/* cancel or shutdown pending */
+	SF_ABORT_PM_DEATH,			/* postmaster died */
+	SF_ABORT_TOO_LARGE,			/* response larger than max_response_bytes */
+	SF_ABORT_OOM,				/* could not allocate */
+	SF_ABORT_SINK				/* write_fn returned false */
+} SfHttpAbort;
+
+/* State shared with the libcurl callbacks of one transfer. */
+typedef struct SfHttpTransfer
+{
+	SfHttpRequest *req;
+	MemoryContext cxt;			/* where response memory lives */
+	StringInfoData body;		/* buffered response body */
+	StringInfoData rawheaders;	/* header lines of the last response */
+	size_t		max_body;
+	size_t		body_offset;	/* read position in req->body */
+	SfHttpAbort abort;
+} SfHttpTransfer;
+
+static bool curl_initialized = false;
+static CURL *cached_handle = NULL;	/* kept for connection reuse */
+
+/* ---------------------------------------------------------------------
+ * Memory helpers safe inside callbacks
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Append to a StringInfo without ever throwing: on allocation failure
+ * returns false.  Used by libcurl callbacks only.
+ */
+static bool
+append_noerror(MemoryContext cxt, StringInfo s, const char *data, size_t len)
+{
+	if ((size_t) s->len + len + 1 > (size_t) s->maxlen)
+	{
+		size_t		newlen = Max((size_t) s->maxlen, 1024);
+		char	   *nb;
+
+		while (newlen < (size_t) s->len + len + 1)
+			newlen *= 2;
+		if (newlen > (size_t) INT_MAX)
+			return false;
+		nb = MemoryContextAllocExtended(cxt, newlen,
+										MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+		if (nb == NULL)
+			return false;
+		if (s->len > 0)
+			memcpy(nb, s->data, s->len);
+		if (s->data)
+			pfree(s->data);
+		s->data = nb;
+		s->maxlen = (int) newlen;
+	}
+	memcpy(s->data + s->len, data, len);
+	s->len += (int) len;
+	s->data[s->len] = '\0';
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * libcurl callbacks: never ereport here
+ * ---------------------------------------------------------------------
+ */
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	SfHttpTransfer *t = (SfHttpTransfer *) userdata;
+	size_t		len = size * nmemb;
+
+	if (t->req->write_fn)
+	{
+		if (!t->req->write_fn(ptr, len, t->req->write_arg))
+		{
+			t->abort = SF_ABORT_SINK;
+			return 0;
+		}
+		return len;
+	}
+	if ((size_t) t->body.len + len > t->max_body)
+	{
+		t->abort = SF_ABORT_TOO_LARGE;
+		return 0;
+	}
+	if (!append_noerror(t->cxt, &t->body, ptr, len))
+	{
+		t->abort = SF_ABORT_OOM;
+		return 0;
+	}
+	return len;
+}
+
+static size_t
+header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	SfHttpTransfer *t = (SfHttpTransfer *) userdata;
+	size_t		len = size * nmemb;
+
+	/* a new status line starts a new header block (100 Continue, etc.) */
+	if (len >= 5 && strncmp(ptr, "HTTP/", 5) == 0)
+		t->rawheaders.len = 0;
+	if ((size_t) t->rawheaders.len + len > SF_HTTP_MAX_HEADER_BYTES)
+	{
+		t->abort = SF_ABORT_TOO_LARGE;
+		return 0;
+	}
+	if (!append_noerror(t->cxt, &t->rawheaders, ptr, len))
+	{
+		t->abort = SF_ABORT_OOM;
+		return 0;
+	}
+	return len;
+}
+
+static size_t
+read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	SfHttpTransfer *t = (SfHttpTransfer *) userdata;
+	size_t		max = size * nitems;
+
+	if (t->req->read_fn)
+		return t->req->read_fn(buffer, max, t->req->read_arg);
+
+	if (t->body_offset >= t->req->body_len)
+		return 0;
+	max = Min(max, t->req->body_len - t->body_offset);
+	memcpy(buffer, t->req->body + t->body_offset, max);
+	t->body_offset += max;
+	return max;
+}
+
+/* libcurl may rewind an in-memory body (e.g. after a 100-continue refusal). */
+static int
+seek_cb(void *userdata, curl_off_t offset, int origin)
+{
+	SfHttpTransfer *t = (SfHttpTransfer *) userdata;
+
+	if (t->req->read_fn || origin != SEEK_SET || offset < 0 ||
+		(size_t) offset > t->req->body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	t->body_offset = (size_t) offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+/*
+ * Called by libcurl at least about once a second during a transfer, also
+ * while waiting for the network: abort when the backend should stop.
+ */
+static int
+progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+			curl_off_t ultotal, curl_off_t ulnow)
+{
+	SfHttpTransfer *t = (SfHttpTransfer *) clientp;
+
+	if (QueryCancelPending || ProcDiePending)
+	{
+		t->abort = SF_ABORT_INTERRUPT;
+		return 1;
+	}
+	if (!PostmasterIsAlive())
+	{
+		t->abort = SF_ABORT_PM_DEATH;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Helpers
+ * ---------------------------------------------------------------------
+ */
+
+static void
+ensure_curl(void)
+{
+	if (!curl_initialized)
+	{
+		CURLcode	rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+		if (rc != CURLE_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not initialize libcurl: %s",
+							curl_easy_strerror(rc))));
+		curl_initialized = true;
+	}
+}
+
+/* The URL as shown in messages: log_url, or the URL up to its query. */
+static char *
+display_url(SfHttpRequest *req)
+{
+	const char *q;
+
+	if (req->log_url)
+		return pstrdup(req->log_url);
+	q = strpbrk(req->url, "?#");
+	return q ? pnstrdup(req->url, q - req->url) : pstrdup(req->url);
+}
+
+/* Does the request carry a header with this name (case-insensitive)? */
+static bool
+has_header(List *headers, const char *name)
+{
+	ListCell   *lc;
+	size_t		nlen = strlen(name);
+
+	foreach(lc, headers)
+	{
+		const char *h = (const char *) lfirst(lc);
+
+		if (pg_strncasecmp(h, name, nlen) == 0 && h[nlen] == ':')
+			return true;
+	}
+	return false;
+}
+
+/* Split the raw header block into "name: value" strings, names lower-cased. */
+static List *
+parse_headers(const char *raw)
+{
+	List	   *out = NIL;
+	const char *p = raw;
+
+	while (p && *p)
+	{
+		const char *eol = strpbrk(p, "\r\n");
+		size_t		len = eol ? (size_t) (eol - p) : strlen(p);
+		const char *colon = memchr(p, ':', len);
+
+		if (colon && colon > p)
+		{
+			StringInfoData h;
+			const char *v = colon + 1;
+			const char *vend = p + len;
+
+			initStringInfo(&h);
+			for (const char *c = p; c < colon; c++)
+				appendStringInfoChar(&h, pg_ascii_tolower((unsigned char) *c));
+			while (v < vend && (*v == ' ' || *v == '\t'))
+				v++;
+			while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
+				vend--;
+			appendStringInfoString(&h, ": ");
+			appendBinaryStringInfo(&h, v, vend - v);
+			out = lappend(out, h.data);
+		}
+		if (eol == NULL)
+			break;
+		p = eol;
+		while (*p == '\r' || *p == '\n')
+			p++;
+	}
+	return out;
+}
+
+/* Set the method and the request body on the handle. */
+static void
+set_method_and_body(CURL *h, SfHttpRequest *req, bool *needs_ctype_blank)
+{
+	bool		has_body = req->body != NULL || req->read_fn != NULL;
+	curl_off_t	len = req->read_fn ? (curl_off_t) req->read_len
+		: (curl_off_t) req->body_len;
+
+	*needs_ctype_blank = false;
+	if (strcmp(req->method, "GET") == 0 && !has_body)
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(req->method, "HEAD") == 0)
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	else if (strcmp(req->method, "PUT") == 0)
+	{
+		/* PUT always sends a body, possibly empty */
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, has_body ? len : (curl_off_t) 0);
+	}
+	else if (has_body || strcmp(req->method, "POST") == 0)
+	{
+		/* POST, or another method with a body: post semantics */
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, has_body ? len : (curl_off_t) 0);
+		if (strcmp(req->method, "POST") != 0)
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+		/* libcurl would add a form content type to a POST */
+		*needs_ctype_blank = true;
+	}
+	else
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+}
+
+/* ---------------------------------------------------------------------
+ * Public interface
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Fill a request with defaults: the given method and URL, no headers or
+ * body, default timeouts and attempts.
+ */
+void
+sf_http_init_request(SfHttpRequest *req, const char *method, const char *url)
+{
+	memset(req, 0, sizeof(*req));
+	req->method = method;
+	req->url = pstrdup(url);
+	req->read_len = -1;
+	req->connect_timeout_ms = SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
+	req->timeout_ms = SF_HTTP_DEFAULT_TIMEOUT_MS;
+	req->max_attempts = SF_HTTP_DEFAULT_MAX_ATTEMPTS;
+	req->decode_content = true;
+	req->backoff_base_ms = SF_HTTP_DEFAULT_BACKOFF_BASE_MS;
+	req->backoff_max_ms = SF_HTTP_DEFAULT_BACKOFF_MAX_MS;
+}
+
+/*
+ * One attempt of a request.  Transport problems are reported in the
+ * response (curl_error, error_text), not thrown; cancel and shutdown are
+ * serviced (thrown) once curl has returned.  The response is allocated in
+ * the caller's memory context.
+ */
+SfHttpResponse *
+sf_http_perform(SfHttpRequest *req)
+{
+	SfHttpResponse *resp = palloc0(sizeof(SfHttpResponse));
+	SfHttpTransfer t;
+	struct curl_slist *volatile slist = NULL;
+	char		errbuf[CURL_ERROR_SIZE];
+	CURLcode	rc = CURLE_OK;
+	long		status = 0;
+	bool		blank_ctype;
+
+	ensure_curl();
+	CHECK_FOR_INTERRUPTS();
+
+	memset(&t, 0, sizeof(t));
+	t.req = req;
+	t.cxt = CurrentMemoryContext;
+	initStringInfo(&t.body);
+	initStringInfo(&t.rawheaders);
+	t.max_body = req->max_response_bytes > 0 ? req->max_response_bytes
+		: SF_HTTP_DEFAULT_MAX_RESPONSE;
+
+	if (cached_handle == NULL)
+	{
+		cached_handle = curl_easy_init();
+		if (cached_handle == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+	}
+	else
+		curl_easy_reset(cached_handle);
+
+	PG_TRY();
+	{
+		CURL	   *h = cached_handle;
+		ListCell   *lc;
+
+		errbuf[0] = '\0';
+		curl_easy_setopt(h, CURLOPT_URL, req->url);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+		curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+						 (long) (req->connect_timeout_ms > 0 ? req->connect_timeout_ms
+								 : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS));
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+						 (long) (req->timeout_ms > 0 ? req->timeout_ms
+								 : SF_HTTP_DEFAULT_TIMEOUT_MS));
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		if (req->ca_file)
+			curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+		curl_easy_setopt(h, CURLOPT_USERAGENT, SFEXPORT_USER_AGENT);
+		if (req->decode_content)
+			curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+		else
+			curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(h, CURLOPT_READDATA, &t);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
+		curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+
+		set_method_and_body(h, req, &blank_ctype);
+
+		foreach(lc, req->headers)
+		{
+			struct curl_slist *n = curl_slist_append(slist, (const char *) lfirst(lc));
+
+			if (n == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("out of memory")));
+			slist = n;
+		}
+		/* no "Expect: 100-continue" round trip; no implicit form type */
+		if (!has_header(req->headers, "Expect"))
+			slist = curl_slist_append(slist, "Expect:");
+		if (blank_ctype && !has_header(req->headers, "Content-Type"))
+			slist = curl_slist_append(slist, "Content-Type:");
+		if (slist == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, slist);
+
+		rc = curl_easy_perform(h);
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+
+		/* the handle must not keep pointers to our stack and slist */
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+	}
+	PG_CATCH();
+	{
+		if (slist)
+			curl_slist_free_all(slist);
+		curl_easy_cleanup(cached_handle);
+		cached_handle = NULL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	curl_slist_free_all(slist);
+
+	/* service what the progress callback saw, now that curl returned */
+	if (t.abort == SF_ABORT_PM_DEATH)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("terminating connection due to unexpected postmaster exit")));
+	if (t.abort == SF_ABORT_INTERRUPT)
+	{
+		/* an aborted half transfer may leave the connection unusable */
+		curl_easy_cleanup(cached_handle);
+		cached_handle = NULL;
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (t.abort == SF_ABORT_OOM)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while receiving the response to %s %s",
+						req->method, display_url(req))));
+
+	resp->status = status;
+	resp->body = t.body;
+	resp->headers = parse_headers(t.rawheaders.data);
+	resp->attempts = 1;
+	if (rc != CURLE_OK)
+	{
+		resp->curl_error = (int) rc;
+		/* keep the status only when we cut off a response that did arrive */
+		if (t.abort != SF_ABORT_SINK && t.abort != SF_ABORT_TOO_LARGE)
+			resp->status = 0;
+		switch (t.abort)
+		{
+			case SF_ABORT_TOO_LARGE:
+				resp->error_text = psprintf("response larger than %zu bytes",
+											t.max_body);
+				break;
+			case SF_ABORT_SINK:
+				resp->error_text = pstrdup("response body rejected by the receiver");
+				break;
+			case SF_ABORT_INTERRUPT:
+				resp->error_text = pstrdup("transfer interrupted");
+				break;
+			default:
+				/* errbuf names hosts and ports, never query strings */
+				resp->error_text = errbuf[0]
+					? psprintf("%s: %s", curl_easy_strerror(rc), errbuf)
+					: pstrdup(curl_easy_strerror(rc));
+				break;
+		}
+	}
+	pfree(t.rawheaders.data);
+	return resp;
+}
+
+/* Whether a status deserves another attempt. */
+static bool
+retryable_status(long status)
+{
+	return status == 429 || status == 500 || status == 502 ||
+		status == 503 || status == 504;
+}
+
+/*
+ * Whether a transport error deserves another attempt: connection problems
+ * and timeouts do; errors of our own making (bad URL, TLS verification,
+ * aborts by a callback) do not.
+ */
+static bool
+retryable_curl_error(int code)
+{
+	switch ((CURLcode) code)
+	{
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_OPERATION_TIMEDOUT:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+		case CURLE_HTTP2:
+		case CURLE_HTTP2_STREAM:
+		case CURLE_SSL_CONNECT_ERROR:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Milliseconds asked for by a Retry-After header (delta-seconds or an
+ * HTTP date), or -1 when absent or unreadable.
+ */
+static int
+retry_after_ms(SfHttpResponse *resp)
+{
+	const char *v = sf_http_header(resp, "retry-after");
+	char	   *end;
+	long		secs;
+
+	if (v == NULL)
+		return -1;
+	secs = strtol(v, &end, 10);
+	if (end != v && *end == '\0' && secs >= 0)
+		return (int) Min((long) SF_HTTP_MAX_RETRY_AFTER_MS, secs * 1000);
+	else
+	{
+		time_t		when = curl_getdate(v, NULL);
+		time_t		now = time(NULL);
+
+		if (when == (time_t) -1)
+			return -1;
+		if (when <= now)
+			return 0;
+		return (int) Min((long) SF_HTTP_MAX_RETRY_AFTER_MS, (long) (when - now) * 1000);
+	}
+}
+
+/* Sleep on the latch, honouring cancel, shutdown and postmaster death. */
+static void
+backoff_sleep(int ms)
+{
+	while (ms > 0)
+	{
+		int			chunk = Min(ms, 1000);
+		int			rc;
+
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   chunk, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		ms -= chunk;
+	}
+}
+
+/*
+ * A request with retries (see the contract in sfexport.h).  Requests with a
+ * streamed body (read_fn) are retried only when prepare is set, since only
+ * prepare can rewind the stream.
+ */
+SfHttpResponse *
+sf_http_request(SfHttpRequest *req)
+{
+	int			max_attempts = Max(1, req->max_attempts);
+	int			base = req->backoff_base_ms > 0 ? req->backoff_base_ms
+		: SF_HTTP_DEFAULT_BACKOFF_BASE_MS;
+	int			cap = req->backoff_max_ms > 0 ? req->backoff_max_ms
+		: SF_HTTP_DEFAULT_BACKOFF_MAX_MS;
+	SfHttpResponse *resp = NULL;
+	int			attempt;
+
+	if (req->read_fn && req->prepare == NULL)
+		max_attempts = 1;
+
+	for (attempt = 0; attempt < max_attempts; attempt++)
+	{
+		bool		retry;
+		int			delay;
+
+		if (req->prepare)
+			req->prepare(req, attempt, req->prepare_arg);
+		resp = sf_http_perform(req);
+		resp->attempts = attempt + 1;
+
+		if (resp->curl_error != 0)
+			retry = retryable_curl_error(resp->curl_error);
+		else
+			retry = retryable_status(resp->status);
+		if (!retry || attempt + 1 >= max_attempts)
+			break;
+
+		/* exponential backoff with full jitter, unless the server says when */
+		delay = retry_after_ms(resp);
+		if (delay < 0)
+		{
+			double		ceiling = Min((double) cap, (double) base * pow(2.0, attempt));
+
+			delay = (int) (pg_prng_double(&pg_global_prng_state) * ceiling);
+		}
+		ereport(DEBUG1,
+				(errmsg_internal("sfexport: retrying %s %s in %d ms (attempt %d of %d): %s",
+								 req->method, display_url(req), delay,
+								 attempt + 2, max_attempts,
+								 resp->curl_error ? resp->error_text
+								 : psprintf("HTTP %ld", resp->status))));
+		backoff_sleep(delay);
+	}
+
+	if (resp->curl_error != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("%s %s failed: %s", req->method, display_url(req),
+						resp->error_text),
+				 errdetail("The request was attempted %d time%s.",
+						   resp->attempts, resp->attempts == 1 ? "" : "s")));
+	return resp;
+}
+
+/*
+ * The value of a response header (name case-insensitive), or NULL.  When a
+ * header repeats, the first is returned.
+ */
+const char *
+sf_http_header(SfHttpResponse *resp, const char *name)
+{
+	ListCell   *lc;
+	size_t		nlen = strlen(name);
+
+	foreach(lc, resp->headers)
+	{
+		const char *h = (const char *) lfirst(lc);
+
+		if (pg_strncasecmp(h, name, nlen) == 0 && h[nlen] == ':')
+			return h + nlen + 2;
+	}
+	return NULL;
+}
+
+/*
+ * Percent-encode s the way AWS SigV4 requires (which is also RFC 3986 for
+ * URL components): only A-Z a-z 0-9 - _ . ~ are left bare, and '/' when
+ * keep_slash; everything else is %XX with upper-case hex, byte by byte
+ * (UTF-8 stays UTF-8).
+ */
+char *
+sf_http_url_encode(const char *s, bool keep_slash)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (const unsigned char *c = (const unsigned char *) s; *c; c++)
+	{
+		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+			(*c >= '0' && *c <= '9') || *c == '-' || *c == '_' ||
+			*c == '.' || *c == '~' || (keep_slash && *c == '/'))
+			appendStringInfoChar(&out, (char) *c);
+		else
+		{
+			appendStringInfoChar(&out, '%');
+			appendStringInfoChar(&out, hex[*c >> 4]);
+			appendStringInfoChar(&out, hex[*c & 0x0F]);
+		}
+	}
+	return out.data;
+}
