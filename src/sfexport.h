@@ -262,6 +262,47 @@ extern const char *sf_auth_token(SfServerConfig *srv, SfUserConfig *usr,
 extern void sf_auth_forget_all(void);
 
 /* ----------------------------------------------------------------
+ * snowflake.c — Snowflake SQL API v2 client, quoting for generated SQL
+ * ----------------------------------------------------------------
+ */
+
+/* One statement to execute. */
+typedef struct SfStatement
+{
+	const char *sql;			/* one statement, with ? bind markers */
+	const char *log_sql;		/* as shown in messages; NULL = sf_redact_sql(sql) */
+	int			nbinds;
+	const char **bind_types;	/* Snowflake binding types (TEXT, FIXED, ...); NULL = all TEXT */
+	const char **bind_values;	/* text values; a NULL entry binds SQL NULL */
+	int			timeout_s;		/* 0 = the server's statement_timeout */
+	const char *query_tag;		/* QUERY_TAG parameter, or NULL */
+} SfStatement;
+
+/* The result of a statement: every value as text (NULL for SQL NULL). */
+typedef struct SfSnowflakeResult
+{
+	int			ncolumns;
+	char	  **column_names;	/* as Snowflake returns them (COPY: upper case) */
+	char	  **column_types;	/* Snowflake type names: fixed, text, ... */
+	int64		nrows;			/* over all partitions */
+	char	 ***rows;			/* rows[i][j] */
+	char	   *statement_handle;
+	char	   *sql_state;		/* "00000" on success */
+	char	   *message;		/* e.g. "Statement executed successfully." */
+} SfSnowflakeResult;
+
+extern SfSnowflakeResult *sf_snowflake_run(SfServerConfig *srv, SfUserConfig *usr,
+										   const SfStatement *stmt);
+extern SfSnowflakeResult *sf_snowflake_execute(SfServerConfig *srv, SfUserConfig *usr,
+											   const char *sql, int nbinds,
+											   const char **bind_types,
+											   const char **bind_values);
+extern int	sf_result_column(SfSnowflakeResult *res, const char *name);
+extern char *sf_quote_ident(const char *ident);
+extern char *sf_quote_literal(const char *value);
+extern char *sf_redact_sql(const char *sql);
+
+/* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)
  * ----------------------------------------------------------------
  */
