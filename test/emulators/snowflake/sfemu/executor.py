@@ -252,10 +252,14 @@ class Executor:
     def status_url(self, s):
         return "/api/v2/statements/%s?requestId=%s" % (s.handle, s.request_id)
 
+    def respond_running(self, s):
+        return 202, {"code": "333334", "message": MSG_RUNNING, "statementHandle": s.handle,
+                     "statementStatusUrl": self.status_url(s)}, {}
+
     def respond(self, s, partition=None, for_post=False):
         base = {"statementHandle": s.handle, "statementStatusUrl": self.status_url(s)}
         if s.status == "running":
-            return 202, dict(code="333334", message=MSG_RUNNING, **base), {}
+            return self.respond_running(s)
         o = s.outcome or {}
         if s.status in ("failed", "cancelled", "timeout"):
             http = 408 if (s.status == "timeout" and for_post) else 422

@@ -237,9 +237,12 @@ def make_handler(app):
                     s = ex.submit(doc, query.get("requestId"), retry, user, account, exec_fault)
                 except SfError as e:
                     return self._send(e.http_status, {"code": e.code, "message": e.message})
-                if not is_async and not s.force_async:
+                if is_async or s.force_async:
+                    # async=true: answer 202 with the handle at once, however fast it runs.
+                    status, body, headers = ex.respond_running(s)
+                else:
                     s.done.wait(ex.cfg.sync_wait_ms / 1000.0)
-                status, body, headers = ex.respond(s, for_post=True)
+                    status, body, headers = ex.respond(s, for_post=True)
                 if status == 200 and isinstance(body, dict) and query.get("nullable") == "false":
                     body["data"] = [["null" if v is None else v for v in r] for r in body["data"]]
                 if drop_after:
