@@ -91,7 +91,8 @@ ALTER SERVER sf_gcs OPTIONS (ADD compression 'none');
 -- user mappings
 CREATE USER MAPPING FOR CURRENT_USER SERVER sf OPTIONS (
     user 'LOADER_USER',
-    private_key E'-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n',
+    -- a throwaway 1024-bit test key, encrypted with the passphrase below
+    private_key E'-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIC3TBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI04ZaqR+FEoICAggA\nMAwGCCqGSIb3DQIJBQAwHQYJYIZIAWUDBAEqBBA69/sjY3Yv0hXoytxMvF1XBIIC\ngI5cTwh0JBtKDORzW2OGP74OzXZ65Aw5cOGrmH0DenZBVZyQa3lAAe8mUio74RTl\naX5vZ5zUM6jDK3MnhBdVvANusNbt1lGHnx3j0POrToNUk6dyo6D23zkszcYyW7JU\nvafgLsy1akySP3z8+54BoVoucxVoeLGsIibWQya4FbxEiz9tsdPx5RHo57Bw36h4\nMVG15Vua1yMqaD0joT8G264r5CGjqnYGBFjr9o1v+anxNNDqIqcFgweNt76UTuSb\np7DSOxJyUXV8NNNouRyWLn6j3MswXS6RwvQ/UD0aOC010+H5i0pSKc1Ic7QcLay4\naEmb+KTuCoL+hPRk0exIsaYtva7gWm2tavjYTAKReQsTKdfm5QRL32ouw8qJuJhZ\nEjhuG0xkF2x1KfTSmWc7NU81PTNB1MLz/21fGSzlpLMxDxUaNOtRSyWUs6hDWUd4\nTbHWz35ZQUZBr6PauBI1320YOexEvKwkaiWQCInnrLbjdbz0faRrXpVK4cyoAVbM\naDAoZjAQsuWRUKQ7tWW9K00zlSUElK+I4pL+OCrRz/RY4m3LS7PkYG1p0awWiAYY\nfqV1IPPn4i/t9ooUwQLl9eSyqtwTTvd8QNrYGuQy37Hwumch+5T6wlQ65fl9fCfW\nNMAjZ0OGklw0MdFx5/EDe/SybWDjn5uRwjhjWeDWN5R8WAI2inS7zmnKNdbYNDTJ\nhWbR4QCPxuW6w9Etf+sDS4OxsaFiZg8nb7UQZAuEellfS6wELftwbwkaKutzRtnB\nneNcfttebWKrc7TblWGhSQQdoSlOdTq9KVMNJHrrH7jfWBF154CR1W9Enkg9OSs2\nG3p3gGeq0SGVPC5UinL0nf0=\n-----END ENCRYPTED PRIVATE KEY-----\n',
     private_key_passphrase 'pass-secret-1',
     aws_access_key_id 'AKIAEXAMPLE', aws_secret_access_key 'aws-secret-1',
     aws_session_token 'session-secret-1');

@@ -86,3 +86,35 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'sfexport_sigv4_sign'
 LANGUAGE C STRICT IMMUTABLE;
 REVOKE ALL ON FUNCTION sfexport._sigv4_sign FROM PUBLIC;
+
+-- Snowflake SQL API (src/snowflake.c).
+
+-- Run a trivial statement as the current user's mapping and report what
+-- Snowflake saw.
+CREATE FUNCTION sfexport.test_connection(
+    server name,
+    OUT account text, OUT user_name text, OUT role text,
+    OUT warehouse text, OUT version text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sfexport_test_connection'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION sfexport.test_connection(name) IS
+  'connect to Snowflake as the current user''s mapping and report account, user, role, warehouse and version';
+
+-- The public-key fingerprint of the current user's private key, as DESC
+-- USER shows it in RSA_PUBLIC_KEY_FP.  Not a secret.
+CREATE FUNCTION sfexport.public_key_fingerprint(server name)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sfexport_public_key_fingerprint'
+LANGUAGE C STRICT STABLE;
+
+-- Run any statement in Snowflake as the mapped user; rows as text arrays.
+-- Administrators only: grant EXECUTE explicitly where wanted.
+CREATE FUNCTION sfexport.snowflake_query(server name, statement text,
+                                         binds text[] DEFAULT NULL)
+RETURNS SETOF text[]
+AS 'MODULE_PATHNAME', 'sfexport_snowflake_query'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION sfexport.snowflake_query(name, text, text[]) FROM PUBLIC;

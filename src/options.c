@@ -125,6 +125,8 @@ static const char *const sf_required_server_options[] = {"account", "database", 
 
 PG_FUNCTION_INFO_V1(sfexport_fdw_validator);
 
+static char *read_secret_file(const char *path, const char *option);
+
 static const SfOption *
 find_option(const char *name, Oid context)
 {
@@ -502,6 +504,42 @@ check_requires(List *options, const char *a, const char *b)
 }
 
 /*
+ * Check the private key of a user mapping at CREATE/ALTER USER MAPPING, so
+ * that a garbage PEM, a wrong passphrase or a non-RSA key is reported now and
+ * not at the first flush.  A key file is checked when the server can read it
+ * already; otherwise it is checked at first use.  The key is never quoted.
+ */
+static void
+check_mapping_private_key(List *options)
+{
+	DefElem    *key = find_defelem(options, "private_key");
+	DefElem    *file = find_defelem(options, "private_key_file");
+	DefElem    *pass = find_defelem(options, "private_key_passphrase");
+	const char *passphrase = pass ? defGetString(pass) : NULL;
+
+	if (key)
+		sf_jwt_check_private_key(defGetString(key), passphrase, "private_key");
+	else if (file)
+	{
+		const char *path = defGetString(file);
+		FILE	   *f = AllocateFile(path, "r");
+
+		if (f == NULL)
+		{
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not open file \"%s\" named by option \"private_key_file\": %m",
+							path),
+					 errdetail("The key will be checked when it is first used.")));
+			return;
+		}
+		FreeFile(f);
+		sf_jwt_check_private_key(read_secret_file(path, "private_key_file"),
+								 passphrase, "private_key_file");
+	}
+}
+
+/*
  * Validator for the sfexport foreign-data wrapper: checks every option given
  * to CREATE/ALTER SERVER, USER MAPPING, FOREIGN TABLE and column options.
  * For ALTER the list is the complete resulting option set, so required
@@ -559,6 +597,7 @@ sfexport_fdw_validator(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 					 errmsg("option \"private_key_passphrase\" requires option \"private_key\" or \"private_key_file\"")));
+		check_mapping_private_key(options);
 		{
 			DefElem    *tt = find_defelem(options, "token_type");
 

@@ -26,6 +26,7 @@ int			sfexport_flush_size_kb = 64 * 1024;
 int			sfexport_max_file_size_kb = 200 * 1024;
 int			sfexport_max_workers = 4;
 int			sfexport_batch_size = 1000;
+int			sfexport_jwt_lifetime_s = 3540;
 
 /* true when loaded by the postmaster from shared_preload_libraries */
 bool		sfexport_preloaded = false;
@@ -84,6 +85,16 @@ _PG_init(void)
 							1000, 1, 10000,
 							PGC_USERSET,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.jwt_lifetime",
+							"Lifetime of the key-pair JWTs sent to Snowflake.",
+							"Snowflake honours a token for at most one hour; tokens are "
+							"renewed a few minutes before they expire.",
+							&sfexport_jwt_lifetime_s,
+							3540, 10, 3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("sfexport");

@@ -35,6 +35,7 @@ extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
 extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
 extern int	sfexport_max_workers;	/* sfexport.max_workers */
 extern int	sfexport_batch_size;	/* sfexport.batch_size */
+extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
 
 extern bool sfexport_preloaded;
 extern void sfexport_require_preload(const char *what);
@@ -275,6 +276,66 @@ typedef struct SfSigV4Result
 extern void sf_sigv4_sign(const SfSigV4Params *p, SfSigV4Result *res);
 extern void sf_sigv4_amz_date(time_t t, char *buf);	/* buf: 17 bytes */
 extern char *sf_sha256_hex(const void *data, size_t len);
+
+/* ----------------------------------------------------------------
+ * jwt.c — Snowflake key-pair authentication: keys, JWTs, token cache
+ *
+ * Key material, passphrases and tokens never appear in messages.
+ * ----------------------------------------------------------------
+ */
+extern void sf_jwt_check_private_key(const char *pem, const char *passphrase,
+									 const char *option);
+extern char *sf_jwt_public_key_fingerprint(const char *pem,
+										   const char *passphrase,
+										   const char *option);
+extern char *sf_jwt_account_name(const char *account);
+extern char *sf_jwt_make(const char *account, const char *user,
+						 const char *pem, const char *passphrase,
+						 const char *option, int64 iat, int lifetime_s);
+extern const char *sf_auth_token(SfServerConfig *srv, SfUserConfig *usr,
+								 bool force_new);
+extern void sf_auth_forget_all(void);
+
+/* ----------------------------------------------------------------
+ * snowflake.c — Snowflake SQL API v2 client, quoting for generated SQL
+ * ----------------------------------------------------------------
+ */
+
+/* One statement to execute. */
+typedef struct SfStatement
+{
+	const char *sql;			/* one statement, with ? bind markers */
+	const char *log_sql;		/* as shown in messages; NULL = sf_redact_sql(sql) */
+	int			nbinds;
+	const char **bind_types;	/* Snowflake binding types (TEXT, FIXED, ...); NULL = all TEXT */
+	const char **bind_values;	/* text values; a NULL entry binds SQL NULL */
+	int			timeout_s;		/* 0 = the server's statement_timeout */
+	const char *query_tag;		/* QUERY_TAG parameter, or NULL */
+} SfStatement;
+
+/* The result of a statement: every value as text (NULL for SQL NULL). */
+typedef struct SfSnowflakeResult
+{
+	int			ncolumns;
+	char	  **column_names;	/* as Snowflake returns them (COPY: upper case) */
+	char	  **column_types;	/* Snowflake type names: fixed, text, ... */
+	int64		nrows;			/* over all partitions */
+	char	 ***rows;			/* rows[i][j] */
+	char	   *statement_handle;
+	char	   *sql_state;		/* "00000" on success */
+	char	   *message;		/* e.g. "Statement executed successfully." */
+} SfSnowflakeResult;
+
+extern SfSnowflakeResult *sf_snowflake_run(SfServerConfig *srv, SfUserConfig *usr,
+										   const SfStatement *stmt);
+extern SfSnowflakeResult *sf_snowflake_execute(SfServerConfig *srv, SfUserConfig *usr,
+											   const char *sql, int nbinds,
+											   const char **bind_types,
+											   const char **bind_values);
+extern int	sf_result_column(SfSnowflakeResult *res, const char *name);
+extern char *sf_quote_ident(const char *ident);
+extern char *sf_quote_literal(const char *value);
+extern char *sf_redact_sql(const char *sql);
 
 /* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)

@@ -1,0 +1,171 @@
+"""Authentication: key-pair JWT (as Snowflake documents it) and registered tokens.
+
+Key-pair JWT rules
+(https://docs.snowflake.com/en/developer-guide/sql-api/authenticating#using-key-pair-authentication,
+https://docs.snowflake.com/en/user-guide/key-pair-auth-troubleshooting):
+  * RS256, signed with the private key matching RSA_PUBLIC_KEY or RSA_PUBLIC_KEY_2
+    of the user;
+  * iss = ACCOUNT.USER.SHA256:<fingerprint>, fingerprint = standard base64 of the
+    SHA-256 of the DER SubjectPublicKeyInfo (what DESC USER shows as
+    RSA_PUBLIC_KEY_FP);
+  * sub = ACCOUNT.USER; ACCOUNT and USER in upper case;
+  * iat and exp present, exp in the future, and the token is not honoured more
+    than one hour after iat whatever exp says.
+Failures answer 401 {"code": "390144", "message": "JWT token is invalid. [uuid]"}.
+"""
+
+import base64
+import hashlib
+import re
+import threading
+import time
+import uuid
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+
+MAX_AGE = 3600
+CLOCK_SKEW = 60
+
+
+class AuthError(Exception):
+    def __init__(self, code, message, reason):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason  # for the emulator's own log; not sent to the client
+
+
+def fingerprint(public_key):
+    der = public_key.public_bytes(serialization.Encoding.DER,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode("ascii")
+
+
+def load_public_key(pem):
+    if isinstance(pem, str):
+        pem = pem.encode("utf-8")
+    pem = pem.strip()
+    if not pem.startswith(b"-----BEGIN"):
+        # RSA_PUBLIC_KEY is usually given without the PEM armour.
+        body = b"".join(pem.split())
+        pem = b"-----BEGIN PUBLIC KEY-----\n" + body + b"\n-----END PUBLIC KEY-----\n"
+    return serialization.load_pem_public_key(pem)
+
+
+class Authenticator:
+    def __init__(self, account=None):
+        self.account = account.upper() if account else None
+        self.users = {}      # USER -> [public keys]
+        self.tokens = {}     # token -> {"user", "type"}
+        self.lock = threading.Lock()
+
+    def add_key(self, user, pem, slot=None):
+        key = load_public_key(pem)
+        with self.lock:
+            keys = self.users.setdefault(user.upper(), [None, None])
+            if slot in (1, 2):
+                keys[slot - 1] = key
+            elif keys[0] is None:
+                keys[0] = key
+            else:
+                keys[1] = key
+        return fingerprint(key)
+
+    def remove_user(self, user):
+        with self.lock:
+            self.users.pop(user.upper(), None)
+            for t in [t for t, v in self.tokens.items() if v["user"] == user.upper()]:
+                del self.tokens[t]
+
+    def add_token(self, user, token, token_type="OAUTH"):
+        with self.lock:
+            self.tokens[token] = {"user": user.upper(), "type": token_type.upper()}
+
+    def describe(self):
+        with self.lock:
+            return {u: [fingerprint(k) if k else None for k in keys]
+                    for u, keys in self.users.items()}
+
+    # ------------------------------------------------------------------
+    def authenticate(self, auth_header, token_type):
+        """Returns the user name or raises AuthError."""
+        if not auth_header:
+            raise AuthError("390101", "Authorization header not found in the request data.",
+                            "no Authorization header")
+        m = re.match(r"(?i)bearer\s+(\S+)\s*$", auth_header)
+        if not m:
+            raise AuthError("390101", "Authorization header is malformed.", "not Bearer")
+        token = m.group(1)
+        ttype = (token_type or "").strip().upper()
+        if ttype in ("OAUTH", "PROGRAMMATIC_ACCESS_TOKEN"):
+            return self._check_token(token, ttype)
+        if ttype in ("", "KEYPAIR_JWT"):
+            if ttype == "" and token.count(".") != 2:
+                return self._check_token(token, "OAUTH")
+            return self._check_jwt(token)
+        raise AuthError("390144", self._invalid(), "unknown token type %s" % ttype)
+
+    @staticmethod
+    def _invalid():
+        return "JWT token is invalid. [%s]" % uuid.uuid4()
+
+    def _check_token(self, token, ttype):
+        with self.lock:
+            info = self.tokens.get(token)
+        if not info or info["type"] != ttype:
+            raise AuthError("390303", "Invalid OAuth access token. [%s]" % uuid.uuid4(),
+                            "unknown %s token" % ttype)
+        return info["user"]
+
+    def _check_jwt(self, token):
+        def bad(reason):
+            return AuthError("390144", self._invalid(), reason)
+
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as e:
+            raise bad("malformed JWT: %s" % e)
+        if header.get("alg") != "RS256":
+            raise bad("alg is %r, not RS256" % header.get("alg"))
+        iss, sub = claims.get("iss"), claims.get("sub")
+        if not isinstance(iss, str) or not isinstance(sub, str):
+            raise bad("iss/sub missing")
+        m = re.fullmatch(r"(.+)\.(SHA256:[A-Za-z0-9+/]+={0,2})", iss)
+        if not m:
+            raise bad("iss is not ACCOUNT.USER.SHA256:fingerprint")
+        prefix, fp = m.group(1), m.group(2)
+        if sub != prefix:
+            raise bad("sub %r does not match iss prefix %r" % (sub, prefix))
+        if "." not in prefix:
+            raise bad("sub is not ACCOUNT.USER")
+        account, user = prefix.split(".", 1)
+        if account != account.upper() or user != user.upper():
+            raise bad("account/user in claims are not upper case")
+        if self.account and account != self.account:
+            raise bad("account %r is not %r" % (account, self.account))
+        with self.lock:
+            keys = [k for k in self.users.get(user, []) if k is not None]
+        if not keys:
+            raise bad("unknown user %r" % user)
+        key = next((k for k in keys if fingerprint(k) == fp), None)
+        if key is None:
+            raise bad("public key fingerprint mismatch for %r" % user)
+        try:
+            jwt.decode(token, key=key, algorithms=["RS256"], leeway=CLOCK_SKEW,
+                       options={"require": ["iat", "exp"], "verify_aud": False,
+                                "verify_iss": False})
+        except jwt.ExpiredSignatureError:
+            raise bad("token expired")
+        except jwt.PyJWTError as e:
+            raise bad("verification failed: %s" % e)
+        now = time.time()
+        iat = claims.get("iat")
+        if not isinstance(iat, (int, float)):
+            raise bad("iat not numeric")
+        if iat > now + CLOCK_SKEW:
+            raise bad("iat in the future")
+        if now - iat > MAX_AGE:
+            raise bad("token older than one hour")
+        return user

@@ -1,0 +1,420 @@
+"""HTTP server: the SQL API v2 endpoints and the /_emulator admin endpoints.
+
+Never logs Authorization headers or tokens: the request log is method, path
+(the path carries only handles and requestIds) and status.
+"""
+
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .auth import AuthError
+from .engine import Session
+from .errors import SfError
+from .sqltok import split_statements, substitute_binds, tokenize
+
+
+class Faults:
+    """Fault injection: next N matching requests get a canned behaviour.
+
+    action: "429" | "500" | "503" | "504" | "401" | "drop" | "drop_after" |
+            "delay" (delay_ms, then handle normally) |
+            "202" (statement runs for delay_ms; POST answers 202 at once) |
+            "slow" (statement execution takes delay_ms; POST waits as usual) |
+            "422" (statement fails with code / message / sql_state)
+    """
+
+    ACTIONS = {"429", "500", "503", "504", "401", "drop", "drop_after", "delay", "202",
+               "pending", "slow", "422"}
+
+    def __init__(self):
+        self.items = []
+        self.lock = threading.Lock()
+        self.seq = 0
+
+    def add(self, spec):
+        action = str(spec.get("action", "")).lower()
+        if action not in self.ACTIONS:
+            raise ValueError("unknown action %r; one of %s" % (action, sorted(self.ACTIONS)))
+        f = {"action": action, "count": int(spec.get("count", 1)),
+             "delay_ms": int(spec.get("delay_ms", 0)),
+             "path": spec.get("path"), "statement": spec.get("statement"),
+             "method": (spec.get("method") or "").upper() or None,
+             "code": spec.get("code"), "message": spec.get("message"),
+             "sql_state": spec.get("sql_state")}
+        for k in ("path", "statement"):
+            if f[k]:
+                re.compile(f[k])
+        with self.lock:
+            self.seq += 1
+            f["id"] = self.seq
+            self.items.append(f)
+        return f
+
+    def match(self, method, path, statement):
+        with self.lock:
+            for f in self.items:
+                if f["count"] <= 0:
+                    continue
+                if f["method"] and f["method"] != method:
+                    continue
+                if f["path"] and not re.search(f["path"], path):
+                    continue
+                if f["statement"] and not (statement is not None and
+                                           re.search(f["statement"], statement, re.I | re.S)):
+                    continue
+                f["count"] -= 1
+                hit = dict(f)
+                self.items = [x for x in self.items if x["count"] > 0]
+                return hit
+        return None
+
+    def list(self):
+        with self.lock:
+            return [dict(f) for f in self.items]
+
+    def clear(self):
+        with self.lock:
+            self.items = []
+
+
+class App:
+    def __init__(self, engine, executor, auth, catalog, account=None):
+        self.engine = engine
+        self.executor = executor
+        self.auth = auth
+        self.cat = catalog
+        self.account = account
+        self.faults = Faults()
+
+
+def make_handler(app):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "SnowflakeEmulator/1.0"
+
+        def log_message(self, fmt, *args):  # path + status only; never headers
+            sys.stderr.write("[sfemu] %s %s\n" % (self.address_string(), fmt % args))
+
+        # -- plumbing ----------------------------------------------------
+        def _body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(n) if n > 0 else b""
+
+        def _send(self, status, body, headers=None, content_type="application/json"):
+            if isinstance(body, (dict, list)):
+                data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            elif isinstance(body, str):
+                data = body.encode("utf-8")
+            else:
+                data = body or b""
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _drop(self):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def do_GET(self):
+            self._dispatch("GET")
+
+        def do_POST(self):
+            self._dispatch("POST")
+
+        def do_DELETE(self):
+            self._dispatch("DELETE")
+
+        def do_PUT(self):
+            self._dispatch("PUT")
+
+        def _dispatch(self, method):
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+            body = self._body()
+            try:
+                if url.path.startswith("/_emulator/"):
+                    return self._admin(method, url.path, query, body)
+                if url.path.startswith("/api/v2/statements"):
+                    return self._api(method, url.path, query, body)
+                self._send(404, {"code": "390404", "message": "Not found"})
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            except Exception as e:  # never crash the server
+                import traceback
+                traceback.print_exc()
+                try:
+                    self._send(500, {"code": "390000", "message": "internal emulator error: %s" % e})
+                except OSError:
+                    pass
+
+        # -- SQL API -------------------------------------------------------
+        def _api(self, method, path, query, raw):
+            statement = None
+            doc = None
+            if method == "POST" and path.rstrip("/") == "/api/v2/statements":
+                try:
+                    doc = json.loads(raw.decode("utf-8")) if raw else None
+                except (ValueError, UnicodeDecodeError):
+                    doc = None
+                if isinstance(doc, dict) and isinstance(doc.get("statement"), str):
+                    statement = doc["statement"]
+            fault = app.faults.match(method, self.path, statement)
+            exec_fault = None
+            if fault:
+                a = fault["action"]
+                sys.stderr.write("[sfemu] fault %s on %s %s\n" % (a, method, path))
+                if a == "drop":
+                    return self._drop()
+                if a == "delay":
+                    time.sleep(fault["delay_ms"] / 1000.0)
+                elif a == "429":
+                    return self._send(429, {"code": "390505", "message": "Too many requests."})
+                elif a in ("500", "503", "504"):
+                    text = {"500": "Internal Server Error", "503": "Service Unavailable",
+                            "504": "Gateway Timeout"}[a]
+                    return self._send(int(a), "<html><body><h1>%s %s</h1></body></html>"
+                                      % (a, text), content_type="text/html")
+                elif a == "401":
+                    return self._send(401, {"code": "390144", "message":
+                                            "JWT token is invalid. [injected]"})
+                elif a in ("202", "pending", "slow", "422"):
+                    exec_fault = fault
+            accept = self.headers.get("Accept") or ""
+            if not accept or not ("application/json" in accept or "*/*" in accept):
+                return self._send(406, {"code": "390142",
+                                        "message": "Accept header must include application/json."})
+            if not self.headers.get("User-Agent"):
+                return self._send(400, {"code": "390142",
+                                        "message": "User-Agent header is required."})
+            if method == "POST":
+                ctype = (self.headers.get("Content-Type") or "application/json").lower()
+                if "application/json" not in ctype:
+                    return self._send(415, {"code": "390142",
+                                            "message": "Unsupported Content-Type %s" % ctype})
+            try:
+                user = app.auth.authenticate(self.headers.get("Authorization"),
+                                             self.headers.get("X-Snowflake-Authorization-Token-Type"))
+            except AuthError as e:
+                sys.stderr.write("[sfemu] 401: %s\n" % e.reason)
+                return self._send(401, {"code": e.code, "message": e.message})
+            account = app.account or "EMULATOR"
+            tok = None
+            m = re.match(r"(?i)bearer\s+(\S+)", self.headers.get("Authorization") or "")
+            if m and m.group(1).count(".") == 2:
+                try:
+                    import jwt as _jwt
+                    tok = _jwt.decode(m.group(1), options={"verify_signature": False})
+                    account = tok["sub"].split(".", 1)[0]
+                except Exception:
+                    pass
+            drop_after = fault is not None and fault["action"] == "drop_after"
+            ex = app.executor
+            parts = [p for p in path.split("/") if p]
+            # /api/v2/statements
+            if len(parts) == 3:
+                if method != "POST":
+                    return self._send(405, b"")
+                if not isinstance(doc, dict):
+                    return self._send(400, {"code": "390142", "message":
+                                            "Incoming request does not contain a valid payload."})
+                retry = query.get("retry", "").lower() == "true"
+                is_async = query.get("async", "").lower() == "true"
+                try:
+                    s = ex.submit(doc, query.get("requestId"), retry, user, account, exec_fault)
+                except SfError as e:
+                    return self._send(e.http_status, {"code": e.code, "message": e.message})
+                if is_async or s.force_async:
+                    # async=true: answer 202 with the handle at once, however fast it runs.
+                    status, body, headers = ex.respond_running(s)
+                else:
+                    s.done.wait(ex.cfg.sync_wait_ms / 1000.0)
+                    status, body, headers = ex.respond(s, for_post=True)
+                if status == 200 and isinstance(body, dict) and query.get("nullable") == "false":
+                    body["data"] = [["null" if v is None else v for v in r] for r in body["data"]]
+                if drop_after:
+                    if not is_async:
+                        s.done.wait(ex.cfg.sync_wait_ms / 1000.0)
+                    return self._drop()
+                return self._send(status, body, headers)
+            # /api/v2/statements/<handle>[/cancel]
+            handle = parts[3] if len(parts) >= 4 else None
+            s = ex.get(handle) if handle else None
+            if len(parts) == 5 and parts[4] == "cancel":
+                if method != "POST":
+                    return self._send(405, b"")
+                if s is None or s.user != user:
+                    return self._send(422, {"code": "000709", "sqlState": "02000",
+                                            "message": "Statement %s not found" % handle,
+                                            "statementHandle": handle})
+                if ex.cancel(s):
+                    s.done.wait(2)
+                    body = {"code": "000604", "sqlState": "57014",
+                            "message": "SQL execution canceled", "statementHandle": s.handle,
+                            "statementStatusUrl": ex.status_url(s)}
+                    if drop_after:
+                        return self._drop()
+                    return self._send(200, body)
+                return self._send(422, {"code": "000605", "sqlState": "01000",
+                                        "message": "Identified SQL statement is not currently "
+                                                   "executing.", "statementHandle": s.handle,
+                                        "statementStatusUrl": ex.status_url(s)})
+            if len(parts) != 4:
+                return self._send(404, {"code": "390404", "message": "Not found"})
+            if method != "GET":
+                return self._send(405, b"")
+            if s is None or s.user != user:
+                return self._send(422, {"code": "000709", "sqlState": "02000",
+                                        "message": "Statement %s not found" % handle,
+                                        "statementHandle": handle})
+            try:
+                partition = int(query.get("partition", "0") or 0)
+            except ValueError:
+                return self._send(400, {"code": "390142", "message": "invalid partition"})
+            status, body, headers = ex.respond(s, partition=partition)
+            if drop_after:
+                return self._drop()
+            return self._send(status, body, headers)
+
+        # -- admin -------------------------------------------------------------
+        def _admin(self, method, path, query, raw):
+            try:
+                doc = json.loads(raw.decode("utf-8")) if raw else {}
+            except ValueError:
+                return self._send(400, {"error": "invalid JSON body"})
+            name = path[len("/_emulator/"):].strip("/")
+            cat = app.cat
+            lock = app.engine.lock
+            if name == "health":
+                return self._send(200, {"ok": True})
+            if name == "users" and method == "GET":
+                return self._send(200, {"users": app.auth.describe()})
+            if name == "users" and method == "POST":
+                user = doc.get("name") or doc.get("user")
+                if not user:
+                    return self._send(400, {"error": "name required"})
+                out = {"name": user.upper(), "fingerprints": []}
+                try:
+                    keys = doc.get("public_keys") or []
+                    if doc.get("public_key_pem"):
+                        keys = [(doc.get("slot"), doc["public_key_pem"])] + \
+                            [(None, k) for k in keys]
+                    else:
+                        keys = [(i + 1, k) for i, k in enumerate(keys)]
+                    for slot, pem in keys:
+                        out["fingerprints"].append(app.auth.add_key(user, pem, slot))
+                except Exception as e:
+                    return self._send(400, {"error": "bad public key: %s" % e})
+                if doc.get("token"):
+                    app.auth.add_token(user, doc["token"], doc.get("token_type", "OAUTH"))
+                return self._send(200, out)
+            if name.startswith("users/") and method == "DELETE":
+                app.auth.remove_user(name.split("/", 1)[1])
+                return self._send(200, {"ok": True})
+            if name == "faults":
+                if method == "POST":
+                    specs = doc if isinstance(doc, list) else [doc]
+                    try:
+                        added = [app.faults.add(s) for s in specs]
+                    except (ValueError, re.error) as e:
+                        return self._send(400, {"error": str(e)})
+                    return self._send(200, {"faults": added})
+                if method == "DELETE":
+                    app.faults.clear()
+                    return self._send(200, {"ok": True})
+                return self._send(200, {"faults": app.faults.list()})
+            if name == "statements":
+                since = int(query.get("since", "0") or 0)
+                with lock:
+                    log = cat.read_log(since)
+                return self._send(200, {"statements": log})
+            if name == "load_metadata":
+                with lock:
+                    tables = [o for o in cat.list_objects("TABLE")]
+                    want = query.get("table")
+                    out = []
+                    for o in tables:
+                        label = ".".join(o["fqn"])
+                        if want and not _table_matches(want, o["fqn"]):
+                            continue
+                        out.append({"table": label, "files": cat.load_meta_list(o["object_id"])})
+                return self._send(200, {"tables": out})
+            if name == "objects":
+                with lock:
+                    objs = cat.list_objects(query.get("kind"))
+                for o in objs:
+                    if o.get("credentials"):
+                        o["credentials"] = {k: "***" for k in o["credentials"]}
+                return self._send(200, {"objects": objs})
+            if name == "query" and method == "POST":
+                return self._admin_query(doc)
+            if name == "reset" and method == "POST":
+                with lock:
+                    cat.reset()
+                with app.executor.lock:
+                    app.executor.stmts.clear()
+                app.faults.clear()
+                if doc.get("users"):
+                    app.auth.users.clear()
+                    app.auth.tokens.clear()
+                return self._send(200, {"ok": True})
+            if name == "config":
+                cfg = app.executor.cfg
+                if method == "POST":
+                    for k in ("partition_rows", "exec_delay_ms", "sync_wait_ms"):
+                        if k in doc:
+                            setattr(cfg, k, int(doc[k]))
+                return self._send(200, cfg.to_dict())
+            return self._send(404, {"error": "unknown admin endpoint %s" % name})
+
+        def _admin_query(self, doc):
+            sql = doc.get("statement") or doc.get("sql")
+            if not isinstance(sql, str):
+                return self._send(400, {"error": "statement required"})
+            session = Session(user=doc.get("user", "ADMIN"), account=app.account or "EMULATOR",
+                              database=doc.get("database"), schema=doc.get("schema"),
+                              warehouse=doc.get("warehouse"), role=doc.get("role"),
+                              parameters=doc.get("parameters"))
+            try:
+                parts = split_statements(tokenize(sql))
+                if len(parts) != 1:
+                    raise SfError("exactly one statement expected", "000008", "0A000")
+                res = app.engine.execute(substitute_binds(parts[0], doc.get("bindings")), sql,
+                                         session, "admin")
+            except SfError as e:
+                return self._send(200, {"error": {"code": e.code, "sqlState": e.sql_state,
+                                                  "message": e.message}})
+            return self._send(200, {"columns": [c["name"] for c in res.columns],
+                                    "rowType": res.columns, "rows": res.rows,
+                                    "numRows": len(res.rows)})
+
+    return Handler
+
+
+def _table_matches(want, fqn):
+    parts = want.split(".")
+    return [p.upper() if not p.startswith('"') else p.strip('"') for p in parts] == \
+        list(fqn)[-len(parts):] or parts == list(fqn)[-len(parts):]
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(app, port):
+    httpd = Server(("127.0.0.1", port), make_handler(app))
+    return httpd

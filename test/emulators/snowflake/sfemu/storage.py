@@ -1,0 +1,291 @@
+"""Stage storage readers and decompression.
+
+  file:///abs/dir/   local directory (development extension, not Snowflake)
+  s3://bucket/prefix/  path-style requests to --s3-endpoint, signed with SigV4
+                       (botocore) using the stage CREDENTIALS or the --s3 keys
+  gcs://bucket/prefix/ GCS JSON API on --gcs-endpoint:
+                       GET /storage/v1/b/<bucket>/o/<urlencoded name>?alt=media
+Only loopback endpoints are ever contacted.
+"""
+
+import bz2
+import gzip
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+import zlib
+
+try:
+    import zstandard
+except ImportError:  # pragma: no cover - depends on the machine
+    zstandard = None
+
+
+class NotFound(Exception):
+    pass
+
+
+class StorageError(Exception):
+    pass
+
+
+class StorageConfig:
+    def __init__(self, s3_endpoint=None, s3_access_key=None, s3_secret_key=None,
+                 s3_region="us-east-1", gcs_endpoint=None, timeout=30):
+        self.s3_endpoint = s3_endpoint.rstrip("/") if s3_endpoint else None
+        self.s3_access_key = s3_access_key
+        self.s3_secret_key = s3_secret_key
+        self.s3_region = s3_region or "us-east-1"
+        self.gcs_endpoint = gcs_endpoint.rstrip("/") if gcs_endpoint else None
+        self.timeout = timeout
+
+
+def check_loopback(endpoint):
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise StorageError("endpoint %s is not a loopback address; the emulator only "
+                       "talks to 127.0.0.1" % endpoint)
+
+
+def split_url(url):
+    """'s3://b/k/x' -> ('s3', 'b', 'k/x'); 'file:///d/x' -> ('file', '', '/d/x')."""
+    low = url.lower()
+    if low.startswith("file://"):
+        return "file", "", urllib.parse.unquote(url[7:])
+    for scheme in ("s3", "gcs", "gs", "azure"):
+        pref = scheme + "://"
+        if low.startswith(pref):
+            rest = url[len(pref):]
+            bucket, _, key = rest.partition("/")
+            return ("gcs" if scheme == "gs" else scheme), bucket, key
+    raise StorageError("unsupported stage URL %s" % url)
+
+
+def join_url(base, *parts):
+    out = base
+    for part in parts:
+        if not part:
+            continue
+        if not out.endswith("/"):
+            out += "/"
+        out += part.lstrip("/")
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+def _http(req, timeout):
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers.items()), resp.read()
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        if e.code == 404:
+            raise NotFound(body[:200].decode("utf-8", "replace"))
+        raise StorageError("HTTP %d from storage: %s" % (e.code, body[:200].decode("utf-8", "replace")))
+    except (urllib.error.URLError, OSError) as e:
+        raise StorageError("storage request failed: %s" % e)
+
+
+def _s3_request(method, bucket, key, creds, cfg, query=None):
+    if not cfg.s3_endpoint:
+        raise StorageError("s3:// stage used but the emulator has no --s3-endpoint")
+    check_loopback(cfg.s3_endpoint)
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    ak = (creds or {}).get("AWS_KEY_ID") or cfg.s3_access_key
+    sk = (creds or {}).get("AWS_SECRET_KEY") or cfg.s3_secret_key
+    tok = (creds or {}).get("AWS_TOKEN")
+    path = "/" + urllib.parse.quote(bucket, safe="")
+    if key:
+        path += "/" + urllib.parse.quote(key, safe="/~")
+    url = cfg.s3_endpoint + path
+    if query:
+        url += "?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
+    headers = {"x-amz-content-sha256": hashlib.sha256(b"").hexdigest()}
+    if ak and sk:
+        areq = AWSRequest(method=method, url=url, headers=headers)
+        S3SigV4Auth(Credentials(ak, sk, tok), "s3", cfg.s3_region).add_auth(areq)
+        headers = dict(areq.headers.items())
+    req = urllib.request.Request(url, method=method, headers=headers)
+    return _http(req, cfg.timeout)
+
+
+def _gcs_url(cfg, bucket, name=None, query=None):
+    if not cfg.gcs_endpoint:
+        raise StorageError("gcs:// stage used but the emulator has no --gcs-endpoint")
+    check_loopback(cfg.gcs_endpoint)
+    url = "%s/storage/v1/b/%s/o" % (cfg.gcs_endpoint, urllib.parse.quote(bucket, safe=""))
+    if name is not None:
+        url += "/" + urllib.parse.quote(name, safe="")
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    return url
+
+
+def fetch(url, creds, cfg):
+    """Returns (bytes, etag)."""
+    scheme, bucket, key = split_url(url)
+    if scheme == "file":
+        try:
+            with open(key, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFound(key)
+        except IsADirectoryError:
+            raise NotFound(key)
+        except OSError as e:
+            raise StorageError(str(e))
+        return data, hashlib.md5(data).hexdigest()
+    if scheme == "s3":
+        _, headers, data = _s3_request("GET", bucket, key, creds, cfg)
+        etag = {k.lower(): v for k, v in headers.items()}.get("etag", "").strip('"')
+        return data, etag or hashlib.md5(data).hexdigest()
+    if scheme == "gcs":
+        req = urllib.request.Request(_gcs_url(cfg, bucket, key, {"alt": "media"}),
+                                     headers={"Authorization": "Bearer emulator"})
+        _, headers, data = _http(req, cfg.timeout)
+        low = {k.lower(): v for k, v in headers.items()}
+        etag = low.get("etag", "").strip('"')
+        return data, etag or hashlib.md5(data).hexdigest()
+    raise StorageError("unsupported stage URL %s" % url)
+
+
+def list_files(prefix_url, creds, cfg):
+    """List object URLs under a prefix URL (recursively)."""
+    scheme, bucket, key = split_url(prefix_url)
+    out = []
+    if scheme == "file":
+        base = key
+        if os.path.isfile(base):
+            return [prefix_url]
+        root = base if os.path.isdir(base) else os.path.dirname(base)
+        for dirpath, _, files in os.walk(root):
+            for fn in files:
+                full = os.path.join(dirpath, fn)
+                if full.startswith(base):
+                    out.append("file://" + full)
+        return sorted(out)
+    if scheme == "s3":
+        token = None
+        while True:
+            q = {"list-type": "2", "prefix": key}
+            if token:
+                q["continuation-token"] = token
+            _, _, body = _s3_request("GET", bucket, "", creds, cfg, query=q)
+            root = ET.fromstring(body)
+            ns = ""
+            if root.tag.startswith("{"):
+                ns = root.tag.split("}")[0] + "}"
+            for c in root.findall(ns + "Contents"):
+                k = c.find(ns + "Key").text
+                if not k.endswith("/"):
+                    out.append("s3://%s/%s" % (bucket, k))
+            trunc = root.find(ns + "IsTruncated")
+            nxt = root.find(ns + "NextContinuationToken")
+            if trunc is not None and trunc.text == "true" and nxt is not None:
+                token = nxt.text
+                continue
+            return sorted(out)
+    if scheme == "gcs":
+        token = None
+        while True:
+            q = {"prefix": key}
+            if token:
+                q["pageToken"] = token
+            req = urllib.request.Request(_gcs_url(cfg, bucket, None, q),
+                                         headers={"Authorization": "Bearer emulator"})
+            _, _, body = _http(req, cfg.timeout)
+            doc = json.loads(body or b"{}")
+            for it in doc.get("items", []):
+                if not it["name"].endswith("/"):
+                    out.append("gcs://%s/%s" % (bucket, it["name"]))
+            token = doc.get("nextPageToken")
+            if not token:
+                return sorted(out)
+    raise StorageError("unsupported stage URL %s" % prefix_url)
+
+
+def delete(url, creds, cfg):
+    scheme, bucket, key = split_url(url)
+    if scheme == "file":
+        os.remove(key)
+    elif scheme == "s3":
+        _s3_request("DELETE", bucket, key, creds, cfg)
+    elif scheme == "gcs":
+        req = urllib.request.Request(_gcs_url(cfg, bucket, key), method="DELETE",
+                                     headers={"Authorization": "Bearer emulator"})
+        _http(req, cfg.timeout)
+
+
+# ---------------------------------------------------------------------------
+# Decompression (COMPRESSION = AUTO detects gzip / zstd / bz2 by magic bytes,
+# and by the file extension as a fallback).
+
+def _zstd_decompress(data):
+    if zstandard is not None:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                            read_across_frames=True)
+        return reader.read()
+    exe = shutil.which("zstd")
+    if not exe:
+        raise StorageError("zstd-compressed file but neither python3-zstandard nor zstd found")
+    proc = subprocess.run([exe, "-dc", "-q"], input=data, capture_output=True)
+    if proc.returncode != 0:
+        raise ValueError(proc.stderr.decode("utf-8", "replace").strip())
+    return proc.stdout
+
+
+def decompress(data, compression, name):
+    comp = (compression or "AUTO").upper()
+    low = name.lower()
+    if comp == "AUTO":
+        if data[:2] == b"\x1f\x8b":
+            comp = "GZIP"
+        elif data[:4] == b"\x28\xb5\x2f\xfd":
+            comp = "ZSTD"
+        elif data[:3] == b"BZh":
+            comp = "BZ2"
+        elif low.endswith(".gz"):
+            comp = "GZIP"
+        elif low.endswith(".zst"):
+            comp = "ZSTD"
+        elif low.endswith(".bz2"):
+            comp = "BZ2"
+        elif low.endswith(".deflate"):
+            comp = "DEFLATE"
+        elif low.endswith(".raw_deflate"):
+            comp = "RAW_DEFLATE"
+        else:
+            comp = "NONE"
+    try:
+        if comp == "NONE":
+            return data
+        if comp == "GZIP":
+            return gzip.decompress(data)
+        if comp == "ZSTD":
+            return _zstd_decompress(data)
+        if comp == "BZ2":
+            return bz2.decompress(data)
+        if comp == "DEFLATE":
+            return zlib.decompress(data)
+        if comp == "RAW_DEFLATE":
+            return zlib.decompress(data, -15)
+    except (OSError, EOFError, ValueError, zlib.error) as e:
+        raise StorageError("Failed to decompress %s file: %s" % (comp.lower(), e))
+    raise StorageError("compression %s is not supported by the emulator" % comp)
