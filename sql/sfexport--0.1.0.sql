@@ -118,3 +118,136 @@ AS 'MODULE_PATHNAME', 'sfexport_snowflake_query'
 LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION sfexport.snowflake_query(name, text, text[]) FROM PUBLIC;
+
+-- The manifest: one row per staged file (src/flush.c, src/load.c).  A file
+-- exists here only once its upload completed and the rows it holds were
+-- removed from the outbox, in the same transaction.
+CREATE TABLE sfexport.files (
+    file_id            bigserial   PRIMARY KEY,
+    relid              oid         NOT NULL,   -- the foreign table
+    server             oid         NOT NULL,
+    name               text        NOT NULL UNIQUE, -- object name below the server's location
+    target             text        NOT NULL,   -- Snowflake table, quoted and qualified
+    shape              bigint      NOT NULL,
+    columns            text[]      NOT NULL,   -- Snowflake columns of the records
+    types              text[]      NOT NULL,
+    compression        text        NOT NULL,
+    rows               bigint      NOT NULL,
+    bytes              bigint      NOT NULL,   -- compressed size in storage
+    raw_bytes          bigint      NOT NULL,
+    state              text        NOT NULL
+        CHECK (state IN ('staged', 'loaded', 'failed', 'partially_loaded')),
+    attempts           integer     NOT NULL DEFAULT 0,
+    rows_parsed        bigint,
+    rows_loaded        bigint,
+    errors_seen        bigint,
+    first_error        text,
+    first_error_line   bigint,
+    first_error_column text,
+    last_error         text,                   -- error of the last COPY statement
+    staged_at          timestamptz NOT NULL,
+    last_attempt_at    timestamptz,
+    next_attempt_at    timestamptz,
+    loaded_at          timestamptz,
+    deleted_at         timestamptz,            -- removed from storage after loading
+    kept               boolean     NOT NULL DEFAULT false -- keep_files: left in storage
+);
+CREATE INDEX files_pending_idx ON sfexport.files (state, next_attempt_at)
+    WHERE state <> 'loaded' OR deleted_at IS NULL;
+CREATE INDEX files_relid_idx ON sfexport.files (relid);
+
+COMMENT ON TABLE sfexport.files IS
+  'staged files and what Snowflake did with them';
+
+REVOKE ALL ON sfexport.files FROM PUBLIC;
+GRANT SELECT ON sfexport.files TO pg_monitor;
+
+-- Per foreign table: pending rows and staged files.
+CREATE OR REPLACE VIEW sfexport.status AS
+SELECT c.oid::regclass                        AS foreign_table,
+       s.srvname                              AS server,
+       coalesce(o.pending_rows, 0)            AS pending_rows,
+       coalesce(o.pending_bytes, 0)           AS pending_bytes,
+       o.oldest_pending                       AS oldest_pending,
+       coalesce(f.staged_files, 0)            AS staged_files,
+       coalesce(f.staged_rows, 0)             AS staged_rows,
+       coalesce(f.failed_files, 0)            AS failed_files,
+       coalesce(f.loaded_files, 0)            AS loaded_files,
+       coalesce(f.loaded_rows, 0)             AS loaded_rows,
+       f.last_loaded_at                       AS last_loaded_at,
+       f.last_error                           AS last_error
+  FROM pg_catalog.pg_foreign_table ft
+  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  LEFT JOIN (SELECT relid,
+                    count(*)                               AS pending_rows,
+                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
+                    min(inserted_at)                       AS oldest_pending
+               FROM sfexport.outbox
+              GROUP BY relid) o ON o.relid = c.oid
+  LEFT JOIN (SELECT relid,
+                    count(*) FILTER (WHERE state = 'staged')              AS staged_files,
+                    sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
+                    count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
+                    count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
+                    sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
+                    max(loaded_at)                                        AS last_loaded_at,
+                    (array_agg(coalesce(last_error, first_error) ORDER BY file_id DESC)
+                       FILTER (WHERE state <> 'loaded'
+                                 AND coalesce(last_error, first_error) IS NOT NULL))[1]
+                                                                          AS last_error
+               FROM sfexport.files
+              GROUP BY relid) f ON f.relid = c.oid
+ WHERE w.fdwname = 'sfexport';
+
+-- Ask this database's worker to flush and load everything now.
+CREATE FUNCTION sfexport.flush()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sfexport_flush'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sfexport.flush() IS
+  'wake the export worker: flush every pending row and load staged files now';
+
+-- Queue failed files again (after fixing the cause), for one table or all.
+CREATE FUNCTION sfexport.retry(foreign_table regclass DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF foreign_table IS NULL THEN
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+            RAISE EXCEPTION 'permission denied to retry the files of every table'
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Name a foreign table you own.';
+        END IF;
+    ELSIF NOT pg_has_role(session_user,
+                          (SELECT relowner FROM pg_class WHERE oid = foreign_table),
+                          'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of foreign table %', foreign_table
+          USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    UPDATE sfexport.files
+       SET state = 'staged', next_attempt_at = NULL
+     WHERE (state = 'failed' OR (state = 'staged' AND next_attempt_at IS NOT NULL))
+       AND (foreign_table IS NULL OR relid = foreign_table);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION sfexport.retry(regclass) IS
+  'queue failed files of a foreign table (or all) for loading again';
+
+-- Called below so that a new database gets its worker at once.
+CREATE FUNCTION sfexport._launcher_wakeup()
+RETURNS void
+AS 'MODULE_PATHNAME', 'sfexport_launcher_wakeup'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION sfexport._launcher_wakeup() FROM PUBLIC;
+
+SELECT sfexport._launcher_wakeup();

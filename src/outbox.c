@@ -106,11 +106,32 @@ forget_shapes(void)
 	}
 }
 
+/* Outbox bytes written by the current transaction, for waking the worker. */
+static uint64 xact_outbox_bytes = 0;
+
 static void
 outbox_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		forget_shapes();
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			/* committed and visible: now the worker may see the rows */
+			if (xact_outbox_bytes > 0)
+				sf_notify_commit(xact_outbox_bytes);
+			xact_outbox_bytes = 0;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			forget_shapes();
+			xact_outbox_bytes = 0;
+			break;
+		case XACT_EVENT_PREPARE:
+			/* COMMIT PREPARED runs elsewhere; the worker's timer finds the rows */
+			xact_outbox_bytes = 0;
+			break;
+		default:
+			break;
+	}
 }
 
 static void
@@ -423,6 +444,7 @@ sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot)
 
 	w->nbuffered++;
 	w->bufbytes += w->line.len;
+	xact_outbox_bytes += w->line.len + 1;
 	if (w->nbuffered >= w->batch || w->bufbytes >= OUTBOX_BUFFER_BYTES)
 	{
 		/* a statement writing many rows: use a bulk-insert buffer ring */

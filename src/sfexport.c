@@ -97,9 +97,35 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("sfexport.launcher_naptime",
+							"How often the launcher looks for databases that gained the extension.",
+							"CREATE EXTENSION sfexport wakes the launcher at once; this is the "
+							"fallback, and the delay before a stopped worker is restarted.",
+							&sfexport_launcher_naptime_s,
+							60, 1, 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.manifest_retention",
+							"How long rows of loaded files are kept in sfexport.files.",
+							"0 keeps them forever.",
+							&sfexport_manifest_retention_s,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("sfexport");
 
 	sf_outbox_init();
+
+	/* the launcher and its shared memory exist only when preloaded */
+	if (sfexport_preloaded && !IsBinaryUpgrade)
+	{
+		sf_launcher_request_shmem();
+		sf_launcher_register();
+	}
 }
 
 /*

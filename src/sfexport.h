@@ -18,6 +18,8 @@
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/execnodes.h"
+#include "storage/block.h"
+#include "utils/array.h"
 #include "utils/relcache.h"
 
 #include "compat.h"
@@ -336,6 +338,70 @@ extern int	sf_result_column(SfSnowflakeResult *res, const char *name);
 extern char *sf_quote_ident(const char *ident);
 extern char *sf_quote_literal(const char *value);
 extern char *sf_redact_sql(const char *sql);
+
+/* ----------------------------------------------------------------
+ * compress.c — streaming gzip / zstd / none for staged files
+ * ----------------------------------------------------------------
+ */
+typedef struct SfCompressor SfCompressor;
+typedef void (*SfCompressSink) (const char *data, size_t len, void *arg);
+
+extern SfCompressor *sf_compress_begin(SfCompression kind, SfCompressSink sink,
+									   void *sink_arg);
+extern void sf_compress_write(SfCompressor *c, const char *data, size_t len);
+extern void sf_compress_finish(SfCompressor *c);
+extern int64 sf_compress_in_bytes(SfCompressor *c);
+extern int64 sf_compress_out_bytes(SfCompressor *c);
+
+/* ----------------------------------------------------------------
+ * launcher.c — shared memory, the launcher, per-database worker slots,
+ * and waking workers at commit
+ * ----------------------------------------------------------------
+ */
+extern int	sfexport_launcher_naptime_s;	/* sfexport.launcher_naptime */
+
+extern void sf_launcher_register(void);
+extern void sf_launcher_request_shmem(void);
+extern bool sf_worker_claim_slot(Oid dboid);
+extern bool sf_worker_take_flush_request(void);
+extern uint64 sf_worker_committed_bytes(void);
+extern void sf_notify_commit(uint64 bytes);
+extern PGDLLEXPORT void sfexport_launcher_main(Datum arg);
+
+/* ----------------------------------------------------------------
+ * worker.c — the per-database export worker: scheduling loop
+ * ----------------------------------------------------------------
+ */
+extern int	sfexport_manifest_retention_s;	/* sfexport.manifest_retention */
+extern PGDLLEXPORT void sfexport_worker_main(Datum arg);
+extern bool sf_run_transaction(void (*fn) (void *arg), void *arg, char **message);
+
+/* ----------------------------------------------------------------
+ * flush.c — outbox rows of one table and shape into staged files
+ * ----------------------------------------------------------------
+ */
+typedef struct SfFlushResult
+{
+	int			files;
+	int64		rows;
+	int64		bytes;			/* compressed bytes staged */
+	bool		more;			/* rows left (file size limit reached) */
+} SfFlushResult;
+
+extern void sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
+							  SfFlushResult *res);
+extern char *sf_target_name(SfServerConfig *srv, SfTableConfig *tbl);
+extern Oid	sf_worker_user(Oid serverid);
+
+/* ----------------------------------------------------------------
+ * load.c — COPY INTO for staged files, per-file results, cleanup
+ * ----------------------------------------------------------------
+ */
+extern int	sf_load_staged(void);
+extern int	sf_delete_loaded_files(void);
+extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
+							   ArrayType *columns, ArrayType *types,
+							   List *names);
 
 /* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)

@@ -1,0 +1,494 @@
+/*-------------------------------------------------------------------------
+ *
+ * load.c
+ *		Load staged files into Snowflake and record what happened.
+ *
+ * Files in state 'staged' are loaded with
+ *
+ *	COPY INTO <target> (<columns>)
+ *	  FROM (SELECT $1, PARSE_JSON($2), ... FROM @<stage>)
+ *	  FILES = ('<name>', ...)				-- at most 1000, never a pattern
+ *	  FILE_FORMAT = (FORMAT_NAME = '<file format>')
+ *	  ON_ERROR = SKIP_FILE
+ *
+ * grouped by server, target and column shape.  ON_ERROR = SKIP_FILE makes
+ * every file all-or-nothing: a file with a bad row is LOAD_FAILED, loads
+ * nothing and blocks nothing else, and can be loaded again after the cause
+ * is fixed (sfexport.retry) without duplicating anything.
+ *
+ * Each file's result row sets its manifest state ('loaded' or 'failed').
+ * Snowflake's load metadata makes re-running COPY on a file it already
+ * loaded harmless: such a file is skipped and absent from the result (or the
+ * result is the single "Copy executed with 0 files processed." row).  So a
+ * crash between a successful COPY and recording its result is resolved by
+ * running the same COPY again and reading an absent file as "loaded before"
+ * (shared/REFERENCE.md, "COPY INTO <table>"; Snowflake docs, "Loading using
+ * load metadata").  A COPY that fails as a whole (422: missing table,
+ * privileges, ...) leaves its files 'staged' with the error and a backoff.
+ *
+ * Loaded files are then deleted from storage unless the server keeps them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "sfexport.h"
+
+#define MAX_FILES_PER_COPY	1000	/* Snowflake's limit for FILES = (...) */
+
+/* One staged file, copied out of SPI memory. */
+typedef struct StagedFile
+{
+	int64		file_id;
+	char	   *name;
+	int64		rows;
+} StagedFile;
+
+/* Files loaded by one COPY statement. */
+typedef struct CopyBatch
+{
+	Oid			serverid;
+	char	   *target;
+	Datum		columns;		/* text[] */
+	Datum		types;			/* text[] */
+	List	   *files;			/* StagedFile * */
+} CopyBatch;
+
+/* Whether a PostgreSQL type (as format_type prints it) arrives as JSON text. */
+static bool
+is_json_type(const char *type)
+{
+	size_t		len = strlen(type);
+
+	return strcmp(type, "json") == 0 || strcmp(type, "jsonb") == 0 ||
+		(len > 2 && strcmp(type + len - 2, "[]") == 0);
+}
+
+/*
+ * The COPY statement for files of one target and shape.  Identifiers go
+ * through sf_quote_ident, file names through sf_quote_literal.
+ */
+char *
+sf_copy_statement(SfServerConfig *srv, const char *target,
+				  ArrayType *columns, ArrayType *types, List *names)
+{
+	Datum	   *cols;
+	Datum	   *typs;
+	int			ncols;
+	int			ntypes;
+	StringInfoData sql;
+	ListCell   *lc;
+
+	deconstruct_array(columns, TEXTOID, -1, false, TYPALIGN_INT, &cols, NULL, &ncols);
+	deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT, &typs, NULL, &ntypes);
+	if (ncols != ntypes || ncols == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("malformed column shape for %s", target)));
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "COPY INTO %s (", target);
+	for (int i = 0; i < ncols; i++)
+		appendStringInfo(&sql, "%s%s", i ? ", " : "",
+						 sf_quote_ident(TextDatumGetCString(cols[i])));
+	appendStringInfoString(&sql, ") FROM (SELECT ");
+	for (int i = 0; i < ncols; i++)
+	{
+		if (is_json_type(TextDatumGetCString(typs[i])))
+			appendStringInfo(&sql, "%sPARSE_JSON($%d)", i ? ", " : "", i + 1);
+		else
+			appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
+	}
+	appendStringInfo(&sql, " FROM @%s.%s.%s) FILES = (",
+					 sf_quote_ident(srv->database), sf_quote_ident(srv->schema),
+					 sf_quote_ident(srv->stage));
+	foreach(lc, names)
+		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) ? ", " : "",
+						 sf_quote_literal((const char *) lfirst(lc)));
+	appendStringInfo(&sql, ") FILE_FORMAT = (FORMAT_NAME = %s) ON_ERROR = SKIP_FILE",
+					 sf_quote_literal(psprintf("%s.%s.%s",
+											   sf_quote_ident(srv->database),
+											   sf_quote_ident(srv->schema),
+											   sf_quote_ident(srv->file_format))));
+	return sql.data;
+}
+
+/* Staged files due for loading, grouped into COPY batches (worker memory). */
+static List *
+collect_batches(MemoryContext cxt)
+{
+	List	   *batches = NIL;
+	CopyBatch  *cur = NULL;
+
+	if (SPI_execute("SELECT file_id, server, target, columns, types, name, rows"
+					"  FROM sfexport.files"
+					" WHERE state = 'staged'"
+					"   AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
+					" ORDER BY server, target, shape, columns, file_id",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sfexport.files");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Oid			server = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		char	   *target = SPI_getvalue(tup, desc, 3);
+		Datum		columns = SPI_getbinval(tup, desc, 4, &isnull);
+		Datum		types = SPI_getbinval(tup, desc, 5, &isnull);
+		MemoryContext old;
+		StagedFile *f;
+
+		old = MemoryContextSwitchTo(cxt);
+		if (cur == NULL || cur->serverid != server || strcmp(cur->target, target) != 0 ||
+			!DatumGetBool(DirectFunctionCall2(array_eq, cur->columns, columns)) ||
+			!DatumGetBool(DirectFunctionCall2(array_eq, cur->types, types)) ||
+			list_length(cur->files) >= MAX_FILES_PER_COPY)
+		{
+			cur = palloc0(sizeof(CopyBatch));
+			cur->serverid = server;
+			cur->target = pstrdup(target);
+			cur->columns = datumCopy(columns, false, -1);
+			cur->types = datumCopy(types, false, -1);
+			batches = lappend(batches, cur);
+		}
+		f = palloc(sizeof(StagedFile));
+		f->file_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		f->name = pstrdup(SPI_getvalue(tup, desc, 6));
+		f->rows = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+		cur->files = lappend(cur->files, f);
+		MemoryContextSwitchTo(old);
+	}
+	return batches;
+}
+
+/* A COPY result cell by column name, or NULL. */
+static char *
+cell(SfSnowflakeResult *res, int64 row, const char *column)
+{
+	int			c = sf_result_column(res, column);
+
+	return c < 0 ? NULL : res->rows[row][c];
+}
+
+/* Record one file's outcome. */
+static void
+record_file(int64 file_id, const char *state, const char *rows_parsed,
+			const char *rows_loaded, const char *errors_seen,
+			const char *first_error, const char *first_error_line,
+			const char *first_error_column)
+{
+	Oid			argtypes[8] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID,
+	TEXTOID, INT8OID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
+	const char *texts[8] = {NULL, state, rows_parsed, rows_loaded, errors_seen,
+	first_error, first_error_line, first_error_column};
+
+	values[0] = Int64GetDatum(file_id);
+	for (int i = 1; i < 8; i++)
+	{
+		if (texts[i] == NULL)
+		{
+			nulls[i] = 'n';
+			values[i] = (Datum) 0;
+		}
+		else if (argtypes[i] == INT8OID)
+			values[i] = DirectFunctionCall1(int8in, CStringGetDatum(texts[i]));
+		else
+			values[i] = CStringGetTextDatum(texts[i]);
+	}
+	if (SPI_execute_with_args("UPDATE sfexport.files SET state = $2,"
+							  " rows_parsed = $3, rows_loaded = $4, errors_seen = $5,"
+							  " first_error = $6, first_error_line = $7,"
+							  " first_error_column = $8, last_error = NULL,"
+							  " attempts = attempts + 1, last_attempt_at = now(),"
+							  " next_attempt_at = NULL,"
+							  " loaded_at = CASE WHEN $2 = 'loaded' THEN now() END"
+							  " WHERE file_id = $1",
+							  8, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update sfexport.files");
+}
+
+/* Does the COPY result's FILE value name this staged file? */
+static bool
+same_file(const char *result_file, const char *name)
+{
+	size_t		rl = strlen(result_file);
+	size_t		nl = strlen(name);
+
+	if (strcmp(result_file, name) == 0)
+		return true;
+	/* external stages report the full URL: s3://bucket/prefix/<name> */
+	return rl > nl && result_file[rl - nl - 1] == '/' &&
+		strcmp(result_file + rl - nl, name) == 0;
+}
+
+/* Run one COPY and record every file's outcome; in a transaction. */
+static void
+load_batch(CopyBatch *b)
+{
+	SfServerConfig *srv = sf_get_server_config(b->serverid);
+	SfUserConfig *usr = sf_get_user_config(b->serverid, sf_worker_user(b->serverid));
+	List	   *names = NIL;
+	ListCell   *lc;
+	SfStatement stmt;
+	SfSnowflakeResult *res;
+	int			status_col;
+
+	foreach(lc, b->files)
+		names = lappend(names, ((StagedFile *) lfirst(lc))->name);
+
+	memset(&stmt, 0, sizeof(stmt));
+	stmt.sql = sf_copy_statement(srv, b->target, DatumGetArrayTypeP(b->columns),
+								 DatumGetArrayTypeP(b->types), names);
+	stmt.query_tag = "sfexport";
+
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("loading %d files into %s", list_length(b->files), b->target));
+	res = sf_snowflake_run(srv, usr, &stmt);
+	status_col = sf_result_column(res, "status");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	foreach(lc, b->files)
+	{
+		StagedFile *f = (StagedFile *) lfirst(lc);
+		int64		row = -1;
+
+		if (sf_result_column(res, "file") >= 0)
+		{
+			for (int64 r = 0; r < res->nrows; r++)
+			{
+				char	   *file = cell(res, r, "file");
+
+				if (file && same_file(file, f->name))
+				{
+					row = r;
+					break;
+				}
+			}
+		}
+
+		if (row < 0)
+		{
+			/* not processed: Snowflake's load metadata says it was loaded before */
+			char	   *rows = psprintf(INT64_FORMAT, f->rows);
+
+			record_file(f->file_id, "loaded", rows, rows, "0", NULL, NULL, NULL);
+		}
+		else
+		{
+			char	   *status = status_col >= 0 ? res->rows[row][status_col] : NULL;
+			const char *state;
+
+			if (status && pg_strcasecmp(status, "LOADED") == 0)
+				state = "loaded";
+			else if (status && pg_strcasecmp(status, "PARTIALLY_LOADED") == 0)
+				state = "partially_loaded";
+			else
+				state = "failed";
+			record_file(f->file_id, state,
+						cell(res, row, "rows_parsed"), cell(res, row, "rows_loaded"),
+						cell(res, row, "errors_seen"), cell(res, row, "first_error"),
+						cell(res, row, "first_error_line"),
+						cell(res, row, "first_error_column_name"));
+			if (strcmp(state, "loaded") != 0)
+				ereport(WARNING,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("Snowflake did not load staged file \"%s\" into %s",
+								f->name, b->target),
+						 errdetail_internal("%s", cell(res, row, "first_error") ?
+											cell(res, row, "first_error") : "no error given"),
+						 errhint("Fix the cause, then call sfexport.retry().")));
+		}
+	}
+	SPI_finish();
+}
+
+/* After a failed COPY statement: keep the files staged, note error and backoff. */
+static void
+note_batch_error(CopyBatch *b, const char *message)
+{
+	ListCell   *lc;
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	foreach(lc, b->files)
+	{
+		StagedFile *f = (StagedFile *) lfirst(lc);
+		Datum		values[2] = {Int64GetDatum(f->file_id), CStringGetTextDatum(message)};
+
+		/* backoff doubles per attempt: 10 s, 20 s, ... up to 10 min */
+		SPI_execute_with_args("UPDATE sfexport.files SET last_error = $2,"
+							  " attempts = attempts + 1, last_attempt_at = now(),"
+							  " next_attempt_at = now() + least(interval '10 min',"
+							  "   interval '10 s' * power(2, least(attempts, 6)))"
+							  " WHERE file_id = $1",
+							  2, argtypes, values, NULL, false, 0);
+	}
+	SPI_finish();
+}
+
+/* Units of work, each run in its own transaction by sf_run_transaction. */
+typedef struct CollectArgs
+{
+	MemoryContext cxt;
+	List	   *batches;
+} CollectArgs;
+
+static void
+collect_unit(void *arg)
+{
+	CollectArgs *a = (CollectArgs *) arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	a->batches = collect_batches(a->cxt);
+	SPI_finish();
+}
+
+static void
+load_unit(void *arg)
+{
+	load_batch((CopyBatch *) arg);
+}
+
+typedef struct NoteArgs
+{
+	CopyBatch  *batch;
+	const char *message;
+} NoteArgs;
+
+static void
+note_unit(void *arg)
+{
+	NoteArgs   *a = (NoteArgs *) arg;
+
+	note_batch_error(a->batch, a->message);
+}
+
+/*
+ * Load every staged file that is due, one transaction per COPY statement.
+ * Returns the number of COPY statements that failed.
+ */
+int
+sf_load_staged(void)
+{
+	CollectArgs ca;
+	ListCell   *lc;
+	int			failures = 0;
+
+	ca.cxt = CurrentMemoryContext;
+	ca.batches = NIL;
+	if (!sf_run_transaction(collect_unit, &ca, NULL))
+		return 1;
+
+	foreach(lc, ca.batches)
+	{
+		CopyBatch  *b = (CopyBatch *) lfirst(lc);
+		char	   *message = NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!sf_run_transaction(load_unit, b, &message))
+		{
+			NoteArgs	na = {b, message};
+
+			failures++;
+			(void) sf_run_transaction(note_unit, &na, NULL);
+		}
+	}
+	return failures;
+}
+
+/*
+ * Delete loaded files from storage (unless the server keeps them) and
+ * forget manifest rows older than sfexport.manifest_retention.
+ */
+static void
+delete_unit(void *arg)
+{
+	int		   *deleted = (int *) arg;
+	Oid			last_server = InvalidOid;
+	SfStorage  *st = NULL;
+	bool		keep = false;
+	SPITupleTable *tt;
+	uint64		n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (SPI_execute("SELECT file_id, server, name FROM sfexport.files"
+					" WHERE state = 'loaded' AND deleted_at IS NULL AND NOT kept"
+					" ORDER BY server, file_id LIMIT 1000 FOR UPDATE",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sfexport.files");
+	tt = SPI_tuptable;
+	n = SPI_processed;
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int64		file_id = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		Oid			server = DatumGetObjectId(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+		char	   *name = SPI_getvalue(tt->vals[i], tt->tupdesc, 3);
+		Oid			argtypes[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum(file_id)};
+
+		CHECK_FOR_INTERRUPTS();
+		if (server != last_server)
+		{
+			SfServerConfig *srv = sf_get_server_config(server);
+
+			keep = srv->keep_files;
+			st = keep ? NULL :
+				sf_storage_open(srv, sf_get_user_config(server, sf_worker_user(server)));
+			last_server = server;
+		}
+		if (keep)
+		{
+			SPI_execute_with_args("UPDATE sfexport.files SET kept = true WHERE file_id = $1",
+								  1, argtypes, values, NULL, false, 0);
+			continue;
+		}
+		pgstat_report_activity(STATE_RUNNING, psprintf("deleting loaded file %s", name));
+		sf_storage_delete(st, name);
+		SPI_execute_with_args("UPDATE sfexport.files SET deleted_at = now() WHERE file_id = $1",
+							  1, argtypes, values, NULL, false, 0);
+		(*deleted)++;
+	}
+
+	if (sfexport_manifest_retention_s > 0)
+	{
+		Oid			argtypes[1] = {INT4OID};
+		Datum		values[1] = {Int32GetDatum(sfexport_manifest_retention_s)};
+
+		SPI_execute_with_args("DELETE FROM sfexport.files WHERE state = 'loaded'"
+							  " AND loaded_at < now() - make_interval(secs => $1)",
+							  1, argtypes, values, NULL, false, 0);
+	}
+	SPI_finish();
+}
+
+int
+sf_delete_loaded_files(void)
+{
+	int			deleted = 0;
+
+	(void) sf_run_transaction(delete_unit, &deleted, NULL);
+	return deleted;
+}

@@ -1,0 +1,461 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The per-database export worker: decides when each foreign table is
+ *		flushed, stages its rows (flush.c), loads staged files (load.c) and
+ *		cleans up, each unit of work in its own transaction.
+ *
+ * Scheduling.  A table is flushed when its oldest pending row is older than
+ * its flush_interval, when its pending bytes reach its flush_size, or when
+ * sfexport.flush() asks.  Committing transactions that wrote to the outbox
+ * wake the worker (launcher.c) and add to a byte counter, so the worker
+ * learns about new rows without polling; it only scans the outbox when a
+ * deadline passes or the counter says enough bytes may be pending.  With
+ * nothing pending it makes no storage or Snowflake call at all.
+ *
+ * Following pg_cron: SIGHUP reloads the configuration, SIGTERM ends the
+ * worker promptly (transfers check interrupts), postmaster death ends it,
+ * activity is shown in pg_stat_activity, the worker exits when the
+ * extension is dropped, and it never runs on a hot standby (the launcher
+ * starts only once recovery has finished).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "sfexport.h"
+
+int			sfexport_manifest_retention_s = 7 * 24 * 3600;
+
+#define HOUSEKEEPING_MS		(10 * 1000)	/* retry loads, delete loaded files */
+#define IDLE_REPLAN_MS		(60 * 60 * 1000)	/* re-plan even if never woken */
+
+/* Pending rows of one (table, shape), from the outbox. */
+typedef struct PendingShape
+{
+	Oid			relid;
+	int64		shape;
+	int64		rows;
+	int64		bytes;
+	TimestampTz oldest;
+} PendingShape;
+
+/* Per-table backoff after a failed flush. */
+typedef struct TableBackoff
+{
+	Oid			relid;			/* hash key */
+	int			failures;
+	TimestampTz next_try;
+} TableBackoff;
+
+static HTAB *backoffs = NULL;
+
+/*
+ * Run fn(arg) in its own transaction.  On error: abort the transaction,
+ * report the error as a WARNING (it goes to the server log), and return
+ * false with *message set to its text (allocated in the caller's context).
+ */
+bool
+sf_run_transaction(void (*fn) (void *arg), void *arg, char **message)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ErrorData  *edata = NULL;
+
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		fn(arg);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+
+	if (edata == NULL)
+		return true;
+	if (message)
+		*message = pstrdup(edata->message);
+	edata->elevel = WARNING;
+	ThrowErrorData(edata);
+	return false;
+}
+
+/* ---------------------------------------------------------------------
+ * Planning: what is pending, what is due
+ * ---------------------------------------------------------------------
+ */
+typedef struct PlanState
+{
+	bool		flush_all;
+	TimestampTz now;
+	List	   *due;			/* PendingShape * to flush, in order */
+	TimestampTz next_deadline;	/* earliest deadline of what is not due */
+	int64		min_flush_bytes;	/* smallest flush_size of all tables */
+	long		min_interval_ms;	/* smallest flush_interval of all tables */
+	bool		extension_present;
+	MemoryContext cxt;			/* where results go */
+} PlanState;
+
+static bool
+in_backoff(Oid relid, TimestampTz now, TimestampTz *until)
+{
+	TableBackoff *b;
+
+	if (backoffs == NULL)
+		return false;
+	b = hash_search(backoffs, &relid, HASH_FIND, NULL);
+	if (b == NULL || b->next_try <= now)
+		return false;
+	*until = b->next_try;
+	return true;
+}
+
+static void
+note_flush_result(Oid relid, bool ok)
+{
+	TableBackoff *b;
+	bool		found;
+
+	if (backoffs == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TableBackoff);
+		ctl.hcxt = TopMemoryContext;
+		backoffs = hash_create("sfexport flush backoff", 32, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (ok)
+	{
+		hash_search(backoffs, &relid, HASH_REMOVE, NULL);
+		return;
+	}
+	b = hash_search(backoffs, &relid, HASH_ENTER, &found);
+	if (!found)
+		b->failures = 0;
+	b->failures++;
+	/* 5 s, 10 s, 20 s, ... up to 5 min */
+	b->next_try = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											  Min(5000L << Min(b->failures - 1, 6), 300000L));
+}
+
+/* Drop outbox rows of tables that are no longer sfexport foreign tables. */
+static void
+purge_orphans(void)
+{
+	int			rc = SPI_execute("DELETE FROM sfexport.outbox o"
+								 " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_table ft"
+								 "                    WHERE ft.ftrelid = o.relid)",
+								 false, 0);
+
+	if (rc == SPI_OK_DELETE && SPI_processed > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("discarded " UINT64_FORMAT " pending rows of dropped foreign tables",
+						SPI_processed)));
+}
+
+static void
+plan_unit(void *arg)
+{
+	PlanState  *ps = (PlanState *) arg;
+	Oid			prev_relid = InvalidOid;
+	int64		rel_bytes = 0;
+	TimestampTz rel_oldest = 0;
+	List	   *rel_shapes = NIL;
+	uint64		n;
+
+	ps->extension_present = OidIsValid(get_extension_oid("sfexport", true));
+	if (!ps->extension_present)
+		return;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	purge_orphans();
+
+	/* the smallest triggers over every sfexport table, pending or not */
+	if (SPI_execute("SELECT ft.ftrelid FROM pg_catalog.pg_foreign_table ft"
+					"  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver"
+					"  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+					" WHERE w.fdwname = 'sfexport'", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list sfexport foreign tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		SfTableConfig *cfg = sf_get_table_config(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																				  SPI_tuptable->tupdesc,
+																				  1, &isnull)));
+
+		ps->min_interval_ms = Min(ps->min_interval_ms, cfg->flush_interval_s * 1000L);
+		ps->min_flush_bytes = Min(ps->min_flush_bytes, (int64) cfg->flush_size_kb * 1024);
+	}
+
+	if (SPI_execute("SELECT relid, shape, count(*), sum(octet_length(line) + 1),"
+					"       min(inserted_at)"
+					"  FROM sfexport.outbox GROUP BY relid, shape"
+					" ORDER BY relid, min(inserted_at)", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sfexport.outbox");
+	n = SPI_processed;
+
+	/* rows come grouped by table; decide per table after its last shape */
+	for (uint64 i = 0; i <= n; i++)
+	{
+		PendingShape *p = NULL;
+
+		if (i < n)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			MemoryContext old = MemoryContextSwitchTo(ps->cxt);
+
+			p = palloc0(sizeof(PendingShape));
+			p->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+			p->shape = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			p->rows = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+			p->bytes = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+														 SPI_getbinval(tup, desc, 4, &isnull)));
+			p->oldest = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+			MemoryContextSwitchTo(old);
+		}
+
+		if (OidIsValid(prev_relid) && (p == NULL || p->relid != prev_relid))
+		{
+			SfTableConfig *cfg = sf_get_table_config(prev_relid);
+			TimestampTz deadline = TimestampTzPlusMilliseconds(rel_oldest,
+															   cfg->flush_interval_s * 1000L);
+			int64		flush_bytes = (int64) cfg->flush_size_kb * 1024;
+			TimestampTz until;
+
+			if (in_backoff(prev_relid, ps->now, &until))
+				ps->next_deadline = Min(ps->next_deadline, until);
+			else if (ps->flush_all || rel_bytes >= flush_bytes || ps->now >= deadline)
+			{
+				MemoryContext old = MemoryContextSwitchTo(ps->cxt);
+
+				ps->due = list_concat(ps->due, rel_shapes);
+				MemoryContextSwitchTo(old);
+			}
+			else
+				ps->next_deadline = Min(ps->next_deadline, deadline);
+			rel_bytes = 0;
+			rel_oldest = 0;
+			rel_shapes = NIL;
+		}
+		if (p == NULL)
+			break;
+		{
+			MemoryContext old = MemoryContextSwitchTo(ps->cxt);
+
+			rel_shapes = lappend(rel_shapes, p);
+			MemoryContextSwitchTo(old);
+		}
+		rel_bytes += p->bytes;
+		rel_oldest = rel_oldest == 0 ? p->oldest : Min(rel_oldest, p->oldest);
+		prev_relid = p->relid;
+	}
+	SPI_finish();
+}
+
+/* ---------------------------------------------------------------------
+ * Flushing one table and shape, file after file
+ * ---------------------------------------------------------------------
+ */
+typedef struct FlushUnit
+{
+	PendingShape *p;
+	BlockNumber start_block;
+	SfFlushResult res;
+} FlushUnit;
+
+static void
+flush_unit(void *arg)
+{
+	FlushUnit  *u = (FlushUnit *) arg;
+
+	sf_flush_one_file(u->p->relid, u->p->shape, &u->start_block, &u->res);
+}
+
+/* Stage all pending rows of one shape; returns files staged. */
+static int
+flush_shape(PendingShape *p)
+{
+	FlushUnit	u;
+	int			files = 0;
+
+	memset(&u, 0, sizeof(u));
+	u.p = p;
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!sf_run_transaction(flush_unit, &u, NULL))
+		{
+			note_flush_result(p->relid, false);
+			break;
+		}
+		note_flush_result(p->relid, true);
+		files += u.res.files;
+		if (!u.res.more || u.res.files == 0)
+			break;
+	}
+	return files;
+}
+
+/* ---------------------------------------------------------------------
+ * Main loop
+ * ---------------------------------------------------------------------
+ */
+static void
+check_extension_unit(void *arg)
+{
+	*(bool *) arg = OidIsValid(get_extension_oid("sfexport", true));
+}
+
+void
+sfexport_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	MemoryContext loopcxt;
+	TimestampTz next_plan = 0;
+	TimestampTz next_housekeeping = 0;
+	uint64		bytes_at_plan;
+	uint64		bytes_seen;
+	int64		min_flush_bytes = (int64) sfexport_flush_size_kb * 1024;
+	long		min_interval_ms = sfexport_flush_interval_s * 1000L;
+	bool		present = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (!sf_worker_claim_slot(dboid))
+		proc_exit(0);			/* served already, or no free slot */
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("sfexport worker");
+
+	if (RecoveryInProgress())
+		proc_exit(0);
+	sf_run_transaction(check_extension_unit, &present, NULL);
+	if (!present)
+		proc_exit(0);			/* the launcher comes back later */
+
+	ereport(LOG,
+			(errmsg("sfexport worker started for database \"%s\"",
+					get_database_name(dboid))));
+
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "sfexport worker loop",
+									ALLOCSET_DEFAULT_SIZES);
+	bytes_at_plan = bytes_seen = sf_worker_committed_bytes();
+
+	for (;;)
+	{
+		TimestampTz now;
+		bool		flush_all;
+		uint64		committed;
+		long		wait_ms;
+		int			staged = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loopcxt);
+		MemoryContextSwitchTo(loopcxt);
+
+		now = GetCurrentTimestamp();
+		flush_all = sf_worker_take_flush_request();
+		committed = sf_worker_committed_bytes();
+
+		/* new rows: plan no later than when the first of them can be due */
+		if (committed != bytes_seen)
+		{
+			bytes_seen = committed;
+			next_plan = Min(next_plan, TimestampTzPlusMilliseconds(now, min_interval_ms));
+		}
+
+		if (flush_all || now >= next_plan ||
+			committed - bytes_at_plan >= (uint64) min_flush_bytes)
+		{
+			PlanState	ps;
+			ListCell   *lc;
+
+			memset(&ps, 0, sizeof(ps));
+			ps.flush_all = flush_all;
+			ps.now = now;
+			ps.next_deadline = TimestampTzPlusMilliseconds(now, IDLE_REPLAN_MS);
+			ps.min_flush_bytes = (int64) sfexport_flush_size_kb * 1024;
+			ps.min_interval_ms = sfexport_flush_interval_s * 1000L;
+			ps.cxt = loopcxt;
+			bytes_at_plan = committed;
+
+			pgstat_report_activity(STATE_RUNNING, "planning flushes");
+			if (!sf_run_transaction(plan_unit, &ps, NULL))
+				ps.next_deadline = TimestampTzPlusMilliseconds(now, HOUSEKEEPING_MS);
+			else if (!ps.extension_present)
+			{
+				ereport(LOG,
+						(errmsg("sfexport worker exiting: the extension was dropped from database \"%s\"",
+								get_database_name(dboid))));
+				proc_exit(0);
+			}
+			next_plan = ps.next_deadline;
+			min_flush_bytes = ps.min_flush_bytes;
+			min_interval_ms = ps.min_interval_ms;
+
+			foreach(lc, ps.due)
+				staged += flush_shape((PendingShape *) lfirst(lc));
+		}
+
+		if (flush_all || staged > 0 || now >= next_housekeeping)
+		{
+			sf_load_staged();
+			sf_delete_loaded_files();
+			next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															HOUSEKEEPING_MS);
+		}
+
+		pgstat_report_activity(STATE_IDLE, NULL);
+		now = GetCurrentTimestamp();
+		wait_ms = (long) Min(next_plan, next_housekeeping) > now ?
+			(long) ((Min(next_plan, next_housekeeping) - now) / 1000) : 0;
+		if (wait_ms > 0)
+		{
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Max(wait_ms, 10), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}
