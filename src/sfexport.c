@@ -85,6 +85,8 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	sf_storage_define_gucs();
+
 	MarkGUCPrefixReserved("sfexport");
 
 	sf_outbox_init();
