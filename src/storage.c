@@ -503,7 +503,7 @@ sfexport_storage_list(PG_FUNCTION_ARGS)
 	List	   *names;
 	ListCell   *lc;
 
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	st = storage_for_server(NameStr(*PG_GETARG_NAME(0)));
 	names = sf_storage_list(st, text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	foreach(lc, names)
