@@ -250,4 +250,44 @@ AS 'MODULE_PATHNAME', 'sfexport_launcher_wakeup'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION sfexport._launcher_wakeup() FROM PUBLIC;
 
+
+-- Check a server's storage with the current user's credentials: write,
+-- stat, read back and delete a probe object (src/storage.c).
+CREATE FUNCTION sfexport.test_storage(server name,
+    OUT step text, OUT ok boolean, OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sfexport_test_storage'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.test_storage(name) IS
+  'write, read back and delete a probe object in the storage location of a server';
+GRANT EXECUTE ON FUNCTION sfexport.test_storage(name) TO PUBLIC;
+
+-- Storage primitives for tests and troubleshooting (superuser only).
+-- Object names are relative to the server's location.
+CREATE FUNCTION sfexport._storage_put(server name, object text, data bytea,
+    chunk integer DEFAULT 65536, abort boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sfexport_storage_put'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_get(server name, object text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'sfexport_storage_get'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_head(server name, object text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sfexport_storage_head'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_delete(server name, object text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'sfexport_storage_delete'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_list(server name, prefix text DEFAULT '')
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'sfexport_storage_list'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION sfexport._storage_put, sfexport._storage_get,
+    sfexport._storage_head, sfexport._storage_delete, sfexport._storage_list
+  FROM PUBLIC;
+
+-- Last: wake the launcher so that this database gets its worker at once.
 SELECT sfexport._launcher_wakeup();

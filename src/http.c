@@ -71,11 +71,13 @@ typedef enum SfHttpAbort
 typedef struct SfHttpTransfer
 {
 	SfHttpRequest *req;
+	CURL	   *handle;
 	MemoryContext cxt;			/* where response memory lives */
 	StringInfoData body;		/* buffered response body */
 	StringInfoData rawheaders;	/* header lines of the last response */
 	size_t		max_body;
 	size_t		body_offset;	/* read position in req->body */
+	int64		sink_bytes;		/* bytes given to req->write_fn */
 	SfHttpAbort abort;
 } SfHttpTransfer;
 
@@ -131,13 +133,18 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	SfHttpTransfer *t = (SfHttpTransfer *) userdata;
 	size_t		len = size * nmemb;
 
-	if (t->req->write_fn)
+	long		status = 0;
+
+	/* only successful bodies go to the sink; error bodies are buffered */
+	curl_easy_getinfo(t->handle, CURLINFO_RESPONSE_CODE, &status);
+	if (t->req->write_fn && status >= 200 && status < 300)
 	{
 		if (!t->req->write_fn(ptr, len, t->req->write_arg))
 		{
 			t->abort = SF_ABORT_SINK;
 			return 0;
 		}
+		t->sink_bytes += len;
 		return len;
 	}
 	if ((size_t) t->body.len + len > t->max_body)
@@ -418,6 +425,7 @@ sf_http_perform(SfHttpRequest *req)
 		CURL	   *h = cached_handle;
 		ListCell   *lc;
 
+		t.handle = h;
 		errbuf[0] = '\0';
 		curl_easy_setopt(h, CURLOPT_URL, req->url);
 		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -521,6 +529,7 @@ sf_http_perform(SfHttpRequest *req)
 	resp->body = t.body;
 	resp->headers = parse_headers(t.rawheaders.data);
 	resp->attempts = 1;
+	resp->sink_bytes = t.sink_bytes;
 	if (rc != CURLE_OK)
 	{
 		resp->curl_error = (int) rc;
@@ -666,6 +675,9 @@ sf_http_request(SfHttpRequest *req)
 			retry = retryable_curl_error(resp->curl_error);
 		else
 			retry = retryable_status(resp->status);
+		/* the sink cannot take back what it got: no retry after that */
+		if (resp->sink_bytes > 0)
+			retry = false;
 		if (!retry || attempt + 1 >= max_attempts)
 			break;
 

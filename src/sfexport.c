@@ -116,6 +116,8 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	sf_storage_define_gucs();
+
 	MarkGUCPrefixReserved("sfexport");
 
 	sf_outbox_init();

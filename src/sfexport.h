@@ -196,7 +196,11 @@ typedef struct SfHttpRequest SfHttpRequest;
 
 /* Streaming request body: copy up to max bytes into buf, return count (0 = end). */
 typedef size_t (*SfHttpReadFn) (char *buf, size_t max, void *arg);
-/* Streaming response body sink: return false to abort the transfer. */
+/*
+ * Streaming response body sink: return false to abort the transfer.  It
+ * receives the body of 2xx responses only; other bodies are buffered in
+ * resp->body so that the caller can read the error.
+ */
 typedef bool (*SfHttpWriteFn) (const char *data, size_t len, void *arg);
 /* Called before each attempt (attempt = 0, 1, ...). */
 typedef void (*SfHttpPrepareFn) (SfHttpRequest *req, int attempt, void *arg);
@@ -232,11 +236,12 @@ struct SfHttpRequest
 typedef struct SfHttpResponse
 {
 	long		status;			/* HTTP status, 0 when no response */
-	StringInfoData body;		/* buffered body (empty with write_fn) */
+	StringInfoData body;		/* buffered body (with write_fn: only non-2xx) */
 	List	   *headers;		/* char * "name: value", names lower-cased */
 	int			curl_error;		/* CURLcode of a failed transfer, 0 if none */
 	char	   *error_text;		/* readable transport error, NULL if none */
 	int			attempts;		/* attempts made by sf_http_request */
+	int64		sink_bytes;		/* bytes given to write_fn (no retry once > 0) */
 } SfHttpResponse;
 
 extern void sf_http_init_request(SfHttpRequest *req, const char *method,
@@ -402,6 +407,99 @@ extern int	sf_delete_loaded_files(void);
 extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
 							   ArrayType *columns, ArrayType *types,
 							   List *names);
+
+/* ----------------------------------------------------------------
+ * storage.c — object storage interface (backends: storage_s3.c,
+ * storage_gcs.c, storage_local.c), chosen by the server's location scheme
+ *
+ * Object names are relative to the location's prefix.  A writer streams one
+ * object with bounded memory: bytes are buffered up to the part size
+ * (sfexport.upload_part_size); an object that ends before the buffer fills
+ * is sent with one request (S3 PUT, GCS media upload), a larger one as an
+ * S3 multipart upload or a GCS resumable upload, one part at a time.  A
+ * local directory is written through a temporary file that is fsynced and
+ * renamed into place.  The object is visible only after sf_storage_finish().
+ *
+ * Errors are thrown (ERRCODE_CONNECTION_FAILURE for transport problems and
+ * 5xx after retries, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION for 401 and
+ * 403, ERRCODE_UNDEFINED_OBJECT for a missing bucket or directory), naming
+ * the request and the service's own error code and message.
+ *
+ * sf_storage_abort() may be called from a PG_CATCH block: it holds
+ * interrupts, makes a single attempt to abort the multipart/resumable upload
+ * (or removes the temporary file), logs a WARNING if that fails and never
+ * throws for remote problems.
+ * ----------------------------------------------------------------
+ */
+typedef struct SfStorage SfStorage;
+typedef struct SfStorageWriter SfStorageWriter;
+
+extern int	sfexport_upload_part_size_kb;	/* sfexport.upload_part_size */
+
+extern void sf_storage_define_gucs(void);
+extern SfStorage *sf_storage_open(SfServerConfig *srv, SfUserConfig *user);
+extern char *sf_storage_uri(SfStorage *st, const char *name);
+extern SfStorageWriter *sf_storage_begin_write(SfStorage *st, const char *name,
+											   const char *content_type);
+extern void sf_storage_write(SfStorageWriter *w, const void *data, size_t len);
+extern int64 sf_storage_finish(SfStorageWriter *w);	/* returns bytes written */
+extern void sf_storage_abort(SfStorageWriter *w);
+extern bool sf_storage_read(SfStorage *st, const char *name,
+							SfHttpWriteFn sink, void *arg);	/* false: no such object */
+extern bool sf_storage_head(SfStorage *st, const char *name, int64 *size);
+extern void sf_storage_delete(SfStorage *st, const char *name);	/* absent is fine */
+extern List *sf_storage_list(SfStorage *st, const char *prefix);	/* names, sorted */
+
+/* Internal to storage*.c: what a backend implements. Keys are full keys. */
+typedef struct SfStorageOps
+{
+	const char *name;			/* "S3", "GCS", "local directory" */
+	void		(*open) (SfStorage *st);	/* check config, set st->priv */
+	void		(*put) (SfStorageWriter *w, const char *data, size_t len);
+	void		(*mp_start) (SfStorageWriter *w);
+	void		(*mp_part) (SfStorageWriter *w, const char *data, size_t len);
+	void		(*mp_complete) (SfStorageWriter *w);
+	void		(*mp_abort) (SfStorageWriter *w);	/* one attempt, no remote throw */
+	bool		(*read) (SfStorage *st, const char *key, SfHttpWriteFn sink, void *arg);
+	bool		(*head) (SfStorage *st, const char *key, int64 *size);
+	void		(*del) (SfStorage *st, const char *key);
+	List	   *(*list) (SfStorage *st, const char *keyprefix);
+} SfStorageOps;
+
+struct SfStorage
+{
+	const SfStorageOps *ops;
+	SfServerConfig *srv;
+	SfUserConfig *user;
+	char	   *bucket;			/* NULL for a local directory */
+	char	   *prefix;			/* key prefix, or the directory */
+	size_t		part_size;		/* bytes per part/chunk */
+	void	   *priv;			/* backend state */
+};
+
+struct SfStorageWriter
+{
+	SfStorage  *st;
+	char	   *name;			/* as given */
+	char	   *key;			/* prefix + name */
+	char	   *content_type;
+	MemoryContext cxt;			/* the writer and its buffer */
+	MemoryContext partcxt;		/* reset after every part */
+	StringInfoData buf;			/* bytes not yet sent, < part_size */
+	int64		total;			/* bytes given to sf_storage_write */
+	int64		sent;			/* bytes sent in finished parts */
+	int			nparts;
+	bool		multipart;
+	bool		done;			/* finished or aborted */
+	void	   *priv;			/* backend state */
+};
+
+extern const SfStorageOps sf_storage_s3_ops;
+extern const SfStorageOps sf_storage_gcs_ops;
+extern const SfStorageOps sf_storage_local_ops;
+extern void sf_storage_http_error(const char *service, SfHttpRequest *req,
+								  SfHttpResponse *resp, const char *code,
+								  const char *message);
 
 /* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)

@@ -27,6 +27,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
@@ -79,7 +80,7 @@ bool
 sf_run_transaction(void (*fn) (void *arg), void *arg, char **message)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	ErrorData  *edata = NULL;
+	ErrorData  *volatile edata = NULL;
 
 	StartTransactionCommand();
 	PG_TRY();
@@ -112,7 +113,7 @@ sf_run_transaction(void (*fn) (void *arg), void *arg, char **message)
  * Planning: what is pending, what is due
  * ---------------------------------------------------------------------
  */
-typedef struct PlanState
+typedef struct SfPlan
 {
 	bool		flush_all;
 	TimestampTz now;
@@ -122,7 +123,7 @@ typedef struct PlanState
 	long		min_interval_ms;	/* smallest flush_interval of all tables */
 	bool		extension_present;
 	MemoryContext cxt;			/* where results go */
-} PlanState;
+} SfPlan;
 
 static bool
 in_backoff(Oid relid, TimestampTz now, TimestampTz *until)
@@ -187,7 +188,7 @@ purge_orphans(void)
 static void
 plan_unit(void *arg)
 {
-	PlanState  *ps = (PlanState *) arg;
+	SfPlan  *ps = (SfPlan *) arg;
 	Oid			prev_relid = InvalidOid;
 	int64		rel_bytes = 0;
 	TimestampTz rel_oldest = 0;
@@ -408,7 +409,7 @@ sfexport_worker_main(Datum arg)
 		if (flush_all || now >= next_plan ||
 			committed - bytes_at_plan >= (uint64) min_flush_bytes)
 		{
-			PlanState	ps;
+			SfPlan	ps;
 			ListCell   *lc;
 
 			memset(&ps, 0, sizeof(ps));
