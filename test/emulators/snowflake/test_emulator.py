@@ -944,5 +944,325 @@ class CopyTests(EmulatorTestCase):
         self.assertEqual(self.client.rows("SELECT * FROM t"), [["1", "n1", None]])
 
 
+
+# ---------------------------------------------------------------------------
+# Tiny object-store stand-ins for the storage tests
+
+def sigv4_check(method, raw_path, headers, secrets):
+    """Independent SigV4 verification (S3 flavour). Returns (access key, ok)."""
+    import re
+    auth = headers.get("Authorization", "")
+    m = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/s3/aws4_request, ?"
+                 r"SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$", auth)
+    if not m:
+        return None, False
+    akid, date, region, signed, sig = m.groups()
+    path, _, query = raw_path.partition("?")
+    enc = lambda x: urllib.parse.quote(x, safe="-_.~")  # noqa: E731
+    pairs = sorted((enc(k), enc(v)) for k, v in
+                   urllib.parse.parse_qsl(query, keep_blank_values=True))
+    cq = "&".join("%s=%s" % kv for kv in pairs)
+    low = {k.lower(): " ".join(v.strip().split()) for k, v in headers.items()}
+    if "host" in signed.split(";") and "host" not in low:
+        return akid, False
+    ch = "".join("%s:%s\n" % (h, low.get(h, "")) for h in signed.split(";"))
+    creq = "\n".join([method, path, cq, ch, signed, low.get("x-amz-content-sha256", "")])
+    sts = "\n".join(["AWS4-HMAC-SHA256", low.get("x-amz-date", ""),
+                     "%s/%s/s3/aws4_request" % (date, region),
+                     hashlib.sha256(creq.encode()).hexdigest()])
+    secret = secrets.get(akid)
+    if secret is None:
+        return akid, False
+    k = ("AWS4" + secret).encode()
+    for part in (date, region, "s3", "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return akid, hmac.compare_digest(hmac.new(k, sts.encode(), hashlib.sha256).hexdigest(), sig)
+
+
+class ObjectStore:
+    """S3 (path-style, SigV4-checked) and GCS JSON API stand-in on loopback."""
+
+    def __init__(self, kind, secrets=None):
+        self.kind = kind
+        self.objects = {}       # (bucket, key) -> bytes
+        self.secrets = secrets or {}
+        self.requests = []
+        store = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, body=b"", ctype="application/xml", headers=None):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def handle_any(self):
+                store.requests.append((self.command, self.path, dict(self.headers.items())))
+                if store.kind == "s3":
+                    return self.s3()
+                return self.gcs()
+
+            do_GET = do_DELETE = handle_any
+
+            def s3(self):
+                akid, ok = sigv4_check(self.command, self.path, dict(self.headers.items()),
+                                       store.secrets)
+                if not ok:
+                    return self.reply(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>")
+                path, _, query = self.path.partition("?")
+                bucket, _, key = urllib.parse.unquote(path[1:]).partition("/")
+                q = dict(urllib.parse.parse_qsl(query))
+                if not key and q.get("list-type") == "2":
+                    keys = sorted(k for (b, k) in store.objects if b == bucket
+                                  and k.startswith(q.get("prefix", "")))
+                    xml = "".join("<Contents><Key>%s</Key></Contents>" % k for k in keys)
+                    body = ('<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                            '%s<IsTruncated>false</IsTruncated></ListBucketResult>' % xml)
+                    return self.reply(200, body.encode())
+                data = store.objects.get((bucket, key))
+                if data is None:
+                    return self.reply(404, b"<Error><Code>NoSuchKey</Code></Error>")
+                if self.command == "DELETE":
+                    del store.objects[(bucket, key)]
+                    return self.reply(204)
+                return self.reply(200, data, "application/octet-stream",
+                                  {"ETag": '"%s"' % hashlib.md5(data).hexdigest()})
+
+            def gcs(self):
+                path, _, query = self.path.partition("?")
+                q = dict(urllib.parse.parse_qsl(query))
+                parts = path.split("/")
+                # /storage/v1/b/<bucket>/o[/<name>]
+                if len(parts) < 6 or parts[1:4] != ["storage", "v1", "b"] or parts[5] != "o":
+                    return self.reply(404, b"{}", "application/json")
+                bucket = urllib.parse.unquote(parts[4])
+                if len(parts) == 6:
+                    items = [{"name": k} for (b, k) in sorted(store.objects)
+                             if b == bucket and k.startswith(q.get("prefix", ""))]
+                    return self.reply(200, json.dumps({"items": items}).encode(),
+                                      "application/json")
+                name = urllib.parse.unquote(parts[6])
+                data = store.objects.get((bucket, name))
+                if data is None:
+                    return self.reply(404, b'{"error": {"code": 404}}', "application/json")
+                if self.command == "DELETE":
+                    del store.objects[(bucket, name)]
+                    return self.reply(204, b"", "application/json")
+                if q.get("alt") != "media":
+                    return self.reply(200, json.dumps({"name": name}).encode(), "application/json")
+                return self.reply(200, data, "application/octet-stream",
+                                  {"ETag": hashlib.md5(data).hexdigest()})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class StorageTests(EmulatorTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s3 = ObjectStore("s3", {"AKIDSTAGE": "stage-secret", "AKIDGLOBAL": "global-secret"})
+        cls.gcs = ObjectStore("gcs")
+        cls.extra_args = ("--s3-endpoint", "http://127.0.0.1:%d" % cls.s3.port,
+                          "--s3-access-key", "AKIDGLOBAL", "--s3-secret-key", "global-secret",
+                          "--gcs-endpoint", "http://127.0.0.1:%d" % cls.gcs.port)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.s3.stop()
+        cls.gcs.stop()
+
+    def setUp(self):
+        super().setUp()
+        self.client.ok("CREATE TABLE t (id INT, name VARCHAR)")
+
+    def test_s3_stage_credentials_sigv4(self):
+        key = "exports/dt=2024-01-01/part 1+a.csv.gz"
+        self.s3.objects[("bkt", key)] = gzip.compress(b"1,one\n2,two\n")
+        self.client.ok("CREATE STAGE s3st URL = 's3://bkt/exports/' CREDENTIALS = "
+                       "(AWS_KEY_ID = 'AKIDSTAGE' AWS_SECRET_KEY = 'stage-secret' "
+                       "AWS_TOKEN = 'session-tok') FILE_FORMAT = (TYPE = CSV)")
+        res = self.copy_rows("t", ["dt=2024-01-01/part 1+a.csv.gz"], stage="s3st")
+        self.assertEqual(res[0]["status"], "LOADED")
+        self.assertEqual(res[0]["file"], "s3://bkt/" + key)
+        method, path, headers = self.s3.requests[-1]
+        self.assertIn("Credential=AKIDSTAGE/", headers["Authorization"])
+        self.assertEqual(headers.get("X-Amz-Security-Token") or headers.get("x-amz-security-token"),
+                         "session-tok")
+        self.assertIn("x-amz-security-token", headers["Authorization"])
+        # load metadata uses the S3 ETag
+        r = self.copy("t", ["dt=2024-01-01/part 1+a.csv.gz"], stage="s3st")
+        self.assertEqual(r.json["data"], [["Copy executed with 0 files processed."]])
+        # objects listed through ListObjectsV2 when FILES is omitted
+        self.s3.objects[("bkt", "exports/dt=2024-01-02/b.csv")] = b"3,three\n"
+        r = self.client.run("COPY INTO t FROM @s3st PURGE = TRUE")
+        self.assertEqual([x[0] for x in r.json["data"]], ["s3://bkt/exports/dt=2024-01-02/b.csv"])
+        self.assertNotIn(("bkt", "exports/dt=2024-01-02/b.csv"), self.s3.objects)
+        self.assertEqual(self.client.rows("SELECT COUNT(*) FROM t"), [["3"]])
+
+    def test_s3_storage_integration_uses_global_keys(self):
+        self.s3.objects[("bkt", "x/a.csv")] = b"1,a\n"
+        self.client.ok("CREATE STAGE s3i URL = 's3://bkt/x/' STORAGE_INTEGRATION = my_int")
+        self.assertEqual(self.copy_rows("t", ["a.csv"], stage="s3i")[0]["status"], "LOADED")
+        self.assertIn("Credential=AKIDGLOBAL/", self.s3.requests[-1][2]["Authorization"])
+
+    def test_s3_bad_credentials(self):
+        self.s3.objects[("bkt", "x/a.csv")] = b"1,a\n"
+        self.client.ok("CREATE STAGE s3bad URL = 's3://bkt/x/' CREDENTIALS = "
+                       "(AWS_KEY_ID = 'AKIDSTAGE' AWS_SECRET_KEY = 'wrong')")
+        r = self.copy("t", ["a.csv"], stage="s3bad")
+        self.assertEqual(r.status, 422)
+        objs = self.client.admin("GET", "objects?kind=STAGE")["objects"]
+        self.assertEqual(objs[0]["credentials"]["AWS_SECRET_KEY"], "***")
+
+    def test_gcs_stage(self):
+        self.gcs.objects[("gbkt", "pre/dir/a b.csv")] = b"1,a\n2,b\n"
+        self.client.ok("CREATE STAGE g URL = 'gcs://gbkt/pre/' STORAGE_INTEGRATION = gi")
+        res = self.copy_rows("t", ["dir/a b.csv"], stage="g")
+        self.assertEqual(res[0]["status"], "LOADED")
+        self.assertEqual(res[0]["file"], "gcs://gbkt/pre/dir/a b.csv")
+        self.assertTrue(any("/o/dir%2Fa%20b.csv" in p or "/o/pre%2Fdir%2Fa%20b.csv" in p
+                            for _, p, _ in self.gcs.requests))
+        r = self.client.run("CREATE STAGE g2 URL = 'gcs://gbkt/' CREDENTIALS = (AWS_KEY_ID='x' "
+                            "AWS_SECRET_KEY='y')")
+        self.assertEqual(r.status, 422)
+
+
+class DdlTests(EmulatorTestCase):
+    def test_create_variants(self):
+        self.assertEqual(self.client.rows("CREATE TABLE t (a INT)"),
+                         [["Table T successfully created."]])
+        r = self.client.run("CREATE TABLE t (a INT)")
+        self.assertEqual(r.status, 422)
+        self.assertEqual(r.json["code"], "002002")
+        self.assertEqual(self.client.rows("CREATE TABLE IF NOT EXISTS t (a INT)"),
+                         [["T already exists, statement succeeded."]])
+        self.client.ok("CREATE OR REPLACE TABLE t (a INT, b VARCHAR(10) NOT NULL)")
+        desc = self.client.rows("DESCRIBE TABLE t")
+        self.assertEqual([(d[0], d[1], d[3]) for d in desc],
+                         [("A", "NUMBER(38,0)", "Y"), ("B", "VARCHAR(10)", "N")])
+        self.assertEqual(self.client.rows("DROP TABLE t"), [["T successfully dropped."]])
+        self.assertEqual(self.client.run("DROP TABLE t").status, 422)
+        self.client.ok("DROP TABLE IF EXISTS t")
+
+    def test_identifiers(self):
+        self.client.ok('CREATE TABLE "Mixed Case" ("id" INT, Name VARCHAR)')
+        self.client.ok("CREATE TABLE mixed_case (x INT)")
+        self.assertEqual(self.client.run('SELECT COUNT(*) FROM "mixed case"').status, 422)
+        self.assertEqual(self.client.rows('SELECT COUNT(*) FROM "Mixed Case"'), [["0"]])
+        self.assertEqual(self.client.rows('SELECT COUNT(*) FROM DB.PUBLIC."Mixed Case"'), [["0"]])
+        self.assertEqual(self.client.rows('SELECT COUNT(*) FROM db.public.MIXED_CASE'), [["0"]])
+        cols = [c["name"] for c in
+                self.client.ok('SELECT * FROM "Mixed Case"')["resultSetMetaData"]["rowType"]]
+        self.assertEqual(cols, ["id", "NAME"])
+        self.client.ok('CREATE TABLE "we""ird" (a INT)')
+        self.assertEqual(self.client.rows('SELECT COUNT(*) FROM "we""ird"'), [["0"]])
+        self.client.ok("CREATE TABLE OTHERDB.S1.T (a INT)")
+        self.assertEqual(self.client.rows("SELECT COUNT(*) FROM otherdb.s1.t"), [["0"]])
+        self.assertEqual(self.client.run("SELECT COUNT(*) FROM t").status, 422)
+
+    def test_alter_add_column(self):
+        self.client.ok("CREATE TABLE t (a INT)")
+        self.client.ok("ALTER TABLE t ADD COLUMN b VARCHAR")
+        self.client.ok("ALTER TABLE t ADD COLUMN IF NOT EXISTS b VARCHAR")
+        self.assertEqual(self.client.run("ALTER TABLE t ADD COLUMN b VARCHAR").status, 422)
+        self.client.ok("ALTER TABLE t ADD c DATE, d BOOLEAN")
+        self.assertEqual([d[0] for d in self.client.rows("DESC TABLE t")], ["A", "B", "C", "D"])
+
+    def test_file_format_stage_validation(self):
+        self.client.ok("CREATE FILE FORMAT f TYPE = CSV FIELD_DELIMITER = '|' "
+                       "NULL_IF = ('\\\\N', 'NULL') EMPTY_FIELD_AS_NULL = FALSE COMPRESSION = ZSTD")
+        self.assertEqual(self.client.run("CREATE FILE FORMAT g TYPE = CSV BOGUS = 1").status, 422)
+        self.assertEqual(self.client.run("CREATE FILE FORMAT g TYPE = CSV "
+                                         "FIELD_OPTIONALLY_ENCLOSED_BY = 'x'").status, 422)
+        self.client.ok("CREATE STAGE s URL = 's3://b/p/' CREDENTIALS = (AWS_KEY_ID = 'k' "
+                       "AWS_SECRET_KEY = 's') FILE_FORMAT = (FORMAT_NAME = 'f')")
+        self.assertEqual(self.client.run("CREATE STAGE s2 URL = 's3://b/' CREDENTIALS = "
+                                         "(AWS_KEY_ID='k' AWS_SECRET_KEY='s') "
+                                         "STORAGE_INTEGRATION = i").status, 422)
+        self.client.ok("DROP FILE FORMAT f")
+        self.client.ok("DROP STAGE IF EXISTS s")
+
+    def test_external_table_and_pipe_recorded(self):
+        self.client.ok("CREATE STAGE ext URL = 's3://lake/sales/'")
+        self.client.ok("CREATE OR REPLACE EXTERNAL TABLE sales (amount NUMBER(10,2) AS "
+                       "(value:c2::NUMBER(10,2)), country VARCHAR AS "
+                       "(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 2), '=', 2))) "
+                       "PARTITION BY (country) LOCATION = @ext/data/ AUTO_REFRESH = FALSE "
+                       "FILE_FORMAT = (TYPE = CSV SKIP_HEADER = 1)")
+        objs = self.client.admin("GET", "objects?kind=EXTERNAL_TABLE")["objects"]
+        self.assertEqual(len(objs), 1)
+        et = objs[0]
+        self.assertEqual(et["fqn"], ["DB", "PUBLIC", "SALES"])
+        self.assertEqual(et["columns"][0]["expr"], "value:c2::NUMBER(10,2)")
+        self.assertIn("METADATA$FILENAME", et["columns"][1]["expr"])
+        self.assertEqual(et["partition_by"], ["COUNTRY"])
+        self.assertEqual(et["location"], {"stage": ["DB", "PUBLIC", "EXT"], "path": "data/"})
+        self.assertIs(et["auto_refresh"], False)
+        self.assertEqual(et["file_format"]["options"]["SKIP_HEADER"], 1)
+        self.client.ok("CREATE TABLE t (a INT)")
+        self.client.ok("CREATE PIPE p AUTO_INGEST = TRUE AS COPY INTO t FROM @ext "
+                       "FILE_FORMAT = (TYPE = CSV)")
+        pipe = self.client.admin("GET", "objects?kind=PIPE")["objects"][0]
+        self.assertTrue(pipe["copy_statement"].startswith("COPY INTO t FROM @ext"))
+        self.client.ok("DROP EXTERNAL TABLE sales")
+        self.client.ok("DROP PIPE p")
+        log = self.client.admin("GET", "statements")["statements"]
+        self.assertTrue(any(e["statement"].startswith("CREATE OR REPLACE EXTERNAL TABLE")
+                            for e in log))
+
+    def test_select_features(self):
+        self.client.ok("CREATE TABLE t (id INT, name VARCHAR, amount NUMBER(10,2))")
+        self.write("a.csv", "1,a,1.50\n2,b,\n3,,2.25\n")
+        self.stage()
+        self.copy_rows("t", ["a.csv"])
+        self.assertEqual(self.client.rows("SELECT id FROM t WHERE amount IS NULL"), [["2"]])
+        self.assertEqual(self.client.rows("SELECT id, name FROM t ORDER BY name NULLS FIRST LIMIT 2"),
+                         [["3", None], ["1", "a"]])
+        self.assertEqual(self.client.rows("SELECT SUM(amount), MAX(id), COUNT(name) FROM t"),
+                         [["3.75", "3", "2"]])
+        self.assertEqual(self.client.rows("SELECT COUNT(*) FROM t WHERE id IN (1, 3) AND "
+                                          "NOT (name = 'a')"), [["0"]])
+        r = self.client.run("SELECT nope FROM t")
+        self.assertEqual(r.status, 422)
+        self.assertEqual(r.json["code"], "000904")
+
+    def test_admin_query_and_persistence(self):
+        self.client.ok("CREATE TABLE t (id INT)")
+        self.write("a.csv", "1\n2\n")
+        self.stage()
+        self.copy_rows("t", ["a.csv"])
+        handle = self.client.ok("SELECT COUNT(*) FROM t")["statementHandle"]
+        q = self.client.admin("POST", "query", {"statement": "SELECT COUNT(*) FROM t",
+                                                "database": "DB", "schema": "PUBLIC"})
+        self.assertEqual(q["rows"], [["2"]])
+        q = self.client.admin("POST", "query", {"statement": "SELECT * FROM nope",
+                                                "database": "DB", "schema": "PUBLIC"})
+        self.assertEqual(q["error"]["code"], "002003")
+        # restart on the same data dir: rows, load metadata and handles survive
+        self.emu.stop()
+        self.emu.start()
+        c = Client(self.emu.port, self.client.token)
+        type(self).client = c
+        self.assertEqual(c.rows("SELECT COUNT(*) FROM t"), [["2"]])
+        self.assertEqual(c.rows("COPY INTO t FROM @ST FILES = ('a.csv')"),
+                         [["Copy executed with 0 files processed."]])
+        self.assertEqual(c.poll(handle).json["data"], [["2"]])
+
+
 if __name__ == "__main__":
     unittest.main()
