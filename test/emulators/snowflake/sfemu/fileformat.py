@@ -319,6 +319,21 @@ def parse_csv(text, o):
     def fd_at(p):
         return bool(fd) and text.startswith(fd, p)
 
+    # Characters at which the scanners must stop and look closer.
+    stops = set()
+    if fd:
+        stops.add(fd[0])
+    if logical_nl:
+        stops.update("\r\n")
+    elif rd:
+        stops.add(rd[0])
+    if esc_u:
+        stops.add(esc_u)
+    unenc_re = re.compile("[%s]" % "".join(re.escape(c) for c in sorted(stops)) if stops
+                          else "(?!)")
+    encl_re = re.compile("[%s]" % "".join(re.escape(c) for c in sorted({encl, esc} - {None}))) \
+        if encl else None
+
     def skip_record(p):
         nonlocal line
         while p < n:
@@ -355,6 +370,14 @@ def parse_csv(text, o):
                 buf = []
                 closed = False
                 while p < n:
+                    m = encl_re.search(text, p)
+                    j = m.start() if m else n
+                    if j > p:
+                        buf.append(text[p:j])
+                        line += text.count("\n", p, j)
+                        p = j
+                    if p >= n:
+                        break
                     c = text[p]
                     if c == encl:
                         if p + 1 < n and text[p + 1] == encl:
@@ -364,16 +387,15 @@ def parse_csv(text, o):
                         p += 1
                         closed = True
                         break
-                    if esc and c == esc and p + 1 < n:
+                    # escape character (ESCAPE option)
+                    if p + 1 < n:
                         buf.append(_unescape(text[p + 1]))
                         if text[p + 1] == "\n":
                             line += 1
                         p += 2
-                        continue
-                    if c == "\n":
-                        line += 1
-                    buf.append(c)
-                    p += 1
+                    else:
+                        buf.append(c)
+                        p += 1
                 val = "".join(buf)
                 if not closed:
                     err = ("Found end-of-file while expecting the closing enclosing "
@@ -407,7 +429,13 @@ def parse_csv(text, o):
             buf = []
             raw = []
             while p < n:
-                if fd_at(p) or rd_len(p):
+                m = unenc_re.search(text, p)
+                j = m.start() if m else n
+                if j > p:
+                    raw.append(text[p:j])
+                    buf.append(text[p:j])
+                    p = j
+                if p >= n or fd_at(p) or rd_len(p):
                     break
                 c = text[p]
                 if esc_u and c == esc_u and p + 1 < n:
