@@ -411,6 +411,18 @@ class Engine:
 
     # -- COPY INTO <table> ----------------------------------------------------
     def copy(self, st, session, handle):
+        """COPY INTO <table>
+        (https://docs.snowflake.com/en/sql-reference/sql/copy-into-table).
+
+        One result row per file with the columns file, status, rows_parsed,
+        rows_loaded, error_limit, errors_seen, first_error, first_error_line,
+        first_error_character, first_error_column_name; a single `status` column
+        "Copy executed with 0 files processed." when every file was skipped.
+        Load metadata (https://docs.snowflake.com/en/user-guide/data-load-considerations-load#load-metadata):
+        a file already loaded into this table with an unchanged ETag is skipped
+        unless FORCE = TRUE. ABORT_STATEMENT aborts the whole statement on the
+        first error; explicitly listed files that are missing abort it too.
+        """
         fqn = self.resolve(st["table"], session, "COPY")
         tbl = self.cat.get("TABLE", fqn)
         if not tbl:
