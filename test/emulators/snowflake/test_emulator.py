@@ -1241,6 +1241,34 @@ class DdlTests(EmulatorTestCase):
         self.assertEqual(r.status, 422)
         self.assertEqual(r.json["code"], "000904")
 
+    def test_fully_quoted_generated_sql(self):
+        self.client.ok('CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."Events" ("id" NUMBER(38,0) '
+                       'NOT NULL, "payload" VARIANT, "at" TIMESTAMP_TZ)')
+        self.client.ok('CREATE OR REPLACE FILE FORMAT "DB"."PUBLIC"."sfx_fmt" TYPE = CSV '
+                       "FIELD_DELIMITER = ',' RECORD_DELIMITER = '\\n' "
+                       "FIELD_OPTIONALLY_ENCLOSED_BY = '\"' ESCAPE = NONE "
+                       "ESCAPE_UNENCLOSED_FIELD = NONE NULL_IF = ('\\\\N') "
+                       "EMPTY_FIELD_AS_NULL = FALSE ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE "
+                       "COMPRESSION = AUTO")
+        self.client.ok('CREATE STAGE IF NOT EXISTS "DB"."PUBLIC"."sfx_stage" URL = \'file://%s/\' '
+                       'FILE_FORMAT = (FORMAT_NAME = \'"DB"."PUBLIC"."sfx_fmt"\')' % self.stage_dir)
+        self.write("out/0001.csv.gz", gzip.compress(
+            b'1,"{""k"":""v\\\\""}",2024-01-01 00:00:00.000000 +00:00\n2,\\N,\\N\n'))
+        r = self.client.run('COPY INTO "DB"."PUBLIC"."Events" ("id", "payload", "at") '
+                            'FROM @"DB"."PUBLIC"."sfx_stage"/out/ FILES = (\'0001.csv.gz\') '
+                            "FILE_FORMAT = (FORMAT_NAME = sfx_fmt) ON_ERROR = ABORT_STATEMENT",
+                            bindings=None)
+        self.assertEqual(r.status, 422)  # unquoted sfx_fmt resolves to SFX_FMT: not found
+        r = self.client.run('COPY INTO "DB"."PUBLIC"."Events" ("id", "payload", "at") '
+                            'FROM @"DB"."PUBLIC"."sfx_stage"/out/ FILES = (\'0001.csv.gz\') '
+                            'FILE_FORMAT = (FORMAT_NAME = "DB"."PUBLIC"."sfx_fmt")')
+        self.assertEqual(r.status, 200, r.raw)
+        self.assertEqual(r.json["data"][0][1], "LOADED")
+        rows = self.client.rows('SELECT "id", "payload", "at" FROM "Events" ORDER BY "id"')
+        self.assertEqual(json.loads(rows[0][1]), {"k": "v\\"})
+        self.assertEqual(rows[0][2], "1704067200.000000000 1440")
+        self.assertEqual(rows[1], ["2", None, None])
+
     def test_admin_query_and_persistence(self):
         self.client.ok("CREATE TABLE t (id INT)")
         self.write("a.csv", "1\n2\n")

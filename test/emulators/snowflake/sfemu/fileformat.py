@@ -176,11 +176,17 @@ def parse_option_value(p):
             return w == "TRUE"
         if not t.quoted and w == "NONE":
             return None
-        # qualified names (FORMAT_NAME = db.sch.ff) are kept as text
-        parts = [t.value if t.quoted else t.value.upper()]
+        # Qualified names (FORMAT_NAME = db.sch."ff") are kept as identifier text,
+        # quoted parts re-quoted so that they stay case-sensitive.
+        def part(tok):
+            return '"%s"' % tok.value.replace('"', '""') if tok.quoted else tok.value.upper()
+        parts = [part(t)]
         while p.at_op("."):
             p.next()
-            parts.append(p.ident())
+            nt = p.next()
+            if nt.kind != "IDENT":
+                raise p.error("identifier")
+            parts.append(part(nt))
         return ("KW", ".".join(parts))
     raise p.error("option value")
 
