@@ -567,6 +567,9 @@ sf_auth_token(SfServerConfig *srv, SfUserConfig *usr, bool force_new)
 					  usr->private_key_passphrase,
 					  usr->private_key_file ? "private_key_file" : "private_key",
 					  now, lifetime);
+	ereport(DEBUG1,
+			(errmsg_internal("sfexport: new key-pair token for user \"%s\" of server \"%s\", valid for %d s",
+							 usr->user, srv->servername, lifetime)));
 	slot->token = MemoryContextStrdup(TopMemoryContext, jwt);
 	explicit_bzero(jwt, strlen(jwt));
 	pfree(jwt);
