@@ -142,7 +142,8 @@ load_private_key(const char *pem, const char *passphrase, EVP_PKEY **pkey,
 	{
 		int			nid = EVP_PKEY_base_id(key);
 
-		*keytype = nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
+		*keytype = nid == EVP_PKEY_EC ? "EC" :
+			nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
 		EVP_PKEY_free(key);
 		return SF_KEY_NOT_RSA;
 	}
