@@ -142,7 +142,8 @@ load_private_key(const char *pem, const char *passphrase, EVP_PKEY **pkey,
 	{
 		int			nid = EVP_PKEY_base_id(key);
 
-		*keytype = nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
+		*keytype = nid == EVP_PKEY_EC ? "EC" :
+			nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
 		EVP_PKEY_free(key);
 		return SF_KEY_NOT_RSA;
 	}
@@ -567,6 +568,9 @@ sf_auth_token(SfServerConfig *srv, SfUserConfig *usr, bool force_new)
 					  usr->private_key_passphrase,
 					  usr->private_key_file ? "private_key_file" : "private_key",
 					  now, lifetime);
+	ereport(DEBUG1,
+			(errmsg_internal("sfexport: new key-pair token for user \"%s\" of server \"%s\", valid for %d s",
+							 usr->user, srv->servername, lifetime)));
 	slot->token = MemoryContextStrdup(TopMemoryContext, jwt);
 	explicit_bzero(jwt, strlen(jwt));
 	pfree(jwt);

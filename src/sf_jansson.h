@@ -8,6 +8,10 @@
  * include this header right after postgres.h: it pulls in fmgrprotos.h with
  * the PostgreSQL name renamed (it is never called from C), then jansson.
  *
+ * The clash exists at run time too: the postgres executable exports a
+ * json_object symbol, and a call to json_object() from the extension binds
+ * to it (and crashes).  Create empty objects with json_pack("{}") instead.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef SF_JANSSON_H

@@ -358,8 +358,10 @@ read_remote_error(SfHttpResponse *resp, SfRemoteError *err)
 
 /*
  * The PostgreSQL error code for Snowflake's sqlState: passed on when it is
- * a well-formed SQLSTATE of an error class (not 00, 01 or 02), else the
- * fallback.
+ * a well-formed SQLSTATE of an error class, else the fallback.  Snowflake
+ * reports "Object ... does not exist or not authorized" (error 002003) with
+ * class 02 ("no data"), which is not an error class in PostgreSQL: that
+ * becomes undefined_object.  Classes 00 and 01 get the fallback.
  */
 static int
 map_sqlstate(const char *s, int fallback)
@@ -369,7 +371,9 @@ map_sqlstate(const char *s, int fallback)
 	for (int i = 0; i < 5; i++)
 		if (!(isdigit((unsigned char) s[i]) || (s[i] >= 'A' && s[i] <= 'Z')))
 			return fallback;
-	if (s[0] == '0' && (s[1] == '0' || s[1] == '1' || s[1] == '2'))
+	if (s[0] == '0' && s[1] == '2')
+		return ERRCODE_UNDEFINED_OBJECT;
+	if (s[0] == '0' && (s[1] == '0' || s[1] == '1'))
 		return fallback;
 	return MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
 }
@@ -379,10 +383,12 @@ static void
 report_statement_error(SfExec *ex, SfHttpResponse *resp)
 {
 	SfRemoteError err;
-	bool		timeout = resp->status == 408;
+	bool		timeout;
 	const char *handle;
 
 	read_remote_error(resp, &err);
+	/* 000630: "Statement reached its statement or warehouse timeout" */
+	timeout = resp->status == 408 || (err.code && strcmp(err.code, "000630") == 0);
 	handle = err.handle ? err.handle : ex->handle ? ex->handle : "unknown";
 	ex->remote_error = true;
 	ereport(ERROR,
@@ -646,7 +652,11 @@ static char *
 build_body(SfExec *ex)
 {
 	const SfStatement *st = ex->stmt;
-	json_t	   *body = json_object();
+	/*
+	 * json_pack("{}"), not json_object(): the server binary exports a
+	 * json_object symbol of its own, which wins at run time (sf_jansson.h).
+	 */
+	json_t	   *body = json_pack("{}");
 	char	   *text;
 	char	   *out;
 	bool		ok = body != NULL;
@@ -665,7 +675,7 @@ build_body(SfExec *ex)
 		SET("role", json_string(ex->srv->role));
 	if (st->nbinds > 0)
 	{
-		json_t	   *binds = json_object();
+		json_t	   *binds = json_pack("{}");
 
 		ok = ok && binds != NULL;
 		for (int i = 0; ok && i < st->nbinds; i++)
@@ -1071,7 +1081,7 @@ sfexport_snowflake_query(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("server and statement must not be null")));
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	lookup_server(PG_GETARG_NAME(0), &srv, &usr);
 
 	if (!PG_ARGISNULL(2))
