@@ -185,6 +185,49 @@ purge_orphans(void)
 						SPI_processed)));
 }
 
+/*
+ * The smallest flush_interval and flush_size over every sfexport foreign
+ * table of the database, pending or not.  Call within SPI.
+ */
+static void
+compute_triggers(long *min_interval_ms, int64 *min_flush_bytes)
+{
+	*min_interval_ms = sfexport_flush_interval_s * 1000L;
+	*min_flush_bytes = (int64) sfexport_flush_size_kb * 1024;
+	if (SPI_execute("SELECT ft.ftrelid FROM pg_catalog.pg_foreign_table ft"
+					"  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver"
+					"  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+					" WHERE w.fdwname = 'sfexport'", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list sfexport foreign tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		SfTableConfig *cfg = sf_get_table_config(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																				  SPI_tuptable->tupdesc,
+																				  1, &isnull)));
+
+		*min_interval_ms = Min(*min_interval_ms, cfg->flush_interval_s * 1000L);
+		*min_flush_bytes = Min(*min_flush_bytes, (int64) cfg->flush_size_kb * 1024);
+	}
+}
+
+typedef struct TriggerArgs
+{
+	long		min_interval_ms;
+	int64		min_flush_bytes;
+} TriggerArgs;
+
+static void
+triggers_unit(void *arg)
+{
+	TriggerArgs *t = (TriggerArgs *) arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	compute_triggers(&t->min_interval_ms, &t->min_flush_bytes);
+	SPI_finish();
+}
+
 static void
 plan_unit(void *arg)
 {
@@ -203,24 +246,9 @@ plan_unit(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	purge_orphans();
 
-	/* the smallest triggers over every sfexport table, pending or not */
-	if (SPI_execute("SELECT ft.ftrelid FROM pg_catalog.pg_foreign_table ft"
-					"  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver"
-					"  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
-					" WHERE w.fdwname = 'sfexport'", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list sfexport foreign tables");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		SfTableConfig *cfg = sf_get_table_config(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																				  SPI_tuptable->tupdesc,
-																				  1, &isnull)));
+	compute_triggers(&ps->min_interval_ms, &ps->min_flush_bytes);
 
-		ps->min_interval_ms = Min(ps->min_interval_ms, cfg->flush_interval_s * 1000L);
-		ps->min_flush_bytes = Min(ps->min_flush_bytes, (int64) cfg->flush_size_kb * 1024);
-	}
-
-	if (SPI_execute("SELECT relid, shape, count(*), sum(octet_length(line) + 1),"
+	if (SPI_execute("SELECT relid, shape, count(*), sum(octet_length(line) + 1)::bigint,"
 					"       min(inserted_at)"
 					"  FROM sfexport.outbox GROUP BY relid, shape"
 					" ORDER BY relid, min(inserted_at)", true, 0) != SPI_OK_SELECT)
@@ -243,8 +271,7 @@ plan_unit(void *arg)
 			p->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 			p->shape = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			p->rows = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-			p->bytes = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-														 SPI_getbinval(tup, desc, 4, &isnull)));
+			p->bytes = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 			p->oldest = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
 			MemoryContextSwitchTo(old);
 		}
@@ -335,10 +362,15 @@ flush_shape(PendingShape *p)
  * Main loop
  * ---------------------------------------------------------------------
  */
+static char *my_dbname = NULL;	/* for messages; read in a transaction */
+
 static void
 check_extension_unit(void *arg)
 {
 	*(bool *) arg = OidIsValid(get_extension_oid("sfexport", true));
+	if (my_dbname == NULL)
+		my_dbname = MemoryContextStrdup(TopMemoryContext,
+										get_database_name(MyDatabaseId));
 }
 
 void
@@ -352,6 +384,7 @@ sfexport_worker_main(Datum arg)
 	uint64		bytes_seen;
 	int64		min_flush_bytes = (int64) sfexport_flush_size_kb * 1024;
 	long		min_interval_ms = sfexport_flush_interval_s * 1000L;
+	TimestampTz last_triggers = 0;
 	bool		present = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -371,8 +404,7 @@ sfexport_worker_main(Datum arg)
 		proc_exit(0);			/* the launcher comes back later */
 
 	ereport(LOG,
-			(errmsg("sfexport worker started for database \"%s\"",
-					get_database_name(dboid))));
+			(errmsg("sfexport worker started for database \"%s\"", my_dbname)));
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "sfexport worker loop",
 									ALLOCSET_DEFAULT_SIZES);
@@ -399,10 +431,23 @@ sfexport_worker_main(Datum arg)
 		flush_all = sf_worker_take_flush_request();
 		committed = sf_worker_committed_bytes();
 
-		/* new rows: plan no later than when the first of them can be due */
+		/*
+		 * New rows: plan no later than when the first of them can be due.
+		 * Tables or their options may have changed since the last plan, so
+		 * the triggers are read again (a catalog read, at most once a second).
+		 */
 		if (committed != bytes_seen)
 		{
+			TriggerArgs t;
+
 			bytes_seen = committed;
+			if (now >= TimestampTzPlusMilliseconds(last_triggers, 1000) &&
+				sf_run_transaction(triggers_unit, &t, NULL))
+			{
+				min_interval_ms = t.min_interval_ms;
+				min_flush_bytes = t.min_flush_bytes;
+				last_triggers = now;
+			}
 			next_plan = Min(next_plan, TimestampTzPlusMilliseconds(now, min_interval_ms));
 		}
 
@@ -428,7 +473,7 @@ sfexport_worker_main(Datum arg)
 			{
 				ereport(LOG,
 						(errmsg("sfexport worker exiting: the extension was dropped from database \"%s\"",
-								get_database_name(dboid))));
+								my_dbname)));
 				proc_exit(0);
 			}
 			next_plan = ps.next_deadline;

@@ -1,0 +1,148 @@
+# The export pipeline end to end, with a local-directory stage and the
+# Snowflake emulator:
+#  - the launcher starts a worker in the database; it shows in
+#    pg_stat_activity;
+#  - committed rows are staged, loaded with COPY INTO and arrive exactly
+#    once with their values; rolled-back rows never do;
+#  - staged files are deleted after loading (and kept with keep_files);
+#  - a file Snowflake rejects stays visible with its error, does not block
+#    later files, and loads after sfexport.retry() once the cause is fixed;
+#  - a COPY that fails as a whole (missing table) keeps its files staged
+#    and loads them once the table exists;
+#  - nothing pending means no Snowflake statement at all;
+#  - dropping the extension stops the worker.
+use strict;
+use warnings;
+use lib $ENV{SFEXPORT_SRC} . '/test/lib';
+use SfTest;
+use SfSnowflake qw();
+use File::Temp qw(tempdir);
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $kdir = tempdir('sf_keys_XXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $kdir;
+my $key = SfSnowflake::gen_key($kdir, 'main');
+my $emu = SfSnowflake::start_emulator(account => 'TESTACCT', users => { LOADER => $key->{pub} });
+my $lit = \&SfSnowflake::lit;
+my $stage = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $stage;
+
+my $node = SfTest::new_node('pipe', conf => "sfexport.launcher_naptime = 1s\n");
+$node->safe_psql('postgres', qq{
+	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
+		account 'testacct', url '$emu->{url}', database 'DB', schema 'PUBLIC',
+		warehouse 'WH', location 'file://$stage/', flush_interval '1s');
+	CREATE USER MAPPING FOR PUBLIC SERVER sf
+		OPTIONS (user 'LOADER', private_key @{[ $lit->($key->{pem}) ]});
+	CREATE FOREIGN TABLE events (id int, kind text, at timestamptz, props jsonb,
+		tags text[], amount numeric(10,2))
+		SERVER sf OPTIONS (table 'EVENTS');
+});
+
+# Snowflake side, as setup functions will do it
+sub sf { my ($sql) = @_; return SfSnowflake::emu_query($emu, $sql); }
+sub sfcount
+{
+	my ($table) = @_;
+	my $r = sf("SELECT COUNT(*) FROM DB.PUBLIC.$table");
+	return $r->{rows}[0][0];
+}
+my $ff = 'TYPE = CSV FIELD_DELIMITER = \',\' RECORD_DELIMITER = \'\n\' SKIP_HEADER = 0 FIELD_OPTIONALLY_ENCLOSED_BY = \'"\' ESCAPE = NONE ESCAPE_UNENCLOSED_FIELD = NONE NULL_IF = () EMPTY_FIELD_AS_NULL = TRUE ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE BINARY_FORMAT = HEX COMPRESSION = AUTO';
+sf(qq{CREATE FILE FORMAT DB.PUBLIC.SFEXPORT_CSV $ff});
+sf(qq{CREATE STAGE DB.PUBLIC.SFEXPORT_STAGE URL = 'file://$stage/'});
+sf(q{CREATE TABLE DB.PUBLIC.EVENTS (id NUMBER(10,0), kind VARCHAR, at TIMESTAMP_TZ,
+	props VARIANT, tags ARRAY, amount NUMBER(10,2))});
+
+# ---- the worker runs
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sfexport worker'}),
+	'the launcher started a worker for the database');
+
+# ---- rows arrive exactly once
+$node->safe_psql('postgres', q{
+	INSERT INTO events SELECT g, 'kind ' || (g % 3), '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 min',
+	       jsonb_build_object('n', g, 'quote', 'a "b", c'), ARRAY['x', g::text], g / 4.0
+	  FROM generate_series(1, 1000) g;
+	BEGIN; INSERT INTO events VALUES (-1, 'rolled back', now(), '{}', '{}', 0); ROLLBACK;
+});
+ok($node->poll_query_until('postgres',
+	q{SELECT loaded_rows = 1000 AND pending_rows = 0 AND staged_files = 0 FROM sfexport.status}),
+	'1000 committed rows are loaded') or diag($node->safe_psql('postgres', 'SELECT * FROM sfexport.status'));
+is(sfcount('EVENTS'), 1000, 'Snowflake has each committed row once');
+is(sf(q{SELECT COUNT(*) FROM DB.PUBLIC.EVENTS WHERE id = -1})->{rows}[0][0], 0,
+	'the rolled-back row never left PostgreSQL');
+my $r = sf(q{SELECT id, kind, props, tags, amount FROM DB.PUBLIC.EVENTS WHERE id = 7});
+is($r->{rows}[0][1], 'kind 1', 'text value arrives');
+like($r->{rows}[0][2], qr/"quote":\s*"a \\"b\\", c"/, 'jsonb arrives as an object with its quotes');
+like($r->{rows}[0][3], qr/"x",\s*"7"/s, 'arrays arrive as arrays');
+is($r->{rows}[0][4], '1.75', 'numeric arrives exactly');
+
+my @left = glob("$stage/*/*/*");
+is(scalar(@left), 0, 'loaded files are deleted from the stage') or diag("@left");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM sfexport.files WHERE state = 'loaded' AND deleted_at IS NOT NULL}),
+	$node->safe_psql('postgres', q{SELECT count(*) FROM sfexport.files}),
+	'every file is recorded as loaded and deleted');
+
+# ---- idle: no Snowflake calls
+my $before = scalar @{ SfSnowflake::statement_log($emu, qr/./) };
+sleep 3;
+is(scalar @{ SfSnowflake::statement_log($emu, qr/./) }, $before,
+	'nothing pending: no statement sent to Snowflake');
+
+# ---- a file Snowflake rejects stays visible and does not block later files
+$node->safe_psql('postgres', q{
+	CREATE FOREIGN TABLE strict_t (n text) SERVER sf OPTIONS (table 'STRICT_T');
+});
+sf(q{CREATE TABLE DB.PUBLIC.STRICT_T (n NUMBER)});
+$node->safe_psql('postgres', q{INSERT INTO strict_t VALUES ('1'), ('not a number')});
+ok($node->poll_query_until('postgres',
+	q{SELECT failed_files = 1 FROM sfexport.status WHERE foreign_table = 'strict_t'::regclass}),
+	'a file with a bad value is recorded as failed');
+my $err = $node->safe_psql('postgres', q{SELECT first_error IS NOT NULL AND rows = 2 FROM sfexport.files WHERE state = 'failed'});
+is($err, 't', 'the failed file keeps its error and row count');
+is(sfcount('STRICT_T'), 0, 'a failed file loads nothing (ON_ERROR = SKIP_FILE)');
+$node->safe_psql('postgres', q{INSERT INTO strict_t VALUES ('2')});
+ok($node->poll_query_until('postgres',
+	q{SELECT loaded_files = 1 FROM sfexport.status WHERE foreign_table = 'strict_t'::regclass}),
+	'a later file loads although an earlier one failed');
+is(sfcount('STRICT_T'), 1, 'the later row is in Snowflake');
+my ($failed_name) = $node->safe_psql('postgres', q{SELECT name FROM sfexport.files WHERE state = 'failed'});
+ok(-f "$stage/$failed_name", 'the failed file stays in storage');
+
+# fix the cause, retry
+sf(q{CREATE OR REPLACE TABLE DB.PUBLIC.STRICT_T (n VARCHAR)});
+is($node->safe_psql('postgres', q{SELECT sfexport.retry('strict_t')}), '1', 'retry re-queues the failed file');
+$node->safe_psql('postgres', q{SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres',
+	q{SELECT failed_files = 0 AND staged_files = 0 FROM sfexport.status WHERE foreign_table = 'strict_t'::regclass}),
+	'the retried file loads');
+is(sfcount('STRICT_T'), 2, 'both rows of the retried file arrived');
+
+# ---- a COPY failing as a whole keeps its files staged until the cause is fixed
+$node->safe_psql('postgres', q{
+	CREATE FOREIGN TABLE later_t (a int) SERVER sf OPTIONS (table 'LATER_T');
+	INSERT INTO later_t SELECT generate_series(1, 10);
+});
+ok($node->poll_query_until('postgres',
+	q{SELECT staged_files = 1 AND last_error IS NOT NULL FROM sfexport.status WHERE foreign_table = 'later_t'::regclass}),
+	'missing target table: the file stays staged with the error');
+sf(q{CREATE TABLE DB.PUBLIC.LATER_T (a NUMBER)});
+$node->safe_psql('postgres', q{SELECT sfexport.retry('later_t'); SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres',
+	q{SELECT loaded_rows = 10 FROM sfexport.status WHERE foreign_table = 'later_t'::regclass}),
+	'once the table exists the staged file loads');
+is(sfcount('LATER_T'), 10, 'all rows of the delayed file arrived once');
+
+# ---- dropping the extension stops the worker
+$node->safe_psql('postgres', q{DROP EXTENSION sfexport CASCADE});
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'sfexport worker'}),
+	'the worker exits when the extension is dropped');
+$node->safe_psql('postgres', q{CREATE EXTENSION sfexport});
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sfexport worker'}),
+	'CREATE EXTENSION starts a worker again without a restart');
+
+$node->stop;
+done_testing();
