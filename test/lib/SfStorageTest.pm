@@ -36,6 +36,46 @@ sub start_s3
 		endpoint => "http://127.0.0.1:$front->{port}" };
 }
 
+# The GCS emulator (test/emulators/gcs_emulator.py) with one bucket and a
+# freshly generated service-account key whose token_uri points at it.
+# Returns { endpoint, key_file, key => {decoded JSON}, port }.
+sub start_gcs
+{
+	my (%o) = @_;
+	my $src = SfTest::src_dir();
+	my $dir = File::Temp::tempdir('sf_gcs_XXXX', TMPDIR => 1, CLEANUP => 1);
+	chmod 0755, $dir;
+	my $key_file = "$dir/sa.json";
+	my $gcs = SfTest::start_service('gcs_emulator',
+		[ SfTest::python(), "$src/test/emulators/gcs_emulator.py", '--port', '0',
+		  '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data",
+		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }) ]);
+	my $token_uri = "http://127.0.0.1:$gcs->{port}/token";
+	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", $key_file, $token_uri) == 0
+	  or die "gcs_keys.py failed";
+	chmod 0644, $key_file;
+	$gcs->{endpoint} = "http://127.0.0.1:$gcs->{port}";
+	$gcs->{key_file} = $key_file;
+	$gcs->{key} = decode_json(PostgreSQL::Test::Utils::slurp_file($key_file));
+	$gcs->{dir} = $dir;
+	# a key the emulator does not know (same token_uri)
+	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", "$dir/unknown.json", $token_uri) == 0
+	  or die "gcs_keys.py failed";
+	chmod 0644, "$dir/unknown.json";
+	$gcs->{unknown_key_file} = "$dir/unknown.json";
+	return $gcs;
+}
+
+# Call the GCS emulator's admin API.
+sub emu
+{
+	my ($gcs, $method, $path, $body) = @_;
+	my $r = HTTP::Tiny->new(timeout => 10)->request($method, "$gcs->{endpoint}$path",
+		$body ? { content => encode_json($body), headers => { 'content-type' => 'application/json' } } : {});
+	die "emulator admin $method $path: $r->{status} $r->{content}" unless $r->{success};
+	return decode_json($r->{content});
+}
+
 # Call the front's admin API; returns the decoded JSON answer.
 sub front
 {
