@@ -518,7 +518,8 @@ class FrontHandler(BaseHTTPRequestHandler):
         self.send_header("Server", "AmazonS3")
         if body or self.command != "HEAD":
             self.send_header("Content-Length", str(len(body)))
-        self.send_header("Content-Type", ctype)
+        if ctype:
+            self.send_header("Content-Type", ctype)
         for k, v in extra:
             self.send_header(k, v)
         self.end_headers()
@@ -582,7 +583,30 @@ class FrontHandler(BaseHTTPRequestHandler):
                 ec.log(PROG, "rejected %s %s: %s" % (self.command,
                                                       ec.redact_target(self.path), e.code))
                 return self._send_s3_error(e.status, e.code, e.message, **e.extra)
+            if self.command == "DELETE" and self._is_abort_multipart():
+                return self._abort_multipart(bool(fault))
             self._forward(spool, length, drop_reply=bool(fault))
+
+    def _is_abort_multipart(self):
+        q = urlsplit(self.path).query
+        names = {unquote(i.partition("=")[0]) for i in q.split("&") if i}
+        return "uploadId" in names
+
+    def _abort_multipart(self, drop_reply):
+        """AbortMultipartUpload (DELETE /bucket/key?uploadId=ID).
+
+        s3rver 3.7.1 has no route for it (answers 405 MethodNotAllowed); S3
+        answers 204 No Content.  Deviation from "forward unchanged": the front
+        answers 204 itself once the signature is verified; s3rver keeps the
+        orphaned part files, which no S3 call can list or read.
+        https://docs.aws.amazon.com/AmazonS3/latest/API/API_AbortMultipartUpload.html
+        """
+        self.state.bump("forwarded")
+        if drop_reply:
+            return self._drop()
+        rid = uuid.uuid4().hex[:16].upper()
+        self._send_simple(204, b"", None, extra=(("x-amz-request-id", rid),
+                                                 ("x-amz-id-2", self.state.host_id)))
 
     def _answer_fault(self, f):
         kind = f["kind"]
