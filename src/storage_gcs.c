@@ -359,6 +359,14 @@ log_object(GcsConf *conf, SfStorage *st, const char *key)
 					sf_http_url_encode(key, false));
 }
 
+/* A 404 about the bucket rather than the object. */
+static bool
+bucket_missing(SfHttpResponse *resp)
+{
+	return resp->status == 404 &&
+		strstr(resp->body.data, "bucket does not exist") != NULL;
+}
+
 /* ---------------------------------------------------------------------
  * Backend operations
  * ---------------------------------------------------------------------
@@ -660,7 +668,7 @@ gcs_read(SfStorage *st, const char *key, SfHttpWriteFn sink, void *arg)
 	req.write_fn = sink;
 	req.write_arg = arg;
 	resp = gcs_send(&req);
-	if (resp->status == 404 && strstr(resp->body.data, "bucket") == NULL)
+	if (resp->status == 404 && !bucket_missing(resp))
 		return false;
 	gcs_check(&req, resp);
 	return true;
@@ -678,7 +686,7 @@ gcs_head(SfStorage *st, const char *key, int64 *size)
 
 	gcs_init(st, &req, "GET", object_url(conf, st, key, NULL), log_object(conf, st, key), NIL);
 	resp = gcs_send(&req);
-	if (resp->status == 404 && strstr(resp->body.data, "bucket") == NULL)
+	if (resp->status == 404 && !bucket_missing(resp))
 		return false;
 	gcs_check(&req, resp);
 	root = json_loads(resp->body.data, 0, &jerr);
@@ -698,7 +706,7 @@ gcs_del(SfStorage *st, const char *key)
 
 	gcs_init(st, &req, "DELETE", object_url(conf, st, key, NULL), log_object(conf, st, key), NIL);
 	resp = gcs_send(&req);
-	if (resp->status == 404 && strstr(resp->body.data, "bucket") == NULL)
+	if (resp->status == 404 && !bucket_missing(resp))
 		return;
 	gcs_check(&req, resp);
 }

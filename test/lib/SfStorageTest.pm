@@ -1,0 +1,89 @@
+# SfStorageTest.pm: start the storage stand-ins for the sfexport TAP tests.
+#
+#   my $s3 = SfStorageTest::start_s3(keys => {ID => SECRET}, tokens => {ID => TOKEN},
+#                                    region => 'eu-west-1', buckets => ['b']);
+#   $s3->{endpoint}            http://127.0.0.1:PORT of the verifying front
+#   SfStorageTest::front($s3, 'POST', '/_front/faults', {kind => 'slowdown'});
+#
+# s3rver (npm) stores the objects; test/emulators/sigv4_front.py, placed in
+# front of it, verifies every SigV4 signature with botocore.
+package SfStorageTest;
+
+use strict;
+use warnings;
+
+use HTTP::Tiny;
+use JSON::PP;
+use SfTest;
+use Test::More;
+
+sub start_s3
+{
+	my (%o) = @_;
+	my $src = SfTest::src_dir();
+	my $dir = File::Temp::tempdir('sf_s3rver_XXXX', TMPDIR => 1, CLEANUP => 1);
+	my @keys = map { ('--key', "$_=$o{keys}{$_}") } sort keys %{ $o{keys} };
+	my $s3rver = SfTest::start_service('s3rver',
+		[ 'node', "$src/test/emulators/s3rver/start-s3rver.js", '--directory', $dir,
+		  '--port', '0', '--port-file', '{PORT_FILE}', '--silent',
+		  (map { ('--configure-bucket', $_) } @{ $o{buckets} }), @keys ]);
+	my $front = SfTest::start_service('sigv4_front',
+		[ SfTest::python(), "$src/test/emulators/sigv4_front.py", '--port', '0',
+		  '--port-file', '{PORT_FILE}', '--upstream', "http://127.0.0.1:$s3rver->{port}",
+		  '--region', $o{region}, @keys,
+		  (map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }) ]);
+	return { s3rver => $s3rver, front => $front, dir => $dir,
+		endpoint => "http://127.0.0.1:$front->{port}" };
+}
+
+# The GCS emulator (test/emulators/gcs_emulator.py) with one bucket and a
+# freshly generated service-account key whose token_uri points at it.
+# Returns { endpoint, key_file, key => {decoded JSON}, port }.
+sub start_gcs
+{
+	my (%o) = @_;
+	my $src = SfTest::src_dir();
+	my $dir = File::Temp::tempdir('sf_gcs_XXXX', TMPDIR => 1, CLEANUP => 1);
+	chmod 0755, $dir;
+	my $key_file = "$dir/sa.json";
+	my $gcs = SfTest::start_service('gcs_emulator',
+		[ SfTest::python(), "$src/test/emulators/gcs_emulator.py", '--port', '0',
+		  '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data",
+		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }) ]);
+	my $token_uri = "http://127.0.0.1:$gcs->{port}/token";
+	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", $key_file, $token_uri) == 0
+	  or die "gcs_keys.py failed";
+	chmod 0644, $key_file;
+	$gcs->{endpoint} = "http://127.0.0.1:$gcs->{port}";
+	$gcs->{key_file} = $key_file;
+	$gcs->{key} = decode_json(PostgreSQL::Test::Utils::slurp_file($key_file));
+	$gcs->{dir} = $dir;
+	# a key the emulator does not know (same token_uri)
+	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", "$dir/unknown.json", $token_uri) == 0
+	  or die "gcs_keys.py failed";
+	chmod 0644, "$dir/unknown.json";
+	$gcs->{unknown_key_file} = "$dir/unknown.json";
+	return $gcs;
+}
+
+# Call the GCS emulator's admin API.
+sub emu
+{
+	my ($gcs, $method, $path, $body) = @_;
+	my $r = HTTP::Tiny->new(timeout => 10)->request($method, "$gcs->{endpoint}$path",
+		$body ? { content => encode_json($body), headers => { 'content-type' => 'application/json' } } : {});
+	die "emulator admin $method $path: $r->{status} $r->{content}" unless $r->{success};
+	return decode_json($r->{content});
+}
+
+# Call the front's admin API; returns the decoded JSON answer.
+sub front
+{
+	my ($s3, $method, $path, $body) = @_;
+	my $r = HTTP::Tiny->new(timeout => 10)->request($method, "$s3->{endpoint}$path",
+		$body ? { content => encode_json($body), headers => { 'content-type' => 'application/json' } } : {});
+	die "front admin $method $path: $r->{status} $r->{content}" unless $r->{success};
+	return decode_json($r->{content});
+}
+
+1;
