@@ -67,7 +67,7 @@ def main(argv=None):
     scfg = StorageConfig(args.s3_endpoint, args.s3_access_key, args.s3_secret_key,
                          args.s3_region, args.gcs_endpoint)
     engine = Engine(catalog, scfg, args.account)
-    executor = Executor(engine, catalog, Config(args.partition_rows, args.exec_delay_ms,
+    executor = Executor(engine, Catalog(args.data_dir, recover=False), Config(args.partition_rows, args.exec_delay_ms,
                                                 args.sync_wait_ms))
     app = App(engine, executor, auth, catalog, args.account.upper() if args.account else None)
     httpd = serve(app, args.port)

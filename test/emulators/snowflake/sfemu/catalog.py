@@ -33,13 +33,17 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
 
 class Catalog:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, recover=True):
         os.makedirs(data_dir, exist_ok=True)
         self.path = os.path.join(data_dir, "snowflake.db")
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                  timeout=60)
+        self.db.execute("PRAGMA busy_timeout=60000")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        if not recover:
+            return
         # Statements that were running when the emulator stopped never finish.
         self.db.execute("UPDATE statements SET status='failed', outcome=? WHERE status='running'",
                         (json.dumps({"http_status": 422, "code": "000604", "sqlState": "57014",

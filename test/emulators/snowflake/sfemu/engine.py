@@ -411,6 +411,18 @@ class Engine:
 
     # -- COPY INTO <table> ----------------------------------------------------
     def copy(self, st, session, handle):
+        """COPY INTO <table>
+        (https://docs.snowflake.com/en/sql-reference/sql/copy-into-table).
+
+        One result row per file with the columns file, status, rows_parsed,
+        rows_loaded, error_limit, errors_seen, first_error, first_error_line,
+        first_error_character, first_error_column_name; a single `status` column
+        "Copy executed with 0 files processed." when every file was skipped.
+        Load metadata (https://docs.snowflake.com/en/user-guide/data-load-considerations-load#load-metadata):
+        a file already loaded into this table with an unchanged ETag is skipped
+        unless FORCE = TRUE. ABORT_STATEMENT aborts the whole statement on the
+        first error; explicitly listed files that are missing abort it too.
+        """
         fqn = self.resolve(st["table"], session, "COPY")
         tbl = self.cat.get("TABLE", fqn)
         if not tbl:
@@ -503,7 +515,9 @@ class Engine:
                 urls = [u for u in urls if rx.fullmatch(u[len(base):] if u.startswith(base) else u)]
         ctx = ConvContext(fmt.get("DATE_FORMAT"), fmt.get("TIME_FORMAT"),
                           fmt.get("TIMESTAMP_FORMAT"), fmt.get("BINARY_FORMAT"), session.timezone)
-        table_label = quote_ident(fqn[2])
+        # first_error_column_name looks like "TABLE"["COLUMN":position] (table name always
+        # quoted), as in the COPY INTO output examples of the Snowflake docs.
+        table_label = '"%s"' % fqn[2].replace('"', '""')
         positions = {c["name"]: i + 1 for i, c in enumerate(columns)}
 
         file_results = []
@@ -681,7 +695,8 @@ class Engine:
             out = {}
             ok = True
             for col, (v, pos) in zip(targets, values):
-                colname = '%s["%s":%d]' % (table_label, col["name"], positions[col["name"]])
+                colname = '%s["%s":%d]' % (table_label, col["name"].replace('"', '""'),
+                                            positions[col["name"]])
                 try:
                     t = col["type"]
                     if truncate_cols and t["type"] == "TEXT" and isinstance(v, str):
@@ -698,7 +713,8 @@ class Engine:
                 continue
             for col in columns:
                 if col["name"] not in target_names and not col["nullable"]:
-                    colname = '%s["%s":%d]' % (table_label, col["name"], positions[col["name"]])
+                    colname = '%s["%s":%d]' % (table_label, col["name"].replace('"', '""'),
+                                            positions[col["name"]])
                     fail("NULL result in a non-nullable column", "100072", "22000", rec.line, 1,
                          colname, parsed)
                     ok = False

@@ -70,11 +70,14 @@ class Stmt:
 
 class Executor:
     def __init__(self, engine, catalog, config):
+        """catalog: a Catalog connection of its own (statement log and finished
+        statements), so submitting and polling never wait for a running COPY."""
         self.engine = engine
         self.cat = catalog
         self.cfg = config
         self.stmts = {}
         self.lock = threading.Lock()
+        self.loglock = threading.RLock()
 
     # ------------------------------------------------------------------
     def get(self, handle):
@@ -82,7 +85,7 @@ class Executor:
             s = self.stmts.get(handle)
         if s is not None:
             return s
-        with self.engine.lock:
+        with self.loglock:
             rec = self.cat.load_statement(handle)
         return Stmt.from_db(rec) if rec else None
 
@@ -97,11 +100,11 @@ class Executor:
                           http_status=400)
         now = time.time()
         if retry and request_id:
-            with self.engine.lock:
+            with self.loglock:
                 h = self.cat.latest_for_request(request_id, user)
             prev = self.get(h) if h else None
             if prev is not None and prev.status in ("running", "success"):
-                with self.engine.lock:
+                with self.loglock:
                     self.cat.log_statement(
                         handle=prev.handle, request_id=request_id, retry=1, user=user,
                         statement=stmt_text, bindings=json.dumps(bindings) if bindings else None,
@@ -136,7 +139,7 @@ class Executor:
                                  or "100000", fault.get("sql_state") or "XX000")
         with self.lock:
             self.stmts[s.handle] = s
-        with self.engine.lock:
+        with self.loglock:
             s.log_seq = self.cat.log_statement(
                 handle=s.handle, request_id=rid, retry=1 if retry else 0, user=user,
                 statement=stmt_text, bindings=json.dumps(bindings) if bindings else None,
@@ -187,7 +190,7 @@ class Executor:
     def _finish(self, s, status, outcome):
         s.outcome = outcome
         s.status = status
-        with self.engine.lock:
+        with self.loglock:
             self.cat.save_statement(s.handle, s.request_id, s.user, status, outcome, s.created_on)
             if s.log_seq is not None:
                 self.cat.update_log(s.log_seq, status=status,

@@ -176,11 +176,17 @@ def parse_option_value(p):
             return w == "TRUE"
         if not t.quoted and w == "NONE":
             return None
-        # qualified names (FORMAT_NAME = db.sch.ff) are kept as text
-        parts = [t.value if t.quoted else t.value.upper()]
+        # Qualified names (FORMAT_NAME = db.sch."ff") are kept as identifier text,
+        # quoted parts re-quoted so that they stay case-sensitive.
+        def part(tok):
+            return '"%s"' % tok.value.replace('"', '""') if tok.quoted else tok.value.upper()
+        parts = [part(t)]
         while p.at_op("."):
             p.next()
-            parts.append(p.ident())
+            nt = p.next()
+            if nt.kind != "IDENT":
+                raise p.error("identifier")
+            parts.append(part(nt))
         return ("KW", ".".join(parts))
     raise p.error("option value")
 
@@ -319,6 +325,21 @@ def parse_csv(text, o):
     def fd_at(p):
         return bool(fd) and text.startswith(fd, p)
 
+    # Characters at which the scanners must stop and look closer.
+    stops = set()
+    if fd:
+        stops.add(fd[0])
+    if logical_nl:
+        stops.update("\r\n")
+    elif rd:
+        stops.add(rd[0])
+    if esc_u:
+        stops.add(esc_u)
+    unenc_re = re.compile("[%s]" % "".join(re.escape(c) for c in sorted(stops)) if stops
+                          else "(?!)")
+    encl_re = re.compile("[%s]" % "".join(re.escape(c) for c in sorted({encl, esc} - {None}))) \
+        if encl else None
+
     def skip_record(p):
         nonlocal line
         while p < n:
@@ -355,6 +376,14 @@ def parse_csv(text, o):
                 buf = []
                 closed = False
                 while p < n:
+                    m = encl_re.search(text, p)
+                    j = m.start() if m else n
+                    if j > p:
+                        buf.append(text[p:j])
+                        line += text.count("\n", p, j)
+                        p = j
+                    if p >= n:
+                        break
                     c = text[p]
                     if c == encl:
                         if p + 1 < n and text[p + 1] == encl:
@@ -364,16 +393,15 @@ def parse_csv(text, o):
                         p += 1
                         closed = True
                         break
-                    if esc and c == esc and p + 1 < n:
+                    # escape character (ESCAPE option)
+                    if p + 1 < n:
                         buf.append(_unescape(text[p + 1]))
                         if text[p + 1] == "\n":
                             line += 1
                         p += 2
-                        continue
-                    if c == "\n":
-                        line += 1
-                    buf.append(c)
-                    p += 1
+                    else:
+                        buf.append(c)
+                        p += 1
                 val = "".join(buf)
                 if not closed:
                     err = ("Found end-of-file while expecting the closing enclosing "
@@ -407,7 +435,13 @@ def parse_csv(text, o):
             buf = []
             raw = []
             while p < n:
-                if fd_at(p) or rd_len(p):
+                m = unenc_re.search(text, p)
+                j = m.start() if m else n
+                if j > p:
+                    raw.append(text[p:j])
+                    buf.append(text[p:j])
+                    p = j
+                if p >= n or fd_at(p) or rd_len(p):
                     break
                 c = text[p]
                 if esc_u and c == esc_u and p + 1 < n:

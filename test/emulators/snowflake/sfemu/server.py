@@ -338,8 +338,8 @@ def make_handler(app):
                 return self._send(200, {"faults": app.faults.list()})
             if name == "statements":
                 since = int(query.get("since", "0") or 0)
-                with lock:
-                    log = cat.read_log(since)
+                with app.executor.loglock:
+                    log = app.executor.cat.read_log(since)
                 return self._send(200, {"statements": log})
             if name == "load_metadata":
                 with lock:
@@ -362,7 +362,7 @@ def make_handler(app):
             if name == "query" and method == "POST":
                 return self._admin_query(doc)
             if name == "reset" and method == "POST":
-                with lock:
+                with lock, app.executor.loglock:
                     cat.reset()
                 with app.executor.lock:
                     app.executor.stmts.clear()

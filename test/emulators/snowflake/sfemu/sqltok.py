@@ -105,6 +105,11 @@ def tokenize(sql):
                         out.append(chr(int(m.group(0), 8)))
                         j += 4
                         continue
+                    m = re.match(r"u([0-9A-Fa-f]{4})", sql[j + 1:j + 6])
+                    if m:
+                        out.append(chr(int(m.group(1), 16)))
+                        j += 6
+                        continue
                     m = re.match(r"x([0-9A-Fa-f]{2})", sql[j + 1:j + 4])
                     if m:
                         out.append(chr(int(m.group(1), 16)))
