@@ -13,7 +13,7 @@
  *	  always add async=true, so that the first answer is 202 with a
  *	  statement handle: a PostgreSQL query cancel can then always reach the
  *	  remote statement (POST /api/v2/statements/<handle>/cancel, "Cancelling
- *	  the execution of a SQL statement").
+ *	  the execution of a SQL statement", .../sql-api/cancelling-requests).
  *	- Resubmitting: "if you are not sure whether Snowflake executed the
  *	  statement, send the same request with the same requestId and
  *	  retry=true"; Snowflake does not run again a statement that already
