@@ -264,9 +264,11 @@ class S3FrontTests(unittest.TestCase):
             out = subprocess.run(base + ["-H", "x-amz-content-sha256: " + sha, "-T",
                                          f.name, url], capture_output=True, text=True)
             self.assertEqual(out.stdout, "200", out.stderr)
-            out = subprocess.run(base + ["-H", "x-amz-content-sha256: " + sha, "-T",
-                                         f.name, url.replace(SK, "x")],
-                                 capture_output=True, text=True)
+            bad = list(base)
+            bad[bad.index("--user") + 1] = "%s:wrong" % AK
+            out = subprocess.run(bad + ["-H", "x-amz-content-sha256: " + sha, "-T",
+                                        f.name, url], capture_output=True, text=True)
+            self.assertEqual(out.stdout, "403", out.stderr)
         got = self.client().get_object(Bucket=BUCKET, Key="curl dir/a+b~.txt")
         self.assertEqual(got["Body"].read(), b"from libcurl\n")
 
