@@ -203,7 +203,7 @@ class Store:
             return g
 
     @staticmethod
-    def check_preconditions(params, meta):
+    def check_preconditions(params, meta, write=False):
         cur = int(meta["generation"]) if meta else 0
         m = params.get("ifGenerationMatch")
         if m is not None and int(m) != cur:
@@ -212,6 +212,9 @@ class Store:
                            locationType="header", location="If-Match")
         nm = params.get("ifGenerationNotMatch")
         if nm is not None and int(nm) == cur:
+            if write:
+                raise GcsError(412, "At least one of the pre-conditions you specified "
+                                    "did not hold.", "conditionNotMet")
             raise GcsError(304, "Not Modified", "notModified")
 
     def commit(self, b, name, src_path, size, md5_hex, crc_b64, content_type,
@@ -232,7 +235,7 @@ class Store:
         with self.lock:
             self.require_bucket(b)
             old = self.get_meta(b, name)
-            self.check_preconditions(params, old)
+            self.check_preconditions(params, old, write=True)
             gen = self.next_generation()
             now = time.time()
             meta = {"kind": "storage#object", "name": name, "bucket": b,
@@ -262,7 +265,7 @@ class Store:
             meta = self.get_meta(b, name)
             if meta is None:
                 raise not_found_object(b, name)
-            self.check_preconditions(params, meta)
+            self.check_preconditions(params, meta, write=True)
             base = self._obj_base(b, name)
             os.unlink(base + ".json")
             try:

@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 import os
@@ -140,12 +140,19 @@ def canonical_path(raw_path):
     the URL path with quote(key, safe='/~')).  Decoding and re-encoding makes
     the check independent of how the client chose to escape characters that
     need no escaping (e.g. %7E vs ~) -- the canonical form is what is signed.
+
+    A raw '+' in the path is decoded as a space, as S3 does: S3's own
+    SignatureDoesNotMatch answer for GET /libstdc++-docs.x86_64.rpm shows the
+    CanonicalRequest "GET /libstdc%20%20-docs.x86_64.rpm"
+    (github.com/anomalizer/ngx_aws_auth issue #87).  A client must send a
+    literal plus as %2B (botocore does).
     """
-    return quote(unquote(raw_path), safe="/~")
+    return quote(unquote_plus(raw_path), safe="/~")
 
 
 def decoded_query_pairs(raw_query, drop=()):
-    """(name, value) pairs, percent-decoded ('+' is not a space in SigV4)."""
+    """(name, value) pairs, percent-decoded; '+' decodes to a space as in the
+    path (canonical form encodes a space as %20, a plus as %2B)."""
     pairs = []
     if not raw_query:
         return pairs
@@ -153,7 +160,7 @@ def decoded_query_pairs(raw_query, drop=()):
         if item == "":
             continue
         k, _, v = item.partition("=")
-        k, v = unquote(k), unquote(v)
+        k, v = unquote_plus(k), unquote_plus(v)
         if k in drop:
             continue
         pairs.append((k, v))
