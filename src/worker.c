@@ -486,6 +486,14 @@ sfexport_worker_main(Datum arg)
 
 		if (flush_all || staged > 0 || now >= next_housekeeping)
 		{
+			sf_run_transaction(check_extension_unit, &present, NULL);
+			if (!present)
+			{
+				ereport(LOG,
+						(errmsg("sfexport worker exiting: the extension was dropped from database \"%s\"",
+								my_dbname)));
+				proc_exit(0);
+			}
 			sf_load_staged();
 			sf_delete_loaded_files();
 			next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),

@@ -51,8 +51,9 @@ sub sfcount
 my $ff = 'TYPE = CSV FIELD_DELIMITER = \',\' RECORD_DELIMITER = \'\n\' SKIP_HEADER = 0 FIELD_OPTIONALLY_ENCLOSED_BY = \'"\' ESCAPE = NONE ESCAPE_UNENCLOSED_FIELD = NONE NULL_IF = () EMPTY_FIELD_AS_NULL = TRUE ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE BINARY_FORMAT = HEX COMPRESSION = AUTO';
 sf(qq{CREATE FILE FORMAT DB.PUBLIC.SFEXPORT_CSV $ff});
 sf(qq{CREATE STAGE DB.PUBLIC.SFEXPORT_STAGE URL = 'file://$stage/'});
-sf(q{CREATE TABLE DB.PUBLIC.EVENTS (id NUMBER(10,0), kind VARCHAR, at TIMESTAMP_TZ,
-	props VARIANT, tags ARRAY, amount NUMBER(10,2))});
+# column names quoted: sfexport preserves the PostgreSQL names' case
+sf(q{CREATE TABLE DB.PUBLIC.EVENTS ("id" NUMBER(10,0), "kind" VARCHAR, "at" TIMESTAMP_TZ,
+	"props" VARIANT, "tags" ARRAY, "amount" NUMBER(10,2))});
 
 # ---- the worker runs
 ok($node->poll_query_until('postgres',
@@ -70,9 +71,9 @@ ok($node->poll_query_until('postgres',
 	q{SELECT loaded_rows = 1000 AND pending_rows = 0 AND staged_files = 0 FROM sfexport.status}),
 	'1000 committed rows are loaded') or diag($node->safe_psql('postgres', 'SELECT * FROM sfexport.status'));
 is(sfcount('EVENTS'), 1000, 'Snowflake has each committed row once');
-is(sf(q{SELECT COUNT(*) FROM DB.PUBLIC.EVENTS WHERE id = -1})->{rows}[0][0], 0,
+is(sf(q{SELECT COUNT(*) FROM DB.PUBLIC.EVENTS WHERE "id" = -1})->{rows}[0][0], 0,
 	'the rolled-back row never left PostgreSQL');
-my $r = sf(q{SELECT id, kind, props, tags, amount FROM DB.PUBLIC.EVENTS WHERE id = 7});
+my $r = sf(q{SELECT "id", "kind", "props", "tags", "amount" FROM DB.PUBLIC.EVENTS WHERE "id" = 7});
 is($r->{rows}[0][1], 'kind 1', 'text value arrives');
 like($r->{rows}[0][2], qr/"quote":\s*"a \\"b\\", c"/, 'jsonb arrives as an object with its quotes');
 like($r->{rows}[0][3], qr/"x",\s*"7"/s, 'arrays arrive as arrays');
@@ -94,7 +95,7 @@ is(scalar @{ SfSnowflake::statement_log($emu, qr/./) }, $before,
 $node->safe_psql('postgres', q{
 	CREATE FOREIGN TABLE strict_t (n text) SERVER sf OPTIONS (table 'STRICT_T');
 });
-sf(q{CREATE TABLE DB.PUBLIC.STRICT_T (n NUMBER)});
+sf(q{CREATE TABLE DB.PUBLIC.STRICT_T ("n" NUMBER)});
 $node->safe_psql('postgres', q{INSERT INTO strict_t VALUES ('1'), ('not a number')});
 ok($node->poll_query_until('postgres',
 	q{SELECT failed_files = 1 FROM sfexport.status WHERE foreign_table = 'strict_t'::regclass}),
@@ -111,7 +112,7 @@ my ($failed_name) = $node->safe_psql('postgres', q{SELECT name FROM sfexport.fil
 ok(-f "$stage/$failed_name", 'the failed file stays in storage');
 
 # fix the cause, retry
-sf(q{CREATE OR REPLACE TABLE DB.PUBLIC.STRICT_T (n VARCHAR)});
+sf(q{CREATE OR REPLACE TABLE DB.PUBLIC.STRICT_T ("n" VARCHAR)});
 is($node->safe_psql('postgres', q{SELECT sfexport.retry('strict_t')}), '1', 'retry re-queues the failed file');
 $node->safe_psql('postgres', q{SELECT sfexport.flush()});
 ok($node->poll_query_until('postgres',
@@ -127,7 +128,7 @@ $node->safe_psql('postgres', q{
 ok($node->poll_query_until('postgres',
 	q{SELECT staged_files = 1 AND last_error IS NOT NULL FROM sfexport.status WHERE foreign_table = 'later_t'::regclass}),
 	'missing target table: the file stays staged with the error');
-sf(q{CREATE TABLE DB.PUBLIC.LATER_T (a NUMBER)});
+sf(q{CREATE TABLE DB.PUBLIC.LATER_T ("a" NUMBER)});
 $node->safe_psql('postgres', q{SELECT sfexport.retry('later_t'); SELECT sfexport.flush()});
 ok($node->poll_query_until('postgres',
 	q{SELECT loaded_rows = 10 FROM sfexport.status WHERE foreign_table = 'later_t'::regclass}),
