@@ -35,6 +35,8 @@ fi
 shift
 
 # ---- the suites, as the test user ----
+# SFEXPORT_CORES=1: let crashing backends write core files (in their data dir)
+[ -n "${SFEXPORT_CORES:-}" ] && ulimit -c unlimited
 SRC="$WORK/src"
 PGXS_DIR=$(dirname "$($PG_CONFIG --pgxs)")/../..
 BINDIR="$WORK/install$($PG_CONFIG --bindir)"

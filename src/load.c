@@ -62,6 +62,7 @@ typedef struct CopyBatch
 {
 	Oid			serverid;
 	char	   *target;
+	int64		shape;
 	Datum		columns;		/* text[] */
 	Datum		types;			/* text[] */
 	List	   *files;			/* StagedFile * */
@@ -133,11 +134,11 @@ collect_batches(MemoryContext cxt)
 	List	   *batches = NIL;
 	CopyBatch  *cur = NULL;
 
-	if (SPI_execute("SELECT file_id, server, target, columns, types, name, rows"
+	if (SPI_execute("SELECT file_id, server, target, columns, types, name, rows, shape"
 					"  FROM sfexport.files"
 					" WHERE state = 'staged'"
 					"   AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
-					" ORDER BY server, target, shape, columns, file_id",
+					" ORDER BY server, target, shape, file_id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.files");
 
@@ -154,13 +155,15 @@ collect_batches(MemoryContext cxt)
 		StagedFile *f;
 
 		old = MemoryContextSwitchTo(cxt);
+		int64		shape = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+
+		/* the shape hash stands for the column names and types */
 		if (cur == NULL || cur->serverid != server || strcmp(cur->target, target) != 0 ||
-			!DatumGetBool(DirectFunctionCall2(array_eq, cur->columns, columns)) ||
-			!DatumGetBool(DirectFunctionCall2(array_eq, cur->types, types)) ||
-			list_length(cur->files) >= MAX_FILES_PER_COPY)
+			cur->shape != shape || list_length(cur->files) >= MAX_FILES_PER_COPY)
 		{
 			cur = palloc0(sizeof(CopyBatch));
 			cur->serverid = server;
+			cur->shape = shape;
 			cur->target = pstrdup(target);
 			cur->columns = datumCopy(columns, false, -1);
 			cur->types = datumCopy(types, false, -1);
