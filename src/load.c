@@ -151,11 +151,11 @@ collect_batches(MemoryContext cxt)
 		char	   *target = SPI_getvalue(tup, desc, 3);
 		Datum		columns = SPI_getbinval(tup, desc, 4, &isnull);
 		Datum		types = SPI_getbinval(tup, desc, 5, &isnull);
+		int64		shape = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 		MemoryContext old;
 		StagedFile *f;
 
 		old = MemoryContextSwitchTo(cxt);
-		int64		shape = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 
 		/* the shape hash stands for the column names and types */
 		if (cur == NULL || cur->serverid != server || strcmp(cur->target, target) != 0 ||
