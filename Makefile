@@ -3,6 +3,8 @@
 #   make                 build
 #   make install         install into the PostgreSQL found by pg_config (root)
 #   make test            run every test against this build (scripts/run-tests.sh)
+#   make demo            the end-to-end demo on local stand-ins (demo-up / demo-down)
+#   make bench-insert    capture cost vs a heap table;  make bench-flush: worker memory and speed
 #
 # The full CI entry point, which also installs system packages, is
 # scripts/test.sh (README.md names it).
@@ -21,9 +23,20 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test bench-insert
+.PHONY: test bench-insert bench-flush demo demo-up demo-down
 test: all
 	bash scripts/run-tests.sh
 
 bench-insert: all
 	bash bench/insert
+
+bench-flush: all
+	bash bench/flush
+
+# the demo on local stand-ins (scripts/demo.sh); demo-up leaves it running
+demo:
+	bash scripts/demo.sh
+demo-up:
+	bash scripts/demo.sh up
+demo-down:
+	bash scripts/demo.sh down

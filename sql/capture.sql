@@ -63,6 +63,22 @@ INSERT INTO ev SELECT g, 'small batches', NULL FROM generate_series(1, 10) g;
 SELECT count(*) FROM captured WHERE line LIKE '%small batches%';
 RESET sfexport.batch_size;
 
+-- invalidations in the middle of a statement (here: GRANT/REVOKE on the
+-- foreign table from inside the SELECT) must not pull the encoder away
+-- from the running INSERT
+CREATE FUNCTION poke(i int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF i % 50 = 0 THEN
+        EXECUTE 'GRANT SELECT ON ev TO PUBLIC';
+        EXECUTE 'REVOKE SELECT ON ev FROM PUBLIC';
+        EXECUTE 'ANALYZE sfexport.outbox';
+    END IF;
+    RETURN i;
+END $$;
+INSERT INTO ev SELECT poke(g), 'invalidated ' || g, repeat('z', g % 7) FROM generate_series(1, 500) g;
+SELECT count(*), count(DISTINCT line) FROM captured WHERE line LIKE '%"invalidated %';
+DROP FUNCTION poke(int);
+
 -- tuple routing into a foreign partition
 CREATE TABLE parted (id int, name text, note text) PARTITION BY RANGE (id);
 CREATE FOREIGN TABLE parted_sf PARTITION OF parted FOR VALUES FROM (0) TO (1000) SERVER sf;

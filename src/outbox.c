@@ -68,6 +68,7 @@ struct SfOutboxWriter
 {
 	Oid			ftrelid;
 	Relation	outbox;
+	struct SfRelCacheData *cache;	/* pinned while the writer lives */
 	SfRowEncoder *enc;
 	int64		shape;
 	TimestampTz inserted_at;
@@ -106,6 +107,8 @@ forget_shapes(void)
 	}
 }
 
+static void release_rel_cache_pins(void);
+
 /* Outbox bytes written by the current transaction, for waking the worker. */
 static uint64 xact_outbox_bytes = 0;
 
@@ -119,11 +122,13 @@ outbox_xact_callback(XactEvent event, void *arg)
 			if (xact_outbox_bytes > 0)
 				sf_notify_commit(xact_outbox_bytes);
 			xact_outbox_bytes = 0;
+			release_rel_cache_pins();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			forget_shapes();
 			xact_outbox_bytes = 0;
+			release_rel_cache_pins();
 			break;
 		case XACT_EVENT_PREPARE:
 			/* COMMIT PREPARED runs elsewhere; the worker's timer finds the rows */
@@ -145,50 +150,118 @@ outbox_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 /*
  * Per-foreign-table state that is costly to build (the row encoder with its
  * output functions and column names, the batch size option), kept across
- * statements so that a single-row INSERT does not rebuild it.  Any change to
- * a relation, a foreign table's or server's options throws the whole cache
- * away; DDL is rare, inserts are not.
+ * statements so that a single-row INSERT does not rebuild it.
+ *
+ * An invalidation can arrive in the middle of a statement (any lock
+ * acquisition processes them, e.g. when autovacuum touched the outbox), so a
+ * writer pins the entry it uses.  Invalidation detaches entries from the
+ * hash table; a pinned one is freed when its writer unpins it, or at the end
+ * of the transaction if the statement failed before unpinning.
  */
+typedef struct SfRelCacheData
+{
+	Oid			relid;
+	MemoryContext cxt;			/* holds this struct and the encoder */
+	SfRowEncoder *enc;
+	int			batch_option;	/* table or server batch_size, -1 if unset */
+	int			pins;			/* writers using it now */
+	bool		detached;		/* no longer in the hash table */
+} SfRelCacheData;
+
 typedef struct SfRelCacheEntry
 {
 	Oid			relid;			/* hash key */
-	MemoryContext cxt;			/* holds the encoder */
-	SfRowEncoder *enc;
-	int			batch_option;	/* table or server batch_size, -1 if unset */
+	SfRelCacheData *data;
 } SfRelCacheEntry;
 
 static HTAB *rel_cache = NULL;
+static List *detached_pinned = NIL;	/* detached while pinned (TopMemoryContext) */
 
 static void
-forget_rel_cache(void)
+detach(SfRelCacheData *d)
+{
+	d->detached = true;
+	if (d->pins == 0)
+		MemoryContextDelete(d->cxt);
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		detached_pinned = lappend(detached_pinned, d);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Drop the entry of relid, or every entry when relid is InvalidOid. */
+static void
+forget_rel_cache(Oid relid)
 {
 	HASH_SEQ_STATUS seq;
 	SfRelCacheEntry *e;
 
 	if (rel_cache == NULL)
 		return;
+	if (OidIsValid(relid))
+	{
+		e = hash_search(rel_cache, &relid, HASH_FIND, NULL);
+		if (e)
+		{
+			detach(e->data);
+			hash_search(rel_cache, &relid, HASH_REMOVE, NULL);
+		}
+		return;
+	}
 	hash_seq_init(&seq, rel_cache);
 	while ((e = hash_seq_search(&seq)) != NULL)
-		MemoryContextDelete(e->cxt);
-	hash_destroy(rel_cache);
-	rel_cache = NULL;
+	{
+		detach(e->data);
+		hash_search(rel_cache, &e->relid, HASH_REMOVE, NULL);
+	}
+}
+
+/* At transaction end no writer is active: free what failed statements left pinned. */
+static void
+release_rel_cache_pins(void)
+{
+	ListCell   *lc;
+	HASH_SEQ_STATUS seq;
+	SfRelCacheEntry *e;
+
+	foreach(lc, detached_pinned)
+		MemoryContextDelete(((SfRelCacheData *) lfirst(lc))->cxt);
+	list_free(detached_pinned);
+	detached_pinned = NIL;
+	if (rel_cache == NULL)
+		return;
+	hash_seq_init(&seq, rel_cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		e->data->pins = 0;
+}
+
+static void
+unpin(SfRelCacheData *d)
+{
+	if (--d->pins > 0 || !d->detached)
+		return;
+	detached_pinned = list_delete_ptr(detached_pinned, d);
+	MemoryContextDelete(d->cxt);
 }
 
 static void
 rel_cache_relcache_callback(Datum arg, Oid relid)
 {
-	forget_rel_cache();
+	forget_rel_cache(relid);
 }
 
 static void
 rel_cache_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	forget_rel_cache();
+	forget_rel_cache(InvalidOid);
 }
 
-/* The cached state of foreign table rel, built on first use. */
-static SfRelCacheEntry *
-rel_cache_lookup(Relation rel)
+/* The cached state of foreign table rel, built on first use, pinned. */
+static SfRelCacheData *
+rel_cache_pin(Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	SfRelCacheEntry *e;
@@ -211,13 +284,14 @@ rel_cache_lookup(Relation rel)
 												  "sfexport relation cache entry",
 												  ALLOCSET_SMALL_SIZES);
 		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-		SfRowEncoder *enc;
-		int			batch_option;
+		SfRelCacheData *d = palloc0(sizeof(SfRelCacheData));
 
+		d->relid = relid;
+		d->cxt = cxt;
 		PG_TRY();
 		{
-			enc = sf_encoder_create(rel);
-			batch_option = sf_get_table_config(relid)->batch_size_option;
+			d->enc = sf_encoder_create(rel);
+			d->batch_option = sf_get_table_config(relid)->batch_size_option;
 		}
 		PG_CATCH();
 		{
@@ -228,12 +302,15 @@ rel_cache_lookup(Relation rel)
 		PG_END_TRY();
 		MemoryContextSwitchTo(oldcxt);
 
-		e = hash_search(rel_cache, &relid, HASH_ENTER, NULL);
-		e->cxt = cxt;
-		e->enc = enc;
-		e->batch_option = batch_option;
+		/* building it may have processed invalidations: look again */
+		e = hash_search(rel_cache, &relid, HASH_ENTER, &found);
+		if (found)
+			MemoryContextDelete(cxt);
+		else
+			e->data = d;
 	}
-	return e;
+	e->data->pins++;
+	return e->data;
 }
 
 /* Called once from _PG_init. */
@@ -366,11 +443,12 @@ SfOutboxWriter *
 sf_outbox_begin(Relation ftrel)
 {
 	SfOutboxWriter *w = palloc0(sizeof(SfOutboxWriter));
-	SfRelCacheEntry *entry = rel_cache_lookup(ftrel);
+	SfRelCacheData *entry = rel_cache_pin(ftrel);
 
 	w->ftrelid = RelationGetRelid(ftrel);
 	w->outbox = table_open(sf_outbox_relid(false), RowExclusiveLock);
 	check_no_indexes(w->outbox);
+	w->cache = entry;
 	w->enc = entry->enc;
 	w->shape = (int64) sf_encoder_shape(w->enc);
 	w->inserted_at = GetCurrentTransactionStartTimestamp();
@@ -480,4 +558,7 @@ sf_outbox_end(SfOutboxWriter *w)
 			ExecDropSingleTupleTableSlot(w->slots[i]);
 	table_close(w->outbox, NoLock);
 	MemoryContextDelete(w->bufcxt);
+	unpin(w->cache);
+	w->cache = NULL;
+	w->enc = NULL;
 }
