@@ -571,7 +571,7 @@ glue_call(GlueClient *gc, const char *op, json_t *body, bool missing_ok)
 						  *type ? " " : "", type),
 				 errdetail_internal("AWS Glue error %s (HTTP %ld)%s%s%s", *type ? type : "(none)",
 									resp->status, message ? ": " : "", message ? message : "",
-									attempt > 1 ? psprintf(" The request was attempted %d times.", attempt) : ""),
+									attempt > 1 ? psprintf(" (after %d attempts)", attempt) : ""),
 				 code == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
 				 ? errhint("Check aws_access_key_id, aws_secret_access_key and aws_session_token in the user mapping, and the glue_region option.")
 				 : code == ERRCODE_INSUFFICIENT_PRIVILEGE
