@@ -1220,7 +1220,13 @@ state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols
 
 					row[j] = v ? MemoryContextStrdup(caller, v) : NULL;
 				}
-				*rows = lappend(*rows, row);	/* list cells in SPI context: copy below */
+				/* the list must outlive SPI_finish too */
+				{
+					MemoryContext spi = MemoryContextSwitchTo(caller);
+
+					*rows = lappend(*rows, row);
+					MemoryContextSwitchTo(spi);
+				}
 			}
 		}
 		SPI_finish();

@@ -3,7 +3,7 @@
 
     glue_emulator.py --port 0 --port-file F [--fixture catalog.json]
                      --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
-                     [--region us-east-1] [--host 127.0.0.1]
+                     [--region us-east-1] [--host 127.0.0.1] [--quiet]
 
 Protocol (botocore data/glue/2017-03-31/service-2.json: "protocol": "json",
 "jsonVersion": "1.1", "targetPrefix": "AWSGlue", "signatureVersion": "v4"):
@@ -451,7 +451,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with st.lock:
                 st.requests.append(record)
-            log(PROG, "POST %s %s" % (op, record["status"]))
+            if not st.quiet:
+                log(PROG, "POST %s %s" % (op, record["status"]))
 
     def _admin(self, method):
         st = self.server.state
@@ -493,6 +494,7 @@ class State:
         self.faults = FaultQueue(FAULT_KINDS)
         self.requests = []
         self.lock = threading.Lock()
+        self.quiet = args.quiet
 
 
 def make_server(args):
@@ -510,6 +512,7 @@ def parse_args(argv):
     ap.add_argument("--key", action="append", default=[], help="ACCESS=SECRET")
     ap.add_argument("--session-token", action="append", default=[], help="ACCESS=TOKEN")
     ap.add_argument("--region", default="us-east-1")
+    ap.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     return ap.parse_args(argv)
 
 

@@ -58,7 +58,7 @@ class GlueEmulatorTest(unittest.TestCase):
         args = glue_emulator.parse_args(
             ["--port", "0", "--fixture", cls.fixture, "--key", "%s=%s" % (KEY, SECRET),
              "--key", "%s=%s" % (TKEY, TSECRET), "--session-token", "%s=%s" % (TKEY, TOKEN),
-             "--region", "eu-west-1"])
+             "--region", "eu-west-1", "--quiet"])
         cls.httpd = glue_emulator.make_server(args)
         cls.url = "http://127.0.0.1:%d" % cls.httpd.server_address[1]
         cls.thread = threading.Thread(target=cls.httpd.serve_forever, daemon=True)
