@@ -289,5 +289,47 @@ REVOKE ALL ON FUNCTION sfexport._storage_put, sfexport._storage_get,
     sfexport._storage_head, sfexport._storage_delete, sfexport._storage_list
   FROM PUBLIC;
 
+-- AWS Glue sync (src/glue.c, docs/glue.md).
+
+-- What glue_sync applied: one row per Glue table and Snowflake target, with
+-- the SHA-256 of the CREATE EXTERNAL TABLE statement, so that an unchanged
+-- table is left alone and a changed one is re-created.
+CREATE TABLE sfexport.glue_sync_state (
+    server          oid         NOT NULL,   -- the sfexport server
+    glue_database   text        NOT NULL,
+    glue_table      text        NOT NULL,
+    target_database text        NOT NULL,   -- Snowflake names, unquoted
+    target_schema   text        NOT NULL,
+    target_table    text        NOT NULL,
+    definition_hash text        NOT NULL,   -- hex SHA-256 of the statement applied
+    applied_at      timestamptz NOT NULL,
+    PRIMARY KEY (server, glue_database, glue_table, target_database, target_schema)
+);
+COMMENT ON TABLE sfexport.glue_sync_state IS
+  'external tables created by sfexport.glue_sync and the definition applied';
+REVOKE ALL ON sfexport.glue_sync_state FROM PUBLIC;
+GRANT SELECT ON sfexport.glue_sync_state TO pg_monitor;
+
+-- Mirror the tables of an AWS Glue database as Snowflake external tables.
+-- Only the server's owner or a superuser may run it (checked in C).
+CREATE FUNCTION sfexport.glue_sync(
+    server name, glue_database text, table_pattern text DEFAULT '%',
+    dry_run boolean DEFAULT false, drop_missing boolean DEFAULT false,
+    target_database text DEFAULT NULL, target_schema text DEFAULT NULL,
+    OUT glue_table text, OUT action text, OUT reason text, OUT statement text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sfexport_glue_sync'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sfexport.glue_sync(name, text, text, boolean, boolean, text, text) IS
+  'create or update Snowflake external tables for the tables of an AWS Glue database';
+
+-- The Snowflake type glue_sync uses for a Hive type string (tests and
+-- troubleshooting).
+CREATE FUNCTION sfexport._hive_to_snowflake(hive_type text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sfexport_hive_to_snowflake'
+LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION sfexport._hive_to_snowflake(text) FROM PUBLIC;
+
 -- Last: wake the launcher so that this database gets its worker at once.
 SELECT sfexport._launcher_wakeup();

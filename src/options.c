@@ -51,7 +51,8 @@ typedef enum SfOptKind
 	OPT_PEM,					/* PEM-encoded private key text */
 	OPT_SERVER_FILE,			/* absolute path of a file the server reads */
 	OPT_TOKEN_TYPE,				/* OAUTH | PROGRAMMATIC_ACCESS_TOKEN | KEYPAIR_JWT */
-	OPT_GCS_JSON				/* service-account key JSON */
+	OPT_GCS_JSON,				/* service-account key JSON */
+	OPT_GLUE_STAGE_MAP			/* STAGE=s3://bucket/prefix/, ... (glue.c) */
 } SfOptKind;
 
 typedef struct SfOption
@@ -92,6 +93,13 @@ static const SfOption sf_options[] = {
 	{"flush_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignServerRelationId, OPT_COUNT, false, 1, 10000},
+	/* server: AWS Glue sync (glue.c, docs/glue.md) */
+	{"glue_region", ForeignServerRelationId, OPT_REGION},
+	{"glue_endpoint", ForeignServerRelationId, OPT_HTTP_URL},
+	{"glue_stage_map", ForeignServerRelationId, OPT_GLUE_STAGE_MAP},
+	{"glue_databases", ForeignServerRelationId, OPT_TEXT},
+	{"glue_sync_interval", ForeignServerRelationId, OPT_DURATION_S, false, 60, 7 * DAY_S},
+	{"glue_drop_missing", ForeignServerRelationId, OPT_BOOL},
 
 	/* user mapping: credentials */
 	{"user", UserMappingRelationId, OPT_TEXT},
@@ -438,6 +446,16 @@ validate_value(const SfOption *opt, const char *value)
 				report_bad_value(opt, value, NULL,
 								 "Valid values are OAUTH, PROGRAMMATIC_ACCESS_TOKEN and KEYPAIR_JWT.");
 			break;
+
+		case OPT_GLUE_STAGE_MAP:
+			{
+				char	   *why = NULL;
+
+				if (!sf_glue_parse_stage_map(value, "DB", "SCHEMA", NULL, &why))
+					report_bad_value(opt, value, why,
+									 "Example: glue_stage_map 'LAKE_STAGE=s3://lake/warehouse/, ANALYTICS.RAW.LOGS=s3://logs/'.");
+				break;
+			}
 
 		case OPT_GCS_JSON:
 			{

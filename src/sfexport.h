@@ -281,6 +281,26 @@ typedef struct SfSigV4Result
 } SfSigV4Result;
 
 extern void sf_sigv4_sign(const SfSigV4Params *p, SfSigV4Result *res);
+/* How a service's requests are signed (S3, Glue): see sf_sigv4_request_headers. */
+typedef struct SfAwsRequestSigning
+{
+	const char *host;			/* Host header value */
+	const char *region;
+	const char *service;		/* "s3", "glue" */
+	bool		s3_path_rules;
+	bool		content_sha256; /* send x-amz-content-sha256 (S3) */
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *session_token;	/* NULL without session credentials */
+} SfAwsRequestSigning;
+
+extern List *sf_sigv4_request_headers(const SfAwsRequestSigning *s,
+									  const char *method, const char *path,
+									  const char *query, List *extra_headers,
+									  const char *payload_hash,
+									  const char *amz_date);
+extern void sf_aws_split_endpoint(const char *endpoint, char **base, char **host);
+
 extern void sf_sigv4_amz_date(time_t t, char *buf);	/* buf: 17 bytes */
 extern char *sf_sha256_hex(const void *data, size_t len);
 
@@ -500,6 +520,36 @@ extern const SfStorageOps sf_storage_local_ops;
 extern void sf_storage_http_error(const char *service, SfHttpRequest *req,
 								  SfHttpResponse *resp, const char *code,
 								  const char *message);
+
+/* ----------------------------------------------------------------
+ * hive_types.c — Hive type strings (Glue column types) to Snowflake types
+ * ----------------------------------------------------------------
+ */
+typedef enum SfHiveKind
+{
+	SF_HIVE_PRIMITIVE,
+	SF_HIVE_ARRAY,
+	SF_HIVE_MAP,
+	SF_HIVE_STRUCT,
+	SF_HIVE_UNION
+} SfHiveKind;
+
+typedef struct SfHiveType
+{
+	SfHiveKind	kind;
+	char	   *snowflake;		/* Snowflake type: VARCHAR, NUMBER(10,0), ARRAY ... */
+} SfHiveType;
+
+extern bool sf_hive_parse_type(const char *hive, SfHiveType *out, char **error);
+
+/* ----------------------------------------------------------------
+ * glue.c — AWS Glue Data Catalog client and glue_sync (external tables)
+ * ----------------------------------------------------------------
+ */
+extern bool sf_glue_parse_stage_map(const char *value, const char *db,
+									const char *schema, List **entries,
+									char **why);
+extern void sf_glue_periodic(void);	/* worker housekeeping, outside a transaction */
 
 /* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)

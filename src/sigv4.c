@@ -7,7 +7,8 @@
  * Pure functions over their inputs (no clock, no network, no catalog), so
  * that they can be checked against the published test vectors through
  * sfexport._sigv4_sign() (test/t/010_sigv4_vectors.pl).  Used by the S3
- * backend (storage_s3.c) and, later, the Glue client.
+ * backend (storage_s3.c) and the Glue client (glue.c), both through
+ * sf_sigv4_request_headers().
  *
  * Rules and sources:
  *	- AWS, "Create a signed AWS API request" and, for S3, "Authenticating
@@ -352,6 +353,70 @@ sf_sigv4_sign(const SfSigV4Params *p, SfSigV4Result *res)
 	res->signature = to_hex(sig, sizeof(sig));
 	res->authorization = psprintf("AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
 								  p->access_key_id, scope, sh.data, res->signature);
+}
+
+/*
+ * The headers of a request signed with AWS credentials, in the order they
+ * are sent: Host, X-Amz-Date, x-amz-content-sha256 (when content_sha256,
+ * as S3 requires), X-Amz-Security-Token (session credentials: a signed
+ * header), the caller's extra headers, then Authorization.  Shared by the
+ * S3 backend and the Glue client; called again before every attempt with a
+ * fresh amz_date.
+ */
+List *
+sf_sigv4_request_headers(const SfAwsRequestSigning *s, const char *method,
+						 const char *path, const char *query,
+						 List *extra_headers, const char *payload_hash,
+						 const char *amz_date)
+{
+	SfSigV4Params p;
+	SfSigV4Result r;
+	List	   *headers = NIL;
+	ListCell   *lc;
+
+	headers = lappend(headers, psprintf("Host: %s", s->host));
+	headers = lappend(headers, psprintf("X-Amz-Date: %s", amz_date));
+	if (s->content_sha256)
+		headers = lappend(headers, psprintf("x-amz-content-sha256: %s", payload_hash));
+	if (s->session_token)
+		headers = lappend(headers, psprintf("X-Amz-Security-Token: %s", s->session_token));
+	foreach(lc, extra_headers)
+		headers = lappend(headers, lfirst(lc));
+
+	memset(&p, 0, sizeof(p));
+	p.method = method;
+	p.path = path;
+	p.query = query;
+	p.headers = headers;
+	p.payload_hash = payload_hash;
+	p.access_key_id = s->access_key_id;
+	p.secret_access_key = s->secret_access_key;
+	p.region = s->region;
+	p.service = s->service;
+	p.amz_date = amz_date;
+	p.s3_path_rules = s->s3_path_rules;
+	sf_sigv4_sign(&p, &r);
+	return lappend(headers, psprintf("Authorization: %s", r.authorization));
+}
+
+/*
+ * Split an endpoint override (http(s)://host[:port][/ignored]) into the base
+ * URL (scheme://host[:port]) and the Host header value.  A path in the
+ * endpoint is ignored.
+ */
+void
+sf_aws_split_endpoint(const char *endpoint, char **base, char **host)
+{
+	char	   *b = pstrdup(endpoint);
+	char	   *hoststart = strstr(b, "://");
+	char	   *slash;
+
+	hoststart = hoststart ? hoststart + 3 : b;
+	slash = strchr(hoststart, '/');
+	if (slash)
+		*slash = '\0';
+	*base = b;
+	*host = pstrdup(hoststart);
 }
 
 /* The SigV4 timestamp (YYYYMMDDTHHMMSSZ, UTC) of a time_t. */

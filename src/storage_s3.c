@@ -153,36 +153,22 @@ s3_prepare(SfHttpRequest *req, int attempt, void *arg)
 {
 	S3Call	   *c = (S3Call *) arg;
 	S3Conf	   *conf = c->conf;
-	SfSigV4Params p;
-	SfSigV4Result r;
+	SfAwsRequestSigning s;
 	char		amz_date[17];
-	List	   *headers = NIL;
-	ListCell   *lc;
 
+	memset(&s, 0, sizeof(s));
+	s.host = conf->host;
+	s.region = conf->region;
+	s.service = "s3";
+	s.s3_path_rules = true;
+	s.content_sha256 = true;
+	s.access_key_id = conf->access_key_id;
+	s.secret_access_key = conf->secret_access_key;
+	s.session_token = conf->session_token;
 	sf_sigv4_amz_date(time(NULL), amz_date);
-	headers = lappend(headers, psprintf("Host: %s", conf->host));
-	headers = lappend(headers, psprintf("x-amz-date: %s", amz_date));
-	headers = lappend(headers, psprintf("x-amz-content-sha256: %s", c->payload_hash));
-	if (conf->session_token)
-		headers = lappend(headers, psprintf("x-amz-security-token: %s", conf->session_token));
-	foreach(lc, c->extra_headers)
-		headers = lappend(headers, lfirst(lc));
-
-	memset(&p, 0, sizeof(p));
-	p.method = req->method;
-	p.path = c->path;
-	p.query = c->query;
-	p.headers = headers;
-	p.payload_hash = c->payload_hash;
-	p.access_key_id = conf->access_key_id;
-	p.secret_access_key = conf->secret_access_key;
-	p.region = conf->region;
-	p.service = "s3";
-	p.amz_date = amz_date;
-	p.s3_path_rules = true;
-	sf_sigv4_sign(&p, &r);
-
-	req->headers = lappend(headers, psprintf("Authorization: %s", r.authorization));
+	req->headers = sf_sigv4_request_headers(&s, req->method, c->path, c->query,
+											c->extra_headers, c->payload_hash,
+											amz_date);
 }
 
 /*
@@ -279,14 +265,7 @@ s3_open(SfStorage *st)
 	if (st->srv->endpoint)
 	{
 		/* path style against the given endpoint */
-		char	   *base = pstrdup(st->srv->endpoint);
-		char	   *hoststart = strstr(base, "://") + 3;
-		char	   *slash = strchr(hoststart, '/');
-
-		if (slash)
-			*slash = '\0';		/* a path in the endpoint is ignored */
-		conf->base = base;
-		conf->host = pstrdup(hoststart);
+		sf_aws_split_endpoint(st->srv->endpoint, &conf->base, &conf->host);
 		conf->bucket_path = psprintf("/%s", st->bucket);
 	}
 	else if (strchr(st->bucket, '.') != NULL)

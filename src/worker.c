@@ -496,6 +496,7 @@ sfexport_worker_main(Datum arg)
 			}
 			sf_load_staged();
 			sf_delete_loaded_files();
+			sf_glue_periodic();
 			next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															HOUSEKEEPING_MS);
 		}

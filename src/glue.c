@@ -1,0 +1,1775 @@
+/*-------------------------------------------------------------------------
+ *
+ * glue.c
+ *		AWS Glue Data Catalog client and sfexport.glue_sync(): mirror Glue
+ *		tables as Snowflake external tables, idempotently.
+ *
+ * The client speaks the AWS JSON 1.1 protocol: POST / to
+ * https://glue.<region>.amazonaws.com (or the glue_endpoint option) with
+ * X-Amz-Target: AWSGlue.<Operation> and Content-Type:
+ * application/x-amz-json-1.1, signed with SigV4 for service "glue"
+ * (botocore data/glue/2017-03-31/service-2.json: protocol "json",
+ * jsonVersion "1.1", targetPrefix "AWSGlue", signingName "glue").  Errors
+ * are JSON bodies {"__type": "...#EntityNotFoundException", "message": ...}
+ * (botocore parsers.py BaseJSONParser: "__type" with an optional
+ * "namespace#" prefix, "message" or "Message").  Throttling comes as HTTP
+ * 400 with __type ThrottlingException and is retried here with backoff; 5xx
+ * and transport errors are retried by sf_http_request().  Operations used:
+ * GetTables (pages with NextToken, MaxResults at most 100:
+ * CatalogGetterPageSize) and GetPartitions (one page, to tell hive-style
+ * from plain partition directories).  API reference:
+ * https://docs.aws.amazon.com/glue/latest/webapi/API_GetTables.html
+ *
+ * What a Glue table becomes (docs/glue.md has the user's view):
+ *	- target: "<DB>"."<SCHEMA>"."<TABLE>" — explicit arguments, else the Glue
+ *	  database name <database>__<schema>, else the server's database and
+ *	  schema; names from Glue are upper-cased (Hive names are
+ *	  case-insensitive and Glue stores them lower-case) and always quoted
+ *	  with sf_quote_ident();
+ *	- location: the table's s3:// location must lie below the location of a
+ *	  stage (the server's stage over its location, or one from the
+ *	  glue_stage_map option); LOCATION = @stage/<rest of the path>/;
+ *	- columns: "<NAME>" <type> AS (<expr>::<type>) with the type from the
+ *	  Hive type parser (hive_types.c); CSV columns are value:c1..cN by
+ *	  position, JSON/Parquet/ORC/Avro columns value:"<name>";
+ *	- partition columns: computed from METADATA$FILENAME, which holds the
+ *	  file's path relative to the stage ("Query metadata for staged files":
+ *	  https://docs.snowflake.com/en/user-guide/querying-metadata), with
+ *	  SPLIT_PART on "/" (and "=" for hive-style key=value directories; Hive
+ *	  escapes "=" in partition values, FileUtils.escapePathName), listed in
+ *	  PARTITION BY (CREATE EXTERNAL TABLE, "Partitioning parameters":
+ *	  https://docs.snowflake.com/en/sql-reference/sql/create-external-table).
+ *
+ * Idempotency: sfexport.glue_sync_state remembers the SHA-256 of the
+ * statement applied per Glue table and target; an unchanged table is not
+ * touched, a changed one is re-created with CREATE OR REPLACE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "sf_jansson.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_collation_d.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_type_d.h"
+#include "commands/defrem.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "sfexport.h"
+
+#define GLUE_PAGE_SIZE 100			/* CatalogGetterPageSize: 1..100 */
+#define GLUE_MAX_PAGES 10000
+#define GLUE_THROTTLE_ATTEMPTS 6
+#define GLUE_NAME_MAX 255
+
+/* A stage and the s3:// location it covers. */
+typedef struct GlueStage
+{
+	char	   *stage_sql;		/* quoted, qualified stage name */
+	char	   *bucket;
+	char	   *prefix;			/* "" or ending in '/' */
+} GlueStage;
+
+/* The Glue options of a server (besides the Snowflake and storage ones). */
+typedef struct GlueConfig
+{
+	SfServerConfig *srv;
+	char	   *region;
+	char	   *endpoint;		/* NULL = https://glue.<region>.amazonaws.com */
+	int			sync_interval_s;	/* 0 = no periodic sync */
+	List	   *databases;		/* char *: Glue databases of the periodic sync */
+	bool		drop_missing;	/* periodic sync drops tables gone from Glue */
+	List	   *stages;			/* GlueStage * */
+} GlueConfig;
+
+typedef struct GlueClient
+{
+	GlueConfig *conf;
+	SfAwsRequestSigning sign;
+	char	   *url;			/* base URL + "/" */
+} GlueClient;
+
+typedef struct GlueCall
+{
+	GlueClient *gc;
+	const char *op;
+	char	   *payload_hash;
+} GlueCall;
+
+typedef struct GlueColumn
+{
+	char	   *name;
+	char	   *type;
+} GlueColumn;
+
+typedef struct GlueTable
+{
+	char	   *name;
+	char	   *table_type;
+	char	   *location;
+	char	   *classification;
+	char	   *serde;
+	char	   *input_format;
+	char	   *field_delim;	/* SerDe field delimiter, NULL = default */
+	int			skip_header;
+	List	   *columns;		/* GlueColumn * */
+	List	   *partition_keys; /* GlueColumn * */
+} GlueTable;
+
+/* What glue_sync decided for one Glue table. */
+typedef struct GluePlan
+{
+	char	   *glue_table;
+	char	   *target_table;	/* Snowflake name, unquoted */
+	char	   *skip_reason;	/* non-NULL: skipped */
+	char	   *statement;		/* CREATE OR REPLACE EXTERNAL TABLE ... */
+	char	   *hash;
+} GluePlan;
+
+/* A row of sfexport.glue_sync_state for the current server and target. */
+typedef struct GlueState
+{
+	char	   *glue_table;
+	char	   *target_table;
+	char	   *hash;
+	bool		seen;
+} GlueState;
+
+typedef struct GlueSyncArgs
+{
+	Oid			serverid;
+	Oid			userid;			/* whose user mapping */
+	char	   *glue_database;
+	char	   *pattern;		/* LIKE pattern */
+	bool		dry_run;
+	bool		drop_missing;
+	char	   *target_database;	/* NULL = derived */
+	char	   *target_schema;
+} GlueSyncArgs;
+
+typedef void (*GlueEmitFn) (void *arg, const char *glue_table, const char *action,
+							const char *reason, const char *statement);
+
+/* ---------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------
+ */
+
+static bool
+valid_stage_part(const char *s, size_t len)
+{
+	if (len == 0 || len > GLUE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(isalnum((unsigned char) s[i]) || s[i] == '_' || s[i] == '$'))
+			return false;
+	return true;
+}
+
+/*
+ * Parse the glue_stage_map option: entries STAGE=s3://bucket/prefix/
+ * separated by commas, STAGE being name or database.schema.name (letters,
+ * digits, "_" and "$"; quoted as given, so case-sensitive).  An unqualified
+ * stage is taken in the server's database and schema.  Returns false with
+ * *why set to a sentence when malformed.  Entries (GlueStage *) go to
+ * *entries when entries is not NULL (db and schema qualify bare names).
+ */
+bool
+sf_glue_parse_stage_map(const char *value, const char *db, const char *schema,
+						List **entries, char **why)
+{
+	char	   *copy = pstrdup(value);
+	char	   *saveptr = NULL;
+	int			n = 0;
+
+	for (char *item = strtok_r(copy, ",", &saveptr); item;
+		 item = strtok_r(NULL, ",", &saveptr))
+	{
+		char	   *eq;
+		char	   *name;
+		char	   *loc;
+		SfLocation	l;
+		char	   *lwhy = NULL;
+		List	   *parts = NIL;
+		char	   *dot;
+		char	   *start;
+
+		while (*item == ' ' || *item == '\t' || *item == '\n')
+			item++;
+		for (char *e = item + strlen(item); e > item && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'); e--)
+			e[-1] = '\0';
+		if (*item == '\0')
+			continue;
+		eq = strchr(item, '=');
+		if (eq == NULL)
+		{
+			*why = psprintf("Entry \"%s\" is not of the form STAGE=s3://bucket/prefix/.", item);
+			return false;
+		}
+		name = pnstrdup(item, eq - item);
+		loc = eq + 1;
+		for (char *e = name + strlen(name); e > name && e[-1] == ' '; e--)
+			e[-1] = '\0';
+		while (*loc == ' ')
+			loc++;
+		start = name;
+		while ((dot = strchr(start, '.')) != NULL)
+		{
+			if (!valid_stage_part(start, dot - start))
+				break;
+			parts = lappend(parts, pnstrdup(start, dot - start));
+			start = dot + 1;
+		}
+		if (dot != NULL || !valid_stage_part(start, strlen(start)) ||
+			(list_length(parts) != 0 && list_length(parts) != 2))
+		{
+			*why = psprintf("Stage name \"%s\" must be NAME or DATABASE.SCHEMA.NAME, each part letters, digits, \"_\" or \"$\".", name);
+			return false;
+		}
+		parts = lappend(parts, pstrdup(start));
+		if (!sf_parse_location(loc, &l, &lwhy) || l.kind != SF_LOCATION_S3)
+		{
+			*why = psprintf("Location \"%s\" of stage \"%s\" is not an s3:// location%s%s",
+							loc, name, lwhy ? ": " : ".", lwhy ? lwhy : "");
+			return false;
+		}
+		if (entries)
+		{
+			GlueStage  *gs = palloc0(sizeof(GlueStage));
+
+			if (list_length(parts) == 1)
+				gs->stage_sql = psprintf("%s.%s.%s", sf_quote_ident(db),
+										 sf_quote_ident(schema),
+										 sf_quote_ident(linitial(parts)));
+			else
+				gs->stage_sql = psprintf("%s.%s.%s",
+										 sf_quote_ident(linitial(parts)),
+										 sf_quote_ident(lsecond(parts)),
+										 sf_quote_ident(lthird(parts)));
+			gs->bucket = l.bucket;
+			gs->prefix = l.prefix;
+			*entries = lappend(*entries, gs);
+		}
+		n++;
+	}
+	if (n == 0)
+	{
+		*why = "The map must name at least one stage.";
+		return false;
+	}
+	return true;
+}
+
+/* The Glue configuration of a server. */
+static GlueConfig *
+glue_config(Oid serverid)
+{
+	ForeignServer *server = GetForeignServer(serverid);
+	GlueConfig *conf = palloc0(sizeof(GlueConfig));
+	char	   *stage_map = NULL;
+	ListCell   *lc;
+
+	conf->srv = sf_get_server_config(serverid);
+	foreach(lc, server->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+		char	   *v = defGetString(def);
+
+		if (strcmp(def->defname, "glue_region") == 0)
+			conf->region = v;
+		else if (strcmp(def->defname, "glue_endpoint") == 0)
+			conf->endpoint = v;
+		else if (strcmp(def->defname, "glue_sync_interval") == 0)
+			(void) parse_int(v, &conf->sync_interval_s, GUC_UNIT_S, NULL);
+		else if (strcmp(def->defname, "glue_databases") == 0)
+		{
+			char	   *saveptr = NULL;
+
+			/* comma-separated Glue database names, blanks around ignored */
+			for (char *item = strtok_r(pstrdup(v), ",", &saveptr); item;
+				 item = strtok_r(NULL, ",", &saveptr))
+			{
+				char	   *end;
+
+				while (*item == ' ')
+					item++;
+				end = item + strlen(item);
+				while (end > item && end[-1] == ' ')
+					*--end = '\0';
+				if (*item)
+					conf->databases = lappend(conf->databases, item);
+			}
+		}
+		else if (strcmp(def->defname, "glue_drop_missing") == 0)
+			(void) parse_bool(v, &conf->drop_missing);
+		else if (strcmp(def->defname, "glue_stage_map") == 0)
+			stage_map = v;
+	}
+	if (conf->region == NULL)
+		conf->region = conf->srv->region ? conf->srv->region : "us-east-1";
+
+	/* the server's own stage covers its location when that is on S3 */
+	if (conf->srv->location.kind == SF_LOCATION_S3)
+	{
+		GlueStage  *gs = palloc0(sizeof(GlueStage));
+
+		gs->stage_sql = psprintf("%s.%s.%s", sf_quote_ident(conf->srv->database),
+								 sf_quote_ident(conf->srv->schema),
+								 sf_quote_ident(conf->srv->stage));
+		gs->bucket = conf->srv->location.bucket;
+		gs->prefix = conf->srv->location.prefix;
+		conf->stages = lappend(conf->stages, gs);
+	}
+	if (stage_map)
+	{
+		char	   *why = NULL;
+
+		if (!sf_glue_parse_stage_map(stage_map, conf->srv->database,
+									 conf->srv->schema, &conf->stages, &why))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid glue_stage_map for server \"%s\"", conf->srv->servername),
+					 errdetail_internal("%s", why)));
+	}
+	return conf;
+}
+
+/* ---------------------------------------------------------------------
+ * The Glue client
+ * ---------------------------------------------------------------------
+ */
+
+static void
+json_release(void *arg)
+{
+	json_decref((json_t *) arg);
+}
+
+/* Tie a jansson value to the current memory context (freed on reset/error). */
+static json_t *
+json_tracked(json_t *j)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	cb->func = json_release;
+	cb->arg = j;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	return j;
+}
+
+/* A string member, copied; NULL when absent or not a string. */
+static char *
+jstr(json_t *obj, const char *key)
+{
+	json_t	   *v = obj ? json_object_get(obj, key) : NULL;
+
+	return (v && json_is_string(v)) ? pstrdup(json_string_value(v)) : NULL;
+}
+
+static GlueClient *
+glue_client(GlueConfig *conf, SfUserConfig *usr)
+{
+	GlueClient *gc = palloc0(sizeof(GlueClient));
+	char	   *base;
+	char	   *host;
+
+	if (usr->aws_access_key_id == NULL || usr->aws_secret_access_key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("no AWS credentials for server \"%s\"", conf->srv->servername),
+				 errdetail("Neither the user mapping nor the server's environment gives an access key."),
+				 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the server's environment.")));
+	if (conf->endpoint)
+		sf_aws_split_endpoint(conf->endpoint, &base, &host);
+	else
+	{
+		host = psprintf("glue.%s.amazonaws.com", conf->region);
+		base = psprintf("https://%s", host);
+	}
+	gc->conf = conf;
+	gc->url = psprintf("%s/", base);
+	gc->sign.host = host;
+	gc->sign.region = conf->region;
+	gc->sign.service = "glue";
+	gc->sign.s3_path_rules = false;
+	gc->sign.content_sha256 = false;
+	gc->sign.access_key_id = usr->aws_access_key_id;
+	gc->sign.secret_access_key = usr->aws_secret_access_key;
+	gc->sign.session_token = usr->aws_session_token;
+	return gc;
+}
+
+/* Sign (again) before every attempt: fresh X-Amz-Date. */
+static void
+glue_prepare(SfHttpRequest *req, int attempt, void *arg)
+{
+	GlueCall   *c = (GlueCall *) arg;
+	char		amz_date[17];
+
+	sf_sigv4_amz_date(time(NULL), amz_date);
+	req->headers = sf_sigv4_request_headers(&c->gc->sign, "POST", "/", NULL,
+											list_make2(psprintf("X-Amz-Target: AWSGlue.%s", c->op),
+													   "Content-Type: application/x-amz-json-1.1"),
+											c->payload_hash, amz_date);
+}
+
+static void
+glue_sleep(int ms)
+{
+	int			rc;
+
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static bool
+is_type(const char *type, const char *const *names)
+{
+	for (; *names; names++)
+		if (strcmp(type, *names) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Call a Glue operation with a JSON body; returns the parsed answer (tied to
+ * the current memory context), or NULL for EntityNotFoundException when
+ * missing_ok.  Other errors are thrown with Glue's error type and message.
+ */
+static json_t *
+glue_call(GlueClient *gc, const char *op, json_t *body, bool missing_ok)
+{
+	static const char *const throttling[] = {
+		"ThrottlingException", "TooManyRequestsException",
+		"RequestLimitExceeded", "ProvisionedThroughputExceededException", NULL
+	};
+	static const char *const auth[] = {
+		"UnrecognizedClientException", "InvalidSignatureException",
+		"IncompleteSignatureException", "MissingAuthenticationTokenException",
+		"ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
+		"InvalidAccessKeyId", NULL
+	};
+	char	   *raw = json_dumps(body, JSON_COMPACT);
+	char	   *payload;
+	GlueCall   *call = palloc0(sizeof(GlueCall));
+	int			delay_ms = 250;
+
+	if (raw == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	payload = pstrdup(raw);
+	free(raw);
+	call->gc = gc;
+	call->op = op;
+	call->payload_hash = sf_sha256_hex(payload, strlen(payload));
+
+	for (int attempt = 1;; attempt++)
+	{
+		SfHttpRequest req;
+		SfHttpResponse *resp;
+		json_t	   *answer;
+		json_error_t jerr;
+		char	   *type = NULL;
+		char	   *message = NULL;
+		const char *hash;
+		int			code;
+
+		sf_http_init_request(&req, "POST", gc->url);
+		req.log_url = gc->url;
+		req.body = payload;
+		req.body_len = strlen(payload);
+		req.prepare = glue_prepare;
+		req.prepare_arg = call;
+		req.connect_timeout_ms = gc->conf->srv->connect_timeout_ms;
+		req.timeout_ms = gc->conf->srv->request_timeout_ms;
+		req.ca_file = gc->conf->srv->ca_file;
+		resp = sf_http_request(&req);
+
+		answer = resp->body.len > 0 ? json_loadb(resp->body.data, resp->body.len, 0, &jerr) : NULL;
+		if (answer)
+			json_tracked(answer);
+		if (resp->status >= 200 && resp->status < 300)
+		{
+			if (answer == NULL || !json_is_object(answer))
+				ereport(ERROR,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("invalid response from AWS Glue to %s", op),
+						 errdetail("The answer is not a JSON object."),
+						 errcontext("AWS Glue request POST %s (AWSGlue.%s)", gc->url, op)));
+			return answer;
+		}
+
+		if (answer && json_is_object(answer))
+		{
+			type = jstr(answer, "__type");
+			message = jstr(answer, "message");
+			if (message == NULL)
+				message = jstr(answer, "Message");
+		}
+		if (type && (hash = strrchr(type, '#')) != NULL)
+			type = pstrdup(hash + 1);
+		if (type == NULL)
+			type = resp->status == 403 ? "AccessDeniedException" : "";
+
+		if (is_type(type, throttling) && attempt < GLUE_THROTTLE_ATTEMPTS)
+		{
+			/* full jitter, as http.c */
+			glue_sleep(1 + (int) (pg_prng_double(&pg_global_prng_state) * delay_ms));
+			delay_ms = Min(delay_ms * 2, 20000);
+			continue;
+		}
+		if (missing_ok && strcmp(type, "EntityNotFoundException") == 0)
+			return NULL;
+
+		if (strcmp(type, "EntityNotFoundException") == 0)
+			code = ERRCODE_UNDEFINED_OBJECT;
+		else if (is_type(type, auth))
+			code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		else if (strcmp(type, "AccessDeniedException") == 0)
+			code = ERRCODE_INSUFFICIENT_PRIVILEGE;
+		else if (is_type(type, throttling) || resp->status >= 500 || resp->status == 429)
+			code = ERRCODE_CONNECTION_FAILURE;
+		else if (strcmp(type, "InvalidInputException") == 0)
+			code = ERRCODE_INVALID_PARAMETER_VALUE;
+		else
+			code = ERRCODE_FDW_ERROR;
+
+		ereport(ERROR,
+				(errcode(code),
+				 code == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
+				 ? errmsg("AWS Glue rejected the credentials of the user mapping for server \"%s\"",
+						  gc->conf->srv->servername)
+				 : errmsg("AWS Glue request %s failed: HTTP %ld%s%s", op, resp->status,
+						  *type ? " " : "", type),
+				 errdetail_internal("AWS Glue error %s (HTTP %ld)%s%s%s", *type ? type : "(none)",
+									resp->status, message ? ": " : "", message ? message : "",
+									attempt > 1 ? psprintf(" (after %d attempts)", attempt) : ""),
+				 code == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
+				 ? errhint("Check aws_access_key_id, aws_secret_access_key and aws_session_token in the user mapping, and the glue_region option.")
+				 : code == ERRCODE_INSUFFICIENT_PRIVILEGE
+				 ? errhint("The AWS principal needs glue:GetTables and glue:GetPartitions on the catalog, database and tables.")
+				 : 0,
+				 errcontext("AWS Glue request POST %s (AWSGlue.%s)", gc->url, op)));
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Reading Glue tables
+ * ---------------------------------------------------------------------
+ */
+
+static List *
+read_columns(json_t *arr)
+{
+	List	   *out = NIL;
+	size_t		i;
+	json_t	   *c;
+
+	if (!json_is_array(arr))
+		return NIL;
+	json_array_foreach(arr, i, c)
+	{
+		GlueColumn *col = palloc0(sizeof(GlueColumn));
+
+		col->name = jstr(c, "Name");
+		col->type = jstr(c, "Type");
+		out = lappend(out, col);
+	}
+	return out;
+}
+
+static GlueTable *
+read_table(json_t *t)
+{
+	GlueTable  *gt = palloc0(sizeof(GlueTable));
+	json_t	   *sd = json_object_get(t, "StorageDescriptor");
+	json_t	   *params = json_object_get(t, "Parameters");
+	json_t	   *serde = sd ? json_object_get(sd, "SerdeInfo") : NULL;
+	json_t	   *sparams = serde ? json_object_get(serde, "Parameters") : NULL;
+	char	   *skip;
+
+	gt->name = jstr(t, "Name");
+	gt->table_type = jstr(t, "TableType");
+	gt->location = jstr(sd, "Location");
+	gt->input_format = jstr(sd, "InputFormat");
+	gt->serde = jstr(serde, "SerializationLibrary");
+	gt->classification = jstr(params, "classification");
+	gt->columns = read_columns(sd ? json_object_get(sd, "Columns") : NULL);
+	gt->partition_keys = read_columns(json_object_get(t, "PartitionKeys"));
+	gt->field_delim = jstr(sparams, "field.delim");
+	if (gt->field_delim == NULL)
+		gt->field_delim = jstr(sparams, "separatorChar");
+	skip = jstr(params, "skip.header.line.count");
+	gt->skip_header = skip ? atoi(skip) : 0;
+	if (gt->skip_header < 0 || gt->skip_header > 1000)
+		gt->skip_header = 0;
+	return gt;
+}
+
+/* Every table of a Glue database, over all pages, with names matching pattern. */
+static List *
+glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
+{
+	List	   *out = NIL;
+	char	   *token = NULL;
+
+	for (int page = 0; page < GLUE_MAX_PAGES; page++)
+	{
+		json_t	   *body = json_tracked(json_pack("{s:s, s:i}", "DatabaseName", database,
+												  "MaxResults", GLUE_PAGE_SIZE));
+		json_t	   *answer;
+		json_t	   *list;
+		size_t		i;
+		json_t	   *t;
+
+		CHECK_FOR_INTERRUPTS();
+		if (token)
+			json_object_set_new(body, "NextToken", json_string(token));
+		answer = glue_call(gc, "GetTables", body, true);
+		if (answer == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("AWS Glue database \"%s\" does not exist", database),
+					 errhint("Check the name and the glue_region option of server \"%s\".",
+							 gc->conf->srv->servername)));
+		list = json_object_get(answer, "TableList");
+		if (list && !json_is_array(list))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("invalid response from AWS Glue to GetTables"),
+					 errdetail("TableList is not an array.")));
+		json_array_foreach(list, i, t)
+		{
+			char	   *name = jstr(t, "Name");
+
+			if (name == NULL)
+				continue;
+			if (!DatumGetBool(DirectFunctionCall2Coll(textlike, C_COLLATION_OID,
+													  CStringGetTextDatum(name),
+													  CStringGetTextDatum(pattern))))
+				continue;
+			out = lappend(out, read_table(t));
+		}
+		token = jstr(answer, "NextToken");
+		if (token == NULL || *token == '\0')
+			return out;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("AWS Glue database \"%s\" has more than %d pages of tables",
+					database, GLUE_MAX_PAGES)));
+	return NIL;					/* keep compiler quiet */
+}
+
+/* Locations of (one page of) the partitions of a table. */
+static List *
+glue_partition_locations(GlueClient *gc, const char *database, const char *table)
+{
+	json_t	   *body = json_tracked(json_pack("{s:s, s:s, s:i, s:b}",
+											  "DatabaseName", database, "TableName", table,
+											  "MaxResults", GLUE_PAGE_SIZE,
+											  "ExcludeColumnSchema", 1));
+	json_t	   *answer = glue_call(gc, "GetPartitions", body, true);
+	json_t	   *list;
+	List	   *out = NIL;
+	size_t		i;
+	json_t	   *p;
+
+	if (answer == NULL)
+		return NIL;
+	list = json_object_get(answer, "Partitions");
+	json_array_foreach(list, i, p)
+	{
+		char	   *loc = jstr(json_object_get(p, "StorageDescriptor"), "Location");
+
+		if (loc)
+			out = lappend(out, loc);
+	}
+	return out;
+}
+
+/* ---------------------------------------------------------------------
+ * Planning one table
+ * ---------------------------------------------------------------------
+ */
+
+typedef enum GlueFormat
+{
+	FMT_UNSUPPORTED,
+	FMT_CSV,
+	FMT_JSON,
+	FMT_PARQUET,
+	FMT_ORC,
+	FMT_AVRO
+} GlueFormat;
+
+static bool
+contains_ci(const char *s, const char *what)
+{
+	size_t		n = strlen(what);
+
+	if (s == NULL)
+		return false;
+	for (; *s; s++)
+		if (pg_strncasecmp(s, what, n) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The data format: Parameters.classification (what Glue crawlers set), else
+ * the SerDe library, else the InputFormat class.
+ */
+static GlueFormat
+table_format(GlueTable *t, const char **shown)
+{
+	const char *c = t->classification;
+
+	*shown = c;
+	if (c)
+	{
+		if (pg_strcasecmp(c, "csv") == 0)
+			return FMT_CSV;
+		if (pg_strcasecmp(c, "json") == 0)
+			return FMT_JSON;
+		if (pg_strcasecmp(c, "parquet") == 0)
+			return FMT_PARQUET;
+		if (pg_strcasecmp(c, "orc") == 0)
+			return FMT_ORC;
+		if (pg_strcasecmp(c, "avro") == 0)
+			return FMT_AVRO;
+		return FMT_UNSUPPORTED;
+	}
+	*shown = t->serde ? t->serde : t->input_format;
+	if (contains_ci(t->serde, "OpenCSVSerde") || contains_ci(t->serde, "LazySimpleSerDe"))
+		return FMT_CSV;
+	if (contains_ci(t->serde, "JsonSerDe"))
+		return FMT_JSON;
+	if (contains_ci(t->serde, "ParquetHiveSerDe"))
+		return FMT_PARQUET;
+	if (contains_ci(t->serde, "OrcSerde"))
+		return FMT_ORC;
+	if (contains_ci(t->serde, "AvroSerDe"))
+		return FMT_AVRO;
+	if (t->serde == NULL)
+	{
+		if (contains_ci(t->input_format, "MapredParquetInputFormat"))
+			return FMT_PARQUET;
+		if (contains_ci(t->input_format, "OrcInputFormat"))
+			return FMT_ORC;
+		if (contains_ci(t->input_format, "AvroContainerInputFormat"))
+			return FMT_AVRO;
+		if (contains_ci(t->input_format, "TextInputFormat"))
+			return FMT_CSV;
+	}
+	return FMT_UNSUPPORTED;
+}
+
+/* A name from Glue we can use: non-empty, not too long, no control characters. */
+static bool
+usable_name(const char *name)
+{
+	if (name == NULL || name[0] == '\0' || strlen(name) > GLUE_NAME_MAX)
+		return false;
+	for (const char *c = name; *c; c++)
+		if ((unsigned char) *c < 0x20 || *c == 0x7f)
+			return false;
+	return true;
+}
+
+static char *
+upper_name(const char *name)
+{
+	char	   *u = pstrdup(name);
+
+	for (char *c = u; *c; c++)
+		*c = pg_ascii_toupper((unsigned char) *c);
+	return u;
+}
+
+/* A name for messages: control characters shown as "?". */
+static char *
+shown_name(const char *name)
+{
+	char	   *s = pstrdup(name ? name : "");
+
+	for (char *c = s; *c; c++)
+		if ((unsigned char) *c < 0x20 || *c == 0x7f)
+			*c = '?';
+	return s;
+}
+
+/*
+ * An s3:// location (also s3a://, s3n://) split into bucket and key prefix
+ * ending in '/'.  False when it is not one.
+ */
+static bool
+split_s3(const char *loc, char **bucket, char **key)
+{
+	const char *rest;
+	const char *slash;
+
+	if (loc == NULL)
+		return false;
+	if (strncmp(loc, "s3://", 5) == 0)
+		rest = loc + 5;
+	else if (strncmp(loc, "s3a://", 6) == 0 || strncmp(loc, "s3n://", 6) == 0)
+		rest = loc + 6;
+	else
+		return false;
+	slash = strchr(rest, '/');
+	if (slash == NULL)
+	{
+		*bucket = pstrdup(rest);
+		*key = pstrdup("");
+	}
+	else
+	{
+		*bucket = pnstrdup(rest, slash - rest);
+		*key = pstrdup(slash + 1);
+	}
+	if (**bucket == '\0')
+		return false;
+	if (**key != '\0' && (*key)[strlen(*key) - 1] != '/')
+		*key = psprintf("%s/", *key);
+	return true;
+}
+
+/*
+ * A path that can follow @stage/ unquoted: letters, digits and
+ * "_-.=/" only, no empty or dot-dot segments.
+ */
+static bool
+safe_stage_path(const char *p)
+{
+	for (const char *c = p; *c; c++)
+		if (!(isalnum((unsigned char) *c) || strchr("_-.=/", *c) != NULL))
+			return false;
+	return strstr(p, "//") == NULL && strstr(p, "../") == NULL && p[0] != '/';
+}
+
+static int
+count_segments(const char *p)
+{
+	int			n = 0;
+
+	for (const char *c = p; *c; c++)
+		if (*c == '/')
+			n++;
+	return n;					/* p is "" or ends in '/' */
+}
+
+/* The CSV field delimiter as a Snowflake string constant. */
+static char *
+csv_delimiter_sql(const char *delim, bool lazy_simple)
+{
+	if (delim == NULL || *delim == '\0')
+		delim = lazy_simple ? "\001" : ",";	/* Hive LazySimpleSerDe: ^A */
+	if (strlen(delim) == 1 && ((unsigned char) delim[0] < 0x20 || delim[0] == 0x7f))
+		return psprintf("'\\%03o'", (unsigned char) delim[0]);	/* octal escape */
+	return sf_quote_literal(delim);
+}
+
+static void
+skip(GluePlan *plan, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static void
+skip(GluePlan *plan, const char *fmt,...)
+{
+	va_list		ap;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		int			needed;
+
+		va_start(ap, fmt);
+		needed = appendStringInfoVA(&buf, fmt, ap);
+		va_end(ap);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	plan->skip_reason = buf.data;
+}
+
+/*
+ * Decide what a Glue table becomes: the CREATE OR REPLACE EXTERNAL TABLE
+ * statement and its hash, or a reason to skip it.
+ */
+static void
+plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
+		   const char *target_db, const char *target_schema, GluePlan *plan)
+{
+	const char *shown_format;
+	GlueFormat	fmt = table_format(t, &shown_format);
+	char	   *bucket;
+	char	   *key;
+	GlueStage  *stage = NULL;
+	char	   *relpath = NULL;
+	StringInfoData sql;
+	StringInfoData pby;
+	List	   *seen = NIL;
+	ListCell   *lc;
+	int			pos = 0;
+	int			depth;
+	bool		hive_layout = true;
+	const char *ff;
+
+	memset(plan, 0, sizeof(*plan));
+	plan->glue_table = t->name;
+	if (!usable_name(t->name))
+	{
+		skip(plan, "the table name is empty, longer than %d bytes or has control characters",
+			 GLUE_NAME_MAX);
+		return;
+	}
+	plan->target_table = upper_name(t->name);
+
+	if (t->table_type && (strcmp(t->table_type, "VIRTUAL_VIEW") == 0 ||
+						  strcmp(t->table_type, "GOVERNED") == 0))
+	{
+		skip(plan, "table type %s is not supported", shown_name(t->table_type));
+		return;
+	}
+	if (fmt == FMT_UNSUPPORTED)
+	{
+		skip(plan, "unsupported format \"%s\" (supported: csv, json, parquet, orc, avro)",
+			 shown_format ? shown_name(shown_format) : "unknown");
+		return;
+	}
+	if (!split_s3(t->location, &bucket, &key))
+	{
+		skip(plan, "location \"%s\" is not an s3:// location", shown_name(t->location));
+		return;
+	}
+	/* the stage with the longest prefix that covers the location */
+	foreach(lc, conf->stages)
+	{
+		GlueStage  *gs = (GlueStage *) lfirst(lc);
+
+		if (strcmp(gs->bucket, bucket) == 0 &&
+			strncmp(key, gs->prefix, strlen(gs->prefix)) == 0 &&
+			(stage == NULL || strlen(gs->prefix) > strlen(stage->prefix)))
+			stage = gs;
+	}
+	if (stage == NULL)
+	{
+		skip(plan, "no stage covers location \"%s\" (add one to the glue_stage_map option of server \"%s\")",
+			 shown_name(t->location), conf->srv->servername);
+		return;
+	}
+	relpath = key + strlen(stage->prefix);
+	if (!safe_stage_path(relpath))
+	{
+		skip(plan, "location \"%s\" has characters that cannot follow a stage name (allowed: letters, digits, \"_-.=/\")",
+			 shown_name(t->location));
+		return;
+	}
+	if (t->columns == NIL)
+	{
+		skip(plan, "the table has no columns");
+		return;
+	}
+
+	/* partition layout: look at where Glue says the partitions are */
+	if (t->partition_keys != NIL)
+	{
+		List	   *locs = glue_partition_locations(gc, glue_db, t->name);
+		bool		first = true;
+		char	   *tloc = psprintf("s3://%s/%s", bucket, key);
+
+		foreach(lc, locs)
+		{
+			char	   *pb;
+			char	   *pk;
+			char	   *rel;
+			bool		hive;
+			GlueColumn *k0 = linitial(t->partition_keys);
+
+			if (!split_s3((char *) lfirst(lc), &pb, &pk) || strcmp(pb, bucket) != 0 ||
+				strncmp(pk, key, strlen(key)) != 0 ||
+				count_segments(pk + strlen(key)) < list_length(t->partition_keys))
+			{
+				skip(plan, "partition location \"%s\" is not below the table location \"%s\"",
+					 shown_name((char *) lfirst(lc)), shown_name(tloc));
+				return;
+			}
+			rel = pk + strlen(key);
+			hive = k0->name && strncmp(rel, k0->name, strlen(k0->name)) == 0 &&
+				rel[strlen(k0->name)] == '=';
+			if (!first && hive != hive_layout)
+			{
+				skip(plan, "partitions mix hive-style (key=value) and plain directories");
+				return;
+			}
+			hive_layout = hive;
+			first = false;
+		}
+	}
+
+	/* the statement */
+	initStringInfo(&sql);
+	initStringInfo(&pby);
+	appendStringInfo(&sql, "CREATE OR REPLACE EXTERNAL TABLE %s.%s.%s (",
+					 sf_quote_ident(target_db), sf_quote_ident(target_schema),
+					 sf_quote_ident(plan->target_table));
+	foreach(lc, t->columns)
+	{
+		GlueColumn *c = (GlueColumn *) lfirst(lc);
+		SfHiveType ht;
+		char	   *error;
+		char	   *colname;
+		const char *type;
+
+		pos++;
+		if (!usable_name(c->name))
+		{
+			skip(plan, "column %d has a name that is empty, longer than %d bytes or has control characters",
+				 pos, GLUE_NAME_MAX);
+			return;
+		}
+		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
+		{
+			skip(plan, "column \"%s\" has a malformed type \"%s\": %s", shown_name(c->name),
+				 shown_name(c->type), c->type ? error : "no type");
+			return;
+		}
+		colname = upper_name(c->name);
+		if (list_member(seen, makeString(colname)))
+		{
+			skip(plan, "two columns are both named \"%s\" in Snowflake", shown_name(colname));
+			return;
+		}
+		seen = lappend(seen, makeString(colname));
+		/* CSV holds nested values as text in Hive's own delimited form */
+		type = (fmt == FMT_CSV && ht.kind != SF_HIVE_PRIMITIVE) ? "VARCHAR" : ht.snowflake;
+		if (fmt == FMT_CSV)
+			appendStringInfo(&sql, "%s\n  %s %s AS (value:c%d::%s)", pos > 1 ? "," : "",
+							 sf_quote_ident(colname), type, pos, type);
+		else
+			appendStringInfo(&sql, "%s\n  %s %s AS (value:%s::%s)", pos > 1 ? "," : "",
+							 sf_quote_ident(colname), type, sf_quote_ident(c->name), type);
+	}
+
+	depth = count_segments(relpath);
+	foreach(lc, t->partition_keys)
+	{
+		GlueColumn *c = (GlueColumn *) lfirst(lc);
+		int			part = depth + foreach_current_index(lc) + 1;
+		SfHiveType ht;
+		char	   *error;
+		char	   *colname;
+		char	   *segment;
+
+		if (!usable_name(c->name))
+		{
+			skip(plan, "partition key %d has a name that is empty, longer than %d bytes or has control characters",
+				 foreach_current_index(lc) + 1, GLUE_NAME_MAX);
+			return;
+		}
+		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
+		{
+			skip(plan, "partition key \"%s\" has a malformed type \"%s\": %s", shown_name(c->name),
+				 shown_name(c->type), c->type ? error : "no type");
+			return;
+		}
+		if (ht.kind != SF_HIVE_PRIMITIVE)
+		{
+			skip(plan, "partition key \"%s\" has the nested type \"%s\"", shown_name(c->name),
+				 shown_name(c->type));
+			return;
+		}
+		colname = upper_name(c->name);
+		if (list_member(seen, makeString(colname)))
+		{
+			skip(plan, "two columns are both named \"%s\" in Snowflake", shown_name(colname));
+			return;
+		}
+		seen = lappend(seen, makeString(colname));
+		segment = psprintf("SPLIT_PART(METADATA$FILENAME, '/', %d)", part);
+		if (hive_layout)
+			segment = psprintf("SPLIT_PART(%s, '=', 2)", segment);
+		appendStringInfo(&sql, ",\n  %s %s AS (%s::%s)", sf_quote_ident(colname),
+						 ht.snowflake, segment, ht.snowflake);
+		appendStringInfo(&pby, "%s%s", pby.len ? ", " : "", sf_quote_ident(colname));
+	}
+	appendStringInfoString(&sql, "\n)");
+	if (pby.len > 0)
+		appendStringInfo(&sql, "\nPARTITION BY (%s)", pby.data);
+	appendStringInfo(&sql, "\nLOCATION = @%s/%s", stage->stage_sql, relpath);
+	appendStringInfoString(&sql, "\nAUTO_REFRESH = FALSE");
+	switch (fmt)
+	{
+		case FMT_CSV:
+			ff = psprintf("TYPE = CSV FIELD_DELIMITER = %s SKIP_HEADER = %d%s",
+						  csv_delimiter_sql(t->field_delim, !contains_ci(t->serde, "OpenCSVSerde")),
+						  t->skip_header,
+						  contains_ci(t->serde, "OpenCSVSerde") ? " FIELD_OPTIONALLY_ENCLOSED_BY = '\"'" : "");
+			break;
+		case FMT_JSON:
+			ff = "TYPE = JSON";
+			break;
+		case FMT_PARQUET:
+			ff = "TYPE = PARQUET";
+			break;
+		case FMT_ORC:
+			ff = "TYPE = ORC";
+			break;
+		default:
+			ff = "TYPE = AVRO";
+			break;
+	}
+	appendStringInfo(&sql, "\nFILE_FORMAT = (%s)", ff);
+	plan->statement = sql.data;
+	plan->hash = sf_sha256_hex(sql.data, sql.len);
+}
+
+/* ---------------------------------------------------------------------
+ * Sync state (sfexport.glue_sync_state), read and written through SPI as
+ * the table's owner: callers need not have privileges on it.
+ * ---------------------------------------------------------------------
+ */
+
+static Oid
+state_owner(void)
+{
+	Oid			relid = get_relname_relid("glue_sync_state",
+										  get_namespace_oid(SFEXPORT_SCHEMA, false));
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table sfexport.glue_sync_state does not exist")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* Run one statement with text parameters as the state table's owner. */
+static void
+state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols)
+{
+	Oid			saved_user;
+	int			saved_sec;
+	Oid			types[8];
+	Datum		values[8];
+	char		nulls[8];
+	MemoryContext caller = CurrentMemoryContext;
+	int			rc;
+
+	Assert(nargs <= 8);
+	for (int i = 0; i < nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+		nulls[i] = args[i] ? ' ' : 'n';
+	}
+	GetUserIdAndSecContext(&saved_user, &saved_sec);
+	SetUserIdAndSecContext(state_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+		if (rc < 0)
+			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+		if (rows)
+		{
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				char	  **row = MemoryContextAllocZero(caller, sizeof(char *) * ncols);
+
+				for (int j = 0; j < ncols; j++)
+				{
+					char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, j + 1);
+
+					row[j] = v ? MemoryContextStrdup(caller, v) : NULL;
+				}
+				/* the list must outlive SPI_finish too */
+				{
+					MemoryContext spi = MemoryContextSwitchTo(caller);
+
+					*rows = lappend(*rows, row);
+					MemoryContextSwitchTo(spi);
+				}
+			}
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(saved_user, saved_sec);
+	}
+	PG_END_TRY();
+}
+
+static List *
+state_load(Oid serverid, const char *glue_db, const char *tdb, const char *tschema)
+{
+	const char *args[4] = {psprintf("%u", serverid), glue_db, tdb, tschema};
+	List	   *rows = NIL;
+	List	   *out = NIL;
+	ListCell   *lc;
+	MemoryContext caller = CurrentMemoryContext;
+
+	state_exec("SELECT glue_table, target_table, definition_hash FROM sfexport.glue_sync_state "
+			   "WHERE server = $1::oid AND glue_database = $2 AND target_database = $3 "
+			   "AND target_schema = $4 ORDER BY glue_table",
+			   4, args, &rows, 3);
+	MemoryContextSwitchTo(caller);
+	foreach(lc, rows)
+	{
+		char	  **row = (char **) lfirst(lc);
+		GlueState  *st = palloc0(sizeof(GlueState));
+
+		st->glue_table = row[0];
+		st->target_table = row[1];
+		st->hash = row[2];
+		out = lappend(out, st);
+	}
+	return out;
+}
+
+static void
+state_save(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
+		   GluePlan *plan)
+{
+	const char *args[7] = {psprintf("%u", serverid), glue_db, plan->glue_table, tdb,
+	tschema, plan->target_table, plan->hash};
+
+	state_exec("INSERT INTO sfexport.glue_sync_state AS s (server, glue_database, glue_table, "
+			   "target_database, target_schema, target_table, definition_hash, applied_at) "
+			   "VALUES ($1::oid, $2, $3, $4, $5, $6, $7, now()) "
+			   "ON CONFLICT (server, glue_database, glue_table, target_database, target_schema) "
+			   "DO UPDATE SET target_table = EXCLUDED.target_table, "
+			   "definition_hash = EXCLUDED.definition_hash, applied_at = now()",
+			   7, args, NULL, 0);
+}
+
+static void
+state_delete(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
+			 const char *glue_table)
+{
+	const char *args[5] = {psprintf("%u", serverid), glue_db, glue_table, tdb, tschema};
+
+	state_exec("DELETE FROM sfexport.glue_sync_state WHERE server = $1::oid AND "
+			   "glue_database = $2 AND glue_table = $3 AND target_database = $4 "
+			   "AND target_schema = $5",
+			   5, args, NULL, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * The sync
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Run a Snowflake statement for one table.  Errors Snowflake reports for
+ * the statement (SQL compilation errors, a name that exists as another kind
+ * of object, ...) are caught and returned as a reason, so that one bad
+ * table does not stop the others; connection, authentication and cancel
+ * errors are thrown.
+ */
+static char *
+run_table_statement(SfServerConfig *srv, SfUserConfig *usr, const char *sql)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *volatile reason = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		SfStatement st;
+
+		memset(&st, 0, sizeof(st));
+		st.sql = sql;
+		st.query_tag = "sfexport glue_sync";
+		(void) sf_snowflake_run(srv, usr, &st);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			cls;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		cls = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (cls == ERRCODE_CONNECTION_EXCEPTION ||
+			cls == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION ||
+			cls == ERRCODE_OPERATOR_INTERVENTION ||
+			cls == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
+			cls == ERRCODE_INSUFFICIENT_RESOURCES ||
+			edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		reason = psprintf("Snowflake refused the statement (SQLSTATE %s): %s%s%s",
+						  unpack_sql_state(edata->sqlerrcode), edata->message,
+						  edata->detail ? " " : "", edata->detail ? edata->detail : "");
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return reason;
+}
+
+static int
+cmp_plan_names(const ListCell *a, const ListCell *b)
+{
+	return strcmp(((GlueTable *) lfirst(a))->name ? ((GlueTable *) lfirst(a))->name : "",
+				  ((GlueTable *) lfirst(b))->name ? ((GlueTable *) lfirst(b))->name : "");
+}
+
+/*
+ * The target database and schema: explicit, else <database>__<schema> from
+ * the Glue database name (upper-cased), else the server's.
+ */
+static void
+resolve_target(GlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschema)
+{
+	const char *sep = strstr(a->glue_database, "__");
+
+	*tdb = a->target_database;
+	*tschema = a->target_schema;
+	if (sep && sep != a->glue_database && sep[2] != '\0')
+	{
+		if (*tdb == NULL)
+			*tdb = upper_name(pnstrdup(a->glue_database, sep - a->glue_database));
+		if (*tschema == NULL)
+			*tschema = upper_name(sep + 2);
+	}
+	if (*tdb == NULL)
+		*tdb = srv->database;
+	if (*tschema == NULL)
+		*tschema = srv->schema;
+	if (!usable_name(*tdb) || !usable_name(*tschema))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid target database or schema for AWS Glue database \"%s\"",
+						shown_name(a->glue_database)),
+				 errdetail("Names must be 1 to %d bytes without control characters.", GLUE_NAME_MAX)));
+}
+
+/* The sync itself; emits one row per Glue table (and per table gone from Glue). */
+static void
+glue_sync_run(GlueSyncArgs *a, GlueEmitFn emit, void *emit_arg)
+{
+	GlueConfig *conf = glue_config(a->serverid);
+	SfUserConfig *usr = sf_get_user_config(a->serverid, a->userid);
+	GlueClient *gc = glue_client(conf, usr);
+	char	   *tdb;
+	char	   *tschema;
+	List	   *tables;
+	List	   *state;
+	ListCell   *lc;
+
+	resolve_target(a, conf->srv, &tdb, &tschema);
+	tables = glue_list_tables(gc, a->glue_database, a->pattern);
+	list_sort(tables, cmp_plan_names);
+	state = state_load(a->serverid, a->glue_database, tdb, tschema);
+
+	foreach(lc, tables)
+	{
+		GlueTable  *t = (GlueTable *) lfirst(lc);
+		GluePlan	plan;
+		GlueState  *prev = NULL;
+		ListCell   *sc;
+		const char *action;
+		char	   *reason;
+
+		CHECK_FOR_INTERRUPTS();
+		plan_table(gc, conf, a->glue_database, t, tdb, tschema, &plan);
+		foreach(sc, state)
+		{
+			GlueState  *s = (GlueState *) lfirst(sc);
+
+			if (t->name && strcmp(s->glue_table, t->name) == 0)
+			{
+				prev = s;
+				s->seen = true;
+			}
+		}
+		if (plan.skip_reason)
+		{
+			emit(emit_arg, t->name, "skipped", plan.skip_reason, NULL);
+			continue;
+		}
+		if (prev && strcmp(prev->hash, plan.hash) == 0)
+		{
+			emit(emit_arg, t->name, "unchanged", NULL, NULL);
+			continue;
+		}
+		action = prev ? "replaced" : "created";
+		if (a->dry_run)
+		{
+			emit(emit_arg, t->name, action, NULL, plan.statement);
+			continue;
+		}
+		reason = run_table_statement(conf->srv, usr, plan.statement);
+		if (reason)
+		{
+			emit(emit_arg, t->name, "skipped", reason, plan.statement);
+			continue;
+		}
+		state_save(a->serverid, a->glue_database, tdb, tschema, &plan);
+		emit(emit_arg, t->name, action, NULL, plan.statement);
+	}
+
+	/* tables we created earlier that Glue no longer has */
+	foreach(lc, state)
+	{
+		GlueState  *s = (GlueState *) lfirst(lc);
+		char	   *sql;
+		char	   *reason;
+
+		if (s->seen ||
+			!DatumGetBool(DirectFunctionCall2Coll(textlike, C_COLLATION_OID,
+												  CStringGetTextDatum(s->glue_table),
+												  CStringGetTextDatum(a->pattern))))
+			continue;
+		sql = psprintf("DROP EXTERNAL TABLE IF EXISTS %s.%s.%s", sf_quote_ident(tdb),
+					   sf_quote_ident(tschema), sf_quote_ident(s->target_table));
+		if (!a->drop_missing)
+		{
+			emit(emit_arg, s->glue_table, "skipped",
+				 "the table is no longer in AWS Glue; pass drop_missing => true to drop its external table",
+				 NULL);
+			continue;
+		}
+		if (a->dry_run)
+		{
+			emit(emit_arg, s->glue_table, "dropped", NULL, sql);
+			continue;
+		}
+		reason = run_table_statement(conf->srv, usr, sql);
+		if (reason)
+		{
+			emit(emit_arg, s->glue_table, "skipped", reason, sql);
+			continue;
+		}
+		state_delete(a->serverid, a->glue_database, tdb, tschema, s->glue_table);
+		emit(emit_arg, s->glue_table, "dropped", NULL, sql);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * SQL: sfexport.glue_sync(...)
+ * ---------------------------------------------------------------------
+ */
+
+static void
+emit_tuple(void *arg, const char *glue_table, const char *action,
+		   const char *reason, const char *statement)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	values[0] = CStringGetTextDatum(glue_table ? glue_table : "");
+	values[1] = CStringGetTextDatum(action);
+	nulls[2] = reason == NULL;
+	values[2] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[3] = statement == NULL;
+	values[3] = statement ? CStringGetTextDatum(statement) : (Datum) 0;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+PG_FUNCTION_INFO_V1(sfexport_glue_sync);
+
+/*
+ * sfexport.glue_sync(server name, glue_database text, table_pattern text,
+ *					  dry_run boolean, drop_missing boolean,
+ *					  target_database text, target_schema text)
+ *	→ SETOF (glue_table, action, reason, statement)
+ *
+ * Only the server's owner (or a superuser) may run it: it creates and drops
+ * Snowflake objects with the server's credentials.
+ */
+Datum
+sfexport_glue_sync(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	GlueSyncArgs a;
+	ForeignServer *server;
+
+	for (int i = 0; i < 5; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("server, glue_database, table_pattern, dry_run and drop_missing must not be null")));
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
+	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run glue_sync on server \"%s\"", server->servername),
+				 errdetail("glue_sync creates and drops Snowflake objects with the server's settings."),
+				 errhint("Only the owner of the server or a superuser may run it.")));
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "sfexport") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is not an sfexport server", server->servername)));
+
+	memset(&a, 0, sizeof(a));
+	a.serverid = server->serverid;
+	a.userid = GetUserId();
+	a.glue_database = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	a.pattern = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	a.dry_run = PG_GETARG_BOOL(3);
+	a.drop_missing = PG_GETARG_BOOL(4);
+	a.target_database = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	a.target_schema = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	if (!usable_name(a.glue_database))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid AWS Glue database name"),
+				 errdetail("Names are 1 to %d bytes without control characters.", GLUE_NAME_MAX)));
+
+	glue_sync_run(&a, emit_tuple, rsinfo);
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Periodic sync by the background worker
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct GlueDue
+{
+	Oid			serverid;		/* hash key */
+	TimestampTz next_run;
+} GlueDue;
+
+static HTAB *glue_due = NULL;
+
+typedef struct PeriodicWork
+{
+	List	   *servers;		/* Oid list of servers due now, in cxt */
+	MemoryContext cxt;
+} PeriodicWork;
+
+typedef struct PeriodicCounts
+{
+	int			counts[5];		/* created, replaced, unchanged, dropped, skipped */
+} PeriodicCounts;
+
+static void
+count_action(void *arg, const char *glue_table, const char *action,
+			 const char *reason, const char *statement)
+{
+	PeriodicCounts *c = (PeriodicCounts *) arg;
+	static const char *const names[] = {"created", "replaced", "unchanged", "dropped", "skipped"};
+
+	for (int i = 0; i < 5; i++)
+		if (strcmp(action, names[i]) == 0)
+			c->counts[i]++;
+	if (strcmp(action, "skipped") == 0 && reason)
+		ereport(DEBUG1,
+				(errmsg_internal("sfexport glue sync skipped table \"%s\": %s",
+								 shown_name(glue_table), reason)));
+}
+
+/* Which sfexport servers have a glue_sync_interval and are due. */
+static void
+find_due_servers(void *arg)
+{
+	PeriodicWork *w = (PeriodicWork *) arg;
+	Oid			fdwid = get_foreign_data_wrapper_oid("sfexport", true);
+	TimestampTz now = GetCurrentTimestamp();
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	if (!OidIsValid(fdwid) || !OidIsValid(get_extension_oid("sfexport", true)))
+		return;
+	rel = table_open(ForeignServerRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_foreign_server fs = (Form_pg_foreign_server) GETSTRUCT(tup);
+		ForeignServer *server;
+		ListCell   *lc;
+		int			interval = 0;
+		bool		has_dbs = false;
+		GlueDue    *due;
+		bool		found;
+
+		if (fs->srvfdw != fdwid)
+			continue;
+		server = GetForeignServer(fs->oid);
+		foreach(lc, server->options)
+		{
+			DefElem    *def = lfirst_node(DefElem, lc);
+
+			if (strcmp(def->defname, "glue_sync_interval") == 0)
+				(void) parse_int(defGetString(def), &interval, GUC_UNIT_S, NULL);
+			else if (strcmp(def->defname, "glue_databases") == 0)
+				has_dbs = true;
+		}
+		if (interval <= 0 || !has_dbs)
+			continue;
+		due = hash_search(glue_due, &fs->oid, HASH_ENTER, &found);
+		if (!found)
+			due->next_run = 0;
+		if (now < due->next_run)
+			continue;
+		due->next_run = TimestampTzPlusMilliseconds(now, (int64) interval * 1000);
+		{
+			MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+			w->servers = lappend_oid(w->servers, fs->oid);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+typedef struct PeriodicOne
+{
+	Oid			serverid;
+	char	   *database;
+} PeriodicOne;
+
+/* One Glue database of one server, in its own transaction. */
+static void
+periodic_one(void *arg)
+{
+	PeriodicOne *p = (PeriodicOne *) arg;
+	GlueConfig *conf;
+	GlueSyncArgs a;
+	PeriodicCounts c;
+	Oid			owner;
+
+	memset(&c, 0, sizeof(c));
+	memset(&a, 0, sizeof(a));
+	owner = GetForeignServer(p->serverid)->owner;
+	conf = glue_config(p->serverid);
+	a.serverid = p->serverid;
+	a.userid = owner;
+	a.glue_database = p->database;
+	a.pattern = "%";
+	a.drop_missing = conf->drop_missing;
+	glue_sync_run(&a, count_action, &c);
+	ereport(LOG,
+			(errmsg("sfexport glue sync of server \"%s\", AWS Glue database \"%s\": %d created, %d replaced, %d unchanged, %d dropped, %d skipped",
+					conf->srv->servername, shown_name(p->database), c.counts[0], c.counts[1],
+					c.counts[2], c.counts[3], c.counts[4])));
+}
+
+typedef struct PeriodicDbs
+{
+	Oid			serverid;
+	List	   *databases;
+	MemoryContext cxt;
+} PeriodicDbs;
+
+static void
+read_databases(void *arg)
+{
+	PeriodicDbs *d = (PeriodicDbs *) arg;
+	GlueConfig *conf = glue_config(d->serverid);
+	ListCell   *lc;
+
+	foreach(lc, conf->databases)
+		d->databases = lappend(d->databases,
+							   MemoryContextStrdup(d->cxt, (char *) lfirst(lc)));
+}
+
+/*
+ * Called by the background worker on each housekeeping pass, outside a
+ * transaction.  For every sfexport server with the glue_sync_interval and
+ * glue_databases options whose interval has elapsed, syncs each listed
+ * Glue database (pattern '%', drop_missing from glue_drop_missing) with the
+ * server owner's user mapping, each in its own transaction; failures are
+ * logged as warnings and retried at the next interval.
+ */
+void
+sf_glue_periodic(void)
+{
+	PeriodicWork w;
+	MemoryContext cxt;
+	MemoryContext old;
+	ListCell   *lc;
+
+	if (glue_due == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(GlueDue);
+		glue_due = hash_create("sfexport glue sync schedule", 16, &ctl,
+							   HASH_ELEM | HASH_BLOBS);
+	}
+	cxt = AllocSetContextCreate(TopMemoryContext, "sfexport glue periodic",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	memset(&w, 0, sizeof(w));
+	w.cxt = cxt;
+	(void) sf_run_transaction(find_due_servers, &w, NULL);
+	foreach(lc, w.servers)
+	{
+		PeriodicDbs d;
+		ListCell   *dc;
+
+		memset(&d, 0, sizeof(d));
+		d.serverid = lfirst_oid(lc);
+		d.cxt = cxt;
+		if (!sf_run_transaction(read_databases, &d, NULL))
+			continue;
+		foreach(dc, d.databases)
+		{
+			PeriodicOne p;
+
+			p.serverid = d.serverid;
+			p.database = (char *) lfirst(dc);
+			pgstat_report_activity(STATE_RUNNING, "sfexport glue sync");
+			(void) sf_run_transaction(periodic_one, &p, NULL);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
