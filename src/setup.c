@@ -658,7 +658,9 @@ sfexport_setup_stage(PG_FUNCTION_ARGS)
 	check_setup_privilege(server);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	srv = sf_get_server_config(server->serverid);
-	usr = sf_get_user_config(server->serverid, sf_worker_user(server->serverid));
+	/* a dry run needs the mapping only for the keys of an S3 stage */
+	usr = !dry_run || (srv->location.kind == SF_LOCATION_S3 && !srv->storage_integration) ?
+		sf_get_user_config(server->serverid, sf_worker_user(server->serverid)) : NULL;
 
 	foreach(lc, stage_statements(srv, usr))
 		emit(rsinfo, srv, usr, (const char *) lfirst(lc), dry_run);
@@ -698,7 +700,8 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	srv = sf_get_server_config(server->serverid);
-	usr = sf_get_user_config(server->serverid, sf_worker_user(server->serverid));
+	usr = dry_run ? NULL :
+		sf_get_user_config(server->serverid, sf_worker_user(server->serverid));
 	tbl = sf_get_table_config(relid);
 	target = sf_target_name(srv, tbl);
 	cols = table_columns(relid, &ncols);
