@@ -64,9 +64,9 @@ like($ran, qr/^CREATE STAGE IF NOT EXISTS "DB"\."my schema\.""x""; DROP TABLE VI
 	'identifiers are quoted with their double quotes doubled');
 
 my %have = map { join('|', $_->{kind}, @{ $_->{fqn} }) => $_ } @{ objects() };
-is_deeply([ sort keys %have ],
-	[ sort ("FILE_FORMAT|DB|$schema|$ff", "STAGE|DB|$schema|$stg", "TABLE|DB|$schema|$table",
-			"TABLE|DB|PUBLIC|VICTIM") ],
+my @want = ("FILE_FORMAT|DB|$schema|$ff", "STAGE|DB|$schema|$stg", "TABLE|DB|$schema|$table",
+	"TABLE|DB|PUBLIC|VICTIM");
+is_deeply([ sort keys %have ], [ sort @want ],
 	'the emulator holds exactly the objects asked for, under their exact names');
 is_deeply([ map { $_->{name} } @{ $have{"TABLE|DB|$schema|$table"}{columns} } ],
 	[ 'Mixed Case', 'a.b', 'semi;colon', 'quote"s', q{x'); DROP TABLE VICTIM; --} ],
