@@ -333,3 +333,45 @@ REVOKE ALL ON FUNCTION sfexport._hive_to_snowflake(text) FROM PUBLIC;
 
 -- Last: wake the launcher so that this database gets its worker at once.
 SELECT sfexport._launcher_wakeup();
+
+-- Snowflake-side setup (src/setup.c, docs/setup.md).  Each function
+-- returns the statements it ran (or, with dry_run, would run), credentials
+-- masked.  Only the server's owner or a superuser may call them; the
+-- statements run with the user mapping of the server's owner, as the
+-- worker's do.
+CREATE FUNCTION sfexport.setup_stage(server name, dry_run boolean DEFAULT false)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'sfexport_setup_stage'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.setup_stage(name, boolean) IS
+  'create the Snowflake file format and stage of a server (IF NOT EXISTS)';
+
+CREATE FUNCTION sfexport.setup_table(foreign_table regclass, dry_run boolean DEFAULT false)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'sfexport_setup_table'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.setup_table(regclass, boolean) IS
+  'create the Snowflake target table of a foreign table (IF NOT EXISTS) and add the columns it lacks';
+
+CREATE FUNCTION sfexport.setup(server name, dry_run boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ft regclass;
+BEGIN
+    RETURN QUERY SELECT s FROM sfexport.setup_stage(server, dry_run) s;
+    FOR ft IN
+        SELECT t.ftrelid::regclass
+          FROM pg_foreign_table t
+          JOIN pg_foreign_server srv ON srv.oid = t.ftserver
+         WHERE srv.srvname = server
+         ORDER BY t.ftrelid::regclass::text
+    LOOP
+        RETURN QUERY SELECT s FROM sfexport.setup_table(ft, dry_run) s;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION sfexport.setup(name, boolean) IS
+  'set up the Snowflake stage, file format and the target table of every foreign table of a server';

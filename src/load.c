@@ -256,6 +256,9 @@ load_batch(CopyBatch *b)
 	foreach(lc, b->files)
 		names = lappend(names, ((StagedFile *) lfirst(lc))->name);
 
+	/* add columns a newer shape brings (once per shape; setup.c) */
+	sf_setup_evolve(srv, usr, b->target, DatumGetArrayTypeP(b->columns),
+					DatumGetArrayTypeP(b->types));
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.sql = sf_copy_statement(srv, b->target, DatumGetArrayTypeP(b->columns),
 								 DatumGetArrayTypeP(b->types), names);
@@ -413,6 +416,7 @@ sf_load_staged(void)
 			NoteArgs	na = {b, message};
 
 			failures++;
+			sf_setup_forget_evolved();	/* check the table again next time */
 			(void) sf_run_transaction(note_unit, &na, NULL);
 		}
 	}

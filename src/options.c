@@ -100,6 +100,8 @@ static const SfOption sf_options[] = {
 	{"glue_databases", ForeignServerRelationId, OPT_TEXT},
 	{"glue_sync_interval", ForeignServerRelationId, OPT_DURATION_S, false, 60, 7 * DAY_S},
 	{"glue_drop_missing", ForeignServerRelationId, OPT_BOOL},
+	/* server: names derived from PostgreSQL identifiers (see sf_identifier_case) */
+	{"upper_case_identifiers", ForeignServerRelationId, OPT_BOOL},
 
 	/* user mapping: credentials */
 	{"user", UserMappingRelationId, OPT_TEXT},
@@ -822,6 +824,8 @@ sf_get_server_config(Oid serverid)
 			cfg->max_file_size_kb = parse_unit_value(v, GUC_UNIT_KB);
 		else if (strcmp(n, "batch_size") == 0)
 			cfg->batch_size = parse_unit_value(v, 0);
+		else if (strcmp(n, "upper_case_identifiers") == 0)
+			(void) parse_bool(v, &cfg->upper_case_identifiers);
 	}
 
 	if (cfg->account == NULL || cfg->database == NULL || cfg->location_text == NULL)
@@ -925,7 +929,7 @@ sf_get_table_config(Oid relid)
 
 	cfg->relid = relid;
 	cfg->serverid = ft->serverid;
-	cfg->table = get_rel_name(relid);
+	cfg->table = sf_identifier_case(srv->upper_case_identifiers, get_rel_name(relid));
 	cfg->schema = srv->schema;
 	cfg->flush_interval_s = -1;
 	cfg->flush_size_kb = -1;
@@ -964,14 +968,38 @@ sf_get_table_config(Oid relid)
 }
 
 /*
+ * A Snowflake name derived from a PostgreSQL identifier (the default table
+ * name, default column names).  With the server option
+ * upper_case_identifiers, ASCII letters are upper-cased, as Snowflake does
+ * for unquoted identifiers, so that users can write the names without
+ * quotes in Snowflake.  Names given explicitly (table, column_name options)
+ * never go through here: they are used exactly as given.
+ */
+char *
+sf_identifier_case(bool upper, const char *name)
+{
+	char	   *res = pstrdup(name);
+
+	if (upper)
+		for (char *c = res; *c; c++)
+			if (*c >= 'a' && *c <= 'z')
+				*c = *c - 'a' + 'A';
+	return res;
+}
+
+/*
  * The Snowflake column name for a foreign table column: its column_name
- * option, else the PostgreSQL attribute name.
+ * option, else the PostgreSQL attribute name (upper-cased when the server
+ * says upper_case_identifiers).  The one place column names are derived:
+ * the encoder's shape, the worker's COPY and setup_table all use it.
  */
 char *
 sf_column_target_name(Oid relid, AttrNumber attnum)
 {
 	List	   *options = GetForeignColumnOptions(relid, attnum);
 	ListCell   *lc;
+	ForeignServer *server;
+	bool		upper = false;
 
 	foreach(lc, options)
 	{
@@ -980,5 +1008,14 @@ sf_column_target_name(Oid relid, AttrNumber attnum)
 		if (strcmp(def->defname, "column_name") == 0)
 			return defGetString(def);
 	}
-	return get_attname(relid, attnum, false);
+
+	server = GetForeignServer(GetForeignTable(relid)->serverid);
+	foreach(lc, server->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "upper_case_identifiers") == 0)
+			(void) parse_bool(defGetString(def), &upper);
+	}
+	return sf_identifier_case(upper, get_attname(relid, attnum, false));
 }

@@ -96,6 +96,8 @@ typedef struct SfServerConfig
 	int			flush_size_kb;	/* -1 = not set here */
 	int			max_file_size_kb;	/* -1 = not set here */
 	int			batch_size;		/* -1 = not set here */
+	bool		upper_case_identifiers; /* upper-case names derived from
+										 * PostgreSQL identifiers */
 } SfServerConfig;
 
 /* User mapping options: credentials.  Never log or print these. */
@@ -132,6 +134,7 @@ extern SfServerConfig *sf_get_server_config(Oid serverid);
 extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
 extern SfTableConfig *sf_get_table_config(Oid relid);
 extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
+extern char *sf_identifier_case(bool upper, const char *name);
 extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
 extern const char *sf_compression_name(SfCompression c);
 extern const char *sf_compression_extension(SfCompression c);
@@ -427,6 +430,17 @@ extern int	sf_delete_loaded_files(void);
 extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
 							   ArrayType *columns, ArrayType *types,
 							   List *names);
+
+/* ----------------------------------------------------------------
+ * setup.c — Snowflake-side setup (file format, stage, target tables),
+ * the PostgreSQL → Snowflake type mapping, and schema evolution at load
+ * ----------------------------------------------------------------
+ */
+extern char *sf_setup_snowflake_type(Oid typid, int32 typmod);
+extern void sf_setup_evolve(SfServerConfig *srv, SfUserConfig *usr,
+							const char *target, ArrayType *columns,
+							ArrayType *types);
+extern void sf_setup_forget_evolved(void);
 
 /* ----------------------------------------------------------------
  * storage.c — object storage interface (backends: storage_s3.c,

@@ -172,6 +172,24 @@ sf_redact_sql(const char *sql)
 			appendBinaryStringInfo(&out, start, p - start);
 			mask_next = is_secret_keyword(start, p - start);
 		}
+		else if (*p == '"')
+		{
+			/*
+			 * A quoted identifier: copy it whole ("" inside), so that a quote
+			 * or keyword in a name cannot shift what is taken for a literal.
+			 */
+			const char *start = p++;
+
+			while (*p)
+			{
+				if (*p == '"' && p[1] == '"')
+					p += 2;
+				else if (*p++ == '"')
+					break;
+			}
+			appendBinaryStringInfo(&out, start, p - start);
+			mask_next = false;
+		}
 		else if (*p == '\'')
 		{
 			/* a literal: find its end, honouring '' and backslash escapes */

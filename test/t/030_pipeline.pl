@@ -1,5 +1,6 @@
 # The export pipeline end to end, with a local-directory stage and the
 # Snowflake emulator:
+#  - sfexport.setup() creates the file format, stage and table;
 #  - the launcher starts a worker in the database; it shows in
 #    pg_stat_activity;
 #  - committed rows are staged, loaded with COPY INTO and arrive exactly
@@ -40,7 +41,6 @@ $node->safe_psql('postgres', qq{
 		SERVER sf OPTIONS (table 'EVENTS');
 });
 
-# Snowflake side, as setup functions will do it
 sub sf { my ($sql) = @_; return SfSnowflake::emu_query($emu, $sql); }
 sub sfcount
 {
@@ -48,12 +48,11 @@ sub sfcount
 	my $r = sf("SELECT COUNT(*) FROM DB.PUBLIC.$table");
 	return $r->{rows}[0][0];
 }
-my $ff = 'TYPE = CSV FIELD_DELIMITER = \',\' RECORD_DELIMITER = \'\n\' SKIP_HEADER = 0 FIELD_OPTIONALLY_ENCLOSED_BY = \'"\' ESCAPE = NONE ESCAPE_UNENCLOSED_FIELD = NONE NULL_IF = () EMPTY_FIELD_AS_NULL = TRUE ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE BINARY_FORMAT = HEX COMPRESSION = AUTO';
-sf(qq{CREATE FILE FORMAT DB.PUBLIC.SFEXPORT_CSV $ff});
-sf(qq{CREATE STAGE DB.PUBLIC.SFEXPORT_STAGE URL = 'file://$stage/'});
-# column names quoted: sfexport preserves the PostgreSQL names' case
-sf(q{CREATE TABLE DB.PUBLIC.EVENTS ("id" NUMBER(10,0), "kind" VARCHAR, "at" TIMESTAMP_TZ,
-	"props" VARIANT, "tags" ARRAY, "amount" NUMBER(10,2))});
+# Snowflake side: file format, stage and table by the setup function
+# (column names quoted: sfexport preserves the PostgreSQL names' case)
+like($node->safe_psql('postgres', q{SELECT * FROM sfexport.setup('sf')}),
+	qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."EVENTS" \("id" NUMBER\(10,0\), "kind" VARCHAR, "at" TIMESTAMP_TZ\(6\), "props" VARIANT, "tags" ARRAY, "amount" NUMBER\(10,2\)\)/,
+	'sfexport.setup() creates the Snowflake objects');
 
 # ---- the worker runs
 ok($node->poll_query_until('postgres',
@@ -95,8 +94,9 @@ is(scalar @{ SfSnowflake::statement_log($emu, qr/./) }, $before,
 $node->safe_psql('postgres', q{
 	CREATE FOREIGN TABLE strict_t (n text) SERVER sf OPTIONS (table 'STRICT_T');
 });
-sf(q{CREATE TABLE DB.PUBLIC.STRICT_T ("n" NUMBER)});
-$node->safe_psql('postgres', q{INSERT INTO strict_t VALUES ('1'), ('not a number')});
+# a hand-made table whose column is too short for one of the values
+sf(q{CREATE TABLE DB.PUBLIC.STRICT_T ("n" VARCHAR(3))});
+$node->safe_psql('postgres', q{INSERT INTO strict_t VALUES ('1'), ('too long a value')});
 ok($node->poll_query_until('postgres',
 	q{SELECT failed_files = 1 FROM sfexport.status WHERE foreign_table = 'strict_t'::regclass}),
 	'a file with a bad value is recorded as failed');
