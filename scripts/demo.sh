@@ -114,6 +114,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER demo OPTIONS (
 CREATE FOREIGN TABLE events (
     id bigint, user_id int, kind text, at timestamptz, properties jsonb
 ) SERVER demo;
+CREATE SEQUENCE event_ids;
 SQL
 
 say "checking storage and Snowflake, then creating the Snowflake objects with sfexport.setup()"
@@ -135,7 +136,7 @@ say "inserting $EVENTS events (jsonb properties) from 4 concurrent clients"
 cat > "$WORK/insert.sql" <<'SQL'
 \set uid random(1, 5000)
 INSERT INTO events
-SELECT (:client_id::bigint << 40) + (:uid::bigint << 20) + g, :uid,
+SELECT nextval('event_ids'), :uid,
        (ARRAY['page_view','click','signup','purchase'])[1 + g % 4], now(),
        jsonb_build_object('path', '/p/' || (g % 50), 'session', :client_id, 'n', g)
   FROM generate_series(1, 100) g;
@@ -162,7 +163,8 @@ psql -XAt -c "SELECT (sfexport.snowflake_query('demo', 'SELECT COUNT(*), COUNT(D
 psql -XAt -c "SELECT 'kinds: ' || string_agg(r[1] || '=' || r[2], ', ') FROM sfexport.snowflake_query('demo',
 	'SELECT KIND, COUNT(*) FROM ANALYTICS.RAW.EVENTS GROUP BY KIND ORDER BY KIND') r"
 n=$(count_sf)
-if [ "$n" -eq "$EVENTS" ]; then
+distinct=$(psql -XAt -c "SELECT (sfexport.snowflake_query('demo', 'SELECT COUNT(DISTINCT ID) FROM ANALYTICS.RAW.EVENTS'))[1]")
+if [ "$n" -eq "$EVENTS" ] && [ "$distinct" -eq "$EVENTS" ]; then
 	say "done: all $EVENTS events arrived in Snowflake exactly once"
 else
 	say "only $n of $EVENTS events arrived; see $WORK/postgresql.log"

@@ -82,6 +82,8 @@ sf_run_transaction(void (*fn) (void *arg), void *arg, char **message)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
 
+	/* a background worker must set it itself, or now() stays stale */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{

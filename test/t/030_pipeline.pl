@@ -84,6 +84,13 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM sfexport.files WHERE stat
 	$node->safe_psql('postgres', q{SELECT count(*) FROM sfexport.files}),
 	'every file is recorded as loaded and deleted');
 
+# the worker's timestamps are current, not the time it started
+is($node->safe_psql('postgres', q{
+	SELECT bool_and(loaded_at >= staged_at AND staged_at > now() - interval '5 min'
+	                AND staged_at > (SELECT min(backend_start) FROM pg_stat_activity
+	                                  WHERE backend_type = 'sfexport worker'))
+	  FROM sfexport.files}), 't', 'staged_at and loaded_at are the times things happened');
+
 # ---- idle: no Snowflake calls
 my $before = scalar @{ SfSnowflake::statement_log($emu, qr/./) };
 sleep 3;
