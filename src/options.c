@@ -656,6 +656,28 @@ parse_unit_value(const char *value, int unit)
 	return v;
 }
 
+/*
+ * The flush settings both servers and foreign tables may set: parse option
+ * n into the matching field and return true, or return false for any other
+ * option.
+ */
+static bool
+parse_flush_setting(const char *n, const char *v, int *interval_s, int *size_kb,
+					int *max_file_kb, int *batch)
+{
+	if (strcmp(n, "flush_interval") == 0)
+		*interval_s = parse_unit_value(v, GUC_UNIT_S);
+	else if (strcmp(n, "flush_size") == 0)
+		*size_kb = parse_unit_value(v, GUC_UNIT_KB);
+	else if (strcmp(n, "max_file_size") == 0)
+		*max_file_kb = parse_unit_value(v, GUC_UNIT_KB);
+	else if (strcmp(n, "batch_size") == 0)
+		*batch = parse_unit_value(v, 0);
+	else
+		return false;
+	return true;
+}
+
 static SfCompression
 parse_compression(const char *value)
 {
@@ -769,10 +791,7 @@ sf_get_server_config(Oid serverid)
 	cfg->connect_timeout_ms = 10 * 1000;
 	cfg->request_timeout_ms = 300 * 1000;
 	cfg->statement_timeout_s = 3600;
-	cfg->flush_interval_s = -1;
-	cfg->flush_size_kb = -1;
-	cfg->max_file_size_kb = -1;
-	cfg->batch_size = -1;
+	cfg->flush_interval_s = cfg->flush_size_kb = cfg->max_file_size_kb = cfg->batch_size = -1;
 
 	foreach(lc, server->options)
 	{
@@ -816,14 +835,9 @@ sf_get_server_config(Oid serverid)
 			cfg->connect_timeout_ms = parse_unit_value(v, GUC_UNIT_MS);
 		else if (strcmp(n, "request_timeout") == 0)
 			cfg->request_timeout_ms = parse_unit_value(v, GUC_UNIT_MS);
-		else if (strcmp(n, "flush_interval") == 0)
-			cfg->flush_interval_s = parse_unit_value(v, GUC_UNIT_S);
-		else if (strcmp(n, "flush_size") == 0)
-			cfg->flush_size_kb = parse_unit_value(v, GUC_UNIT_KB);
-		else if (strcmp(n, "max_file_size") == 0)
-			cfg->max_file_size_kb = parse_unit_value(v, GUC_UNIT_KB);
-		else if (strcmp(n, "batch_size") == 0)
-			cfg->batch_size = parse_unit_value(v, 0);
+		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
+									 &cfg->max_file_size_kb, &cfg->batch_size))
+			continue;
 		else if (strcmp(n, "upper_case_identifiers") == 0)
 			(void) parse_bool(v, &cfg->upper_case_identifiers);
 	}
@@ -931,10 +945,7 @@ sf_get_table_config(Oid relid)
 	cfg->serverid = ft->serverid;
 	cfg->table = sf_identifier_case(srv->upper_case_identifiers, get_rel_name(relid));
 	cfg->schema = srv->schema;
-	cfg->flush_interval_s = -1;
-	cfg->flush_size_kb = -1;
-	cfg->max_file_size_kb = -1;
-	cfg->batch_size = -1;
+	cfg->flush_interval_s = cfg->flush_size_kb = cfg->max_file_size_kb = cfg->batch_size = -1;
 
 	foreach(lc, ft->options)
 	{
@@ -946,14 +957,9 @@ sf_get_table_config(Oid relid)
 			cfg->table = v;
 		else if (strcmp(n, "schema") == 0)
 			cfg->schema = v;
-		else if (strcmp(n, "flush_interval") == 0)
-			cfg->flush_interval_s = parse_unit_value(v, GUC_UNIT_S);
-		else if (strcmp(n, "flush_size") == 0)
-			cfg->flush_size_kb = parse_unit_value(v, GUC_UNIT_KB);
-		else if (strcmp(n, "max_file_size") == 0)
-			cfg->max_file_size_kb = parse_unit_value(v, GUC_UNIT_KB);
-		else if (strcmp(n, "batch_size") == 0)
-			cfg->batch_size = parse_unit_value(v, 0);
+		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
+									 &cfg->max_file_size_kb, &cfg->batch_size))
+			continue;
 	}
 
 	cfg->flush_interval_s = inherit(cfg->flush_interval_s,
