@@ -164,7 +164,13 @@ sf_encoder_create(Relation rel)
 		getTypeOutputInfo(col->basetype, &outfn, &isvarlena);
 		fmgr_info(outfn, &col->outfunc);
 		col->target_name = sf_column_target_name(RelationGetRelid(rel), att->attnum);
-		col->type_name = format_type_with_typemod(att->atttypid, att->atttypmod);
+		/* the base type, so that domains load like what they are made of */
+		{
+			int32		typmod = att->atttypmod;
+			Oid			base = getBaseTypeAndTypmod(att->atttypid, &typmod);
+
+			col->type_name = format_type_with_typemod(base, typmod);
+		}
 
 		/* name and type, separated by characters no identifier can hold */
 		appendStringInfo(&shape, "%s%c%s%c", col->target_name, '\0',

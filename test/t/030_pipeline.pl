@@ -143,6 +143,20 @@ ok($node->poll_query_until('postgres',
 is(sfcount('LATER_T'), 10, 'all rows of the delayed file arrived once');
 
 # ---- dropping the extension stops the worker
+# ---- a domain over jsonb loads like jsonb: an object, not a string
+$node->safe_psql('postgres', q{
+	CREATE DOMAIN props_t AS jsonb CHECK (jsonb_typeof(VALUE) = 'object');
+	CREATE FOREIGN TABLE dom_t (id int, p props_t) SERVER sf OPTIONS (table 'DOM_T');
+	SELECT sfexport.setup_table('dom_t');
+	INSERT INTO dom_t VALUES (1, '{"k": [1, 2]}');
+	SELECT sfexport.flush();
+});
+ok($node->poll_query_until('postgres',
+	q{SELECT loaded_rows = 1 FROM sfexport.status WHERE foreign_table = 'dom_t'::regclass}),
+	'the domain-typed row loads');
+like(sf(q{SELECT "p" FROM DB.PUBLIC.DOM_T})->{rows}[0][0], qr/^\{\s*"k"/,
+	'a domain over jsonb arrives as a JSON object');
+
 $node->safe_psql('postgres', q{DROP EXTENSION sfexport CASCADE});
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'sfexport worker'}),
