@@ -46,6 +46,10 @@ compile() {	# src out [sanitize-fuzzer?]
 	$CC $CFLAGS $3 -c "$1" -o "$2"
 }
 
+# the GCS harness signs its token requests with a real (throwaway) key
+[ -f "$OUT/gcs_key.pem" ] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 \
+	-out "$OUT/gcs_key.pem" 2>/dev/null
+
 compile "$FUZZ/pgstub.c" "$OUT/obj/pgstub.o" "-fsanitize=address,undefined"
 compile "$FUZZ/fake_http.c" "$OUT/obj/fake_http.o" "-fsanitize=address,undefined"
 

@@ -118,6 +118,7 @@ gcs = {
     "token_ok": "1" + script(resp(200, tok)),
     "token_grant": "1" + script(resp(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})),
     "token_html": "1" + script(resp(500, "<html>oops</html>"), resp(200, "not json")),
+    "token_huge_expiry": "1" + script(resp(200, '{"access_token":"x","expires_in":9223372036854775807}')),
     "token_noaccess": "1" + script(resp(200, {"expires_in": 10})),
     "put_ok": "2" + script(resp(200, tok), resp(200, {"name": "p/x", "size": "10"})),
     "put_403": "2" + script(resp(200, tok), resp(403, gerr(403, "sa does not have storage.objects.create access", "forbidden"))),
