@@ -7,7 +7,7 @@
  *		double-encoding rules of other services.
  *
  * Input lines: method, path, query, then headers "Name:value" (one per
- * line).  Checked: no crash; the canonical request has the documented
+ * line; names that are not HTTP tokens are skipped).  Checked: no crash; the canonical request has the documented
  * six parts; the signature is 64 lower-case hex digits; the signed-header
  * list is lower-case, sorted and names only given headers; signing twice
  * gives the same signature.
@@ -49,7 +49,15 @@ one(void *arg)
 
 		if (e)
 			*e = '\0';
-		if (strchr(p, ':'))
+		/*
+		 * sfexport signs only headers it builds: names are HTTP tokens
+		 * (RFC 9110 tchar), so ';' (the SignedHeaders separator) and
+		 * blanks never occur in them.
+		 */
+		if (strchr(p, ':') && strchr(p, ':') > p &&
+			strspn(p, "!#$%&'*+-.^_`|~0123456789"
+				   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") ==
+			(size_t) (strchr(p, ':') - p))
 			headers = lappend(headers, p);
 		p = e ? e + 1 : NULL;
 	}
