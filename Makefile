@@ -3,6 +3,8 @@
 #   make                 build
 #   make install         install into the PostgreSQL found by pg_config (root)
 #   make test            run every test against this build (scripts/run-tests.sh)
+#   make SANITIZE=1      build with AddressSanitizer and UBSan (docs/reliability.md;
+#                        scripts/sanitize-tests.sh builds this way and runs the suites)
 #
 # The full CI entry point, which also installs system packages, is
 # scripts/test.sh (README.md names it).
@@ -16,6 +18,11 @@ PGFILEDESC = "sfexport - exactly-once export to Snowflake"
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lzstd
+
+ifeq ($(SANITIZE),1)
+PG_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SHLIB_LINK += -fsanitize=address,undefined
+endif
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -23,6 +23,12 @@ if [ "${1:-}" != "--inner" ]; then
 	WORK=$(mktemp -d /tmp/sfexport-test.XXXXXX)
 	chmod 755 "$WORK"
 	bash "$REPO/scripts/private-install.sh" "$WORK/install"
+	# a build made with "make SANITIZE=1": run postgres with the ASan runtime
+	# (SFEXPORT_SANITIZE=1), or postgres under valgrind (=valgrind)
+	case "${SFEXPORT_SANITIZE:-0}" in
+		1) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" asan ;;
+		valgrind) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" valgrind ;;
+	esac
 	# a copy of the sources the test user can read
 	mkdir -p "$WORK/src"
 	tar -C "$REPO" --exclude=.git --exclude=fuzz/build -cf - . | tar -C "$WORK/src" -xf -
@@ -105,6 +111,19 @@ case "$what" in
 	emulators) run_emulators ;;
 	*) echo "unknown suite: $what" >&2; exit 2 ;;
 esac
+
+if [ -d "$WORK/sanitizer" ]; then
+	# valgrind logs every process; keep those with an error in sfexport.so
+	for f in "$WORK"/sanitizer/vg.*; do
+		[ -f "$f" ] && ! grep -q 'sfexport\.so' "$f" && rm -f "$f"
+	done
+	reports=$(ls "$WORK/sanitizer" | wc -l)
+	echo "== sanitizers: $reports report(s) in $WORK/sanitizer"
+	if [ "$reports" -gt 0 ]; then
+		failed=1
+		for f in "$WORK"/sanitizer/*; do echo "---- $f"; head -n 40 "$f"; done
+	fi
+fi
 
 if [ $failed -ne 0 ]; then
 	echo "== FAILED (work directory kept: $WORK)"
