@@ -5,6 +5,7 @@
 #   scripts/run-tests.sh regress         pg_regress only
 #   scripts/run-tests.sh tap [t/x.pl..]  TAP only (optionally some files)
 #   scripts/run-tests.sh emulators       the stand-ins' own unit tests
+#   scripts/run-tests.sh fuzz [secs]     libFuzzer harnesses, short run (fuzz/)
 #
 # The build is installed into a private tree under a work directory (as
 # PostgreSQL's own "make check" does), so test runs of different checkouts
@@ -22,9 +23,15 @@ if [ "${1:-}" != "--inner" ]; then
 	WORK=$(mktemp -d /tmp/sfexport-test.XXXXXX)
 	chmod 755 "$WORK"
 	bash "$REPO/scripts/private-install.sh" "$WORK/install"
+	# a build made with "make SANITIZE=1": run postgres with the ASan runtime
+	# (SFEXPORT_SANITIZE=1), or postgres under valgrind (=valgrind)
+	case "${SFEXPORT_SANITIZE:-0}" in
+		1) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" asan ;;
+		valgrind) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" valgrind ;;
+	esac
 	# a copy of the sources the test user can read
 	mkdir -p "$WORK/src"
-	tar -C "$REPO" --exclude=.git -cf - . | tar -C "$WORK/src" -xf -
+	tar -C "$REPO" --exclude=.git --exclude=fuzz/build -cf - . | tar -C "$WORK/src" -xf -
 	if [ "$(id -u)" -eq 0 ]; then
 		chown -R "$TEST_USER" "$WORK"
 		exec runuser -u "$TEST_USER" -- env WORK="$WORK" PG_CONFIG="$PG_CONFIG" \
@@ -40,6 +47,7 @@ shift
 SRC="$WORK/src"
 PGXS_DIR=$(dirname "$($PG_CONFIG --pgxs)")/../..
 BINDIR="$WORK/install$($PG_CONFIG --bindir)"
+SYS_PG_CONFIG=$(command -v "$PG_CONFIG")	# headers and libs (fuzz build)
 export PATH="$BINDIR:$PATH"
 export PYTHON=/usr/bin/python3
 cd "$SRC"
@@ -87,13 +95,37 @@ run_emulators() {
 	[ $found -eq 1 ] || echo "== emulator tests: none yet"
 }
 
+run_fuzz() {
+	# clang with libFuzzer and the sanitizer runtimes (scripts/packages.txt)
+	if ! command -v clang >/dev/null 2>&1; then
+		echo "== fuzz: SKIPPED, clang is not installed (apt-get install clang libclang-rt-14-dev)"
+		return
+	fi
+	echo "== fuzz: ${1:-${SFEXPORT_FUZZ_SECONDS:-20}} s per target"
+	PG_CONFIG="$SYS_PG_CONFIG" FUZZ_BUILD_DIR="$WORK/fuzz" bash fuzz/run.sh "${1:-${SFEXPORT_FUZZ_SECONDS:-20}}" || failed=1
+}
+
 case "$what" in
-	all) run_regress; run_emulators; run_tap ;;
+	all) run_regress; run_emulators; run_fuzz; run_tap ;;
+	fuzz) run_fuzz "$@" ;;
 	regress) run_regress ;;
 	tap) run_tap "$@" ;;
 	emulators) run_emulators ;;
 	*) echo "unknown suite: $what" >&2; exit 2 ;;
 esac
+
+if [ -d "$WORK/sanitizer" ]; then
+	# valgrind logs every process; keep those with an error in sfexport.so
+	for f in "$WORK"/sanitizer/vg.*; do
+		[ -f "$f" ] && ! grep -q 'sfexport\.so' "$f" && rm -f "$f"
+	done
+	reports=$(ls "$WORK/sanitizer" | wc -l)
+	echo "== sanitizers: $reports report(s) in $WORK/sanitizer"
+	if [ "$reports" -gt 0 ]; then
+		failed=1
+		for f in "$WORK"/sanitizer/*; do echo "---- $f"; head -n 40 "$f"; done
+	fi
+fi
 
 if [ $failed -ne 0 ]; then
 	echo "== FAILED (work directory kept: $WORK)"

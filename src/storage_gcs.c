@@ -255,7 +255,8 @@ get_token(SfStorage *st)
 	}
 	cached_token.cache_key = MemoryContextStrdup(TopMemoryContext, key);
 	cached_token.token = MemoryContextStrdup(TopMemoryContext, tok);
-	cached_token.expires_at = now + (expires_in > 0 ? expires_in : 3600);
+	/* expires_in is the server's word: keep the sum in range */
+	cached_token.expires_at = now + ((expires_in > 0 && expires_in <= 86400) ? expires_in : 3600);
 	json_decref(root);
 	return cached_token.token;
 }
@@ -473,10 +474,17 @@ persisted_from(SfHttpResponse *resp)
 {
 	const char *range = sf_http_header(resp, "range");
 	const char *dash;
+	char	   *end;
+	long long	last;
 
 	if (range == NULL || (dash = strchr(range, '-')) == NULL)
 		return 0;
-	return strtoll(dash + 1, NULL, 10) + 1;
+	/* a malformed or absurd value means nothing known to be persisted */
+	errno = 0;
+	last = strtoll(dash + 1, &end, 10);
+	if (errno != 0 || end == dash + 1 || last < 0 || last >= PG_INT64_MAX)
+		return 0;
+	return (int64) last + 1;
 }
 
 /* State for re-sending a chunk from what the session persisted. */
