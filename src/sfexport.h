@@ -68,6 +68,13 @@ typedef struct SfLocation
 	char	   *prefix;			/* object key prefix ("" or ending in '/'); dir for file */
 } SfLocation;
 
+/* How staged files are loaded: warehouse COPY or Snowpipe's REST API. */
+typedef enum SfLoadMode
+{
+	SF_LOAD_COPY,
+	SF_LOAD_SNOWPIPE
+} SfLoadMode;
+
 /* Server options (CREATE SERVER ... OPTIONS), with defaults applied. */
 typedef struct SfServerConfig
 {
@@ -89,6 +96,7 @@ typedef struct SfServerConfig
 	SfCompression compression;
 	char	   *ca_file;
 	bool		keep_files;
+	SfLoadMode	load_mode;		/* default for its tables */
 	int			connect_timeout_ms;
 	int			request_timeout_ms;
 	int			statement_timeout_s;
@@ -128,6 +136,7 @@ typedef struct SfTableConfig
 	int			max_file_size_kb;
 	int			batch_size;
 	int			batch_size_option;	/* table or server option, -1 if unset */
+	SfLoadMode	load_mode;		/* table option, else the server's */
 } SfTableConfig;
 
 extern SfServerConfig *sf_get_server_config(Oid serverid);
