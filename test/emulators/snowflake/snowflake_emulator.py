@@ -7,7 +7,7 @@ Usage:
       [--token NAME=TOKEN[:OAUTH|:PROGRAMMATIC_ACCESS_TOKEN] ...]
       [--s3-endpoint http://127.0.0.1:PORT --s3-access-key K --s3-secret-key S]
       [--gcs-endpoint http://127.0.0.1:PORT] [--exec-delay-ms N]
-      [--partition-rows N] [--sync-wait-ms N]
+      [--partition-rows N] [--sync-wait-ms N] [--pipe-delay-ms N]
 Listens on 127.0.0.1 only. See README.md.
 """
 
@@ -24,6 +24,7 @@ from sfemu.catalog import Catalog  # noqa: E402
 from sfemu.engine import Engine  # noqa: E402
 from sfemu.executor import Config, Executor  # noqa: E402
 from sfemu.server import App, serve  # noqa: E402
+from sfemu.snowpipe import Snowpipe  # noqa: E402
 from sfemu.storage import StorageConfig, check_loopback  # noqa: E402
 
 
@@ -46,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--partition-rows", type=int, default=10000)
     ap.add_argument("--sync-wait-ms", type=int, default=45000,
                     help="how long a POST without async=true waits before answering 202")
+    ap.add_argument("--pipe-delay-ms", type=int, default=1000,
+                    help="Snowpipe: time from insertFiles to the load and its report")
     args = ap.parse_args(argv)
 
     for ep in (args.s3_endpoint, args.gcs_endpoint):
@@ -70,6 +73,7 @@ def main(argv=None):
     executor = Executor(engine, Catalog(args.data_dir, recover=False), Config(args.partition_rows, args.exec_delay_ms,
                                                 args.sync_wait_ms))
     app = App(engine, executor, auth, catalog, args.account.upper() if args.account else None)
+    app.snowpipe = Snowpipe(engine, catalog, args.pipe_delay_ms)
     httpd = serve(app, args.port)
     port = httpd.server_address[1]
     if args.port_file:
