@@ -6,7 +6,7 @@ Usage:
       [--account ACCT] [--user NAME=/path/to/rsa_public.pem ...]
       [--token NAME=TOKEN[:OAUTH|:PROGRAMMATIC_ACCESS_TOKEN] ...]
       [--s3-endpoint http://127.0.0.1:PORT --s3-access-key K --s3-secret-key S]
-      [--gcs-endpoint http://127.0.0.1:PORT] [--exec-delay-ms N]
+      [--gcs-endpoint http://127.0.0.1:PORT [--gcs-credentials KEY.json]] [--exec-delay-ms N]
       [--partition-rows N] [--sync-wait-ms N] [--pipe-delay-ms N]
 Listens on 127.0.0.1 only. See README.md.
 """
@@ -43,6 +43,8 @@ def main(argv=None):
     ap.add_argument("--s3-secret-key")
     ap.add_argument("--s3-region", default="us-east-1")
     ap.add_argument("--gcs-endpoint")
+    ap.add_argument("--gcs-credentials",
+                    help="service-account key JSON used to read gcs:// stages (else 'Bearer emulator')")
     ap.add_argument("--exec-delay-ms", type=int, default=0)
     ap.add_argument("--partition-rows", type=int, default=10000)
     ap.add_argument("--sync-wait-ms", type=int, default=45000,
@@ -69,6 +71,10 @@ def main(argv=None):
     catalog = Catalog(args.data_dir)
     scfg = StorageConfig(args.s3_endpoint, args.s3_access_key, args.s3_secret_key,
                          args.s3_region, args.gcs_endpoint)
+    if args.gcs_credentials:
+        import json
+        with open(args.gcs_credentials) as f:
+            scfg.gcs_credentials = json.load(f)
     engine = Engine(catalog, scfg, args.account)
     executor = Executor(engine, Catalog(args.data_dir, recover=False), Config(args.partition_rows, args.exec_delay_ms,
                                                 args.sync_wait_ms))
