@@ -61,6 +61,8 @@ CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database '
 \echo SQLSTATE :SQLSTATE
 CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', keep_files 'maybe');
 \echo SQLSTATE :SQLSTATE
+CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', load_mode 'pipe');
+\echo SQLSTATE :SQLSTATE
 CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', flush_interval 'soon');
 \echo SQLSTATE :SQLSTATE
 CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', flush_interval '0');

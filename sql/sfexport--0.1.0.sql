@@ -136,7 +136,13 @@ CREATE TABLE sfexport.files (
     bytes              bigint      NOT NULL,   -- compressed size in storage
     raw_bytes          bigint      NOT NULL,
     state              text        NOT NULL
-        CHECK (state IN ('staged', 'loaded', 'failed', 'partially_loaded')),
+        CHECK (state IN ('staged', 'submitted', 'loaded', 'failed', 'partially_loaded')),
+    -- how the file is loaded, fixed at its first attempt (load.c): COPY's
+    -- load metadata (per table) and Snowpipe's (per pipe) do not know each
+    -- other, so a file never changes path once one may have loaded it
+    load_via           text        CHECK (load_via IN ('copy', 'snowpipe')),
+    pipe               text,                   -- Snowpipe: the pipe submitted to
+    submitted_at       timestamptz,            -- Snowpipe: last insertFiles
     attempts           integer     NOT NULL DEFAULT 0,
     rows_parsed        bigint,
     rows_loaded        bigint,
@@ -171,6 +177,8 @@ SELECT c.oid::regclass                        AS foreign_table,
        o.oldest_pending                       AS oldest_pending,
        coalesce(f.staged_files, 0)            AS staged_files,
        coalesce(f.staged_rows, 0)             AS staged_rows,
+       coalesce(f.submitted_files, 0)         AS submitted_files,
+       coalesce(f.submitted_rows, 0)          AS submitted_rows,
        coalesce(f.failed_files, 0)            AS failed_files,
        coalesce(f.loaded_files, 0)            AS loaded_files,
        coalesce(f.loaded_rows, 0)             AS loaded_rows,
@@ -189,6 +197,8 @@ SELECT c.oid::regclass                        AS foreign_table,
   LEFT JOIN (SELECT relid,
                     count(*) FILTER (WHERE state = 'staged')              AS staged_files,
                     sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
+                    count(*) FILTER (WHERE state = 'submitted')           AS submitted_files,
+                    sum(rows) FILTER (WHERE state = 'submitted')          AS submitted_rows,
                     count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
                     count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
                     sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
@@ -231,8 +241,14 @@ BEGIN
         RAISE EXCEPTION 'must be owner of foreign table %', foreign_table
           USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A file Snowpipe failed to load is retried with COPY: Snowpipe skips a
+    -- file name its pipe has seen, and the failed load inserted nothing
+    -- (ON_ERROR = SKIP_FILE), so COPY cannot duplicate it (README, "Choosing
+    -- copy or snowpipe").
     UPDATE sfexport.files
-       SET state = 'staged', next_attempt_at = NULL
+       SET state = 'staged', next_attempt_at = NULL,
+           load_via = CASE WHEN state = 'failed' AND load_via = 'snowpipe'
+                           THEN 'copy' ELSE load_via END
      WHERE (state = 'failed' OR (state = 'staged' AND next_attempt_at IS NOT NULL))
        AND (foreign_table IS NULL OR relid = foreign_table);
     GET DIAGNOSTICS n = ROW_COUNT;

@@ -33,6 +33,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "foreign/foreign.h"
@@ -44,6 +45,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "sfexport.h"
 
@@ -65,8 +67,11 @@ typedef struct CopyBatch
 	int64		shape;
 	Datum		columns;		/* text[] */
 	Datum		types;			/* text[] */
+	bool		snowpipe;		/* submit to the pipe instead of COPY */
 	List	   *files;			/* StagedFile * */
 } CopyBatch;
+
+bool		sf_pipe_files_pending = false;
 
 /* Whether a PostgreSQL type (as format_type prints it) arrives as JSON text. */
 static bool
@@ -119,7 +124,15 @@ sf_copy_statement(SfServerConfig *srv, const char *target,
 	foreach(lc, names)
 		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) ? ", " : "",
 						 sf_quote_literal((const char *) lfirst(lc)));
-	appendStringInfo(&sql, ") FILE_FORMAT = (FORMAT_NAME = %s) ON_ERROR = SKIP_FILE",
+	if (names == NIL)
+	{
+		/* a pipe's COPY: Snowpipe names the files (insertFiles) */
+		sql.len -= strlen(" FILES = (");
+		sql.data[sql.len] = '\0';
+	}
+	else
+		appendStringInfoChar(&sql, ')');
+	appendStringInfo(&sql, " FILE_FORMAT = (FORMAT_NAME = %s) ON_ERROR = SKIP_FILE",
 					 sf_quote_literal(psprintf("%s.%s.%s",
 											   sf_quote_ident(srv->database),
 											   sf_quote_ident(srv->schema),
@@ -127,14 +140,32 @@ sf_copy_statement(SfServerConfig *srv, const char *target,
 	return sql.data;
 }
 
-/* Staged files due for loading, grouped into COPY batches (worker memory). */
+/* The load mode of a foreign table (its server's when the table is gone). */
+static bool
+table_uses_snowpipe(Oid relid, Oid server)
+{
+	if (get_rel_relkind(relid) == RELKIND_FOREIGN_TABLE)
+		return sf_get_table_config(relid)->load_mode == SF_LOAD_SNOWPIPE;
+	return sf_get_server_config(server)->load_mode == SF_LOAD_SNOWPIPE;
+}
+
+/*
+ * Staged files due for loading, grouped into COPY (or insertFiles) batches
+ * (worker memory).  A file's path is fixed at its first attempt (load_via,
+ * committed with this transaction, before any call to Snowflake): COPY's
+ * load metadata belongs to the table and Snowpipe's to the pipe, neither
+ * sees the other, so a file that one of them may have loaded must never be
+ * handed to the other (a crash after a COPY, then ALTER ... load_mode).
+ */
 static List *
 collect_batches(MemoryContext cxt)
 {
 	List	   *batches = NIL;
 	CopyBatch  *cur = NULL;
+	ListCell   *lc;
 
-	if (SPI_execute("SELECT file_id, server, target, columns, types, name, rows, shape"
+	if (SPI_execute("SELECT file_id, server, target, columns, types, name, rows, shape,"
+					"       relid, load_via"
 					"  FROM sfexport.files"
 					" WHERE state = 'staged'"
 					"   AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
@@ -152,18 +183,38 @@ collect_batches(MemoryContext cxt)
 		Datum		columns = SPI_getbinval(tup, desc, 4, &isnull);
 		Datum		types = SPI_getbinval(tup, desc, 5, &isnull);
 		int64		shape = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
+		char	   *via = SPI_getvalue(tup, desc, 10);
+		bool		snowpipe;
 		MemoryContext old;
 		StagedFile *f;
 
+		snowpipe = via ? strcmp(via, "snowpipe") == 0 : table_uses_snowpipe(relid, server);
 		old = MemoryContextSwitchTo(cxt);
 
 		/* the shape hash stands for the column names and types */
 		if (cur == NULL || cur->serverid != server || strcmp(cur->target, target) != 0 ||
-			cur->shape != shape || list_length(cur->files) >= MAX_FILES_PER_COPY)
+			cur->shape != shape || cur->snowpipe != snowpipe ||
+			list_length(cur->files) >= MAX_FILES_PER_COPY)
+		{
+			/* look for an open batch of the same key (modes may alternate) */
+			cur = NULL;
+			foreach(lc, batches)
+			{
+				CopyBatch  *b = (CopyBatch *) lfirst(lc);
+
+				if (b->serverid == server && strcmp(b->target, target) == 0 &&
+					b->shape == shape && b->snowpipe == snowpipe &&
+					list_length(b->files) < MAX_FILES_PER_COPY)
+					cur = b;
+			}
+		}
+		if (cur == NULL)
 		{
 			cur = palloc0(sizeof(CopyBatch));
 			cur->serverid = server;
 			cur->shape = shape;
+			cur->snowpipe = snowpipe;
 			cur->target = pstrdup(target);
 			cur->columns = datumCopy(columns, false, -1);
 			cur->types = datumCopy(types, false, -1);
@@ -175,6 +226,26 @@ collect_batches(MemoryContext cxt)
 		f->rows = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 		cur->files = lappend(cur->files, f);
 		MemoryContextSwitchTo(old);
+	}
+
+	/* pin every collected file to its path */
+	foreach(lc, batches)
+	{
+		CopyBatch  *b = (CopyBatch *) lfirst(lc);
+		ListCell   *fc;
+
+		foreach(fc, b->files)
+		{
+			Oid			argtypes[2] = {INT8OID, TEXTOID};
+			Datum		values[2];
+
+			values[0] = Int64GetDatum(((StagedFile *) lfirst(fc))->file_id);
+			values[1] = CStringGetTextDatum(b->snowpipe ? "snowpipe" : "copy");
+			if (SPI_execute_with_args("UPDATE sfexport.files SET load_via = $2"
+									  " WHERE file_id = $1 AND load_via IS NULL",
+									  2, argtypes, values, NULL, false, 0) < 0)
+				elog(ERROR, "could not update sfexport.files");
+		}
 	}
 	return batches;
 }
@@ -351,6 +422,344 @@ note_batch_error(CopyBatch *b, const char *message)
 	SPI_finish();
 }
 
+/* ---------------------------------------------------------------------
+ * Snowpipe (load_mode 'snowpipe'; snowpipe.c has the REST client)
+ *
+ *	staged --insertFiles--> submitted --insertReport / loadHistoryScan-->
+ *	loaded | failed | partially_loaded
+ *
+ * insertFiles runs before the transaction that marks the files 'submitted'
+ * commits: a crash in between leaves them 'staged' and they are submitted
+ * again, which Snowpipe's per-pipe load history makes harmless (it skips a
+ * file name it loaded).  A submitted file is looked up in insertReport each
+ * housekeeping pass (sfexport.snowpipe_poll_interval); one not reported
+ * within sfexport.snowpipe_report_deadline (e.g. a report lost with a
+ * worker restart: reports live ~10 minutes) is looked up in the pipe's
+ * load history (loadHistoryScan) since it was staged, and when found
+ * nowhere, submitted again.
+ * ---------------------------------------------------------------------
+ */
+
+/* Pipes this process created (CREATE PIPE IF NOT EXISTS) and report marks. */
+typedef struct PipeState
+{
+	char	   *pipe;			/* REST name */
+	char	   *begin_mark;		/* insertReport nextBeginMark, or NULL */
+} PipeState;
+
+static List *pipes_created = NIL;	/* char *, TopMemoryContext */
+static List *pipe_states = NIL; /* PipeState *, TopMemoryContext */
+
+static PipeState *
+pipe_state(const char *pipe)
+{
+	ListCell   *lc;
+	PipeState  *ps;
+	MemoryContext old;
+
+	foreach(lc, pipe_states)
+	{
+		ps = (PipeState *) lfirst(lc);
+		if (strcmp(ps->pipe, pipe) == 0)
+			return ps;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ps = palloc0(sizeof(PipeState));
+	ps->pipe = pstrdup(pipe);
+	pipe_states = lappend(pipe_states, ps);
+	MemoryContextSwitchTo(old);
+	return ps;
+}
+
+/* Make sure the pipe of a target and shape exists (once per process). */
+static void
+ensure_pipe(SfServerConfig *srv, SfUserConfig *usr, CopyBatch *b, const char *pipe)
+{
+	ListCell   *lc;
+	SfStatement stmt;
+	MemoryContext old;
+
+	foreach(lc, pipes_created)
+		if (strcmp((char *) lfirst(lc), pipe) == 0)
+			return;
+	memset(&stmt, 0, sizeof(stmt));
+	stmt.sql = sf_pipe_statement(srv, b->target, b->shape, DatumGetArrayTypeP(b->columns),
+								 DatumGetArrayTypeP(b->types));
+	stmt.query_tag = "sfexport";
+	(void) sf_snowflake_run(srv, usr, &stmt);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	pipes_created = lappend(pipes_created, pstrdup(pipe));
+	MemoryContextSwitchTo(old);
+}
+
+/* Submit a batch of staged files to its pipe; in a transaction. */
+static void
+submit_batch(CopyBatch *b)
+{
+	SfServerConfig *srv = sf_get_server_config(b->serverid);
+	SfUserConfig *usr = sf_get_user_config(b->serverid, sf_worker_user(b->serverid));
+	char	   *pipe = sf_pipe_rest_name(b->target, b->shape);
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, b->files)
+		names = lappend(names, ((StagedFile *) lfirst(lc))->name);
+
+	sf_setup_evolve(srv, usr, b->target, DatumGetArrayTypeP(b->columns),
+					DatumGetArrayTypeP(b->types));
+	ensure_pipe(srv, usr, b, pipe);
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("submitting %d files to pipe %s", list_length(b->files), pipe));
+	sf_snowpipe_insert_files(srv, usr, pipe, names);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	foreach(lc, b->files)
+	{
+		Oid			argtypes[2] = {INT8OID, TEXTOID};
+		Datum		values[2] = {Int64GetDatum(((StagedFile *) lfirst(lc))->file_id),
+		CStringGetTextDatum(pipe)};
+
+		if (SPI_execute_with_args("UPDATE sfexport.files SET state = 'submitted', pipe = $2,"
+								  " submitted_at = now(), last_error = NULL,"
+								  " attempts = attempts + 1, last_attempt_at = now(),"
+								  " next_attempt_at = NULL"
+								  " WHERE file_id = $1 AND state = 'staged'",
+								  2, argtypes, values, NULL, false, 0) < 0)
+			elog(ERROR, "could not update sfexport.files");
+	}
+	SPI_finish();
+	sf_pipe_files_pending = true;
+}
+
+static void
+submit_unit(void *arg)
+{
+	submit_batch((CopyBatch *) arg);
+}
+
+/*
+ * Record the final outcomes in a report for files still 'submitted' to this
+ * pipe; returns the file_ids recorded.  In an SPI connection.
+ */
+static List *
+record_reports(const char *pipe, List *reports)
+{
+	ListCell   *lc;
+	List	   *done = NIL;
+
+	foreach(lc, reports)
+	{
+		SfPipeFileReport *r = (SfPipeFileReport *) lfirst(lc);
+		const char *state;
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+		Datum		values[2] = {CStringGetTextDatum(pipe), CStringGetTextDatum(r->path)};
+		char	   *name;
+		int64		file_id;
+		bool		isnull;
+
+		if (r->status == NULL)
+			continue;
+		if (pg_strcasecmp(r->status, "LOADED") == 0)
+			state = "loaded";
+		else if (pg_strcasecmp(r->status, "LOAD_FAILED") == 0)
+			state = "failed";
+		else if (pg_strcasecmp(r->status, "PARTIALLY_LOADED") == 0)
+			state = "partially_loaded";
+		else
+			continue;			/* LOAD_IN_PROGRESS */
+
+		/* the path is relative to the stage location; a name ends it */
+		if (SPI_execute_with_args("SELECT file_id, name FROM sfexport.files"
+								  " WHERE state = 'submitted' AND pipe = $1"
+								  "   AND (name = $2 OR $2 LIKE '%/' || name)",
+								  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read sfexport.files");
+		if (SPI_processed == 0)
+			continue;
+		file_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		if (!same_file(r->path, name))
+			continue;
+		record_file(file_id, state, r->rows_parsed, r->rows_inserted,
+					r->errors_seen ? r->errors_seen : "0", r->first_error,
+					r->first_error_line, r->first_error_column);
+		done = lappend(done, (void *) name);
+		if (strcmp(state, "loaded") != 0)
+			ereport(WARNING,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("Snowpipe did not load staged file \"%s\" (pipe %s)", name, pipe),
+					 errdetail_internal("%s", r->first_error ? r->first_error : "no error given"),
+					 errhint("Fix the cause, then call sfexport.retry(); the file is then loaded with COPY.")));
+	}
+	return done;
+}
+
+/* One pipe with submitted files. */
+typedef struct PipeWork
+{
+	Oid			serverid;
+	char	   *pipe;
+	char	   *next_mark;
+} PipeWork;
+
+static void
+pipes_unit(void *arg)
+{
+	List	  **out = (List **) arg;
+	MemoryContext cxt = (MemoryContext) linitial(*out);
+
+	*out = NIL;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT server, pipe FROM sfexport.files"
+					" WHERE state = 'submitted' ORDER BY 1, 2", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sfexport.files");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		PipeWork   *w = palloc0(sizeof(PipeWork));
+
+		w->serverid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		w->pipe = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+		*out = lappend(*out, w);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+/* insertReport for one pipe; records outcomes.  In a transaction. */
+static void
+report_unit(void *arg)
+{
+	PipeWork   *w = (PipeWork *) arg;
+	SfServerConfig *srv = sf_get_server_config(w->serverid);
+	SfUserConfig *usr = sf_get_user_config(w->serverid, sf_worker_user(w->serverid));
+	PipeState  *ps = pipe_state(w->pipe);
+	char	   *mark = ps->begin_mark;
+	List	   *reports;
+
+	pgstat_report_activity(STATE_RUNNING, psprintf("reading the load report of pipe %s", w->pipe));
+	reports = sf_snowpipe_insert_report(srv, usr, w->pipe, &mark);
+	w->next_mark = mark;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	(void) record_reports(w->pipe, reports);
+	SPI_finish();
+}
+
+/*
+ * Files of a pipe submitted longer ago than the deadline: look them up in
+ * the pipe's load history since they were staged; submit again the ones
+ * found nowhere (Snowpipe skips a file it already loaded).
+ */
+static void
+overdue_unit(void *arg)
+{
+	PipeWork   *w = (PipeWork *) arg;
+	SfServerConfig *srv = sf_get_server_config(w->serverid);
+	SfUserConfig *usr = sf_get_user_config(w->serverid, sf_worker_user(w->serverid));
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(w->pipe),
+	Int32GetDatum(sfexport_snowpipe_report_deadline_s)};
+	List	   *names = NIL;
+	List	   *done;
+	List	   *again = NIL;
+	TimestampTz since = 0;
+	ListCell   *lc;
+	SPITupleTable *tt;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT name, staged_at FROM sfexport.files"
+							  " WHERE state = 'submitted' AND pipe = $1"
+							  "   AND submitted_at < now() - make_interval(secs => $2)"
+							  " ORDER BY file_id LIMIT 1000 FOR UPDATE",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sfexport.files");
+	tt = SPI_tuptable;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		TimestampTz t = DatumGetTimestampTz(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+
+		names = lappend(names, SPI_getvalue(tt->vals[i], tt->tupdesc, 1));
+		since = since == 0 ? t : Min(since, t);
+	}
+	if (names == NIL)
+	{
+		SPI_finish();
+		return;
+	}
+
+	pgstat_report_activity(STATE_RUNNING, psprintf("reading the load history of pipe %s", w->pipe));
+	/* a minute of margin for clock differences */
+	done = record_reports(w->pipe,
+						  sf_snowpipe_load_history(srv, usr, w->pipe,
+												   since - 60 * USECS_PER_SEC,
+												   GetCurrentTimestamp() + 60 * USECS_PER_SEC));
+	foreach(lc, names)
+	{
+		char	   *name = (char *) lfirst(lc);
+		bool		found = false;
+		ListCell   *dc;
+
+		foreach(dc, done)
+			if (strcmp((char *) lfirst(dc), name) == 0)
+				found = true;
+		if (!found)
+			again = lappend(again, name);
+	}
+	if (again != NIL)
+	{
+		ereport(LOG,
+				(errmsg("submitting %d files to pipe %s again: Snowpipe has not reported them",
+						list_length(again), w->pipe)));
+		sf_snowpipe_insert_files(srv, usr, w->pipe, again);
+		foreach(lc, again)
+		{
+			Oid			at[1] = {TEXTOID};
+			Datum		av[1] = {CStringGetTextDatum((char *) lfirst(lc))};
+
+			SPI_execute_with_args("UPDATE sfexport.files SET submitted_at = now(),"
+								  " attempts = attempts + 1, last_attempt_at = now()"
+								  " WHERE name = $1 AND state = 'submitted'",
+								  1, at, av, NULL, false, 0);
+		}
+	}
+	SPI_finish();
+}
+
+/* Read reports of every pipe with submitted files. */
+static void
+poll_pipes(void)
+{
+	List	   *work = list_make1(CurrentMemoryContext);
+	ListCell   *lc;
+
+	sf_pipe_files_pending = false;
+	if (!sf_run_transaction(pipes_unit, &work, NULL))
+		return;
+	foreach(lc, work)
+	{
+		PipeWork   *w = (PipeWork *) lfirst(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		sf_pipe_files_pending = true;
+		if (sf_run_transaction(report_unit, w, NULL))
+		{
+			/* advance the mark only once the outcomes are committed */
+			PipeState  *ps = pipe_state(w->pipe);
+
+			if (w->next_mark)
+				ps->begin_mark = MemoryContextStrdup(TopMemoryContext, w->next_mark);
+		}
+		(void) sf_run_transaction(overdue_unit, w, NULL);
+	}
+}
+
 /* Units of work, each run in its own transaction by sf_run_transaction. */
 typedef struct CollectArgs
 {
@@ -400,6 +809,8 @@ sf_load_staged(void)
 	ListCell   *lc;
 	int			failures = 0;
 
+	poll_pipes();
+
 	ca.cxt = CurrentMemoryContext;
 	ca.batches = NIL;
 	if (!sf_run_transaction(collect_unit, &ca, NULL))
@@ -411,12 +822,14 @@ sf_load_staged(void)
 		char	   *message = NULL;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!sf_run_transaction(load_unit, b, &message))
+		if (!sf_run_transaction(b->snowpipe ? submit_unit : load_unit, b, &message))
 		{
 			NoteArgs	na = {b, message};
 
 			failures++;
 			sf_setup_forget_evolved();	/* check the table again next time */
+			list_free_deep(pipes_created);	/* and the pipe */
+			pipes_created = NIL;
 			(void) sf_run_transaction(note_unit, &na, NULL);
 		}
 	}

@@ -43,6 +43,7 @@ typedef enum SfOptKind
 	OPT_LOCATION,				/* s3://, gcs:// or file:/// */
 	OPT_REGION,					/* cloud region name */
 	OPT_COMPRESSION,			/* gzip | zstd | none */
+	OPT_LOAD_MODE,				/* copy | snowpipe */
 	OPT_BOOL,
 	OPT_DURATION_S,				/* GUC-style duration, stored in seconds */
 	OPT_DURATION_MS,			/* GUC-style duration, stored in milliseconds */
@@ -102,6 +103,8 @@ static const SfOption sf_options[] = {
 	{"glue_drop_missing", ForeignServerRelationId, OPT_BOOL},
 	/* server: names derived from PostgreSQL identifiers (see sf_identifier_case) */
 	{"upper_case_identifiers", ForeignServerRelationId, OPT_BOOL},
+	/* server: how staged files are loaded (load.c, snowpipe.c) */
+	{"load_mode", ForeignServerRelationId, OPT_LOAD_MODE},
 
 	/* user mapping: credentials */
 	{"user", UserMappingRelationId, OPT_TEXT},
@@ -123,6 +126,7 @@ static const SfOption sf_options[] = {
 	{"flush_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignTableRelationId, OPT_COUNT, false, 1, 10000},
+	{"load_mode", ForeignTableRelationId, OPT_LOAD_MODE},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},
@@ -386,6 +390,11 @@ validate_value(const SfOption *opt, const char *value)
 			if (strcmp(value, "gzip") != 0 && strcmp(value, "zstd") != 0 &&
 				strcmp(value, "none") != 0)
 				report_bad_value(opt, value, NULL, "Valid values are gzip, zstd and none.");
+			break;
+
+		case OPT_LOAD_MODE:
+			if (strcmp(value, "copy") != 0 && strcmp(value, "snowpipe") != 0)
+				report_bad_value(opt, value, NULL, "Valid values are copy and snowpipe.");
 			break;
 
 		case OPT_BOOL:
@@ -788,6 +797,7 @@ sf_get_server_config(Oid serverid)
 	cfg->file_format = "SFEXPORT_CSV";
 	cfg->compression = SF_COMPRESSION_GZIP;
 	cfg->keep_files = false;
+	cfg->load_mode = SF_LOAD_COPY;
 	cfg->connect_timeout_ms = 10 * 1000;
 	cfg->request_timeout_ms = 300 * 1000;
 	cfg->statement_timeout_s = 3600;
@@ -829,6 +839,8 @@ sf_get_server_config(Oid serverid)
 			cfg->compression = parse_compression(v);
 		else if (strcmp(n, "keep_files") == 0)
 			(void) parse_bool(v, &cfg->keep_files);
+		else if (strcmp(n, "load_mode") == 0)
+			cfg->load_mode = strcmp(v, "snowpipe") == 0 ? SF_LOAD_SNOWPIPE : SF_LOAD_COPY;
 		else if (strcmp(n, "ca_file") == 0)
 			cfg->ca_file = v;
 		else if (strcmp(n, "connect_timeout") == 0)
@@ -945,6 +957,7 @@ sf_get_table_config(Oid relid)
 	cfg->serverid = ft->serverid;
 	cfg->table = sf_identifier_case(srv->upper_case_identifiers, get_rel_name(relid));
 	cfg->schema = srv->schema;
+	cfg->load_mode = srv->load_mode;
 	cfg->flush_interval_s = cfg->flush_size_kb = cfg->max_file_size_kb = cfg->batch_size = -1;
 
 	foreach(lc, ft->options)
@@ -957,6 +970,8 @@ sf_get_table_config(Oid relid)
 			cfg->table = v;
 		else if (strcmp(n, "schema") == 0)
 			cfg->schema = v;
+		else if (strcmp(n, "load_mode") == 0)
+			cfg->load_mode = strcmp(v, "snowpipe") == 0 ? SF_LOAD_SNOWPIPE : SF_LOAD_COPY;
 		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
 									 &cfg->max_file_size_kb, &cfg->batch_size))
 			continue;

@@ -12,6 +12,9 @@
  *	sfexport.setup_table(foreign_table, dry_run)
  *		CREATE TABLE IF NOT EXISTS <target> (<column> <type>, ...)
  *		then (not in a dry run) the columns the table lacks are added
+ *		for a table in load_mode 'snowpipe', also
+ *		CREATE PIPE IF NOT EXISTS <db>.<schema>.<table>_SFEXPORT_PIPE_<shape>
+ *		  AS <the worker's COPY without FILES> (snowpipe.c)
  *	sfexport.setup(server, dry_run)				(SQL, in the install script)
  *		both, for every foreign table of the server
  *
@@ -718,5 +721,23 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	if (!dry_run)
 		foreach(lc, evolve_statements(srv, usr, target, ncols, cols))
 			emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+
+	/* Snowpipe: the pipe of the table's current record shape */
+	if (tbl->load_mode == SF_LOAD_SNOWPIPE)
+	{
+		Relation	rel = relation_open(relid, AccessShareLock);
+		SfRowEncoder *enc = sf_encoder_create(rel);
+		int			n = sf_encoder_ncolumns(enc);
+		Datum	   *names = palloc(sizeof(Datum) * Max(n, 1));
+		Datum	   *types = palloc(sizeof(Datum) * Max(n, 1));
+
+		sf_encoder_shape_arrays(enc, names, types);
+		emit(rsinfo, srv, usr,
+			 sf_pipe_statement(srv, target, (int64) sf_encoder_shape(enc),
+							   construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT),
+							   construct_array(types, n, TEXTOID, -1, false, TYPALIGN_INT)),
+			 dry_run);
+		relation_close(rel, AccessShareLock);
+	}
 	return (Datum) 0;
 }

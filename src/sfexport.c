@@ -22,6 +22,8 @@ PG_MODULE_MAGIC;
 
 /* GUC storage; defaults documented in README.md */
 int			sfexport_flush_interval_s = 600;
+int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;
+int			sfexport_snowpipe_report_deadline_s = 300;
 int			sfexport_flush_size_kb = 64 * 1024;
 int			sfexport_max_file_size_kb = 200 * 1024;
 int			sfexport_max_workers = 4;
@@ -63,6 +65,24 @@ _PG_init(void)
 							200 * 1024, 1024, INT_MAX / 2,
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.snowpipe_poll_interval",
+							"How often the worker asks Snowpipe for the outcome of submitted files.",
+							"insertReport keeps events for about 10 minutes.",
+							&sfexport_snowpipe_poll_interval_ms,
+							10 * 1000, 100, 600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.snowpipe_report_deadline",
+							"Time after which a submitted file not seen in insertReport is looked up with loadHistoryScan.",
+							"A file found nowhere is submitted again; Snowpipe skips a file it loaded.",
+							&sfexport_snowpipe_report_deadline_s,
+							300, 1, 7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	/* a PGC_POSTMASTER variable can only be defined at server start */

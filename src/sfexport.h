@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/execnodes.h"
@@ -68,6 +69,13 @@ typedef struct SfLocation
 	char	   *prefix;			/* object key prefix ("" or ending in '/'); dir for file */
 } SfLocation;
 
+/* How staged files are loaded: warehouse COPY or Snowpipe's REST API. */
+typedef enum SfLoadMode
+{
+	SF_LOAD_COPY,
+	SF_LOAD_SNOWPIPE
+} SfLoadMode;
+
 /* Server options (CREATE SERVER ... OPTIONS), with defaults applied. */
 typedef struct SfServerConfig
 {
@@ -89,6 +97,7 @@ typedef struct SfServerConfig
 	SfCompression compression;
 	char	   *ca_file;
 	bool		keep_files;
+	SfLoadMode	load_mode;		/* default for its tables */
 	int			connect_timeout_ms;
 	int			request_timeout_ms;
 	int			statement_timeout_s;
@@ -128,6 +137,7 @@ typedef struct SfTableConfig
 	int			max_file_size_kb;
 	int			batch_size;
 	int			batch_size_option;	/* table or server option, -1 if unset */
+	SfLoadMode	load_mode;		/* table option, else the server's */
 } SfTableConfig;
 
 extern SfServerConfig *sf_get_server_config(Oid serverid);
@@ -429,7 +439,39 @@ extern int	sf_load_staged(void);
 extern int	sf_delete_loaded_files(void);
 extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
 							   ArrayType *columns, ArrayType *types,
-							   List *names);
+							   List *names);	/* NIL: no FILES clause (a pipe) */
+extern bool sf_pipe_files_pending;	/* files wait for a Snowpipe report */
+
+/* ----------------------------------------------------------------
+ * snowpipe.c — Snowpipe REST API (insertFiles, insertReport,
+ * loadHistoryScan) and the pipe of a target and shape
+ * ----------------------------------------------------------------
+ */
+typedef struct SfPipeFileReport
+{
+	char	   *path;			/* relative to the stage location */
+	char	   *status;			/* LOADED, LOAD_FAILED, PARTIALLY_LOADED, LOAD_IN_PROGRESS */
+	char	   *rows_parsed;
+	char	   *rows_inserted;
+	char	   *errors_seen;
+	char	   *first_error;
+	char	   *first_error_line;
+	char	   *first_error_column;
+} SfPipeFileReport;
+
+extern int	sfexport_snowpipe_poll_interval_ms; /* sfexport.snowpipe_poll_interval */
+extern int	sfexport_snowpipe_report_deadline_s;	/* sfexport.snowpipe_report_deadline */
+extern char *sf_pipe_sql_name(const char *target, int64 shape);
+extern char *sf_pipe_rest_name(const char *target, int64 shape);
+extern char *sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
+							   ArrayType *columns, ArrayType *types);
+extern void sf_snowpipe_insert_files(SfServerConfig *srv, SfUserConfig *usr,
+									 const char *pipe, List *paths);
+extern List *sf_snowpipe_insert_report(SfServerConfig *srv, SfUserConfig *usr,
+									   const char *pipe, char **begin_mark);
+extern List *sf_snowpipe_load_history(SfServerConfig *srv, SfUserConfig *usr,
+									  const char *pipe, TimestampTz start,
+									  TimestampTz end);
 
 /* ----------------------------------------------------------------
  * setup.c — Snowflake-side setup (file format, stage, target tables),

@@ -499,7 +499,11 @@ sfexport_worker_main(Datum arg)
 			sf_load_staged();
 			sf_delete_loaded_files();
 			sf_glue_periodic();
+			/* files submitted to Snowpipe: poll its reports sooner */
 			next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															sf_pipe_files_pending ?
+															Min(sfexport_snowpipe_poll_interval_ms,
+																HOUSEKEEPING_MS) :
 															HOUSEKEEPING_MS);
 		}
 

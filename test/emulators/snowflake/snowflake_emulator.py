@@ -6,8 +6,8 @@ Usage:
       [--account ACCT] [--user NAME=/path/to/rsa_public.pem ...]
       [--token NAME=TOKEN[:OAUTH|:PROGRAMMATIC_ACCESS_TOKEN] ...]
       [--s3-endpoint http://127.0.0.1:PORT --s3-access-key K --s3-secret-key S]
-      [--gcs-endpoint http://127.0.0.1:PORT] [--exec-delay-ms N]
-      [--partition-rows N] [--sync-wait-ms N]
+      [--gcs-endpoint http://127.0.0.1:PORT [--gcs-credentials KEY.json]] [--exec-delay-ms N]
+      [--partition-rows N] [--sync-wait-ms N] [--pipe-delay-ms N]
 Listens on 127.0.0.1 only. See README.md.
 """
 
@@ -24,6 +24,7 @@ from sfemu.catalog import Catalog  # noqa: E402
 from sfemu.engine import Engine  # noqa: E402
 from sfemu.executor import Config, Executor  # noqa: E402
 from sfemu.server import App, serve  # noqa: E402
+from sfemu.snowpipe import Snowpipe  # noqa: E402
 from sfemu.storage import StorageConfig, check_loopback  # noqa: E402
 
 
@@ -42,10 +43,14 @@ def main(argv=None):
     ap.add_argument("--s3-secret-key")
     ap.add_argument("--s3-region", default="us-east-1")
     ap.add_argument("--gcs-endpoint")
+    ap.add_argument("--gcs-credentials",
+                    help="service-account key JSON used to read gcs:// stages (else 'Bearer emulator')")
     ap.add_argument("--exec-delay-ms", type=int, default=0)
     ap.add_argument("--partition-rows", type=int, default=10000)
     ap.add_argument("--sync-wait-ms", type=int, default=45000,
                     help="how long a POST without async=true waits before answering 202")
+    ap.add_argument("--pipe-delay-ms", type=int, default=1000,
+                    help="Snowpipe: time from insertFiles to the load and its report")
     args = ap.parse_args(argv)
 
     for ep in (args.s3_endpoint, args.gcs_endpoint):
@@ -66,10 +71,15 @@ def main(argv=None):
     catalog = Catalog(args.data_dir)
     scfg = StorageConfig(args.s3_endpoint, args.s3_access_key, args.s3_secret_key,
                          args.s3_region, args.gcs_endpoint)
+    if args.gcs_credentials:
+        import json
+        with open(args.gcs_credentials) as f:
+            scfg.gcs_credentials = json.load(f)
     engine = Engine(catalog, scfg, args.account)
     executor = Executor(engine, Catalog(args.data_dir, recover=False), Config(args.partition_rows, args.exec_delay_ms,
                                                 args.sync_wait_ms))
     app = App(engine, executor, auth, catalog, args.account.upper() if args.account else None)
+    app.snowpipe = Snowpipe(engine, catalog, args.pipe_delay_ms)
     httpd = serve(app, args.port)
     port = httpd.server_address[1]
     if args.port_file:

@@ -91,6 +91,7 @@ class App:
         self.cat = catalog
         self.account = account
         self.faults = Faults()
+        self.snowpipe = None
 
 
 def make_handler(app):
@@ -150,6 +151,8 @@ def make_handler(app):
                     return self._admin(method, url.path, query, body)
                 if url.path.startswith("/api/v2/statements"):
                     return self._api(method, url.path, query, body)
+                if url.path.startswith("/v1/data/pipes/"):
+                    return self._pipe(method, url.path, query, body)
                 self._send(404, {"code": "390404", "message": "Not found"})
             except (BrokenPipeError, ConnectionResetError):
                 pass
@@ -289,6 +292,45 @@ def make_handler(app):
                 return self._drop()
             return self._send(status, body, headers)
 
+        # -- Snowpipe REST API (sfemu/snowpipe.py) -------------------------------
+        def _pipe(self, method, path, query, raw):
+            sp = app.snowpipe
+            if sp is None:
+                return self._send(404, {"code": "390404", "message": "Not found"})
+            accept = self.headers.get("Accept") or ""
+            if accept and not ("application/json" in accept or "*/*" in accept):
+                return self._send(406, {"code": "390142",
+                                        "message": "Accept header must include application/json."})
+            try:
+                user = app.auth.authenticate(self.headers.get("Authorization"),
+                                             self.headers.get("X-Snowflake-Authorization-Token-Type"))
+            except AuthError as e:
+                sys.stderr.write("[sfemu] 401: %s\n" % e.reason)
+                return self._send(401, {"code": e.code, "message": e.message})
+            account = app.account or "EMULATOR"
+            rest = path[len("/v1/data/pipes/"):]
+            name, _, op = rest.rpartition("/")
+            name = urllib.parse.unquote(name)
+            try:
+                if op == "insertFiles" and method == "POST":
+                    try:
+                        doc = json.loads(raw.decode("utf-8")) if raw else None
+                    except (ValueError, UnicodeDecodeError):
+                        doc = None
+                    body = sp.insert_files(name, doc, user, account)
+                    body["requestId"] = query.get("requestId")
+                    return self._send(200, body)
+                if op == "insertReport" and method == "GET":
+                    return self._send(200, sp.insert_report(name, query.get("beginMark")))
+                if op == "loadHistoryScan" and method == "GET":
+                    return self._send(200, sp.load_history_scan(
+                        name, query.get("startTimeInclusive"), query.get("endTimeExclusive")))
+            except ValueError as e:
+                return self._send(400, {"code": "390142", "message": "Invalid pipe name: %s" % e})
+            except SfError as e:
+                return self._send(e.http_status, {"code": e.code, "message": e.message})
+            return self._send(404, {"code": "390404", "message": "Not found"})
+
         # -- admin -------------------------------------------------------------
         def _admin(self, method, path, query, raw):
             try:
@@ -367,10 +409,21 @@ def make_handler(app):
                 with app.executor.lock:
                     app.executor.stmts.clear()
                 app.faults.clear()
+                if app.snowpipe is not None:
+                    app.snowpipe.reset()
                 if doc.get("users"):
                     app.auth.users.clear()
                     app.auth.tokens.clear()
                 return self._send(200, {"ok": True})
+            if name == "snowpipe":
+                sp = app.snowpipe
+                if method == "POST":
+                    for k in ("pipe_delay_ms", "report_retention_s"):
+                        if k in doc:
+                            setattr(sp, k, int(doc[k]))
+                    if "suppress_reports" in doc:
+                        sp.suppress_reports = bool(doc["suppress_reports"])
+                return self._send(200, sp.admin())
             if name == "config":
                 cfg = app.executor.cfg
                 if method == "POST":

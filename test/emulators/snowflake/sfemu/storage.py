@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,6 +47,36 @@ class StorageConfig:
         self.s3_region = s3_region or "us-east-1"
         self.gcs_endpoint = gcs_endpoint.rstrip("/") if gcs_endpoint else None
         self.timeout = timeout
+        self.gcs_credentials = None   # service-account key (dict): the integration's account
+        self._gcs_token = None
+        self._gcs_token_exp = 0
+
+    def gcs_auth(self):
+        """Authorization header for GCS reads: "Bearer emulator" without
+        --gcs-credentials; else an OAuth token for the service account
+        (JWT bearer grant on its token_uri, loopback only), cached."""
+        if not self.gcs_credentials:
+            return "Bearer emulator"
+        now = time.time()
+        if self._gcs_token and now < self._gcs_token_exp - 60:
+            return "Bearer " + self._gcs_token
+        import jwt as _jwt
+        c = self.gcs_credentials
+        check_loopback(c["token_uri"])
+        assertion = _jwt.encode({"iss": c["client_email"], "aud": c["token_uri"], "iat": int(now),
+                                 "exp": int(now) + 3600,
+                                 "scope": "https://www.googleapis.com/auth/devstorage.read_write"},
+                                c["private_key"], algorithm="RS256",
+                                headers={"kid": c.get("private_key_id")})
+        body = urllib.parse.urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                                       "assertion": assertion}).encode()
+        req = urllib.request.Request(c["token_uri"], data=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            doc = json.loads(r.read())
+        self._gcs_token = doc["access_token"]
+        self._gcs_token_exp = now + int(doc.get("expires_in", 3600))
+        return "Bearer " + self._gcs_token
 
 
 def check_loopback(endpoint):
@@ -158,7 +189,7 @@ def fetch(url, creds, cfg):
         return data, etag or hashlib.md5(data).hexdigest()
     if scheme == "gcs":
         req = urllib.request.Request(_gcs_url(cfg, bucket, key, {"alt": "media"}),
-                                     headers={"Authorization": "Bearer emulator"})
+                                     headers={"Authorization": cfg.gcs_auth()})
         _, headers, data = _http(req, cfg.timeout)
         low = {k.lower(): v for k, v in headers.items()}
         etag = low.get("etag", "").strip('"')
@@ -209,7 +240,7 @@ def list_files(prefix_url, creds, cfg):
             if token:
                 q["pageToken"] = token
             req = urllib.request.Request(_gcs_url(cfg, bucket, None, q),
-                                         headers={"Authorization": "Bearer emulator"})
+                                         headers={"Authorization": cfg.gcs_auth()})
             _, _, body = _http(req, cfg.timeout)
             doc = json.loads(body or b"{}")
             for it in doc.get("items", []):
@@ -229,7 +260,7 @@ def delete(url, creds, cfg):
         _s3_request("DELETE", bucket, key, creds, cfg)
     elif scheme == "gcs":
         req = urllib.request.Request(_gcs_url(cfg, bucket, key), method="DELETE",
-                                     headers={"Authorization": "Bearer emulator"})
+                                     headers={"Authorization": cfg.gcs_auth()})
         _http(req, cfg.timeout)
 
 
