@@ -321,7 +321,7 @@ list_databases(void)
 	HeapTuple	tup;
 	MemoryContext resultcxt = CurrentMemoryContext;
 
-	SetCurrentStatementStartTimestamp();
+	SetCurrentStatementStartTimestamp();	/* see sf_run_transaction() */
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	rel = table_open(DatabaseRelationId, AccessShareLock);

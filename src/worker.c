@@ -82,7 +82,12 @@ sf_run_transaction(void (*fn) (void *arg), void *arg, char **message)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
 
-	/* a background worker must set it itself, or now() stays stale */
+	/*
+	 * now() is the start of the transaction, taken from the statement start
+	 * timestamp, which only the client protocol sets: without this, every
+	 * transaction of the worker would see the time the worker started (and
+	 * a load backoff "until now() + 10 s" would never expire).
+	 */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
