@@ -26,7 +26,7 @@
 #   request_timeout, a rejected token;
 #
 #   COPY partial failure: a second table BAD gets a batch with a row its
-#   target cannot take (text into NUMBER): the file is LOAD_FAILED and stays
+#   target cannot take (too long for VARCHAR(12)): the file is LOAD_FAILED and stays
 #   'failed'; a later cycle fixes the target (CREATE OR REPLACE, after
 #   counting what BAD held) and calls sfexport.retry('bad').
 #
@@ -96,7 +96,9 @@ sf(qq{CREATE STAGE DB.PUBLIC.SFEXPORT_STAGE URL = 's3://faults/matrix/'
 sf(q{CREATE TABLE DB.PUBLIC.EV ("id" NUMBER(19,0), "w" NUMBER(10,0), "payload" VARCHAR)});
 sub emu_admin { return SfSnowflake::admin($emu, @_); }
 sub front { return SfStorageTest::front($s3, @_); }
-my $bad_strict = q{CREATE OR REPLACE TABLE DB.PUBLIC.BAD ("id" NUMBER, "v" NUMBER)};
+# strict: a VARCHAR too short for the bad row (a text column into NUMBER
+# would be refused before COPY by the schema check, not by COPY)
+my $bad_strict = q{CREATE OR REPLACE TABLE DB.PUBLIC.BAD ("id" NUMBER, "v" VARCHAR(12))};
 my $bad_lax = q{CREATE OR REPLACE TABLE DB.PUBLIC.BAD ("id" NUMBER, "v" VARCHAR)};
 sf($bad_lax);
 
@@ -281,7 +283,7 @@ sub break_bad
 	my $oops = between($lo, $hi);
 	$bad_next_id += 1000;
 	q1(qq{BEGIN;
-		INSERT INTO bad SELECT g, CASE WHEN g = $oops THEN 'oops ' || g ELSE g::text END
+		INSERT INTO bad SELECT g, CASE WHEN g = $oops THEN 'oops, much too long ' || g ELSE g::text END
 		  FROM generate_series($lo, $hi) g;
 		INSERT INTO ledger SELECT g FROM generate_series($lo, $hi) g;
 		COMMIT});
