@@ -49,30 +49,7 @@ COMMENT ON TABLE sfexport.shapes IS
 
 REVOKE ALL ON sfexport.outbox, sfexport.shapes FROM PUBLIC;
 
--- One row per sfexport foreign table.
-CREATE VIEW sfexport.status AS
-SELECT c.oid::regclass                  AS foreign_table,
-       s.srvname                        AS server,
-       coalesce(o.pending_rows, 0)      AS pending_rows,
-       coalesce(o.pending_bytes, 0)     AS pending_bytes,
-       o.oldest_pending                 AS oldest_pending
-  FROM pg_catalog.pg_foreign_table ft
-  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
-  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
-  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-  LEFT JOIN (SELECT relid,
-                    count(*)                              AS pending_rows,
-                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
-                    min(inserted_at)                      AS oldest_pending
-               FROM sfexport.outbox
-              GROUP BY relid) o ON o.relid = c.oid
- WHERE w.fdwname = 'sfexport';
-
-COMMENT ON VIEW sfexport.status IS
-  'per foreign table: rows captured and waiting in the outbox';
-
 GRANT USAGE ON SCHEMA sfexport TO PUBLIC;
-GRANT SELECT ON sfexport.status TO PUBLIC;
 
 -- Test entry point of the SigV4 signer (src/sigv4.c): signs the request
 -- described by method, URL (path and query as sent) and "Name: value"
@@ -168,8 +145,8 @@ COMMENT ON TABLE sfexport.files IS
 REVOKE ALL ON sfexport.files FROM PUBLIC;
 GRANT SELECT ON sfexport.files TO pg_monitor;
 
--- Per foreign table: pending rows and staged files.
-CREATE OR REPLACE VIEW sfexport.status AS
+-- One row per sfexport foreign table: pending rows and staged files.
+CREATE VIEW sfexport.status AS
 SELECT c.oid::regclass                        AS foreign_table,
        s.srvname                              AS server,
        coalesce(o.pending_rows, 0)            AS pending_rows,
@@ -210,6 +187,11 @@ SELECT c.oid::regclass                        AS foreign_table,
                FROM sfexport.files
               GROUP BY relid) f ON f.relid = c.oid
  WHERE w.fdwname = 'sfexport';
+
+COMMENT ON VIEW sfexport.status IS
+  'per foreign table: rows waiting in the outbox, staged, failed and loaded files';
+
+GRANT SELECT ON sfexport.status TO PUBLIC;
 
 -- Ask this database's worker to flush and load everything now.
 CREATE FUNCTION sfexport.flush()
