@@ -241,6 +241,18 @@ $$;
 COMMENT ON FUNCTION sfexport.retry(regclass) IS
   'queue failed files of a foreign table (or all) for loading again';
 
+-- Files in a server's stage that this database uploaded but whose staging
+-- transaction never committed, older than sfexport.orphan_grace (src/sweep.c).
+-- The worker deletes them every sfexport.orphan_sweep_interval; this only
+-- lists them.  Server owner only: it lists with the owner's credentials.
+CREATE FUNCTION sfexport.orphans(server name,
+    OUT object text, OUT uploaded_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sfexport_orphans'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.orphans(name) IS
+  'files in the stage of a server whose upload never committed (the worker deletes them)';
+
 -- Called below so that a new database gets its worker at once.
 CREATE FUNCTION sfexport._launcher_wakeup()
 RETURNS void

@@ -137,6 +137,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	sf_storage_define_gucs();
+	sf_sweep_define_gucs();
 
 	MarkGUCPrefixReserved("sfexport");
 

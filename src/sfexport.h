@@ -608,6 +608,24 @@ extern bool sf_glue_parse_stage_map(const char *value, const char *db,
 extern void sf_glue_periodic(void);	/* worker housekeeping, outside a transaction */
 
 /* ----------------------------------------------------------------
+ * sweep.c — orphaned objects (uploads whose transaction never committed)
+ * ----------------------------------------------------------------
+ */
+typedef struct SfOrphan
+{
+	char	   *name;			/* below the server's location */
+	TimestampTz at;				/* the time in its name */
+} SfOrphan;
+
+extern int	sfexport_orphan_grace_s;	/* sfexport.orphan_grace */
+extern int	sfexport_orphan_sweep_interval_s;	/* sfexport.orphan_sweep_interval */
+extern void sf_sweep_define_gucs(void);
+extern bool sf_parse_file_name(const char *name, Oid *dboid, TimestampTz *at,
+							   uint64 *sysid);
+extern List *sf_sweep_server(Oid serverid, int grace_s, bool delete);
+extern void sf_sweep_periodic(void);	/* worker housekeeping, outside a transaction */
+
+/* ----------------------------------------------------------------
  * fdw.c — foreign-data wrapper handler (write-only foreign tables)
  * ----------------------------------------------------------------
  */

@@ -504,6 +504,7 @@ sfexport_worker_main(Datum arg)
 			sf_load_staged();
 			sf_delete_loaded_files();
 			sf_glue_periodic();
+			sf_sweep_periodic();
 			/* files submitted to Snowpipe: poll its reports sooner */
 			next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															sf_pipe_files_pending ?

@@ -15,6 +15,7 @@ use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
 use SfTest;
 use SfSnowflake qw();
+use File::Find qw();
 use File::Temp qw(tempdir);
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -121,6 +122,27 @@ is($foreign, 0, 'no row arrived that was not committed');
 is($loaded, $committed, 'Snowflake holds exactly the committed rows');
 is($node->safe_psql('postgres', q{SELECT sum(rows) FROM sfexport.files WHERE state = 'loaded'}),
 	$committed, 'the manifest accounts for every committed row');
+
+# Kills between an upload and its commit left orphans; the sweep deletes
+# them and nothing else: once everything is loaded (and so deleted), the
+# stage is empty.  (Temporary files of the local stage, from kills in the
+# middle of a write, are not objects and are not swept.)
+sub stage_files
+{
+	my @f;
+	File::Find::find(sub { push @f, $File::Find::name if -f $_ && !/\.sfexport-tmp-/ }, $stage);
+	return @f;
+}
+my $orphans = () = stage_files();
+$node->safe_psql('postgres', q{ALTER SYSTEM SET sfexport.orphan_grace = '1s';
+	ALTER SYSTEM SET sfexport.orphan_sweep_interval = '1s'; SELECT pg_reload_conf()});
+my $deadline = time + 60;
+sleep 1 while stage_files() && time < $deadline;
+diag("crash test: orphaned files swept: $orphans");
+is(scalar(stage_files()), 0, 'the sweep deleted every orphaned file')
+  or diag(join("\n", stage_files()));
+is(scalar @{ sf(q{SELECT "id" FROM DB.PUBLIC.EV})->{rows} }, $committed,
+	'sweeping changed nothing in Snowflake');
 
 $node->stop;
 done_testing();
