@@ -60,11 +60,15 @@ typedef struct SfWorkerSlot
 	pg_atomic_uint64 committed_bytes;
 } SfWorkerSlot;
 
+#define SF_FLUSH_PENDING 8
+
 typedef struct SfShared
 {
 	LWLock	   *lock;
 	Latch	   *launcher_latch;
 	bool		rescan_requested;
+	/* databases whose flush() found no worker: their next worker flushes */
+	Oid			flush_pending[SF_FLUSH_PENDING];
 	int			nslots;
 	SfWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } SfShared;
@@ -190,6 +194,14 @@ sf_worker_claim_slot(Oid dboid)
 		free_slot->pid = MyProcPid;
 		free_slot->latch = MyLatch;
 		free_slot->flush_requested = false;
+		for (int i = 0; i < SF_FLUSH_PENDING; i++)
+		{
+			if (sf_shared->flush_pending[i] == dboid)
+			{
+				free_slot->flush_requested = true;
+				sf_shared->flush_pending[i] = InvalidOid;
+			}
+		}
 		pg_atomic_write_u64(&free_slot->committed_bytes, 0);
 		my_slot = free_slot;
 	}
@@ -272,6 +284,23 @@ sfexport_flush(PG_FUNCTION_ARGS)
 	}
 	if (!found)
 	{
+		/*
+		 * No worker yet (it starts when the launcher sees the database):
+		 * leave the request for it.  With more databases than places
+		 * waiting at once, the oldest request is forgotten.
+		 */
+		int			i;
+
+		for (i = 0; i < SF_FLUSH_PENDING - 1; i++)
+			if (sf_shared->flush_pending[i] == MyDatabaseId ||
+				sf_shared->flush_pending[i] == InvalidOid)
+				break;
+		if (sf_shared->flush_pending[i] != MyDatabaseId)
+		{
+			memmove(&sf_shared->flush_pending[1], &sf_shared->flush_pending[0],
+					sizeof(Oid) * i);
+			sf_shared->flush_pending[0] = MyDatabaseId;
+		}
 		sf_shared->rescan_requested = true;
 		if (sf_shared->launcher_latch)
 			SetLatch(sf_shared->launcher_latch);

@@ -176,6 +176,35 @@ note_flush_result(Oid relid, bool ok)
 											  Min(5000L << Min(b->failures - 1, 6), 300000L));
 }
 
+/* Make staged files whose load failed loadable at once. */
+static void
+cut_load_backoffs_unit(void *arg)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("UPDATE sfexport.files SET next_attempt_at = NULL"
+					" WHERE state = 'staged' AND next_attempt_at > now()",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update sfexport.files");
+	SPI_finish();
+}
+
+/*
+ * sfexport.flush() means "now": whoever calls it has usually just fixed
+ * what made a flush or a load fail, so the backoffs of both are forgotten.
+ * (Files Snowflake rejected stay failed: that takes sfexport.retry().)
+ */
+static void
+cut_backoffs(void)
+{
+	if (backoffs != NULL)
+	{
+		hash_destroy(backoffs);
+		backoffs = NULL;
+	}
+	(void) sf_run_transaction(cut_load_backoffs_unit, NULL, NULL);
+}
+
 /* Drop outbox rows of tables that are no longer sfexport foreign tables. */
 static void
 purge_orphans(void)
@@ -436,6 +465,8 @@ sfexport_worker_main(Datum arg)
 
 		now = GetCurrentTimestamp();
 		flush_all = sf_worker_take_flush_request();
+		if (flush_all)
+			cut_backoffs();
 		committed = sf_worker_committed_bytes();
 
 		/*
