@@ -27,7 +27,7 @@ my $keep = tempdir('sf_keep_XXXX', TMPDIR => 1, CLEANUP => 1);
 # the sweep is off until the end; Snowflake is unreachable, so staged files
 # stay in the manifest (state staged, load retried later)
 my $node = SfTest::new_node('sweep',
-	conf => "sfexport.launcher_naptime = 1s\nsfexport.orphan_sweep_interval = 0\n");
+	conf => "sfexport.launcher_naptime = 1s\nsfexport.orphan_sweep_interval = 0\nlog_statement = none\n");
 $node->safe_psql('postgres', qq{
 	CREATE SERVER s1 FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', url 'http://127.0.0.1:9',
 	  database 'DB', location 'file://$stage/', flush_interval '1h', connect_timeout '100ms');
