@@ -378,6 +378,20 @@ class Engine:
         return status_result("Statement executed successfully.")
 
     def do_account(self, st, session):
+        if st["op"] in ("grant", "revoke") and not st["role_grant"]:
+            otype, parts = st["object_type"], tuple(st["object"])
+            if otype in ("TABLE", "EXTERNAL_TABLE", "STAGE", "FILE_FORMAT", "PIPE"):
+                parts = self.resolve(parts, session, st["op"].upper())
+            elif otype == "SCHEMA":
+                if len(parts) == 1:
+                    parts = self.resolve(parts + ("x",), session, st["op"].upper())[:2]
+                elif len(parts) != 2:
+                    raise SfError("SQL compilation error:\ninvalid schema name '%s'"
+                                  % ".".join(parts), "001003", "42000")
+            elif otype != "ACCOUNT" and len(parts) != 1:
+                raise SfError("SQL compilation error:\ninvalid identifier '%s'"
+                              % ".".join(parts), "001003", "42000")
+            st["object"] = parts
         return status_result(self.acct.execute(st, session))
 
     def describe(self, st, session):
