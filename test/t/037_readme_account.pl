@@ -198,6 +198,25 @@ my $front = SfStorageTest::front($s3, 'GET', '/_front/stats');
 is($front->{policy_denied}, 0, 'the policy allowed everything the pipeline did')
   or diag(explain $front);
 
+# a table that existed before: README's GRANT for it
+my ($grant_existing) = SfReadme::section(qr/Quick start/) =~ /`(GRANT INSERT, SELECT ON TABLE \.\.\. TO ROLE\s+SFEXPORT_LOADER)`/;
+ok($grant_existing, 'README has the GRANT for an existing table');
+ok(!sf_admin(q{CREATE TABLE ANALYTICS.RAW.LEGACY_EVENTS (ID NUMBER(19,0), KIND VARCHAR)})->{error},
+	'an existing table, owned by ACCOUNTADMIN');
+$node->safe_psql('postgres', q{CREATE FOREIGN TABLE legacy (id bigint, kind text) SERVER snowflake
+	OPTIONS (table 'LEGACY_EVENTS')});
+like(SfSnowflake::psql_error($node, q{SELECT * FROM sfexport.setup_table('legacy')}),
+	qr/does not exist or not authorized/, 'the loader cannot see it before the grant');
+$grant_existing =~ s/\s+/ /g;
+$grant_existing =~ s/\.\.\./ANALYTICS.RAW.LEGACY_EVENTS/;
+ok(!sf_admin($grant_existing)->{error}, "README grant runs: $grant_existing");
+$node->safe_psql('postgres', q{SELECT * FROM sfexport.setup_table('legacy');
+	INSERT INTO legacy VALUES (7, 'import'); SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres',
+	q{SELECT loaded_rows = 1 FROM sfexport.status WHERE foreign_table = 'legacy'::regclass}),
+	'rows load into the existing table after the grant')
+  or diag($node->safe_psql('postgres', 'SELECT * FROM sfexport.status'));
+
 # --- 5. what must fail -----------------------------------------------------
 my ($server_opts) = $quick =~ /CREATE SERVER snowflake FOREIGN DATA WRAPPER sfexport OPTIONS \((.*?)\);/s;
 my $opts_outside = pg_stmt($server_opts) =~ s{s3://my-bucket/sfexport/}{s3://my-bucket/elsewhere/}r;
