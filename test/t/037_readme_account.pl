@@ -80,7 +80,11 @@ my $emu = SfSnowflake::start_emulator(account => 'MYORG-MYACCOUNT',
 	args => [ '--s3-endpoint', $s3->{endpoint}, '--s3-access-key', 'AKIASNOWFLAKE',
 		'--s3-secret-key', 'snowflake-role-secret', '--s3-region', 'eu-west-1',
 		'--gcs-endpoint', $gcs->{endpoint}, '--gcs-credentials', "$kdir/snowflake-sa.json" ]);
-my $glue = SfGlue::start_emulator(keys => { AKIAREADME => 'readme-secret' }, region => 'eu-west-1');
+# the Glue statement of README, enforced for the same credentials
+my $glue_policy = SfReadme::block(qr/Functions/, 'json', qr/glue:GetTables/);
+PostgreSQL::Test::Utils::append_to_file("$kdir/glue-policy.json", $glue_policy);
+my $glue = SfGlue::start_emulator(keys => { AKIAREADME => 'readme-secret' }, region => 'eu-west-1',
+	policies => { AKIAREADME => "$kdir/glue-policy.json" });
 
 # Snowflake as ACCOUNTADMIN (the emulator's admin endpoint); returns the answer
 sub sf_admin
@@ -319,10 +323,12 @@ is(SfSnowflake::emu_query($emu, q{SELECT URL FROM ANALYTICS.RAW.PAGE_VIEWS},
 
 # --- 7. Glue sync -------------------------------------------------------------
 SfGlue::write_catalog($glue, {
-	databases => [ { Name => 'analytics__raw' } ],
+	databases => [ { Name => 'analytics__raw' }, { Name => 'finance__raw' } ],
 	tables => { analytics__raw => [ SfGlue::table('clicks', 'parquet',
 		's3://my-bucket/sfexport/lake/clicks/', [ id => 'bigint', url => 'string' ],
-		partition_keys => [ dt => 'date' ]) ] },
+		partition_keys => [ dt => 'date' ]) ],
+		finance__raw => [ SfGlue::table('ledger', 'parquet',
+		's3://my-bucket/sfexport/lake/ledger/', [ id => 'bigint' ]) ] },
 	partitions => {} });
 $node->safe_psql('postgres', qq{ALTER SERVER snowflake OPTIONS (ADD glue_endpoint '$glue->{url}')});
 my @glue_runs = SfReadme::statements(SfReadme::block(qr/Functions/, 'sql', qr/glue_sync/));
@@ -347,6 +353,9 @@ ok($ext, 'the external table appears in Snowflake');
 is($ext && $ext->{owner}, 'SFEXPORT_LOADER', 'owned by the loader role');
 is($node->safe_psql('postgres', "SELECT string_agg(glue_table || ':' || action, ',') FROM ($glue_runs[1]) s"),
 	'clicks:unchanged', 'a second run changes nothing');
+like(SfSnowflake::psql_error($node, q{SELECT * FROM sfexport.glue_sync('snowflake', 'finance__raw')}),
+	qr/AccessDeniedException.*glue:GetTables on resource: arn:aws:glue:eu-west-1:123456789012:database\/finance__raw/s,
+	'a Glue database outside the README policy is denied');
 
 $node->stop;
 done_testing();
