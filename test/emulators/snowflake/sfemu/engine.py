@@ -43,6 +43,8 @@ class Session:
         self.warehouse = warehouse
         self.role = role
         self.parameters = {str(k).upper(): v for k, v in (parameters or {}).items()}
+        self.roles = None        # the role and the roles it inherits; None: unrestricted
+        self.prepared = False    # role and warehouse resolved (sfemu/account.py)
 
     @property
     def timezone(self):
@@ -306,6 +308,12 @@ class Engine:
         opts = {k: (v[1] if isinstance(v, tuple) else v) for k, v in st["options"].items()}
         self.acct.check_object(session, "TABLE", tfqn, self.cat.get("TABLE", tfqn),
                                ("INSERT",))
+        if "name" in copy["source"]:
+            sfqn = self.resolve(copy["source"]["name"], session, "CREATE PIPE")
+            stage = self.cat.get("STAGE", sfqn)
+            if not stage:
+                raise not_exist("Stage", fqn_text(sfqn))
+            self.acct.check_object(session, "STAGE", sfqn, stage, ("USAGE", "READ"))
         self.cat.put("PIPE", fqn, {"copy_statement": st["copy_text"], "table": list(tfqn),
                                    "options": opts, "owner": self.acct.owner_for(session)})
         return status_result("Pipe %s successfully created." % fqn[2])
