@@ -62,6 +62,7 @@ from botocore.compat import HTTPHeaders  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
 import emu_common as ec  # noqa: E402
+import iam_policy  # noqa: E402
 
 PROG = "sigv4_front"
 MAX_SKEW = datetime.timedelta(minutes=15)
@@ -469,6 +470,18 @@ class FrontState:
             raise SystemExit("--upstream must be http://<loopback>:PORT")
         self.upstream = (up.hostname, up.port or 80)
         self.verifier = Verifier(keys, tokens, args.region)
+        # --policy ACCESS=FILE: the IAM identity policy of that key's principal
+        # (iam_policy.py); keys without one are not restricted.
+        self.policies = {}
+        for kv in args.policy:
+            a, sep, path = kv.partition("=")
+            if not sep or a not in keys:
+                raise SystemExit("--policy wants ACCESS=FILE for a --key ACCESS")
+            try:
+                with open(path, "rb") as f:
+                    self.policies[a] = iam_policy.Policy(f.read())
+            except (OSError, iam_policy.PolicyError) as e:
+                raise SystemExit("--policy %s: %s" % (path, e))
         self.faults = ec.FaultQueue(FAULT_KINDS)
         self.lock = threading.Lock()
         self.reset_counters()
@@ -478,6 +491,7 @@ class FrontState:
         with getattr(self, "lock", threading.Lock()):
             self.counters = {"requests": 0, "forwarded": 0,
                              "signatures_rejected": 0, "auth_rejected": 0,
+                             "policy_denied": 0,
                              "rejected_by_code": {}, "faults_injected": 0,
                              "upstream_errors": 0}
 
@@ -581,8 +595,9 @@ class FrontHandler(BaseHTTPRequestHandler):
                                            "You must provide the Content-Length HTTP "
                                            "header.")
             try:
-                st.verifier.verify(self.command, self.path, self.headers,
-                                   hashes["sha256"])
+                access = st.verifier.verify(self.command, self.path, self.headers,
+                                            hashes["sha256"])
+                self._authorize(access, spool)
             except S3Error as e:
                 st.bump("auth_rejected", e.code)
                 if e.code == "SignatureDoesNotMatch":
@@ -593,6 +608,24 @@ class FrontHandler(BaseHTTPRequestHandler):
             if self.command == "DELETE" and self._is_abort_multipart():
                 return self._abort_multipart(bool(fault))
             self._forward(spool, length, drop_reply=bool(fault))
+
+    def _authorize(self, access, spool):
+        """IAM policy of the signing key (--policy), if any: 403 AccessDenied."""
+        policy = self.state.policies.get(access)
+        if policy is None:
+            return
+        parts = urlsplit(self.path)
+        body = b""
+        if self.command == "POST" and "delete" in parts.query:
+            body = spool.read()
+            spool.seek(0)
+        for action, resource, ctx in iam_policy.s3_authorizations(
+                self.command, parts.path, decoded_query_pairs(parts.query), self.headers, body):
+            decision = policy.evaluate(action, resource, ctx)
+            if decision != "Allow":
+                self.state.bump("policy_denied")
+                raise S3Error(403, "AccessDenied", iam_policy.denial_message(
+                    "arn:aws:iam::123456789012:user/%s" % access, action, resource, decision))
 
     def _is_abort_multipart(self):
         q = urlsplit(self.path).query
@@ -746,6 +779,8 @@ def main(argv=None):
     p.add_argument("--session-token", action="append", default=[],
                    metavar="ACCESS=TOKEN")
     p.add_argument("--region", required=True)
+    p.add_argument("--policy", action="append", default=[], metavar="ACCESS=FILE",
+                   help="IAM identity policy JSON enforced for requests signed by ACCESS")
     args = p.parse_args(argv)
     FrontHandler.state = FrontState(args)
     srv = ec.LoopbackHTTPServer(args.host, args.port, FrontHandler)

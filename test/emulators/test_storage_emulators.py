@@ -42,6 +42,7 @@ REGION = "eu-west-1"
 AK, SK = "AKIDSFEXPORTTEST", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 AK_S, SK_S, TOK_S = "ASIASFEXPORTTEST", "sessionsecret/abc+def", "FQoGZXIvYXdzE//token+with/odd=chars"
 BUCKET = "sfexport-test"
+AK_P, SK_P = "AKIDPOLICYTEST", "policy-secret"   # restricted by an IAM policy (--policy)
 
 
 def wait_port_file(path, proc, timeout=30):
@@ -112,14 +113,26 @@ class S3FrontTests(unittest.TestCase):
                            "--directory", os.path.join(t, "s3data"), "--port", "0",
                            "--port-file", os.path.join(t, "s3rver.port"),
                            "--configure-bucket", BUCKET, "--key", "%s=%s" % (AK, SK),
-                           "--key", "%s=%s" % (AK_S, SK_S), "--silent"],
+                           "--key", "%s=%s" % (AK_S, SK_S), "--key", "%s=%s" % (AK_P, SK_P),
+                           "--silent"],
                           os.path.join(t, "s3rver.port"), os.path.join(t, "s3rver.log"))
+        policy = os.path.join(t, "policy.json")
+        with open(policy, "w") as f:
+            json.dump({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject",
+                                               "s3:AbortMultipartUpload",
+                                               "s3:ListMultipartUploadParts"],
+                 "Resource": "arn:aws:s3:::%s/allowed/*" % BUCKET},
+                {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::" + BUCKET,
+                 "Condition": {"StringLike": {"s3:prefix": ["allowed/*"]}}}]}, f)
         try:
             cls.front = Proc([PY, os.path.join(HERE, "sigv4_front.py"), "--port", "0",
                               "--port-file", os.path.join(t, "front.port"),
                               "--upstream", "http://127.0.0.1:%d" % cls.s3rver.port,
                               "--key", "%s=%s" % (AK, SK), "--key", "%s=%s" % (AK_S, SK_S),
                               "--session-token", "%s=%s" % (AK_S, TOK_S),
+                              "--key", "%s=%s" % (AK_P, SK_P),
+                              "--policy", "%s=%s" % (AK_P, policy),
                               "--region", REGION],
                              os.path.join(t, "front.port"), os.path.join(t, "front.log"))
         except Exception:
@@ -182,6 +195,32 @@ class S3FrontTests(unittest.TestCase):
         self.assertEqual(exc.response["ResponseMetadata"]["HTTPStatusCode"], status)
 
     # -- tests
+    def test_iam_policy_enforced(self):
+        c = self.client(ak=AK_P, sk=SK_P)
+        c.put_object(Bucket=BUCKET, Key="allowed/a.csv", Body=b"1\n")
+        self.assertEqual(c.get_object(Bucket=BUCKET, Key="allowed/a.csv")["Body"].read(), b"1\n")
+        self.assertEqual([o["Key"] for o in c.list_objects_v2(
+            Bucket=BUCKET, Prefix="allowed/")["Contents"]], ["allowed/a.csv"])
+        up = c.create_multipart_upload(Bucket=BUCKET, Key="allowed/big")["UploadId"]
+        c.upload_part(Bucket=BUCKET, Key="allowed/big", UploadId=up, PartNumber=1, Body=b"x")
+        c.abort_multipart_upload(Bucket=BUCKET, Key="allowed/big", UploadId=up)
+        before = self.admin("GET", "/_front/stats")["policy_denied"]
+        for call in (lambda: c.put_object(Bucket=BUCKET, Key="other/a.csv", Body=b"1\n"),
+                     lambda: c.get_object(Bucket=BUCKET, Key="other/a.csv"),
+                     lambda: c.list_objects_v2(Bucket=BUCKET, Prefix="other/"),
+                     lambda: c.list_objects_v2(Bucket=BUCKET),
+                     lambda: c.create_multipart_upload(Bucket=BUCKET, Key="other/big")):
+            with self.assertRaises(ClientError) as cm:
+                call()
+            self.assertS3Error(cm.exception, "AccessDenied", 403)
+        msg = cm.exception.response["Error"]["Message"]
+        self.assertIn("not authorized to perform: s3:PutObject on resource: "
+                      "\"arn:aws:s3:::%s/other/big\"" % BUCKET, msg)
+        self.assertEqual(self.admin("GET", "/_front/stats")["policy_denied"], before + 5)
+        # denied requests never reach s3rver; other keys are not restricted
+        self.client().put_object(Bucket=BUCKET, Key="other/b.csv", Body=b"2\n")
+        c.delete_object(Bucket=BUCKET, Key="allowed/a.csv")
+
     def test_good_signature_passes_and_stores(self):
         c = self.client()
         key = "exports/t1/part 0001+x~(1).csv.gz"

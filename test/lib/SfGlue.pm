@@ -1,6 +1,7 @@
 # SfGlue.pm: helpers for the Glue sync tests (050-059).
 #
-#   my $glue = SfGlue::start_emulator(keys => { AKID => 'secret' }, region => 'eu-west-1');
+#   my $glue = SfGlue::start_emulator(keys => { AKID => 'secret' }, region => 'eu-west-1',
+#                                     policies => { AKID => 'iam-policy.json' });
 #   SfGlue::write_catalog($glue, { databases => [...], tables => {...}, partitions => {...} });
 #   SfGlue::admin($glue, 'POST', 'faults', { kind => 'throttling', count => 2 });
 #   my $reqs = SfGlue::requests($glue, 'GetTables');
@@ -29,7 +30,8 @@ sub start_emulator
 		'--port', '0', '--port-file', '{PORT_FILE}', '--fixture', $fixture,
 		'--region', $o{region} // 'us-east-1',
 		(map { ('--key', "$_=$o{keys}{$_}") } sort keys %{ $o{keys} }),
-		(map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }));
+		(map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }),
+		(map { ('--policy', "$_=$o{policies}{$_}") } sort keys %{ $o{policies} // {} }));
 	my $svc = SfTest::start_service($o{name} // 'glue', \@cmd, dir => $dir);
 	$svc->{url} = "http://127.0.0.1:$svc->{port}";
 	$svc->{fixture} = $fixture;

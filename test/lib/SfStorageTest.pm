@@ -1,7 +1,8 @@
 # SfStorageTest.pm: start the storage stand-ins for the sfexport TAP tests.
 #
 #   my $s3 = SfStorageTest::start_s3(keys => {ID => SECRET}, tokens => {ID => TOKEN},
-#                                    region => 'eu-west-1', buckets => ['b']);
+#                                    region => 'eu-west-1', buckets => ['b'],
+#                                    policies => {ID => 'iam-policy.json'});
 #   $s3->{endpoint}            http://127.0.0.1:PORT of the verifying front
 #   SfStorageTest::front($s3, 'POST', '/_front/faults', {kind => 'slowdown'});
 #
@@ -31,6 +32,7 @@ sub start_s3
 		[ SfTest::python(), "$src/test/emulators/sigv4_front.py", '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--upstream', "http://127.0.0.1:$s3rver->{port}",
 		  '--region', $o{region}, @keys,
+		  (map { ('--policy', "$_=$o{policies}{$_}") } sort keys %{ $o{policies} // {} }),
 		  (map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }) ]);
 	return { s3rver => $s3rver, front => $front, dir => $dir,
 		endpoint => "http://127.0.0.1:$front->{port}" };

@@ -5,37 +5,21 @@
 # (the server gets url and endpoint options for the emulators, the key file
 # and AWS keys are the test's), and every statement must succeed; the row
 # it inserts must arrive.  Then every query of the "Monitoring" section must
-# run without error.
+# run without error.  (037 runs the account setup: key pair, Snowflake SQL,
+# IAM policies, GCS and Glue.)
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
 use SfTest;
 use SfSnowflake qw();
 use SfStorageTest;
+use SfReadme;
 use File::Temp qw(tempdir);
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $readme = PostgreSQL::Test::Utils::slurp_file(SfTest::src_dir() . '/README.md');
-
-# the ```sql blocks following a heading that matches $re (up to the next heading of the same level)
-sub sql_blocks
-{
-	my ($re) = @_;
-	my ($section) = $readme =~ /(^#+ [^\n]*$re[^\n]*\n.*?)(?=^## |\z)/ms;
-	die "README section matching $re not found" unless $section;
-	my @blocks = $section =~ /```sql\n(.*?)```/gs;
-	s/^ {3}//mg for @blocks;    # blocks inside numbered lists are indented
-	return @blocks;
-}
-
-# split SQL text into statements (no semicolons inside literals in README)
-sub statements
-{
-	my ($sql) = @_;
-	$sql =~ s/--[^\n]*//g;
-	return grep { /\S/ } map { s/^\s+|\s+$//gr } split /;/, $sql;
-}
+sub sql_blocks { return SfReadme::blocks($_[0], 'sql'); }
+sub statements { return SfReadme::statements($_[0]); }
 
 my $kdir = tempdir('sf_keys_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $kdir;

@@ -4,6 +4,7 @@
     glue_emulator.py --port 0 --port-file F [--fixture catalog.json]
                      --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
                      [--region us-east-1] [--host 127.0.0.1] [--quiet]
+                     [--policy ACCESS=iam-policy.json] [--account-id 123456789012]
 
 Protocol (botocore data/glue/2017-03-31/service-2.json: "protocol": "json",
 "jsonVersion": "1.1", "targetPrefix": "AWSGlue", "signatureVersion": "v4"):
@@ -46,6 +47,20 @@ Fixture (JSON, re-read whenever the file changes, or replaced with POST
    "partitions": {"sales__raw": {"events": [{"Values": [...],
                                              "StorageDescriptor": {"Location": ...}}]}}}
 
+IAM (--policy ACCESS=FILE, iam_policy.py): requests signed by ACCESS need
+the action glue:<Operation> on each resource AWS lists for it ("AWS Glue API
+permissions: Actions and resources reference"; ARNs
+arn:aws:glue:<region>:<account-id>:catalog | database/<db> | table/<db>/<t>):
+  GetDatabases   catalog, database/*
+  GetDatabase    catalog, database/<Name>
+  GetTables      catalog, database/<DatabaseName>, table/<DatabaseName>/*
+  GetTable, GetPartitions
+                 catalog, database/<DatabaseName>, table/<DatabaseName>/<Name>
+Refused: 400 AccessDeniedException "User: arn:aws:iam::<account-id>:user/ACCESS
+is not authorized to perform: glue:GetTables on resource: <arn> because no
+identity-based policy allows the glue:GetTables action".  Keys without a
+policy are not restricted.
+
 Admin API (loopback, no auth):
   GET  /_emulator/health
   POST /_emulator/fixture          body: the catalog
@@ -77,6 +92,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from emu_common import (FaultQueue, LoopbackHTTPServer, log,  # noqa: E402
                         write_port_file)
+import iam_policy  # noqa: E402
 from botocore.auth import SigV4Auth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.compat import HTTPHeaders  # noqa: E402
@@ -435,6 +451,7 @@ class Handler(BaseHTTPRequestHandler):
                                 "Content-Type must be %s" % JSON_TYPE)
             if not isinstance(record["body"], dict):
                 raise GlueError(400, "SerializationException", "The body is not a JSON object.")
+            st.authorize(record["access_key"], op, record["body"])
             st.catalog.maybe_reload()
             with st.catalog.lock:
                 answer = OPS[op](st.catalog, record["body"])
@@ -495,6 +512,43 @@ class State:
         self.requests = []
         self.lock = threading.Lock()
         self.quiet = args.quiet
+        self.region = args.region
+        self.account_id = args.account_id
+        self.policies = {}
+        for kv in args.policy:
+            a, sep, path = kv.partition("=")
+            if not sep or a not in keys:
+                raise SystemExit("--policy wants ACCESS=FILE for a --key ACCESS")
+            try:
+                with open(path, "rb") as f:
+                    self.policies[a] = iam_policy.Policy(f.read())
+            except (OSError, iam_policy.PolicyError) as e:
+                raise SystemExit("--policy %s: %s" % (path, e))
+
+    def resources(self, op, body):
+        base = "arn:aws:glue:%s:%s:" % (self.region, self.account_id)
+        db = body.get("DatabaseName") if op != "GetDatabase" else body.get("Name")
+        out = [base + "catalog"]
+        if op == "GetDatabases":
+            return out + [base + "database/*"]
+        out.append(base + "database/%s" % db)
+        if op == "GetTables":
+            out.append(base + "table/%s/*" % db)
+        elif op in ("GetTable", "GetPartitions"):
+            out.append(base + "table/%s/%s" % (db, body.get("Name") or body.get("TableName")))
+        return out
+
+    def authorize(self, access, op, body):
+        policy = self.policies.get(access)
+        if policy is None:
+            return
+        action = "glue:" + op
+        for res in self.resources(op, body):
+            decision = policy.evaluate(action, res, {})
+            if decision != "Allow":
+                raise GlueError(400, "AccessDeniedException", iam_policy.denial_message(
+                    "arn:aws:iam::%s:user/%s" % (self.account_id, access), action, res,
+                    decision).replace('"', ""))
 
 
 def make_server(args):
@@ -513,6 +567,9 @@ def parse_args(argv):
     ap.add_argument("--session-token", action="append", default=[], help="ACCESS=TOKEN")
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    ap.add_argument("--policy", action="append", default=[], metavar="ACCESS=FILE",
+                    help="IAM identity policy JSON enforced for requests signed by ACCESS")
+    ap.add_argument("--account-id", default="123456789012", help="AWS account in Glue ARNs")
     return ap.parse_args(argv)
 
 

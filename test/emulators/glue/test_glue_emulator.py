@@ -26,6 +26,12 @@ import glue_emulator  # noqa: E402
 
 KEY, SECRET = "AKIDGLUE", "glue-secret-1"
 TKEY, TSECRET, TOKEN = "ASIATEMP", "temp-secret", "session-token-xyz"
+PKEY, PSECRET = "AKIDPOLICY", "policy-secret"   # restricted by --policy
+POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["glue:GetTables", "glue:GetPartitions"],
+     "Resource": ["arn:aws:glue:eu-west-1:123456789012:catalog",
+                  "arn:aws:glue:eu-west-1:123456789012:database/logs",
+                  "arn:aws:glue:eu-west-1:123456789012:table/logs/*"]}]}
 
 
 def table(name, fmt="parquet", loc=None):
@@ -55,9 +61,13 @@ class GlueEmulatorTest(unittest.TestCase):
         cls.fixture = os.path.join(cls.dir.name, "catalog.json")
         with open(cls.fixture, "w") as f:
             json.dump(FIXTURE, f)
+        policy = os.path.join(cls.dir.name, "policy.json")
+        with open(policy, "w") as f:
+            json.dump(POLICY, f)
         args = glue_emulator.parse_args(
             ["--port", "0", "--fixture", cls.fixture, "--key", "%s=%s" % (KEY, SECRET),
              "--key", "%s=%s" % (TKEY, TSECRET), "--session-token", "%s=%s" % (TKEY, TOKEN),
+             "--key", "%s=%s" % (PKEY, PSECRET), "--policy", "%s=%s" % (PKEY, policy),
              "--region", "eu-west-1", "--quiet"])
         cls.httpd = glue_emulator.make_server(args)
         cls.url = "http://127.0.0.1:%d" % cls.httpd.server_address[1]
@@ -202,6 +212,36 @@ class GlueEmulatorTest(unittest.TestCase):
         finally:
             with open(self.fixture, "w") as f:
                 json.dump(FIXTURE, f)
+
+    # -- --policy: the IAM identity policy of a key (iam_policy.py)
+
+    def test_policy_allows_and_denies(self):
+        c = self.client(key=PKEY, secret=PSECRET)
+        self.assertEqual(len(c.get_tables(DatabaseName="logs")["TableList"]), 2)
+        self.assertEqual(len(c.get_partitions(DatabaseName="logs", TableName="web")["Partitions"]), 5)
+        for call, res in ((lambda: c.get_tables(DatabaseName="sales__raw"), "database/sales__raw"),
+                          (lambda: c.get_table(DatabaseName="logs", Name="web"), "table/logs/web"),
+                          (lambda: c.get_databases(), "database/*")):
+            with self.assertRaises(ClientError) as cm:
+                call()
+            err = cm.exception.response["Error"]
+            self.assertEqual(err["Code"], "AccessDeniedException")
+            self.assertIn("is not authorized to perform: glue:", err["Message"])
+        self.assertIn("on resource: arn:aws:glue:eu-west-1:123456789012:catalog",
+                      err["Message"])  # GetDatabases: the catalog is checked first
+        # keys without a policy are not restricted
+        self.assertEqual(len(self.client().get_tables(DatabaseName="sales__raw")["TableList"]), 25)
+
+    def test_resources(self):
+        st = self.httpd.state
+        self.assertEqual(st.resources("GetTables", {"DatabaseName": "d"}),
+                         ["arn:aws:glue:eu-west-1:123456789012:catalog",
+                          "arn:aws:glue:eu-west-1:123456789012:database/d",
+                          "arn:aws:glue:eu-west-1:123456789012:table/d/*"])
+        self.assertEqual(st.resources("GetPartitions", {"DatabaseName": "d", "TableName": "t"})[-1],
+                         "arn:aws:glue:eu-west-1:123456789012:table/d/t")
+        self.assertEqual(st.resources("GetDatabase", {"Name": "d"})[-1],
+                         "arn:aws:glue:eu-west-1:123456789012:database/d")
 
 
 if __name__ == "__main__":

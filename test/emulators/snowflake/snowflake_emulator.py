@@ -75,7 +75,7 @@ def main(argv=None):
         import json
         with open(args.gcs_credentials) as f:
             scfg.gcs_credentials = json.load(f)
-    engine = Engine(catalog, scfg, args.account)
+    engine = Engine(catalog, scfg, args.account, auth)
     executor = Executor(engine, Catalog(args.data_dir, recover=False), Config(args.partition_rows, args.exec_delay_ms,
                                                 args.sync_wait_ms))
     app = App(engine, executor, auth, catalog, args.account.upper() if args.account else None)

@@ -71,6 +71,46 @@ class SnowpipeTests(EmulatorTestCase):
         again = self.pipe("insertReport", query={"beginMark": rep["nextBeginMark"]}).json
         self.assertEqual(again["files"], [])
 
+    def test_managed_user_loads_without_warehouse(self):
+        """A user made with CREATE USER (sfemu/account.py) submits to a pipe its role
+        owns; the load is serverless: no warehouse needed."""
+        from test_account import body
+        from test_emulator import make_jwt
+        c = self.client
+        c.ok("CREATE ROLE R")
+        c.ok("CREATE USER SVC DEFAULT_ROLE = R RSA_PUBLIC_KEY = '%s'" % body(self.key2))
+        c.ok("GRANT ROLE R TO USER SVC")
+        c.ok("GRANT USAGE ON DATABASE DB TO ROLE R")
+        c.ok("GRANT USAGE, CREATE PIPE ON SCHEMA DB.PUBLIC TO ROLE R")
+        c.ok("GRANT INSERT ON TABLE T TO ROLE R")
+        svc = make_jwt(self.key2, user="SVC")
+
+        def run_as_svc(sql):
+            r = c.request("POST", "/api/v2/statements", {"statement": sql, "database": "DB",
+                                                         "schema": "PUBLIC"}, token=svc)
+            deadline = time.time() + 10
+            while r.status == 202 and time.time() < deadline:
+                time.sleep(0.05)
+                r = c.request("GET", "/api/v2/statements/" + r.json["statementHandle"],
+                              token=svc)
+            return r
+        create = ("CREATE PIPE DB.PUBLIC.P2 AS COPY INTO T FROM @ST "
+                  "FILE_FORMAT = (TYPE = CSV) ON_ERROR = SKIP_FILE")
+        r = run_as_svc(create)
+        self.assertEqual(r.status, 422, r.raw)   # no USAGE on the stage yet
+        self.assertIn("does not exist or not authorized", r.json["message"])
+        c.ok("GRANT USAGE ON STAGE ST TO ROLE R")
+        r = run_as_svc(create)
+        self.assertEqual(r.status, 200, r.raw)
+        self.write("m.csv", "5,m\n")
+        r = self.pipe("insertFiles", "POST", {"files": [{"path": "m.csv"}]}, token=svc,
+                      name="DB.PUBLIC.P2")
+        self.assertEqual(r.status, 200, r.raw)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.count() < 1:
+            time.sleep(0.1)
+        self.assertEqual(self.count(), 1)
+
     def test_resubmitted_file_is_not_loaded_twice(self):
         self.write("a.csv", "1,x\n")
         self.insert("a.csv")

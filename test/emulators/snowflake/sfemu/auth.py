@@ -58,7 +58,22 @@ class Authenticator:
         self.account = account.upper() if account else None
         self.users = {}      # USER -> [public keys]
         self.tokens = {}     # token -> {"user", "type"}
+        self.sql_users = {}  # USER -> [public keys], users made with CREATE USER (sfemu/account.py)
         self.lock = threading.Lock()
+
+    @staticmethod
+    def fingerprint_of(pem_or_body):
+        return fingerprint(load_public_key(pem_or_body))
+
+    def set_sql_users(self, keys):
+        """keys: USER -> [RSA_PUBLIC_KEY, RSA_PUBLIC_KEY_2] (base64 bodies or None)."""
+        loaded = {u: [load_public_key(k) if k else None for k in ks] for u, ks in keys.items()}
+        with self.lock:
+            self.sql_users = loaded
+
+    def static_users(self):
+        with self.lock:
+            return set(self.users)
 
     def add_key(self, user, pem, slot=None):
         key = load_public_key(pem)
@@ -84,8 +99,11 @@ class Authenticator:
 
     def describe(self):
         with self.lock:
-            return {u: [fingerprint(k) if k else None for k in keys]
-                    for u, keys in self.users.items()}
+            out = {u: [fingerprint(k) if k else None for k in keys]
+                   for u, keys in self.users.items()}
+            out.update({u: [fingerprint(k) if k else None for k in keys]
+                        for u, keys in self.sql_users.items()})
+            return out
 
     # ------------------------------------------------------------------
     def authenticate(self, auth_header, token_type):
@@ -146,7 +164,8 @@ class Authenticator:
         if self.account and account != self.account:
             raise bad("account %r is not %r" % (account, self.account))
         with self.lock:
-            keys = [k for k in self.users.get(user, []) if k is not None]
+            keys = [k for k in (self.sql_users[user] if user in self.sql_users
+                                else self.users.get(user, [])) if k is not None]
         if not keys:
             raise bad("unknown user %r" % user)
         key = next((k for k in keys if fingerprint(k) == fp), None)

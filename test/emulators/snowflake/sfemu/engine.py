@@ -13,6 +13,7 @@ import time
 from decimal import Decimal, InvalidOperation
 
 from . import storage
+from .account import Account, CREATE_PRIV
 from .errors import ConvError, SfError, already_exists, not_exist
 from .fileformat import (effective_options, ENCODINGS, normalize_format_options, parse_csv,
                          parse_json_records)
@@ -42,6 +43,8 @@ class Session:
         self.warehouse = warehouse
         self.role = role
         self.parameters = {str(k).upper(): v for k, v in (parameters or {}).items()}
+        self.roles = None        # the role and the roles it inherits; None: unrestricted
+        self.prepared = False    # role and warehouse resolved (sfemu/account.py)
 
     @property
     def timezone(self):
@@ -120,11 +123,16 @@ def human(s, t):
 
 
 class Engine:
-    def __init__(self, catalog, storage_cfg, account=None):
+    def __init__(self, catalog, storage_cfg, account=None, auth=None):
         self.cat = catalog
         self.storage_cfg = storage_cfg
         self.account = account
         self.lock = threading.RLock()
+        if auth is None:
+            from .auth import Authenticator
+            auth = Authenticator(account)
+        # roles, users, warehouses, integrations, grants (sfemu/account.py)
+        self.acct = Account(catalog, auth, storage_cfg, account)
 
     # -- names --------------------------------------------------------------
     def resolve(self, parts, session, op="query"):
@@ -150,6 +158,7 @@ class Engine:
         st = parse_statement(toks, sql)
         kind = st["kind"]
         with self.lock:
+            self.acct.prepare(session)
             if kind == "select":
                 return self.select(st, session)
             if kind == "copy":
@@ -168,6 +177,7 @@ class Engine:
     # -- DDL ------------------------------------------------------------------
     def _create_common(self, st, session, kind, op, also=()):
         fqn = self.resolve(st["name"], session, op)
+        self.acct.check_schema(session, fqn, CREATE_PRIV[kind])
         existing = self.cat.get(kind, fqn)
         other = next((k for k in also if self.cat.get(k, fqn)), None)
         if existing or other:
@@ -191,7 +201,8 @@ class Engine:
         for i, c in enumerate(st["columns"]):
             cols.append({"name": c["name"], "type": c["type"], "nullable": c["nullable"],
                          "sqlcol": "c%d" % i})
-        oid = self.cat.put("TABLE", fqn, {"columns": cols, "next_col": len(cols)})
+        oid = self.cat.put("TABLE", fqn, {"columns": cols, "next_col": len(cols),
+                                          "owner": self.acct.owner_for(session)})
         self.cat.create_data_table(oid, [c["sqlcol"] for c in cols])
         return status_result("Table %s successfully created." % fqn[2])
 
@@ -213,7 +224,7 @@ class Engine:
         self.cat.put("EXTERNAL_TABLE", fqn, {
             "columns": cols, "partition_by": st["partition_by"], "location": loc,
             "file_format": fmt, "auto_refresh": props.pop("AUTO_REFRESH", True),
-            "properties": props})
+            "properties": props, "owner": self.acct.owner_for(session)})
         return status_result("Table %s successfully created." % fqn[2])
 
     def do_create_file_format(self, st, session):
@@ -221,7 +232,7 @@ class Engine:
         if msg:
             return status_result(msg)
         opts = normalize_format_options(st["options"])
-        self.cat.put("FILE_FORMAT", fqn, {"options": opts})
+        self.cat.put("FILE_FORMAT", fqn, {"options": opts, "owner": self.acct.owner_for(session)})
         return status_result("File format %s successfully created." % fqn[2])
 
     def do_create_stage(self, st, session):
@@ -269,6 +280,9 @@ class Engine:
         if creds and integ:
             raise SfError("SQL compilation error:\nCREDENTIALS and STORAGE_INTEGRATION cannot "
                           "both be specified.", "001003", "42000")
+        if integ:
+            self.acct.check_integration(session, integ.strip('"') if integ.startswith('"')
+                                        else integ.upper(), url)
         fmt = self._format_from_option(o["FILE_FORMAT"], session, resolve_named=False) \
             if "FILE_FORMAT" in o else None
         copy_opts = {}
@@ -279,7 +293,8 @@ class Engine:
         self.cat.put("STAGE", fqn, {"url": url, "credentials": creds,
                                     "storage_integration": integ, "file_format": fmt,
                                     "copy_options": copy_opts,
-                                    "comment": o.get("COMMENT")})
+                                    "comment": o.get("COMMENT"),
+                                    "owner": self.acct.owner_for(session)})
         return status_result("Stage area %s successfully created." % fqn[2])
 
     def do_create_pipe(self, st, session):
@@ -291,11 +306,24 @@ class Engine:
         if not self.cat.get("TABLE", tfqn):
             raise not_exist("Table", fqn_text(tfqn))
         opts = {k: (v[1] if isinstance(v, tuple) else v) for k, v in st["options"].items()}
+        self.acct.check_object(session, "TABLE", tfqn, self.cat.get("TABLE", tfqn),
+                               ("INSERT",))
+        if "name" in copy["source"]:
+            sfqn = self.resolve(copy["source"]["name"], session, "CREATE PIPE")
+            stage = self.cat.get("STAGE", sfqn)
+            if not stage:
+                raise not_exist("Stage", fqn_text(sfqn))
+            self.acct.check_object(session, "STAGE", sfqn, stage, ("USAGE", "READ"))
         self.cat.put("PIPE", fqn, {"copy_statement": st["copy_text"], "table": list(tfqn),
-                                   "options": opts})
+                                   "options": opts, "owner": self.acct.owner_for(session)})
         return status_result("Pipe %s successfully created." % fqn[2])
 
     def do_create_container(self, st, session):
+        parts = st["name"]
+        if st["what"] == "SCHEMA":
+            parts = self.resolve(parts + ("x",), session, "CREATE SCHEMA")[:2] \
+                if len(parts) == 1 else parts[-2:]
+        self.acct.record_container(st["what"], parts, session, st.get("or_replace"))
         what = st["what"].capitalize()
         return status_result("%s %s successfully created." % (what, st["name"][-1]))
 
@@ -311,6 +339,7 @@ class Engine:
                 return status_result("Drop statement executed successfully (%s already dropped)."
                                      % fqn[2])
             raise not_exist(KIND_LABEL[kind], fqn_text(fqn))
+        self.acct.check_object(session, kind, fqn, obj, ("OWNERSHIP",))
         self._drop_object(kind, fqn, obj)
         return status_result("%s successfully dropped." % fqn[2])
 
@@ -321,6 +350,7 @@ class Engine:
             if st["if_exists"]:
                 return status_result("Statement executed successfully.")
             raise not_exist("Table", fqn_text(fqn))
+        self.acct.check_object(session, "TABLE", fqn, obj, ("OWNERSHIP",))
         names = {c["name"] for c in obj["columns"]}
         for c in st["columns"]:
             if c["name"] in names:
@@ -351,16 +381,41 @@ class Engine:
             if st["if_exists"]:
                 return status_result("Statement executed successfully.")
             raise not_exist("Table", fqn_text(fqn))
+        self.acct.check_object(session, "TABLE", fqn, obj, ("OWNERSHIP", "TRUNCATE"))
         self.cat.truncate_data_table(obj["object_id"])
         return status_result("Statement executed successfully.")
 
+    def do_account(self, st, session):
+        if st["op"] in ("grant", "revoke") and not st["role_grant"]:
+            otype, parts = st["object_type"], tuple(st["object"])
+            if otype in ("TABLE", "EXTERNAL_TABLE", "STAGE", "FILE_FORMAT", "PIPE"):
+                parts = self.resolve(parts, session, st["op"].upper())
+            elif otype == "SCHEMA":
+                if len(parts) == 1:
+                    parts = self.resolve(parts + ("x",), session, st["op"].upper())[:2]
+                elif len(parts) != 2:
+                    raise SfError("SQL compilation error:\ninvalid schema name '%s'"
+                                  % ".".join(parts), "001003", "42000")
+            elif otype != "ACCOUNT" and len(parts) != 1:
+                raise SfError("SQL compilation error:\ninvalid identifier '%s'"
+                              % ".".join(parts), "001003", "42000")
+            st["object"] = parts
+        return status_result(self.acct.execute(st, session))
+
     def describe(self, st, session):
+        if st["object"] in ("integration", "user"):
+            fn = self.acct.describe_integration if st["object"] == "integration" \
+                else self.acct.describe_user
+            names, rows = fn(st["name"][0], session)
+            return Result([row_type(n, TEXT_T) for n in names], rows)
         kind = "EXTERNAL_TABLE" if st["object"] == "external_table" else "TABLE"
         fqn = self.resolve(st["name"], session, "DESCRIBE")
         obj = self.cat.get(kind, fqn) or (self.cat.get("EXTERNAL_TABLE", fqn)
                                           if kind == "TABLE" else None)
         if not obj:
             raise not_exist("Table", fqn_text(fqn))
+        self.acct.check_object(session, kind if self.cat.get(kind, fqn) else "EXTERNAL_TABLE", fqn, obj,
+                               ("SELECT", "INSERT", "REFERENCES", "UPDATE", "DELETE", "TRUNCATE"))
         names = ["name", "type", "kind", "null?", "default", "primary key", "unique key",
                  "check", "expression", "comment"]
         cols = [row_type(n, TEXT_T) for n in names]
@@ -430,6 +485,7 @@ class Engine:
                 raise SfError("SQL compilation error:\nCannot COPY INTO external table '%s'."
                               % fqn[2], "001003", "42000")
             raise not_exist("Table", fqn_text(fqn))
+        self.acct.check_object(session, "TABLE", fqn, tbl, ("INSERT",))
         opts = st["options"]
         src = st["source"]
         stage = None
@@ -446,6 +502,7 @@ class Engine:
             stage = self.cat.get("STAGE", sfqn)
             if not stage:
                 raise not_exist("Stage", fqn_text(sfqn))
+            self.acct.check_object(session, "STAGE", sfqn, stage, ("USAGE", "READ"))
             base_url = stage["url"]
             creds = stage.get("credentials")
             stage_format = stage.get("file_format")
@@ -454,6 +511,13 @@ class Engine:
             fmt = self._effective_format(self._format_from_option(opts["FILE_FORMAT"], session))
         else:
             fmt = self._effective_format(stage_format)
+        ff = opts.get("FILE_FORMAT") if "FILE_FORMAT" in opts else stage_format
+        ff = self._format_from_option(ff, session) if isinstance(ff, (str, tuple)) else ff
+        if isinstance(ff, dict) and "format_name" in ff:
+            ffqn = tuple(ff["format_name"])
+            self.acct.check_object(session, "FILE_FORMAT", ffqn, self.cat.get("FILE_FORMAT", ffqn),
+                                   ("USAGE",))
+        self.acct.check_warehouse(session)
         if fmt["TYPE"] not in ("CSV", "JSON"):
             raise SfError("File format type %s is not supported by the emulator's COPY."
                           % fmt["TYPE"], "002040", "0A000")
@@ -737,6 +801,8 @@ class Engine:
                     raise SfError("External table %s has no files registered in the emulator."
                                   % fqn[2], "002040", "0A000")
                 raise not_exist("Object", fqn_text(fqn))
+            self.acct.check_object(session, "TABLE", fqn, tbl, ("SELECT",))
+            self.acct.check_warehouse(session)
             tcols = tbl["columns"]
             rows_iter = None
         env = SelectEnv(self, session, tcols, tbl)

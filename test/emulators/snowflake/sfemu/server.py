@@ -401,11 +401,15 @@ def make_handler(app):
                     if o.get("credentials"):
                         o["credentials"] = {k: "***" for k in o["credentials"]}
                 return self._send(200, {"objects": objs})
+            if name == "account" and method == "GET":
+                with lock:
+                    return self._send(200, app.engine.acct.dump())
             if name == "query" and method == "POST":
                 return self._admin_query(doc)
             if name == "reset" and method == "POST":
                 with lock, app.executor.loglock:
                     cat.reset()
+                    app.engine.acct.reset()
                 with app.executor.lock:
                     app.executor.stmts.clear()
                 app.faults.clear()

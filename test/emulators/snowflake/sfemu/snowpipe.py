@@ -184,6 +184,9 @@ class Snowpipe:
             sql = obj["copy_statement"].rstrip().rstrip(";")
             sql += " FILES = ('%s') FORCE = TRUE" % path.replace("'", "''")
             session = Session(user=user, account=account, database=fqn[0], schema=fqn[1])
+            # Snowpipe loads with serverless compute (no warehouse) and the pipe's own
+            # privileges, checked when the pipe was created (sfemu/account.py).
+            session.prepared, session.roles = True, None
             with self.engine.lock:
                 tbl = self.cat.get("TABLE", tuple(obj["table"]))
                 saved = self._meta_rows(tbl)

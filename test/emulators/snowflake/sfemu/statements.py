@@ -40,6 +40,8 @@ def parse_statement(toks, sql):
         return _alter(p)
     if kw == "COPY":
         return _copy(p)
+    if kw in ("GRANT", "REVOKE"):
+        return _grant(p, kw == "GRANT")
     if kw == "SELECT":
         st = parse_select(p)
         p.expect_end()
@@ -53,6 +55,14 @@ def parse_statement(toks, sql):
         return {"kind": "truncate", "name": name, "if_exists": if_exists}
     if kw in ("DESC", "DESCRIBE"):
         p.next()
+        if p.accept_kw("STORAGE", "INTEGRATION") or p.accept_kw("INTEGRATION"):
+            name = p.ident()
+            p.expect_end()
+            return {"kind": "describe", "object": "integration", "name": (name,)}
+        if p.accept_kw("USER"):
+            name = p.ident()
+            p.expect_end()
+            return {"kind": "describe", "object": "user", "name": (name,)}
         if p.accept_kw("EXTERNAL"):
             p.expect_kw("TABLE")
             kind = "external_table"
@@ -114,6 +124,17 @@ def _create(p):
         return {"kind": "create_pipe", "name": name, "or_replace": or_replace,
                 "if_not_exists": if_not, "options": opts, "copy": copy,
                 "copy_text": p.sql[start:].strip()}
+    for words, kind in (("ROLE",), "ROLE"), (("WAREHOUSE",), "WAREHOUSE"), (("USER",), "USER"), \
+            (("STORAGE", "INTEGRATION"), "INTEGRATION"), (("INTEGRATION",), "INTEGRATION"):
+        if p.accept_kw(*words):
+            if_not = p.accept_kw("IF", "NOT", "EXISTS")
+            name = p.ident()
+            if kind == "WAREHOUSE":
+                p.accept_kw("WITH")
+            opts = parse_option_list(p, stop_ops=())
+            p.expect_end()
+            return {"kind": "account", "op": "create_" + kind.lower(), "name": name,
+                    "or_replace": or_replace, "if_not_exists": if_not, "options": opts}
     for what in ("DATABASE", "SCHEMA"):
         if p.accept_kw(what):
             if_not = p.accept_kw("IF", "NOT", "EXISTS")
@@ -305,6 +326,15 @@ _DROP_KINDS = [(("EXTERNAL", "TABLE"), "external_table"), (("TABLE",), "table"),
 
 def _drop(p):
     p.expect_kw("DROP")
+    for words, kind in ((("ROLE",), "ROLE"), (("USER",), "USER"), (("WAREHOUSE",), "WAREHOUSE"),
+                        (("STORAGE", "INTEGRATION"), "INTEGRATION"),
+                        (("INTEGRATION",), "INTEGRATION")):
+        if p.accept_kw(*words):
+            if_exists = p.accept_kw("IF", "EXISTS")
+            name = p.ident()
+            p.expect_end()
+            return {"kind": "account", "op": "drop", "object": kind, "name": name,
+                    "if_exists": if_exists}
     for words, kind in _DROP_KINDS:
         if p.accept_kw(*words):
             if_exists = p.accept_kw("IF", "EXISTS")
@@ -317,6 +347,22 @@ def _drop(p):
 
 def _alter(p):
     p.expect_kw("ALTER")
+    if p.accept_kw("USER"):
+        if_exists = p.accept_kw("IF", "EXISTS")
+        name = p.ident()
+        sets, unsets = {}, []
+        if p.accept_kw("SET"):
+            sets = parse_option_list(p, stop_ops=())
+        elif p.accept_kw("UNSET"):
+            while True:
+                unsets.append(p.ident())
+                if not p.accept_op(","):
+                    break
+        else:
+            raise p.error("SET or UNSET")
+        p.expect_end()
+        return {"kind": "account", "op": "alter_user", "name": name, "if_exists": if_exists,
+                "set": sets, "unset": unsets}
     if p.accept_kw("TABLE"):
         if_exists = p.accept_kw("IF", "EXISTS")
         name = p.qname()
@@ -727,3 +773,60 @@ def parse_sql_expr_text(text):
     e = parse_expr(p)
     p.expect_end()
     return e
+
+
+# ---------------------------------------------------------------------------
+# GRANT / REVOKE (sfemu/account.py)
+
+_GRANT_OBJECTS = [(("ACCOUNT",), "ACCOUNT"), (("WAREHOUSE",), "WAREHOUSE"),
+                  (("DATABASE",), "DATABASE"), (("SCHEMA",), "SCHEMA"),
+                  (("STORAGE", "INTEGRATION"), "INTEGRATION"), (("INTEGRATION",), "INTEGRATION"),
+                  (("EXTERNAL", "TABLE"), "EXTERNAL_TABLE"), (("TABLE",), "TABLE"),
+                  (("STAGE",), "STAGE"), (("FILE", "FORMAT"), "FILE_FORMAT"), (("PIPE",), "PIPE")]
+
+
+def _grant(p, grant):
+    p.next()
+    to = "TO" if grant else "FROM"
+    if p.at_kw("ROLE") and p.peek().kind == "IDENT" and not p.peek().is_kw("ON"):
+        p.next()
+        role = p.ident()
+        p.expect_kw(to)
+        if p.accept_kw("USER"):
+            gt = "USER"
+        else:
+            p.expect_kw("ROLE")
+            gt = "ROLE"
+        grantee = p.ident()
+        p.expect_end()
+        return {"kind": "account", "op": "grant" if grant else "revoke", "role_grant": True,
+                "role": role, "grantee_type": gt, "grantee": grantee}
+    privs = []
+    while True:
+        words = []
+        while not p.at_end() and not p.at_op(",") and not p.at_kw("ON"):
+            words.append(p.ident())
+        if not words:
+            raise p.error("privilege")
+        priv = " ".join(words)
+        privs.append("ALL" if priv in ("ALL", "ALL PRIVILEGES") else priv)
+        if not p.accept_op(","):
+            break
+    p.expect_kw("ON")
+    for words, otype in _GRANT_OBJECTS:
+        if p.accept_kw(*words):
+            break
+    else:
+        raise p.error("ACCOUNT, WAREHOUSE, DATABASE, SCHEMA, INTEGRATION, TABLE, STAGE, "
+                      "FILE FORMAT or PIPE")
+    obj = () if otype == "ACCOUNT" else p.qname()
+    p.expect_kw(to)
+    p.expect_kw("ROLE")
+    grantee = p.ident()
+    if grant:
+        p.accept_kw("WITH", "GRANT", "OPTION")
+    else:
+        p.accept_kw("CASCADE") or p.accept_kw("RESTRICT")
+    p.expect_end()
+    return {"kind": "account", "op": "grant" if grant else "revoke", "role_grant": False,
+            "privileges": privs, "object_type": otype, "object": obj, "grantee": grantee}
