@@ -451,6 +451,9 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with st.lock:
                 st.requests.append(record)
+                if st.request_log:
+                    with open(st.request_log, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
             if not st.quiet:
                 log(PROG, "POST %s %s" % (op, record["status"]))
 
@@ -495,6 +498,7 @@ class State:
         self.requests = []
         self.lock = threading.Lock()
         self.quiet = args.quiet
+        self.request_log = args.request_log
 
 
 def make_server(args):
@@ -513,6 +517,8 @@ def parse_args(argv):
     ap.add_argument("--session-token", action="append", default=[], help="ACCESS=TOKEN")
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    ap.add_argument("--request-log",
+                    help="append every request (operation, body, status) to this file as JSON")
     return ap.parse_args(argv)
 
 

@@ -51,6 +51,8 @@ def main(argv=None):
                     help="how long a POST without async=true waits before answering 202")
     ap.add_argument("--pipe-delay-ms", type=int, default=1000,
                     help="Snowpipe: time from insertFiles to the load and its report")
+    ap.add_argument("--sql-log",
+                    help="append every statement received on /api/v2/statements to this file")
     args = ap.parse_args(argv)
 
     for ep in (args.s3_endpoint, args.gcs_endpoint):
@@ -80,6 +82,7 @@ def main(argv=None):
                                                 args.sync_wait_ms))
     app = App(engine, executor, auth, catalog, args.account.upper() if args.account else None)
     app.snowpipe = Snowpipe(engine, catalog, args.pipe_delay_ms)
+    app.sql_log = args.sql_log
     httpd = serve(app, args.port)
     port = httpd.server_address[1]
     if args.port_file:
