@@ -115,6 +115,8 @@ run_emulators() {
 		(cd "$(dirname "$t")" && /usr/bin/python3 -m unittest -q "$(basename "$t" .py)") || failed=1
 	done
 	[ $found -eq 1 ] || echo "== emulator tests: none yet"
+	echo "== secret scanner self-test"
+	/usr/bin/python3 scripts/secret-scan.py --self-test || failed=1
 }
 
 run_fuzz() {

@@ -105,6 +105,8 @@ sub start_emulator
 		my $n = 1;
 		$n++ while -e "$ev/snowflake_sql_" . ($o{name} // 'snowflake') . "_$n.log";
 		push @cmd, '--sql-log', "$ev/snowflake_sql_" . ($o{name} // 'snowflake') . "_$n.log";
+		# staged files are deleted once loaded: the emulator keeps what it read
+		push @cmd, '--stage-copy-dir', "$ev/staged/read_by_" . ($o{name} // 'snowflake') . "_$n";
 	}
 	mkdir "$dir/data";
 	my $svc = SfTest::start_service($o{name} // 'snowflake', \@cmd, dir => $dir);

@@ -3,7 +3,7 @@
 
     glue_emulator.py --port 0 --port-file F [--fixture catalog.json]
                      --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
-                     [--region us-east-1] [--host 127.0.0.1] [--quiet]
+                     [--region us-east-1] [--host 127.0.0.1] [--quiet] [--request-log FILE]
 
 Protocol (botocore data/glue/2017-03-31/service-2.json: "protocol": "json",
 "jsonVersion": "1.1", "targetPrefix": "AWSGlue", "signatureVersion": "v4"):

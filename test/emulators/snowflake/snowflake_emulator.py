@@ -53,6 +53,8 @@ def main(argv=None):
                     help="Snowpipe: time from insertFiles to the load and its report")
     ap.add_argument("--sql-log",
                     help="append every statement received on /api/v2/statements to this file")
+    ap.add_argument("--stage-copy-dir",
+                    help="keep a copy of every staged file read (COPY INTO, Snowpipe) here")
     args = ap.parse_args(argv)
 
     for ep in (args.s3_endpoint, args.gcs_endpoint):
@@ -73,6 +75,7 @@ def main(argv=None):
     catalog = Catalog(args.data_dir)
     scfg = StorageConfig(args.s3_endpoint, args.s3_access_key, args.s3_secret_key,
                          args.s3_region, args.gcs_endpoint)
+    scfg.copy_dir = args.stage_copy_dir
     if args.gcs_credentials:
         import json
         with open(args.gcs_credentials) as f:
