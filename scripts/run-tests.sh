@@ -69,11 +69,18 @@ run_regress() {
 		$tests || { failed=1; [ -f "$WORK/regress/regression.diffs" ] && cat "$WORK/regress/regression.diffs"; }
 }
 
+tap_ran=0
+tap_all=0
 run_tap() {
 	local files=("$@")
-	[ ${#files[@]} -eq 0 ] && files=(test/t/*.pl)
+	[ ${#files[@]} -eq 0 ] && { files=(test/t/*.pl); tap_all=1; }
 	echo "== TAP: ${#files[@]} files"
-	mkdir -p "$WORK/tap"
+	mkdir -p "$WORK/tap" "$WORK/evidence"
+	# the suite-wide secrets registry and the evidence the tests leave for
+	# the secret scan (test/lib/SfTest.pm, scripts/secret-scan.py)
+	install -m 600 /dev/null "$WORK/secrets.registry"
+	tap_ran=1
+	SFEXPORT_SECRETS_FILE="$WORK/secrets.registry" SFEXPORT_EVIDENCE_DIR="$WORK/evidence" \
 	TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
 	SFEXPORT_SRC="$SRC" \
 		prove -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
@@ -85,6 +92,21 @@ run_tap() {
 		}
 }
 
+# After TAP: search the server logs, view dumps, error messages, staged
+# files and the SQL the Snowflake and Glue stand-ins received for every
+# secret the tests registered.  The scanner first proves it can find a
+# planted secret (plain, gzip, zstd).
+scan_secrets() {
+	echo "== secret scan"
+	/usr/bin/python3 scripts/secret-scan.py --self-test || { failed=1; return; }
+	if [ ! -s "$WORK/secrets.registry" ] && [ $tap_all -eq 0 ]; then
+		echo "secret scan: these test files registered no secrets; nothing to search for"
+		return
+	fi
+	/usr/bin/python3 scripts/secret-scan.py --registry "$WORK/secrets.registry" \
+		"$WORK/evidence" "$WORK/tap/tmp_check/log" || failed=1
+}
+
 run_emulators() {
 	local found=0
 	for t in $(find test/emulators -name 'test_*.py' | sort); do
@@ -93,6 +115,8 @@ run_emulators() {
 		(cd "$(dirname "$t")" && /usr/bin/python3 -m unittest -q "$(basename "$t" .py)") || failed=1
 	done
 	[ $found -eq 1 ] || echo "== emulator tests: none yet"
+	echo "== secret scanner self-test"
+	/usr/bin/python3 scripts/secret-scan.py --self-test || failed=1
 }
 
 run_fuzz() {
@@ -113,6 +137,7 @@ case "$what" in
 	emulators) run_emulators ;;
 	*) echo "unknown suite: $what" >&2; exit 2 ;;
 esac
+if [ $tap_ran -eq 1 ]; then scan_secrets; fi
 
 if [ -d "$WORK/sanitizer" ]; then
 	# valgrind logs every process; keep those with an error in sfexport.so
@@ -132,4 +157,5 @@ if [ $failed -ne 0 ]; then
 	exit 1
 fi
 echo "== all tests passed"
-rm -rf "$WORK/install" "$WORK/regress-instance"
+# (the secret scan's evidence holds copies of every staged object: tens of MB)
+rm -rf "$WORK/install" "$WORK/regress-instance" "$WORK/evidence" "$WORK/secrets.registry"

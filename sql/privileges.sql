@@ -66,6 +66,52 @@ SET ROLE regress_sf_admin;
 SELECT usename, umoptions IS NOT NULL AS visible FROM pg_user_mappings WHERE srvname = 'sf' ORDER BY usename;
 RESET ROLE;
 
+-- nor can anyone without ownership call a function that could reveal the
+-- secrets: the setup and Glue functions need the server's owner, the
+-- connection checks USAGE on the server, the raw helpers are not granted
+SET ROLE regress_sf_other;
+SELECT * FROM sfexport.setup_stage('sf', true);
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.setup('sf', true);
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.setup_table('ev', true);
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.glue_sync('sf', 'db', dry_run => true);
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.test_connection('sf');
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.test_storage('sf');
+\echo SQLSTATE :SQLSTATE
+SELECT sfexport.public_key_fingerprint('sf');
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.snowflake_query('sf', 'SELECT 1');
+\echo SQLSTATE :SQLSTATE
+SELECT sfexport._storage_get('sf', 'x');
+\echo SQLSTATE :SQLSTATE
+SELECT sfexport._storage_list('sf');
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport._sigv4_sign('GET', 'https://h/', ARRAY[]::text[], '', 'AKIA1', 'x',
+    'us-east-1', 's3', '20150830T123600Z', true);
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.files;
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.glue_sync_state;
+\echo SQLSTATE :SQLSTATE
+RESET ROLE;
+-- a writer with INSERT on the foreign table is no different
+SET ROLE regress_sf_writer;
+SELECT * FROM sfexport.setup_stage('sf', true);
+\echo SQLSTATE :SQLSTATE
+SELECT * FROM sfexport.test_connection('sf');
+\echo SQLSTATE :SQLSTATE
+RESET ROLE;
+-- the owner may: the dry run shows the statement with the credentials masked
+SET ROLE regress_sf_admin;
+SELECT bool_or(s LIKE '%admin-aws-secret%' OR s LIKE '%AKIA1%') AS credentials_shown,
+       bool_or(s LIKE '%CREDENTIALS = (AWS_KEY_ID = ''***'' AWS_SECRET_KEY = ''***'')%') AS masked
+  FROM sfexport.setup_stage('sf', true) s;
+RESET ROLE;
+
 SELECT convert_from(line, 'UTF8') AS line FROM sfexport.outbox ORDER BY 1;
 
 DROP EXTENSION sfexport CASCADE;

@@ -9,6 +9,7 @@
 import hashlib
 import ipaddress
 import json
+import base64
 import os
 import re
 import socket
@@ -21,6 +22,23 @@ from urllib.parse import parse_qsl, urlsplit, urlencode
 
 SPOOL_MAX_MEMORY = 8 * 1024 * 1024
 COPY_CHUNK = 64 * 1024
+
+
+def register_secret(label, value):
+    """Add a secret this stand-in made or accepted (e.g. an access token it
+    issued) to the test suite's secrets registry, if the suite keeps one
+    (SFEXPORT_SECRETS_FILE, see scripts/secret-scan.py)."""
+    path = os.environ.get("SFEXPORT_SECRETS_FILE")
+    if not path or not value:
+        return
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    line = label.encode("utf-8") + b"\t" + base64.b64encode(value) + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 def log(prog, msg):

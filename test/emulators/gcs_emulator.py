@@ -377,6 +377,7 @@ class Tokens:
 
     def issue(self, email, scopes):
         tok = "ya29.emu-" + secrets.token_urlsafe(40)
+        ec.register_secret("GCS access token issued to %s" % email, tok)
         with self.lock:
             self.tokens[self._key(tok)] = (email, time.time() + self.lifetime + 1,
                                            frozenset(scopes))

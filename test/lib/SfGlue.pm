@@ -32,6 +32,14 @@ sub start_emulator
 		(map { ('--key', "$_=$o{keys}{$_}") } sort keys %{ $o{keys} }),
 		(map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }),
 		(map { ('--policy', "$_=$o{policies}{$_}") } sort keys %{ $o{policies} // {} }));
+	SfTest::register_secret("AWS secret access key of $_ (Glue)", $o{keys}{$_}) for sort keys %{ $o{keys} };
+	SfTest::register_secret("AWS session token of $_ (Glue)", $o{tokens}{$_}) for sort keys %{ $o{tokens} // {} };
+	if (my $ev = SfTest::evidence_dir())
+	{
+		my $n = 1;
+		$n++ while -e "$ev/glue_requests_$n.log";
+		push @cmd, '--request-log', "$ev/glue_requests_$n.log";
+	}
 	my $svc = SfTest::start_service($o{name} // 'glue', \@cmd, dir => $dir);
 	$svc->{url} = "http://127.0.0.1:$svc->{port}";
 	$svc->{fixture} = $fixture;

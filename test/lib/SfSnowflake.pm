@@ -56,6 +56,9 @@ sub gen_key
 		$k{enc_pem} = PostgreSQL::Test::Utils::slurp_file($k{enc});
 	}
 	chmod 0644, grep { defined && -f } @k{qw(priv pub enc)};
+	SfTest::register_secret("private key $name ($type)", $k{pem});
+	SfTest::register_secret("encrypted private key $name", $k{enc_pem});
+	SfTest::register_secret("passphrase of key $name", $o{passphrase});
 	return \%k;
 }
 
@@ -85,6 +88,26 @@ sub start_emulator
 	push @cmd, '--user', "$_=$o{users}{$_}" for sort keys %{ $o{users} // {} };
 	push @cmd, '--token', $_ for @{ $o{tokens} // [] };
 	push @cmd, @{ $o{args} // [] };
+	# secrets given to the emulator; the SQL it receives goes to the evidence
+	for my $t (@{ $o{tokens} // [] })
+	{
+		my ($tok) = $t =~ /^[^=]*=(.*?)(?::(?:OAUTH|PROGRAMMATIC_ACCESS_TOKEN))?$/s;
+		SfTest::register_secret('Snowflake token', $tok);
+	}
+	my @a = @{ $o{args} // [] };
+	for my $i (0 .. $#a - 1)
+	{
+		SfTest::register_secret('S3 secret key of the Snowflake emulator', $a[ $i + 1 ])
+		  if $a[$i] eq '--s3-secret-key';
+	}
+	if (my $ev = SfTest::evidence_dir())
+	{
+		my $n = 1;
+		$n++ while -e "$ev/snowflake_sql_" . ($o{name} // 'snowflake') . "_$n.log";
+		push @cmd, '--sql-log', "$ev/snowflake_sql_" . ($o{name} // 'snowflake') . "_$n.log";
+		# staged files are deleted once loaded: the emulator keeps what it read
+		push @cmd, '--stage-copy-dir', "$ev/staged/read_by_" . ($o{name} // 'snowflake') . "_$n";
+	}
 	mkdir "$dir/data";
 	my $svc = SfTest::start_service($o{name} // 'snowflake', \@cmd, dir => $dir);
 	$svc->{url} = "http://127.0.0.1:$svc->{port}";

@@ -24,10 +24,12 @@ sub start_s3
 	my $src = SfTest::src_dir();
 	my $dir = File::Temp::tempdir('sf_s3rver_XXXX', TMPDIR => 1, CLEANUP => 1);
 	my @keys = map { ('--key', "$_=$o{keys}{$_}") } sort keys %{ $o{keys} };
+	SfTest::register_secret("AWS secret access key of $_", $o{keys}{$_}) for sort keys %{ $o{keys} };
+	SfTest::register_secret("AWS session token of $_", $o{tokens}{$_}) for sort keys %{ $o{tokens} // {} };
 	my $s3rver = SfTest::start_service('s3rver',
 		[ 'node', "$src/test/emulators/s3rver/start-s3rver.js", '--directory', $dir,
 		  '--port', '0', '--port-file', '{PORT_FILE}', '--silent',
-		  (map { ('--configure-bucket', $_) } @{ $o{buckets} }), @keys ]);
+		  (map { ('--configure-bucket', $_) } @{ $o{buckets} }), @keys ], store => $dir);
 	my $front = SfTest::start_service('sigv4_front',
 		[ SfTest::python(), "$src/test/emulators/sigv4_front.py", '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--upstream', "http://127.0.0.1:$s3rver->{port}",
@@ -51,7 +53,8 @@ sub start_gcs
 	my $gcs = SfTest::start_service('gcs_emulator',
 		[ SfTest::python(), "$src/test/emulators/gcs_emulator.py", '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data",
-		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }) ]);
+		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }) ],
+		store => "$dir/data");
 	my $token_uri = "http://127.0.0.1:$gcs->{port}/token";
 	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", $key_file, $token_uri) == 0
 	  or die "gcs_keys.py failed";
@@ -59,11 +62,14 @@ sub start_gcs
 	$gcs->{endpoint} = "http://127.0.0.1:$gcs->{port}";
 	$gcs->{key_file} = $key_file;
 	$gcs->{key} = decode_json(PostgreSQL::Test::Utils::slurp_file($key_file));
+	SfTest::register_secret('GCS service-account private key', $gcs->{key}{private_key});
 	$gcs->{dir} = $dir;
 	# a key the emulator does not know (same token_uri)
 	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", "$dir/unknown.json", $token_uri) == 0
 	  or die "gcs_keys.py failed";
 	chmod 0644, "$dir/unknown.json";
+	SfTest::register_secret('GCS private key unknown to the emulator',
+		decode_json(PostgreSQL::Test::Utils::slurp_file("$dir/unknown.json"))->{private_key});
 	$gcs->{unknown_key_file} = "$dir/unknown.json";
 	return $gcs;
 }

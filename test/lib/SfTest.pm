@@ -7,20 +7,39 @@
 # Services are started on 127.0.0.1 only and stopped at the end of the test
 # file (or with SfTest::stop_service).  Every service writes the port it
 # listens on to a port file once ready, which is how we wait for it.
+#
+# Secrets and evidence (issue 9, scripts/secret-scan.py):
+#   SfTest::register_secret('label', $value, ...)   # every secret a test uses
+#   SfTest::evidence_dir()                          # this test's evidence dir
+# run-tests.sh sets SFEXPORT_SECRETS_FILE (the suite-wide registry) and
+# SFEXPORT_EVIDENCE_DIR.  This module then records, per test file: every
+# stderr text psql gave the test (error messages), and before each clean
+# stop of a node and at the end of the file a dump of every sfexport view
+# and table but the outbox, the secret user-mapping options (registered as
+# secrets), and a copy of the local stage directories and of the stand-ins'
+# object stores.  The server logs stay in tmp_check/log.  After the suite,
+# run-tests.sh searches all of it for every registered secret.
 
 package SfTest;
 
 use strict;
 use warnings;
 
+use File::Basename qw(basename);
+use File::Copy qw(copy);
+use File::Path qw(make_path);
 use File::Temp qw(tempdir);
+use MIME::Base64 qw(encode_base64 decode_base64);
 use IPC::Run;
+use JSON::PP ();
+use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
 our @services;
+our @nodes;
 
 # The copy of the source tree the tests run from.
 sub src_dir
@@ -69,7 +88,8 @@ sub start_service
 	my $port = <$fh>;
 	close $fh;
 	chomp $port;
-	my $svc = { name => $name, port => $port, handle => $h, dir => $dir, log => $log };
+	my $svc = { name => $name, port => $port, handle => $h, dir => $dir, log => $log,
+		store => $opts{store} };
 	push @services, $svc;
 	note "started $name on 127.0.0.1:$port";
 	return $svc;
@@ -86,7 +106,210 @@ sub stop_service
 
 END
 {
+	local $?;	# keep the test's exit status
+	for my $node (@nodes)
+	{
+		eval { collect_node_evidence($node, 'end') if $node->{_pid}; 1 }
+		  or diag("evidence of node " . $node->name . ": $@");
+	}
+	collect_store_evidence();
 	stop_service($_) for @services;
+}
+
+# ---- secrets registry and evidence (see the head of this file)
+
+my $test_name = basename($0, '.pl');
+
+# Register secrets into the suite-wide registry: one line per value,
+# "test: label<TAB>base64".  Undefined and empty values are ignored.
+sub register_secret
+{
+	my ($label, @values) = @_;
+	my $file = $ENV{SFEXPORT_SECRETS_FILE} or return;
+	my $lines = '';
+	for my $v (@values)
+	{
+		next unless defined $v && length $v;
+		my $bytes = $v;
+		utf8::encode($bytes) if utf8::is_utf8($bytes);
+		$lines .= "$test_name: $label\t" . encode_base64($bytes, '') . "\n";
+	}
+	return unless length $lines;
+	open my $fh, '>>', $file or die "cannot append to $file: $!";
+	print $fh $lines;
+	close $fh or die "cannot write $file: $!";
+}
+
+# This test file's evidence directory (created), or undef outside run-tests.sh.
+sub evidence_dir
+{
+	my $base = $ENV{SFEXPORT_EVIDENCE_DIR} or return undef;
+	my $dir = "$base/$test_name";
+	make_path($dir) unless -d $dir;
+	return $dir;
+}
+
+sub append_evidence
+{
+	my ($name, $text) = @_;
+	my $dir = evidence_dir() // return;
+	return unless defined $text && length $text;
+	open my $fh, '>>', "$dir/$name" or die "cannot append to $dir/$name: $!";
+	print $fh $text, ($text =~ /\n\z/ ? '' : "\n");
+	close $fh;
+}
+
+# Copy a directory tree (regular files only) below this test's evidence dir.
+sub copy_tree_evidence
+{
+	my ($src, $name) = @_;
+	my $dir = evidence_dir() // return;
+	return unless -d $src;
+	my $files = 0;
+	my @todo = ('');
+	while (defined(my $rel = shift @todo))
+	{
+		opendir my $dh, "$src$rel" or next;
+		for my $e (sort readdir $dh)
+		{
+			next if $e eq '.' || $e eq '..';
+			my $p = "$src$rel/$e";
+			next if -l $p;
+			if (-d $p) { push @todo, "$rel/$e"; next; }
+			next unless -f $p;
+			make_path("$dir/$name$rel");
+			copy($p, "$dir/$name$rel/$e") and $files++;
+		}
+	}
+	return $files;
+}
+
+my %dump_count;
+my %secret_options = map { $_ => 1 }
+  qw(private_key private_key_passphrase token aws_secret_access_key aws_session_token gcs_credentials);
+
+# Dump what a running node shows: every sfexport view and table but the
+# outbox (row data), in every database with the extension; register the
+# secret user-mapping options; copy the file:// stage directories.
+sub collect_node_evidence
+{
+	my ($node, $why) = @_;
+	return unless evidence_dir();
+	my $name = $node->name;
+	my $n = ++$dump_count{$name};
+	my $q = sub {
+		my ($db, $sql) = @_;
+		my ($out, $err) = ('', '');
+		local $node->{_sf_no_record} = 1;
+		$node->psql($db, $sql, stdout => \$out, stderr => \$err, on_error_die => 0);
+		return $out;
+	};
+	my @dbs = split /\n/, $q->('postgres', 'SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1');
+	my %locations;
+	for my $db (@dbs)
+	{
+		my @rels = split /\n/, $q->($db,
+			q{SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			  WHERE n.nspname = 'sfexport' AND c.relkind IN ('r', 'v', 'm') AND c.relname <> 'outbox'
+			  ORDER BY 1});
+		next unless @rels;
+		my $text = "-- node $name, database $db, dump $n ($why)\n";
+		for my $rel (@rels)
+		{
+			$text .= "-- sfexport.$rel\n"
+			  . $q->($db, qq{\\pset tuples_only off\nSELECT * FROM sfexport."$rel"}) . "\n";
+		}
+		append_evidence("views_${name}.txt", $text);
+		for my $row (split /\n/, $q->($db,
+			q{SELECT o.option_name, translate(encode(convert_to(o.option_value, 'UTF8'), 'base64'), E'\n', '')
+			  FROM pg_user_mapping um, pg_options_to_table(um.umoptions) o}))
+		{
+			my ($opt, $b64) = split /\|/, $row, 2;
+			next unless $secret_options{$opt} && defined $b64;
+			my $value = decode_base64($b64);
+			register_secret("user-mapping option $opt", $value);
+			if ($opt eq 'gcs_credentials')
+			{
+				my $j = eval { JSON::PP::decode_json($value) };
+				register_secret("user-mapping option gcs_credentials private_key", $j->{private_key})
+				  if ref $j eq 'HASH';
+			}
+		}
+		$locations{$_} = 1 for split /\n/, $q->($db,
+			q{SELECT DISTINCT substr(o.option_value, 8) FROM pg_foreign_server s,
+			  pg_options_to_table(s.srvoptions) o
+			  WHERE o.option_name = 'location' AND o.option_value LIKE 'file://%'});
+	}
+	my $i = 0;
+	for my $loc (sort keys %locations)
+	{
+		$i++;
+		copy_tree_evidence($loc, "staged/local_${name}_${n}_$i");
+	}
+}
+
+# The object stores of the stand-ins this file started (s3rver, GCS).
+sub collect_store_evidence
+{
+	for my $svc (@services)
+	{
+		copy_tree_evidence($svc->{store}, "staged/$svc->{name}_" . basename($svc->{store}))
+		  if $svc->{store};
+	}
+}
+
+# Node tracking: every cluster made in this file, with a dump before each
+# clean stop; psql's stderr is kept as "error messages the test saw".
+{
+	no warnings 'redefine';
+	my $orig_new = \&PostgreSQL::Test::Cluster::new;
+	*PostgreSQL::Test::Cluster::new = sub {
+		my $node = $orig_new->(@_);
+		push @nodes, $node;
+		return $node;
+	};
+	my $orig_stop = \&PostgreSQL::Test::Cluster::stop;
+	*PostgreSQL::Test::Cluster::stop = sub {
+		my ($node, $mode) = @_;
+		if ($node->{_pid} && ($mode // 'fast') ne 'immediate')
+		{
+			eval { collect_node_evidence($node, 'stop'); 1 }
+			  or diag("evidence of node " . $node->name . ": $@");
+		}
+		return $orig_stop->(@_);
+	};
+	my $orig_psql = \&PostgreSQL::Test::Cluster::psql;
+	*PostgreSQL::Test::Cluster::psql = sub {
+		my ($node, $db, $sql, %p) = @_;
+		if ($node->{_sf_no_record})
+		{
+			return $orig_psql->(@_);
+		}
+		# stderr into a variable of ours (which the caller gets as before)
+		my $err = '';
+		my $ref = $p{stderr};
+		my $want = wantarray;
+		$p{stderr} = \$err;
+		my @r;
+		my $ok = eval {
+			@r = $want ? $orig_psql->($node, $db, $sql, %p)
+			  : (scalar $orig_psql->($node, $db, $sql, %p));
+			1;
+		};
+		my $died = $@;
+		append_evidence('psql_stderr.log', $err) if length $err;
+		if (ref $ref) { $$ref = $err; }
+		elsif (!$want) { print STDERR $err; }
+		die $died unless $ok;
+		return wantarray ? @r : $r[0];
+	};
+	my $orig_query = \&PostgreSQL::Test::BackgroundPsql::query;
+	*PostgreSQL::Test::BackgroundPsql::query = sub {
+		my ($self) = @_;
+		my @r = wantarray ? $orig_query->(@_) : scalar $orig_query->(@_);
+		append_evidence('psql_stderr.log', $self->{stderr}) if length($self->{stderr} // '');
+		return wantarray ? @r : $r[0];
+	};
 }
 
 # Every file below $dir with its content (for secret scans).

@@ -17,6 +17,7 @@ use Time::HiRes qw(time);
 my %secret = (AKIDSFTEST => 'sfTestSecret/Key+0123456789abcdefEXAMPLE',
 			  AKIDSFSESS => 'sfSessionSecret/Key+9876543210EXAMPLE');
 my $token = 'FwoGZXIvYXdzEXAMPLEsessiontoken/with+chars==';
+SfTest::register_secret('wrong AWS secret or token', 'wrongSecretValue12345', 'not-the-token');
 my $s3 = SfStorageTest::start_s3(keys => \%secret, tokens => { AKIDSFSESS => $token },
 	region => 'eu-west-1', buckets => ['sfbucket']);
 my $ep = $s3->{endpoint};

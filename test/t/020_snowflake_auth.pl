@@ -26,6 +26,7 @@ my $other = SfSnowflake::gen_key($kdir, 'other');
 my $ec = SfSnowflake::gen_key($kdir, 'ec', type => 'EC');
 my $dsa = SfSnowflake::gen_key($kdir, 'dsa', type => 'DSA');
 my $oauth_token = 'oauth-Token-Secret-77';
+SfTest::register_secret('wrong passphrase or token', 'wrong-pass-1', 'oauth-bogus-token-1');
 
 my $emu = SfSnowflake::start_emulator(
 	account => 'XY12345',

@@ -132,6 +132,7 @@ like(SfSnowflake::psql_error($node, sfq(q{SELECT 'inject-warning'})),
 	qr/ERROR:  HV000: Snowflake could not execute the statement/,
 	'a non-error SQLSTATE falls back to fdw_error');
 my $aws_secret = 'aws-Secret-Redact-1';
+SfTest::register_secret('AWS secret in a user statement', $aws_secret);
 fault(action => '422', statement => 'CREDENTIALS', code => '001003', sql_state => '42000',
 	message => 'injected');
 $err = SfSnowflake::psql_error($node,

@@ -29,7 +29,9 @@ my $lit = \&SfSnowflake::lit;
 my $stage = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $stage;
 
-my $node = SfTest::new_node('pipe', conf => "sfexport.launcher_naptime = 1s\n");
+# (log_statement = none: the harness logs every statement, and the DDL
+# below carries a key, which PostgreSQL itself would log; see README, Security)
+my $node = SfTest::new_node('pipe', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 $node->safe_psql('postgres', qq{
 	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
 		account 'testacct', url '$emu->{url}', database 'DB', schema 'PUBLIC',

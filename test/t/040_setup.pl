@@ -32,6 +32,7 @@ chmod 0755, $stage;
 
 my $secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRET';
 my $token = 'FQoGZXIvYXdzEXAMPLESESSIONTOKEN';
+SfTest::register_secret('AWS secret and session token for CREATE STAGE', $secret, $token);
 
 my $node = SfTest::new_node('setup', conf => "log_statement = none\n");
 $node->safe_psql('postgres', qq{

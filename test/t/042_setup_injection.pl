@@ -27,6 +27,7 @@ my $stg = q{St'age; DROP STAGE S --};
 my $ff = q{f'f."dot" /* c */};
 my $table = q{Tab"le; DROP TABLE "DB"."PUBLIC"."VICTIM" --};
 my $secret = 'SECRETSECRETSECRETSECRET';
+SfTest::register_secret('AWS secret for CREATE STAGE', $secret);
 
 sub ident { my ($s) = @_; $s =~ s/"/""/g; return qq{"$s"}; }
 

@@ -23,6 +23,7 @@ use Test::More;
 my $SECRET = 'glue-secret-051-xyz';
 my $TSECRET = 'temp-secret-051-abc';
 my $TOKEN = 'session-token-051-SESSIONVALUE';
+SfTest::register_secret('wrong AWS secret or token', 'wrong-secret-051-q', 'wrong-token-051-q');
 my $kdir = tempdir('sf_keys_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $kdir;
 my $key = SfSnowflake::gen_key($kdir, 'main');

@@ -42,6 +42,7 @@ chmod 0755, $stage;
 my $node = SfTest::new_node('bad', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 my $start_time = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 my $pem = $lit->($key->{pem});
+SfTest::register_secret('token, passphrase or secret of a bad-input case', 'raw-token', 'wrong horse', 'wrong-secret');
 my $gcs_json = PostgreSQL::Test::Utils::slurp_file($gcs->{key_file});
 
 $node->safe_psql('postgres', qq{

@@ -3,7 +3,7 @@
 
     glue_emulator.py --port 0 --port-file F [--fixture catalog.json]
                      --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
-                     [--region us-east-1] [--host 127.0.0.1] [--quiet]
+                     [--region us-east-1] [--host 127.0.0.1] [--quiet] [--request-log FILE]
                      [--policy ACCESS=iam-policy.json] [--account-id 123456789012]
 
 Protocol (botocore data/glue/2017-03-31/service-2.json: "protocol": "json",
@@ -468,6 +468,9 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with st.lock:
                 st.requests.append(record)
+                if st.request_log:
+                    with open(st.request_log, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
             if not st.quiet:
                 log(PROG, "POST %s %s" % (op, record["status"]))
 
@@ -512,6 +515,7 @@ class State:
         self.requests = []
         self.lock = threading.Lock()
         self.quiet = args.quiet
+        self.request_log = args.request_log
         self.region = args.region
         self.account_id = args.account_id
         self.policies = {}
@@ -570,6 +574,8 @@ def parse_args(argv):
     ap.add_argument("--policy", action="append", default=[], metavar="ACCESS=FILE",
                     help="IAM identity policy JSON enforced for requests signed by ACCESS")
     ap.add_argument("--account-id", default="123456789012", help="AWS account in Glue ARNs")
+    ap.add_argument("--request-log",
+                    help="append every request (operation, body, status) to this file as JSON")
     return ap.parse_args(argv)
 
 

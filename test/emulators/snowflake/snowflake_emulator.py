@@ -51,6 +51,10 @@ def main(argv=None):
                     help="how long a POST without async=true waits before answering 202")
     ap.add_argument("--pipe-delay-ms", type=int, default=1000,
                     help="Snowpipe: time from insertFiles to the load and its report")
+    ap.add_argument("--sql-log",
+                    help="append every statement received on /api/v2/statements to this file")
+    ap.add_argument("--stage-copy-dir",
+                    help="keep a copy of every staged file read (COPY INTO, Snowpipe) here")
     args = ap.parse_args(argv)
 
     for ep in (args.s3_endpoint, args.gcs_endpoint):
@@ -71,6 +75,7 @@ def main(argv=None):
     catalog = Catalog(args.data_dir)
     scfg = StorageConfig(args.s3_endpoint, args.s3_access_key, args.s3_secret_key,
                          args.s3_region, args.gcs_endpoint)
+    scfg.copy_dir = args.stage_copy_dir
     if args.gcs_credentials:
         import json
         with open(args.gcs_credentials) as f:
@@ -80,6 +85,7 @@ def main(argv=None):
                                                 args.sync_wait_ms))
     app = App(engine, executor, auth, catalog, args.account.upper() if args.account else None)
     app.snowpipe = Snowpipe(engine, catalog, args.pipe_delay_ms)
+    app.sql_log = args.sql_log
     httpd = serve(app, args.port)
     port = httpd.server_address[1]
     if args.port_file:

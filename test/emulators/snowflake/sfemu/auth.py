@@ -16,6 +16,7 @@ Failures answer 401 {"code": "390144", "message": "JWT token is invalid. [uuid]"
 
 import base64
 import hashlib
+import os
 import re
 import threading
 import time
@@ -26,6 +27,20 @@ from cryptography.hazmat.primitives import serialization
 
 MAX_AGE = 3600
 CLOCK_SKEW = 60
+
+
+def register_secret(label, value):
+    """Add a credential to the test suite's secrets registry
+    (SFEXPORT_SECRETS_FILE, see scripts/secret-scan.py), if it keeps one."""
+    path = os.environ.get("SFEXPORT_SECRETS_FILE")
+    if not path or not value:
+        return
+    line = label.encode() + b"\t" + base64.b64encode(value.encode("utf-8")) + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 class AuthError(Exception):
@@ -56,6 +71,7 @@ def load_public_key(pem):
 class Authenticator:
     def __init__(self, account=None):
         self.account = account.upper() if account else None
+        self._registered = set()
         self.users = {}      # USER -> [public keys]
         self.tokens = {}     # token -> {"user", "type"}
         self.sql_users = {}  # USER -> [public keys], users made with CREATE USER (sfemu/account.py)
@@ -115,6 +131,11 @@ class Authenticator:
         if not m:
             raise AuthError("390101", "Authorization header is malformed.", "not Bearer")
         token = m.group(1)
+        if token not in self._registered:
+            # a key-pair JWT or a token sfexport sent: a credential, for the
+            # suite's secret scan (scripts/secret-scan.py)
+            self._registered.add(token)
+            register_secret("Snowflake bearer token (JWT or OAuth) received", token)
         ttype = (token_type or "").strip().upper()
         if ttype in ("OAUTH", "PROGRAMMATIC_ACCESS_TOKEN"):
             return self._check_token(token, ttype)

@@ -92,6 +92,19 @@ class App:
         self.account = account
         self.faults = Faults()
         self.snowpipe = None
+        self.sql_log = None     # file every SQL API statement is appended to
+        self.sql_log_lock = threading.Lock()
+
+    def log_sql(self, doc, request_id, user):
+        """Append a statement received on /api/v2/statements (for the test
+        suite's secret scan: the SQL sfexport generated)."""
+        if not self.sql_log:
+            return
+        text = "-- statement, request %s, user %s\n%s\n" % (request_id, user, doc.get("statement"))
+        if doc.get("bindings"):
+            text += "-- bindings %s\n" % json.dumps(doc["bindings"], sort_keys=True)
+        with self.sql_log_lock, open(self.sql_log, "a", encoding="utf-8") as f:
+            f.write(text)
 
 
 def make_handler(app):
@@ -236,6 +249,7 @@ def make_handler(app):
                                             "Incoming request does not contain a valid payload."})
                 retry = query.get("retry", "").lower() == "true"
                 is_async = query.get("async", "").lower() == "true"
+                app.log_sql(doc, query.get("requestId"), user)
                 try:
                     s = ex.submit(doc, query.get("requestId"), retry, user, account, exec_fault)
                 except SfError as e:

@@ -15,8 +15,10 @@ import io
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -48,6 +50,7 @@ class StorageConfig:
         self.gcs_endpoint = gcs_endpoint.rstrip("/") if gcs_endpoint else None
         self.timeout = timeout
         self.gcs_credentials = None   # service-account key (dict): the integration's account
+        self.copy_dir = None          # keep a copy of every staged file read (secret scan)
         self._gcs_token = None
         self._gcs_token_exp = 0
 
@@ -170,7 +173,22 @@ def _gcs_url(cfg, bucket, name=None, query=None):
 
 
 def fetch(url, creds, cfg):
-    """Returns (bytes, etag)."""
+    """Returns (bytes, etag); with cfg.copy_dir, also keeps a copy of the file
+    (the test suite's secret scan searches the files sfexport staged, which
+    it deletes once they are loaded)."""
+    data, etag = _fetch(url, creds, cfg)
+    if cfg.copy_dir:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", url)[-180:] + "." + (etag or "x")[:32]
+        try:
+            os.makedirs(cfg.copy_dir, exist_ok=True)
+            with open(os.path.join(cfg.copy_dir, name), "wb") as f:
+                f.write(data)
+        except OSError as e:
+            sys.stderr.write("[sfemu] cannot keep a copy of %s: %s\n" % (url, e))
+    return data, etag
+
+
+def _fetch(url, creds, cfg):
     scheme, bucket, key = split_url(url)
     if scheme == "file":
         try:
