@@ -193,6 +193,8 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 	Datum		types;
 	int64		rows = 0;
 	TupleDesc	desc;
+	SfRowDecoder *dec = sf_decoder_create(relid, shape);
+	StringInfoData rec;
 
 	memset(res, 0, sizeof(*res));
 
@@ -224,6 +226,7 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 
 	sink.writer = NULL;
 	comp = NULL;
+	initStringInfo(&rec);
 	PG_TRY();
 	{
 		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
@@ -238,8 +241,10 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 				sink.writer = sf_storage_begin_write(st, name, "text/csv");
 				comp = sf_compress_begin(srv->compression, flush_sink, &sink);
 			}
-			sf_compress_write(comp, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
-			sf_compress_write(comp, "\n", 1);
+			resetStringInfo(&rec);
+			sf_outbox_render(line, dec, &rec);	/* payload -> CSV record */
+			appendStringInfoChar(&rec, '\n');
+			sf_compress_write(comp, rec.data, rec.len);
 			if ((Pointer) line != DatumGetPointer(d))
 				pfree(line);
 			simple_heap_delete(outbox, &tup->t_self);
