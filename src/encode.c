@@ -5,6 +5,24 @@
  *		exactly the form later written to staged files and parsed by
  *		Snowflake's COPY with the file format from sf_csv_format_options().
  *
+ * Where a row's CSV record is made:
+ *
+ *	- at INSERT (sf_encode_row), for rows that cannot be deferred safely;
+ *	- in the worker (sf_outbox_render, called by flush.c per row), for rows
+ *	  the insert path stored in binary form (sf_encode_payload): the values
+ *	  as a MinimalTuple of the columns' base types, detoasted, with the name
+ *	  of the session's time zone.  Both paths run the same rendering code
+ *	  (encode_values), and no rendering reads a session setting, so the
+ *	  record is byte-identical either way.  Deferral needs every column type
+ *	  to pass type_deferrable() (trusted built-ins, see there), a UTF8
+ *	  database or all-ASCII renderings, a row of at most
+ *	  SF_DEFER_MAX_ROW_BYTES and a nameable session time zone; otherwise the
+ *	  record is made at INSERT, so that a value that cannot be rendered
+ *	  fails the INSERT and never gets stuck in the outbox.
+ *	- The worker decodes with the types recorded in sfexport.shapes and
+ *	  checks them first (decoder_build): a type that is gone or changed is
+ *	  an error (SQLSTATE 42804) and the rows stay in the outbox.
+ *
  * The encoding (also documented in README.md, "Row encoding"):
  *
  *	- fields separated by ',', records by '\n' (added by the file writer);
@@ -17,8 +35,9 @@
  *	  IntervalStyle, extra_float_digits and bytea_output settings:
  *	  booleans true/false; floats shortest-exact, with NaN, inf, -inf;
  *	  dates YYYY-MM-DD; times HH:MM:SS[.ffffff]; timestamps
- *	  YYYY-MM-DD HH:MM:SS[.ffffff], timestamptz with the session's offset
- *	  as +HH:MM; intervals ISO 8601 (P1Y2M3DT4H5M6S); bytea as hex digits
+ *	  YYYY-MM-DD HH:MM:SS[.ffffff], timestamptz with the inserting
+ *	  session's offset as +HH:MM (the worker uses the zone named in the
+ *	  payload); intervals ISO 8601 (P1Y2M3DT4H5M6S); bytea as hex digits
  *	  (BINARY_FORMAT = HEX); arrays as JSON arrays; json and jsonb as their
  *	  JSON text; enums by label; domains as their base type;
  *	- the record is UTF-8; in a non-UTF-8 database it is converted, and in a

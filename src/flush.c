@@ -4,7 +4,9 @@
  *		Turn outbox rows of one foreign table and shape into one staged file.
  *
  * Within the caller's transaction: scan the outbox rows of (relid, shape)
- * visible to the snapshot, stream their records through the compressor
+ * visible to the snapshot, turn each payload into its CSV record
+ * (sf_outbox_render, encode.c: binary payloads are rendered here, CSV ones
+ * pass through), stream the records through the compressor
  * into a storage writer, delete each row as it is written, and after the
  * upload has completed insert the file's manifest row (sfexport.files,
  * state 'staged').  The caller commits.  So:

@@ -2,9 +2,13 @@
  *
  * outbox.c
  *		The outbox: a WAL-logged heap table, sfexport.outbox, into which the
- *		insert path writes one encoded record per captured row, inside the
+ *		insert path writes one payload per captured row, inside the
  *		inserting transaction.  Rolled-back rows therefore never exist for
  *		the worker, and committed rows are as durable as any heap row.
+ *
+ * A payload is the row in binary form, which the worker renders to CSV, or
+ * its CSV record made at INSERT where deferring is not safe; encode.c
+ * (sf_encode_payload) decides per row and documents both formats.
  *
  * Rows are buffered per statement and written with table_multi_insert(),
  * as COPY does for heap tables, so the outbox costs little more than the
@@ -13,8 +17,15 @@
  *
  * Also kept here: the shape registry, sfexport.shapes, which records the
  * target column names and types of every shape (see encode.c) that rows
- * were written with.  The worker reads it to know which columns an old
- * record holds after the foreign table was altered.
+ * were written with, and each column's type OID, typmod, typlen, typbyval
+ * and typalign.  The worker reads it to know which columns an old record
+ * holds after the foreign table was altered, and to decode binary payloads
+ * (sf_shape_layout).
+ *
+ * Per-statement setup is cheap: the encoder of each foreign table and the
+ * OIDs of the outbox and shapes tables are cached (with invalidation, see
+ * "Caches and invalidation" in docs/ARCHITECTURE.md), and a shape already
+ * registered in this backend is not looked up again.
  *
  * Both tables are written through the table AM directly, without SQL, so
  * the inserting user needs no privilege on them (only INSERT on the foreign
