@@ -194,6 +194,7 @@ typedef struct SfRelCacheEntry
 
 static HTAB *rel_cache = NULL;
 static List *detached_pinned = NIL;	/* detached while pinned (TopMemoryContext) */
+static bool pinned_in_xact = false; /* a pin was taken since the last release */
 
 static void
 detach(SfRelCacheData *d)
@@ -245,6 +246,9 @@ release_rel_cache_pins(void)
 	HASH_SEQ_STATUS seq;
 	SfRelCacheEntry *e;
 
+	if (!pinned_in_xact)
+		return;					/* most transactions: nothing to do */
+	pinned_in_xact = false;
 	foreach(lc, detached_pinned)
 		MemoryContextDelete(((SfRelCacheData *) lfirst(lc))->cxt);
 	list_free(detached_pinned);
@@ -353,6 +357,7 @@ rel_cache_pin(Relation rel)
 			e->data = d;
 	}
 	e->data->pins++;
+	pinned_in_xact = true;
 	return e->data;
 }
 
