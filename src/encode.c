@@ -794,6 +794,8 @@ sf_encode_payload(SfRowEncoder *enc, TupleTableSlot *slot, bool allow_binary,
 	MemoryContextReset(enc->tmpcxt);
 }
 
+static void render_binary(const char *p, int len, SfRowDecoder *dec, StringInfo out);
+
 /*
  * A decoder for the payloads of (relid, shape), allocated in the current
  * memory context.  Nothing is looked up until a binary payload arrives.
@@ -881,17 +883,36 @@ decoder_build(SfRowDecoder *dec)
 }
 
 /*
- * Append the CSV record of one outbox payload (either format, see
- * sf_encode_payload) to out, without the record delimiter.  Byte-identical
- * to what sf_encode_row gave at INSERT for the same row and session zone,
- * whatever this process's DateStyle, TimeZone, extra_float_digits,
- * bytea_output or IntervalStyle: no rendering reads them.
+ * The CSV record of one outbox payload (either format, see
+ * sf_encode_payload), without the record delimiter: returns a pointer to it
+ * and its length in *len.  A CSV payload is returned in place (no copy, so
+ * a record as large as a bytea can hold still passes); a binary one is
+ * rendered into buf (reset first).  Byte-identical to what sf_encode_row
+ * gave at INSERT for the same row and session zone, whatever this process's
+ * DateStyle, TimeZone, extra_float_digits, bytea_output or IntervalStyle:
+ * no rendering reads them.
  */
-void
-sf_outbox_render(bytea *payload, SfRowDecoder *dec, StringInfo out)
+const char *
+sf_outbox_render(bytea *payload, SfRowDecoder *dec, StringInfo buf, int *len)
 {
 	const char *p = VARDATA_ANY(payload);
-	int			len = VARSIZE_ANY_EXHDR(payload);
+	int			plen = VARSIZE_ANY_EXHDR(payload);
+
+	if (plen == 0 || (unsigned char) p[0] >= 0x20)
+	{
+		*len = plen;			/* a CSV record */
+		return p;
+	}
+	resetStringInfo(buf);
+	render_binary(p, plen, dec, buf);
+	*len = buf->len;
+	return buf->data;
+}
+
+/* Append the record of a payload that is not CSV (see sf_outbox_render). */
+static void
+render_binary(const char *p, int len, SfRowDecoder *dec, StringInfo out)
+{
 	const char *nul;
 	const char *zone;
 	int			zlen;
@@ -900,11 +921,6 @@ sf_outbox_render(bytea *payload, SfRowDecoder *dec, StringInfo out)
 	SfRowEncoder *enc;
 	uint32		tlen;
 
-	if (len == 0 || (unsigned char) p[0] >= 0x20)
-	{
-		appendBinaryStringInfo(out, p, len);	/* a CSV record */
-		return;
-	}
 	if ((unsigned char) p[0] != SF_PAYLOAD_BINARY)
 		payload_corrupt(dec, psprintf("unknown format byte 0x%02x", (unsigned char) p[0]));
 	p++;

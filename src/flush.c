@@ -236,6 +236,8 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 			bool		isnull;
 			Datum		d = heap_getattr(tup, 4, desc, &isnull);
 			bytea	   *line = DatumGetByteaPP(d);
+			const char *record;
+			int			reclen;
 
 			CHECK_FOR_INTERRUPTS();
 			if (sink.writer == NULL)
@@ -243,10 +245,9 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 				sink.writer = sf_storage_begin_write(st, name, "text/csv");
 				comp = sf_compress_begin(srv->compression, flush_sink, &sink);
 			}
-			resetStringInfo(&rec);
-			sf_outbox_render(line, dec, &rec);	/* payload -> CSV record */
-			appendStringInfoChar(&rec, '\n');
-			sf_compress_write(comp, rec.data, rec.len);
+			record = sf_outbox_render(line, dec, &rec, &reclen);	/* payload -> CSV */
+			sf_compress_write(comp, record, reclen);
+			sf_compress_write(comp, "\n", 1);
 			if ((Pointer) line != DatumGetPointer(d))
 				pfree(line);
 			simple_heap_delete(outbox, &tup->t_self);

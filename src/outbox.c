@@ -792,7 +792,9 @@ sf_outbox_record(PG_FUNCTION_ARGS)
 	int64		shape = PG_GETARG_INT64(1);
 	bytea	   *line = PG_GETARG_BYTEA_PP(2);
 	OutboxRecordCache *c = (OutboxRecordCache *) fcinfo->flinfo->fn_extra;
-	StringInfoData out;
+	StringInfoData buf;
+	const char *record;
+	int			len;
 	char	   *conv;
 
 	if (c == NULL || c->relid != relid || c->shape != shape)
@@ -807,8 +809,8 @@ sf_outbox_record(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = c;
 		MemoryContextSwitchTo(old);
 	}
-	initStringInfo(&out);
-	sf_outbox_render(line, c->dec, &out);
-	conv = pg_any_to_server(out.data, out.len, PG_UTF8);
-	PG_RETURN_TEXT_P(cstring_to_text(conv));
+	initStringInfo(&buf);
+	record = sf_outbox_render(line, c->dec, &buf, &len);
+	conv = pg_any_to_server(record, len, PG_UTF8);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(conv, conv == record ? len : (int) strlen(conv)));
 }

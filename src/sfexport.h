@@ -177,7 +177,8 @@ extern void sf_encoder_layout_arrays(SfRowEncoder *enc, Datum *oids,
 									 Datum *typmods, Datum *lens,
 									 Datum *byvals, Datum *aligns);
 extern SfRowDecoder *sf_decoder_create(Oid relid, int64 shape);
-extern void sf_outbox_render(bytea *payload, SfRowDecoder *dec, StringInfo out);
+extern const char *sf_outbox_render(bytea *payload, SfRowDecoder *dec,
+									StringInfo buf, int *len);
 extern const char *sf_csv_format_options(void);
 
 /* ----------------------------------------------------------------
