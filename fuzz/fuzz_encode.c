@@ -15,6 +15,13 @@
  * Input: field values separated by NUL bytes (a text value never holds
  * NUL); the first 8 and 4 bytes are also read as a double and a float.
  *
+ * The same input is also handed to sf_outbox_render() as an outbox
+ * payload: a CSV payload (first byte 0x20 or above, or empty) must come back
+ * unchanged; an unknown format byte, and a binary payload (0x01) whose time
+ * zone name is unterminated or whose tuple is too short, must be refused
+ * with ERRCODE_DATA_CORRUPTED before anything is decoded (these checks run
+ * before the decoder reads the shape registry, which the harness has not).
+ *
  *-------------------------------------------------------------------------
  */
 #include "encode.c"
@@ -142,6 +149,107 @@ one(void *arg)
 	}
 }
 
+/* payload for render_one, built from the input (malloc'd, kept across runs) */
+static char *pl;
+static size_t pl_len;
+static size_t pl_cap;
+
+static void
+pl_reset(void)
+{
+	pl_len = 0;
+}
+
+static void
+pl_add(const void *data, size_t len)
+{
+	if (len == 0)
+		return;
+	if (pl_len + len > pl_cap)
+	{
+		pl_cap = (pl_len + len) * 2 + 64;
+		pl = realloc(pl, pl_cap);
+		if (pl == NULL)
+			abort();
+	}
+	memcpy(pl + pl_len, data, len);
+	pl_len += len;
+}
+
+static void
+pl_add_byte(uint8_t c)
+{
+	pl_add(&c, 1);
+}
+
+static void
+render_one(void *arg)
+{
+	bytea	   *b = palloc(VARHDRSZ + pl_len);
+	SfRowDecoder *dec = sf_decoder_create(0, 0);
+	StringInfoData buf;
+	const char *rec;
+	int			len;
+
+	SET_VARSIZE(b, VARHDRSZ + pl_len);
+	if (pl_len > 0)
+		memcpy(VARDATA(b), pl, pl_len);
+	initStringInfo(&buf);
+	rec = sf_outbox_render(b, dec, &buf, &len);
+	if ((size_t) len != pl_len || (pl_len > 0 && memcmp(rec, pl, pl_len) != 0))
+		fuzz_fail("a CSV payload did not pass through unchanged");
+}
+
+/* Render the payload; expect it to pass (CSV) or to be refused as corrupt. */
+static void
+check_render(bool expect_ok)
+{
+	bool		ok = fuzz_run(render_one, NULL);
+
+	if (ok != expect_ok)
+		fuzz_fail("payload of %zu bytes (first 0x%02x): %s", pl_len,
+				  pl_len ? (unsigned char) pl[0] : 0,
+				  ok ? "accepted" : fuzz_last_error_message());
+	if (!ok && fuzz_last_error_code() != ERRCODE_DATA_CORRUPTED)
+		fuzz_fail("corrupt payload refused with the wrong SQLSTATE: %s",
+				  fuzz_last_error_message());
+}
+
+static void
+payloads(void)
+{
+	size_t		zlen;
+	size_t		rest;
+
+	/* as given: CSV, or an unknown format byte */
+	pl_reset();
+	pl_add(in, in_len);
+	if (in_len == 0 || in[0] >= 0x20)
+		check_render(true);
+	else if (in[0] != SF_PAYLOAD_BINARY)
+		check_render(false);
+
+	/* binary, time zone name without its NUL */
+	pl_reset();
+	pl_add_byte(SF_PAYLOAD_BINARY);
+	for (size_t i = 0; i < in_len; i++)
+		pl_add_byte(in[i] ? in[i] : 'x');
+	check_render(false);
+
+	/* binary, a zone name and a tuple shorter than its header */
+	zlen = in_len > 0 ? in[0] % (TZ_STRLEN_MAX + 1) : 0;
+	zlen = Min(zlen, in_len);
+	rest = in_len - zlen;
+	rest = Min(rest, SizeofMinimalTupleHeader - MINIMAL_TUPLE_DATA_OFFSET - 1);
+	pl_reset();
+	pl_add_byte(SF_PAYLOAD_BINARY);
+	for (size_t i = 0; i < zlen; i++)
+		pl_add_byte(in[i] ? in[i] : 'x');
+	pl_add_byte(0);
+	pl_add(in + zlen, rest);
+	check_render(false);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -149,5 +257,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in_len = size;
 	if (!fuzz_run(one, NULL))
 		fuzz_fail("the encoder threw: %s", fuzz_last_error_message());
+	payloads();
 	return 0;
 }

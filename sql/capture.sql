@@ -10,7 +10,7 @@ CREATE FOREIGN TABLE ev (id int, name text, note text) SERVER sf;
 
 -- a view of the outbox as text, for checking what was captured
 CREATE VIEW captured AS
-  SELECT relid::regclass AS tbl, convert_from(line, 'UTF8') AS line
+  SELECT relid::regclass AS tbl, sfexport.outbox_record(relid, shape, line) AS line
     FROM sfexport.outbox;
 
 -- single row, multi-row VALUES, INSERT ... SELECT

@@ -48,6 +48,8 @@ INSERT INTO sfexport.outbox VALUES (0, 0, now(), 'x');
 \echo SQLSTATE :SQLSTATE
 SELECT * FROM sfexport.shapes;
 \echo SQLSTATE :SQLSTATE
+SELECT sfexport.outbox_record(0, 0, '\x01');
+\echo SQLSTATE :SQLSTATE
 -- and sees no user-mapping options, neither the admin's nor PUBLIC's
 SELECT usename, umoptions FROM pg_user_mappings WHERE srvname = 'sf' ORDER BY usename;
 SELECT * FROM pg_user_mapping;
@@ -112,7 +114,7 @@ SELECT bool_or(s LIKE '%admin-aws-secret%' OR s LIKE '%AKIA1%') AS credentials_s
   FROM sfexport.setup_stage('sf', true) s;
 RESET ROLE;
 
-SELECT convert_from(line, 'UTF8') AS line FROM sfexport.outbox ORDER BY 1;
+SELECT sfexport.outbox_record(relid, shape, line) AS line FROM sfexport.outbox ORDER BY 1;
 
 DROP EXTENSION sfexport CASCADE;
 REVOKE CREATE ON SCHEMA public FROM regress_sf_admin;

@@ -20,14 +20,16 @@ CREATE FOREIGN DATA WRAPPER sfexport
 COMMENT ON FOREIGN DATA WRAPPER sfexport IS
   'write-only foreign tables whose rows are exported to Snowflake';
 
--- The outbox: one encoded CSV record per captured row, written by the
--- insert path in the inserting transaction (src/outbox.c).  No indexes:
--- the insert path writes it through the table AM and maintains none.
+-- The outbox: one payload per captured row, written by the insert path in
+-- the inserting transaction (src/outbox.c).  No indexes: the insert path
+-- writes it through the table AM and maintains none.
 CREATE TABLE sfexport.outbox (
     relid       oid         NOT NULL,   -- the foreign table
     shape       bigint      NOT NULL,   -- column shape, see sfexport.shapes
     inserted_at timestamptz NOT NULL,   -- start of the inserting transaction
-    line        bytea       NOT NULL    -- UTF-8 CSV record, no newline
+    line        bytea       NOT NULL    -- payload: a UTF-8 CSV record (no newline), or
+                                        -- 0x01 + binary tuple (src/encode.c); render
+                                        -- with sfexport.outbox_record(relid, shape, line)
 );
 ALTER TABLE sfexport.outbox ALTER COLUMN line SET STORAGE EXTERNAL;
 
@@ -41,13 +43,28 @@ CREATE TABLE sfexport.shapes (
     shape         bigint      NOT NULL,
     columns       text[]      NOT NULL, -- Snowflake column names, in record order
     types         text[]      NOT NULL, -- PostgreSQL types, as format_type prints them
-    registered_at timestamptz NOT NULL
+    registered_at timestamptz NOT NULL,
+    -- what the worker checks before decoding binary payloads: per column the
+    -- base type's OID and typmod, and its typlen/typbyval/typalign at capture
+    type_oids     oid[]       NOT NULL,
+    type_mods     int4[]      NOT NULL,
+    type_lens     int2[]      NOT NULL,
+    type_byvals   bool[]      NOT NULL,
+    type_aligns   "char"[]    NOT NULL
 );
 
 COMMENT ON TABLE sfexport.shapes IS
   'target columns and types of each record shape written to the outbox';
 
 REVOKE ALL ON sfexport.outbox, sfexport.shapes FROM PUBLIC;
+
+-- The CSV record an outbox row stands for, exactly as the worker writes it
+-- to a staged file (without the newline).  Superuser only.
+CREATE FUNCTION sfexport.outbox_record(relid oid, shape bigint, line bytea)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sf_outbox_record'
+LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION sfexport.outbox_record(oid, bigint, bytea) FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA sfexport TO PUBLIC;
 

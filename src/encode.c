@@ -5,6 +5,24 @@
  *		exactly the form later written to staged files and parsed by
  *		Snowflake's COPY with the file format from sf_csv_format_options().
  *
+ * Where a row's CSV record is made:
+ *
+ *	- at INSERT (sf_encode_row), for rows that cannot be deferred safely;
+ *	- in the worker (sf_outbox_render, called by flush.c per row), for rows
+ *	  the insert path stored in binary form (sf_encode_payload): the values
+ *	  as a MinimalTuple of the columns' base types, detoasted, with the name
+ *	  of the session's time zone.  Both paths run the same rendering code
+ *	  (encode_values), and no rendering reads a session setting, so the
+ *	  record is byte-identical either way.  Deferral needs every column type
+ *	  to pass type_deferrable() (trusted built-ins, see there), a UTF8
+ *	  database or all-ASCII renderings, a row of at most
+ *	  SF_DEFER_MAX_ROW_BYTES and a nameable session time zone; otherwise the
+ *	  record is made at INSERT, so that a value that cannot be rendered
+ *	  fails the INSERT and never gets stuck in the outbox.
+ *	- The worker decodes with the types recorded in sfexport.shapes and
+ *	  checks them first (decoder_build): a type that is gone or changed is
+ *	  an error (SQLSTATE 42804) and the rows stay in the outbox.
+ *
  * The encoding (also documented in README.md, "Row encoding"):
  *
  *	- fields separated by ',', records by '\n' (added by the file writer);
@@ -17,8 +35,9 @@
  *	  IntervalStyle, extra_float_digits and bytea_output settings:
  *	  booleans true/false; floats shortest-exact, with NaN, inf, -inf;
  *	  dates YYYY-MM-DD; times HH:MM:SS[.ffffff]; timestamps
- *	  YYYY-MM-DD HH:MM:SS[.ffffff], timestamptz with the session's offset
- *	  as +HH:MM; intervals ISO 8601 (P1Y2M3DT4H5M6S); bytea as hex digits
+ *	  YYYY-MM-DD HH:MM:SS[.ffffff], timestamptz with the inserting
+ *	  session's offset as +HH:MM (the worker uses the zone named in the
+ *	  payload); intervals ISO 8601 (P1Y2M3DT4H5M6S); bytea as hex digits
  *	  (BINARY_FORMAT = HEX); arrays as JSON arrays; json and jsonb as their
  *	  JSON text; enums by label; domains as their base type;
  *	- the record is UTF-8; in a non-UTF-8 database it is converted, and in a
@@ -35,12 +54,16 @@
 
 #include <math.h>
 
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "access/tupdesc.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/shortest_dec.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -49,6 +72,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
@@ -75,7 +99,13 @@ typedef struct SfColumnEncoder
 {
 	AttrNumber	attnum;
 	Oid			basetype;
+	int32		basetypmod;
+	int16		typlen;			/* of basetype, recorded in the shape registry */
+	bool		typbyval;
+	char		typalign;
 	SfEncKind	kind;
+	bool		deferrable;		/* the worker may render it (see sf_type_deferrable) */
+	bool		ascii;			/* its rendering is always plain ASCII */
 	FmgrInfo	outfunc;		/* for ENC_PLAIN and ENC_TEXT */
 	char	   *target_name;
 	char	   *type_name;
@@ -87,8 +117,30 @@ struct SfRowEncoder
 	SfColumnEncoder *cols;
 	uint64		shape;
 	int			encoding;		/* database encoding */
+	bool		defer;			/* rows may be stored in binary form */
+	bool		has_tstz;		/* a timestamptz column: the payload names the zone */
+	TupleDesc	bindesc;		/* layout of binary payloads (base types) */
+	Datum	   *values;			/* one row, in column order */
+	bool	   *nulls;
 	MemoryContext tmpcxt;		/* reset after every row */
 	StringInfoData field;		/* scratch for one value, in tmpcxt */
+};
+
+/*
+ * The worker's side: renders outbox payloads of one (foreign table, shape).
+ * Built lazily from the shape registry on the first binary payload, so
+ * that a backlog of CSV payloads never needs it.
+ */
+struct SfRowDecoder
+{
+	Oid			relid;
+	int64		shape;
+	MemoryContext cxt;			/* where the decoder lives */
+	SfRowEncoder *enc;			/* NULL until built */
+	char	   *buf;			/* MAXALIGNed copy of one tuple */
+	Size		bufsize;
+	pg_tz	   *zone;			/* zone of the last payload that named one */
+	char		zone_name[TZ_STRLEN_MAX + 1];
 };
 
 static SfEncKind
@@ -131,6 +183,124 @@ kind_for_type(Oid basetype)
 }
 
 /*
+ * Whether values of base type typid may be stored in binary form and
+ * rendered later by the worker, with a byte-identical result.  The rule:
+ * only built-in types (fixed OIDs) whose rendering here
+ *	- cannot fail for any value the type's input accepted,
+ *	- reads no catalog state that can change after the INSERT (enum labels
+ *	  can be renamed, so enums are excluded), and
+ *	- does not depend on a session setting (array_to_json renders floats
+ *	  with extra_float_digits, timestamptz with TimeZone, intervals with
+ *	  IntervalStyle and bytea with bytea_output, so arrays of those are
+ *	  excluded; scalar timestamptz is rendered at the session zone, which
+ *	  the payload names).
+ * Everything else (enums, user-defined and extension types, composite and
+ * range types, other arrays) is encoded to CSV at INSERT, as before.
+ */
+static bool
+type_deferrable(Oid basetype)
+{
+	Oid			elem;
+
+	switch (basetype)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case NUMERICOID:
+		case UUIDOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+		case BYTEAOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case JSONOID:
+		case JSONBOID:
+			return true;
+		default:
+			break;
+	}
+	elem = get_element_type(basetype);
+	switch (elem)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case NUMERICOID:
+		case UUIDOID:
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case JSONOID:
+		case JSONBOID:
+			/* only the built-in array types, whose OIDs are fixed too */
+			return basetype < FirstGenbkiObjectId;
+		default:
+			return false;
+	}
+}
+
+/* Fill in how values of base type basetype are rendered. */
+static void
+init_column(SfColumnEncoder *col, Oid basetype, int32 basetypmod)
+{
+	Oid			outfn;
+	bool		isvarlena;
+
+	col->basetype = basetype;
+	col->basetypmod = basetypmod;
+	col->kind = kind_for_type(basetype);
+	get_typlenbyvalalign(basetype, &col->typlen, &col->typbyval, &col->typalign);
+	col->deferrable = type_deferrable(basetype);
+	col->ascii = col->kind != ENC_TEXT && col->kind != ENC_ARRAY;
+	getTypeOutputInfo(basetype, &outfn, &isvarlena);
+	fmgr_info(outfn, &col->outfunc);
+}
+
+/* The descriptor of binary payloads, once the columns are known. */
+static void
+finish_encoder(SfRowEncoder *enc)
+{
+	bool		all_deferrable = true;
+	bool		all_ascii = true;
+
+	enc->bindesc = CreateTemplateTupleDesc(enc->ncols);
+	for (int i = 0; i < enc->ncols; i++)
+	{
+		SfColumnEncoder *col = &enc->cols[i];
+
+		TupleDescInitEntry(enc->bindesc, i + 1, NULL, col->basetype,
+						   col->basetypmod, 0);
+		all_deferrable &= col->deferrable;
+		all_ascii &= col->ascii;
+		if (col->kind == ENC_TIMESTAMPTZ)
+			enc->has_tstz = true;
+	}
+	enc->values = palloc0(sizeof(Datum) * Max(enc->ncols, 1));
+	enc->nulls = palloc0(sizeof(bool) * Max(enc->ncols, 1));
+
+	/*
+	 * In a UTF8 database every value renders to valid UTF-8.  Elsewhere the
+	 * conversion (or, in SQL_ASCII, the UTF-8 check) can fail, and must fail
+	 * at INSERT: only all-ASCII renderings are deferred there.
+	 */
+	enc->defer = enc->ncols > 0 && all_deferrable &&
+		(enc->encoding == PG_UTF8 || all_ascii);
+}
+
+/*
  * Build the encoder for a foreign table.  Allocated in the current memory
  * context, which must live as long as the encoder is used.
  */
@@ -152,33 +322,31 @@ sf_encoder_create(Relation rel)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
 		SfColumnEncoder *col;
-		Oid			outfn;
-		bool		isvarlena;
+		int32		typmod = att->atttypmod;
+		Oid			base;
 
 		if (att->attisdropped)
 			continue;
 		col = &enc->cols[enc->ncols++];
 		col->attnum = att->attnum;
-		col->basetype = getBaseType(att->atttypid);
-		col->kind = kind_for_type(col->basetype);
-		getTypeOutputInfo(col->basetype, &outfn, &isvarlena);
-		fmgr_info(outfn, &col->outfunc);
-		col->target_name = sf_column_target_name(RelationGetRelid(rel), att->attnum);
 		/* the base type, so that domains load like what they are made of */
-		{
-			int32		typmod = att->atttypmod;
-			Oid			base = getBaseTypeAndTypmod(att->atttypid, &typmod);
+		base = getBaseTypeAndTypmod(att->atttypid, &typmod);
+		init_column(col, base, typmod);
+		col->target_name = sf_column_target_name(RelationGetRelid(rel), att->attnum);
+		col->type_name = format_type_with_typemod(base, typmod);
 
-			col->type_name = format_type_with_typemod(base, typmod);
-		}
-
-		/* name and type, separated by characters no identifier can hold */
-		appendStringInfo(&shape, "%s%c%s%c", col->target_name, '\0',
-						 col->type_name, '\0');
+		/*
+		 * name, type and type OID, separated by characters no identifier can
+		 * hold: the OID because type names printed by format_type depend on
+		 * the search_path, and binary payloads are decoded by OID.
+		 */
+		appendStringInfo(&shape, "%s%c%s%c%u%c", col->target_name, '\0',
+						 col->type_name, '\0', base, '\0');
 	}
 	enc->shape = hash_bytes_extended((const unsigned char *) shape.data,
 									 shape.len, 0x5f0e);
 	pfree(shape.data);
+	finish_encoder(enc);
 	return enc;
 }
 
@@ -194,6 +362,12 @@ sf_encoder_shape(SfRowEncoder *enc)
 	return enc->shape;
 }
 
+bool
+sf_encoder_deferrable(SfRowEncoder *enc)
+{
+	return enc->defer;
+}
+
 /* Fill names[] and types[] (ncols text Datums each) for the shape registry. */
 void
 sf_encoder_shape_arrays(SfRowEncoder *enc, Datum *names, Datum *types)
@@ -202,6 +376,24 @@ sf_encoder_shape_arrays(SfRowEncoder *enc, Datum *names, Datum *types)
 	{
 		names[i] = CStringGetTextDatum(enc->cols[i].target_name);
 		types[i] = CStringGetTextDatum(enc->cols[i].type_name);
+	}
+}
+
+/*
+ * Fill the type layout arrays (ncols Datums each) for the shape registry:
+ * what the worker checks before it decodes a binary payload.
+ */
+void
+sf_encoder_layout_arrays(SfRowEncoder *enc, Datum *oids, Datum *typmods,
+						 Datum *lens, Datum *byvals, Datum *aligns)
+{
+	for (int i = 0; i < enc->ncols; i++)
+	{
+		oids[i] = ObjectIdGetDatum(enc->cols[i].basetype);
+		typmods[i] = Int32GetDatum(enc->cols[i].basetypmod);
+		lens[i] = Int16GetDatum(enc->cols[i].typlen);
+		byvals[i] = BoolGetDatum(enc->cols[i].typbyval);
+		aligns[i] = CharGetDatum(enc->cols[i].typalign);
 	}
 }
 
@@ -273,7 +465,7 @@ append_offset(StringInfo out, int east)
 
 /* Append a timestamp (with or without zone) in ISO form. */
 static void
-append_timestamp(StringInfo out, Timestamp ts, bool with_zone)
+append_timestamp(StringInfo out, Timestamp ts, bool with_zone, pg_tz *zone)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -285,7 +477,8 @@ append_timestamp(StringInfo out, Timestamp ts, bool with_zone)
 		appendStringInfoString(out, TIMESTAMP_IS_NOBEGIN(ts) ? "-infinity" : "infinity");
 		return;
 	}
-	if (timestamp2tm(ts, with_zone ? &tz : NULL, &tm, &fsec, NULL, NULL) != 0)
+	if (timestamp2tm(ts, with_zone ? &tz : NULL, &tm, &fsec, NULL,
+					 with_zone ? zone : NULL) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
@@ -313,7 +506,7 @@ append_timestamp(StringInfo out, Timestamp ts, bool with_zone)
  * enclosed in quotes.
  */
 static bool
-render_value(SfRowEncoder *enc, SfColumnEncoder *col, Datum value)
+render_value(SfRowEncoder *enc, SfColumnEncoder *col, Datum value, pg_tz *zone)
 {
 	StringInfo	f = &enc->field;
 	char		buf[MAXDATELEN + 1];
@@ -374,11 +567,11 @@ render_value(SfRowEncoder *enc, SfColumnEncoder *col, Datum value)
 			}
 
 		case ENC_TIMESTAMP:
-			append_timestamp(f, DatumGetTimestamp(value), false);
+			append_timestamp(f, DatumGetTimestamp(value), false, NULL);
 			return false;
 
 		case ENC_TIMESTAMPTZ:
-			append_timestamp(f, DatumGetTimestampTz(value), true);
+			append_timestamp(f, DatumGetTimestampTz(value), true, zone);
 			return false;
 
 		case ENC_INTERVAL:
@@ -423,28 +616,28 @@ render_value(SfRowEncoder *enc, SfColumnEncoder *col, Datum value)
 }
 
 /*
- * Encode the row in slot as one CSV record (without the record delimiter),
- * appended to out.  Temporary allocations are freed before returning.
+ * Append the CSV record of one row (values[i], nulls[i] in column order) to
+ * out.  zone is the time zone timestamptz values are shown in (NULL: the
+ * session's).  Temporary allocations are freed before returning.
  */
-void
-sf_encode_row(SfRowEncoder *enc, TupleTableSlot *slot, StringInfo out)
+static void
+encode_values(SfRowEncoder *enc, Datum *values, bool *nulls, pg_tz *zone,
+			  StringInfo out)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(enc->tmpcxt);
 	int			start = out->len;
 
 	/* scratch space lives only for this row: a huge value is not kept */
 	initStringInfo(&enc->field);
-	slot_getallattrs(slot);
 	for (int i = 0; i < enc->ncols; i++)
 	{
 		SfColumnEncoder *col = &enc->cols[i];
-		int			idx = col->attnum - 1;
 
 		if (i > 0)
 			appendStringInfoChar(out, ',');
-		if (slot->tts_isnull[idx])
+		if (nulls[i])
 			continue;			/* NULL: empty unenclosed field */
-		if (render_value(enc, col, slot->tts_values[idx]))
+		if (render_value(enc, col, values[i], zone))
 			append_enclosed(out, enc->field.data, enc->field.len);
 		else
 			appendBinaryStringInfo(out, enc->field.data, enc->field.len);
@@ -474,6 +667,316 @@ sf_encode_row(SfRowEncoder *enc, TupleTableSlot *slot, StringInfo out)
 
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(enc->tmpcxt);
+}
+
+/* Copy the row in slot into enc->values/nulls, in column order. */
+static void
+slot_to_values(SfRowEncoder *enc, TupleTableSlot *slot)
+{
+	slot_getallattrs(slot);
+	for (int i = 0; i < enc->ncols; i++)
+	{
+		int			idx = enc->cols[i].attnum - 1;
+
+		enc->values[i] = slot->tts_values[idx];
+		enc->nulls[i] = slot->tts_isnull[idx];
+	}
+}
+
+/*
+ * Encode the row in slot as one CSV record (without the record delimiter),
+ * appended to out.  Always rendered here and now, in the session's time zone.
+ */
+void
+sf_encode_row(SfRowEncoder *enc, TupleTableSlot *slot, StringInfo out)
+{
+	slot_to_values(enc, slot);
+	encode_values(enc, enc->values, enc->nulls, NULL, out);
+}
+
+/*
+ * The name of the session's time zone, as pg_tzset() in another process
+ * resolves it to the same zone; NULL if it cannot be named so (then rows
+ * with timestamptz values are encoded at INSERT).  Cached per zone.
+ */
+static const char *
+session_zone_name(void)
+{
+	static pg_tz *cached_zone = NULL;
+	static bool cached_ok = false;
+	static char cached_name[TZ_STRLEN_MAX + 1];
+
+	if (session_timezone != cached_zone)
+	{
+		const char *name = session_timezone ? pg_get_timezone_name(session_timezone) : NULL;
+
+		cached_ok = name != NULL && name[0] != '\0' &&
+			strlen(name) <= TZ_STRLEN_MAX && pg_tzset(name) != NULL;
+		if (cached_ok)
+			strlcpy(cached_name, name, sizeof(cached_name));
+		cached_zone = session_timezone;
+	}
+	return cached_ok ? cached_name : NULL;
+}
+
+/*
+ * Encode the row in slot as an outbox payload, appended to out.
+ *
+ * Payload formats (the first byte tells them apart):
+ *	- CSV: the record itself, exactly what sf_encode_row gives.  A record
+ *	  is empty or begins with a printable ASCII byte (',', '"', a digit,
+ *	  a sign or a letter), never with a byte below 0x20;
+ *	- binary (SF_PAYLOAD_BINARY, 0x01): the byte 0x01, the name of the
+ *	  inserting session's time zone and a NUL (an empty name when the
+ *	  shape has no timestamptz column), then a MinimalTuple of the row's
+ *	  columns in column order, as base types, from t_infomask2 on (its
+ *	  t_len and padding are implied by the payload's length), every value
+ *	  detoasted (no TOAST pointer; inline-compressed values stay
+ *	  compressed).  The worker
+ *	  renders it with sf_outbox_render().
+ *
+ * Binary is written when allow_binary, the encoder's columns are all
+ * deferrable (type_deferrable; in a non-UTF8 database also all-ASCII), the
+ * row's values add up to at most SF_DEFER_MAX_ROW_BYTES (detoasted) and the
+ * session's time zone can be named; otherwise CSV, so that everything that
+ * could fail to render fails here, at INSERT.
+ */
+void
+sf_encode_payload(SfRowEncoder *enc, TupleTableSlot *slot, bool allow_binary,
+				  StringInfo out)
+{
+	const char *zone = "";
+	Size		raw = 0;
+	MemoryContext oldcxt;
+	MinimalTuple mt;
+
+	if (!allow_binary || !enc->defer ||
+		(enc->has_tstz && (zone = session_zone_name()) == NULL))
+	{
+		sf_encode_row(enc, slot, out);
+		return;
+	}
+
+	slot_to_values(enc, slot);
+	for (int i = 0; i < enc->ncols; i++)
+	{
+		if (enc->nulls[i])
+			continue;
+		if (enc->cols[i].typlen == -1)
+			raw += toast_raw_datum_size(enc->values[i]);
+		else
+			raw += enc->cols[i].typlen;
+	}
+	if (raw > SF_DEFER_MAX_ROW_BYTES)
+	{
+		/* a huge row: rendering it could exceed what one allocation holds */
+		encode_values(enc, enc->values, enc->nulls, NULL, out);
+		return;
+	}
+
+	oldcxt = MemoryContextSwitchTo(enc->tmpcxt);
+	for (int i = 0; i < enc->ncols; i++)
+	{
+		if (!enc->nulls[i] && enc->cols[i].typlen == -1 &&
+			VARATT_IS_EXTENDED(DatumGetPointer(enc->values[i])) &&
+			VARATT_IS_EXTERNAL(DatumGetPointer(enc->values[i])))
+			enc->values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
+																   DatumGetPointer(enc->values[i])));
+	}
+	mt = heap_form_minimal_tuple(enc->bindesc, enc->values, enc->nulls);
+	enlargeStringInfo(out, 1 + strlen(zone) + 1 + mt->t_len - MINIMAL_TUPLE_DATA_OFFSET);
+	appendStringInfoChar(out, SF_PAYLOAD_BINARY);
+	appendBinaryStringInfo(out, zone, strlen(zone) + 1);
+	/* without t_len and padding: the payload's length gives it back */
+	appendBinaryStringInfo(out, (char *) mt + MINIMAL_TUPLE_DATA_OFFSET,
+						   mt->t_len - MINIMAL_TUPLE_DATA_OFFSET);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(enc->tmpcxt);
+}
+
+static void render_binary(const char *p, int len, SfRowDecoder *dec, StringInfo out);
+
+/*
+ * A decoder for the payloads of (relid, shape), allocated in the current
+ * memory context.  Nothing is looked up until a binary payload arrives.
+ */
+SfRowDecoder *
+sf_decoder_create(Oid relid, int64 shape)
+{
+	SfRowDecoder *dec = palloc0(sizeof(SfRowDecoder));
+
+	dec->relid = relid;
+	dec->shape = shape;
+	dec->cxt = CurrentMemoryContext;
+	return dec;
+}
+
+/* "name" of a foreign table for messages, or its OID once it is gone */
+static const char *
+rel_label(Oid relid)
+{
+	char	   *name = OidIsValid(relid) ? get_rel_name(relid) : NULL;
+
+	return name ? quote_identifier(name) : psprintf("%u", relid);
+}
+
+static void
+payload_corrupt(SfRowDecoder *dec, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("corrupt outbox payload of foreign table %s shape " INT64_FORMAT ": %s",
+					rel_label(dec->relid), dec->shape, what),
+			 errhint("The rows stay in the outbox.  Remove the damaged row to let the others through.")));
+}
+
+/*
+ * Build the decoder's encoder from the shape registry, after checking that
+ * every recorded type still exists with the same storage layout and is one
+ * the worker may render.
+ */
+static void
+decoder_build(SfRowDecoder *dec)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(dec->cxt);
+	SfShapeLayout *lay = sf_shape_layout(dec->relid, dec->shape);
+	SfRowEncoder *enc = palloc0(sizeof(SfRowEncoder));
+
+	enc->cols = palloc0(sizeof(SfColumnEncoder) * Max(lay->ncols, 1));
+	enc->encoding = GetDatabaseEncoding();
+	enc->tmpcxt = AllocSetContextCreate(dec->cxt, "sfexport row decoder",
+										ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < lay->ncols; i++)
+	{
+		SfColumnEncoder *col = &enc->cols[i];
+		HeapTuple	tp = SearchSysCache1(TYPEOID, ObjectIdGetDatum(lay->oids[i]));
+		Form_pg_type typ;
+
+		if (!HeapTupleIsValid(tp))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("type %u of column \"%s\" of foreign table %s (shape " INT64_FORMAT ") no longer exists",
+							lay->oids[i], lay->names[i], rel_label(dec->relid), dec->shape),
+					 errdetail("Its rows were captured in binary form and cannot be rendered without it."),
+					 errhint("The rows stay in the outbox; recreate the type, or remove the rows.")));
+		typ = (Form_pg_type) GETSTRUCT(tp);
+		if (typ->typlen != lay->lens[i] || typ->typbyval != lay->byvals[i] ||
+			typ->typalign != lay->aligns[i] || !type_deferrable(lay->oids[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("type %s of column \"%s\" of foreign table %s (shape " INT64_FORMAT ") changed since its rows were captured",
+							NameStr(typ->typname), lay->names[i], rel_label(dec->relid), dec->shape),
+					 errdetail("Captured with typlen %d, typbyval %d, typalign '%c'; now typlen %d, typbyval %d, typalign '%c'%s.",
+							   lay->lens[i], lay->byvals[i], lay->aligns[i],
+							   typ->typlen, typ->typbyval, typ->typalign,
+							   type_deferrable(lay->oids[i]) ? "" : ", and not renderable by the worker"),
+					 errhint("The rows stay in the outbox; they cannot be decoded safely.")));
+		ReleaseSysCache(tp);
+		init_column(col, lay->oids[i], lay->typmods[i]);
+		col->attnum = i + 1;
+		col->target_name = lay->names[i];
+		enc->ncols++;
+	}
+	finish_encoder(enc);
+	dec->enc = enc;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * The CSV record of one outbox payload (either format, see
+ * sf_encode_payload), without the record delimiter: returns a pointer to it
+ * and its length in *len.  A CSV payload is returned in place (no copy, so
+ * a record as large as a bytea can hold still passes); a binary one is
+ * rendered into buf (reset first).  Byte-identical to what sf_encode_row
+ * gave at INSERT for the same row and session zone, whatever this process's
+ * DateStyle, TimeZone, extra_float_digits, bytea_output or IntervalStyle:
+ * no rendering reads them.
+ */
+const char *
+sf_outbox_render(bytea *payload, SfRowDecoder *dec, StringInfo buf, int *len)
+{
+	const char *p = VARDATA_ANY(payload);
+	int			plen = VARSIZE_ANY_EXHDR(payload);
+
+	if (plen == 0 || (unsigned char) p[0] >= 0x20)
+	{
+		*len = plen;			/* a CSV record */
+		return p;
+	}
+	resetStringInfo(buf);
+	render_binary(p, plen, dec, buf);
+	*len = buf->len;
+	return buf->data;
+}
+
+/* Append the record of a payload that is not CSV (see sf_outbox_render). */
+static void
+render_binary(const char *p, int len, SfRowDecoder *dec, StringInfo out)
+{
+	const char *nul;
+	const char *zone;
+	int			zlen;
+	MinimalTuple mt;
+	HeapTupleData htup;
+	SfRowEncoder *enc;
+	uint32		tlen;
+
+	if ((unsigned char) p[0] != SF_PAYLOAD_BINARY)
+		payload_corrupt(dec, psprintf("unknown format byte 0x%02x", (unsigned char) p[0]));
+	p++;
+	len--;
+
+	/* the session's time zone */
+	nul = memchr(p, '\0', Min(len, TZ_STRLEN_MAX + 1));
+	if (nul == NULL)
+		payload_corrupt(dec, "no time zone name");
+	zlen = nul - p;
+	zone = p;
+	p += zlen + 1;
+	len -= zlen + 1;
+	if (len < (int) (SizeofMinimalTupleHeader - MINIMAL_TUPLE_DATA_OFFSET))
+		payload_corrupt(dec, "tuple too short");
+
+	if (dec->enc == NULL)
+		decoder_build(dec);
+	enc = dec->enc;
+	if (zlen == 0 && enc->has_tstz)
+		payload_corrupt(dec, "no time zone name for its timestamptz columns");
+	if (zlen > 0 && (dec->zone == NULL || strcmp(dec->zone_name, zone) != 0))
+	{
+		dec->zone = pg_tzset(zone);
+		if (dec->zone == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" of captured rows of foreign table %s is not known",
+							zone, rel_label(dec->relid)),
+					 errhint("The rows stay in the outbox; check the server's time zone data.")));
+		strlcpy(dec->zone_name, zone, sizeof(dec->zone_name));
+	}
+
+	/* the tuple, with its t_len in front again, in aligned memory */
+	tlen = len + MINIMAL_TUPLE_DATA_OFFSET;
+	if (dec->bufsize < tlen)
+	{
+		if (dec->buf)
+			pfree(dec->buf);
+		dec->bufsize = Max(tlen, 1024);
+		dec->buf = MemoryContextAlloc(dec->cxt, dec->bufsize);
+	}
+	memcpy(dec->buf + MINIMAL_TUPLE_DATA_OFFSET, p, len);
+	mt = (MinimalTuple) dec->buf;
+	mt->t_len = tlen;
+	if ((mt->t_infomask2 & HEAP_NATTS_MASK) != enc->ncols ||
+		mt->t_hoff < offsetof(HeapTupleHeaderData, t_bits) ||
+		(uint32) mt->t_hoff > tlen + MINIMAL_TUPLE_OFFSET)
+		payload_corrupt(dec, "tuple header does not match the shape");
+
+	htup.t_len = mt->t_len + MINIMAL_TUPLE_OFFSET;
+	htup.t_data = (HeapTupleHeader) ((char *) mt - MINIMAL_TUPLE_OFFSET);
+	ItemPointerSetInvalid(&htup.t_self);
+	htup.t_tableOid = InvalidOid;
+	heap_deform_tuple(&htup, enc->bindesc, enc->values, enc->nulls);
+	encode_values(enc, enc->values, enc->nulls, zlen > 0 ? dec->zone : NULL, out);
 }
 
 /*

@@ -4,7 +4,9 @@
  *		Turn outbox rows of one foreign table and shape into one staged file.
  *
  * Within the caller's transaction: scan the outbox rows of (relid, shape)
- * visible to the snapshot, stream their records through the compressor
+ * visible to the snapshot, turn each payload into its CSV record
+ * (sf_outbox_render, encode.c: binary payloads are rendered here, CSV ones
+ * pass through), stream the records through the compressor
  * into a storage writer, delete each row as it is written, and after the
  * upload has completed insert the file's manifest row (sfexport.files,
  * state 'staged').  The caller commits.  So:
@@ -193,6 +195,8 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 	Datum		types;
 	int64		rows = 0;
 	TupleDesc	desc;
+	SfRowDecoder *dec = sf_decoder_create(relid, shape);
+	StringInfoData rec;
 
 	memset(res, 0, sizeof(*res));
 
@@ -224,6 +228,7 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 
 	sink.writer = NULL;
 	comp = NULL;
+	initStringInfo(&rec);
 	PG_TRY();
 	{
 		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
@@ -231,6 +236,8 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 			bool		isnull;
 			Datum		d = heap_getattr(tup, 4, desc, &isnull);
 			bytea	   *line = DatumGetByteaPP(d);
+			const char *record;
+			int			reclen;
 
 			CHECK_FOR_INTERRUPTS();
 			if (sink.writer == NULL)
@@ -238,7 +245,8 @@ sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
 				sink.writer = sf_storage_begin_write(st, name, "text/csv");
 				comp = sf_compress_begin(srv->compression, flush_sink, &sink);
 			}
-			sf_compress_write(comp, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
+			record = sf_outbox_render(line, dec, &rec, &reclen);	/* payload -> CSV */
+			sf_compress_write(comp, record, reclen);
 			sf_compress_write(comp, "\n", 1);
 			if ((Pointer) line != DatumGetPointer(d))
 				pfree(line);

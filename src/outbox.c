@@ -2,9 +2,13 @@
  *
  * outbox.c
  *		The outbox: a WAL-logged heap table, sfexport.outbox, into which the
- *		insert path writes one encoded record per captured row, inside the
+ *		insert path writes one payload per captured row, inside the
  *		inserting transaction.  Rolled-back rows therefore never exist for
  *		the worker, and committed rows are as durable as any heap row.
+ *
+ * A payload is the row in binary form, which the worker renders to CSV, or
+ * its CSV record made at INSERT where deferring is not safe; encode.c
+ * (sf_encode_payload) decides per row and documents both formats.
  *
  * Rows are buffered per statement and written with table_multi_insert(),
  * as COPY does for heap tables, so the outbox costs little more than the
@@ -13,8 +17,15 @@
  *
  * Also kept here: the shape registry, sfexport.shapes, which records the
  * target column names and types of every shape (see encode.c) that rows
- * were written with.  The worker reads it to know which columns an old
- * record holds after the foreign table was altered.
+ * were written with, and each column's type OID, typmod, typlen, typbyval
+ * and typalign.  The worker reads it to know which columns an old record
+ * holds after the foreign table was altered, and to decode binary payloads
+ * (sf_shape_layout).
+ *
+ * Per-statement setup is cheap: the encoder of each foreign table and the
+ * OIDs of the outbox and shapes tables are cached (with invalidation, see
+ * "Caches and invalidation" in docs/ARCHITECTURE.md), and a shape already
+ * registered in this backend is not looked up again.
  *
  * Both tables are written through the table AM directly, without SQL, so
  * the inserting user needs no privilege on them (only INSERT on the foreign
@@ -42,6 +53,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "mb/pg_wchar.h"
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
@@ -59,7 +71,12 @@
 #define Anum_shapes_columns		3
 #define Anum_shapes_types		4
 #define Anum_shapes_registered	5
-#define Natts_shapes			5
+#define Anum_shapes_type_oids	6
+#define Anum_shapes_type_mods	7
+#define Anum_shapes_type_lens	8
+#define Anum_shapes_type_byvals	9
+#define Anum_shapes_type_aligns	10
+#define Natts_shapes			10
 
 /* Write the buffer at this many bytes of records even if not full. */
 #define OUTBOX_BUFFER_BYTES		(64 * 1024)
@@ -71,6 +88,7 @@ struct SfOutboxWriter
 	struct SfRelCacheData *cache;	/* pinned while the writer lives */
 	SfRowEncoder *enc;
 	int64		shape;
+	bool		allow_binary;	/* sfexport.capture_binary at the start */
 	TimestampTz inserted_at;
 	int			executor_batch; /* the batch_size option, for the executor */
 	int			batch;			/* rows per table_multi_insert */
@@ -176,6 +194,7 @@ typedef struct SfRelCacheEntry
 
 static HTAB *rel_cache = NULL;
 static List *detached_pinned = NIL;	/* detached while pinned (TopMemoryContext) */
+static bool pinned_in_xact = false; /* a pin was taken since the last release */
 
 static void
 detach(SfRelCacheData *d)
@@ -227,6 +246,9 @@ release_rel_cache_pins(void)
 	HASH_SEQ_STATUS seq;
 	SfRelCacheEntry *e;
 
+	if (!pinned_in_xact)
+		return;					/* most transactions: nothing to do */
+	pinned_in_xact = false;
 	foreach(lc, detached_pinned)
 		MemoryContextDelete(((SfRelCacheData *) lfirst(lc))->cxt);
 	list_free(detached_pinned);
@@ -247,16 +269,41 @@ unpin(SfRelCacheData *d)
 	MemoryContextDelete(d->cxt);
 }
 
+/*
+ * The OIDs of sfexport.outbox and sfexport.shapes, looked up once and kept
+ * until an invalidation of either relation (DROP EXTENSION, a rewrite) or of
+ * any namespace (ALTER SCHEMA ... RENAME): a statement then costs no
+ * catalog lookup by name.
+ */
+static Oid	cached_outbox_relid = InvalidOid;
+static Oid	cached_shapes_relid = InvalidOid;
+
+static void
+forget_relids(void)
+{
+	cached_outbox_relid = InvalidOid;
+	cached_shapes_relid = InvalidOid;
+}
+
 static void
 rel_cache_relcache_callback(Datum arg, Oid relid)
 {
 	forget_rel_cache(relid);
+	if (!OidIsValid(relid) || relid == cached_outbox_relid ||
+		relid == cached_shapes_relid)
+		forget_relids();
 }
 
 static void
 rel_cache_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	forget_rel_cache(InvalidOid);
+}
+
+static void
+relids_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	forget_relids();
 }
 
 /* The cached state of foreign table rel, built on first use, pinned. */
@@ -310,6 +357,7 @@ rel_cache_pin(Relation rel)
 			e->data = d;
 	}
 	e->data->pins++;
+	pinned_in_xact = true;
 	return e->data;
 }
 
@@ -323,6 +371,7 @@ sf_outbox_init(void)
 	CacheRegisterSyscacheCallback(FOREIGNTABLEREL, rel_cache_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, rel_cache_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, rel_cache_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, relids_syscache_callback, (Datum) 0);
 }
 
 static Oid
@@ -342,7 +391,47 @@ extension_table_relid(const char *name, bool missing_ok)
 Oid
 sf_outbox_relid(bool missing_ok)
 {
-	return extension_table_relid("outbox", missing_ok);
+	if (!OidIsValid(cached_outbox_relid))
+		cached_outbox_relid = extension_table_relid("outbox", missing_ok);
+	return cached_outbox_relid;
+}
+
+static Oid
+shapes_relid(void)
+{
+	if (!OidIsValid(cached_shapes_relid))
+		cached_shapes_relid = extension_table_relid("shapes", false);
+	return cached_shapes_relid;
+}
+
+/*
+ * Open sfexport.<name> by its cached OID, checking that the OID still names
+ * it (an invalidation not yet processed could leave a stale one); on a
+ * mismatch look it up again.
+ */
+static Relation
+open_extension_table(const char *name, Oid (*lookup) (void), LOCKMODE lockmode)
+{
+	Oid			relid = lookup();
+	Relation	rel = try_table_open(relid, lockmode);
+
+	if (rel == NULL ||
+		strcmp(RelationGetRelationName(rel), name) != 0 ||
+		get_namespace_oid(SFEXPORT_SCHEMA, true) != RelationGetNamespace(rel))
+	{
+		if (rel)
+			table_close(rel, lockmode);
+		forget_relids();
+		relid = lookup();
+		rel = table_open(relid, lockmode);
+	}
+	return rel;
+}
+
+static Oid
+outbox_relid_or_error(void)
+{
+	return sf_outbox_relid(false);
 }
 
 /* Refuse to write a table whose indexes we would not maintain. */
@@ -365,7 +454,7 @@ check_no_indexes(Relation rel)
 static void
 register_shape(Oid ftrelid, SfRowEncoder *enc)
 {
-	Oid			shapes_relid = extension_table_relid("shapes", false);
+	Oid			shapes_oid = shapes_relid();
 	int64		shape = (int64) sf_encoder_shape(enc);
 	ShapeKey	key;
 	bool		found;
@@ -386,14 +475,14 @@ register_shape(Oid ftrelid, SfRowEncoder *enc)
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	memset(&key, 0, sizeof(key));
-	key.shapes_relid = shapes_relid;
+	key.shapes_relid = shapes_oid;
 	key.relid = ftrelid;
 	key.shape = shape;
 	hash_search(known_shapes, &key, HASH_FIND, &found);
 	if (found)
 		return;
 
-	rel = table_open(shapes_relid, RowExclusiveLock);
+	rel = open_extension_table("shapes", shapes_relid, RowExclusiveLock);
 	check_no_indexes(rel);
 
 	ScanKeyInit(&skey[0], Anum_shapes_relid, BTEqualStrategyNumber, F_OIDEQ,
@@ -411,11 +500,17 @@ register_shape(Oid ftrelid, SfRowEncoder *enc)
 		int			ncols = sf_encoder_ncolumns(enc);
 		Datum	   *names = palloc(sizeof(Datum) * Max(ncols, 1));
 		Datum	   *types = palloc(sizeof(Datum) * Max(ncols, 1));
+		Datum	   *oids = palloc(sizeof(Datum) * Max(ncols, 1));
+		Datum	   *mods = palloc(sizeof(Datum) * Max(ncols, 1));
+		Datum	   *lens = palloc(sizeof(Datum) * Max(ncols, 1));
+		Datum	   *byvals = palloc(sizeof(Datum) * Max(ncols, 1));
+		Datum	   *aligns = palloc(sizeof(Datum) * Max(ncols, 1));
 		Datum		values[Natts_shapes];
 		bool		nulls[Natts_shapes] = {false};
 		HeapTuple	tup;
 
 		sf_encoder_shape_arrays(enc, names, types);
+		sf_encoder_layout_arrays(enc, oids, mods, lens, byvals, aligns);
 		values[Anum_shapes_relid - 1] = ObjectIdGetDatum(ftrelid);
 		values[Anum_shapes_shape - 1] = Int64GetDatum(shape);
 		values[Anum_shapes_columns - 1] =
@@ -423,6 +518,16 @@ register_shape(Oid ftrelid, SfRowEncoder *enc)
 		values[Anum_shapes_types - 1] =
 			PointerGetDatum(construct_array(types, ncols, TEXTOID, -1, false, TYPALIGN_INT));
 		values[Anum_shapes_registered - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+		values[Anum_shapes_type_oids - 1] =
+			PointerGetDatum(construct_array(oids, ncols, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+		values[Anum_shapes_type_mods - 1] =
+			PointerGetDatum(construct_array(mods, ncols, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		values[Anum_shapes_type_lens - 1] =
+			PointerGetDatum(construct_array(lens, ncols, INT2OID, sizeof(int16), true, TYPALIGN_SHORT));
+		values[Anum_shapes_type_byvals - 1] =
+			PointerGetDatum(construct_array(byvals, ncols, BOOLOID, sizeof(bool), true, TYPALIGN_CHAR));
+		values[Anum_shapes_type_aligns - 1] =
+			PointerGetDatum(construct_array(aligns, ncols, CHAROID, sizeof(char), true, TYPALIGN_CHAR));
 		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 		simple_heap_insert(rel, tup);
 		heap_freetuple(tup);
@@ -432,6 +537,107 @@ register_shape(Oid ftrelid, SfRowEncoder *enc)
 	table_close(rel, NoLock);
 
 	hash_search(known_shapes, &key, HASH_ENTER, NULL);
+}
+
+/* Deconstruct a one-dimensional array column of a sfexport.shapes row. */
+static Datum *
+shape_array(HeapTuple tup, TupleDesc desc, int attnum, Oid elemtype, int *count)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (isnull)
+		return NULL;
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign,
+					  &elems, &nulls, &n);
+	if (*count >= 0 && n != *count)
+		return NULL;
+	*count = n;
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			return NULL;
+	return elems;
+}
+
+/*
+ * The recorded columns and types of (relid, shape), for decoding binary
+ * payloads (encode.c).  Allocated in the current memory context.
+ */
+SfShapeLayout *
+sf_shape_layout(Oid relid, int64 shape)
+{
+	Relation	rel = open_extension_table("shapes", shapes_relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	ScanKeyData skey[2];
+	TableScanDesc scan;
+	Snapshot	snapshot;
+	HeapTuple	tup;
+	SfShapeLayout *lay = palloc0(sizeof(SfShapeLayout));
+	Datum	   *names;
+	Datum	   *oids = NULL;
+	Datum	   *mods = NULL;
+	Datum	   *lens = NULL;
+	Datum	   *byvals = NULL;
+	Datum	   *aligns = NULL;
+
+	ScanKeyInit(&skey[0], Anum_shapes_relid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&skey[1], Anum_shapes_shape, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(shape));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 2, skey);
+	tup = heap_getnext(scan, ForwardScanDirection);
+	if (tup == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("no column shape registered for foreign table %u shape " INT64_FORMAT,
+						relid, shape),
+				 errhint("Rows of this shape stay in the outbox; check sfexport.shapes.")));
+
+	lay->ncols = -1;
+	names = shape_array(tup, desc, Anum_shapes_columns, TEXTOID, &lay->ncols);
+	if (names)
+	{
+		oids = shape_array(tup, desc, Anum_shapes_type_oids, OIDOID, &lay->ncols);
+		mods = shape_array(tup, desc, Anum_shapes_type_mods, INT4OID, &lay->ncols);
+		lens = shape_array(tup, desc, Anum_shapes_type_lens, INT2OID, &lay->ncols);
+		byvals = shape_array(tup, desc, Anum_shapes_type_byvals, BOOLOID, &lay->ncols);
+		aligns = shape_array(tup, desc, Anum_shapes_type_aligns, CHAROID, &lay->ncols);
+	}
+	if (!names || !oids || !mods || !lens || !byvals || !aligns)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the registered shape " INT64_FORMAT " of foreign table %u lacks its type layout",
+						shape, relid),
+				 errdetail("sfexport.shapes must hold one type OID, typmod, typlen, typbyval and typalign per column."),
+				 errhint("Rows of this shape stay in the outbox; check sfexport.shapes.")));
+
+	lay->names = palloc(sizeof(char *) * Max(lay->ncols, 1));
+	lay->oids = palloc(sizeof(Oid) * Max(lay->ncols, 1));
+	lay->typmods = palloc(sizeof(int32) * Max(lay->ncols, 1));
+	lay->lens = palloc(sizeof(int16) * Max(lay->ncols, 1));
+	lay->byvals = palloc(sizeof(bool) * Max(lay->ncols, 1));
+	lay->aligns = palloc(sizeof(char) * Max(lay->ncols, 1));
+	for (int i = 0; i < lay->ncols; i++)
+	{
+		lay->names[i] = TextDatumGetCString(names[i]);
+		lay->oids[i] = DatumGetObjectId(oids[i]);
+		lay->typmods[i] = DatumGetInt32(mods[i]);
+		lay->lens[i] = DatumGetInt16(lens[i]);
+		lay->byvals[i] = DatumGetBool(byvals[i]);
+		lay->aligns[i] = DatumGetChar(aligns[i]);
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return lay;
 }
 
 /*
@@ -446,11 +652,12 @@ sf_outbox_begin(Relation ftrel)
 	SfRelCacheData *entry = rel_cache_pin(ftrel);
 
 	w->ftrelid = RelationGetRelid(ftrel);
-	w->outbox = table_open(sf_outbox_relid(false), RowExclusiveLock);
+	w->outbox = open_extension_table("outbox", outbox_relid_or_error, RowExclusiveLock);
 	check_no_indexes(w->outbox);
 	w->cache = entry;
 	w->enc = entry->enc;
 	w->shape = (int64) sf_encoder_shape(w->enc);
+	w->allow_binary = sfexport_capture_binary;
 	w->inserted_at = GetCurrentTransactionStartTimestamp();
 	w->batch = sfexport_batch_size;
 	w->executor_batch = entry->batch_option > 0 ? entry->batch_option : 1;
@@ -494,7 +701,7 @@ sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot)
 	bytea	   *line;
 
 	resetStringInfo(&w->line);
-	sf_encode_row(w->enc, slot, &w->line);
+	sf_encode_payload(w->enc, slot, w->allow_binary, &w->line);
 
 	if (w->nbuffered == w->nslots)
 	{
@@ -561,4 +768,49 @@ sf_outbox_end(SfOutboxWriter *w)
 	unpin(w->cache);
 	w->cache = NULL;
 	w->enc = NULL;
+}
+
+/*
+ * sfexport.outbox_record(relid, shape, line): the CSV record an outbox row
+ * stands for, as the worker writes it to a staged file (without the
+ * newline), in the database encoding.  Superuser only (the install script
+ * revokes it from PUBLIC), like reading the outbox itself.
+ */
+typedef struct OutboxRecordCache
+{
+	Oid			relid;
+	int64		shape;
+	SfRowDecoder *dec;
+} OutboxRecordCache;
+
+PG_FUNCTION_INFO_V1(sf_outbox_record);
+
+Datum
+sf_outbox_record(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	int64		shape = PG_GETARG_INT64(1);
+	bytea	   *line = PG_GETARG_BYTEA_PP(2);
+	OutboxRecordCache *c = (OutboxRecordCache *) fcinfo->flinfo->fn_extra;
+	StringInfoData buf;
+	const char *record;
+	int			len;
+	char	   *conv;
+
+	if (c == NULL || c->relid != relid || c->shape != shape)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (c == NULL)
+			c = palloc0(sizeof(OutboxRecordCache));
+		c->relid = relid;
+		c->shape = shape;
+		c->dec = sf_decoder_create(relid, shape);	/* the old one is left to fn_mcxt */
+		fcinfo->flinfo->fn_extra = c;
+		MemoryContextSwitchTo(old);
+	}
+	initStringInfo(&buf);
+	record = sf_outbox_render(line, c->dec, &buf, &len);
+	conv = pg_any_to_server(record, len, PG_UTF8);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(conv, conv == record ? len : (int) strlen(conv)));
 }

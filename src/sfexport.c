@@ -28,6 +28,7 @@ int			sfexport_flush_size_kb = 64 * 1024;
 int			sfexport_max_file_size_kb = 200 * 1024;
 int			sfexport_max_workers = 4;
 int			sfexport_batch_size = 1000;
+bool		sfexport_capture_binary = true;
 int			sfexport_jwt_lifetime_s = 3540;
 
 /* true when loaded by the postmaster from shared_preload_libraries */
@@ -106,6 +107,17 @@ _PG_init(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("sfexport.capture_binary",
+							 "Store captured rows in binary form where the worker can render them.",
+							 "When on, rows whose column types the worker renders safely are stored "
+							 "as binary tuples and turned into CSV by the worker; everything else, "
+							 "and every row when off, is encoded to CSV at INSERT.",
+							 &sfexport_capture_binary,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("sfexport.jwt_lifetime",
 							"Lifetime of the key-pair JWTs sent to Snowflake.",

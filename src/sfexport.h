@@ -38,6 +38,7 @@ extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
 extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
 extern int	sfexport_max_workers;	/* sfexport.max_workers */
 extern int	sfexport_batch_size;	/* sfexport.batch_size */
+extern bool sfexport_capture_binary;	/* sfexport.capture_binary */
 extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
 
 extern bool sfexport_preloaded;
@@ -150,18 +151,34 @@ extern const char *sf_compression_name(SfCompression c);
 extern const char *sf_compression_extension(SfCompression c);
 
 /* ----------------------------------------------------------------
- * encode.c — row encoder: one row to one CSV record (UTF-8, no newline)
+ * encode.c — row encoder: one row to one CSV record (UTF-8, no newline),
+ * or to a binary outbox payload that the worker renders to the same record
  * ----------------------------------------------------------------
  */
 typedef struct SfRowEncoder SfRowEncoder;
+typedef struct SfRowDecoder SfRowDecoder;
+
+/* first byte of a binary outbox payload (a CSV payload never starts below 0x20) */
+#define SF_PAYLOAD_BINARY		0x01
+/* rows whose detoasted values exceed this are encoded to CSV at INSERT */
+#define SF_DEFER_MAX_ROW_BYTES	(1024 * 1024)
 
 extern SfRowEncoder *sf_encoder_create(Relation rel);
 extern void sf_encode_row(SfRowEncoder *enc, TupleTableSlot *slot,
 						  StringInfo out);
+extern void sf_encode_payload(SfRowEncoder *enc, TupleTableSlot *slot,
+							  bool allow_binary, StringInfo out);
+extern bool sf_encoder_deferrable(SfRowEncoder *enc);
 extern int	sf_encoder_ncolumns(SfRowEncoder *enc);
 extern uint64 sf_encoder_shape(SfRowEncoder *enc);
 extern void sf_encoder_shape_arrays(SfRowEncoder *enc, Datum *names,
 									Datum *types);
+extern void sf_encoder_layout_arrays(SfRowEncoder *enc, Datum *oids,
+									 Datum *typmods, Datum *lens,
+									 Datum *byvals, Datum *aligns);
+extern SfRowDecoder *sf_decoder_create(Oid relid, int64 shape);
+extern const char *sf_outbox_render(bytea *payload, SfRowDecoder *dec,
+									StringInfo buf, int *len);
 extern const char *sf_csv_format_options(void);
 
 /* ----------------------------------------------------------------
@@ -170,7 +187,20 @@ extern const char *sf_csv_format_options(void);
  */
 typedef struct SfOutboxWriter SfOutboxWriter;
 
+/* A shape's columns and their types as recorded in sfexport.shapes. */
+typedef struct SfShapeLayout
+{
+	int			ncols;
+	char	  **names;
+	Oid		   *oids;			/* base type OIDs */
+	int32	   *typmods;
+	int16	   *lens;
+	bool	   *byvals;
+	char	   *aligns;
+} SfShapeLayout;
+
 extern Oid	sf_outbox_relid(bool missing_ok);
+extern SfShapeLayout *sf_shape_layout(Oid relid, int64 shape);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
 extern void sf_outbox_end(SfOutboxWriter *w);

@@ -25,6 +25,10 @@ $node->safe_psql('postgres',
 my $expected = $node->safe_psql('postgres',
 	"SELECT count(*), md5(string_agg(encode(line, 'hex'), ',' ORDER BY line)) FROM sfexport.outbox");
 is((split /\|/, $expected)[0], $n_single + 20000, 'all committed rows are in the outbox');
+is($node->safe_psql('postgres', "SELECT count(*) FROM sfexport.outbox WHERE get_byte(line, 0) = 1"),
+	$n_single + 20000, 'the rows are stored in binary form (rendered by the worker)');
+my $records = $node->safe_psql('postgres',
+	"SELECT md5(string_agg(sfexport.outbox_record(relid, shape, line), E'\\n' ORDER BY line)) FROM sfexport.outbox");
 
 # A transaction still open at the crash, and one rolled back before it.
 $node->safe_psql('postgres', "BEGIN; INSERT INTO ev SELECT g, 'rolled back', now() FROM generate_series(1, 1000) g; ROLLBACK;");
@@ -41,7 +45,10 @@ my $after = $node->safe_psql('postgres',
 	"SELECT count(*), md5(string_agg(encode(line, 'hex'), ',' ORDER BY line)) FROM sfexport.outbox");
 is($after, $expected, 'committed rows survive an immediate shutdown byte for byte');
 is($node->safe_psql('postgres',
-	"SELECT count(*) FROM sfexport.outbox WHERE convert_from(line, 'UTF8') ~ 'in flight|rolled back'"),
+	"SELECT md5(string_agg(sfexport.outbox_record(relid, shape, line), E'\\n' ORDER BY line)) FROM sfexport.outbox"),
+	$records, 'and render to the same CSV records');
+is($node->safe_psql('postgres',
+	"SELECT count(*) FROM sfexport.outbox WHERE sfexport.outbox_record(relid, shape, line) ~ 'in flight|rolled back'"),
 	'0', 'rows of open or rolled-back transactions are absent after the crash');
 is($node->safe_psql('postgres', "SELECT pending_rows FROM sfexport.status WHERE foreign_table = 'ev'::regclass"),
 	$n_single + 20000, 'sfexport.status counts the surviving rows');
@@ -56,7 +63,7 @@ $node->safe_psql('postgres', "INSERT INTO ev SELECT g, 'after checkpoint', now()
 $node->stop('immediate');
 $node->start;
 is($node->safe_psql('postgres',
-	"SELECT count(*) FROM sfexport.outbox WHERE convert_from(line, 'UTF8') LIKE '%after checkpoint%'"),
+	"SELECT count(*) FROM sfexport.outbox WHERE sfexport.outbox_record(relid, shape, line) LIKE '%after checkpoint%'"),
 	'777', 'rows committed after the last checkpoint are recovered from WAL');
 $node->stop;
 

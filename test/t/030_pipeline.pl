@@ -18,6 +18,7 @@ use lib $ENV{SFEXPORT_SRC} . '/test/lib';
 use SfTest;
 use SfSnowflake qw();
 use File::Temp qw(tempdir);
+use IO::Uncompress::Gunzip qw();
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -158,6 +159,64 @@ ok($node->poll_query_until('postgres',
 	'the domain-typed row loads');
 like(sf(q{SELECT "p" FROM DB.PUBLIC.DOM_T})->{rows}[0][0], qr/^\{\s*"k"/,
 	'a domain over jsonb arrives as a JSON object');
+
+# ---- the worker writes exactly the records sfexport.outbox_record shows:
+# binary rows rendered by the worker (in the inserting session's time zone,
+# not the worker's), and rows of a table with an enum encoded at INSERT.
+# The targets do not exist, so the files stay staged for reading.
+$node->safe_psql('postgres', q{
+	CREATE TYPE mood AS ENUM ('ok', 'so "so"');
+	CREATE FOREIGN TABLE bytes_b (id int, t text, ts timestamptz, f float8, b bytea,
+		iv interval, j jsonb, a int[], d date, n numeric) SERVER sf OPTIONS (table 'NO_SUCH_B');
+	CREATE FOREIGN TABLE bytes_c (id int, m mood, t text) SERVER sf OPTIONS (table 'NO_SUCH_C');
+});
+# rendered inside the inserting transaction, before the worker can see the rows
+my $want = $node->safe_psql('postgres', q{
+	SET timezone = 'Asia/Kolkata';
+	SET datestyle = 'SQL, DMY';
+	SET extra_float_digits = -2;
+	BEGIN;
+	INSERT INTO bytes_b SELECT g, 'v "' || g || '", x', '2024-03-01 12:00:00+00'::timestamptz + g * interval '7 hours',
+	       g / 3.0, decode(md5(g::text), 'hex'), g * interval '1 day 01:02:03.5',
+	       jsonb_build_object('g', g, 's', 'a,b'), ARRAY[g, NULL, -g], date '2024-02-28' + g, g / 7.0
+	  FROM generate_series(1, 200) g;
+	INSERT INTO bytes_c SELECT g, CASE WHEN g % 2 = 0 THEN 'ok' ELSE 'so "so"' END::mood, 'c' || g
+	  FROM generate_series(1, 20) g;
+	SELECT relid::regclass || ' ' || (get_byte(line, 0) = 1) || ' ' || sfexport.outbox_record(relid, shape, line)
+	  FROM sfexport.outbox WHERE relid IN ('bytes_b'::regclass, 'bytes_c'::regclass);
+	COMMIT;
+});
+my (%want, %binary);
+for (split /\n/, $want)
+{
+	my ($tbl, $bin, $rec) = split / /, $_, 3;
+	push @{ $want{$tbl} }, $rec;
+	$binary{$tbl}{$bin}++;
+}
+is_deeply(\%binary, { bytes_b => { true => 200 }, bytes_c => { false => 20 } },
+	'rows are stored in binary form, except those of the table with an enum');
+ok($node->poll_query_until('postgres', q{
+	SELECT count(DISTINCT relid) = 2
+	   AND NOT EXISTS (SELECT FROM sfexport.outbox WHERE relid IN ('bytes_b'::regclass, 'bytes_c'::regclass))
+	  FROM sfexport.files WHERE relid IN ('bytes_b'::regclass, 'bytes_c'::regclass)}),
+	'the rows are staged') or diag($node->safe_psql('postgres', 'SELECT * FROM sfexport.status'));
+for my $tbl (qw(bytes_b bytes_c))
+{
+	my $relid = $node->safe_psql('postgres', "SELECT '$tbl'::regclass::oid");
+	my @got;
+	for my $f (glob("$stage/*/$relid/*"))
+	{
+		my $data;
+		IO::Uncompress::Gunzip::gunzip($f => \$data)
+		  or die "gunzip $f: $IO::Uncompress::Gunzip::GunzipError";
+		push @got, split /\n/, $data;
+	}
+	is_deeply([ sort @got ], [ sort @{ $want{$tbl} } ],
+		"$tbl: the staged files hold exactly the records outbox_record showed at INSERT");
+}
+like((grep { /^1,/ } @{ $want{bytes_b} })[0],
+	qr/^1,"v ""1"", x",2024-03-02 00:30:00\+05:30,0\.3333333333333333,[0-9a-f]{32},P1DT1H2M3\.5S,"\{""g"": 1, ""s"": ""a,b""\}","\[1,null,-1\]",2024-02-29,0\.14285714285714285714$/,
+	'a binary row renders independently of the session settings, in the session time zone');
 
 $node->safe_psql('postgres', q{DROP EXTENSION sfexport CASCADE});
 ok($node->poll_query_until('postgres',
