@@ -87,6 +87,7 @@
 #define GLUE_MAX_PAGES 10000
 #define GLUE_THROTTLE_ATTEMPTS 6
 #define GLUE_NAME_MAX 255
+#define GLUE_EXPRESSION_MAX 2048	/* FilterString: 0..2048 */
 
 /* A stage and the s3:// location it covers. */
 typedef struct GlueStage
@@ -137,6 +138,7 @@ typedef struct GlueTable
 	char	   *serde;
 	char	   *input_format;
 	char	   *field_delim;	/* SerDe field delimiter, NULL = default */
+	json_t	   *serde_params;	/* SerdeInfo.Parameters (tied to the answer), or NULL */
 	int			skip_header;
 	List	   *columns;		/* GlueColumn * */
 	List	   *partition_keys; /* GlueColumn * */
@@ -624,6 +626,7 @@ read_table(json_t *t)
 	gt->classification = jstr(params, "classification");
 	gt->columns = read_columns(sd ? json_object_get(sd, "Columns") : NULL);
 	gt->partition_keys = read_columns(json_object_get(t, "PartitionKeys"));
+	gt->serde_params = json_is_object(sparams) ? sparams : NULL;
 	gt->field_delim = jstr(sparams, "field.delim");
 	if (gt->field_delim == NULL)
 		gt->field_delim = jstr(sparams, "separatorChar");
@@ -634,12 +637,75 @@ read_table(json_t *t)
 	return gt;
 }
 
+/*
+ * The GetTables Expression for a LIKE pattern, or NULL to send none.
+ *
+ * The API reference says only "A regular expression pattern. If present,
+ * only those tables whose names match the pattern are returned."  Clients
+ * and stand-ins read that differently: a match of the whole name, a search
+ * anywhere in it, or Hive metastore's pattern ("*" means ".*", "|"
+ * separates alternatives, case-insensitive).  So the expression is built to
+ * select at least the LIKE matches under every one of those readings, and
+ * the LIKE filter applied afterwards stays the authority:
+ *	- anchored with ^...$ (a search then matches the whole name too);
+ *	- "%" becomes "(.+)?" and "_" becomes ".": no "*" (rewritten by the Hive
+ *	  reading) and no "|";
+ *	- literal characters must be ASCII letters, digits, "_" or "-", which
+ *	  mean themselves in every reading; any other literal (or a pattern
+ *	  that is just "%", or too long for Glue's 2048-character FilterString)
+ *	  sends no expression and filters locally only.
+ */
+static char *
+like_expression(const char *pattern)
+{
+	StringInfoData re;
+	bool		any_literal_or_one = false;
+	bool		last_pct = false;
+
+	initStringInfo(&re);
+	appendStringInfoChar(&re, '^');
+	for (const char *p = pattern; *p; p++)
+	{
+		char		c = *p;
+
+		if (c == '%')
+		{
+			if (!last_pct)
+				appendStringInfoString(&re, "(.+)?");
+			last_pct = true;
+			continue;
+		}
+		last_pct = false;
+		any_literal_or_one = true;
+		if (c == '_')
+		{
+			appendStringInfoChar(&re, '.');
+			continue;
+		}
+		if (c == '\\')
+		{
+			c = *++p;
+			if (c == '\0')
+				return NULL;	/* LIKE refuses it; let the local filter say so */
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return NULL;
+		appendStringInfoChar(&re, c);
+	}
+	appendStringInfoChar(&re, '$');
+	if (!any_literal_or_one || re.len > GLUE_EXPRESSION_MAX)
+		return NULL;
+	return re.data;
+}
+
 /* Every table of a Glue database, over all pages, with names matching pattern. */
 static List *
 glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
 {
 	List	   *out = NIL;
 	char	   *token = NULL;
+	char	   *expression = like_expression(pattern);
 
 	for (int page = 0; page < GLUE_MAX_PAGES; page++)
 	{
@@ -651,6 +717,8 @@ glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
 		json_t	   *t;
 
 		CHECK_FOR_INTERRUPTS();
+		if (expression)
+			json_object_set_new(body, "Expression", json_string(expression));
 		if (token)
 			json_object_set_new(body, "NextToken", json_string(token));
 		answer = glue_call(gc, "GetTables", body, true);
@@ -687,33 +755,6 @@ glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
 			 errmsg("AWS Glue database \"%s\" has more than %d pages of tables",
 					database, GLUE_MAX_PAGES)));
 	return NIL;					/* keep compiler quiet */
-}
-
-/* Locations of (one page of) the partitions of a table. */
-static List *
-glue_partition_locations(GlueClient *gc, const char *database, const char *table)
-{
-	json_t	   *body = json_tracked(json_pack("{s:s, s:s, s:i, s:b}",
-											  "DatabaseName", database, "TableName", table,
-											  "MaxResults", GLUE_PAGE_SIZE,
-											  "ExcludeColumnSchema", 1));
-	json_t	   *answer = glue_call(gc, "GetPartitions", body, true);
-	json_t	   *list;
-	List	   *out = NIL;
-	size_t		i;
-	json_t	   *p;
-
-	if (answer == NULL)
-		return NIL;
-	list = json_object_get(answer, "Partitions");
-	json_array_foreach(list, i, p)
-	{
-		char	   *loc = jstr(json_object_get(p, "StorageDescriptor"), "Location");
-
-		if (loc)
-			out = lappend(out, loc);
-	}
-	return out;
 }
 
 /* ---------------------------------------------------------------------
@@ -887,6 +928,223 @@ count_segments(const char *p)
 	return n;					/* p is "" or ends in '/' */
 }
 
+/*
+ * Hive's escaping of partition directory names (FileUtils.escapePathName,
+ * also Spark's ExternalCatalogUtils): control characters 0x01-0x1F, 0x7F
+ * and  " # % ' * / : = ? \ { [ ] ^  become %XX (upper-case hex; some Spark
+ * versions write lower case); Hive on Windows also escapes space < > |.
+ * unescapePathName turns any %XX back into its character.
+ */
+static bool
+hive_needs_escape(unsigned char c)
+{
+	return (c >= 0x01 && c <= 0x1F) || c == 0x7F || strchr("\"#%'*/:=?\\{[]^", c) != NULL;
+}
+
+/* A partition key name as Hive writes it in a directory name. */
+static char *
+hive_escape_path_name(const char *s)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const unsigned char *c = (const unsigned char *) s; *c; c++)
+	{
+		if (hive_needs_escape(*c))
+			appendStringInfo(&buf, "%%%02X", *c);
+		else
+			appendStringInfoChar(&buf, (char) *c);
+	}
+	return buf.data;
+}
+
+/*
+ * A Snowflake expression that undoes Hive's escaping of the string expr:
+ * nested REPLACE(x, '%XX', CHR(n)) for every character Hive escapes (both
+ * hex cases, and the Windows set), "%25" last so that an escaped "%"
+ * followed by hex digits is not decoded twice.  Snowflake has no URL-decode
+ * function; REPLACE and CHR are plain string functions.
+ */
+static char *
+hive_unescape_sql(const char *expr)
+{
+	StringInfoData buf;
+	StringInfoData tail;
+	int			n = 0;
+
+	initStringInfo(&buf);
+	initStringInfo(&tail);
+	for (int c = 1; c < 128; c++)
+	{
+		char		hex[3];
+
+		if (c == '%' || !(hive_needs_escape((unsigned char) c) || strchr(" <>|", c)))
+			continue;
+		snprintf(hex, sizeof(hex), "%02X", c);
+		appendStringInfo(&tail, ", '%%%s', CHR(%d))", hex, c);
+		n++;
+		if (hex[0] != pg_ascii_tolower(hex[0]) || hex[1] != pg_ascii_tolower(hex[1]))
+		{
+			appendStringInfo(&tail, ", '%%%c%c', CHR(%d))", pg_ascii_tolower(hex[0]),
+							 pg_ascii_tolower(hex[1]), c);
+			n++;
+		}
+	}
+	appendStringInfoString(&tail, ", '%25', CHR(37))");
+	n++;
+	for (int i = 0; i < n; i++)
+		appendStringInfoString(&buf, "REPLACE(");
+	appendStringInfo(&buf, "%s%s", expr, tail.data);
+	return buf.data;
+}
+
+/*
+ * The directory layout of a table's partitions, from the locations Glue
+ * reports for them (GetPartitions, every page, one page in memory at a
+ * time): *hive_layout true for key=value directories, false for plain ones.
+ * A table without partitions yet is taken as hive style.  Returns NULL, or
+ * why the table cannot be mirrored.
+ */
+static char *
+partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *bucket,
+				 const char *key, bool *hive_layout)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext pagecxt = AllocSetContextCreate(CurrentMemoryContext, "sfexport glue partitions",
+												  ALLOCSET_DEFAULT_SIZES);
+	List	   *esc_keys = NIL;
+	char	   *token = NULL;
+	char	   *reason = NULL;
+	bool		first = true;
+	ListCell   *lc;
+
+	*hive_layout = true;
+	foreach(lc, t->partition_keys)
+	{
+		GlueColumn *k = (GlueColumn *) lfirst(lc);
+
+		esc_keys = lappend(esc_keys, psprintf("%s=", hive_escape_path_name(k->name ? k->name : "")));
+	}
+
+	for (int page = 0; page < GLUE_MAX_PAGES && reason == NULL; page++)
+	{
+		json_t	   *body;
+		json_t	   *answer;
+		json_t	   *list;
+		size_t		i;
+		json_t	   *p;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(pagecxt);
+		body = json_tracked(json_pack("{s:s, s:s, s:i, s:b}",
+									  "DatabaseName", glue_db, "TableName", t->name,
+									  "MaxResults", GLUE_PAGE_SIZE, "ExcludeColumnSchema", 1));
+		if (token)
+			json_object_set_new(body, "NextToken", json_string(token));
+		answer = glue_call(gc, "GetPartitions", body, true);
+		list = answer ? json_object_get(answer, "Partitions") : NULL;
+		json_array_foreach(list, i, p)
+		{
+			char	   *loc = jstr(json_object_get(p, "StorageDescriptor"), "Location");
+			char	   *pb;
+			char	   *pk;
+			const char *rel;
+			bool		hive;
+
+			if (loc == NULL)
+				continue;
+			if (!split_s3(loc, &pb, &pk) || strcmp(pb, bucket) != 0 ||
+				strncmp(pk, key, strlen(key)) != 0 ||
+				count_segments(pk + strlen(key)) < list_length(t->partition_keys))
+			{
+				MemoryContextSwitchTo(outer);
+				reason = psprintf("partition location \"%s\" is not below the table location \"s3://%s/%s\"",
+								  shown_name(loc), shown_name(bucket), shown_name(key));
+				break;
+			}
+			rel = pk + strlen(key);
+			hive = strncmp(rel, linitial(esc_keys), strlen(linitial(esc_keys))) == 0;
+			if (!first && hive != *hive_layout)
+			{
+				MemoryContextSwitchTo(outer);
+				reason = pstrdup("partitions mix hive-style (key=value) and plain directories");
+				break;
+			}
+			if (hive)
+			{
+				/* every key in its place: k1=../k2=../ */
+				foreach(lc, esc_keys)
+				{
+					const char *k = (const char *) lfirst(lc);
+
+					if (strncmp(rel, k, strlen(k)) != 0)
+					{
+						MemoryContextSwitchTo(outer);
+						reason = psprintf("partition location \"%s\" does not have the partition keys in order as key=value directories",
+										  shown_name(loc));
+						break;
+					}
+					rel = strchr(rel, '/') + 1;
+				}
+				if (reason)
+					break;
+			}
+			*hive_layout = hive;
+			first = false;
+		}
+		MemoryContextSwitchTo(outer);
+		if (token)
+			pfree(token);
+		token = NULL;
+		if (reason == NULL && answer != NULL)
+		{
+			char	   *next = jstr(answer, "NextToken");
+
+			if (next && *next)
+				token = next;
+		}
+		MemoryContextReset(pagecxt);
+		if (token == NULL)
+			break;
+	}
+	MemoryContextDelete(pagecxt);
+	if (reason == NULL && token != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("AWS Glue table \"%s\" has more than %d pages of partitions",
+						shown_name(t->name), GLUE_MAX_PAGES)));
+	return reason;
+}
+
+/*
+ * The expression that reads a column of a JSON, Parquet, ORC or Avro file.
+ *
+ * Glue (like Hive) stores column names in lower case, while the keys in
+ * the files keep their case ("userId"), and Snowflake's value:"key" is
+ * case-sensitive.  Hive's readers match names case-insensitively (the
+ * OpenX JSON SerDe unless its SerDe parameter case.insensitive is false;
+ * Hive's JsonSerDe, ParquetHiveSerDe, OrcSerde and AvroSerDe always), so:
+ *	- SerDe parameter mapping.<column> (OpenX JSON SerDe: the key in the
+ *	  file for a Glue column) gives the key exactly: value:"<key>";
+ *	- case.insensitive = false: the Glue name is the key, exactly;
+ *	- otherwise GET_IGNORE_CASE(value, '<name>'), which matches the key in
+ *	  any case as Hive does (GET_IGNORE_CASE: "similar to GET but applies
+ *	  case-insensitive matching to field names").
+ */
+static char *
+column_path(GlueTable *t, const char *name)
+{
+	char	   *mapkey = psprintf("mapping.%s", name);
+	char	   *mapped = jstr(t->serde_params, mapkey);
+	char	   *ci = jstr(t->serde_params, "case.insensitive");
+
+	if (mapped && usable_name(mapped))
+		return psprintf("value:%s", sf_quote_ident(mapped));
+	if (ci && pg_strcasecmp(ci, "false") == 0)
+		return psprintf("value:%s", sf_quote_ident(name));
+	return psprintf("GET_IGNORE_CASE(value, %s)", sf_quote_literal(name));
+}
+
 /* The CSV field delimiter as a Snowflake string constant. */
 static char *
 csv_delimiter_sql(const char *delim, bool lazy_simple)
@@ -1004,36 +1262,12 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 	/* partition layout: look at where Glue says the partitions are */
 	if (t->partition_keys != NIL)
 	{
-		List	   *locs = glue_partition_locations(gc, glue_db, t->name);
-		bool		first = true;
-		char	   *tloc = psprintf("s3://%s/%s", bucket, key);
+		char	   *why = partition_layout(gc, glue_db, t, bucket, key, &hive_layout);
 
-		foreach(lc, locs)
+		if (why)
 		{
-			char	   *pb;
-			char	   *pk;
-			char	   *rel;
-			bool		hive;
-			GlueColumn *k0 = linitial(t->partition_keys);
-
-			if (!split_s3((char *) lfirst(lc), &pb, &pk) || strcmp(pb, bucket) != 0 ||
-				strncmp(pk, key, strlen(key)) != 0 ||
-				count_segments(pk + strlen(key)) < list_length(t->partition_keys))
-			{
-				skip(plan, "partition location \"%s\" is not below the table location \"%s\"",
-					 shown_name((char *) lfirst(lc)), shown_name(tloc));
-				return;
-			}
-			rel = pk + strlen(key);
-			hive = k0->name && strncmp(rel, k0->name, strlen(k0->name)) == 0 &&
-				rel[strlen(k0->name)] == '=';
-			if (!first && hive != hive_layout)
-			{
-				skip(plan, "partitions mix hive-style (key=value) and plain directories");
-				return;
-			}
-			hive_layout = hive;
-			first = false;
+			skip(plan, "%s", why);
+			return;
 		}
 	}
 
@@ -1077,8 +1311,8 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 			appendStringInfo(&sql, "%s\n  %s %s AS (value:c%d::%s)", pos > 1 ? "," : "",
 							 sf_quote_ident(colname), type, pos, type);
 		else
-			appendStringInfo(&sql, "%s\n  %s %s AS (value:%s::%s)", pos > 1 ? "," : "",
-							 sf_quote_ident(colname), type, sf_quote_ident(c->name), type);
+			appendStringInfo(&sql, "%s\n  %s %s AS (%s::%s)", pos > 1 ? "," : "",
+							 sf_quote_ident(colname), type, column_path(t, c->name), type);
 	}
 
 	depth = count_segments(relpath);
@@ -1119,6 +1353,10 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 		segment = psprintf("SPLIT_PART(METADATA$FILENAME, '/', %d)", part);
 		if (hive_layout)
 			segment = psprintf("SPLIT_PART(%s, '=', 2)", segment);
+		/* values that can hold characters Hive escapes: unescape them */
+		if (strncmp(ht.snowflake, "VARCHAR", 7) == 0 || strncmp(ht.snowflake, "CHAR", 4) == 0 ||
+			strncmp(ht.snowflake, "TIMESTAMP", 9) == 0)
+			segment = hive_unescape_sql(segment);
 		appendStringInfo(&sql, ",\n  %s %s AS (%s::%s)", sf_quote_ident(colname),
 						 ht.snowflake, segment, ht.snowflake);
 		appendStringInfo(&pby, "%s%s", pby.len ? ", " : "", sf_quote_ident(colname));
