@@ -648,8 +648,9 @@ read_table(json_t *t)
  * select at least the LIKE matches under every one of those readings, and
  * the LIKE filter applied afterwards stays the authority:
  *	- anchored with ^...$ (a search then matches the whole name too);
- *	- "%" becomes "(.+)?" and "_" becomes ".": no "*" (rewritten by the Hive
- *	  reading) and no "|";
+ *	- "%" becomes "([\s\S]+)?" and "_" becomes "[\s\S]" (any character,
+ *	  line breaks too, which "." does not match in Java or Python): no "*"
+ *	  (rewritten by the Hive reading) and no "|";
  *	- literal characters must be ASCII letters, digits, "_" or "-", which
  *	  mean themselves in every reading; any other literal (or a pattern
  *	  that is just "%", or too long for Glue's 2048-character FilterString)
@@ -671,7 +672,7 @@ like_expression(const char *pattern)
 		if (c == '%')
 		{
 			if (!last_pct)
-				appendStringInfoString(&re, "(.+)?");
+				appendStringInfoString(&re, "([\\s\\S]+)?");
 			last_pct = true;
 			continue;
 		}
@@ -679,7 +680,7 @@ like_expression(const char *pattern)
 		any_literal_or_one = true;
 		if (c == '_')
 		{
-			appendStringInfoChar(&re, '.');
+			appendStringInfoString(&re, "[\\s\\S]");
 			continue;
 		}
 		if (c == '\\')
@@ -1353,9 +1354,14 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 		segment = psprintf("SPLIT_PART(METADATA$FILENAME, '/', %d)", part);
 		if (hive_layout)
 			segment = psprintf("SPLIT_PART(%s, '=', 2)", segment);
-		/* values that can hold characters Hive escapes: unescape them */
-		if (strncmp(ht.snowflake, "VARCHAR", 7) == 0 || strncmp(ht.snowflake, "CHAR", 4) == 0 ||
-			strncmp(ht.snowflake, "TIMESTAMP", 9) == 0)
+		/*
+		 * key=value directories are Hive's: values that can hold characters
+		 * Hive escapes are unescaped.  Plain directories were not written by
+		 * Hive's escaping, and are taken as they are.
+		 */
+		if (hive_layout &&
+			(strncmp(ht.snowflake, "VARCHAR", 7) == 0 || strncmp(ht.snowflake, "CHAR", 4) == 0 ||
+			 strncmp(ht.snowflake, "TIMESTAMP", 9) == 0))
 			segment = hive_unescape_sql(segment);
 		appendStringInfo(&sql, ",\n  %s %s AS (%s::%s)", sf_quote_ident(colname),
 						 ht.snowflake, segment, ht.snowflake);

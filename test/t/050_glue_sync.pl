@@ -11,7 +11,16 @@
 #  - a second run changes nothing; a changed table is re-created; a table
 #    gone from Glue is dropped only with drop_missing;
 #  - target database and schema from <database>__<schema> or arguments;
-#  - GetTables is paged with NextToken; the table pattern filters;
+#  - GetTables is paged with NextToken; the table pattern filters, and is
+#    sent as GetTables' Expression where a regular expression selects at
+#    least the same names under every reading of "regular expression
+#    pattern" (whole name, anywhere in the name, Hive's "*" and "|");
+#  - JSON/Parquet/... columns are read with GET_IGNORE_CASE (Hive matches
+#    names case-insensitively, Glue keeps them lower-case), or with the
+#    exact key from the OpenX SerDe's mapping.* / case.insensitive=false;
+#  - the partition layout is read from every page of GetPartitions;
+#  - Hive-escaped partition values (%3A, %2F, %25, ...) are unescaped, and
+#    escaped key names are recognised;
 #  - hostile names are quoted and cannot inject SQL.
 use strict;
 use warnings;
@@ -30,6 +39,23 @@ my $key = SfSnowflake::gen_key($kdir, 'main');
 my $emu = SfSnowflake::start_emulator(account => 'TESTACCT', users => { LOADER => $key->{pub} });
 my $glue = SfGlue::start_emulator(keys => { AKIDGLUE => 'glue-secret-050' }, region => 'eu-west-1');
 my $lit = \&SfSnowflake::lit;
+
+# Hive's escaped characters (FileUtils.escapePathName; Windows adds space < > |)
+# and the REPLACE chain that undoes them, "%25" last.
+sub unescaped
+{
+	my ($expr) = @_;
+	my @codes = grep { $_ != 0x25 } ((1 .. 0x1F), 0x7F, map { ord } split //, qq("#'*/:=?\\{[]^ <>|));
+	my @pairs;
+	for my $c (sort { $a <=> $b } @codes)
+	{
+		my $hex = sprintf('%02X', $c);
+		push @pairs, "'%$hex', CHR($c)";
+		push @pairs, "'%" . lc($hex) . "', CHR($c)" if $hex =~ /[A-F]/;
+	}
+	push @pairs, "'%25', CHR(37)";
+	return ('REPLACE(' x @pairs) . $expr . join('', map { ", $_)" } @pairs);
+}
 
 my $node = SfTest::new_node('glue', conf => "log_statement = none\n");
 $node->safe_psql('postgres', qq{
@@ -141,22 +167,22 @@ FILE_FORMAT = (TYPE = CSV FIELD_DELIMITER = '|' SKIP_HEADER = 1)},
 	'CSV: positional columns, hive-style partition from METADATA$FILENAME, delimiter and header from Glue');
 
 is($r->{events}{statement}, q{CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."RAW"."EVENTS" (
-  "ID" NUMBER(19,0) AS (value:"id"::NUMBER(19,0)),
-  "USER NAME" VARCHAR(100) AS (value:"user name"::VARCHAR(100)),
-  "PAYLOAD" OBJECT AS (value:"payload"::OBJECT),
-  "TAGS" ARRAY AS (value:"tags"::ARRAY),
-  "ATTRS" OBJECT AS (value:"attrs"::OBJECT),
-  "U" VARIANT AS (value:"u"::VARIANT),
-  "AT" TIMESTAMP_NTZ AS (value:"at"::TIMESTAMP_NTZ),
-  "OK" BOOLEAN AS (value:"ok"::BOOLEAN),
-  "RAW" BINARY AS (value:"raw"::BINARY),
-  "F" FLOAT AS (value:"f"::FLOAT),
-  "D" DOUBLE AS (value:"d"::DOUBLE),
-  "C" CHAR(2) AS (value:"c"::CHAR(2)),
-  "DAY" DATE AS (value:"day"::DATE),
-  "S" NUMBER(5,0) AS (value:"s"::NUMBER(5,0)),
-  "T" NUMBER(3,0) AS (value:"t"::NUMBER(3,0)),
-  "I" NUMBER(10,0) AS (value:"i"::NUMBER(10,0)),
+  "ID" NUMBER(19,0) AS (GET_IGNORE_CASE(value, 'id')::NUMBER(19,0)),
+  "USER NAME" VARCHAR(100) AS (GET_IGNORE_CASE(value, 'user name')::VARCHAR(100)),
+  "PAYLOAD" OBJECT AS (GET_IGNORE_CASE(value, 'payload')::OBJECT),
+  "TAGS" ARRAY AS (GET_IGNORE_CASE(value, 'tags')::ARRAY),
+  "ATTRS" OBJECT AS (GET_IGNORE_CASE(value, 'attrs')::OBJECT),
+  "U" VARIANT AS (GET_IGNORE_CASE(value, 'u')::VARIANT),
+  "AT" TIMESTAMP_NTZ AS (GET_IGNORE_CASE(value, 'at')::TIMESTAMP_NTZ),
+  "OK" BOOLEAN AS (GET_IGNORE_CASE(value, 'ok')::BOOLEAN),
+  "RAW" BINARY AS (GET_IGNORE_CASE(value, 'raw')::BINARY),
+  "F" FLOAT AS (GET_IGNORE_CASE(value, 'f')::FLOAT),
+  "D" DOUBLE AS (GET_IGNORE_CASE(value, 'd')::DOUBLE),
+  "C" CHAR(2) AS (GET_IGNORE_CASE(value, 'c')::CHAR(2)),
+  "DAY" DATE AS (GET_IGNORE_CASE(value, 'day')::DATE),
+  "S" NUMBER(5,0) AS (GET_IGNORE_CASE(value, 's')::NUMBER(5,0)),
+  "T" NUMBER(3,0) AS (GET_IGNORE_CASE(value, 't')::NUMBER(3,0)),
+  "I" NUMBER(10,0) AS (GET_IGNORE_CASE(value, 'i')::NUMBER(10,0)),
   "YEAR" VARCHAR AS (SPLIT_PART(METADATA$FILENAME, '/', 2)::VARCHAR),
   "MONTH" NUMBER(10,0) AS (SPLIT_PART(METADATA$FILENAME, '/', 3)::NUMBER(10,0))
 )
@@ -164,14 +190,14 @@ PARTITION BY ("YEAR", "MONTH")
 LOCATION = @"DB"."PUBLIC"."SFEXPORT_STAGE"/events/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = JSON)},
-	'JSON: value:"name" paths, nested types, plain partition directories');
+	'JSON: case-insensitive GET_IGNORE_CASE paths, nested types, plain partition directories (taken as they are)');
 
 like($r->{clicks}{statement}, qr{\QLOCATION = @"LOGS"."RAW"."LOGS_STAGE"/clicks/\E.*\QTYPE = PARQUET\E}s,
 	'a location under a glue_stage_map stage uses that stage');
 like($r->{by_serde}{statement}, qr/TYPE = PARQUET/, 'format from the SerDe when classification is missing');
 like($r->{by_input}{statement}, qr/TYPE = ORC/, 'format from the InputFormat when SerDe is missing too');
 ok(index($r->{avro_t}{statement},
-		q{"REGION" VARCHAR AS (SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 4), '=', 2)::VARCHAR)}) >= 0
+		q{"REGION" VARCHAR AS (} . unescaped(q{SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 4), '=', 2)}) . q{::VARCHAR)}) >= 0
 	  && $r->{avro_t}{statement} =~ m{/deep/er/avro_t/\nAUTO_REFRESH = FALSE\nFILE_FORMAT = \(TYPE = AVRO\)$},
 	'partition segment counted from the stage location; no partitions yet: hive style');
 like($r->{legacy}{reason}, qr/unsupported format "xml"/, 'unsupported format: skipped with reason');
@@ -186,8 +212,8 @@ ok(!defined $r->{legacy}{statement}, 'skipped tables have no statement');
 
 # hostile names: quoted, and Snowflake saw exactly one statement per table
 like($r->{qq{evil"; DROP TABLE x; --}}{statement},
-	qr{\QEXTERNAL TABLE "ANALYTICS"."RAW"."EVIL""; DROP TABLE X; --" (\E\n\Q  "A""B.C;D" NUMBER(10,0) AS (value:"a""b.c;d"::NUMBER(10,0)),\E\n\Q  "X'); DROP TABLE Y; --" VARCHAR AS (value:"x'); DROP TABLE y; --"::VARCHAR)\E},
-	'hostile table and column names are quoted identifiers');
+	qr{\QEXTERNAL TABLE "ANALYTICS"."RAW"."EVIL""; DROP TABLE X; --" (\E\n\Q  "A""B.C;D" NUMBER(10,0) AS (GET_IGNORE_CASE(value, 'a"b.c;d')::NUMBER(10,0)),\E\n\Q  "X'); DROP TABLE Y; --" VARCHAR AS (GET_IGNORE_CASE(value, 'x''); DROP TABLE y; --')::VARCHAR)\E},
+	'hostile table and column names are quoted identifiers and string constants');
 my $evil = object(q{EVIL"; DROP TABLE X; --});
 ok($evil, 'Snowflake has the external table under the hostile name, verbatim');
 is_deeply([ map { $_->{name} } @{ $evil->{columns} } ], [ q{A"B.C;D}, q{X'); DROP TABLE Y; --} ],
@@ -245,8 +271,11 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM sfexport.glue_sync_state 
 	'0', '... nor the sync state');
 
 # ---- table pattern and explicit target
+SfGlue::admin($glue, 'DELETE', 'requests');
 $r = sync(q{'analytics__raw', 'ord%', dry_run => true, target_database => 'OtherDB', target_schema => 'S1'});
 is_deeply([ keys %$r ], ['orders'], 'the pattern selects tables (LIKE)');
+is(SfGlue::requests($glue, 'GetTables')->[0]{body}{Expression}, '^ord([\s\S]+)?$',
+	'the LIKE pattern is sent to Glue as the GetTables Expression');
 like($r->{orders}{statement}, qr/^CREATE OR REPLACE EXTERNAL TABLE "OtherDB"."S1"."ORDERS"/,
 	'explicit target database and schema are used as given');
 is($r->{orders}{action}, 'created', 'a new target is a new table');
@@ -264,5 +293,103 @@ like($r->{f001}{statement}, qr/^CREATE OR REPLACE EXTERNAL TABLE "DB"."PUBLIC"."
 	'no <database>__<schema> name: the server\'s database and schema');
 is((grep { $_->{status} == 200 } @{ SfGlue::requests($glue) }), scalar @{ SfGlue::requests($glue) },
 	'every Glue request passed SigV4 verification');
+
+# ---- the pattern through GetTables' Expression, under each reading of it
+{
+	my @names = map { $_->{Name} } @{ $catalog{tables}{analytics__raw} };
+	my %expect_expr = ('ord%' => '^ord([\s\S]+)?$', '%e%' => '^([\s\S]+)?e([\s\S]+)?$', '_vents' => '^[\s\S]vents$',
+		'a\_view' => '^a_view$', 'EV%' => '^EV([\s\S]+)?$', 'odd %' => undef, 'evil"%' => undef,
+		'%' => undef, 'a%%_' => '^a([\s\S]+)?[\s\S]$');
+	for my $mode (qw(regex search hive))
+	{
+		SfGlue::admin($glue, 'POST', 'settings', { expression_mode => $mode });
+		for my $pat (sort keys %expect_expr)
+		{
+			SfGlue::admin($glue, 'DELETE', 'requests');
+			my $got = sync("'analytics__raw', " . $lit->($pat) . ", dry_run => true");
+			my $want = $node->safe_psql('postgres', 'SELECT string_agg(n, chr(10) ORDER BY n COLLATE "C") FROM unnest('
+				  . 'ARRAY[' . join(',', map { $lit->($_) } @names) . ']) n WHERE n LIKE ' . $lit->($pat));
+			is(join("\n", sort keys %$got), $want, "Expression mode $mode: pattern '$pat' selects what LIKE selects");
+			is(SfGlue::requests($glue, 'GetTables')->[0]{body}{Expression}, $expect_expr{$pat},
+				"... Expression " . ($expect_expr{$pat} // 'not sent')) if $mode eq 'regex';
+		}
+	}
+	SfGlue::admin($glue, 'POST', 'settings', { expression_mode => 'regex' });
+}
+
+# ---- column paths by case; escaped partitions; GetPartitions over pages
+my $M = 's3://lake/warehouse/more';
+my @esc_parts = ("$M/esc/dt=2024-01-01 10%3A00/path=a%2Fb%253A%5c/", "$M/esc/dt=2024-01-02 00%3a00/path=c%3Dd/");
+my %more = (
+	databases => [ { Name => 'lake__more' } ],
+	tables => {
+		lake__more => [
+			SfGlue::table('mapped', 'json', "$M/mapped/", [ userid => 'string', eventtime => 'timestamp' ],
+				serde => 'org.openx.data.jsonserde.JsonSerDe',
+				serde_parameters => { 'mapping.userid' => 'userId', 'case.insensitive' => 'true' }),
+			SfGlue::table('strict', 'json', "$M/strict/", [ userid => 'string' ],
+				serde => 'org.openx.data.jsonserde.JsonSerDe',
+				serde_parameters => { 'case.insensitive' => 'false' }),
+			SfGlue::table('esc', 'parquet', "$M/esc/", [ id => 'bigint' ],
+				partition_keys => [ dt => 'timestamp', path => 'string' ]),
+			SfGlue::table('esc_key', 'parquet', "$M/esc_key/", [ id => 'bigint' ],
+				partition_keys => [ 'a:b' => 'string' ]),
+			SfGlue::table('many_ok', 'parquet', "$M/many_ok/", [ id => 'bigint' ],
+				partition_keys => [ n => 'int' ]),
+			SfGlue::table('many_mixed', 'parquet', "$M/many_mixed/", [ id => 'bigint' ],
+				partition_keys => [ n => 'int' ]),
+		],
+	},
+	partitions => {
+		lake__more => {
+			esc => SfGlue::partitions(@esc_parts),
+			esc_key => SfGlue::partitions("$M/esc_key/a%3Ab=x/"),
+			many_ok => SfGlue::partitions(map { "$M/many_ok/n=$_/" } 1 .. 250),
+			many_mixed => SfGlue::partitions((map { "$M/many_mixed/n=$_/" } 1 .. 249), "$M/many_mixed/250/"),
+		},
+	},
+);
+SfGlue::write_catalog($glue, \%more);
+SfGlue::admin($glue, 'DELETE', 'requests');
+$r = sync(q{'lake__more', dry_run => true});
+like($r->{mapped}{statement}, qr/\Q"USERID" VARCHAR AS (value:"userId"::VARCHAR),\E\n\Q  "EVENTTIME" TIMESTAMP_NTZ AS (GET_IGNORE_CASE(value, 'eventtime')::TIMESTAMP_NTZ)\E/,
+	'OpenX mapping.<column>: the mixed-case key exactly; other columns case-insensitive');
+like($r->{strict}{statement}, qr/\Q"USERID" VARCHAR AS (value:"userid"::VARCHAR)\E/,
+	'case.insensitive = false: the Glue name as the exact key');
+
+is($r->{many_ok}{action}, 'created', 'hive partitions over three pages: mirrored');
+ok(index($r->{many_ok}{statement}, q{SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 3), '=', 2)::NUMBER(10,0)}) >= 0,
+	'... as hive style');
+is($r->{many_mixed}{action}, 'skipped', 'a plain directory on the third page of partitions is seen');
+like($r->{many_mixed}{reason}, qr/mix hive-style/, '... and the mix is refused');
+my @pages = grep { $_->{body}{TableName} eq 'many_ok' } @{ SfGlue::requests($glue, 'GetPartitions') };
+is(scalar @pages, 3, 'GetPartitions followed NextToken: three pages of at most 100');
+ok(!defined $pages[0]{body}{NextToken} && defined $pages[2]{body}{NextToken}, '... passing NextToken on');
+
+ok(index($r->{esc_key}{statement}, q{"A:B" VARCHAR AS (} . unescaped(q{SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 3), '=', 2)})) >= 0,
+	'a key name Hive escapes (a%3Ab=) is recognised as hive style');
+is($r->{esc}{action}, 'created', 'escaped partition values: mirrored');
+my %expr;
+for my $col (qw(DT PATH))
+{
+	($expr{$col}) = $r->{esc}{statement} =~ /^  "$col" \w+ AS \((.*)::\w+\),?$/m;
+	ok(defined $expr{$col}, "partition column $col has an expression");
+}
+is($expr{PATH}, unescaped(q{SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 4), '=', 2)}),
+	'string partition values are unescaped as Hive does');
+# the expressions use only REPLACE, CHR and SPLIT_PART, which PostgreSQL has
+# with the same meaning: evaluate them on the paths relative to the stage
+for my $case ([ $esc_parts[0], '2024-01-01 10:00', 'a/b%3A\\' ], [ $esc_parts[1], '2024-01-02 00:00', 'c=d' ])
+{
+	(my $rel = $case->[0]) =~ s{^s3://lake/warehouse/}{};
+	$rel .= 'part-0.parquet';
+	my %got;
+	for my $col (qw(DT PATH))
+	{
+		(my $sql = $expr{$col}) =~ s/METADATA\$FILENAME/$lit->($rel)/ge;
+		$got{$col} = $node->safe_psql('postgres', "SELECT $sql");
+	}
+	is_deeply(\%got, { DT => $case->[1], PATH => $case->[2] }, "unescaped values of $rel");
+}
 
 done_testing();

@@ -34,8 +34,17 @@ give are left out):
 MaxResults: 1..100 (CatalogGetterPageSize), else 400 ValidationException;
 default page size 100.  Expression (GetTables): "A regular expression
 pattern. If present, only those tables whose names match the pattern are
-returned." (API_GetTables) -- applied with re.fullmatch; a bad pattern is
-400 InvalidInputException.  GetPartitions' Expression (a partition
+returned." (API_GetTables).  The reference says no more, and readers
+differ, so the reading is a setting (--expression-mode, or POST
+/_emulator/settings {"expression_mode": ...}):
+  regex  (default) the whole name matches the regular expression
+         (re.fullmatch);
+  search the regular expression matches somewhere in the name (re.search);
+  hive   Hive metastore's table patterns, which Glue's Hive-compatible
+         clients use: "*" means any characters (".*"), "|" separates
+         alternatives, the rest is a regular expression, the whole name
+         must match, case-insensitively.
+A bad pattern is 400 InvalidInputException.  GetPartitions' Expression (a partition
 predicate) is not emulated: 400 InvalidInputException.  Missing database or
 table: 400 EntityNotFoundException.
 
@@ -64,6 +73,7 @@ policy are not restricted.
 Admin API (loopback, no auth):
   GET  /_emulator/health
   POST /_emulator/fixture          body: the catalog
+  POST /_emulator/settings         {"expression_mode": "regex"|"search"|"hive"}
   POST /_emulator/faults           {"kind": "throttling"|"500"|"503"|"drop"|"delay",
                                     "count": 1, "after": 0, "path_regex": "GetTables",
                                     "delay_ms": 0}   (path_regex matches "/<Operation>")
@@ -329,16 +339,32 @@ def _tables(cat, dbname):
     return out
 
 
+EXPRESSION_MODES = ("regex", "search", "hive")
+
+
+def expression_matcher(expr, mode):
+    """A predicate on table names for a GetTables Expression (see the docstring)."""
+    try:
+        if mode == "search":
+            rx = re.compile(expr)
+            return lambda name: rx.search(name) is not None
+        if mode == "hive":
+            rxs = [re.compile(alt.replace("*", ".*"), re.IGNORECASE)
+                   for alt in expr.split("|")]
+            return lambda name: any(rx.fullmatch(name) for rx in rxs)
+        rx = re.compile(expr)
+        return lambda name: rx.fullmatch(name) is not None
+    except re.error as e:
+        raise GlueError(400, "InvalidInputException", "Invalid Expression: %s" % e)
+
+
 def op_get_tables(cat, body):
     require(body, "DatabaseName")
     tables = _tables(cat, body["DatabaseName"])
     expr = body.get("Expression")
     if expr is not None:
-        try:
-            rx = re.compile(expr)
-        except re.error as e:
-            raise GlueError(400, "InvalidInputException", "Invalid Expression: %s" % e)
-        tables = [t for t in tables if rx.fullmatch(t.get("Name", ""))]
+        match = expression_matcher(expr, cat.expression_mode)
+        tables = [t for t in tables if match(t.get("Name", ""))]
     chunk, out = page(tables, body, "GetTables", body["DatabaseName"] + "\0" + (expr or ""))
     out["TableList"] = chunk
     return out
@@ -482,6 +508,12 @@ class Handler(BaseHTTPRequestHandler):
                 payload = json.loads(self._read() or b"null")
             if path == "/_emulator/health":
                 return self._send(200, {"ok": True}, "application/json")
+            if path == "/_emulator/settings" and method == "POST":
+                mode = payload.get("expression_mode")
+                if mode not in EXPRESSION_MODES:
+                    raise ValueError("expression_mode must be one of %s" % (EXPRESSION_MODES,))
+                st.catalog.expression_mode = mode
+                return self._send(200, {"expression_mode": mode}, "application/json")
             if path == "/_emulator/fixture" and method == "POST":
                 st.catalog.set(payload)
                 return self._send(200, {"ok": True}, "application/json")
@@ -511,6 +543,7 @@ class State:
         tokens = dict(t.split("=", 1) for t in args.session_token)
         self.verifier = Verifier(keys, tokens, args.region)
         self.catalog = Catalog(args.fixture)
+        self.catalog.expression_mode = args.expression_mode
         self.faults = FaultQueue(FAULT_KINDS)
         self.requests = []
         self.lock = threading.Lock()
@@ -573,6 +606,8 @@ def parse_args(argv):
     ap.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     ap.add_argument("--policy", action="append", default=[], metavar="ACCESS=FILE",
                     help="IAM identity policy JSON enforced for requests signed by ACCESS")
+    ap.add_argument("--expression-mode", choices=EXPRESSION_MODES, default="regex",
+                    help="how GetTables reads Expression (see the module docstring)")
     ap.add_argument("--account-id", default="123456789012", help="AWS account in Glue ARNs")
     ap.add_argument("--request-log",
                     help="append every request (operation, body, status) to this file as JSON")

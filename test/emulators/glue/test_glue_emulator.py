@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import unittest
+import urllib.error
 import urllib.request
 import warnings
 
@@ -129,6 +130,26 @@ class GlueEmulatorTest(unittest.TestCase):
         self.assertEqual(names, ["t10", "t11", "t12", "t13", "t14"])
         self.assertEqual(self.code(c.get_tables, DatabaseName="sales__raw", Expression="("),
                          "InvalidInputException")
+
+    def test_expression_modes(self):
+        c = self.client()
+
+        def names(expr):
+            return [t["Name"] for t in c.get_tables(DatabaseName="sales__raw",
+                                                    Expression=expr)["TableList"]]
+        try:
+            self.assertEqual(names("1[0-1]"), [])  # regex: the whole name
+            self.admin("POST", "settings", {"expression_mode": "search"})
+            self.assertEqual(names("1[0-1]"), ["t10", "t11"])  # anywhere in the name
+            self.admin("POST", "settings", {"expression_mode": "hive"})
+            self.assertEqual(names("T0*|t2*"), ["t00", "t01", "t02", "t03", "t04", "t05",
+                                                "t06", "t07", "t08", "t09", "t20", "t21",
+                                                "t22", "t23", "t24"])
+            self.assertEqual(names(r"^t1([\s\S]+)?$"), ["t%d" % i for i in range(10, 20)])
+            with self.assertRaises(urllib.error.HTTPError):
+                self.admin("POST", "settings", {"expression_mode": "glob"})
+        finally:
+            self.admin("POST", "settings", {"expression_mode": "regex"})
 
     def test_max_results_and_bad_token(self):
         c = self.client()
