@@ -16,8 +16,10 @@
  * 400 with __type ThrottlingException and is retried here with backoff; 5xx
  * and transport errors are retried by sf_http_request().  Operations used:
  * GetTables (pages with NextToken, MaxResults at most 100:
- * CatalogGetterPageSize) and GetPartitions (one page, to tell hive-style
- * from plain partition directories).  API reference:
+ * CatalogGetterPageSize; the LIKE pattern also sent as Expression where a
+ * regular expression can stand for it) and GetPartitions (every page, one
+ * at a time, to tell hive-style from plain partition directories).  API
+ * reference:
  * https://docs.aws.amazon.com/glue/latest/webapi/API_GetTables.html
  *
  * What a Glue table becomes (docs/glue.md has the user's view):
@@ -31,18 +33,22 @@
  *	  glue_stage_map option); LOCATION = @stage/<rest of the path>/;
  *	- columns: "<NAME>" <type> AS (<expr>::<type>) with the type from the
  *	  Hive type parser (hive_types.c); CSV columns are value:c1..cN by
- *	  position, JSON/Parquet/ORC/Avro columns value:"<name>";
+ *	  position, JSON/Parquet/ORC/Avro columns GET_IGNORE_CASE(value,
+ *	  '<name>') (Hive matches names case-insensitively; Glue stores them
+ *	  lower-case), or value:"<key>" from the OpenX SerDe's mapping.<name>;
  *	- partition columns: computed from METADATA$FILENAME, which holds the
  *	  file's path relative to the stage ("Query metadata for staged files":
  *	  https://docs.snowflake.com/en/user-guide/querying-metadata), with
  *	  SPLIT_PART on "/" (and "=" for hive-style key=value directories; Hive
- *	  escapes "=" in partition values, FileUtils.escapePathName), listed in
- *	  PARTITION BY (CREATE EXTERNAL TABLE, "Partitioning parameters":
+ *	  escapes "=" in partition values, FileUtils.escapePathName, and string
+ *	  values are unescaped with REPLACE), listed in PARTITION BY (CREATE
+ *	  EXTERNAL TABLE, "Partitioning parameters":
  *	  https://docs.snowflake.com/en/sql-reference/sql/create-external-table).
  *
- * Idempotency: sfexport.glue_sync_state remembers the SHA-256 of the
- * statement applied per Glue table and target; an unchanged table is not
- * touched, a changed one is re-created with CREATE OR REPLACE.
+ * Idempotency: sfexport.glue_sync_state (glue_periodic.c, with the worker's
+ * periodic sync) remembers the SHA-256 of the statement applied per Glue
+ * table and target; an unchanged table is not touched, a changed one is
+ * re-created with CREATE OR REPLACE.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,18 +58,12 @@
 
 #include "sf_jansson.h"
 
-#include "access/heapam.h"
 #include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_collation_d.h"
-#include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type_d.h"
 #include "commands/defrem.h"
-#include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "foreign/foreign.h"
@@ -71,13 +71,10 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
-#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -153,30 +150,6 @@ typedef struct GluePlan
 	char	   *statement;		/* CREATE OR REPLACE EXTERNAL TABLE ... */
 	char	   *hash;
 } GluePlan;
-
-/* A row of sfexport.glue_sync_state for the current server and target. */
-typedef struct GlueState
-{
-	char	   *glue_table;
-	char	   *target_table;
-	char	   *hash;
-	bool		seen;
-} GlueState;
-
-typedef struct GlueSyncArgs
-{
-	Oid			serverid;
-	Oid			userid;			/* whose user mapping */
-	char	   *glue_database;
-	char	   *pattern;		/* LIKE pattern */
-	bool		dry_run;
-	bool		drop_missing;
-	char	   *target_database;	/* NULL = derived */
-	char	   *target_schema;
-} GlueSyncArgs;
-
-typedef void (*GlueEmitFn) (void *arg, const char *glue_table, const char *action,
-							const char *reason, const char *statement);
 
 /* ---------------------------------------------------------------------
  * Options
@@ -360,6 +333,20 @@ glue_config(Oid serverid)
 					 errdetail_internal("%s", why)));
 	}
 	return conf;
+}
+
+/*
+ * What the periodic sync of a server needs: the Glue databases it mirrors
+ * (glue_databases) and whether it drops tables gone from Glue
+ * (glue_drop_missing), in the current memory context.
+ */
+void
+sf_glue_periodic_options(Oid serverid, List **databases, bool *drop_missing)
+{
+	GlueConfig *conf = glue_config(serverid);
+
+	*databases = conf->databases;
+	*drop_missing = conf->drop_missing;
 }
 
 /* ---------------------------------------------------------------------
@@ -858,8 +845,8 @@ upper_name(const char *name)
 }
 
 /* A name for messages: control characters shown as "?". */
-static char *
-shown_name(const char *name)
+char *
+sf_glue_shown_name(const char *name)
 {
 	char	   *s = pstrdup(name ? name : "");
 
@@ -1060,7 +1047,7 @@ partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *
 			{
 				MemoryContextSwitchTo(outer);
 				reason = psprintf("partition location \"%s\" is not below the table location \"s3://%s/%s\"",
-								  shown_name(loc), shown_name(bucket), shown_name(key));
+								  sf_glue_shown_name(loc), sf_glue_shown_name(bucket), sf_glue_shown_name(key));
 				break;
 			}
 			rel = pk + strlen(key);
@@ -1082,7 +1069,7 @@ partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *
 					{
 						MemoryContextSwitchTo(outer);
 						reason = psprintf("partition location \"%s\" does not have the partition keys in order as key=value directories",
-										  shown_name(loc));
+										  sf_glue_shown_name(loc));
 						break;
 					}
 					rel = strchr(rel, '/') + 1;
@@ -1113,7 +1100,7 @@ partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("AWS Glue table \"%s\" has more than %d pages of partitions",
-						shown_name(t->name), GLUE_MAX_PAGES)));
+						sf_glue_shown_name(t->name), GLUE_MAX_PAGES)));
 	return reason;
 }
 
@@ -1217,18 +1204,18 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 	if (t->table_type && (strcmp(t->table_type, "VIRTUAL_VIEW") == 0 ||
 						  strcmp(t->table_type, "GOVERNED") == 0))
 	{
-		skip(plan, "table type %s is not supported", shown_name(t->table_type));
+		skip(plan, "table type %s is not supported", sf_glue_shown_name(t->table_type));
 		return;
 	}
 	if (fmt == FMT_UNSUPPORTED)
 	{
 		skip(plan, "unsupported format \"%s\" (supported: csv, json, parquet, orc, avro)",
-			 shown_format ? shown_name(shown_format) : "unknown");
+			 shown_format ? sf_glue_shown_name(shown_format) : "unknown");
 		return;
 	}
 	if (!split_s3(t->location, &bucket, &key))
 	{
-		skip(plan, "location \"%s\" is not an s3:// location", shown_name(t->location));
+		skip(plan, "location \"%s\" is not an s3:// location", sf_glue_shown_name(t->location));
 		return;
 	}
 	/* the stage with the longest prefix that covers the location */
@@ -1244,14 +1231,14 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 	if (stage == NULL)
 	{
 		skip(plan, "no stage covers location \"%s\" (add one to the glue_stage_map option of server \"%s\")",
-			 shown_name(t->location), conf->srv->servername);
+			 sf_glue_shown_name(t->location), conf->srv->servername);
 		return;
 	}
 	relpath = key + strlen(stage->prefix);
 	if (!safe_stage_path(relpath))
 	{
 		skip(plan, "location \"%s\" has characters that cannot follow a stage name (allowed: letters, digits, \"_-.=/\")",
-			 shown_name(t->location));
+			 sf_glue_shown_name(t->location));
 		return;
 	}
 	if (t->columns == NIL)
@@ -1295,14 +1282,14 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 		}
 		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
 		{
-			skip(plan, "column \"%s\" has a malformed type \"%s\": %s", shown_name(c->name),
-				 shown_name(c->type), c->type ? error : "no type");
+			skip(plan, "column \"%s\" has a malformed type \"%s\": %s", sf_glue_shown_name(c->name),
+				 sf_glue_shown_name(c->type), c->type ? error : "no type");
 			return;
 		}
 		colname = upper_name(c->name);
 		if (list_member(seen, makeString(colname)))
 		{
-			skip(plan, "two columns are both named \"%s\" in Snowflake", shown_name(colname));
+			skip(plan, "two columns are both named \"%s\" in Snowflake", sf_glue_shown_name(colname));
 			return;
 		}
 		seen = lappend(seen, makeString(colname));
@@ -1334,20 +1321,20 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 		}
 		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
 		{
-			skip(plan, "partition key \"%s\" has a malformed type \"%s\": %s", shown_name(c->name),
-				 shown_name(c->type), c->type ? error : "no type");
+			skip(plan, "partition key \"%s\" has a malformed type \"%s\": %s", sf_glue_shown_name(c->name),
+				 sf_glue_shown_name(c->type), c->type ? error : "no type");
 			return;
 		}
 		if (ht.kind != SF_HIVE_PRIMITIVE)
 		{
-			skip(plan, "partition key \"%s\" has the nested type \"%s\"", shown_name(c->name),
-				 shown_name(c->type));
+			skip(plan, "partition key \"%s\" has the nested type \"%s\"", sf_glue_shown_name(c->name),
+				 sf_glue_shown_name(c->type));
 			return;
 		}
 		colname = upper_name(c->name);
 		if (list_member(seen, makeString(colname)))
 		{
-			skip(plan, "two columns are both named \"%s\" in Snowflake", shown_name(colname));
+			skip(plan, "two columns are both named \"%s\" in Snowflake", sf_glue_shown_name(colname));
 			return;
 		}
 		seen = lappend(seen, makeString(colname));
@@ -1396,145 +1383,6 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 	appendStringInfo(&sql, "\nFILE_FORMAT = (%s)", ff);
 	plan->statement = sql.data;
 	plan->hash = sf_sha256_hex(sql.data, sql.len);
-}
-
-/* ---------------------------------------------------------------------
- * Sync state (sfexport.glue_sync_state), read and written through SPI as
- * the table's owner: callers need not have privileges on it.
- * ---------------------------------------------------------------------
- */
-
-static Oid
-state_owner(void)
-{
-	Oid			relid = get_relname_relid("glue_sync_state",
-										  get_namespace_oid(SFEXPORT_SCHEMA, false));
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table sfexport.glue_sync_state does not exist")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/* Run one statement with text parameters as the state table's owner. */
-static void
-state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols)
-{
-	Oid			saved_user;
-	int			saved_sec;
-	Oid			types[8];
-	Datum		values[8];
-	char		nulls[8];
-	MemoryContext caller = CurrentMemoryContext;
-	int			rc;
-
-	Assert(nargs <= 8);
-	for (int i = 0; i < nargs; i++)
-	{
-		types[i] = TEXTOID;
-		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-		nulls[i] = args[i] ? ' ' : 'n';
-	}
-	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(state_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-		if (rc < 0)
-			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-		if (rows)
-		{
-			for (uint64 r = 0; r < SPI_processed; r++)
-			{
-				char	  **row = MemoryContextAllocZero(caller, sizeof(char *) * ncols);
-
-				for (int j = 0; j < ncols; j++)
-				{
-					char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, j + 1);
-
-					row[j] = v ? MemoryContextStrdup(caller, v) : NULL;
-				}
-				/* the list must outlive SPI_finish too */
-				{
-					MemoryContext spi = MemoryContextSwitchTo(caller);
-
-					*rows = lappend(*rows, row);
-					MemoryContextSwitchTo(spi);
-				}
-			}
-		}
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(saved_user, saved_sec);
-	}
-	PG_END_TRY();
-}
-
-static List *
-state_load(Oid serverid, const char *glue_db, const char *tdb, const char *tschema)
-{
-	const char *args[4] = {psprintf("%u", serverid), glue_db, tdb, tschema};
-	List	   *rows = NIL;
-	List	   *out = NIL;
-	ListCell   *lc;
-	MemoryContext caller = CurrentMemoryContext;
-
-	state_exec("SELECT glue_table, target_table, definition_hash FROM sfexport.glue_sync_state "
-			   "WHERE server = $1::oid AND glue_database = $2 AND target_database = $3 "
-			   "AND target_schema = $4 ORDER BY glue_table",
-			   4, args, &rows, 3);
-	MemoryContextSwitchTo(caller);
-	foreach(lc, rows)
-	{
-		char	  **row = (char **) lfirst(lc);
-		GlueState  *st = palloc0(sizeof(GlueState));
-
-		st->glue_table = row[0];
-		st->target_table = row[1];
-		st->hash = row[2];
-		out = lappend(out, st);
-	}
-	return out;
-}
-
-static void
-state_save(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
-		   GluePlan *plan)
-{
-	const char *args[7] = {psprintf("%u", serverid), glue_db, plan->glue_table, tdb,
-	tschema, plan->target_table, plan->hash};
-
-	state_exec("INSERT INTO sfexport.glue_sync_state AS s (server, glue_database, glue_table, "
-			   "target_database, target_schema, target_table, definition_hash, applied_at) "
-			   "VALUES ($1::oid, $2, $3, $4, $5, $6, $7, now()) "
-			   "ON CONFLICT (server, glue_database, glue_table, target_database, target_schema) "
-			   "DO UPDATE SET target_table = EXCLUDED.target_table, "
-			   "definition_hash = EXCLUDED.definition_hash, applied_at = now()",
-			   7, args, NULL, 0);
-}
-
-static void
-state_delete(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
-			 const char *glue_table)
-{
-	const char *args[5] = {psprintf("%u", serverid), glue_db, glue_table, tdb, tschema};
-
-	state_exec("DELETE FROM sfexport.glue_sync_state WHERE server = $1::oid AND "
-			   "glue_database = $2 AND glue_table = $3 AND target_database = $4 "
-			   "AND target_schema = $5",
-			   5, args, NULL, 0);
 }
 
 /* ---------------------------------------------------------------------
@@ -1610,7 +1458,7 @@ cmp_plan_names(const ListCell *a, const ListCell *b)
  * the Glue database name (upper-cased), else the server's.
  */
 static void
-resolve_target(GlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschema)
+resolve_target(SfGlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschema)
 {
 	const char *sep = strstr(a->glue_database, "__");
 
@@ -1631,13 +1479,16 @@ resolve_target(GlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschema)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid target database or schema for AWS Glue database \"%s\"",
-						shown_name(a->glue_database)),
+						sf_glue_shown_name(a->glue_database)),
 				 errdetail("Names must be 1 to %d bytes without control characters.", GLUE_NAME_MAX)));
 }
 
-/* The sync itself; emits one row per Glue table (and per table gone from Glue). */
-static void
-glue_sync_run(GlueSyncArgs *a, GlueEmitFn emit, void *emit_arg)
+/*
+ * The sync itself; emits one row per Glue table (and per table gone from
+ * Glue).  Also run by the worker's periodic sync (glue_periodic.c).
+ */
+void
+sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 {
 	GlueConfig *conf = glue_config(a->serverid);
 	SfUserConfig *usr = sf_get_user_config(a->serverid, a->userid);
@@ -1651,13 +1502,13 @@ glue_sync_run(GlueSyncArgs *a, GlueEmitFn emit, void *emit_arg)
 	resolve_target(a, conf->srv, &tdb, &tschema);
 	tables = glue_list_tables(gc, a->glue_database, a->pattern);
 	list_sort(tables, cmp_plan_names);
-	state = state_load(a->serverid, a->glue_database, tdb, tschema);
+	state = sf_glue_state_load(a->serverid, a->glue_database, tdb, tschema);
 
 	foreach(lc, tables)
 	{
 		GlueTable  *t = (GlueTable *) lfirst(lc);
 		GluePlan	plan;
-		GlueState  *prev = NULL;
+		SfGlueState  *prev = NULL;
 		ListCell   *sc;
 		const char *action;
 		char	   *reason;
@@ -1666,7 +1517,7 @@ glue_sync_run(GlueSyncArgs *a, GlueEmitFn emit, void *emit_arg)
 		plan_table(gc, conf, a->glue_database, t, tdb, tschema, &plan);
 		foreach(sc, state)
 		{
-			GlueState  *s = (GlueState *) lfirst(sc);
+			SfGlueState  *s = (SfGlueState *) lfirst(sc);
 
 			if (t->name && strcmp(s->glue_table, t->name) == 0)
 			{
@@ -1696,14 +1547,15 @@ glue_sync_run(GlueSyncArgs *a, GlueEmitFn emit, void *emit_arg)
 			emit(emit_arg, t->name, "skipped", reason, plan.statement);
 			continue;
 		}
-		state_save(a->serverid, a->glue_database, tdb, tschema, &plan);
+		sf_glue_state_save(a->serverid, a->glue_database, tdb, tschema, plan.glue_table,
+						   plan.target_table, plan.hash);
 		emit(emit_arg, t->name, action, NULL, plan.statement);
 	}
 
 	/* tables we created earlier that Glue no longer has */
 	foreach(lc, state)
 	{
-		GlueState  *s = (GlueState *) lfirst(lc);
+		SfGlueState  *s = (SfGlueState *) lfirst(lc);
 		char	   *sql;
 		char	   *reason;
 
@@ -1732,7 +1584,7 @@ glue_sync_run(GlueSyncArgs *a, GlueEmitFn emit, void *emit_arg)
 			emit(emit_arg, s->glue_table, "skipped", reason, sql);
 			continue;
 		}
-		state_delete(a->serverid, a->glue_database, tdb, tschema, s->glue_table);
+		sf_glue_state_delete(a->serverid, a->glue_database, tdb, tschema, s->glue_table);
 		emit(emit_arg, s->glue_table, "dropped", NULL, sql);
 	}
 }
@@ -1774,7 +1626,7 @@ Datum
 sfexport_glue_sync(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	GlueSyncArgs a;
+	SfGlueSyncArgs a;
 	ForeignServer *server;
 
 	for (int i = 0; i < 5; i++)
@@ -1811,209 +1663,6 @@ sfexport_glue_sync(PG_FUNCTION_ARGS)
 				 errmsg("invalid AWS Glue database name"),
 				 errdetail("Names are 1 to %d bytes without control characters.", GLUE_NAME_MAX)));
 
-	glue_sync_run(&a, emit_tuple, rsinfo);
+	sf_glue_sync_run(&a, emit_tuple, rsinfo);
 	return (Datum) 0;
-}
-
-/* ---------------------------------------------------------------------
- * Periodic sync by the background worker
- * ---------------------------------------------------------------------
- */
-
-typedef struct GlueDue
-{
-	Oid			serverid;		/* hash key */
-	TimestampTz next_run;
-} GlueDue;
-
-static HTAB *glue_due = NULL;
-
-typedef struct PeriodicWork
-{
-	List	   *servers;		/* Oid list of servers due now, in cxt */
-	MemoryContext cxt;
-} PeriodicWork;
-
-typedef struct PeriodicCounts
-{
-	int			counts[5];		/* created, replaced, unchanged, dropped, skipped */
-} PeriodicCounts;
-
-static void
-count_action(void *arg, const char *glue_table, const char *action,
-			 const char *reason, const char *statement)
-{
-	PeriodicCounts *c = (PeriodicCounts *) arg;
-	static const char *const names[] = {"created", "replaced", "unchanged", "dropped", "skipped"};
-
-	for (int i = 0; i < 5; i++)
-		if (strcmp(action, names[i]) == 0)
-			c->counts[i]++;
-	if (strcmp(action, "skipped") == 0 && reason)
-		ereport(DEBUG1,
-				(errmsg_internal("sfexport glue sync skipped table \"%s\": %s",
-								 shown_name(glue_table), reason)));
-}
-
-/* Which sfexport servers have a glue_sync_interval and are due. */
-static void
-find_due_servers(void *arg)
-{
-	PeriodicWork *w = (PeriodicWork *) arg;
-	Oid			fdwid = get_foreign_data_wrapper_oid("sfexport", true);
-	TimestampTz now = GetCurrentTimestamp();
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-
-	if (!OidIsValid(fdwid) || !OidIsValid(get_extension_oid("sfexport", true)))
-		return;
-	rel = table_open(ForeignServerRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		Form_pg_foreign_server fs = (Form_pg_foreign_server) GETSTRUCT(tup);
-		ForeignServer *server;
-		ListCell   *lc;
-		int			interval = 0;
-		bool		has_dbs = false;
-		GlueDue    *due;
-		bool		found;
-
-		if (fs->srvfdw != fdwid)
-			continue;
-		server = GetForeignServer(fs->oid);
-		foreach(lc, server->options)
-		{
-			DefElem    *def = lfirst_node(DefElem, lc);
-
-			if (strcmp(def->defname, "glue_sync_interval") == 0)
-				(void) parse_int(defGetString(def), &interval, GUC_UNIT_S, NULL);
-			else if (strcmp(def->defname, "glue_databases") == 0)
-				has_dbs = true;
-		}
-		if (interval <= 0 || !has_dbs)
-			continue;
-		due = hash_search(glue_due, &fs->oid, HASH_ENTER, &found);
-		if (!found)
-			due->next_run = 0;
-		if (now < due->next_run)
-			continue;
-		due->next_run = TimestampTzPlusMilliseconds(now, (int64) interval * 1000);
-		{
-			MemoryContext old = MemoryContextSwitchTo(w->cxt);
-
-			w->servers = lappend_oid(w->servers, fs->oid);
-			MemoryContextSwitchTo(old);
-		}
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-}
-
-typedef struct PeriodicOne
-{
-	Oid			serverid;
-	char	   *database;
-} PeriodicOne;
-
-/* One Glue database of one server, in its own transaction. */
-static void
-periodic_one(void *arg)
-{
-	PeriodicOne *p = (PeriodicOne *) arg;
-	GlueConfig *conf;
-	GlueSyncArgs a;
-	PeriodicCounts c;
-	Oid			owner;
-
-	memset(&c, 0, sizeof(c));
-	memset(&a, 0, sizeof(a));
-	owner = GetForeignServer(p->serverid)->owner;
-	conf = glue_config(p->serverid);
-	a.serverid = p->serverid;
-	a.userid = owner;
-	a.glue_database = p->database;
-	a.pattern = "%";
-	a.drop_missing = conf->drop_missing;
-	glue_sync_run(&a, count_action, &c);
-	ereport(LOG,
-			(errmsg("sfexport glue sync of server \"%s\", AWS Glue database \"%s\": %d created, %d replaced, %d unchanged, %d dropped, %d skipped",
-					conf->srv->servername, shown_name(p->database), c.counts[0], c.counts[1],
-					c.counts[2], c.counts[3], c.counts[4])));
-}
-
-typedef struct PeriodicDbs
-{
-	Oid			serverid;
-	List	   *databases;
-	MemoryContext cxt;
-} PeriodicDbs;
-
-static void
-read_databases(void *arg)
-{
-	PeriodicDbs *d = (PeriodicDbs *) arg;
-	GlueConfig *conf = glue_config(d->serverid);
-	ListCell   *lc;
-
-	foreach(lc, conf->databases)
-		d->databases = lappend(d->databases,
-							   MemoryContextStrdup(d->cxt, (char *) lfirst(lc)));
-}
-
-/*
- * Called by the background worker on each housekeeping pass, outside a
- * transaction.  For every sfexport server with the glue_sync_interval and
- * glue_databases options whose interval has elapsed, syncs each listed
- * Glue database (pattern '%', drop_missing from glue_drop_missing) with the
- * server owner's user mapping, each in its own transaction; failures are
- * logged as warnings and retried at the next interval.
- */
-void
-sf_glue_periodic(void)
-{
-	PeriodicWork w;
-	MemoryContext cxt;
-	MemoryContext old;
-	ListCell   *lc;
-
-	if (glue_due == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(GlueDue);
-		glue_due = hash_create("sfexport glue sync schedule", 16, &ctl,
-							   HASH_ELEM | HASH_BLOBS);
-	}
-	cxt = AllocSetContextCreate(TopMemoryContext, "sfexport glue periodic",
-								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	memset(&w, 0, sizeof(w));
-	w.cxt = cxt;
-	(void) sf_run_transaction(find_due_servers, &w, NULL);
-	foreach(lc, w.servers)
-	{
-		PeriodicDbs d;
-		ListCell   *dc;
-
-		memset(&d, 0, sizeof(d));
-		d.serverid = lfirst_oid(lc);
-		d.cxt = cxt;
-		if (!sf_run_transaction(read_databases, &d, NULL))
-			continue;
-		foreach(dc, d.databases)
-		{
-			PeriodicOne p;
-
-			p.serverid = d.serverid;
-			p.database = (char *) lfirst(dc);
-			pgstat_report_activity(STATE_RUNNING, "sfexport glue sync");
-			(void) sf_run_transaction(periodic_one, &p, NULL);
-		}
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
 }
