@@ -6,6 +6,8 @@
 #  - ThrottlingException (HTTP 400), 500 and a dropped connection are
 #    retried; a persistent one fails with 08006 after bounded attempts;
 #  - a statement Snowflake refuses skips that table only, with the reason;
+#  - a fault on a later page of GetPartitions is retried, or fails the
+#    call: the layout is never taken from the first page alone;
 #  - the background worker syncs servers with glue_sync_interval and
 #    glue_databases on its own;
 #  - no secret, session token or signature reaches any log.
@@ -124,6 +126,25 @@ SfGlue::admin($glue, 'DELETE', 'faults');
 fault(kind => '503', count => 100, path_regex => 'GetTables');
 $err = SfSnowflake::psql_error($node, q{SELECT * FROM sfexport.glue_sync('sf', 'db1')});
 like($err, qr/ERROR:  08006: AWS Glue request GetTables failed: HTTP 503/, 'persistent 503: 08006');
+SfGlue::admin($glue, 'DELETE', 'faults');
+
+# ---- partitions are read over every page: a failure on a later page is
+# retried, or fails the call, never leaves the layout to the first page
+$catalog{tables}{parts} = [ SfGlue::table('tp', 'parquet', "$W/tp/", [ id => 'bigint' ],
+		partition_keys => [ n => 'int' ]) ];
+$catalog{partitions}{parts}{tp} = SfGlue::partitions(map { "$W/tp/n=$_/" } 1 .. 150);
+push @{ $catalog{databases} }, { Name => 'parts' };
+SfGlue::write_catalog($glue, \%catalog);
+SfGlue::admin($glue, 'DELETE', 'requests');
+fault(kind => 'throttling', count => 2, after => 1, path_regex => 'GetPartitions');
+$r = sync('sf', q{'parts', dry_run => true});
+is($r->{tp}{action}, 'created', 'ThrottlingException on the second page of GetPartitions: retried');
+is(scalar @{ SfGlue::requests($glue, 'GetPartitions') }, 4, '... two pages, the second tried three times');
+SfGlue::admin($glue, 'DELETE', 'faults');
+fault(kind => 'throttling', count => 100, after => 1, path_regex => 'GetPartitions');
+$err = SfSnowflake::psql_error($node, q{SELECT * FROM sfexport.glue_sync('sf', 'parts', dry_run => true)});
+like($err, qr/ERROR:  08006: AWS Glue request GetPartitions failed: HTTP 400 ThrottlingException/,
+	'persistent throttling on the second page: 08006, no table planned from the first page alone');
 SfGlue::admin($glue, 'DELETE', 'faults');
 
 # ---- a statement Snowflake refuses skips only that table
