@@ -7,6 +7,9 @@
 #  - a lost record (files back to 'staged' after Snowpipe loaded them, as a
 #    crash between insertFiles and its commit leaves them) with lost
 #    reports: re-submitted, found through loadHistoryScan, never twice;
+#  - a worker restart (pg_terminate_backend) while files are submitted and
+#    reports are delayed: the worker resumes from the report position kept
+#    in sfexport.pipe_reports, every file loaded exactly once;
 #  - switching a table between copy and snowpipe (also while files are
 #    submitted) loses and duplicates nothing.
 use strict;
@@ -156,6 +159,35 @@ sq(q{SELECT sfexport.flush()});
 drained('ev', 'the re-submitted file is found in the load history');
 exactly('EV', 1200, 're-submission after a lost record');
 SfSnowflake::admin($emu, 'POST', 'snowpipe', { suppress_reports => JSON::PP::false, pipe_delay_ms => 1500 });
+
+# ---- the worker restarts while files are submitted and reports are delayed:
+# it resumes from the report position kept in sfexport.pipe_reports
+SfSnowflake::admin($emu, 'POST', 'snowpipe', { pipe_delay_ms => 4000 });
+my $evpipe = sq(q{SELECT DISTINCT pipe FROM sfexport.files WHERE relid = 'ev'::regclass AND load_via = 'snowpipe'});
+my $kept = sq(qq{SELECT begin_mark FROM sfexport.pipe_reports WHERE pipe = '$evpipe'});
+like($kept, qr/^\d+$/, 'the report position of the pipe is kept in sfexport.pipe_reports');
+sq(q{INSERT INTO ev SELECT g, 'row ' || g FROM generate_series(1201, 1700) g; SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres', q{SELECT submitted_files > 0 FROM sfexport.status WHERE foreign_table = 'ev'::regclass}),
+	'files submitted before the worker restart');
+my $old_worker = sq(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sfexport worker'});
+# the position just before the worker goes
+$kept = sq(qq{SELECT begin_mark FROM sfexport.pipe_reports WHERE pipe = '$evpipe'});
+my $asked_before = scalar @{ SfSnowflake::admin($emu, 'GET', 'snowpipe')->{report_requests} };
+sq(qq{SELECT pg_terminate_backend($old_worker)});
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'sfexport worker' AND pid <> $old_worker}), 'the launcher starts a new worker');
+drained('ev', 'after the worker restart the submitted files are reported loaded');
+exactly('EV', 1700, 'worker restart while reports are delayed');
+is(sq(q{SELECT count(*) FROM sfexport.files WHERE relid = 'ev'::regclass AND state = 'loaded'
+	AND rows_loaded IS DISTINCT FROM rows}), '0', 'every file recorded with its rows, once');
+my @asked = @{ SfSnowflake::admin($emu, 'GET', 'snowpipe')->{report_requests} };
+my @after = grep { $_->{pipe} eq $evpipe } @asked[ $asked_before .. $#asked ];
+ok(@after && !grep({ !defined $_->{begin_mark} || $_->{begin_mark} < $kept } @after),
+	'the restarted worker asked for the reports after the kept position, not from the start')
+  or diag(explain({ kept => $kept, after => \@after }));
+is(sq(qq{SELECT begin_mark FROM sfexport.pipe_reports WHERE pipe = '$evpipe'}), $after[-1]{next_begin_mark},
+	'and kept the position of its last report');
+SfSnowflake::admin($emu, 'POST', 'snowpipe', { pipe_delay_ms => 1500 });
 
 # ---- switching modes
 sq(q{INSERT INTO sw SELECT g FROM generate_series(1, 100) g; SELECT sfexport.flush()});
