@@ -960,11 +960,16 @@ poll_until_done(SfExec *ex, MemoryContext poll_cxt)
 	TimestampTz deadline = GetCurrentTimestamp() +
 		(int64) (timeout + SF_POLL_GRACE_S) * USECS_PER_SEC;
 	MemoryContext old;
+	bool		at_once = false;	/* the poll again after a token renewal */
 
 	for (;;)
 	{
-		interruptible_sleep(delay);
-		delay = Min(delay * 2, SF_POLL_MAX_MS);
+		if (!at_once)
+		{
+			interruptible_sleep(delay);
+			delay = Min(delay * 2, SF_POLL_MAX_MS);
+		}
+		at_once = false;
 		if (GetCurrentTimestamp() > deadline)
 		{
 			send_cancel(ex);
@@ -997,7 +1002,7 @@ poll_until_done(SfExec *ex, MemoryContext poll_cxt)
 		{
 			(void) sf_auth_token(ex->srv, ex->usr, true);
 			ex->just_refreshed = true;
-			delay = 0;
+			at_once = true;
 			continue;
 		}
 		if (resp->status == 401)
