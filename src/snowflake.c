@@ -20,6 +20,10 @@
  *	  succeeded.  Transport errors, 429 and 5xx are retried that way by
  *	  sf_http_request() (through the prepare hook), and so is the resubmit
  *	  after a 401.
+ *	- A cancel while the submit is unanswered (no handle yet): the same
+ *	  request with retry=true reports the running statement's handle
+ *	  without running it again, and that is cancelled
+ *	  (cancel_unacknowledged); at process exit too (cancel_at_exit).
  *	- "Handling responses": 200 result set (partition 0 inline, partitions
  *	  1..N-1 through GET ...?partition=N, gzip-encoded, decoded by libcurl);
  *	  202 still running (poll GET /api/v2/statements/<handle>); 408 timed
@@ -71,7 +75,16 @@ typedef struct SfExec
 	char	   *base_url;		/* srv->url without a trailing '/' */
 	char		request_id[37];
 	bool		resubmit;		/* submit again with retry=true */
-	bool		just_refreshed; /* the token in use was made after a 401 */
+	/*
+	 * The token in use was made after a 401.  One renewal per run of 401s:
+	 * a 401 with this set is reported (report_auth_error), since a fresh
+	 * token refused as well means the key or user is wrong.  Any other
+	 * answer clears it, so 401s apart (submit, then a poll) are each cured;
+	 * it lives in this statement's SfExec only.  Two 401s in a row, e.g. a
+	 * fault injector answering the next two requests with 401
+	 * (034_fault_matrix's sf_401 with count 2), surface by design.
+	 */
+	bool		just_refreshed;
 	bool		remote_error;	/* an error reported by Snowflake is being thrown */
 	bool		in_flight;		/* submitted, final answer not yet received */
 	SfHttpRequest submit_req;	/* the submit; body_delivered survives a throw */
