@@ -11,7 +11,10 @@
 #    reports are delayed: the worker resumes from the report position kept
 #    in sfexport.pipe_reports, every file loaded exactly once;
 #  - switching a table between copy and snowpipe (also while files are
-#    submitted) loses and duplicates nothing.
+#    submitted) loses and duplicates nothing;
+#  - SIGTERM of the worker while its COPY submit is unanswered: the COPY is
+#    cancelled in Snowflake (found through requestId + retry=true), and the
+#    next worker loads the file once.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -203,6 +206,42 @@ drained('sw', 'and back to copy');
 exactly('SW', 300, 'mode switches');
 is(sq(q{SELECT string_agg(load_via, ',' ORDER BY file_id) FROM sfexport.files WHERE relid = 'sw'::regclass}),
 	'copy,snowpipe,copy', 'each file stayed with the path of its first attempt');
+
+# ---- the worker's SIGTERM while its COPY submit is still unanswered: the
+# statement is found through its requestId (retry=true) and cancelled as
+# the worker ends; the next worker loads the file, once
+SfSnowflake::admin($emu, 'POST', 'faults',
+	{ action => 'hold', delay_ms => 60000, statement => q{^\s*COPY INTO "DB"\."PUBLIC"\."SW"} });
+my $logpos = -s $node->logfile;
+sq(q{INSERT INTO sw SELECT g FROM generate_series(301, 400) g; SELECT sfexport.flush()});
+my $held;
+for (1 .. 300)
+{
+	($held) = grep { $_->{executed} && $_->{status} eq 'running' }
+	  @{ SfSnowflake::statement_log($emu, qr/^\s*COPY INTO "DB"\."PUBLIC"\."SW"/) };
+	last if $held;
+	Time::HiRes::sleep(0.1);
+}
+ok($held, 'the worker submitted a COPY whose answer is held back');
+my $worker = sq(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sfexport worker'});
+sq(qq{SELECT pg_terminate_backend($worker)});
+my $st = '';
+for (1 .. 150)
+{
+	my ($e) = grep { $_->{handle} eq $held->{handle} && $_->{executed} }
+	  @{ SfSnowflake::statement_log($emu, qr/^\s*COPY INTO "DB"\."PUBLIC"\."SW"/) };
+	$st = $e->{status};
+	last if $st eq 'cancelled';
+	Time::HiRes::sleep(0.1);
+}
+is($st, 'cancelled', 'SIGTERM of the worker during the submit: the COPY is cancelled in Snowflake');
+ok(grep({ !$_->{executed} && ($_->{deduplicated_from} // '') eq $held->{handle} }
+		@{ SfSnowflake::statement_log($emu, qr/^\s*COPY INTO "DB"\."PUBLIC"\."SW"/) }),
+	'found through a retry=true resubmit, not run again');
+drained('sw', 'the next worker loads the file');
+exactly('SW', 400, 'worker SIGTERM during a COPY submit');
+like(slurp_file($node->logfile, $logpos), qr/cancelled a running Snowflake statement as the process ends/,
+	'the worker logged the cancel');
 
 $node->stop;
 done_testing();
