@@ -162,6 +162,22 @@ COMMENT ON TABLE sfexport.files IS
 REVOKE ALL ON sfexport.files FROM PUBLIC;
 GRANT SELECT ON sfexport.files TO pg_monitor;
 
+-- Snowpipe: where the worker is in each pipe's insertReport (src/load.c).
+-- The nextBeginMark of the last report read, written in the transaction
+-- that records the outcomes that report carried, so that a restarted worker
+-- asks for the events after it instead of re-reading or missing some.
+CREATE TABLE sfexport.pipe_reports (
+    server      oid         NOT NULL,
+    pipe        text        NOT NULL,   -- db.schema.pipe, as sfexport.files.pipe
+    begin_mark  text,                   -- insertReport nextBeginMark
+    read_at     timestamptz NOT NULL,   -- when that report was read
+    PRIMARY KEY (server, pipe)
+);
+COMMENT ON TABLE sfexport.pipe_reports IS
+  'the position of the worker in each Snowpipe pipe''s load report';
+REVOKE ALL ON sfexport.pipe_reports FROM PUBLIC;
+GRANT SELECT ON sfexport.pipe_reports TO pg_monitor;
+
 -- One row per sfexport foreign table: pending rows and staged files.
 CREATE VIEW sfexport.status AS
 SELECT c.oid::regclass                        AS foreign_table,

@@ -491,6 +491,18 @@ sf_http_perform(SfHttpRequest *req)
 
 		rc = curl_easy_perform(h);
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		{
+			curl_off_t	uploaded = 0;
+			long		header_bytes = 0;
+			curl_off_t	want = req->read_fn ? (curl_off_t) req->read_len
+				: (curl_off_t) req->body_len;
+
+			/* before an interrupt is serviced below: callers read it then */
+			curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+			curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &header_bytes);
+			if (header_bytes > 0 && uploaded >= want)
+				req->body_delivered = true;
+		}
 
 		/* the handle must not keep pointers to our stack and slist */
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);

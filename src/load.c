@@ -432,44 +432,17 @@ note_batch_error(CopyBatch *b, const char *message)
  * commits: a crash in between leaves them 'staged' and they are submitted
  * again, which Snowpipe's per-pipe load history makes harmless (it skips a
  * file name it loaded).  A submitted file is looked up in insertReport each
- * housekeeping pass (sfexport.snowpipe_poll_interval); one not reported
- * within sfexport.snowpipe_report_deadline (e.g. a report lost with a
- * worker restart: reports live ~10 minutes) is looked up in the pipe's
+ * housekeeping pass (sfexport.snowpipe_poll_interval), from the pipe's
+ * mark in sfexport.pipe_reports, which survives a worker restart; one not
+ * reported within sfexport.snowpipe_report_deadline (e.g. a report that
+ * expired while no worker ran: reports live ~10 minutes) is looked up in the pipe's
  * load history (loadHistoryScan) since it was staged, and when found
  * nowhere, submitted again.
  * ---------------------------------------------------------------------
  */
 
-/* Pipes this process created (CREATE PIPE IF NOT EXISTS) and report marks. */
-typedef struct PipeState
-{
-	char	   *pipe;			/* REST name */
-	char	   *begin_mark;		/* insertReport nextBeginMark, or NULL */
-} PipeState;
-
+/* Pipes this process created (CREATE PIPE IF NOT EXISTS). */
 static List *pipes_created = NIL;	/* char *, TopMemoryContext */
-static List *pipe_states = NIL; /* PipeState *, TopMemoryContext */
-
-static PipeState *
-pipe_state(const char *pipe)
-{
-	ListCell   *lc;
-	PipeState  *ps;
-	MemoryContext old;
-
-	foreach(lc, pipe_states)
-	{
-		ps = (PipeState *) lfirst(lc);
-		if (strcmp(ps->pipe, pipe) == 0)
-			return ps;
-	}
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	ps = palloc0(sizeof(PipeState));
-	ps->pipe = pstrdup(pipe);
-	pipe_states = lappend(pipe_states, ps);
-	MemoryContextSwitchTo(old);
-	return ps;
-}
 
 /* Make sure the pipe of a target and shape exists (once per process). */
 static void
@@ -600,7 +573,6 @@ typedef struct PipeWork
 {
 	Oid			serverid;
 	char	   *pipe;
-	char	   *next_mark;
 } PipeWork;
 
 static void
@@ -630,23 +602,52 @@ pipes_unit(void *arg)
 	SPI_finish();
 }
 
-/* insertReport for one pipe; records outcomes.  In a transaction. */
+/*
+ * insertReport for one pipe from its mark in sfexport.pipe_reports; records
+ * the outcomes and the new mark (nextBeginMark) in the same transaction, so
+ * that the mark never runs ahead of what was recorded and a restarted
+ * worker goes on from there.  Without a mark (a pipe never read) the report
+ * holds what Snowpipe still keeps (about 10 minutes); older outcomes are
+ * found by the deadline and loadHistoryScan (overdue_unit).  beginMark is a
+ * hint: an event seen twice is harmless, as only 'submitted' files change.
+ */
 static void
 report_unit(void *arg)
 {
 	PipeWork   *w = (PipeWork *) arg;
 	SfServerConfig *srv = sf_get_server_config(w->serverid);
 	SfUserConfig *usr = sf_get_user_config(w->serverid, sf_worker_user(w->serverid));
-	PipeState  *ps = pipe_state(w->pipe);
-	char	   *mark = ps->begin_mark;
+	Oid			argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {ObjectIdGetDatum(w->serverid), CStringGetTextDatum(w->pipe), (Datum) 0};
+	char		nulls[3] = {' ', ' ', 'n'};
+	char	   *mark = NULL;
 	List	   *reports;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT begin_mark FROM sfexport.pipe_reports"
+							  " WHERE server = $1 AND pipe = $2 FOR UPDATE",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sfexport.pipe_reports");
+	if (SPI_processed > 0)
+		mark = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	pgstat_report_activity(STATE_RUNNING, psprintf("reading the load report of pipe %s", w->pipe));
 	reports = sf_snowpipe_insert_report(srv, usr, w->pipe, &mark);
-	w->next_mark = mark;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	(void) record_reports(w->pipe, reports);
+
+	if (mark)
+	{
+		values[2] = CStringGetTextDatum(mark);
+		nulls[2] = ' ';
+	}
+	if (SPI_execute_with_args("INSERT INTO sfexport.pipe_reports AS p"
+							  " (server, pipe, begin_mark, read_at) VALUES ($1, $2, $3, now())"
+							  " ON CONFLICT (server, pipe) DO UPDATE"
+							  " SET begin_mark = coalesce(EXCLUDED.begin_mark, p.begin_mark),"
+							  "     read_at = EXCLUDED.read_at",
+							  3, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not update sfexport.pipe_reports");
 	SPI_finish();
 }
 
@@ -748,14 +749,7 @@ poll_pipes(void)
 
 		CHECK_FOR_INTERRUPTS();
 		sf_pipe_files_pending = true;
-		if (sf_run_transaction(report_unit, w, NULL))
-		{
-			/* advance the mark only once the outcomes are committed */
-			PipeState  *ps = pipe_state(w->pipe);
-
-			if (w->next_mark)
-				ps->begin_mark = MemoryContextStrdup(TopMemoryContext, w->next_mark);
-		}
+		(void) sf_run_transaction(report_unit, w, NULL);
 		(void) sf_run_transaction(overdue_unit, w, NULL);
 	}
 }

@@ -274,6 +274,11 @@ struct SfHttpRequest
 								 * false to get the stored bytes */
 	int			backoff_base_ms;	/* first retry delay ceiling, default 250 */
 	int			backoff_max_ms; /* largest retry delay ceiling, default 20 s */
+	/* set by the transfer, kept across attempts (never reset by a retry) */
+	bool		body_delivered; /* an attempt handed the whole request (and
+								 * body) to the network: the server may
+								 * have received it, even if it never
+								 * answered */
 };
 
 typedef struct SfHttpResponse

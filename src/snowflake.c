@@ -20,6 +20,10 @@
  *	  succeeded.  Transport errors, 429 and 5xx are retried that way by
  *	  sf_http_request() (through the prepare hook), and so is the resubmit
  *	  after a 401.
+ *	- A cancel while the submit is unanswered (no handle yet): the same
+ *	  request with retry=true reports the running statement's handle
+ *	  without running it again, and that is cancelled
+ *	  (cancel_unacknowledged); at process exit too (cancel_at_exit).
  *	- "Handling responses": 200 result set (partition 0 inline, partitions
  *	  1..N-1 through GET ...?partition=N, gzip-encoded, decoded by libcurl);
  *	  202 still running (poll GET /api/v2/statements/<handle>); 408 timed
@@ -43,6 +47,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -70,8 +75,19 @@ typedef struct SfExec
 	char	   *base_url;		/* srv->url without a trailing '/' */
 	char		request_id[37];
 	bool		resubmit;		/* submit again with retry=true */
-	bool		just_refreshed; /* the token in use was made after a 401 */
+	/*
+	 * The token in use was made after a 401.  One renewal per run of 401s:
+	 * a 401 with this set is reported (report_auth_error), since a fresh
+	 * token refused as well means the key or user is wrong.  Any other
+	 * answer clears it, so 401s apart (submit, then a poll) are each cured;
+	 * it lives in this statement's SfExec only.  Two 401s in a row, e.g. a
+	 * fault injector answering the next two requests with 401
+	 * (034_fault_matrix's sf_401 with count 2), surface by design.
+	 */
+	bool		just_refreshed;
 	bool		remote_error;	/* an error reported by Snowflake is being thrown */
+	bool		in_flight;		/* submitted, final answer not yet received */
+	SfHttpRequest submit_req;	/* the submit; body_delivered survives a throw */
 	char	   *handle;			/* statement handle, once known */
 	const char *body;			/* submit request body */
 	MemoryContext result_cxt;	/* where the result is built */
@@ -780,17 +796,20 @@ send_cancel(SfExec *ex)
 static SfHttpResponse *
 submit(SfExec *ex)
 {
-	SfHttpRequest req;
+	SfHttpRequest *req = &ex->submit_req;
 	SfHttpResponse *resp;
 
 	for (;;)
 	{
-		init_request(ex, &req, "POST", ex->base_url);
-		req.body = ex->body;
-		req.body_len = strlen(ex->body);
-		req.prepare = submit_prepare;
-		req.prepare_arg = ex;
-		resp = sf_http_request(&req);
+		bool		delivered = req->body_delivered;
+
+		init_request(ex, req, "POST", ex->base_url);
+		req->body_delivered = delivered;
+		req->body = ex->body;
+		req->body_len = strlen(ex->body);
+		req->prepare = submit_prepare;
+		req->prepare_arg = ex;
+		resp = sf_http_request(req);
 
 		if (resp->status == 401 && !ex->just_refreshed &&
 			strcmp(ex->usr->token_type, "KEYPAIR_JWT") == 0)
@@ -805,10 +824,126 @@ submit(SfExec *ex)
 			report_auth_error(ex, resp);
 		if (resp->status != 200 && resp->status != 202 &&
 			resp->status != 408 && resp->status != 422)
-			report_http_error(ex, &req, resp);
+			report_http_error(ex, req, resp);
 		ex->just_refreshed = false;
 		return resp;
 	}
+}
+
+/*
+ * The PostgreSQL query was interrupted (cancel, statement_timeout, or the
+ * process is ending) while the submit was in flight, so that no statement
+ * handle is known yet.  When the request may have reached Snowflake (an
+ * attempt handed over the whole request), ask for the statement of our
+ * requestId: "send the same request with the same requestId and
+ * retry=true" reports the statement already running (or its result) and
+ * does not run it again (.../sql-api/submitting-requests, "Resubmitting a
+ * request").  Then cancel it (.../sql-api/cancelling-requests).  A request
+ * that never got out completely cannot have started a statement: nothing
+ * to do.  Should the original request be lost on the way after all,
+ * retry=true runs the statement afresh, and it is cancelled at once.
+ *
+ * Bounded (5 s connect, 10 s per request, two attempts, no token renewal)
+ * and best effort: never throws; returns the detail for the re-thrown
+ * interrupt, or NULL.  Runs with the interrupt already taken off the flags
+ * (the caller re-throws it); a second cancel aborts it.
+ */
+static char *
+cancel_unacknowledged(SfExec *ex)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile detail = NULL;
+
+	if (!ex->submit_req.body_delivered)
+		return NULL;
+	PG_TRY();
+	{
+		SfHttpRequest req;
+		SfHttpResponse *resp;
+		SfRemoteError err;
+
+		ex->resubmit = true;
+		init_request(ex, &req, "POST", ex->base_url);
+		req.connect_timeout_ms = Min(ex->srv->connect_timeout_ms, 5000);
+		req.timeout_ms = Min(ex->srv->request_timeout_ms, 10000);
+		req.max_attempts = 2;
+		req.body = ex->body;
+		req.body_len = strlen(ex->body);
+		req.prepare = submit_prepare;
+		req.prepare_arg = ex;
+		resp = sf_http_request(&req);
+		read_remote_error(resp, &err);
+		if (resp->status == 202 && err.handle && err.handle[0] != '\0')
+		{
+			ex->handle = err.handle;
+			if (send_cancel(ex))
+				detail = psprintf("Snowflake statement %s was cancelled as well (found through request %s).",
+								  ex->handle, ex->request_id);
+		}
+		else if (resp->status == 200 || resp->status == 408 || resp->status == 422)
+			detail = psprintf("Snowflake statement %s had already ended (HTTP status %ld).",
+							  err.handle ? err.handle : "of request", resp->status);
+		else
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not cancel the Snowflake statement of request %s",
+							ex->request_id),
+					 errdetail("The resubmit with retry=true to find its handle answered HTTP status %ld%s%s.",
+							   resp->status, resp->error_text ? ": " : "",
+							   resp->error_text ? resp->error_text : "")));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not cancel the Snowflake statement of request %s",
+						ex->request_id),
+				 errdetail_internal("%s", edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return detail;
+}
+
+/*
+ * before_shmem_exit callback while a statement is in flight: the process
+ * is ending (SIGTERM of the worker, pg_terminate_backend: a FATAL error
+ * does not unwind to our PG_CATCH), so cancel the remote statement, found
+ * through its handle or, during the submit, through its requestId.
+ * Interrupts are held and their flags cleared by proc_exit at this point.
+ */
+static void
+cancel_at_exit(int code, Datum arg)
+{
+	SfExec	   *ex = (SfExec *) DatumGetPointer(arg);
+	MemoryContext cxt;
+	MemoryContext old;
+	char	   *detail = NULL;
+
+	if (!ex->in_flight)
+		return;
+	ex->in_flight = false;
+	cxt = AllocSetContextCreate(TopMemoryContext, "sfexport Snowflake cancel at exit",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	if (ex->handle)
+	{
+		if (send_cancel(ex))
+			detail = psprintf("Snowflake statement %s was cancelled.", ex->handle);
+	}
+	else
+		detail = cancel_unacknowledged(ex);
+	if (detail)
+		ereport(LOG,
+				(errmsg("cancelled a running Snowflake statement as the process ends"),
+				 errdetail_internal("%s", detail)));
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 }
 
 /* The statement handle of a 202 answer. */
@@ -838,11 +973,16 @@ poll_until_done(SfExec *ex, MemoryContext poll_cxt)
 	TimestampTz deadline = GetCurrentTimestamp() +
 		(int64) (timeout + SF_POLL_GRACE_S) * USECS_PER_SEC;
 	MemoryContext old;
+	bool		at_once = false;	/* the poll again after a token renewal */
 
 	for (;;)
 	{
-		interruptible_sleep(delay);
-		delay = Min(delay * 2, SF_POLL_MAX_MS);
+		if (!at_once)
+		{
+			interruptible_sleep(delay);
+			delay = Min(delay * 2, SF_POLL_MAX_MS);
+		}
+		at_once = false;
 		if (GetCurrentTimestamp() > deadline)
 		{
 			send_cancel(ex);
@@ -875,7 +1015,7 @@ poll_until_done(SfExec *ex, MemoryContext poll_cxt)
 		{
 			(void) sf_auth_token(ex->srv, ex->usr, true);
 			ex->just_refreshed = true;
-			delay = 0;
+			at_once = true;
 			continue;
 		}
 		if (resp->status == 401)
@@ -925,36 +1065,55 @@ sf_snowflake_run(SfServerConfig *srv, SfUserConfig *usr, const SfStatement *stmt
 	MemoryContextSwitchTo(work);
 
 	ex.body = build_body(&ex);
-	resp = submit(&ex);
-	if (resp->status == 408 || resp->status == 422)
-		report_statement_error(&ex, resp);
-	if (resp->status == 202)
+
+	/*
+	 * From the submit to the final answer, an interrupt cancels the remote
+	 * statement: a query cancel or statement_timeout here (PG_CATCH), the
+	 * end of the process in cancel_at_exit.  Without a handle yet (the
+	 * submit still in flight), cancel_unacknowledged finds it.
+	 */
+	ex.in_flight = true;
+	before_shmem_exit(cancel_at_exit, PointerGetDatum(&ex));
+	PG_TRY();
 	{
-		remember_handle(&ex, resp);
-		PG_TRY();
+		resp = submit(&ex);
+		if (resp->status == 202)
 		{
+			remember_handle(&ex, resp);
 			resp = poll_until_done(&ex, poll_cxt);
 		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(work);
-			edata = CopyErrorData();
-			if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED || ex.remote_error)
-			{
-				FreeErrorData(edata);
-				PG_RE_THROW();
-			}
-			/* our query was cancelled: cancel the remote statement too */
-			FlushErrorState();
-			if (send_cancel(&ex) && edata->detail == NULL)
-				edata->detail = psprintf("Snowflake statement %s was cancelled as well.",
-										 ex.handle);
-			ReThrowError(edata);
-		}
-		PG_END_TRY();
 	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *detail;
+
+		ex.in_flight = false;
+		cancel_before_shmem_exit(cancel_at_exit, PointerGetDatum(&ex));
+		MemoryContextSwitchTo(work);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED || ex.remote_error)
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		/* our query was cancelled: cancel the remote statement too */
+		FlushErrorState();
+		if (ex.handle)
+			detail = send_cancel(&ex)
+				? psprintf("Snowflake statement %s was cancelled as well.", ex.handle)
+				: NULL;
+		else
+			detail = cancel_unacknowledged(&ex);
+		if (detail && edata->detail == NULL)
+			edata->detail = detail;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	ex.in_flight = false;
+	cancel_before_shmem_exit(cancel_at_exit, PointerGetDatum(&ex));
+	if (resp->status == 408 || resp->status == 422)
+		report_statement_error(&ex, resp);
 	res = read_result(&ex, resp);
 
 	MemoryContextSwitchTo(caller);

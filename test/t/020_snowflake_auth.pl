@@ -7,7 +7,8 @@
 #  - garbage PEM, public keys, EC/DSA keys, missing or wrong passphrases are
 #    rejected at CREATE/ALTER USER MAPPING (and key files at first use);
 #  - OAUTH tokens work, bad ones are rejected;
-#  - tokens are reused, renewed before expiry, and refreshed once on 401;
+#  - tokens are reused, renewed before expiry, and refreshed once on 401
+#    (two 401s in a row are an error; 401s apart are each cured);
 #  - no key material, passphrase, JWT or token reaches the server log.
 use strict;
 use warnings;
@@ -193,6 +194,27 @@ is($made, 2, 'exactly one token was made after the 401');
 SfSnowflake::admin($emu, 'POST', 'faults', { action => '401', count => 2, method => 'POST' });
 $err = SfSnowflake::psql_error($node, "SELECT * FROM sfexport.test_connection('sf')");
 like($err, qr/ERROR:  28000: Snowflake rejected the credentials/, 'a second 401 in a row is an error');
+SfSnowflake::admin($emu, 'DELETE', 'faults');
+
+# 401s that are not in a row are each cured: one on the submit, one on a
+# poll of the same statement (a good answer in between resets the renewal),
+# and polling goes on backing off after the renewal (it used to poll without
+# any pause from then on).
+SfSnowflake::admin($emu, 'POST', 'faults', [
+	{ action => '401', count => 1, method => 'POST' },
+	{ action => '202', delay_ms => 2500, count => 1, statement => 'CURRENT_ACCOUNT' },
+	{ action => '401', count => 1, method => 'GET' },
+	{ action => 'delay', delay_ms => 0, count => 1000, method => 'GET' } ]);
+($ret, $out, $err) = $node->psql('postgres', q{
+	SET client_min_messages = debug1;
+	SELECT user_name FROM sfexport.test_connection('sf');
+});
+is($out, 'LOADER', 'a 401 on the submit and another on a poll of the same statement are both cured');
+$made = () = $err =~ /new key-pair token/g;
+is($made, 3, 'the first token, then one new token after each 401');
+my ($counter) = grep { $_->{action} eq 'delay' } @{ SfSnowflake::admin($emu, 'GET', 'faults')->{faults} };
+my $polls = 1 + 1000 - $counter->{count};   # the 401 answered one poll
+cmp_ok($polls, '<', 30, "polling backs off after a renewal ($polls polls in 2.5 s)");
 SfSnowflake::admin($emu, 'DELETE', 'faults');
 
 # Nothing secret in the server log or the emulator's log.

@@ -10,7 +10,9 @@
 #    detail, its SQLSTATE, and the statement (credentials masked) as context;
 #  - Snowflake's statement timeout becomes 57014 with a hint;
 #  - a query cancel (pg_cancel_backend, statement_timeout) cancels the
-#    remote statement, which the emulator records;
+#    remote statement, which the emulator records, also while the submit
+#    POST is still unanswered (the handle is found by resubmitting with the
+#    same requestId and retry=true, which does not run it again);
 #  - results with several (gzip-encoded) partitions come back whole and in
 #    order; COPY INTO results are readable;
 #  - no secret reaches the server log.
@@ -154,8 +156,11 @@ cmp_ok(time - $t0, '<', 4.5, 'reported when Snowflake gave up');
 # ---- cancel
 sub cancel_case
 {
-	my ($marker, $how) = @_;
-	fault(action => '202', delay_ms => 30000, statement => $marker);
+	my ($marker, $how, $action) = @_;
+	$action //= '202';
+	# 202: the POST answers at once, the cancel comes while polling;
+	# hold: the POST's answer is held back while the statement runs
+	fault(action => $action, delay_ms => 30000, statement => $marker);
 	my ($out, $stderr) = ('', '');
 	my $sql = ($how eq 'timeout' ? "SET statement_timeout = '1500ms';\n" : '')
 	  . "SELECT * FROM sfexport.snowflake_query('sf', 'SELECT ''$marker''');";
@@ -173,19 +178,73 @@ sub cancel_case
 	}
 	$h->finish;
 	my $elapsed = time - $start;
-	my $label = $how eq 'cancel' ? 'pg_cancel_backend' : 'statement_timeout';
+	my $label = ($how eq 'cancel' ? 'pg_cancel_backend' : 'statement_timeout')
+	  . ($action eq 'hold' ? ' during the submit' : '');
 	like($stderr, $how eq 'cancel'
 		? qr/ERROR:  57014: canceling statement due to user request/
 		: qr/ERROR:  57014: canceling statement due to statement timeout/,
 		"$label: the query is cancelled");
-	like($stderr, qr/DETAIL:  Snowflake statement [0-9a-f-]+ was cancelled as well/,
+	like($stderr, $action eq 'hold'
+		? qr/DETAIL:  Snowflake statement [0-9a-f-]+ was cancelled as well \(found through request [0-9a-f-]{36}\)/
+		: qr/DETAIL:  Snowflake statement [0-9a-f-]+ was cancelled as well/,
 		"$label: the message says the remote statement was cancelled");
 	cmp_ok($elapsed, '<', 15, "$label: at once, not after the statement's 30 s");
-	my ($e) = @{ SfSnowflake::statement_log($emu, qr/$marker/) };
-	is($e->{status}, 'cancelled', "$label: the emulator cancelled the statement");
+	my @log = @{ SfSnowflake::statement_log($emu, qr/$marker/) };
+	my @ran = grep { $_->{executed} } @log;
+	is(scalar @ran, 1, "$label: the statement ran once");
+	is($ran[0]{status}, 'cancelled', "$label: the emulator cancelled the statement");
+	if ($action eq 'hold')
+	{
+		my @again = grep { !$_->{executed} } @log;
+		ok(@again == 1 && $again[0]{retry} && ($again[0]{deduplicated_from} // '') eq $ran[0]{handle}
+			  && $again[0]{request_id} eq $ran[0]{request_id},
+			"$label: found through a retry=true resubmit of the same requestId")
+		  or diag(explain(\@log));
+	}
 }
 cancel_case('cancel-marker', 'cancel');
 cancel_case('stmt-timeout-marker', 'timeout');
+cancel_case('held-cancel-marker', 'cancel', 'hold');
+cancel_case('held-timeout-marker', 'timeout', 'hold');
+
+# ---- the session ends (pg_terminate_backend: FATAL, no error unwinding)
+# while the submit is unanswered: the statement is cancelled on the way out
+{
+	my $marker = 'held-terminate-marker';
+	fault(action => 'hold', delay_ms => 30000, statement => $marker);
+	my ($out, $stderr) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-c',
+		  "SELECT * FROM sfexport.snowflake_query('sf', 'SELECT ''$marker''')" ],
+		'>', \$out, '2>', \$stderr);
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%$marker%' AND state = 'active' AND pid <> pg_backend_pid()")
+	  or die 'the statement did not start';
+	sleep 1;
+	my $logpos = -s $node->logfile;
+	sq("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%$marker%' AND pid <> pg_backend_pid()");
+	$h->finish;
+	like($stderr, qr/terminating connection due to administrator command/,
+		'pg_terminate_backend during the submit: the session ends');
+	my $st = '';
+	for (1 .. 100)
+	{
+		my @ran = grep { $_->{executed} } @{ SfSnowflake::statement_log($emu, qr/$marker/) };
+		$st = $ran[0]{status} // '';
+		last if $st eq 'cancelled';
+		Time::HiRes::sleep(0.1);
+	}
+	is($st, 'cancelled', 'pg_terminate_backend during the submit: the emulator cancelled the statement');
+	my $re = qr/LOG:  cancelled a running Snowflake statement as the process ends\n[^\n]*DETAIL:  Snowflake statement \S+ was cancelled as well \(found through request/;
+	my $log = '';
+	for (1 .. 100)
+	{
+		$log = slurp_file($node->logfile, $logpos);
+		last if $log =~ $re;
+		Time::HiRes::sleep(0.1);
+	}
+	like($log, $re, 'and the server log says so');
+}
 
 # ---- partitions and COPY INTO results
 my $sdir = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);

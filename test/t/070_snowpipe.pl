@@ -7,8 +7,14 @@
 #  - a lost record (files back to 'staged' after Snowpipe loaded them, as a
 #    crash between insertFiles and its commit leaves them) with lost
 #    reports: re-submitted, found through loadHistoryScan, never twice;
+#  - a worker restart (pg_terminate_backend) while files are submitted and
+#    reports are delayed: the worker resumes from the report position kept
+#    in sfexport.pipe_reports, every file loaded exactly once;
 #  - switching a table between copy and snowpipe (also while files are
-#    submitted) loses and duplicates nothing.
+#    submitted) loses and duplicates nothing;
+#  - SIGTERM of the worker while its COPY submit is unanswered: the COPY is
+#    cancelled in Snowflake (found through requestId + retry=true), and the
+#    next worker loads the file once.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -157,6 +163,35 @@ drained('ev', 'the re-submitted file is found in the load history');
 exactly('EV', 1200, 're-submission after a lost record');
 SfSnowflake::admin($emu, 'POST', 'snowpipe', { suppress_reports => JSON::PP::false, pipe_delay_ms => 1500 });
 
+# ---- the worker restarts while files are submitted and reports are delayed:
+# it resumes from the report position kept in sfexport.pipe_reports
+SfSnowflake::admin($emu, 'POST', 'snowpipe', { pipe_delay_ms => 4000 });
+my $evpipe = sq(q{SELECT DISTINCT pipe FROM sfexport.files WHERE relid = 'ev'::regclass AND load_via = 'snowpipe'});
+my $kept = sq(qq{SELECT begin_mark FROM sfexport.pipe_reports WHERE pipe = '$evpipe'});
+like($kept, qr/^\d+$/, 'the report position of the pipe is kept in sfexport.pipe_reports');
+sq(q{INSERT INTO ev SELECT g, 'row ' || g FROM generate_series(1201, 1700) g; SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres', q{SELECT submitted_files > 0 FROM sfexport.status WHERE foreign_table = 'ev'::regclass}),
+	'files submitted before the worker restart');
+my $old_worker = sq(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sfexport worker'});
+# the position just before the worker goes
+$kept = sq(qq{SELECT begin_mark FROM sfexport.pipe_reports WHERE pipe = '$evpipe'});
+my $asked_before = scalar @{ SfSnowflake::admin($emu, 'GET', 'snowpipe')->{report_requests} };
+sq(qq{SELECT pg_terminate_backend($old_worker)});
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'sfexport worker' AND pid <> $old_worker}), 'the launcher starts a new worker');
+drained('ev', 'after the worker restart the submitted files are reported loaded');
+exactly('EV', 1700, 'worker restart while reports are delayed');
+is(sq(q{SELECT count(*) FROM sfexport.files WHERE relid = 'ev'::regclass AND state = 'loaded'
+	AND rows_loaded IS DISTINCT FROM rows}), '0', 'every file recorded with its rows, once');
+my @asked = @{ SfSnowflake::admin($emu, 'GET', 'snowpipe')->{report_requests} };
+my @after = grep { $_->{pipe} eq $evpipe } @asked[ $asked_before .. $#asked ];
+ok(@after && !grep({ !defined $_->{begin_mark} || $_->{begin_mark} < $kept } @after),
+	'the restarted worker asked for the reports after the kept position, not from the start')
+  or diag(explain({ kept => $kept, after => \@after }));
+is(sq(qq{SELECT begin_mark FROM sfexport.pipe_reports WHERE pipe = '$evpipe'}), $after[-1]{next_begin_mark},
+	'and kept the position of its last report');
+SfSnowflake::admin($emu, 'POST', 'snowpipe', { pipe_delay_ms => 1500 });
+
 # ---- switching modes
 sq(q{INSERT INTO sw SELECT g FROM generate_series(1, 100) g; SELECT sfexport.flush()});
 drained('sw', 'copy mode loads');
@@ -171,6 +206,42 @@ drained('sw', 'and back to copy');
 exactly('SW', 300, 'mode switches');
 is(sq(q{SELECT string_agg(load_via, ',' ORDER BY file_id) FROM sfexport.files WHERE relid = 'sw'::regclass}),
 	'copy,snowpipe,copy', 'each file stayed with the path of its first attempt');
+
+# ---- the worker's SIGTERM while its COPY submit is still unanswered: the
+# statement is found through its requestId (retry=true) and cancelled as
+# the worker ends; the next worker loads the file, once
+SfSnowflake::admin($emu, 'POST', 'faults',
+	{ action => 'hold', delay_ms => 60000, statement => q{^\s*COPY INTO "DB"\."PUBLIC"\."SW"} });
+my $logpos = -s $node->logfile;
+sq(q{INSERT INTO sw SELECT g FROM generate_series(301, 400) g; SELECT sfexport.flush()});
+my $held;
+for (1 .. 300)
+{
+	($held) = grep { $_->{executed} && $_->{status} eq 'running' }
+	  @{ SfSnowflake::statement_log($emu, qr/^\s*COPY INTO "DB"\."PUBLIC"\."SW"/) };
+	last if $held;
+	Time::HiRes::sleep(0.1);
+}
+ok($held, 'the worker submitted a COPY whose answer is held back');
+my $worker = sq(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sfexport worker'});
+sq(qq{SELECT pg_terminate_backend($worker)});
+my $st = '';
+for (1 .. 150)
+{
+	my ($e) = grep { $_->{handle} eq $held->{handle} && $_->{executed} }
+	  @{ SfSnowflake::statement_log($emu, qr/^\s*COPY INTO "DB"\."PUBLIC"\."SW"/) };
+	$st = $e->{status};
+	last if $st eq 'cancelled';
+	Time::HiRes::sleep(0.1);
+}
+is($st, 'cancelled', 'SIGTERM of the worker during the submit: the COPY is cancelled in Snowflake');
+ok(grep({ !$_->{executed} && ($_->{deduplicated_from} // '') eq $held->{handle} }
+		@{ SfSnowflake::statement_log($emu, qr/^\s*COPY INTO "DB"\."PUBLIC"\."SW"/) }),
+	'found through a retry=true resubmit, not run again');
+drained('sw', 'the next worker loads the file');
+exactly('SW', 400, 'worker SIGTERM during a COPY submit');
+like(slurp_file($node->logfile, $logpos), qr/cancelled a running Snowflake statement as the process ends/,
+	'the worker logged the cancel');
 
 $node->stop;
 done_testing();

@@ -526,6 +526,40 @@ class ApiTests(EmulatorTestCase):
         self.assertNotEqual(third.json["statementHandle"], first.json["statementHandle"])
         self.assertEqual(self.client.rows("SELECT COUNT(*) FROM r"), [["4"]])
 
+    def test_held_submit_found_by_retry_and_cancelled(self):
+        """A submit whose answer is still in flight: the same requestId with
+        retry=true reports the running statement (not run again); cancel it."""
+        import threading
+        self.client.admin("POST", "faults", {"action": "hold", "delay_ms": 8000,
+                                             "statement": "held-marker"})
+        rid = str(uuid.uuid4())
+        out = {}
+
+        def first():
+            t0 = time.time()
+            try:
+                out["status"] = self.client.submit("SELECT 'held-marker'", request_id=rid,
+                                                   is_async=True).status
+            except Exception as e:  # noqa: BLE001
+                out["status"] = repr(e)
+            out["elapsed"] = time.time() - t0
+        th = threading.Thread(target=first)
+        th.start()
+        time.sleep(0.5)
+        again = self.client.submit("SELECT 'held-marker'", request_id=rid, retry=True,
+                                   is_async=True)
+        self.assertEqual(again.status, 202)
+        handle = again.json["statementHandle"]
+        r = self.client.request("POST", "/api/v2/statements/%s/cancel" % handle)
+        self.assertEqual(r.status, 200)
+        th.join(20)
+        self.assertLess(out["elapsed"], 6, "the held answer ends with the statement")
+        mine = [e for e in self.client.admin("GET", "statements")["statements"]
+                if e["request_id"] == rid]
+        self.assertEqual([e["executed"] for e in mine], [True, False])
+        self.assertEqual(mine[0]["status"], "cancelled")
+        self.assertEqual(mine[1]["deduplicated_from"], handle)
+
     def test_retry_after_failure_reexecutes(self):
         rid = str(uuid.uuid4())
         r = self.client.run("SELECT COUNT(*) FROM later", request_id=rid)

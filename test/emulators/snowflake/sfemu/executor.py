@@ -132,7 +132,7 @@ class Executor:
             if fault["action"] in ("202", "pending"):
                 delay_ms = max(delay_ms, fault.get("delay_ms", 0))
                 s.force_async = True
-            elif fault["action"] == "slow":
+            elif fault["action"] in ("slow", "hold"):
                 delay_ms = max(delay_ms, fault.get("delay_ms", 0))
             elif fault["action"] == "422":
                 forced = SfError(fault.get("message") or "Injected failure", fault.get("code")

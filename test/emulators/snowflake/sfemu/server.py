@@ -26,11 +26,14 @@ class Faults:
             "delay" (delay_ms, then handle normally) |
             "202" (statement runs for delay_ms; POST answers 202 at once) |
             "slow" (statement execution takes delay_ms; POST waits as usual) |
+            "hold" (a POST: the statement is registered and runs for delay_ms,
+                    and the answer is held back until it ends: a submit still
+                    in flight while the statement runs) |
             "422" (statement fails with code / message / sql_state)
     """
 
     ACTIONS = {"429", "500", "503", "504", "401", "drop", "drop_after", "delay", "202",
-               "pending", "slow", "422"}
+               "pending", "slow", "hold", "422"}
 
     def __init__(self):
         self.items = []
@@ -207,7 +210,7 @@ def make_handler(app):
                 elif a == "401":
                     return self._send(401, {"code": "390144", "message":
                                             "JWT token is invalid. [injected]"})
-                elif a in ("202", "pending", "slow", "422"):
+                elif a in ("202", "pending", "slow", "hold", "422"):
                     exec_fault = fault
             accept = self.headers.get("Accept") or ""
             if not accept or not ("application/json" in accept or "*/*" in accept):
@@ -254,6 +257,8 @@ def make_handler(app):
                     s = ex.submit(doc, query.get("requestId"), retry, user, account, exec_fault)
                 except SfError as e:
                     return self._send(e.http_status, {"code": e.code, "message": e.message})
+                if exec_fault is not None and exec_fault["action"] == "hold":
+                    s.done.wait(exec_fault["delay_ms"] / 1000.0)
                 if is_async or s.force_async:
                     # async=true: answer 202 with the handle at once, however fast it runs.
                     status, body, headers = ex.respond_running(s)

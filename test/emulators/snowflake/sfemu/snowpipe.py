@@ -101,6 +101,7 @@ class Snowpipe:
         self.events = []         # (seq, pipe_key, entry)
         self.history = {}        # pipe_key -> {path: entry}
         self.seq = 0
+        self.report_requests = []   # the last 200 insertReport calls: pipe, beginMark, answer
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -108,6 +109,7 @@ class Snowpipe:
     def reset(self):
         with self.lock:
             self.queue, self.events, self.history = [], [], {}
+            self.report_requests = []
             self.suppress_reports = False
 
     # -- names --------------------------------------------------------------
@@ -253,6 +255,10 @@ class Snowpipe:
             active = sum(1 for q in self.queue if q[1] == k)
             last = max([s for s, kk, _ in self.events if kk == k] + [mark])
         files = [] if self.suppress_reports else [self._public(e) for _, e in evs[:10000]]
+        with self.lock:
+            self.report_requests = self.report_requests[-199:] + [
+                {"pipe": ".".join(fqn), "begin_mark": begin_mark, "next_begin_mark": str(last),
+                 "files": [f["path"] for f in files]}]
         return {"pipe": ".".join(fqn), "completeResult": True, "nextBeginMark": str(last),
                 "files": files, "statistics": {"activeFilesCount": active}}
 
@@ -283,6 +289,7 @@ class Snowpipe:
             return {"pipe_delay_ms": self.pipe_delay_ms,
                     "report_retention_s": self.report_retention_s,
                     "suppress_reports": self.suppress_reports,
+                    "report_requests": list(self.report_requests),
                     "queued": [{"pipe": ".".join(q[1][0]), "path": q[2]} for q in self.queue],
                     "history": [{"pipe": ".".join(k[0]), "files": [self._public(e) for e in h.values()]}
                                 for k, h in self.history.items()]}
