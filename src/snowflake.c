@@ -742,6 +742,24 @@ build_body(SfExec *ex)
 	return out;
 }
 
+/* set while the process ends (cancel_at_exit): shutdown must not wait long */
+static bool cancelling_at_exit = false;
+
+/*
+ * Bounds of a cancel: 5 s to connect, 10 s per request, two attempts; as
+ * the process ends (SIGTERM, a fast shutdown waiting for us) 2 s, 3 s and
+ * one attempt, so a dead Snowflake holds a shutdown for 10 s at most.
+ */
+static void
+set_cancel_bounds(SfExec *ex, SfHttpRequest *req)
+{
+	req->connect_timeout_ms = Min(ex->srv->connect_timeout_ms,
+								  cancelling_at_exit ? 2000 : 5000);
+	req->timeout_ms = Min(ex->srv->request_timeout_ms,
+						  cancelling_at_exit ? 3000 : 10000);
+	req->max_attempts = cancelling_at_exit ? 1 : 2;
+}
+
 /*
  * Ask Snowflake to cancel the statement; used when the PostgreSQL query is
  * cancelled.  Best effort: a failure is logged, never thrown.
@@ -760,9 +778,7 @@ send_cancel(SfExec *ex)
 		init_request(ex, &req, "POST",
 					 psprintf("%s" SF_API_STATEMENTS "/%s/cancel", ex->base_url,
 							  sf_http_url_encode(ex->handle, false)));
-		req.connect_timeout_ms = Min(ex->srv->connect_timeout_ms, 5000);
-		req.timeout_ms = Min(ex->srv->request_timeout_ms, 10000);
-		req.max_attempts = 2;
+		set_cancel_bounds(ex, &req);
 		req.body = "";
 		req.body_len = 0;
 		req.headers = request_headers(ex, false);
@@ -843,9 +859,8 @@ submit(SfExec *ex)
  * to do.  Should the original request be lost on the way after all,
  * retry=true runs the statement afresh, and it is cancelled at once.
  *
- * Bounded (5 s connect, 10 s per request, two attempts, no token renewal)
- * and best effort: never throws; returns the detail for the re-thrown
- * interrupt, or NULL.  Runs with the interrupt already taken off the flags
+ * Bounded (set_cancel_bounds; no token renewal) and best effort: never
+ * throws; returns the detail for the re-thrown interrupt, or NULL.  Runs with the interrupt already taken off the flags
  * (the caller re-throws it); a second cancel aborts it.
  */
 static char *
@@ -864,9 +879,7 @@ cancel_unacknowledged(SfExec *ex)
 
 		ex->resubmit = true;
 		init_request(ex, &req, "POST", ex->base_url);
-		req.connect_timeout_ms = Min(ex->srv->connect_timeout_ms, 5000);
-		req.timeout_ms = Min(ex->srv->request_timeout_ms, 10000);
-		req.max_attempts = 2;
+		set_cancel_bounds(ex, &req);
 		req.body = ex->body;
 		req.body_len = strlen(ex->body);
 		req.prepare = submit_prepare;
@@ -928,6 +941,7 @@ cancel_at_exit(int code, Datum arg)
 	if (!ex->in_flight)
 		return;
 	ex->in_flight = false;
+	cancelling_at_exit = true;
 	cxt = AllocSetContextCreate(TopMemoryContext, "sfexport Snowflake cancel at exit",
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
