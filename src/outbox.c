@@ -16,6 +16,14 @@
  * were written with.  The worker reads it to know which columns an old
  * record holds after the foreign table was altered.
  *
+ * Segments.  sfexport.outbox is the parent of two segments, outbox_0 and
+ * outbox_1, and holds no rows itself.  A statement writes into the segment
+ * its database's worker calls current (launcher.c), or the other one if
+ * the current one is locked (open_outbox_segment); a statement never waits
+ * behind the worker.  The worker flips "current", waits for nothing, and
+ * empties the old segment with a TRUNCATE once every row in it is staged
+ * (flush.c); that replaces a heap delete, and its WAL, per row.
+ *
  * Both tables are written through the table AM directly, without SQL, so
  * the inserting user needs no privilege on them (only INSERT on the foreign
  * table) and cannot read them.  Neither table may have indexes.
@@ -32,6 +40,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -345,6 +355,55 @@ sf_outbox_relid(bool missing_ok)
 	return extension_table_relid("outbox", missing_ok);
 }
 
+/* sfexport.outbox_<seg>, a segment of the outbox. */
+Oid
+sf_outbox_segment_relid(int seg, bool missing_ok)
+{
+	char		name[NAMEDATALEN];
+
+	snprintf(name, sizeof(name), "outbox_%d", seg);
+	return extension_table_relid(name, missing_ok);
+}
+
+/*
+ * Lock and open the segment this statement writes into.
+ *
+ * The parent, sfexport.outbox, is locked as an INSERT through it would be,
+ * so TRUNCATE sfexport.outbox and DDL on it still exclude writers.  Then a
+ * segment: the current one if its RowExclusiveLock is free at once, else the
+ * other one.  The worker holds ExclusiveLock on a segment it drains, and
+ * takes it only after making the other segment current, so an inserter that
+ * read a stale "current" finds the other segment free; any segment is valid
+ * to insert into.  Only if both stay taken for a few rounds (a TRUNCATE of
+ * the whole outbox, say) does the inserter wait, on the current segment.
+ * A transaction that already wrote a segment gets its lock again at once.
+ */
+static Relation
+open_outbox_segment(void)
+{
+	Oid			segs[SF_OUTBOX_SEGMENTS];
+
+	LockRelationOid(sf_outbox_relid(false), RowExclusiveLock);
+	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
+		segs[i] = sf_outbox_segment_relid(i, false);
+
+	for (int round = 0; round < 3; round++)
+	{
+		int			cur = sf_outbox_current_segment();
+
+		for (int k = 0; k < SF_OUTBOX_SEGMENTS; k++)
+		{
+			Oid			relid = segs[(cur + k) % SF_OUTBOX_SEGMENTS];
+
+			if (ConditionalLockRelationOid(relid, RowExclusiveLock))
+				return table_open(relid, NoLock);
+		}
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+	}
+	return table_open(segs[sf_outbox_current_segment()], RowExclusiveLock);
+}
+
 /* Refuse to write a table whose indexes we would not maintain. */
 static void
 check_no_indexes(Relation rel)
@@ -446,7 +505,7 @@ sf_outbox_begin(Relation ftrel)
 	SfRelCacheData *entry = rel_cache_pin(ftrel);
 
 	w->ftrelid = RelationGetRelid(ftrel);
-	w->outbox = table_open(sf_outbox_relid(false), RowExclusiveLock);
+	w->outbox = open_outbox_segment();
 	check_no_indexes(w->outbox);
 	w->cache = entry;
 	w->enc = entry->enc;

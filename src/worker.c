@@ -328,7 +328,8 @@ plan_unit(void *arg)
 typedef struct FlushUnit
 {
 	PendingShape *p;
-	BlockNumber start_block;
+	SfOutboxPos pos;
+	TimestampTz cutoff;
 	SfFlushResult res;
 } FlushUnit;
 
@@ -337,18 +338,23 @@ flush_unit(void *arg)
 {
 	FlushUnit  *u = (FlushUnit *) arg;
 
-	sf_flush_one_file(u->p->relid, u->p->shape, &u->start_block, &u->res);
+	sf_flush_one_file(u->p->relid, u->p->shape, &u->pos, u->cutoff, &u->res);
 }
 
-/* Stage all pending rows of one shape; returns files staged. */
+/*
+ * Stage, row by row, the pending rows of one shape that the drain left
+ * (rows of transactions started after cutoff wait for the next drain);
+ * returns files staged.
+ */
 static int
-flush_shape(PendingShape *p)
+flush_shape(PendingShape *p, TimestampTz cutoff)
 {
 	FlushUnit	u;
 	int			files = 0;
 
 	memset(&u, 0, sizeof(u));
 	u.p = p;
+	u.cutoff = cutoff;
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -361,6 +367,80 @@ flush_shape(PendingShape *p)
 		files += u.res.files;
 		if (!u.res.more || u.res.files == 0)
 			break;
+	}
+	return files;
+}
+
+typedef struct DrainUnit
+{
+	SfShapeKey *due;
+	int			ndue;
+	int			seg;
+	SfDrainResult res;
+} DrainUnit;
+
+static void
+drain_unit(void *arg)
+{
+	DrainUnit  *d = (DrainUnit *) arg;
+
+	sf_flush_drain(d->due, d->ndue, d->seg, &d->res);
+}
+
+/*
+ * Stage everything due: first drain the segment inserters wrote into until
+ * now (flush.c: one transaction, emptied with TRUNCATE when it holds only
+ * due rows), then take what is left row by row.  Returns files staged.
+ */
+static int
+flush_due(List *due)
+{
+	DrainUnit	d;
+	TimestampTz cutoff;
+	ListCell   *lc;
+	int			files = 0;
+	bool		drained;
+
+	if (due == NIL)
+		return 0;
+	memset(&d, 0, sizeof(d));
+	d.due = palloc(sizeof(SfShapeKey) * list_length(due));
+	foreach(lc, due)
+	{
+		PendingShape *p = (PendingShape *) lfirst(lc);
+
+		d.due[d.ndue].relid = p->relid;
+		d.due[d.ndue].shape = p->shape;
+		d.ndue++;
+	}
+
+	/*
+	 * New statements go to the other segment from now on; rows of
+	 * transactions that start from now on wait for the next flush.
+	 */
+	d.seg = sf_worker_flip_segment();
+	cutoff = GetCurrentTimestamp();
+	drained = sf_run_transaction(drain_unit, &d, NULL) && d.res.locked;
+	if (drained)
+	{
+		files += d.res.staged.files;
+		foreach(lc, due)
+			note_flush_result(((PendingShape *) lfirst(lc))->relid, true);
+		if (d.res.staged.files > 0)
+			elog(DEBUG1, "drained outbox segment %d: %d files, " INT64_FORMAT " rows, %s",
+				 d.seg, d.res.staged.files, d.res.staged.rows,
+				 d.res.truncated ? "truncated" : "rows deleted one by one");
+	}
+
+	/* what the drain did not take: the other segment, or all on failure */
+	foreach(lc, due)
+	{
+		PendingShape *p = (PendingShape *) lfirst(lc);
+		TimestampTz until;
+
+		if (in_backoff(p->relid, GetCurrentTimestamp(), &until))
+			continue;
+		files += flush_shape(p, cutoff);
 	}
 	return files;
 }
@@ -462,7 +542,6 @@ sfexport_worker_main(Datum arg)
 			committed - bytes_at_plan >= (uint64) min_flush_bytes)
 		{
 			SfPlan	ps;
-			ListCell   *lc;
 
 			memset(&ps, 0, sizeof(ps));
 			ps.flush_all = flush_all;
@@ -487,8 +566,7 @@ sfexport_worker_main(Datum arg)
 			min_flush_bytes = ps.min_flush_bytes;
 			min_interval_ms = ps.min_interval_ms;
 
-			foreach(lc, ps.due)
-				staged += flush_shape((PendingShape *) lfirst(lc));
+			staged += flush_due(ps.due);
 		}
 
 		if (flush_all || staged > 0 || now >= next_housekeeping)
