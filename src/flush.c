@@ -1,24 +1,37 @@
 /*-------------------------------------------------------------------------
  *
  * flush.c
- *		Turn outbox rows of one foreign table and shape into one staged file.
+ *		Turn outbox rows into staged files and their manifest rows.
  *
- * Within the caller's transaction: scan the outbox rows of (relid, shape)
- * visible to the snapshot, stream their records through the compressor
- * into a storage writer, delete each row as it is written, and after the
- * upload has completed insert the file's manifest row (sfexport.files,
- * state 'staged').  The caller commits.  So:
+ * Two ways, both within the caller's transaction (the caller commits):
+ *
+ *	- sf_flush_drain (the fast path): stage every due row of one outbox
+ *	  segment, file after file, each file's manifest row (sfexport.files,
+ *	  state 'staged') inserted after its upload completed, and empty the
+ *	  segment with TRUNCATE.  See the function for the locking argument.
+ *	- sf_flush_one_file (row by row): scan the rows of one (relid, shape)
+ *	  in every segment visible to the snapshot, stream them into one file,
+ *	  delete each row as it is written, insert the manifest row.  For what a
+ *	  drain cannot take.
+ *
+ * Either way:
  *
  *	- a crash or error before the commit leaves the rows in the outbox and
- *	  no manifest row: the uploaded object (if any) is an orphan that no COPY
- *	  ever names, and the rows go into a new file with a new name later;
- *	- after the commit the rows are gone from the outbox and the file is
- *	  known: it becomes loadable only now (DESIGN.md, promise 2).
+ *	  no manifest row: the uploaded objects (if any) are orphans that no COPY
+ *	  ever names, and the rows go into new files with new names later;
+ *	- after the commit the rows are gone from the outbox and the files are
+ *	  known: they become loadable only now (DESIGN.md, promise 2).
  *
- * Memory does not grow with the backlog: rows are streamed, and the file
- * ends once its compressed size reaches max_file_size; the caller then
- * starts another file (another transaction) from the block where this one
- * stopped.
+ * Why segments and TRUNCATE: removing rows one by one cost a heap delete
+ * and its WAL record per row, more than compressing the row (bench/flush).
+ * A TRUNCATE costs the same for any number of rows.  A LIST-partitioned
+ * outbox would do too, but needs a segment column in every row; inheritance
+ * children give the same two heaps with the rows unchanged.  Rows are not
+ * routed by SQL: the insert path opens a segment itself (outbox.c).
+ *
+ * Memory does not grow with the backlog: rows are streamed, a file ends
+ * once its compressed size reaches max_file_size, and everything a file
+ * needs lives in a memory context deleted when the file is done.
  *
  * File names are unique across tables, databases and clusters, sortable by
  * time, and never reused:

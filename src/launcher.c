@@ -218,6 +218,18 @@ sf_worker_take_flush_request(void)
 	return requested;
 }
 
+/* In the worker: is a flush requested?  Does not clear it. */
+bool
+sf_worker_flush_pending(void)
+{
+	bool		requested;
+
+	LWLockAcquire(sf_shared->lock, LW_SHARED);
+	requested = my_slot->flush_requested;
+	LWLockRelease(sf_shared->lock);
+	return requested;
+}
+
 /* In the worker: outbox bytes committed in this database so far. */
 uint64
 sf_worker_committed_bytes(void)

@@ -411,6 +411,7 @@ extern uint64 sf_worker_committed_bytes(void);
 extern void sf_notify_commit(uint64 bytes);
 extern int	sf_outbox_current_segment(void);
 extern int	sf_worker_flip_segment(void);
+extern bool sf_worker_flush_pending(void);
 extern PGDLLEXPORT void sfexport_launcher_main(Datum arg);
 
 /* ----------------------------------------------------------------

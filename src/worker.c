@@ -38,10 +38,12 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
@@ -176,7 +178,11 @@ note_flush_result(Oid relid, bool ok)
 											  Min(5000L << Min(b->failures - 1, 6), 300000L));
 }
 
-/* Drop outbox rows of tables that are no longer sfexport foreign tables. */
+/*
+ * Drop outbox rows of tables that are no longer foreign tables.  Called
+ * only when the plan found such rows, so that planning reads the outbox
+ * once, not twice.
+ */
 static void
 purge_orphans(void)
 {
@@ -244,6 +250,7 @@ plan_unit(void *arg)
 	TimestampTz rel_oldest = 0;
 	List	   *rel_shapes = NIL;
 	uint64		n;
+	bool		orphans = false;
 
 	ps->extension_present = OidIsValid(get_extension_oid("sfexport", true));
 	if (!ps->extension_present)
@@ -251,8 +258,6 @@ plan_unit(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	purge_orphans();
-
 	compute_triggers(&ps->min_interval_ms, &ps->min_flush_bytes);
 
 	if (SPI_execute("SELECT relid, shape, count(*), sum(octet_length(line) + 1)::bigint,"
@@ -283,6 +288,11 @@ plan_unit(void *arg)
 			MemoryContextSwitchTo(old);
 		}
 
+		if (p != NULL && !SearchSysCacheExists1(FOREIGNTABLEREL, ObjectIdGetDatum(p->relid)))
+		{
+			orphans = true;		/* a dropped table: purged below */
+			continue;
+		}
 		if (OidIsValid(prev_relid) && (p == NULL || p->relid != prev_relid))
 		{
 			SfTableConfig *cfg = sf_get_table_config(prev_relid);
@@ -318,6 +328,8 @@ plan_unit(void *arg)
 		rel_oldest = rel_oldest == 0 ? p->oldest : Min(rel_oldest, p->oldest);
 		prev_relid = p->relid;
 	}
+	if (orphans)
+		purge_orphans();
 	SPI_finish();
 }
 
@@ -421,6 +433,17 @@ flush_due(List *due)
 	d.seg = sf_worker_flip_segment();
 	cutoff = GetCurrentTimestamp();
 	drained = sf_run_transaction(drain_unit, &d, NULL) && d.res.locked;
+
+	/*
+	 * An empty old segment: the rows are in the other one (the worker
+	 * restarted, and "current" with it).  Flip back and drain that one.
+	 */
+	if (drained && d.res.staged.rows == 0 && d.res.other_rows == 0)
+	{
+		d.seg = sf_worker_flip_segment();
+		cutoff = GetCurrentTimestamp();
+		drained = sf_run_transaction(drain_unit, &d, NULL) && d.res.locked;
+	}
 	if (drained)
 	{
 		files += d.res.staged.files;
@@ -483,6 +506,16 @@ sfexport_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("sfexport worker");
+
+	/*
+	 * No JIT: the worker's queries are short aggregates, but over a large
+	 * outbox their cost passes jit_above_cost, and compiling them would load
+	 * LLVM into the worker (about 50 MB of resident memory, bench/flush) and
+	 * spend more time compiling than the query takes.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* and no parallel query: one process, whose memory bench/flush measures */
+	SetConfigOption("max_parallel_workers_per_gather", "0", PGC_USERSET, PGC_S_OVERRIDE);
 
 	if (RecoveryInProgress())
 		proc_exit(0);
@@ -594,6 +627,14 @@ sfexport_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		wait_ms = (long) Min(next_plan, next_housekeeping) > now ?
 			(long) ((Min(next_plan, next_housekeeping) - now) / 1000) : 0;
+
+		/*
+		 * Code run in this iteration may have waited on MyLatch and reset
+		 * it (lock waits, HTTP transfers), consuming a wakeup from
+		 * sfexport.flush() or a commit: look at what the latch stands for.
+		 */
+		if (sf_worker_flush_pending() || sf_worker_committed_bytes() != bytes_seen)
+			wait_ms = 0;
 		if (wait_ms > 0)
 		{
 			(void) WaitLatch(MyLatch,
