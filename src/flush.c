@@ -412,6 +412,28 @@ shape_is_due(const SfShapeKey *due, int ndue, Oid relid, int64 shape)
 }
 
 /*
+ * AccessExclusiveLock on a drained segment, for its TRUNCATE, without ever
+ * queueing for it: a queued request would make every new reader of the
+ * outbox (sfexport.status) wait behind it.  A reader holds AccessShareLock
+ * for the length of its query, so try again for a while before giving up
+ * (and deleting the rows one by one instead).
+ */
+#define TRUNCATE_LOCK_TRIES		500		/* 500 x 20 ms = 10 s */
+
+static bool
+lock_for_truncate(Oid segrelid)
+{
+	for (int i = 0; i < TRUNCATE_LOCK_TRIES; i++)
+	{
+		if (ConditionalLockRelationOid(segrelid, AccessExclusiveLock))
+			return true;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(20 * 1000L);
+	}
+	return false;
+}
+
+/*
  * Stage every row of the due shapes found in outbox segment seg, and remove
  * them, in the caller's transaction; the caller commits.  The caller has
  * made the other segment current first (sf_worker_flip_segment), so new
@@ -429,11 +451,12 @@ shape_is_due(const SfShapeKey *due, int ndue, Oid relid, int64 shape)
  *    max_file_size, each recorded in the manifest in this transaction.  The
  *    first pass also counts rows of shapes that are not due.
  * 4. Removal.  If every row of the segment was staged and an
- *    AccessExclusiveLock can be had at once (a reader may hold
- *    AccessShareLock), TRUNCATE the segment: one WAL record and a new
- *    relfilenode instead of a heap delete and WAL record per row.  Else
- *    delete the staged rows one by one (the lock and the snapshot guarantee
- *    that the rows deleted are exactly the rows staged).
+ *    AccessExclusiveLock can be had without queueing (lock_for_truncate:
+ *    readers hold AccessShareLock while their query runs), TRUNCATE the
+ *    segment: one WAL record and a new relfilenode instead of a heap delete
+ *    and a WAL record per row.  Else delete the staged rows one by one (the
+ *    lock and the snapshot guarantee that the rows deleted are exactly the
+ *    rows staged).
  *
  * TRUNCATE is transactional: a crash or an error before the commit keeps
  * the segment's rows and leaves the manifest without the new files, whose
@@ -441,7 +464,8 @@ shape_is_due(const SfShapeKey *due, int ndue, Oid relid, int64 shape)
  * the files known.  The same exactly-once argument as row by row (see the
  * header), just for several files at once.  AccessExclusiveLock is taken
  * right before the commit, so a reader of sfexport.status waits at most for
- * the TRUNCATE and the commit, never for an upload.
+ * the TRUNCATE and the commit, never for an upload.  (Inserters never wait:
+ * they take the other segment.)
  */
 void
 sf_flush_drain(const SfShapeKey *due, int ndue, int seg, SfDrainResult *res)
@@ -513,7 +537,7 @@ sf_flush_drain(const SfShapeKey *due, int ndue, int seg, SfDrainResult *res)
 	}
 	PG_END_TRY();
 
-	if (res->other_rows == 0 && ConditionalLockRelationOid(segrelid, AccessExclusiveLock))
+	if (res->other_rows == 0 && lock_for_truncate(segrelid))
 	{
 		char	   *sql = psprintf("TRUNCATE %s.%s", SFEXPORT_SCHEMA,
 								   RelationGetRelationName(outbox));

@@ -444,15 +444,17 @@ flush_due(List *due)
 		cutoff = GetCurrentTimestamp();
 		drained = sf_run_transaction(drain_unit, &d, NULL) && d.res.locked;
 	}
+	if (!drained)
+		elog(DEBUG1, "outbox segment %d not drained: %s", d.seg,
+			 d.res.locked ? "error" : "a transaction that wrote into it is still open");
 	if (drained)
 	{
 		files += d.res.staged.files;
 		foreach(lc, due)
 			note_flush_result(((PendingShape *) lfirst(lc))->relid, true);
-		if (d.res.staged.files > 0)
-			elog(DEBUG1, "drained outbox segment %d: %d files, " INT64_FORMAT " rows, %s",
-				 d.seg, d.res.staged.files, d.res.staged.rows,
-				 d.res.truncated ? "truncated" : "rows deleted one by one");
+		elog(DEBUG1, "drained outbox segment %d: %d files, " INT64_FORMAT " rows, " INT64_FORMAT " rows not due, %s",
+			 d.seg, d.res.staged.files, d.res.staged.rows, d.res.other_rows,
+			 d.res.truncated ? "truncated" : "rows deleted one by one");
 	}
 
 	/* what the drain did not take: the other segment, or all on failure */

@@ -120,6 +120,30 @@ is(filenodes(), $before, 'no segment was truncated (it holds rows that are not d
 sql('SELECT sfexport.flush()');
 ok(wait_staged('other', 50), 'a flush stages the other table too');
 is(sql('SELECT count(*) FROM sfexport.outbox'), '0', 'the outbox is empty');
+
+# ---- 4. a reader holding the outbox when the drain is done delays the
+# TRUNCATE (the worker tries again without queueing), does not prevent it
+my $reader = $node->background_psql('postgres', on_error_stop => 1);
+$reader->query_safe('BEGIN');
+$reader->query_safe('SELECT sum(pending_rows) FROM sfexport.status');
+$before = filenodes();
+sql(q{INSERT INTO ev SELECT g, repeat('y', 100) FROM generate_series(4001, 4500) g});
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	   WHERE a.backend_type = 'sfexport worker' AND l.mode = 'ExclusiveLock' AND l.granted
+	     AND l.relation IN ('sfexport.outbox_0'::regclass, 'sfexport.outbox_1'::regclass)}),
+	'the worker drains a segment (due by flush_size) while a reader holds the outbox');
+usleep(1_500_000);
+$t0 = time;
+is(sql('SELECT pending_rows FROM sfexport.status WHERE foreign_table = \'other\'::regclass'), '0',
+	'another reader is not blocked meanwhile');
+cmp_ok(time - $t0, '<', 3, 'and does not wait');
+$reader->query_safe('COMMIT');
+$reader->quit;
+ok(wait_staged('ev', 2711), 'the drain staged the rows');
+@b = split /,/, $before;
+@a = split /,/, filenodes();
+is(scalar(grep { $b[$_] ne $a[$_] } 0 .. 1), 1, 'and emptied the segment with TRUNCATE once the reader was done');
 is(sql(q{SELECT count(*) - count(DISTINCT name) FROM sfexport.files}), '0', 'file names are unique');
 
 $node->stop;
