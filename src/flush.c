@@ -547,6 +547,8 @@ sf_flush_drain(const SfShapeKey *due, int ndue, int seg, SfDrainResult *res)
 			elog(ERROR, "could not truncate outbox segment %d", seg);
 		res->truncated = true;
 	}
+	else if (res->staged.rows == 0)
+		table_close(outbox, NoLock);	/* nothing of ours to remove */
 	else
 	{
 		TableScanDesc scan = table_beginscan(outbox, snapshot, 0, NULL);
