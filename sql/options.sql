@@ -59,6 +59,14 @@ CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database '
 \echo SQLSTATE :SQLSTATE
 CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', compression 'lz4');
 \echo SQLSTATE :SQLSTATE
+CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', compression_level '0');
+\echo SQLSTATE :SQLSTATE
+CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', compression_level '10');
+\echo SQLSTATE :SQLSTATE
+CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', compression 'zstd', compression_level '20');
+\echo SQLSTATE :SQLSTATE
+CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', compression 'none', compression_level '1');
+\echo SQLSTATE :SQLSTATE
 CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', keep_files 'maybe');
 \echo SQLSTATE :SQLSTATE
 CREATE SERVER bad FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D', location 's3://bkt/', load_mode 'pipe');
@@ -89,6 +97,13 @@ ALTER SERVER sf_gcs OPTIONS (SET location 'gcs://xyz/');
 ALTER SERVER sf_gcs OPTIONS (SET location 'gcs://x/');
 \echo SQLSTATE :SQLSTATE
 ALTER SERVER sf_gcs OPTIONS (ADD compression 'none');
+-- compression_level goes with gzip (1-9) or zstd (1-19), checked against the resulting option set
+ALTER SERVER sf_gcs OPTIONS (ADD compression_level '3');
+\echo SQLSTATE :SQLSTATE
+ALTER SERVER sf_gcs OPTIONS (SET compression 'zstd', ADD compression_level '12');
+ALTER SERVER sf_gcs OPTIONS (SET compression 'gzip');
+\echo SQLSTATE :SQLSTATE
+ALTER SERVER sf_gcs OPTIONS (SET compression 'none', DROP compression_level);
 
 -- user mappings
 CREATE USER MAPPING FOR CURRENT_USER SERVER sf OPTIONS (

@@ -23,6 +23,14 @@ COMMENT ON FOREIGN DATA WRAPPER sfexport IS
 -- The outbox: one payload per captured row, written by the insert path in
 -- the inserting transaction (src/outbox.c).  No indexes: the insert path
 -- writes it through the table AM and maintains none.
+--
+-- Rows live in two segments, sfexport.outbox_0 and outbox_1, children of
+-- sfexport.outbox (which holds no rows itself: the CHECK below refuses any,
+-- and the insert path writes the segments directly).  Inserters write into
+-- the segment their database's worker calls "current"; the worker flips it
+-- and then empties the other segment with one TRUNCATE in the transaction
+-- that records its staged files (src/flush.c).  Reading, deleting from and
+-- truncating sfexport.outbox cover both segments.
 CREATE TABLE sfexport.outbox (
     relid       oid         NOT NULL,   -- the foreign table
     shape       bigint      NOT NULL,   -- column shape, see sfexport.shapes
@@ -32,6 +40,13 @@ CREATE TABLE sfexport.outbox (
                                         -- with sfexport.outbox_record(relid, shape, line)
 );
 ALTER TABLE sfexport.outbox ALTER COLUMN line SET STORAGE EXTERNAL;
+ALTER TABLE sfexport.outbox ADD CONSTRAINT outbox_rows_are_in_segments CHECK (false) NO INHERIT;
+CREATE TABLE sfexport.outbox_0 () INHERITS (sfexport.outbox);
+CREATE TABLE sfexport.outbox_1 () INHERITS (sfexport.outbox);
+ALTER TABLE sfexport.outbox_0 ALTER COLUMN line SET STORAGE EXTERNAL;
+ALTER TABLE sfexport.outbox_1 ALTER COLUMN line SET STORAGE EXTERNAL;
+COMMENT ON TABLE sfexport.outbox_0 IS 'segment 0 of sfexport.outbox';
+COMMENT ON TABLE sfexport.outbox_1 IS 'segment 1 of sfexport.outbox';
 
 COMMENT ON TABLE sfexport.outbox IS
   'rows captured from sfexport foreign tables and not yet staged';
@@ -56,7 +71,7 @@ CREATE TABLE sfexport.shapes (
 COMMENT ON TABLE sfexport.shapes IS
   'target columns and types of each record shape written to the outbox';
 
-REVOKE ALL ON sfexport.outbox, sfexport.shapes FROM PUBLIC;
+REVOKE ALL ON sfexport.outbox, sfexport.outbox_0, sfexport.outbox_1, sfexport.shapes FROM PUBLIC;
 
 -- The CSV record an outbox row stands for, exactly as the worker writes it
 -- to a staged file (without the newline).  Superuser only.

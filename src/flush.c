@@ -1,26 +1,41 @@
 /*-------------------------------------------------------------------------
  *
  * flush.c
- *		Turn outbox rows of one foreign table and shape into one staged file.
+ *		Turn outbox rows into staged files and their manifest rows.
  *
- * Within the caller's transaction: scan the outbox rows of (relid, shape)
- * visible to the snapshot, turn each payload into its CSV record
- * (sf_outbox_render, encode.c: binary payloads are rendered here, CSV ones
- * pass through), stream the records through the compressor
- * into a storage writer, delete each row as it is written, and after the
- * upload has completed insert the file's manifest row (sfexport.files,
- * state 'staged').  The caller commits.  So:
+ * Two ways, both within the caller's transaction (the caller commits):
+ *
+ *	- sf_flush_drain (the fast path): stage every due row of one outbox
+ *	  segment, file after file, each file's manifest row (sfexport.files,
+ *	  state 'staged') inserted after its upload completed, and empty the
+ *	  segment with TRUNCATE.  See the function for the locking argument.
+ *	- sf_flush_one_file (row by row): scan the rows of one (relid, shape)
+ *	  in every segment visible to the snapshot, stream them into one file,
+ *	  delete each row as it is written, insert the manifest row.  For what a
+ *	  drain cannot take.
+ *
+ * Either way:
  *
  *	- a crash or error before the commit leaves the rows in the outbox and
- *	  no manifest row: the uploaded object (if any) is an orphan that no COPY
- *	  ever names, and the rows go into a new file with a new name later;
- *	- after the commit the rows are gone from the outbox and the file is
- *	  known: it becomes loadable only now (DESIGN.md, promise 2).
+ *	  no manifest row: the uploaded objects (if any) are orphans that no COPY
+ *	  ever names, and the rows go into new files with new names later;
+ *	- after the commit the rows are gone from the outbox and the files are
+ *	  known: they become loadable only now (DESIGN.md, promise 2).
  *
- * Memory does not grow with the backlog: rows are streamed, and the file
- * ends once its compressed size reaches max_file_size; the caller then
- * starts another file (another transaction) from the block where this one
- * stopped.
+ * Why segments and TRUNCATE: removing rows one by one cost a heap delete
+ * and its WAL record per row, more than compressing the row (bench/flush).
+ * A TRUNCATE costs the same for any number of rows.  A LIST-partitioned
+ * outbox would do too, but needs a segment column in every row; inheritance
+ * children give the same two heaps with the rows unchanged.  Rows are not
+ * routed by SQL: the insert path opens a segment itself (outbox.c).
+ *
+ * Each payload becomes its CSV record here (sf_outbox_render, encode.c):
+ * binary payloads are rendered with the shape's decoder, in a memory
+ * context reset per row; CSV payloads pass through.
+ *
+ * Memory does not grow with the backlog: rows are streamed, a file ends
+ * once its compressed size reaches max_file_size, and everything a file
+ * needs lives in a memory context deleted when the file is done.
  *
  * File names are unique across tables, databases and clusters, sortable by
  * time, and never reused:
@@ -42,6 +57,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -51,6 +67,12 @@
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
+
+/* sfexport.outbox columns (as in outbox.c) */
+#define Anum_outbox_relid		1
+#define Anum_outbox_shape		2
+#define Anum_outbox_inserted_at	3
+#define Anum_outbox_line		4
 
 /* State shared with the compressor's sink. */
 typedef struct FlushSink
@@ -168,120 +190,395 @@ insert_manifest_row(Oid relid, Oid serverid, const char *name, const char *targe
 		elog(ERROR, "could not insert into sfexport.files");
 }
 
-/*
- * Stage one file of (relid, shape), starting the outbox scan at
- * *start_block.  Runs in the caller's transaction with an active snapshot;
- * the caller commits.  On return *start_block is where the scan stopped.
+/* ---------------------------------------------------------------------
+ * One file being written: rows of one (relid, shape) into the compressor,
+ * the compressor into a storage writer; at the end the manifest row.
+ * ---------------------------------------------------------------------
  */
-void
-sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
-				  SfFlushResult *res)
+typedef struct FileStager
 {
-	SfTableConfig *tbl = sf_get_table_config(relid);
-	SfServerConfig *srv = sf_get_server_config(tbl->serverid);
-	SfUserConfig *usr = sf_get_user_config(tbl->serverid, sf_worker_user(tbl->serverid));
-	int64		max_bytes = (int64) tbl->max_file_size_kb * 1024;
-	Relation	outbox;
-	TableScanDesc scan;
-	ScanKeyData skey[2];
-	HeapTuple	tup;
-	BlockNumber nblocks;
+	Oid			relid;
+	int64		shape;
+	bool		ready;			/* configuration read */
+	SfTableConfig *tbl;
+	SfServerConfig *srv;
 	SfStorage  *st;
-	char	   *name;
 	char	   *target;
-	FlushSink	sink;
-	SfCompressor *comp;
 	Datum		columns;
 	Datum		types;
-	int64		rows = 0;
-	TupleDesc	desc;
-	SfRowDecoder *dec = sf_decoder_create(relid, shape);
-	StringInfoData rec;
+	SfRowDecoder *dec;			/* renders binary payloads (encode.c) */
+	StringInfoData rec;			/* the record being rendered */
+	int64		max_bytes;
+	/* the file being written, all of it in filecxt */
+	MemoryContext filecxt;
+	char	   *name;
+	FlushSink	sink;
+	SfCompressor *comp;
+	int64		rows;
+} FileStager;
+
+static void
+stager_init(FileStager *fs, Oid relid, int64 shape)
+{
+	memset(fs, 0, sizeof(*fs));
+	fs->relid = relid;
+	fs->shape = shape;
+}
+
+/* Read the configuration on first use (within SPI). */
+static void
+stager_prepare(FileStager *fs)
+{
+	SfUserConfig *usr;
+
+	if (fs->ready)
+		return;
+	fs->tbl = sf_get_table_config(fs->relid);
+	fs->srv = sf_get_server_config(fs->tbl->serverid);
+	usr = sf_get_user_config(fs->tbl->serverid, sf_worker_user(fs->tbl->serverid));
+	fs->max_bytes = (int64) fs->tbl->max_file_size_kb * 1024;
+	lookup_shape(fs->relid, fs->shape, &fs->columns, &fs->types);
+	fs->dec = sf_decoder_create(fs->relid, fs->shape);
+	initStringInfo(&fs->rec);
+	fs->target = sf_target_name(fs->srv, fs->tbl);
+	fs->st = sf_storage_open(fs->srv, usr);
+	fs->ready = true;
+}
+
+/*
+ * Append one record.  Returns true when the file has reached max_file_size:
+ * the caller then finishes it (the next record starts another file).
+ */
+static bool
+stager_add(FileStager *fs, const char *data, size_t len)
+{
+	if (fs->sink.writer == NULL)
+	{
+		MemoryContext old;
+
+		stager_prepare(fs);
+		fs->filecxt = AllocSetContextCreate(CurrentMemoryContext, "sfexport staged file",
+											ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(fs->filecxt);
+		fs->name = new_file_name(fs->relid, fs->srv->compression);
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("staging %s into %s", get_rel_name(fs->relid), fs->name));
+		fs->sink.writer = sf_storage_begin_write(fs->st, fs->name, "text/csv");
+		fs->comp = sf_compress_begin(fs->srv->compression, fs->srv->compression_level,
+									 flush_sink, &fs->sink);
+		MemoryContextSwitchTo(old);
+	}
+	sf_compress_write(fs->comp, data, len);
+	sf_compress_write(fs->comp, "\n", 1);
+	fs->rows++;
+	return sf_compress_out_bytes(fs->comp) >= fs->max_bytes;
+}
+
+/* Complete the upload of the file being written and record it (staged). */
+static void
+stager_finish(FileStager *fs, SfFlushResult *res)
+{
+	int64		bytes;
+
+	if (fs->sink.writer == NULL)
+		return;
+	sf_compress_finish(fs->comp);
+	bytes = sf_storage_finish(fs->sink.writer);
+	fs->sink.writer = NULL;
+	insert_manifest_row(fs->relid, fs->tbl->serverid, fs->name, fs->target, fs->shape,
+						fs->columns, fs->types, fs->srv->compression, fs->rows,
+						bytes, sf_compress_in_bytes(fs->comp));
+	res->files++;
+	res->rows += fs->rows;
+	res->bytes += bytes;
+	fs->rows = 0;
+	fs->comp = NULL;
+	MemoryContextDelete(fs->filecxt);
+	fs->filecxt = NULL;
+}
+
+/* On error: abort an upload in progress (it never becomes an object). */
+static void
+stager_abort(FileStager *fs)
+{
+	if (fs->sink.writer)
+		sf_storage_abort(fs->sink.writer);
+	fs->sink.writer = NULL;
+}
+
+static void
+stage_tuple(FileStager *fs, HeapTuple tup, TupleDesc desc, bool *full)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, Anum_outbox_line, desc, &isnull);
+	bytea	   *line = DatumGetByteaPP(d);
+	const char *record;
+	int			reclen;
+
+	stager_prepare(fs);
+	record = sf_outbox_render(line, fs->dec, &fs->rec, &reclen);	/* payload -> CSV */
+	*full = stager_add(fs, record, reclen);
+	if ((Pointer) line != DatumGetPointer(d))
+		pfree(line);
+}
+
+/* ---------------------------------------------------------------------
+ * The row-by-row path
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Stage one file of (relid, shape) from every segment, starting at *pos,
+ * deleting each row it writes.  Only rows whose inserting transaction
+ * started before cutoff are taken (0: all): rows newer than a drain belong
+ * to the next one.  Runs in the caller's transaction with an active
+ * snapshot; the caller commits.  On return *pos is where the scan stopped
+ * and res->more says whether rows may be left.
+ *
+ * This is the path for what a drain (below) could not take: rows a long
+ * transaction was still writing into the segment being drained, rows of
+ * tables that were not due, rows written into the current segment before
+ * the flip by a transaction that started earlier.
+ */
+void
+sf_flush_one_file(Oid relid, int64 shape, SfOutboxPos *pos, TimestampTz cutoff,
+				  SfFlushResult *res)
+{
+	FileStager	fs;
+	bool		full = false;
 
 	memset(res, 0, sizeof(*res));
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	lookup_shape(relid, shape, &columns, &types);
+	stager_init(&fs, relid, shape);
+	LockRelationOid(sf_outbox_relid(false), RowExclusiveLock);
 
-	target = sf_target_name(srv, tbl);
-	name = new_file_name(relid, srv->compression);
-	st = sf_storage_open(srv, usr);
-
-	outbox = table_open(sf_outbox_relid(false), RowExclusiveLock);
-	desc = RelationGetDescr(outbox);
-	nblocks = RelationGetNumberOfBlocks(outbox);
-	if (*start_block >= nblocks)
-	{
-		table_close(outbox, RowExclusiveLock);
-		SPI_finish();
-		return;
-	}
-
-	pgstat_report_activity(STATE_RUNNING,
-						   psprintf("staging %s into %s", get_rel_name(relid), name));
-
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(shape));
-	scan = table_beginscan(outbox, GetActiveSnapshot(), 2, skey);
-	heap_setscanlimits(scan, *start_block, nblocks - *start_block);
-
-	sink.writer = NULL;
-	comp = NULL;
-	initStringInfo(&rec);
 	PG_TRY();
 	{
-		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		for (; pos->seg < SF_OUTBOX_SEGMENTS && !full; pos->seg++, pos->block = 0)
 		{
-			bool		isnull;
-			Datum		d = heap_getattr(tup, 4, desc, &isnull);
-			bytea	   *line = DatumGetByteaPP(d);
-			const char *record;
-			int			reclen;
+			Relation	outbox = table_open(sf_outbox_segment_relid(pos->seg, false),
+											RowExclusiveLock);
+			TupleDesc	desc = RelationGetDescr(outbox);
+			BlockNumber nblocks = RelationGetNumberOfBlocks(outbox);
+			ScanKeyData skey[2];
+			TableScanDesc scan;
+			HeapTuple	tup;
 
-			CHECK_FOR_INTERRUPTS();
-			if (sink.writer == NULL)
+			if (pos->block >= nblocks)
 			{
-				sink.writer = sf_storage_begin_write(st, name, "text/csv");
-				comp = sf_compress_begin(srv->compression, flush_sink, &sink);
+				table_close(outbox, NoLock);
+				continue;
 			}
-			record = sf_outbox_render(line, dec, &rec, &reclen);	/* payload -> CSV */
-			sf_compress_write(comp, record, reclen);
-			sf_compress_write(comp, "\n", 1);
-			if ((Pointer) line != DatumGetPointer(d))
-				pfree(line);
-			simple_heap_delete(outbox, &tup->t_self);
-			rows++;
+			ScanKeyInit(&skey[0], Anum_outbox_relid, BTEqualStrategyNumber, F_OIDEQ,
+						ObjectIdGetDatum(relid));
+			ScanKeyInit(&skey[1], Anum_outbox_shape, BTEqualStrategyNumber, F_INT8EQ,
+						Int64GetDatum(shape));
+			scan = table_beginscan(outbox, GetActiveSnapshot(), 2, skey);
+			heap_setscanlimits(scan, pos->block, nblocks - pos->block);
+			while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+			{
+				bool		isnull;
 
-			if (sf_compress_out_bytes(comp) >= max_bytes)
-			{
-				res->more = true;
-				*start_block = ItemPointerGetBlockNumber(&tup->t_self);
-				break;
+				CHECK_FOR_INTERRUPTS();
+				if (cutoff != 0 &&
+					DatumGetTimestampTz(heap_getattr(tup, Anum_outbox_inserted_at,
+													 desc, &isnull)) >= cutoff)
+					continue;
+				stage_tuple(&fs, tup, desc, &full);
+				simple_heap_delete(outbox, &tup->t_self);
+				if (full)
+				{
+					pos->block = ItemPointerGetBlockNumber(&tup->t_self);
+					break;
+				}
 			}
+			table_endscan(scan);
+			table_close(outbox, NoLock);
+			if (full)
+				break;			/* keep *pos */
 		}
-		table_endscan(scan);
+		res->more = full;
+		stager_finish(&fs, res);
+	}
+	PG_CATCH();
+	{
+		stager_abort(&fs);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	SPI_finish();
+}
 
-		if (rows > 0)
+/* ---------------------------------------------------------------------
+ * Draining a segment
+ * ---------------------------------------------------------------------
+ */
+static bool
+shape_is_due(const SfShapeKey *due, int ndue, Oid relid, int64 shape)
+{
+	for (int i = 0; i < ndue; i++)
+		if (due[i].relid == relid && due[i].shape == shape)
+			return true;
+	return false;
+}
+
+/*
+ * AccessExclusiveLock on a drained segment, for its TRUNCATE, without ever
+ * queueing for it: a queued request would make every new reader of the
+ * outbox (sfexport.status) wait behind it.  A reader holds AccessShareLock
+ * for the length of its query, so try again for a while before giving up
+ * (and deleting the rows one by one instead).
+ */
+#define TRUNCATE_LOCK_TRIES		500		/* 500 x 20 ms = 10 s */
+
+static bool
+lock_for_truncate(Oid segrelid)
+{
+	for (int i = 0; i < TRUNCATE_LOCK_TRIES; i++)
+	{
+		if (ConditionalLockRelationOid(segrelid, AccessExclusiveLock))
+			return true;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(20 * 1000L);
+	}
+	return false;
+}
+
+/*
+ * Stage every row of the due shapes found in outbox segment seg, and remove
+ * them, in the caller's transaction; the caller commits.  The caller has
+ * made the other segment current first (sf_worker_flip_segment), so new
+ * statements write elsewhere.
+ *
+ * 1. ConditionalLockRelationOid(segment, ExclusiveLock): granted only when
+ *    no transaction that wrote into the segment is still open (they hold
+ *    RowExclusiveLock until they end), and from then on no one can write
+ *    into it; readers (sfexport.status) are not blocked.  Not granted: return
+ *    with res->locked false and the caller takes the row-by-row path.  We
+ *    never wait, so neither do inserters queue behind us.
+ * 2. A snapshot taken after the lock: every transaction that wrote into the
+ *    segment has ended, so it sees all their committed rows.
+ * 3. One pass per due shape, streaming its rows into files of at most
+ *    max_file_size, each recorded in the manifest in this transaction.  The
+ *    first pass also counts rows of shapes that are not due.
+ * 4. Removal.  If every row of the segment was staged and an
+ *    AccessExclusiveLock can be had without queueing (lock_for_truncate:
+ *    readers hold AccessShareLock while their query runs), TRUNCATE the
+ *    segment: one WAL record and a new relfilenode instead of a heap delete
+ *    and a WAL record per row.  Else delete the staged rows one by one (the
+ *    lock and the snapshot guarantee that the rows deleted are exactly the
+ *    rows staged).
+ *
+ * TRUNCATE is transactional: a crash or an error before the commit keeps
+ * the segment's rows and leaves the manifest without the new files, whose
+ * objects are orphans no COPY names; after the commit the rows are gone and
+ * the files known.  The same exactly-once argument as row by row (see the
+ * header), just for several files at once.  AccessExclusiveLock is taken
+ * right before the commit, so a reader of sfexport.status waits at most for
+ * the TRUNCATE and the commit, never for an upload.  (Inserters never wait:
+ * they take the other segment.)
+ */
+void
+sf_flush_drain(const SfShapeKey *due, int ndue, int seg, SfDrainResult *res)
+{
+	Oid			segrelid;
+	Relation	outbox;
+	TupleDesc	desc;
+	Snapshot	snapshot;
+	FileStager	fs;
+
+	memset(res, 0, sizeof(*res));
+	LockRelationOid(sf_outbox_relid(false), RowExclusiveLock);
+	segrelid = sf_outbox_segment_relid(seg, false);
+	if (!ConditionalLockRelationOid(segrelid, ExclusiveLock))
+		return;
+	res->locked = true;
+
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	outbox = table_open(segrelid, NoLock);
+	desc = RelationGetDescr(outbox);
+	if (RelationGetNumberOfBlocks(outbox) == 0)
+	{
+		table_close(outbox, NoLock);
+		UnregisterSnapshot(snapshot);
+		return;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("draining outbox segment %s", RelationGetRelationName(outbox)));
+
+	memset(&fs, 0, sizeof(fs));
+	PG_TRY();
+	{
+		for (int i = 0; i < ndue; i++)
 		{
-			sf_compress_finish(comp);
-			res->bytes = sf_storage_finish(sink.writer);
-			sink.writer = NULL;
-			insert_manifest_row(relid, tbl->serverid, name, target, shape,
-								columns, types, srv->compression, rows,
-								res->bytes, sf_compress_in_bytes(comp));
-			res->files = 1;
-			res->rows = rows;
+			TableScanDesc scan;
+			HeapTuple	tup;
+
+			stager_init(&fs, due[i].relid, due[i].shape);
+			scan = table_beginscan(outbox, snapshot, 0, NULL);
+			while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+			{
+				bool		isnull;
+				Oid			relid;
+				int64		shape;
+				bool		full;
+
+				CHECK_FOR_INTERRUPTS();
+				relid = DatumGetObjectId(heap_getattr(tup, Anum_outbox_relid, desc, &isnull));
+				shape = DatumGetInt64(heap_getattr(tup, Anum_outbox_shape, desc, &isnull));
+				if (relid == due[i].relid && shape == due[i].shape)
+				{
+					stage_tuple(&fs, tup, desc, &full);
+					if (full)
+						stager_finish(&fs, &res->staged);
+				}
+				else if (i == 0 && !shape_is_due(due, ndue, relid, shape))
+					res->other_rows++;
+			}
+			table_endscan(scan);
+			stager_finish(&fs, &res->staged);
 		}
 	}
 	PG_CATCH();
 	{
-		if (sink.writer)
-			sf_storage_abort(sink.writer);
+		stager_abort(&fs);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
-	table_close(outbox, RowExclusiveLock);
+	if (res->other_rows == 0 && lock_for_truncate(segrelid))
+	{
+		char	   *sql = psprintf("TRUNCATE %s.%s", SFEXPORT_SCHEMA,
+								   RelationGetRelationName(outbox));
+
+		table_close(outbox, NoLock);
+		if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "could not truncate outbox segment %d", seg);
+		res->truncated = true;
+	}
+	else if (res->staged.rows == 0)
+		table_close(outbox, NoLock);	/* nothing of ours to remove */
+	else
+	{
+		TableScanDesc scan = table_beginscan(outbox, snapshot, 0, NULL);
+		HeapTuple	tup;
+
+		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		{
+			bool		isnull;
+
+			CHECK_FOR_INTERRUPTS();
+			if (shape_is_due(due, ndue,
+							 DatumGetObjectId(heap_getattr(tup, Anum_outbox_relid, desc, &isnull)),
+							 DatumGetInt64(heap_getattr(tup, Anum_outbox_shape, desc, &isnull))))
+				simple_heap_delete(outbox, &tup->t_self);
+		}
+		table_endscan(scan);
+		table_close(outbox, NoLock);
+	}
+	UnregisterSnapshot(snapshot);
 	SPI_finish();
 }

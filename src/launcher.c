@@ -15,7 +15,8 @@
  * Shared memory holds one slot per running worker: its database, its latch
  * (set by committing transactions that wrote to the outbox, so that the
  * worker learns about new rows without polling), the number of outbox bytes
- * committed since it started, and a flush request flag (sfexport.flush()).
+ * committed since it started, a flush request flag (sfexport.flush()), and
+ * the outbox segment inserters of that database write into (outbox.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -58,6 +59,7 @@ typedef struct SfWorkerSlot
 	Latch	   *latch;
 	bool		flush_requested;
 	pg_atomic_uint64 committed_bytes;
+	pg_atomic_uint32 segment;	/* the outbox segment inserters write into */
 } SfWorkerSlot;
 
 #define SF_FLUSH_PENDING 8
@@ -114,7 +116,10 @@ sf_shmem_startup(void)
 		sf_shared->lock = &(GetNamedLWLockTranche("sfexport"))->lock;
 		sf_shared->nslots = sfexport_max_workers;
 		for (int i = 0; i < sf_shared->nslots; i++)
+		{
 			pg_atomic_init_u64(&sf_shared->slots[i].committed_bytes, 0);
+			pg_atomic_init_u32(&sf_shared->slots[i].segment, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -203,6 +208,7 @@ sf_worker_claim_slot(Oid dboid)
 			}
 		}
 		pg_atomic_write_u64(&free_slot->committed_bytes, 0);
+		pg_atomic_write_u32(&free_slot->segment, 0);
 		my_slot = free_slot;
 	}
 	LWLockRelease(sf_shared->lock);
@@ -224,11 +230,63 @@ sf_worker_take_flush_request(void)
 	return requested;
 }
 
+/* In the worker: is a flush requested?  Does not clear it. */
+bool
+sf_worker_flush_pending(void)
+{
+	bool		requested;
+
+	LWLockAcquire(sf_shared->lock, LW_SHARED);
+	requested = my_slot->flush_requested;
+	LWLockRelease(sf_shared->lock);
+	return requested;
+}
+
 /* In the worker: outbox bytes committed in this database so far. */
 uint64
 sf_worker_committed_bytes(void)
 {
 	return pg_atomic_read_u64(&my_slot->committed_bytes);
+}
+
+/*
+ * The outbox segment this database's inserters should write into: what the
+ * worker last set, 0 when no worker serves the database.  Any segment is
+ * valid to insert into (outbox.c), so a stale answer is harmless.
+ */
+int
+sf_outbox_current_segment(void)
+{
+	int			seg = 0;
+
+	if (sf_shared == NULL)
+		return 0;
+	LWLockAcquire(sf_shared->lock, LW_SHARED);
+	for (int i = 0; i < sf_shared->nslots; i++)
+	{
+		SfWorkerSlot *s = &sf_shared->slots[i];
+
+		if (s->dboid == MyDatabaseId)
+		{
+			seg = (int) pg_atomic_read_u32(&s->segment) % SF_OUTBOX_SEGMENTS;
+			break;
+		}
+	}
+	LWLockRelease(sf_shared->lock);
+	return seg;
+}
+
+/*
+ * In the worker: make the next segment current for new inserts and return
+ * the one that was current, which the worker then tries to drain.
+ */
+int
+sf_worker_flip_segment(void)
+{
+	uint32		old = pg_atomic_read_u32(&my_slot->segment) % SF_OUTBOX_SEGMENTS;
+
+	pg_atomic_write_u32(&my_slot->segment, (old + 1) % SF_OUTBOX_SEGMENTS);
+	return (int) old;
 }
 
 /*

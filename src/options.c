@@ -85,6 +85,7 @@ static const SfOption sf_options[] = {
 	{"endpoint", ForeignServerRelationId, OPT_HTTP_URL},
 	{"storage_integration", ForeignServerRelationId, OPT_TEXT},
 	{"compression", ForeignServerRelationId, OPT_COMPRESSION},
+	{"compression_level", ForeignServerRelationId, OPT_COUNT, false, 1, 19},
 	{"keep_files", ForeignServerRelationId, OPT_BOOL},
 	{"ca_file", ForeignServerRelationId, OPT_SERVER_FILE},
 	{"connect_timeout", ForeignServerRelationId, OPT_DURATION_MS, false, 100, 600 * 1000},
@@ -607,6 +608,25 @@ sfexport_fdw_validator(PG_FUNCTION_ARGS)
 								context_name(catalog)),
 						 errhint("A sfexport server needs at least account, database and location.")));
 	}
+	if (catalog == ForeignServerRelationId)
+	{
+		DefElem    *level = find_defelem(options, "compression_level");
+		DefElem    *comp = find_defelem(options, "compression");
+		const char *kind = comp ? defGetString(comp) : "gzip";
+
+		if (level && strcmp(kind, "none") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("option \"compression_level\" cannot be used with compression none"),
+					 errhint("Drop compression_level, or choose compression gzip or zstd.")));
+		if (level && strcmp(kind, "gzip") == 0 && atoi(defGetString(level)) > 9)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"compression_level\": \"%s\"",
+							defGetString(level)),
+					 errdetail("gzip levels are 1 (fastest) to 9 (smallest)."),
+					 errhint("Levels up to 19 are for compression zstd.")));
+	}
 	else if (catalog == UserMappingRelationId)
 	{
 		check_exclusive(options, "private_key", "private_key_file");
@@ -837,6 +857,8 @@ sf_get_server_config(Oid serverid)
 			cfg->storage_integration = v;
 		else if (strcmp(n, "compression") == 0)
 			cfg->compression = parse_compression(v);
+		else if (strcmp(n, "compression_level") == 0)
+			cfg->compression_level = atoi(v);
 		else if (strcmp(n, "keep_files") == 0)
 			(void) parse_bool(v, &cfg->keep_files);
 		else if (strcmp(n, "load_mode") == 0)

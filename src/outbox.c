@@ -27,6 +27,14 @@
  * "Caches and invalidation" in docs/ARCHITECTURE.md), and a shape already
  * registered in this backend is not looked up again.
  *
+ * Segments.  sfexport.outbox is the parent of two segments, outbox_0 and
+ * outbox_1, and holds no rows itself.  A statement writes into the segment
+ * its database's worker calls current (launcher.c), or the other one if
+ * the current one is locked (open_outbox_segment); a statement never waits
+ * behind the worker.  The worker flips "current", waits for nothing, and
+ * empties the old segment with a TRUNCATE once every row in it is staged
+ * (flush.c); that replaces a heap delete, and its WAL, per row.
+ *
  * Both tables are written through the table AM directly, without SQL, so
  * the inserting user needs no privilege on them (only INSERT on the foreign
  * table) and cannot read them.  Neither table may have indexes.
@@ -43,6 +51,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -277,20 +287,27 @@ unpin(SfRelCacheData *d)
  */
 static Oid	cached_outbox_relid = InvalidOid;
 static Oid	cached_shapes_relid = InvalidOid;
+static Oid	cached_segment_relids[SF_OUTBOX_SEGMENTS];
 
 static void
 forget_relids(void)
 {
 	cached_outbox_relid = InvalidOid;
 	cached_shapes_relid = InvalidOid;
+	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
+		cached_segment_relids[i] = InvalidOid;
 }
 
 static void
 rel_cache_relcache_callback(Datum arg, Oid relid)
 {
+	bool		ours = !OidIsValid(relid) || relid == cached_outbox_relid ||
+		relid == cached_shapes_relid;
+
 	forget_rel_cache(relid);
-	if (!OidIsValid(relid) || relid == cached_outbox_relid ||
-		relid == cached_shapes_relid)
+	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
+		ours |= relid == cached_segment_relids[i];
+	if (ours)
 		forget_relids();
 }
 
@@ -428,10 +445,83 @@ open_extension_table(const char *name, Oid (*lookup) (void), LOCKMODE lockmode)
 	return rel;
 }
 
-static Oid
-outbox_relid_or_error(void)
+/* sfexport.outbox_<seg>, a segment of the outbox (cached like the others). */
+Oid
+sf_outbox_segment_relid(int seg, bool missing_ok)
 {
-	return sf_outbox_relid(false);
+	char		name[NAMEDATALEN];
+
+	Assert(seg >= 0 && seg < SF_OUTBOX_SEGMENTS);
+	if (OidIsValid(cached_segment_relids[seg]))
+		return cached_segment_relids[seg];
+	snprintf(name, sizeof(name), "outbox_%d", seg);
+	cached_segment_relids[seg] = extension_table_relid(name, missing_ok);
+	return cached_segment_relids[seg];
+}
+
+/*
+ * Open a segment already locked through a cached OID; NULL if the OID no
+ * longer names it (the extension was dropped and created again and the
+ * invalidation arrived with the lock): the caller looks it up again.
+ */
+static Relation
+open_locked_segment(Oid relid, int seg)
+{
+	Relation	rel = try_table_open(relid, NoLock);
+	char		name[NAMEDATALEN];
+
+	snprintf(name, sizeof(name), "outbox_%d", seg);
+	if (rel != NULL && strcmp(RelationGetRelationName(rel), name) == 0 &&
+		get_namespace_oid(SFEXPORT_SCHEMA, true) == RelationGetNamespace(rel))
+		return rel;
+	if (rel)
+		table_close(rel, NoLock);
+	UnlockRelationOid(relid, RowExclusiveLock);
+	forget_relids();
+	return NULL;
+}
+
+/*
+ * Lock and open the segment this statement writes into.
+ *
+ * The parent, sfexport.outbox, is locked as an INSERT through it would be,
+ * so TRUNCATE sfexport.outbox and DDL on it still exclude writers.  Then a
+ * segment: the current one if its RowExclusiveLock is free at once, else the
+ * other one.  The worker holds ExclusiveLock on a segment it drains, and
+ * takes it only after making the other segment current, so an inserter that
+ * read a stale "current" finds the other segment free; any segment is valid
+ * to insert into.  Only if both stay taken for a few rounds (a TRUNCATE of
+ * the whole outbox, say) does the inserter wait, on the current segment.
+ * A transaction that already wrote a segment gets its lock again at once.
+ */
+static Relation
+open_outbox_segment(void)
+{
+	Relation	rel;
+	int			cur;
+
+	LockRelationOid(sf_outbox_relid(false), RowExclusiveLock);
+	for (int round = 0; round < 3; round++)
+	{
+		cur = sf_outbox_current_segment();
+		for (int k = 0; k < SF_OUTBOX_SEGMENTS; k++)
+		{
+			int			seg = (cur + k) % SF_OUTBOX_SEGMENTS;
+			Oid			relid = sf_outbox_segment_relid(seg, false);
+
+			if (ConditionalLockRelationOid(relid, RowExclusiveLock) &&
+				(rel = open_locked_segment(relid, seg)) != NULL)
+				return rel;
+		}
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+	}
+	cur = sf_outbox_current_segment();
+	LockRelationOid(sf_outbox_segment_relid(cur, false), RowExclusiveLock);
+	rel = open_locked_segment(sf_outbox_segment_relid(cur, false), cur);
+	if (rel == NULL)
+		rel = table_open(sf_outbox_segment_relid(cur, false), RowExclusiveLock);
+	return rel;
 }
 
 /* Refuse to write a table whose indexes we would not maintain. */
@@ -652,7 +742,7 @@ sf_outbox_begin(Relation ftrel)
 	SfRelCacheData *entry = rel_cache_pin(ftrel);
 
 	w->ftrelid = RelationGetRelid(ftrel);
-	w->outbox = open_extension_table("outbox", outbox_relid_or_error, RowExclusiveLock);
+	w->outbox = open_outbox_segment();
 	check_no_indexes(w->outbox);
 	w->cache = entry;
 	w->enc = entry->enc;

@@ -96,6 +96,7 @@ typedef struct SfServerConfig
 	char	   *storage_integration;
 	char	   *file_format;
 	SfCompression compression;
+	int			compression_level;	/* 0 = the default of the compression */
 	char	   *ca_file;
 	bool		keep_files;
 	SfLoadMode	load_mode;		/* default for its tables */
@@ -199,7 +200,9 @@ typedef struct SfShapeLayout
 	char	   *aligns;
 } SfShapeLayout;
 
+#define SF_OUTBOX_SEGMENTS	2	/* sfexport.outbox_0, outbox_1 */
 extern Oid	sf_outbox_relid(bool missing_ok);
+extern Oid	sf_outbox_segment_relid(int seg, bool missing_ok);
 extern SfShapeLayout *sf_shape_layout(Oid relid, int64 shape);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
@@ -419,8 +422,10 @@ extern char *sf_redact_sql(const char *sql);
 typedef struct SfCompressor SfCompressor;
 typedef void (*SfCompressSink) (const char *data, size_t len, void *arg);
 
-extern SfCompressor *sf_compress_begin(SfCompression kind, SfCompressSink sink,
-									   void *sink_arg);
+#define SF_GZIP_DEFAULT_LEVEL	1
+#define SF_ZSTD_DEFAULT_LEVEL	1
+extern SfCompressor *sf_compress_begin(SfCompression kind, int level,
+									   SfCompressSink sink, void *sink_arg);
 extern void sf_compress_write(SfCompressor *c, const char *data, size_t len);
 extern void sf_compress_finish(SfCompressor *c);
 extern int64 sf_compress_in_bytes(SfCompressor *c);
@@ -439,6 +444,9 @@ extern bool sf_worker_claim_slot(Oid dboid);
 extern bool sf_worker_take_flush_request(void);
 extern uint64 sf_worker_committed_bytes(void);
 extern void sf_notify_commit(uint64 bytes);
+extern int	sf_outbox_current_segment(void);
+extern int	sf_worker_flip_segment(void);
+extern bool sf_worker_flush_pending(void);
 extern PGDLLEXPORT void sfexport_launcher_main(Datum arg);
 
 /* ----------------------------------------------------------------
@@ -461,8 +469,31 @@ typedef struct SfFlushResult
 	bool		more;			/* rows left (file size limit reached) */
 } SfFlushResult;
 
-extern void sf_flush_one_file(Oid relid, int64 shape, BlockNumber *start_block,
-							  SfFlushResult *res);
+/* Where the row-by-row path stopped: segment and block. */
+typedef struct SfOutboxPos
+{
+	int			seg;
+	BlockNumber block;
+} SfOutboxPos;
+
+typedef struct SfShapeKey
+{
+	Oid			relid;
+	int64		shape;
+} SfShapeKey;
+
+typedef struct SfDrainResult
+{
+	bool		locked;			/* got the segment; else nothing was done */
+	bool		truncated;		/* emptied with TRUNCATE */
+	int64		other_rows;		/* rows of shapes that were not due */
+	SfFlushResult staged;
+} SfDrainResult;
+
+extern void sf_flush_one_file(Oid relid, int64 shape, SfOutboxPos *pos,
+							  TimestampTz cutoff, SfFlushResult *res);
+extern void sf_flush_drain(const SfShapeKey *due, int ndue, int seg,
+						   SfDrainResult *res);
 extern char *sf_target_name(SfServerConfig *srv, SfTableConfig *tbl);
 extern Oid	sf_worker_user(Oid serverid);
 

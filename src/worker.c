@@ -38,10 +38,12 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
@@ -205,7 +207,11 @@ cut_backoffs(void)
 	(void) sf_run_transaction(cut_load_backoffs_unit, NULL, NULL);
 }
 
-/* Drop outbox rows of tables that are no longer sfexport foreign tables. */
+/*
+ * Drop outbox rows of tables that are no longer foreign tables.  Called
+ * only when the plan found such rows, so that planning reads the outbox
+ * once, not twice.
+ */
 static void
 purge_orphans(void)
 {
@@ -273,6 +279,7 @@ plan_unit(void *arg)
 	TimestampTz rel_oldest = 0;
 	List	   *rel_shapes = NIL;
 	uint64		n;
+	bool		orphans = false;
 
 	ps->extension_present = OidIsValid(get_extension_oid("sfexport", true));
 	if (!ps->extension_present)
@@ -280,8 +287,6 @@ plan_unit(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	purge_orphans();
-
 	compute_triggers(&ps->min_interval_ms, &ps->min_flush_bytes);
 
 	if (SPI_execute("SELECT relid, shape, count(*), sum(octet_length(line) + 1)::bigint,"
@@ -312,6 +317,11 @@ plan_unit(void *arg)
 			MemoryContextSwitchTo(old);
 		}
 
+		if (p != NULL && !SearchSysCacheExists1(FOREIGNTABLEREL, ObjectIdGetDatum(p->relid)))
+		{
+			orphans = true;		/* a dropped table: purged below */
+			continue;
+		}
 		if (OidIsValid(prev_relid) && (p == NULL || p->relid != prev_relid))
 		{
 			SfTableConfig *cfg = sf_get_table_config(prev_relid);
@@ -347,6 +357,8 @@ plan_unit(void *arg)
 		rel_oldest = rel_oldest == 0 ? p->oldest : Min(rel_oldest, p->oldest);
 		prev_relid = p->relid;
 	}
+	if (orphans)
+		purge_orphans();
 	SPI_finish();
 }
 
@@ -357,7 +369,8 @@ plan_unit(void *arg)
 typedef struct FlushUnit
 {
 	PendingShape *p;
-	BlockNumber start_block;
+	SfOutboxPos pos;
+	TimestampTz cutoff;
 	SfFlushResult res;
 } FlushUnit;
 
@@ -366,18 +379,23 @@ flush_unit(void *arg)
 {
 	FlushUnit  *u = (FlushUnit *) arg;
 
-	sf_flush_one_file(u->p->relid, u->p->shape, &u->start_block, &u->res);
+	sf_flush_one_file(u->p->relid, u->p->shape, &u->pos, u->cutoff, &u->res);
 }
 
-/* Stage all pending rows of one shape; returns files staged. */
+/*
+ * Stage, row by row, the pending rows of one shape that the drain left
+ * (rows of transactions started after cutoff wait for the next drain);
+ * returns files staged.
+ */
 static int
-flush_shape(PendingShape *p)
+flush_shape(PendingShape *p, TimestampTz cutoff)
 {
 	FlushUnit	u;
 	int			files = 0;
 
 	memset(&u, 0, sizeof(u));
 	u.p = p;
+	u.cutoff = cutoff;
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -390,6 +408,93 @@ flush_shape(PendingShape *p)
 		files += u.res.files;
 		if (!u.res.more || u.res.files == 0)
 			break;
+	}
+	return files;
+}
+
+typedef struct DrainUnit
+{
+	SfShapeKey *due;
+	int			ndue;
+	int			seg;
+	SfDrainResult res;
+} DrainUnit;
+
+static void
+drain_unit(void *arg)
+{
+	DrainUnit  *d = (DrainUnit *) arg;
+
+	sf_flush_drain(d->due, d->ndue, d->seg, &d->res);
+}
+
+/*
+ * Stage everything due: first drain the segment inserters wrote into until
+ * now (flush.c: one transaction, emptied with TRUNCATE when it holds only
+ * due rows), then take what is left row by row.  Returns files staged.
+ */
+static int
+flush_due(List *due)
+{
+	DrainUnit	d;
+	TimestampTz cutoff;
+	ListCell   *lc;
+	int			files = 0;
+	bool		drained;
+
+	if (due == NIL)
+		return 0;
+	memset(&d, 0, sizeof(d));
+	d.due = palloc(sizeof(SfShapeKey) * list_length(due));
+	foreach(lc, due)
+	{
+		PendingShape *p = (PendingShape *) lfirst(lc);
+
+		d.due[d.ndue].relid = p->relid;
+		d.due[d.ndue].shape = p->shape;
+		d.ndue++;
+	}
+
+	/*
+	 * New statements go to the other segment from now on; rows of
+	 * transactions that start from now on wait for the next flush.
+	 */
+	d.seg = sf_worker_flip_segment();
+	cutoff = GetCurrentTimestamp();
+	drained = sf_run_transaction(drain_unit, &d, NULL) && d.res.locked;
+
+	/*
+	 * An empty old segment: the rows are in the other one (the worker
+	 * restarted, and "current" with it).  Flip back and drain that one.
+	 */
+	if (drained && d.res.staged.rows == 0 && d.res.other_rows == 0)
+	{
+		d.seg = sf_worker_flip_segment();
+		cutoff = GetCurrentTimestamp();
+		drained = sf_run_transaction(drain_unit, &d, NULL) && d.res.locked;
+	}
+	if (!drained)
+		elog(DEBUG1, "outbox segment %d not drained: %s", d.seg,
+			 d.res.locked ? "error" : "a transaction that wrote into it is still open");
+	if (drained)
+	{
+		files += d.res.staged.files;
+		foreach(lc, due)
+			note_flush_result(((PendingShape *) lfirst(lc))->relid, true);
+		elog(DEBUG1, "drained outbox segment %d: %d files, " INT64_FORMAT " rows, " INT64_FORMAT " rows not due, %s",
+			 d.seg, d.res.staged.files, d.res.staged.rows, d.res.other_rows,
+			 d.res.truncated ? "truncated" : "rows deleted one by one");
+	}
+
+	/* what the drain did not take: the other segment, or all on failure */
+	foreach(lc, due)
+	{
+		PendingShape *p = (PendingShape *) lfirst(lc);
+		TimestampTz until;
+
+		if (in_backoff(p->relid, GetCurrentTimestamp(), &until))
+			continue;
+		files += flush_shape(p, cutoff);
 	}
 	return files;
 }
@@ -432,6 +537,16 @@ sfexport_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("sfexport worker");
+
+	/*
+	 * No JIT: the worker's queries are short aggregates, but over a large
+	 * outbox their cost passes jit_above_cost, and compiling them would load
+	 * LLVM into the worker (about 50 MB of resident memory, bench/flush) and
+	 * spend more time compiling than the query takes.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* and no parallel query: one process, whose memory bench/flush measures */
+	SetConfigOption("max_parallel_workers_per_gather", "0", PGC_USERSET, PGC_S_OVERRIDE);
 
 	if (RecoveryInProgress())
 		proc_exit(0);
@@ -493,7 +608,6 @@ sfexport_worker_main(Datum arg)
 			committed - bytes_at_plan >= (uint64) min_flush_bytes)
 		{
 			SfPlan	ps;
-			ListCell   *lc;
 
 			memset(&ps, 0, sizeof(ps));
 			ps.flush_all = flush_all;
@@ -518,8 +632,7 @@ sfexport_worker_main(Datum arg)
 			min_flush_bytes = ps.min_flush_bytes;
 			min_interval_ms = ps.min_interval_ms;
 
-			foreach(lc, ps.due)
-				staged += flush_shape((PendingShape *) lfirst(lc));
+			staged += flush_due(ps.due);
 		}
 
 		if (flush_all || staged > 0 || now >= next_housekeeping)
@@ -548,6 +661,14 @@ sfexport_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		wait_ms = (long) Min(next_plan, next_housekeeping) > now ?
 			(long) ((Min(next_plan, next_housekeeping) - now) / 1000) : 0;
+
+		/*
+		 * Code run in this iteration may have waited on MyLatch and reset
+		 * it (lock waits, HTTP transfers), consuming a wakeup from
+		 * sfexport.flush() or a commit: look at what the latch stands for.
+		 */
+		if (sf_worker_flush_pending() || sf_worker_committed_bytes() != bytes_seen)
+			wait_ms = 0;
 		if (wait_ms > 0)
 		{
 			(void) WaitLatch(MyLatch,
