@@ -42,6 +42,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/pmsignal.h"
+#include "utils/timestamp.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
@@ -608,49 +609,99 @@ retryable_curl_error(int code)
 }
 
 /*
- * Milliseconds asked for by a Retry-After header (delta-seconds or an
- * HTTP date), or -1 when absent or unreadable.
+ * Milliseconds asked for by a Retry-After header (RFC 9110, 10.2.3: either
+ * delay-seconds, 1*DIGIT, or an HTTP-date), capped at
+ * SF_HTTP_MAX_RETRY_AFTER_MS; -1 when absent or unreadable (the caller
+ * then uses its own backoff).
  */
 static int
 retry_after_ms(SfHttpResponse *resp)
 {
 	const char *v = sf_http_header(resp, "retry-after");
-	char	   *end;
-	long		secs;
+	const char *c;
+	time_t		when;
+	time_t		now;
 
-	if (v == NULL)
+	if (v == NULL || *v == '\0')
 		return -1;
-	secs = strtol(v, &end, 10);
-	if (end != v && *end == '\0' && secs >= 0)
-		return (int) Min((long) SF_HTTP_MAX_RETRY_AFTER_MS, secs * 1000);
-	else
+	for (c = v; *c >= '0' && *c <= '9'; c++)
+		;
+	if (*c == '\0')
 	{
-		time_t		when = curl_getdate(v, NULL);
-		time_t		now = time(NULL);
+		/* delay-seconds: any number of digits; large values are capped */
+		long		secs = 0;
 
-		if (when == (time_t) -1)
-			return -1;
-		if (when <= now)
-			return 0;
-		return (int) Min((long) SF_HTTP_MAX_RETRY_AFTER_MS, (long) (when - now) * 1000);
+		for (c = v; *c; c++)
+		{
+			secs = secs * 10 + (*c - '0');
+			if (secs * 1000 >= SF_HTTP_MAX_RETRY_AFTER_MS)
+				return SF_HTTP_MAX_RETRY_AFTER_MS;
+		}
+		return (int) (secs * 1000);
 	}
+	when = curl_getdate(v, NULL);
+	now = time(NULL);
+	if (when == (time_t) -1)
+		return -1;
+	if (when <= now)
+		return 0;
+	if ((double) (when - now) * 1000.0 >= (double) SF_HTTP_MAX_RETRY_AFTER_MS)
+		return SF_HTTP_MAX_RETRY_AFTER_MS;
+	return (int) ((when - now) * 1000);
 }
 
-/* Sleep on the latch, honouring cancel, shutdown and postmaster death. */
+/*
+ * Sleep ms milliseconds on the latch, honouring cancel, shutdown and
+ * postmaster death.  The latch is set for other reasons too (a worker's by
+ * every commit that captured rows, sfexport.flush()): waking up does not
+ * cut the sleep short, only the clock does.
+ */
 static void
 backoff_sleep(int ms)
 {
-	while (ms > 0)
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
 	{
-		int			chunk = Min(ms, 1000);
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
 		int			rc;
 
+		if (left <= 0)
+			break;
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   chunk, PG_WAIT_EXTENSION);
+					   Min(left, 1000L), PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		ms -= chunk;
+	}
+}
+
+/*
+ * The errhint() for a transport error whose cause is in the configuration:
+ * TLS verification (the server's ca_file option) or the proxy environment.
+ */
+static int
+curl_error_hint(int code, const char *ca_file)
+{
+	switch ((CURLcode) code)
+	{
+		case CURLE_PEER_FAILED_VERIFICATION:
+			return ca_file
+				? errhint("The certificate must chain to a CA in the server's ca_file \"%s\" and name the host of the URL.",
+						  ca_file)
+				: errhint("The certificate must chain to a CA the system trusts and name the host of the URL; for a private CA set the server's ca_file option.");
+		case CURLE_SSL_CACERT_BADFILE:
+			return errhint("Check that the server's ca_file \"%s\" is a readable PEM file of CA certificates.",
+						   ca_file ? ca_file : "");
+		case CURLE_SSL_CONNECT_ERROR:
+			return errhint("The TLS handshake failed: check that the endpoint speaks TLS (https) and the server's ca_file option.");
+		case CURLE_COULDNT_RESOLVE_PROXY:
+#if LIBCURL_VERSION_NUM >= 0x074900
+		case CURLE_PROXY:
+#endif
+			return errhint("Check the proxy environment of the PostgreSQL server (https_proxy, http_proxy, all_proxy, no_proxy).");
+		default:
+			return 0;
 	}
 }
 
@@ -716,7 +767,8 @@ sf_http_request(SfHttpRequest *req)
 				 errmsg("%s %s failed: %s", req->method, display_url(req),
 						resp->error_text),
 				 errdetail("The request was attempted %d time%s.",
-						   resp->attempts, resp->attempts == 1 ? "" : "s")));
+						   resp->attempts, resp->attempts == 1 ? "" : "s"),
+				 curl_error_hint(resp->curl_error, req->ca_file)));
 	return resp;
 }
 
