@@ -397,6 +397,7 @@ sf_http_perform(SfHttpRequest *req)
 	char		errbuf[CURL_ERROR_SIZE];
 	CURLcode	rc = CURLE_OK;
 	long		status = 0;
+	long		connect_status = 0;
 	bool		blank_ctype;
 
 	ensure_curl();
@@ -504,6 +505,7 @@ sf_http_perform(SfHttpRequest *req)
 			if (header_bytes > 0 && uploaded >= want)
 				req->body_delivered = true;
 		}
+		curl_easy_getinfo(h, CURLINFO_HTTP_CONNECTCODE, &connect_status);
 
 		/* the handle must not keep pointers to our stack and slist */
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
@@ -546,6 +548,9 @@ sf_http_perform(SfHttpRequest *req)
 	if (rc != CURLE_OK)
 	{
 		resp->curl_error = (int) rc;
+		/* the proxy refused the tunnel (e.g. 407): what it answered */
+		if (connect_status != 0 && (connect_status < 200 || connect_status >= 300))
+			resp->proxy_status = connect_status;
 		/* keep the status only when we cut off a response that did arrive */
 		if (t.abort != SF_ABORT_SINK && t.abort != SF_ABORT_TOO_LARGE)
 			resp->status = 0;
@@ -734,7 +739,9 @@ sf_http_request(SfHttpRequest *req)
 		resp = sf_http_perform(req);
 		resp->attempts = attempt + 1;
 
-		if (resp->curl_error != 0)
+		if (resp->proxy_status != 0)
+			retry = retryable_status(resp->proxy_status);	/* not 407 */
+		else if (resp->curl_error != 0)
 			retry = retryable_curl_error(resp->curl_error);
 		else
 			retry = retryable_status(resp->status);
@@ -768,7 +775,10 @@ sf_http_request(SfHttpRequest *req)
 						resp->error_text),
 				 errdetail("The request was attempted %d time%s.",
 						   resp->attempts, resp->attempts == 1 ? "" : "s"),
-				 curl_error_hint(resp->curl_error, req->ca_file)));
+				 resp->proxy_status != 0
+				 ? errhint("The proxy refused the connection (HTTP %ld): check the proxy environment of the PostgreSQL server (https_proxy, http_proxy, all_proxy, no_proxy) and the proxy credentials in it.",
+						   resp->proxy_status)
+				 : curl_error_hint(resp->curl_error, req->ca_file)));
 	return resp;
 }
 
