@@ -42,6 +42,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/pmsignal.h"
+#include "utils/timestamp.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
@@ -396,6 +397,7 @@ sf_http_perform(SfHttpRequest *req)
 	char		errbuf[CURL_ERROR_SIZE];
 	CURLcode	rc = CURLE_OK;
 	long		status = 0;
+	long		connect_status = 0;
 	bool		blank_ctype;
 
 	ensure_curl();
@@ -503,6 +505,7 @@ sf_http_perform(SfHttpRequest *req)
 			if (header_bytes > 0 && uploaded >= want)
 				req->body_delivered = true;
 		}
+		curl_easy_getinfo(h, CURLINFO_HTTP_CONNECTCODE, &connect_status);
 
 		/* the handle must not keep pointers to our stack and slist */
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
@@ -545,6 +548,9 @@ sf_http_perform(SfHttpRequest *req)
 	if (rc != CURLE_OK)
 	{
 		resp->curl_error = (int) rc;
+		/* the proxy refused the tunnel (e.g. 407): what it answered */
+		if (connect_status != 0 && (connect_status < 200 || connect_status >= 300))
+			resp->proxy_status = connect_status;
 		/* keep the status only when we cut off a response that did arrive */
 		if (t.abort != SF_ABORT_SINK && t.abort != SF_ABORT_TOO_LARGE)
 			resp->status = 0;
@@ -608,49 +614,99 @@ retryable_curl_error(int code)
 }
 
 /*
- * Milliseconds asked for by a Retry-After header (delta-seconds or an
- * HTTP date), or -1 when absent or unreadable.
+ * Milliseconds asked for by a Retry-After header (RFC 9110, 10.2.3: either
+ * delay-seconds, 1*DIGIT, or an HTTP-date), capped at
+ * SF_HTTP_MAX_RETRY_AFTER_MS; -1 when absent or unreadable (the caller
+ * then uses its own backoff).
  */
 static int
 retry_after_ms(SfHttpResponse *resp)
 {
 	const char *v = sf_http_header(resp, "retry-after");
-	char	   *end;
-	long		secs;
+	const char *c;
+	time_t		when;
+	time_t		now;
 
-	if (v == NULL)
+	if (v == NULL || *v == '\0')
 		return -1;
-	secs = strtol(v, &end, 10);
-	if (end != v && *end == '\0' && secs >= 0)
-		return (int) Min((long) SF_HTTP_MAX_RETRY_AFTER_MS, secs * 1000);
-	else
+	for (c = v; *c >= '0' && *c <= '9'; c++)
+		;
+	if (*c == '\0')
 	{
-		time_t		when = curl_getdate(v, NULL);
-		time_t		now = time(NULL);
+		/* delay-seconds: any number of digits; large values are capped */
+		long		secs = 0;
 
-		if (when == (time_t) -1)
-			return -1;
-		if (when <= now)
-			return 0;
-		return (int) Min((long) SF_HTTP_MAX_RETRY_AFTER_MS, (long) (when - now) * 1000);
+		for (c = v; *c; c++)
+		{
+			secs = secs * 10 + (*c - '0');
+			if (secs * 1000 >= SF_HTTP_MAX_RETRY_AFTER_MS)
+				return SF_HTTP_MAX_RETRY_AFTER_MS;
+		}
+		return (int) (secs * 1000);
 	}
+	when = curl_getdate(v, NULL);
+	now = time(NULL);
+	if (when == (time_t) -1)
+		return -1;
+	if (when <= now)
+		return 0;
+	if ((double) (when - now) * 1000.0 >= (double) SF_HTTP_MAX_RETRY_AFTER_MS)
+		return SF_HTTP_MAX_RETRY_AFTER_MS;
+	return (int) ((when - now) * 1000);
 }
 
-/* Sleep on the latch, honouring cancel, shutdown and postmaster death. */
+/*
+ * Sleep ms milliseconds on the latch, honouring cancel, shutdown and
+ * postmaster death.  The latch is set for other reasons too (a worker's by
+ * every commit that captured rows, sfexport.flush()): waking up does not
+ * cut the sleep short, only the clock does.
+ */
 static void
 backoff_sleep(int ms)
 {
-	while (ms > 0)
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
 	{
-		int			chunk = Min(ms, 1000);
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
 		int			rc;
 
+		if (left <= 0)
+			break;
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   chunk, PG_WAIT_EXTENSION);
+					   Min(left, 1000L), PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		ms -= chunk;
+	}
+}
+
+/*
+ * The errhint() for a transport error whose cause is in the configuration:
+ * TLS verification (the server's ca_file option) or the proxy environment.
+ */
+static int
+curl_error_hint(int code, const char *ca_file)
+{
+	switch ((CURLcode) code)
+	{
+		case CURLE_PEER_FAILED_VERIFICATION:
+			return ca_file
+				? errhint("The certificate must chain to a CA in the server's ca_file \"%s\" and name the host of the URL.",
+						  ca_file)
+				: errhint("The certificate must chain to a CA the system trusts and name the host of the URL; for a private CA set the server's ca_file option.");
+		case CURLE_SSL_CACERT_BADFILE:
+			return errhint("Check that the server's ca_file \"%s\" is a readable PEM file of CA certificates.",
+						   ca_file ? ca_file : "");
+		case CURLE_SSL_CONNECT_ERROR:
+			return errhint("The TLS handshake failed: check that the endpoint speaks TLS (https) and the server's ca_file option.");
+		case CURLE_COULDNT_RESOLVE_PROXY:
+#if LIBCURL_VERSION_NUM >= 0x074900
+		case CURLE_PROXY:
+#endif
+			return errhint("Check the proxy environment of the PostgreSQL server (https_proxy, http_proxy, all_proxy, no_proxy).");
+		default:
+			return 0;
 	}
 }
 
@@ -683,7 +739,9 @@ sf_http_request(SfHttpRequest *req)
 		resp = sf_http_perform(req);
 		resp->attempts = attempt + 1;
 
-		if (resp->curl_error != 0)
+		if (resp->proxy_status != 0)
+			retry = retryable_status(resp->proxy_status);	/* not 407 */
+		else if (resp->curl_error != 0)
 			retry = retryable_curl_error(resp->curl_error);
 		else
 			retry = retryable_status(resp->status);
@@ -716,7 +774,11 @@ sf_http_request(SfHttpRequest *req)
 				 errmsg("%s %s failed: %s", req->method, display_url(req),
 						resp->error_text),
 				 errdetail("The request was attempted %d time%s.",
-						   resp->attempts, resp->attempts == 1 ? "" : "s")));
+						   resp->attempts, resp->attempts == 1 ? "" : "s"),
+				 resp->proxy_status != 0
+				 ? errhint("The proxy refused the connection (HTTP %ld): check the proxy environment of the PostgreSQL server (https_proxy, http_proxy, all_proxy, no_proxy) and the proxy credentials in it.",
+						   resp->proxy_status)
+				 : curl_error_hint(resp->curl_error, req->ca_file)));
 	return resp;
 }
 

@@ -293,6 +293,7 @@ typedef struct SfHttpResponse
 	char	   *error_text;		/* readable transport error, NULL if none */
 	int			attempts;		/* attempts made by sf_http_request */
 	int64		sink_bytes;		/* bytes given to write_fn (no retry once > 0) */
+	long		proxy_status;	/* status of a refused proxy CONNECT, else 0 */
 } SfHttpResponse;
 
 extern void sf_http_init_request(SfHttpRequest *req, const char *method,

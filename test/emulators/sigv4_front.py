@@ -40,6 +40,7 @@ Rules, with sources:
 
 import argparse
 import datetime
+import email.utils
 import hmac
 import http.client
 import json
@@ -484,6 +485,7 @@ class FrontState:
                 raise SystemExit("--policy %s: %s" % (path, e))
         self.faults = ec.FaultQueue(FAULT_KINDS)
         self.lock = threading.Lock()
+        self.requests = []
         self.reset_counters()
         self.host_id = uuid.uuid4().hex
 
@@ -494,6 +496,14 @@ class FrontState:
                              "policy_denied": 0,
                              "rejected_by_code": {}, "faults_injected": 0,
                              "upstream_errors": 0}
+
+    def log_request(self, method, target, fault):
+        """Arrival time, method, path (no query) and injected fault of every
+        S3 request: GET /_front/requests (Retry-After tests)."""
+        with self.lock:
+            self.requests.append({"t": round(time.time(), 3), "method": method,
+                                  "path": urlsplit(target).path, "fault": fault})
+            del self.requests[:-10000]
 
     def bump(self, name, code=None):
         with self.lock:
@@ -548,14 +558,14 @@ class FrontHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.log_request(status)
 
-    def _send_s3_error(self, status, code, message, **extra):
+    def _send_s3_error(self, status, code, message, extra_headers=(), **extra):
         rid = uuid.uuid4().hex[:16].upper()
         body = s3_error_xml(code, message, extra, rid, self.state.host_id)
         if self.command == "HEAD":
             body = b""  # HEAD errors have no body
         self._send_simple(status, body, "application/xml",
                           extra=(("x-amz-request-id", rid),
-                                 ("x-amz-id-2", self.state.host_id)))
+                                 ("x-amz-id-2", self.state.host_id)) + tuple(extra_headers))
 
     def _drop(self):
         self.close_connection = True
@@ -571,6 +581,7 @@ class FrontHandler(BaseHTTPRequestHandler):
         st = self.state
         st.bump("requests")
         fault = st.faults.take(self.command, self.path)
+        st.log_request(self.command, self.path, fault["kind"] if fault else None)
         if fault:
             st.bump("faults_injected")
             kind = fault["kind"]
@@ -650,15 +661,25 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     def _answer_fault(self, f):
         kind = f["kind"]
+        # retry_after: a Retry-After header ("3", an HTTP-date, or "+N" for
+        # the HTTP-date N seconds from now)
+        ra = f.get("retry_after")
+        extra = ()
+        if ra is not None:
+            ra = str(ra)
+            if ra.startswith("+"):
+                ra = email.utils.formatdate(time.time() + float(ra[1:]), usegmt=True)
+            extra = (("Retry-After", ra),)
         if kind == "slowdown":
             return self._send_s3_error(503, "SlowDown", f.get(
-                "message", "Please reduce your request rate."))
+                "message", "Please reduce your request rate."), extra_headers=extra)
         if kind == "unavailable":
             return self._send_s3_error(503, "ServiceUnavailable", f.get(
-                "message", "Service is unable to handle request."))
+                "message", "Service is unable to handle request."), extra_headers=extra)
         if kind == "internal":
             return self._send_s3_error(500, "InternalError", f.get(
-                "message", "We encountered an internal error. Please try again."))
+                "message", "We encountered an internal error. Please try again."),
+                extra_headers=extra)
         if kind == "error":
             return self._send_s3_error(f.get("status", 403), f.get("code", "AccessDenied"),
                                        f.get("message", "Access Denied"))
@@ -747,6 +768,11 @@ class FrontHandler(BaseHTTPRequestHandler):
                        "region": st.verifier.region}
             elif path == "/_front/stats" and m == "GET":
                 out = st.snapshot()
+            elif path == "/_front/requests" and m in ("GET", "DELETE"):
+                with st.lock:
+                    if m == "DELETE":
+                        st.requests = []
+                    out = {"requests": [dict(r) for r in st.requests]}
             elif path == "/_front/faults" and m == "GET":
                 out = {"faults": st.faults.list()}
             elif path == "/_front/faults" and m == "POST":

@@ -6,6 +6,7 @@ Run:  /usr/bin/python3 -m unittest discover -s test/emulators -p 'test_*.py' -v
 
 import base64
 import datetime
+import email.utils
 import hashlib
 import http.client
 import json
@@ -13,8 +14,10 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import tempfile
 import time
 import unittest
@@ -438,6 +441,27 @@ class S3FrontTests(unittest.TestCase):
         u = urlsplit(bad)
         st, _, body = http_req(self.front.port, "GET", u.path + "?" + u.query)
         self.assertEqual((st, xml_code(body)), (403, "SignatureDoesNotMatch"))
+
+    def test_retry_after_and_request_log(self):
+        self.admin("DELETE", "/_front/requests")
+        self.admin("POST", "/_front/faults", [
+            {"kind": "slowdown", "method": "PUT", "retry_after": "7"},
+            {"kind": "unavailable", "method": "PUT", "retry_after": "+5"},
+            {"kind": "internal", "method": "PUT"}])
+        st, h, body = http_req(self.front.port, "PUT", "/%s/ra/1" % BUCKET, b"x")
+        self.assertEqual((st, xml_code(body), h.get("retry-after")), (503, "SlowDown", "7"))
+        st, h, body = http_req(self.front.port, "PUT", "/%s/ra/1" % BUCKET, b"x")
+        self.assertEqual((st, xml_code(body)), (503, "ServiceUnavailable"))
+        when = email.utils.parsedate_to_datetime(h["retry-after"]).timestamp()
+        self.assertAlmostEqual(when - time.time(), 5, delta=1.5)
+        st, h, _ = http_req(self.front.port, "PUT", "/%s/ra/1?uploadId=SECRETID" % BUCKET, b"x")
+        self.assertEqual(st, 500)
+        self.assertNotIn("retry-after", h)
+        reqs = self.admin("GET", "/_front/requests")["requests"]
+        self.assertEqual([r["fault"] for r in reqs], ["slowdown", "unavailable", "internal"])
+        self.assertEqual({r["path"] for r in reqs}, {"/%s/ra/1" % BUCKET})  # no query
+        self.assertTrue(reqs[0]["t"] <= reqs[1]["t"] <= reqs[2]["t"])
+        self.assertEqual(self.admin("DELETE", "/_front/requests")["requests"], [])
 
     def test_anonymous_rejected(self):
         st, _, body = http_req(self.front.port, "GET", "/%s/x" % BUCKET)
@@ -864,6 +888,140 @@ class GcsTests(unittest.TestCase):
         stats = json.loads(http_req(self.port, "GET", "/_emulator/stats")[2])
         self.assertEqual(stats["faults_injected"], 6)
         self.assertEqual(stats["errors_by_status"], {"503": 2, "429": 1, "404": 1})
+
+
+# ---------------------------------------------------------------------------
+# TLS terminator and forward proxy (tls_proxy.py, forward_proxy.py)
+
+
+class ProxyTests(unittest.TestCase):
+    """A CA and certificates made with the openssl command; a tiny upstream."""
+
+    @classmethod
+    def setUpClass(cls):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        cls.tmp = tempfile.mkdtemp(prefix="proxyemu-")
+        t = cls.tmp
+
+        def ossl(*args):
+            subprocess.run(("openssl",) + args, check=True, capture_output=True)
+        for ca in ("ca", "other"):
+            ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                 "-keyout", os.path.join(t, ca + ".key"), "-out", os.path.join(t, ca + ".pem"),
+                 "-subj", "/CN=test " + ca)
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(t, "srv.key"),
+             "-out", os.path.join(t, "srv.csr"), "-subj", "/CN=127.0.0.1")
+        with open(os.path.join(t, "ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        ossl("x509", "-req", "-in", os.path.join(t, "srv.csr"), "-CA", os.path.join(t, "ca.pem"),
+             "-CAkey", os.path.join(t, "ca.key"), "-CAcreateserial", "-days", "1",
+             "-out", os.path.join(t, "srv.pem"), "-extfile", os.path.join(t, "ext"))
+
+        class Up(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                data = ("%s %s" % (self.path, self.headers.get("Host"))).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+        cls.up = ThreadingHTTPServer(("127.0.0.1", 0), Up)
+        threading.Thread(target=cls.up.serve_forever, daemon=True).start()
+        up_port = cls.up.server_address[1]
+        cls.tls_log = os.path.join(t, "tls.jsonl")
+        cls.tls = Proc([PY, os.path.join(HERE, "tls_proxy.py"), "--port", "0",
+                        "--port-file", os.path.join(t, "tls.port"),
+                        "--cert", os.path.join(t, "srv.pem"), "--key", os.path.join(t, "srv.key"),
+                        "--upstream", "http://127.0.0.1:%d" % up_port, "--log", cls.tls_log],
+                       os.path.join(t, "tls.port"), os.path.join(t, "tls.log"))
+        cls.fp_log = os.path.join(t, "fp.log")
+        cls.fp = Proc([PY, os.path.join(HERE, "forward_proxy.py"), "--port", "0",
+                       "--port-file", os.path.join(t, "fp.port"), "--auth", "u:Pw-secret-1"],
+                      os.path.join(t, "fp.port"), cls.fp_log)
+        cls.up_port = up_port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tls.stop()
+        cls.fp.stop()
+        cls.up.shutdown()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def ctx(self, ca="ca"):
+        return ssl.create_default_context(cafile=os.path.join(self.tmp, ca + ".pem"))
+
+    def https_get(self, ctx, host="127.0.0.1", path="/x"):
+        c = http.client.HTTPSConnection(host, self.tls.port, context=ctx, timeout=10)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+
+    def events(self):
+        with open(self.tls_log) as f:
+            return [json.loads(line) for line in f]
+
+    def test_tls_terminator(self):
+        st, body = self.https_get(self.ctx(), path="/a?b=1")
+        self.assertEqual(st, 200)
+        self.assertEqual(body, "/a?b=1 127.0.0.1:%d" % self.tls.port)  # Host unchanged
+        self.assertEqual(self.https_get(self.ctx(), host="localhost")[0], 200)
+        self.assertIn("localhost", [e.get("sni") for e in self.events()])
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.https_get(self.ctx("other"))
+        time.sleep(0.2)
+        self.assertEqual(self.events()[-1]["event"], "handshake_failed")
+
+    def proxy_log(self, method="GET"):
+        st, _, body = http_req(self.fp.port, method, "/_proxy/log")
+        self.assertEqual(st, 200)
+        return json.loads(body)["requests"]
+
+    def test_forward_proxy(self):
+        self.proxy_log("DELETE")
+        auth = {"Proxy-Authorization": "Basic " + base64.b64encode(b"u:Pw-secret-1").decode()}
+        # CONNECT tunnel to the TLS terminator
+        c = http.client.HTTPSConnection("127.0.0.1", self.fp.port, context=self.ctx(), timeout=10)
+        c.set_tunnel("127.0.0.1", self.tls.port, headers=auth)
+        c.request("GET", "/t")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read().decode()), (200, "/t 127.0.0.1:%d" % self.tls.port))
+        c.close()
+        # plain HTTP, absolute target
+        st, _, body = http_req(self.fp.port, "GET", "http://127.0.0.1:%d/p?sig=1" % self.up_port,
+                               headers=auth)
+        self.assertEqual((st, body.decode()), (200, "/p?sig=1 127.0.0.1:%d" % self.up_port))
+        # without and with wrong credentials: 407
+        st, h, _ = http_req(self.fp.port, "GET", "http://127.0.0.1:%d/p" % self.up_port)
+        self.assertEqual(st, 407)
+        self.assertIn("proxy-authenticate", h)
+        c = http.client.HTTPConnection("127.0.0.1", self.fp.port, timeout=10)
+        c.set_tunnel("127.0.0.1", self.tls.port,
+                     headers={"Proxy-Authorization": "Basic " + base64.b64encode(b"u:bad").decode()})
+        with self.assertRaises(OSError):
+            c.connect()
+        c.close()
+        # non-loopback targets are refused
+        st, _, _ = http_req(self.fp.port, "GET", "http://192.0.2.1/x", headers=auth)
+        self.assertEqual(st, 403)
+        log = self.proxy_log()
+        self.assertEqual([(r["method"], r["tunnel"], r["auth"], r["status"]) for r in log],
+                         [("CONNECT", True, "ok", 200), ("GET", False, "ok", 200),
+                          ("GET", False, "missing", 407), ("CONNECT", True, "wrong", 407),
+                          ("GET", False, "ok", 403)])
+        self.assertEqual(log[1]["target"], "127.0.0.1:%d/p" % self.up_port)  # no query
+        with open(self.fp_log) as f:
+            text = f.read()
+        self.assertNotIn("Pw-secret-1", text)
+        self.assertNotIn(base64.b64encode(b"u:Pw-secret-1").decode(), text)
+        self.assertNotIn("sig=1", text)
 
 
 if __name__ == "__main__":

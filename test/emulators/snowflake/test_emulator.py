@@ -7,6 +7,7 @@ Each test class starts the emulator as a subprocess on a free loopback port.
 import base64
 import binascii
 import datetime
+import email.utils
 import gzip
 import hashlib
 import hmac
@@ -581,6 +582,27 @@ class ApiTests(EmulatorTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json["data"][0][1], "LOADED")
         self.assertEqual(self.client.rows("SELECT COUNT(*) FROM lr"), [["3"]])
+
+    def test_retry_after_and_request_log(self):
+        self.client.admin("DELETE", "requests")
+        self.client.admin("POST", "faults", [{"action": "429", "retry_after": "3"},
+                                             {"action": "503", "retry_after": "+4"},
+                                             {"action": "504"}])
+        r = self.client.submit("SELECT 1")
+        self.assertEqual((r.status, r.headers.get("Retry-After")), (429, "3"))
+        r = self.client.submit("SELECT 1")
+        self.assertEqual(r.status, 503)
+        when = email.utils.parsedate_to_datetime(r.headers["Retry-After"]).timestamp()
+        self.assertAlmostEqual(when - time.time(), 4, delta=1.5)
+        r = self.client.submit("SELECT 1")
+        self.assertEqual(r.status, 504)
+        self.assertIsNone(r.headers.get("Retry-After"))
+        self.assertEqual(self.client.submit("SELECT 1").status, 200)
+        reqs = self.client.admin("GET", "requests")["requests"]
+        self.assertEqual([q["fault"] for q in reqs], ["429", "503", "504", None])
+        self.assertEqual({q["path"] for q in reqs}, {"/api/v2/statements"})
+        self.assertTrue(all(a["t"] <= b["t"] for a, b in zip(reqs, reqs[1:])))
+        self.assertEqual(self.client.admin("DELETE", "requests")["requests"], [])
 
     def test_faults(self):
         self.client.admin("POST", "faults", [{"action": "429"}, {"action": "503"},

@@ -4,6 +4,7 @@ Never logs Authorization headers or tokens: the request log is method, path
 (the path carries only handles and requestIds) and status.
 """
 
+import email.utils
 import json
 import re
 import socket
@@ -30,6 +31,9 @@ class Faults:
                     and the answer is held back until it ends: a submit still
                     in flight while the statement runs) |
             "422" (statement fails with code / message / sql_state)
+    retry_after: with 429, 500, 503, 504, the value of a Retry-After header
+            (delay-seconds such as "3", or an HTTP-date); "+N" is turned
+            into the HTTP-date N seconds after the answer
     """
 
     ACTIONS = {"429", "500", "503", "504", "401", "drop", "drop_after", "delay", "202",
@@ -49,7 +53,9 @@ class Faults:
              "path": spec.get("path"), "statement": spec.get("statement"),
              "method": (spec.get("method") or "").upper() or None,
              "code": spec.get("code"), "message": spec.get("message"),
-             "sql_state": spec.get("sql_state")}
+             "sql_state": spec.get("sql_state"),
+             "retry_after": (str(spec["retry_after"])
+                             if spec.get("retry_after") is not None else None)}
         for k in ("path", "statement"):
             if f[k]:
                 re.compile(f[k])
@@ -97,6 +103,17 @@ class App:
         self.snowpipe = None
         self.sql_log = None     # file every SQL API statement is appended to
         self.sql_log_lock = threading.Lock()
+        # arrival time, method and path (no query) of every API request, and
+        # the fault it got: GET /_emulator/requests (Retry-After tests)
+        self.requests = []
+        self.requests_lock = threading.Lock()
+
+    def log_request(self, method, path, fault):
+        rec = {"t": round(time.time(), 3), "method": method, "path": path, "fault": fault}
+        with self.requests_lock:
+            self.requests.append(rec)
+            del self.requests[:-10000]
+        return rec
 
     def log_sql(self, doc, request_id, user):
         """Append a statement received on /api/v2/statements (for the test
@@ -108,6 +125,16 @@ class App:
             text += "-- bindings %s\n" % json.dumps(doc["bindings"], sort_keys=True)
         with self.sql_log_lock, open(self.sql_log, "a", encoding="utf-8") as f:
             f.write(text)
+
+
+def retry_after_header(fault):
+    """The Retry-After header a fault asks for: {} or {"Retry-After": v}."""
+    v = fault.get("retry_after")
+    if v is None:
+        return {}
+    if v.startswith("+"):
+        v = email.utils.formatdate(time.time() + float(v[1:]), usegmt=True)
+    return {"Retry-After": v}
 
 
 def make_handler(app):
@@ -165,6 +192,9 @@ def make_handler(app):
             try:
                 if url.path.startswith("/_emulator/"):
                     return self._admin(method, url.path, query, body)
+                self._rec = {}
+                if not url.path.startswith("/_emulator/"):
+                    self._rec = app.log_request(method, url.path, None)
                 if url.path.startswith("/api/v2/statements"):
                     return self._api(method, url.path, query, body)
                 if url.path.startswith("/v1/data/pipes/"):
@@ -195,18 +225,22 @@ def make_handler(app):
             exec_fault = None
             if fault:
                 a = fault["action"]
+                with app.requests_lock:
+                    self._rec["fault"] = a
                 sys.stderr.write("[sfemu] fault %s on %s %s\n" % (a, method, path))
                 if a == "drop":
                     return self._drop()
                 if a == "delay":
                     time.sleep(fault["delay_ms"] / 1000.0)
                 elif a == "429":
-                    return self._send(429, {"code": "390505", "message": "Too many requests."})
+                    return self._send(429, {"code": "390505", "message": "Too many requests."},
+                                      headers=retry_after_header(fault))
                 elif a in ("500", "503", "504"):
                     text = {"500": "Internal Server Error", "503": "Service Unavailable",
                             "504": "Gateway Timeout"}[a]
                     return self._send(int(a), "<html><body><h1>%s %s</h1></body></html>"
-                                      % (a, text), content_type="text/html")
+                                      % (a, text), content_type="text/html",
+                                      headers=retry_after_header(fault))
                 elif a == "401":
                     return self._send(401, {"code": "390144", "message":
                                             "JWT token is invalid. [injected]"})
@@ -397,6 +431,13 @@ def make_handler(app):
                     app.faults.clear()
                     return self._send(200, {"ok": True})
                 return self._send(200, {"faults": app.faults.list()})
+            if name == "requests":
+                if method == "DELETE":
+                    with app.requests_lock:
+                        app.requests = []
+                with app.requests_lock:
+                    reqs = [dict(r) for r in app.requests]
+                return self._send(200, {"requests": reqs})
             if name == "statements":
                 since = int(query.get("since", "0") or 0)
                 with app.executor.loglock:
