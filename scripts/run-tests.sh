@@ -23,11 +23,13 @@ if [ "${1:-}" != "--inner" ]; then
 	WORK=$(mktemp -d /tmp/sfexport-test.XXXXXX)
 	chmod 755 "$WORK"
 	bash "$REPO/scripts/private-install.sh" "$WORK/install"
-	# a build made with "make SANITIZE=1": run postgres with the ASan runtime
-	# (SFEXPORT_SANITIZE=1), or postgres under valgrind (=valgrind)
+	# SFEXPORT_SANITIZE=asan|ubsan|valgrind: run postgres under that checker
+	# (scripts/sanitize-wrap.sh; asan and ubsan need the matching
+	# "make SANITIZE=..." build, scripts/sanitize-tests.sh does all of it)
 	case "${SFEXPORT_SANITIZE:-0}" in
-		1) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" asan ;;
-		valgrind) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" valgrind ;;
+		0) ;;
+		1|asan) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" asan ;;
+		*) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" "$SFEXPORT_SANITIZE" ;;
 	esac
 	# a copy of the sources the test user can read
 	mkdir -p "$WORK/src"
