@@ -121,6 +121,11 @@ if [ -d "$WORK/sanitizer" ]; then
 	for f in "$WORK"/sanitizer/vg.*; do
 		[ -f "$f" ] && ! grep -q 'sfexport\.so' "$f" && rm -f "$f"
 	done
+	# a report that missed its file (options not seen) still reaches the
+	# server log through stderr
+	grep -E -l ': runtime error: |^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|^SUMMARY: [A-Za-z]+Sanitizer' \
+		"$WORK"/regress/log/*.log "$WORK"/tap/tmp_check/log/*.log 2>/dev/null |
+		while read -r f; do cp "$f" "$WORK/sanitizer/in-server-log.$(basename "$f")"; done || true
 	reports=$(ls "$WORK/sanitizer" | wc -l)
 	echo "== sanitizers: $reports report(s) in $WORK/sanitizer"
 	if [ "$reports" -gt 0 ]; then
