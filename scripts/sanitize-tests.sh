@@ -2,7 +2,7 @@
 # Run the pg_regress and TAP suites with the extension under a checker
 # (docs/reliability.md), failing on any report:
 #
-#   scripts/sanitize-tests.sh [asan|ubsan|valgrind] [regress | tap [files] | quick]
+#   scripts/sanitize-tests.sh [asan|ubsan|valgrind] [regress | tap [files] | quick | selftest]
 #
 #   asan      (default) "make SANITIZE=asan": AddressSanitizer + UBSan in
 #             sfexport.so, ASan runtime preloaded into the stock postgres
@@ -12,7 +12,9 @@
 #
 # Without a suite both pg_regress and every TAP file run; "quick" is
 # pg_regress plus 030_pipeline and 012_storage_s3 (what scripts/run-tests.sh
-# runs under UBSan in its full run).  The build happens in a copy of the
+# runs under UBSan in its full run).  "selftest" (asan, ubsan) builds in
+# scripts/sanitizer-canary.c, a deliberate bug, and passes only if pg_regress
+# then fails with the matching report.  The build happens in a copy of the
 # source tree, so the checkout's own build is not touched.  A run fails when
 # a test fails or when any report was written (scripts/run-tests.sh prints
 # them); SFEXPORT_TIME_SCALE (default 3 for asan and ubsan, 10 for valgrind)
@@ -41,6 +43,10 @@ COPY=$(mktemp -d /tmp/sfexport-sanitize.XXXXXX)
 trap 'rm -rf "$COPY"' EXIT
 tar -C "$REPO" --exclude=.git --exclude=fuzz/build --exclude='*.o' --exclude='*.bc' \
 	--exclude='*.so' -cf - . | tar -C "$COPY" -xf -
+if [ "${1:-}" = selftest ]; then
+	[ "$MODE" = valgrind ] && { echo "selftest is for asan and ubsan" >&2; exit 2; }
+	cp "$REPO/scripts/sanitizer-canary.c" "$COPY/src/"
+fi
 echo "== $MODE: building ($BUILD) in $COPY"
 out=$(make -s -C "$COPY" $BUILD 2>&1) || { echo "$out"; exit 1; }
 if echo "$out" | grep -E "warning:|error:"; then exit 1; fi
@@ -54,6 +60,19 @@ case "${1:-}" in
 	quick)
 		bash "$COPY/scripts/run-tests.sh" regress || rc=1
 		bash "$COPY/scripts/run-tests.sh" tap test/t/030_pipeline.pl test/t/012_storage_s3.pl || rc=1 ;;
+	selftest)
+		expect="ERROR: AddressSanitizer: heap-buffer-overflow"
+		[ "$MODE" = ubsan ] && expect="runtime error: shift exponent 40"
+		out=$(SFEXPORT_SANITIZER_CANARY=$MODE bash "$COPY/scripts/run-tests.sh" regress 2>&1) &&
+			{ echo "$out"; echo "== selftest: the run passed despite the canary" >&2; rc=1; }
+		if [ $rc -eq 0 ] && ! grep -q -- "$expect" <<<"$out"; then
+			echo "$out"; echo "== selftest: no \"$expect\" report" >&2; rc=1
+		fi
+		[ $rc -eq 0 ] && { grep -m1 -A3 -- "$expect" <<<"$out";
+			echo "== selftest: the canary failed the run with the expected report"; }
+		# the work directory of that (expected) failure
+		kept=$(sed -n 's/^== FAILED (work directory kept: \(\/tmp\/sfexport-test\.[A-Za-z0-9]*\))$/\1/p' <<<"$out")
+		[ -n "$kept" ] && rm -rf "$kept" ;;
 	*)
 		bash "$COPY/scripts/run-tests.sh" "$@" || rc=1 ;;
 esac
