@@ -6,6 +6,9 @@
 #   scripts/run-tests.sh tap [t/x.pl..]  TAP only (optionally some files)
 #   scripts/run-tests.sh emulators       the stand-ins' own unit tests
 #   scripts/run-tests.sh fuzz [secs]     libFuzzer harnesses, short run (fuzz/)
+#   scripts/run-tests.sh sanitize        short UBSan pass: pg_regress and three
+#                                        TAP files with a UBSan build
+#                                        (scripts/sanitize-tests.sh ubsan quick)
 #
 # The build is installed into a private tree under a work directory (as
 # PostgreSQL's own "make check" does), so test runs of different checkouts
@@ -107,8 +110,15 @@ run_fuzz() {
 	PG_CONFIG="$SYS_PG_CONFIG" FUZZ_BUILD_DIR="$WORK/fuzz" bash fuzz/run.sh "${1:-${SFEXPORT_FUZZ_SECONDS:-20}}" || failed=1
 }
 
+run_sanitize() {
+	# its own UBSan build in a copy of the sources, its own private install
+	echo "== sanitize: UBSan build, pg_regress + TAP 030, 012, 021"
+	env -u SFEXPORT_SANITIZE PG_CONFIG="$SYS_PG_CONFIG" bash "$SRC/scripts/sanitize-tests.sh" ubsan quick || failed=1
+}
+
 case "$what" in
-	all) run_regress; run_emulators; run_fuzz; run_tap ;;
+	all) run_regress; run_emulators; run_fuzz; run_tap; run_sanitize ;;
+	sanitize) run_sanitize ;;
 	fuzz) run_fuzz "$@" ;;
 	regress) run_regress ;;
 	tap) run_tap "$@" ;;

@@ -11,8 +11,8 @@
 #             a full TAP run takes about an hour)
 #
 # Without a suite both pg_regress and every TAP file run; "quick" is
-# pg_regress plus 030_pipeline and 012_storage_s3 (what scripts/run-tests.sh
-# runs under UBSan in its full run).  "selftest" (asan, ubsan) builds in
+# pg_regress plus 030_pipeline, 012_storage_s3 and 021_snowflake_statements
+# (what scripts/run-tests.sh runs under UBSan in its full run).  "selftest" (asan, ubsan) builds in
 # scripts/sanitizer-canary.c, a deliberate bug, and passes only if pg_regress
 # then fails with the matching report.  The build happens in a copy of the
 # source tree, so the checkout's own build is not touched.  A run fails when
@@ -59,7 +59,8 @@ case "${1:-}" in
 		bash "$COPY/scripts/run-tests.sh" tap || rc=1 ;;
 	quick)
 		bash "$COPY/scripts/run-tests.sh" regress || rc=1
-		bash "$COPY/scripts/run-tests.sh" tap test/t/030_pipeline.pl test/t/012_storage_s3.pl || rc=1 ;;
+		bash "$COPY/scripts/run-tests.sh" tap test/t/030_pipeline.pl test/t/012_storage_s3.pl \
+			test/t/021_snowflake_statements.pl || rc=1 ;;
 	selftest)
 		expect="ERROR: AddressSanitizer: heap-buffer-overflow"
 		[ "$MODE" = ubsan ] && expect="runtime error: shift exponent 40"
