@@ -1706,16 +1706,22 @@ typedef struct PeriodicDbs
 	MemoryContext cxt;
 } PeriodicDbs;
 
+/*
+ * The list outlives the transaction (the caller walks it afterwards): both
+ * its cells and the names go into d->cxt, not the transaction's context,
+ * which is gone after the commit.
+ */
 static void
 read_databases(void *arg)
 {
 	PeriodicDbs *d = (PeriodicDbs *) arg;
 	GlueConfig *conf = glue_config(d->serverid);
+	MemoryContext old = MemoryContextSwitchTo(d->cxt);
 	ListCell   *lc;
 
 	foreach(lc, conf->databases)
-		d->databases = lappend(d->databases,
-							   MemoryContextStrdup(d->cxt, (char *) lfirst(lc)));
+		d->databases = lappend(d->databases, pstrdup((char *) lfirst(lc)));
+	MemoryContextSwitchTo(old);
 }
 
 /*
