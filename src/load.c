@@ -643,7 +643,8 @@ report_unit(void *arg)
 
 	pgstat_report_activity(STATE_RUNNING, psprintf("reading the load report of pipe %s", w->pipe));
 	reports = sf_snowpipe_insert_report(srv, usr, w->pipe, &mark);
-	w->next_mark = mark;
+	/* read by the caller after the commit: not in the transaction's memory */
+	w->next_mark = mark ? MemoryContextStrdup(GetMemoryChunkContext(w), mark) : NULL;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	(void) record_reports(w->pipe, reports);
@@ -753,8 +754,15 @@ poll_pipes(void)
 			/* advance the mark only once the outcomes are committed */
 			PipeState  *ps = pipe_state(w->pipe);
 
-			if (w->next_mark)
+			if (w->next_mark &&
+				(ps->begin_mark == NULL || strcmp(ps->begin_mark, w->next_mark) != 0))
+			{
+				char	   *prev = ps->begin_mark;
+
 				ps->begin_mark = MemoryContextStrdup(TopMemoryContext, w->next_mark);
+				if (prev)
+					pfree(prev);
+			}
 		}
 		(void) sf_run_transaction(overdue_unit, w, NULL);
 	}
