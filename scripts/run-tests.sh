@@ -6,9 +6,9 @@
 #   scripts/run-tests.sh tap [t/x.pl..]  TAP only (optionally some files)
 #   scripts/run-tests.sh emulators       the stand-ins' own unit tests
 #   scripts/run-tests.sh fuzz [secs]     libFuzzer harnesses, short run (fuzz/)
-#   scripts/run-tests.sh sanitize        short UBSan pass: pg_regress and three
-#                                        TAP files with a UBSan build
-#                                        (scripts/sanitize-tests.sh ubsan quick)
+#   scripts/run-tests.sh sanitize        short ASan + UBSan pass: pg_regress and
+#                                        five TAP files with a sanitizer build
+#                                        (scripts/sanitize-tests.sh asan quick)
 #
 # The build is installed into a private tree under a work directory (as
 # PostgreSQL's own "make check" does), so test runs of different checkouts
@@ -112,8 +112,8 @@ run_fuzz() {
 
 run_sanitize() {
 	# its own UBSan build in a copy of the sources, its own private install
-	echo "== sanitize: UBSan build, pg_regress + TAP 030, 012, 021"
-	env -u SFEXPORT_SANITIZE PG_CONFIG="$SYS_PG_CONFIG" bash "$SRC/scripts/sanitize-tests.sh" ubsan quick || failed=1
+	echo "== sanitize: ASan + UBSan build, pg_regress + TAP 030, 012, 021, 051, 070"
+	env -u SFEXPORT_SANITIZE PG_CONFIG="$SYS_PG_CONFIG" bash "$SRC/scripts/sanitize-tests.sh" asan quick || failed=1
 }
 
 case "$what" in

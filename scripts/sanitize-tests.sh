@@ -11,8 +11,10 @@
 #             a full TAP run takes about an hour)
 #
 # Without a suite both pg_regress and every TAP file run; "quick" is
-# pg_regress plus 030_pipeline, 012_storage_s3 and 021_snowflake_statements
-# (what scripts/run-tests.sh runs under UBSan in its full run).  "selftest" (asan, ubsan) builds in
+# pg_regress plus the TAP files 030_pipeline, 012_storage_s3,
+# 021_snowflake_statements, 051_glue_errors and 070_snowpipe (what
+# scripts/run-tests.sh runs under ASan + UBSan in its full run; 051 and 070
+# are where ASan found use-after-free bugs).  "selftest" (asan, ubsan) builds in
 # scripts/sanitizer-canary.c, a deliberate bug, and passes only if pg_regress
 # then fails with the matching report.  The build happens in a copy of the
 # source tree, so the checkout's own build is not touched.  A run fails when
@@ -60,7 +62,7 @@ case "${1:-}" in
 	quick)
 		bash "$COPY/scripts/run-tests.sh" regress || rc=1
 		bash "$COPY/scripts/run-tests.sh" tap test/t/030_pipeline.pl test/t/012_storage_s3.pl \
-			test/t/021_snowflake_statements.pl || rc=1 ;;
+			test/t/021_snowflake_statements.pl test/t/051_glue_errors.pl test/t/070_snowpipe.pl || rc=1 ;;
 	selftest)
 		expect="ERROR: AddressSanitizer: heap-buffer-overflow"
 		[ "$MODE" = ubsan ] && expect="runtime error: shift exponent 40"
