@@ -14,9 +14,9 @@
 # pg_regress plus the TAP files 030_pipeline, 012_storage_s3,
 # 021_snowflake_statements, 051_glue_errors and 070_snowpipe (what
 # scripts/run-tests.sh runs under ASan + UBSan in its full run; 051 and 070
-# are where ASan found use-after-free bugs).  "selftest" (asan, ubsan) builds in
-# scripts/sanitizer-canary.c, a deliberate bug, and passes only if pg_regress
-# then fails with the matching report.  The build happens in a copy of the
+# are where ASan found use-after-free bugs).  "selftest" (asan, ubsan)
+# builds in scripts/sanitizer-canary.c, a deliberate bug, and passes only if
+# pg_regress then fails with the matching report.  The build happens in a copy of the
 # source tree, so the checkout's own build is not touched.  A run fails when
 # a test fails or when any report was written (scripts/run-tests.sh prints
 # them); SFEXPORT_TIME_SCALE (default 3 for asan and ubsan, 10 for valgrind)
@@ -37,7 +37,7 @@ case "$MODE" in
 esac
 export SFEXPORT_TIME_SCALE=${SFEXPORT_TIME_SCALE:-$SCALE}
 # PostgreSQL::Test::Utils' waits (poll_query_until and friends), 180 s normally
-export PG_TEST_TIMEOUT_DEFAULT=${PG_TEST_TIMEOUT_DEFAULT:-$((180 * SFEXPORT_TIME_SCALE))}
+export PG_TEST_TIMEOUT_DEFAULT=${PG_TEST_TIMEOUT_DEFAULT:-$(awk -v s="$SFEXPORT_TIME_SCALE" 'BEGIN { print int(180 * s) }')}
 export SFEXPORT_SANITIZE=$MODE
 
 # build in a private copy of the sources

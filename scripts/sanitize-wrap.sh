@@ -9,7 +9,7 @@
 # postmaster, every backend and the sfexport launcher and workers are
 # checked (initdb and pg_ctl start postgres from BINDIR too).
 #
-#  asan      for "make SANITIZE=1" (ASan + UBSan).  The stock postgres is not
+#  asan      for "make SANITIZE=asan" (ASan + UBSan).  The stock postgres is not
 #            instrumented, so the ASan runtime is preloaded, together with
 #            scripts/sanitizer-shim.c (built here), without which postgres
 #            deadlocks at startup in bindtextdomain() (see that file).
