@@ -6,12 +6,14 @@
  *
  * The bug fires when the library is loaded into a process that has
  * SFEXPORT_SANITIZER_CANARY set: "asan" writes one byte past a malloc'd
- * block, "ubsan" shifts an int by 40.
+ * block, "ubsan" shifts an int by 40, "leak" loses a malloc'd block (for
+ * SFEXPORT_LEAKS=1).
  */
 #include <stdlib.h>
 #include <string.h>
 
 static void sfexport_sanitizer_canary(void) __attribute__((constructor));
+static void *volatile canary_block;
 
 static void
 sfexport_sanitizer_canary(void)
@@ -37,5 +39,10 @@ sfexport_sanitizer_canary(void)
 
 		r = one << shift;
 		(void) r;
+	}
+	else if (strcmp(what, "leak") == 0)
+	{
+		canary_block = malloc(64);
+		canary_block = NULL;
 	}
 }
