@@ -60,11 +60,20 @@ typedef struct SfWorkerSlot
 	pg_atomic_uint64 committed_bytes;
 } SfWorkerSlot;
 
+#define SF_EARLY_FLUSHES 8
+
 typedef struct SfShared
 {
 	LWLock	   *lock;
 	Latch	   *launcher_latch;
 	bool		rescan_requested;
+
+	/*
+	 * Databases whose sfexport.flush() came while they had no worker yet
+	 * (e.g. just after CREATE EXTENSION, while the worker starts): their
+	 * worker takes the request over when it claims its slot.
+	 */
+	Oid			early_flush[SF_EARLY_FLUSHES];
 	int			nslots;
 	SfWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } SfShared;
@@ -190,6 +199,12 @@ sf_worker_claim_slot(Oid dboid)
 		free_slot->pid = MyProcPid;
 		free_slot->latch = MyLatch;
 		free_slot->flush_requested = false;
+		for (int i = 0; i < SF_EARLY_FLUSHES; i++)
+			if (sf_shared->early_flush[i] == dboid)
+			{
+				sf_shared->early_flush[i] = InvalidOid;
+				free_slot->flush_requested = true;
+			}
 		pg_atomic_write_u64(&free_slot->committed_bytes, 0);
 		my_slot = free_slot;
 	}
@@ -272,6 +287,19 @@ sfexport_flush(PG_FUNCTION_ARGS)
 	}
 	if (!found)
 	{
+		int			free_entry = -1;
+		bool		noted = false;
+
+		/* keep the request for the worker about to start (best effort) */
+		for (int i = 0; i < SF_EARLY_FLUSHES; i++)
+		{
+			if (sf_shared->early_flush[i] == MyDatabaseId)
+				noted = true;
+			else if (sf_shared->early_flush[i] == InvalidOid && free_entry < 0)
+				free_entry = i;
+		}
+		if (!noted && free_entry >= 0)
+			sf_shared->early_flush[free_entry] = MyDatabaseId;
 		sf_shared->rescan_requested = true;
 		if (sf_shared->launcher_latch)
 			SetLatch(sf_shared->launcher_latch);
