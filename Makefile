@@ -5,8 +5,9 @@
 #   make test            run every test against this build (scripts/run-tests.sh)
 #   make demo            the end-to-end demo on local stand-ins (demo-up / demo-down)
 #   make bench-insert    capture cost vs a heap table;  make bench-flush: worker memory and speed
-#   make SANITIZE=1      build with AddressSanitizer and UBSan (docs/reliability.md;
-#                        scripts/sanitize-tests.sh builds this way and runs the suites)
+#   make SANITIZE=asan   build with AddressSanitizer and UBSan (also SANITIZE=1);
+#   make SANITIZE=ubsan  UBSan only (docs/reliability.md; scripts/sanitize-tests.sh
+#                        builds this way and runs the suites)
 #
 # The full CI entry point, which also installs system packages, is
 # scripts/test.sh (README.md names it).
@@ -21,9 +22,13 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lzstd
 
-ifeq ($(SANITIZE),1)
+ifneq ($(filter 1 asan,$(SANITIZE)),)
 PG_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SHLIB_LINK += -fsanitize=address,undefined
+endif
+ifeq ($(SANITIZE),ubsan)
+PG_CFLAGS += -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SHLIB_LINK += -fsanitize=undefined
 endif
 
 PG_CONFIG ?= pg_config

@@ -6,6 +6,9 @@
 #   scripts/run-tests.sh tap [t/x.pl..]  TAP only (optionally some files)
 #   scripts/run-tests.sh emulators       the stand-ins' own unit tests
 #   scripts/run-tests.sh fuzz [secs]     libFuzzer harnesses, short run (fuzz/)
+#   scripts/run-tests.sh sanitize        short ASan + UBSan pass: pg_regress and
+#                                        five TAP files with a sanitizer build
+#                                        (scripts/sanitize-tests.sh asan quick)
 #
 # The build is installed into a private tree under a work directory (as
 # PostgreSQL's own "make check" does), so test runs of different checkouts
@@ -23,11 +26,13 @@ if [ "${1:-}" != "--inner" ]; then
 	WORK=$(mktemp -d /tmp/sfexport-test.XXXXXX)
 	chmod 755 "$WORK"
 	bash "$REPO/scripts/private-install.sh" "$WORK/install"
-	# a build made with "make SANITIZE=1": run postgres with the ASan runtime
-	# (SFEXPORT_SANITIZE=1), or postgres under valgrind (=valgrind)
+	# SFEXPORT_SANITIZE=asan|ubsan|valgrind: run postgres under that checker
+	# (scripts/sanitize-wrap.sh; asan and ubsan need the matching
+	# "make SANITIZE=..." build, scripts/sanitize-tests.sh does all of it)
 	case "${SFEXPORT_SANITIZE:-0}" in
-		1) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" asan ;;
-		valgrind) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" valgrind ;;
+		0) ;;
+		1|asan) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" asan ;;
+		*) bash "$REPO/scripts/sanitize-wrap.sh" "$WORK/install$($PG_CONFIG --bindir)" "$WORK/sanitizer" "$SFEXPORT_SANITIZE" ;;
 	esac
 	# a copy of the sources the test user can read
 	mkdir -p "$WORK/src"
@@ -129,8 +134,15 @@ run_fuzz() {
 	PG_CONFIG="$SYS_PG_CONFIG" FUZZ_BUILD_DIR="$WORK/fuzz" bash fuzz/run.sh "${1:-${SFEXPORT_FUZZ_SECONDS:-20}}" || failed=1
 }
 
+run_sanitize() {
+	# its own UBSan build in a copy of the sources, its own private install
+	echo "== sanitize: ASan + UBSan build, pg_regress + TAP 030, 012, 021, 051, 070"
+	env -u SFEXPORT_SANITIZE PG_CONFIG="$SYS_PG_CONFIG" bash "$SRC/scripts/sanitize-tests.sh" asan quick || failed=1
+}
+
 case "$what" in
-	all) run_regress; run_emulators; run_fuzz; run_tap ;;
+	all) run_regress; run_emulators; run_fuzz; run_tap; run_sanitize ;;
+	sanitize) run_sanitize ;;
 	fuzz) run_fuzz "$@" ;;
 	regress) run_regress ;;
 	tap) run_tap "$@" ;;
@@ -144,6 +156,21 @@ if [ -d "$WORK/sanitizer" ]; then
 	for f in "$WORK"/sanitizer/vg.*; do
 		[ -f "$f" ] && ! grep -q 'sfexport\.so' "$f" && rm -f "$f"
 	done
+	# LeakSanitizer (SFEXPORT_LEAKS=1) reports every process's exit-time
+	# leaks, PostgreSQL's own included; keep those allocated by sfexport code
+	# (a postmaster's check runs after pg_ctl saw it gone: give it time)
+	[ "${SFEXPORT_LEAKS:-0}" = 1 ] && sleep 5
+	for f in "$WORK"/sanitizer/asan.*; do
+		[ -f "$f" ] || continue
+		grep -q 'ERROR: AddressSanitizer' "$f" && continue
+		grep -q 'ERROR: LeakSanitizer' "$f" || continue
+		grep -q -E ' src/[a-z_0-9-]+\.c:[0-9]+|sfexport\.so' "$f" || rm -f "$f"
+	done
+	# a report that missed its file (options not seen) still reaches the
+	# server log through stderr
+	grep -E -l ': runtime error: |^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|^SUMMARY: [A-Za-z]+Sanitizer' \
+		"$WORK"/regress/log/*.log "$WORK"/tap/tmp_check/log/*.log 2>/dev/null |
+		while read -r f; do cp "$f" "$WORK/sanitizer/in-server-log.$(basename "$f")"; done || true
 	reports=$(ls "$WORK/sanitizer" | wc -l)
 	echo "== sanitizers: $reports report(s) in $WORK/sanitizer"
 	if [ "$reports" -gt 0 ]; then

@@ -325,11 +325,19 @@ read_databases(void *arg)
 	List	   *databases;
 	bool		drop_missing;
 	ListCell   *lc;
+	MemoryContext old;
 
 	sf_glue_periodic_options(d->serverid, &databases, &drop_missing);
+
+	/*
+	 * The list outlives the transaction (the caller walks it afterwards):
+	 * its cells and names go into d->cxt, not the transaction's context,
+	 * which is gone after the commit (a use-after-free ASan found in 051).
+	 */
+	old = MemoryContextSwitchTo(d->cxt);
 	foreach(lc, databases)
-		d->databases = lappend(d->databases,
-							   MemoryContextStrdup(d->cxt, (char *) lfirst(lc)));
+		d->databases = lappend(d->databases, pstrdup((char *) lfirst(lc)));
+	MemoryContextSwitchTo(old);
 }
 
 /*

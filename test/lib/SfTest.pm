@@ -312,6 +312,19 @@ sub collect_store_evidence
 	};
 }
 
+# Upper bounds on wall-clock time that tests assert are multiplied by
+# SFEXPORT_TIME_SCALE, which scripts/sanitize-tests.sh sets because ASan,
+# UBSan and valgrind slow every backend down.  It is 1 in normal runs, so the
+# bounds there are exactly the written ones.  Lower bounds are never scaled.
+sub time_scale
+{
+	my $s = $ENV{SFEXPORT_TIME_SCALE} // 1;
+	die "SFEXPORT_TIME_SCALE must be a number >= 1" unless $s =~ /^\d+(\.\d+)?$/ && $s >= 1;
+	return $s;
+}
+
+sub secs { return $_[0] * time_scale(); }
+
 # Every file below $dir with its content (for secret scans).
 sub slurp_tree
 {

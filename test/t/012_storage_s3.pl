@@ -152,7 +152,7 @@ $err = psql_err("SELECT sfexport._storage_put('s3', 'never.csv', '\\x01')");
 like($err, qr/ERROR:  08006: S3 request PUT .*never\.csv failed: HTTP 503 ServiceUnavailable/,
 	'persistent 503 ends in a connection-failure error');
 is(stats()->{faults_injected}, 5, 'after exactly five attempts');
-cmp_ok(time - $t0, '<', 20, 'within bounded time');
+cmp_ok(time - $t0, '<', SfTest::secs(20), 'within bounded time');
 SfStorageTest::front($s3, 'DELETE', '/_front/faults');
 
 # ---- multipart failing mid-way: upload aborted (DELETE ?uploadId seen)
@@ -172,7 +172,7 @@ $err = psql_err("SELECT sfexport._storage_put('s3down', 'x.csv', '\\x01')");
 like($err, qr/ERROR:  08006: PUT http:\/\/127\.0\.0\.1:1\/sfbucket\/x\/x\.csv failed: Couldn't connect to server/,
 	'unreachable endpoint: connection failure naming the request');
 like($err, qr/DETAIL:  The request was attempted 5 times\./, 'after bounded retries');
-cmp_ok(time - $t0, '<', 30, 'in bounded time');
+cmp_ok(time - $t0, '<', SfTest::secs(30), 'in bounded time');
 $err = psql_err("SELECT sfexport._storage_put('s3dns', 'x.csv', '\\x01')");
 like($err, qr/08006: .*resolve host/i, 'DNS failure reported as such');
 
@@ -186,7 +186,7 @@ fault({ kind => 'delay', delay_ms => 2500, count => 5, method => 'GET' });
 $t0 = time;
 $err = psql_err("SELECT sfexport._storage_get('s3slow', 'whatever.csv')");
 like($err, qr/08006: GET .* failed: Timeout was reached/, 'a slow server times out (request_timeout 1s)');
-cmp_ok(time - $t0, '<', 15, 'timeouts are bounded');
+cmp_ok(time - $t0, '<', SfTest::secs(15), 'timeouts are bounded');
 SfStorageTest::front($s3, 'DELETE', '/_front/faults');
 
 fault({ kind => 'delay', delay_ms => 30000, method => 'GET' });
@@ -199,7 +199,7 @@ is($node->safe_psql('postgres',
 	't', 'cancel sent');
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%_storage_get(''s3''%' AND state = 'active' AND pid <> pg_backend_pid()");
-cmp_ok(time - $t0, '<', 5, 'pg_cancel_backend stops a transfer in progress quickly');
+cmp_ok(time - $t0, '<', SfTest::secs(5), 'pg_cancel_backend stops a transfer in progress quickly');
 $bg->quit;
 SfStorageTest::front($s3, 'DELETE', '/_front/faults');
 like(slurp_file($node->logfile), qr/canceling statement due to user request/, 'the transfer was cancelled');

@@ -151,7 +151,7 @@ $err = SfSnowflake::psql_error($node,
 like($err, qr/ERROR:  57014: Snowflake cancelled the statement because it ran too long\n.*DETAIL:  Snowflake error 000630/s,
 	'statement timeout in Snowflake: 57014 with Snowflake\'s code');
 like($err, qr/HINT:  Raise the statement_timeout option of server "sf_short" \(now 1 s\)/, 'with a hint');
-cmp_ok(time - $t0, '<', 4.5, 'reported when Snowflake gave up');
+cmp_ok(time - $t0, '<', SfTest::secs(4.5), 'reported when Snowflake gave up');
 
 # ---- cancel
 sub cancel_case
@@ -162,7 +162,7 @@ sub cancel_case
 	# hold: the POST's answer is held back while the statement runs
 	fault(action => $action, delay_ms => 30000, statement => $marker);
 	my ($out, $stderr) = ('', '');
-	my $sql = ($how eq 'timeout' ? "SET statement_timeout = '1500ms';\n" : '')
+	my $sql = ($how eq 'timeout' ? sprintf("SET statement_timeout = '%dms';\n", SfTest::secs(1500)) : '')
 	  . "SELECT * FROM sfexport.snowflake_query('sf', 'SELECT ''$marker''');";
 	my $start = time;
 	my $h = IPC::Run::start(
@@ -188,7 +188,7 @@ sub cancel_case
 		? qr/DETAIL:  Snowflake statement [0-9a-f-]+ was cancelled as well \(found through request [0-9a-f-]{36}\)/
 		: qr/DETAIL:  Snowflake statement [0-9a-f-]+ was cancelled as well/,
 		"$label: the message says the remote statement was cancelled");
-	cmp_ok($elapsed, '<', 15, "$label: at once, not after the statement's 30 s");
+	cmp_ok($elapsed, '<', SfTest::secs(15), "$label: at once, not after the statement's 30 s");
 	my @log = @{ SfSnowflake::statement_log($emu, qr/$marker/) };
 	my @ran = grep { $_->{executed} } @log;
 	is(scalar @ran, 1, "$label: the statement ran once");

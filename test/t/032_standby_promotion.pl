@@ -78,7 +78,7 @@ $primary->wait_for_catchup($standby);
 $primary->stop('immediate');
 
 # the COPY the old primary started completes in Snowflake
-my $deadline = time + 30;
+my $deadline = time + SfTest::secs(30);
 usleep(200_000) while scalar(keys %{ sfids() }) < 150 && time < $deadline;
 is(scalar(keys %{ sfids() }), 150, 'Snowflake finished the COPY the old primary never recorded');
 SfSnowflake::admin($emu, 'POST', 'config', { exec_delay_ms => 0 });

@@ -97,7 +97,7 @@ my $t0 = time;
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 $node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid");
 my $took = time - $t0;
-cmp_ok($took, '<', 5, sprintf('SIGTERM stops the worker mid-transfer in %.1f s', $took));
+cmp_ok($took, '<', SfTest::secs(5), sprintf('SIGTERM stops the worker mid-transfer in %.1f s', $took));
 SfSnowflake::admin($emu, 'POST', 'config', { exec_delay_ms => 0 });
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sfexport worker'}),
