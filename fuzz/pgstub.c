@@ -30,6 +30,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -982,4 +983,19 @@ pg_verify_mbstr(int encoding, const char *mbstr, int len, bool noError)
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
 				 errmsg("invalid byte sequence")));
 	return ok == len;
+}
+
+/*
+ * Exit callbacks: snowflake.c registers one while a statement is in flight
+ * (to cancel it if the process ends).  The harness never ends a process in
+ * the middle, so registering and unregistering are no-ops.
+ */
+void
+before_shmem_exit(pg_on_exit_callback function, Datum arg)
+{
+}
+
+void
+cancel_before_shmem_exit(pg_on_exit_callback function, Datum arg)
+{
 }
