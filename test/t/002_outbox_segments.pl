@@ -29,7 +29,7 @@ my $kdir = tempdir('sf_keys_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $kdir;
 my $key = SfSnowflake::gen_key($kdir, 'main');
 
-my $node = SfTest::new_node('segs', conf => "sfexport.launcher_naptime = 1s\n");
+my $node = SfTest::new_node('segs', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 $node->safe_psql('postgres', qq{
 	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
 		account 'testacct', url 'http://127.0.0.1:9', database 'DB', connect_timeout '100ms',
