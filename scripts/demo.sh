@@ -150,7 +150,9 @@ for _ in $(seq 1 90); do
 	psql -XAt -F ' ' -c "SELECT 'pending ' || pending_rows || ', staged files ' || staged_files ||
 	                           ', loaded files ' || loaded_files || ', rows loaded ' || loaded_rows
 	                      FROM sfexport.status"
-	[ "$(count_sf)" -ge "$EVENTS" ] && break
+	# done when Snowflake holds every row and the manifest has recorded it
+	[ "$(count_sf)" -ge "$EVENTS" ] &&
+		[ "$(psql -XAt -c "SELECT pending_rows = 0 AND staged_files = 0 FROM sfexport.status")" = t ] && break
 	sleep 2
 done
 
