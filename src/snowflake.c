@@ -742,6 +742,27 @@ build_body(SfExec *ex)
 	return out;
 }
 
+/*
+ * In the PG_CATCH of a best-effort cancel: turn the error being handled
+ * into a WARNING (msgfmt with one string argument), with the error's
+ * message as detail, and go on.  cxt is the memory context the cancel
+ * started in.
+ */
+static void
+warn_cancel_failed(MemoryContext cxt, const char *msgfmt, const char *arg)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	ereport(WARNING,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg_internal(msgfmt, arg),
+			 errdetail_internal("%s", edata->message)));
+	FreeErrorData(edata);
+}
+
 /* set while the process ends (cancel_at_exit): shutdown must not wait long */
 static bool cancelling_at_exit = false;
 
@@ -793,16 +814,7 @@ send_cancel(SfExec *ex)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		ereport(WARNING,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not cancel Snowflake statement %s", ex->handle),
-				 errdetail_internal("%s", edata->message)));
-		FreeErrorData(edata);
+		warn_cancel_failed(cxt, "could not cancel Snowflake statement %s", ex->handle);
 	}
 	PG_END_TRY();
 	return ok;
@@ -907,17 +919,8 @@ cancel_unacknowledged(SfExec *ex)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		ereport(WARNING,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not cancel the Snowflake statement of request %s",
-						ex->request_id),
-				 errdetail_internal("%s", edata->message)));
-		FreeErrorData(edata);
+		warn_cancel_failed(cxt, "could not cancel the Snowflake statement of request %s",
+						   ex->request_id);
 	}
 	PG_END_TRY();
 	return detail;
