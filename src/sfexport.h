@@ -25,7 +25,7 @@
 
 #include "compat.h"
 
-#define SFEXPORT_VERSION "0.1.0"
+#define SFEXPORT_VERSION "0.2.0"
 #define SFEXPORT_SCHEMA "sfexport"
 #define SFEXPORT_USER_AGENT "sfexport/" SFEXPORT_VERSION
 

@@ -1,0 +1,435 @@
+/* sfexport--0.2.0.sql: objects of sfexport 0.2.0 (the full install script; upgrades from 0.1.0 run sfexport--0.1.0--0.2.0.sql) */
+
+\echo Use "CREATE EXTENSION sfexport" to load this file. \quit
+
+-- The foreign-data wrapper.
+CREATE FUNCTION sfexport.fdw_handler()
+RETURNS fdw_handler
+AS 'MODULE_PATHNAME', 'sfexport_fdw_handler'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION sfexport.fdw_validator(text[], oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'sfexport_fdw_validator'
+LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER sfexport
+  HANDLER sfexport.fdw_handler
+  VALIDATOR sfexport.fdw_validator;
+
+COMMENT ON FOREIGN DATA WRAPPER sfexport IS
+  'write-only foreign tables whose rows are exported to Snowflake';
+
+-- The outbox: one payload per captured row, written by the insert path in
+-- the inserting transaction (src/outbox.c).  No indexes: the insert path
+-- writes it through the table AM and maintains none.
+--
+-- Rows live in two segments, sfexport.outbox_0 and outbox_1, children of
+-- sfexport.outbox (which holds no rows itself: the CHECK below refuses any,
+-- and the insert path writes the segments directly).  Inserters write into
+-- the segment their database's worker calls "current"; the worker flips it
+-- and then empties the other segment with one TRUNCATE in the transaction
+-- that records its staged files (src/flush.c).  Reading, deleting from and
+-- truncating sfexport.outbox cover both segments.
+CREATE TABLE sfexport.outbox (
+    relid       oid         NOT NULL,   -- the foreign table
+    shape       bigint      NOT NULL,   -- column shape, see sfexport.shapes
+    inserted_at timestamptz NOT NULL,   -- start of the inserting transaction
+    line        bytea       NOT NULL    -- payload: a UTF-8 CSV record (no newline), or
+                                        -- 0x01 + binary tuple (src/encode.c); render
+                                        -- with sfexport.outbox_record(relid, shape, line)
+);
+ALTER TABLE sfexport.outbox ALTER COLUMN line SET STORAGE EXTERNAL;
+ALTER TABLE sfexport.outbox ADD CONSTRAINT outbox_rows_are_in_segments CHECK (false) NO INHERIT;
+CREATE TABLE sfexport.outbox_0 () INHERITS (sfexport.outbox);
+CREATE TABLE sfexport.outbox_1 () INHERITS (sfexport.outbox);
+ALTER TABLE sfexport.outbox_0 ALTER COLUMN line SET STORAGE EXTERNAL;
+ALTER TABLE sfexport.outbox_1 ALTER COLUMN line SET STORAGE EXTERNAL;
+COMMENT ON TABLE sfexport.outbox_0 IS 'segment 0 of sfexport.outbox';
+COMMENT ON TABLE sfexport.outbox_1 IS 'segment 1 of sfexport.outbox';
+
+COMMENT ON TABLE sfexport.outbox IS
+  'rows captured from sfexport foreign tables and not yet staged';
+
+-- Column shapes rows were written with: which target columns, of which
+-- types, a record holds.  Registered by the insert path on first use.
+CREATE TABLE sfexport.shapes (
+    relid         oid         NOT NULL,
+    shape         bigint      NOT NULL,
+    columns       text[]      NOT NULL, -- Snowflake column names, in record order
+    types         text[]      NOT NULL, -- PostgreSQL types, as format_type prints them
+    registered_at timestamptz NOT NULL,
+    -- what the worker checks before decoding binary payloads: per column the
+    -- base type's OID and typmod, and its typlen/typbyval/typalign at capture
+    type_oids     oid[]       NOT NULL,
+    type_mods     int4[]      NOT NULL,
+    type_lens     int2[]      NOT NULL,
+    type_byvals   bool[]      NOT NULL,
+    type_aligns   "char"[]    NOT NULL
+);
+
+COMMENT ON TABLE sfexport.shapes IS
+  'target columns and types of each record shape written to the outbox';
+
+REVOKE ALL ON sfexport.outbox, sfexport.outbox_0, sfexport.outbox_1, sfexport.shapes FROM PUBLIC;
+
+-- The CSV record an outbox row stands for, exactly as the worker writes it
+-- to a staged file (without the newline).  Superuser only.
+CREATE FUNCTION sfexport.outbox_record(relid oid, shape bigint, line bytea)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sf_outbox_record'
+LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION sfexport.outbox_record(oid, bigint, bytea) FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA sfexport TO PUBLIC;
+
+-- Test entry point of the SigV4 signer (src/sigv4.c): signs the request
+-- described by method, URL (path and query as sent) and "Name: value"
+-- headers, for comparison with published test vectors.  Superuser only.
+CREATE FUNCTION sfexport._sigv4_sign(
+    method text, url text, headers text[], payload bytea,
+    access_key_id text, secret_access_key text, region text, service text,
+    amz_date text, s3 boolean,
+    OUT canonical_request text, OUT string_to_sign text, OUT authorization_header text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sfexport_sigv4_sign'
+LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION sfexport._sigv4_sign FROM PUBLIC;
+
+-- Snowflake SQL API (src/snowflake.c).
+
+-- Run a trivial statement as the current user's mapping and report what
+-- Snowflake saw.
+CREATE FUNCTION sfexport.test_connection(
+    server name,
+    OUT account text, OUT user_name text, OUT role text,
+    OUT warehouse text, OUT version text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sfexport_test_connection'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION sfexport.test_connection(name) IS
+  'connect to Snowflake as the current user''s mapping and report account, user, role, warehouse and version';
+
+-- The public-key fingerprint of the current user's private key, as DESC
+-- USER shows it in RSA_PUBLIC_KEY_FP.  Not a secret.
+CREATE FUNCTION sfexport.public_key_fingerprint(server name)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sfexport_public_key_fingerprint'
+LANGUAGE C STRICT STABLE;
+
+-- Run any statement in Snowflake as the mapped user; rows as text arrays.
+-- Administrators only: grant EXECUTE explicitly where wanted.
+CREATE FUNCTION sfexport.snowflake_query(server name, statement text,
+                                         binds text[] DEFAULT NULL)
+RETURNS SETOF text[]
+AS 'MODULE_PATHNAME', 'sfexport_snowflake_query'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION sfexport.snowflake_query(name, text, text[]) FROM PUBLIC;
+
+-- The manifest: one row per staged file (src/flush.c, src/load.c).  A file
+-- exists here only once its upload completed and the rows it holds were
+-- removed from the outbox, in the same transaction.
+CREATE TABLE sfexport.files (
+    file_id            bigserial   PRIMARY KEY,
+    relid              oid         NOT NULL,   -- the foreign table
+    server             oid         NOT NULL,
+    name               text        NOT NULL UNIQUE, -- object name below the server's location
+    target             text        NOT NULL,   -- Snowflake table, quoted and qualified
+    shape              bigint      NOT NULL,
+    columns            text[]      NOT NULL,   -- Snowflake columns of the records
+    types              text[]      NOT NULL,
+    compression        text        NOT NULL,
+    rows               bigint      NOT NULL,
+    bytes              bigint      NOT NULL,   -- compressed size in storage
+    raw_bytes          bigint      NOT NULL,
+    state              text        NOT NULL
+        CHECK (state IN ('staged', 'submitted', 'loaded', 'failed', 'partially_loaded')),
+    -- how the file is loaded, fixed at its first attempt (load.c): COPY's
+    -- load metadata (per table) and Snowpipe's (per pipe) do not know each
+    -- other, so a file never changes path once one may have loaded it
+    load_via           text        CHECK (load_via IN ('copy', 'snowpipe')),
+    pipe               text,                   -- Snowpipe: the pipe submitted to
+    submitted_at       timestamptz,            -- Snowpipe: last insertFiles
+    attempts           integer     NOT NULL DEFAULT 0,
+    rows_parsed        bigint,
+    rows_loaded        bigint,
+    errors_seen        bigint,
+    first_error        text,
+    first_error_line   bigint,
+    first_error_column text,
+    last_error         text,                   -- error of the last COPY statement
+    staged_at          timestamptz NOT NULL,
+    last_attempt_at    timestamptz,
+    next_attempt_at    timestamptz,
+    loaded_at          timestamptz,
+    deleted_at         timestamptz,            -- removed from storage after loading
+    kept               boolean     NOT NULL DEFAULT false -- keep_files: left in storage
+);
+CREATE INDEX files_pending_idx ON sfexport.files (state, next_attempt_at)
+    WHERE state <> 'loaded' OR deleted_at IS NULL;
+CREATE INDEX files_relid_idx ON sfexport.files (relid);
+
+COMMENT ON TABLE sfexport.files IS
+  'staged files and what Snowflake did with them';
+
+REVOKE ALL ON sfexport.files FROM PUBLIC;
+GRANT SELECT ON sfexport.files TO pg_monitor;
+
+-- Snowpipe: where the worker is in each pipe's insertReport (src/load.c).
+-- The nextBeginMark of the last report read, written in the transaction
+-- that records the outcomes that report carried, so that a restarted worker
+-- asks for the events after it instead of re-reading or missing some.
+CREATE TABLE sfexport.pipe_reports (
+    server      oid         NOT NULL,
+    pipe        text        NOT NULL,   -- db.schema.pipe, as sfexport.files.pipe
+    begin_mark  text,                   -- insertReport nextBeginMark
+    read_at     timestamptz NOT NULL,   -- when that report was read
+    PRIMARY KEY (server, pipe)
+);
+COMMENT ON TABLE sfexport.pipe_reports IS
+  'the position of the worker in each Snowpipe pipe''s load report';
+REVOKE ALL ON sfexport.pipe_reports FROM PUBLIC;
+GRANT SELECT ON sfexport.pipe_reports TO pg_monitor;
+
+-- One row per sfexport foreign table: pending rows and staged files.
+CREATE VIEW sfexport.status AS
+SELECT c.oid::regclass                        AS foreign_table,
+       s.srvname                              AS server,
+       coalesce(o.pending_rows, 0)            AS pending_rows,
+       coalesce(o.pending_bytes, 0)           AS pending_bytes,
+       o.oldest_pending                       AS oldest_pending,
+       coalesce(f.staged_files, 0)            AS staged_files,
+       coalesce(f.staged_rows, 0)             AS staged_rows,
+       coalesce(f.submitted_files, 0)         AS submitted_files,
+       coalesce(f.submitted_rows, 0)          AS submitted_rows,
+       coalesce(f.failed_files, 0)            AS failed_files,
+       coalesce(f.loaded_files, 0)            AS loaded_files,
+       coalesce(f.loaded_rows, 0)             AS loaded_rows,
+       f.last_loaded_at                       AS last_loaded_at,
+       f.last_error                           AS last_error
+  FROM pg_catalog.pg_foreign_table ft
+  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  LEFT JOIN (SELECT relid,
+                    count(*)                               AS pending_rows,
+                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
+                    min(inserted_at)                       AS oldest_pending
+               FROM sfexport.outbox
+              GROUP BY relid) o ON o.relid = c.oid
+  LEFT JOIN (SELECT relid,
+                    count(*) FILTER (WHERE state = 'staged')              AS staged_files,
+                    sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
+                    count(*) FILTER (WHERE state = 'submitted')           AS submitted_files,
+                    sum(rows) FILTER (WHERE state = 'submitted')          AS submitted_rows,
+                    count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
+                    count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
+                    sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
+                    max(loaded_at)                                        AS last_loaded_at,
+                    (array_agg(coalesce(last_error, first_error) ORDER BY file_id DESC)
+                       FILTER (WHERE state <> 'loaded'
+                                 AND coalesce(last_error, first_error) IS NOT NULL))[1]
+                                                                          AS last_error
+               FROM sfexport.files
+              GROUP BY relid) f ON f.relid = c.oid
+ WHERE w.fdwname = 'sfexport';
+
+COMMENT ON VIEW sfexport.status IS
+  'per foreign table: rows waiting in the outbox, staged, failed and loaded files';
+
+GRANT SELECT ON sfexport.status TO PUBLIC;
+
+-- Ask this database's worker to flush and load everything now.
+CREATE FUNCTION sfexport.flush()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sfexport_flush'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION sfexport.flush() IS
+  'wake the export worker: flush every pending row and load staged files now';
+
+-- Queue failed files again (after fixing the cause), for one table or all.
+CREATE FUNCTION sfexport.retry(foreign_table regclass DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF foreign_table IS NULL THEN
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+            RAISE EXCEPTION 'permission denied to retry the files of every table'
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Name a foreign table you own.';
+        END IF;
+    ELSIF NOT pg_has_role(session_user,
+                          (SELECT relowner FROM pg_class WHERE oid = foreign_table),
+                          'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of foreign table %', foreign_table
+          USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- A file Snowpipe failed to load is retried with COPY: Snowpipe skips a
+    -- file name its pipe has seen, and the failed load inserted nothing
+    -- (ON_ERROR = SKIP_FILE), so COPY cannot duplicate it (README, "Choosing
+    -- copy or snowpipe").
+    UPDATE sfexport.files
+       SET state = 'staged', next_attempt_at = NULL,
+           load_via = CASE WHEN state = 'failed' AND load_via = 'snowpipe'
+                           THEN 'copy' ELSE load_via END
+     WHERE (state = 'failed' OR (state = 'staged' AND next_attempt_at IS NOT NULL))
+       AND (foreign_table IS NULL OR relid = foreign_table);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION sfexport.retry(regclass) IS
+  'queue failed files of a foreign table (or all) for loading again';
+
+-- Files in a server's stage that this database uploaded but whose staging
+-- transaction never committed, older than sfexport.orphan_grace (src/sweep.c).
+-- The worker deletes them every sfexport.orphan_sweep_interval; this only
+-- lists them.  Server owner only: it lists with the owner's credentials.
+CREATE FUNCTION sfexport.orphans(server name,
+    OUT object text, OUT uploaded_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sfexport_orphans'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.orphans(name) IS
+  'files in the stage of a server whose upload never committed (the worker deletes them)';
+
+-- Called below so that a new database gets its worker at once.
+CREATE FUNCTION sfexport._launcher_wakeup()
+RETURNS void
+AS 'MODULE_PATHNAME', 'sfexport_launcher_wakeup'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION sfexport._launcher_wakeup() FROM PUBLIC;
+
+
+-- Check a server's storage with the current user's credentials: write,
+-- stat, read back and delete a probe object (src/storage.c).
+CREATE FUNCTION sfexport.test_storage(server name,
+    OUT step text, OUT ok boolean, OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sfexport_test_storage'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.test_storage(name) IS
+  'write, read back and delete a probe object in the storage location of a server';
+GRANT EXECUTE ON FUNCTION sfexport.test_storage(name) TO PUBLIC;
+
+-- Storage primitives for tests and troubleshooting (superuser only).
+-- Object names are relative to the server's location.
+CREATE FUNCTION sfexport._storage_put(server name, object text, data bytea,
+    chunk integer DEFAULT 65536, abort boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sfexport_storage_put'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_get(server name, object text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'sfexport_storage_get'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_head(server name, object text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sfexport_storage_head'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_delete(server name, object text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'sfexport_storage_delete'
+LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION sfexport._storage_list(server name, prefix text DEFAULT '')
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'sfexport_storage_list'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION sfexport._storage_put, sfexport._storage_get,
+    sfexport._storage_head, sfexport._storage_delete, sfexport._storage_list
+  FROM PUBLIC;
+
+-- AWS Glue sync (src/glue.c, docs/glue.md).
+
+-- What glue_sync applied: one row per Glue table and Snowflake target, with
+-- the SHA-256 of the CREATE EXTERNAL TABLE statement, so that an unchanged
+-- table is left alone and a changed one is re-created.
+CREATE TABLE sfexport.glue_sync_state (
+    server          oid         NOT NULL,   -- the sfexport server
+    glue_database   text        NOT NULL,
+    glue_table      text        NOT NULL,
+    target_database text        NOT NULL,   -- Snowflake names, unquoted
+    target_schema   text        NOT NULL,
+    target_table    text        NOT NULL,
+    definition_hash text        NOT NULL,   -- hex SHA-256 of the statement applied
+    applied_at      timestamptz NOT NULL,
+    PRIMARY KEY (server, glue_database, glue_table, target_database, target_schema)
+);
+COMMENT ON TABLE sfexport.glue_sync_state IS
+  'external tables created by sfexport.glue_sync and the definition applied';
+REVOKE ALL ON sfexport.glue_sync_state FROM PUBLIC;
+GRANT SELECT ON sfexport.glue_sync_state TO pg_monitor;
+
+-- Mirror the tables of an AWS Glue database as Snowflake external tables.
+-- Only the server's owner or a superuser may run it (checked in C).
+CREATE FUNCTION sfexport.glue_sync(
+    server name, glue_database text, table_pattern text DEFAULT '%',
+    dry_run boolean DEFAULT false, drop_missing boolean DEFAULT false,
+    target_database text DEFAULT NULL, target_schema text DEFAULT NULL,
+    OUT glue_table text, OUT action text, OUT reason text, OUT statement text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sfexport_glue_sync'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sfexport.glue_sync(name, text, text, boolean, boolean, text, text) IS
+  'create or update Snowflake external tables for the tables of an AWS Glue database';
+
+-- The Snowflake type glue_sync uses for a Hive type string (tests and
+-- troubleshooting).
+CREATE FUNCTION sfexport._hive_to_snowflake(hive_type text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sfexport_hive_to_snowflake'
+LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION sfexport._hive_to_snowflake(text) FROM PUBLIC;
+
+-- Last: wake the launcher so that this database gets its worker at once.
+SELECT sfexport._launcher_wakeup();
+
+-- Snowflake-side setup (src/setup.c, docs/setup.md).  Each function
+-- returns the statements it ran (or, with dry_run, would run), credentials
+-- masked.  Only the server's owner or a superuser may call them; the
+-- statements run with the user mapping of the server's owner, as the
+-- worker's do.
+CREATE FUNCTION sfexport.setup_stage(server name, dry_run boolean DEFAULT false)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'sfexport_setup_stage'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.setup_stage(name, boolean) IS
+  'create the Snowflake file format and stage of a server (IF NOT EXISTS)';
+
+CREATE FUNCTION sfexport.setup_table(foreign_table regclass, dry_run boolean DEFAULT false)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'sfexport_setup_table'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.setup_table(regclass, boolean) IS
+  'create the Snowflake target table of a foreign table (IF NOT EXISTS) and add the columns it lacks';
+
+CREATE FUNCTION sfexport.setup(server name, dry_run boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ft regclass;
+BEGIN
+    RETURN QUERY SELECT s FROM sfexport.setup_stage(server, dry_run) s;
+    FOR ft IN
+        SELECT t.ftrelid::regclass
+          FROM pg_foreign_table t
+          JOIN pg_foreign_server srv ON srv.oid = t.ftserver
+         WHERE srv.srvname = server
+         ORDER BY t.ftrelid::regclass::text
+    LOOP
+        RETURN QUERY SELECT s FROM sfexport.setup_table(ft, dry_run) s;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION sfexport.setup(name, boolean) IS
+  'set up the Snowflake stage, file format and the target table of every foreign table of a server';
