@@ -491,6 +491,7 @@ sfexport_launcher_main(Datum arg)
 	/* shared catalogs only */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("sfexport launcher");
+	sf_lock_search_path();		/* it runs no SQL, but as a superuser (elevated.c) */
 
 	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
 	sf_shared->launcher_latch = MyLatch;

@@ -168,7 +168,7 @@ collect_batches(MemoryContext cxt)
 					"       relid, load_via"
 					"  FROM sfexport.files"
 					" WHERE state = 'staged'"
-					"   AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
+					"   AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now())"
 					" ORDER BY server, target, shape, file_id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.files");
@@ -290,9 +290,9 @@ record_file(int64 file_id, const char *state, const char *rows_parsed,
 							  " rows_parsed = $3, rows_loaded = $4, errors_seen = $5,"
 							  " first_error = $6, first_error_line = $7,"
 							  " first_error_column = $8, last_error = NULL,"
-							  " attempts = attempts + 1, last_attempt_at = now(),"
+							  " attempts = attempts + 1, last_attempt_at = pg_catalog.now(),"
 							  " next_attempt_at = NULL,"
-							  " loaded_at = CASE WHEN $2 = 'loaded' THEN now() END"
+							  " loaded_at = CASE WHEN $2 = 'loaded' THEN pg_catalog.now() END"
 							  " WHERE file_id = $1",
 							  8, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update sfexport.files");
@@ -413,9 +413,9 @@ note_batch_error(CopyBatch *b, const char *message)
 
 		/* backoff doubles per attempt: 10 s, 20 s, ... up to 10 min */
 		SPI_execute_with_args("UPDATE sfexport.files SET last_error = $2,"
-							  " attempts = attempts + 1, last_attempt_at = now(),"
-							  " next_attempt_at = now() + least(interval '10 min',"
-							  "   interval '10 s' * power(2, least(attempts, 6)))"
+							  " attempts = attempts + 1, last_attempt_at = pg_catalog.now(),"
+							  " next_attempt_at = pg_catalog.now() + LEAST(interval '10 min',"
+							  "   interval '10 s' * pg_catalog.power(2::double precision, LEAST(attempts, 6)))"
 							  " WHERE file_id = $1",
 							  2, argtypes, values, NULL, false, 0);
 	}
@@ -494,8 +494,8 @@ submit_batch(CopyBatch *b)
 		CStringGetTextDatum(pipe)};
 
 		if (SPI_execute_with_args("UPDATE sfexport.files SET state = 'submitted', pipe = $2,"
-								  " submitted_at = now(), last_error = NULL,"
-								  " attempts = attempts + 1, last_attempt_at = now(),"
+								  " submitted_at = pg_catalog.now(), last_error = NULL,"
+								  " attempts = attempts + 1, last_attempt_at = pg_catalog.now(),"
 								  " next_attempt_at = NULL"
 								  " WHERE file_id = $1 AND state = 'staged'",
 								  2, argtypes, values, NULL, false, 0) < 0)
@@ -642,7 +642,7 @@ report_unit(void *arg)
 		nulls[2] = ' ';
 	}
 	if (SPI_execute_with_args("INSERT INTO sfexport.pipe_reports AS p"
-							  " (server, pipe, begin_mark, read_at) VALUES ($1, $2, $3, now())"
+							  " (server, pipe, begin_mark, read_at) VALUES ($1, $2, $3, pg_catalog.now())"
 							  " ON CONFLICT (server, pipe) DO UPDATE"
 							  " SET begin_mark = coalesce(EXCLUDED.begin_mark, p.begin_mark),"
 							  "     read_at = EXCLUDED.read_at",
@@ -676,7 +676,7 @@ overdue_unit(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args("SELECT name, staged_at FROM sfexport.files"
 							  " WHERE state = 'submitted' AND pipe = $1"
-							  "   AND submitted_at < now() - make_interval(secs => $2)"
+							  "   AND submitted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
 							  " ORDER BY file_id LIMIT 1000 FOR UPDATE",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.files");
@@ -724,8 +724,8 @@ overdue_unit(void *arg)
 			Oid			at[1] = {TEXTOID};
 			Datum		av[1] = {CStringGetTextDatum((char *) lfirst(lc))};
 
-			SPI_execute_with_args("UPDATE sfexport.files SET submitted_at = now(),"
-								  " attempts = attempts + 1, last_attempt_at = now()"
+			SPI_execute_with_args("UPDATE sfexport.files SET submitted_at = pg_catalog.now(),"
+								  " attempts = attempts + 1, last_attempt_at = pg_catalog.now()"
 								  " WHERE name = $1 AND state = 'submitted'",
 								  1, at, av, NULL, false, 0);
 		}
@@ -882,7 +882,7 @@ delete_unit(void *arg)
 		}
 		pgstat_report_activity(STATE_RUNNING, psprintf("deleting loaded file %s", name));
 		sf_storage_delete(st, name);
-		SPI_execute_with_args("UPDATE sfexport.files SET deleted_at = now() WHERE file_id = $1",
+		SPI_execute_with_args("UPDATE sfexport.files SET deleted_at = pg_catalog.now() WHERE file_id = $1",
 							  1, argtypes, values, NULL, false, 0);
 		(*deleted)++;
 	}
@@ -893,7 +893,7 @@ delete_unit(void *arg)
 		Datum		values[1] = {Int32GetDatum(sfexport_manifest_retention_s)};
 
 		SPI_execute_with_args("DELETE FROM sfexport.files WHERE state = 'loaded'"
-							  " AND loaded_at < now() - make_interval(secs => $1)",
+							  " AND loaded_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 							  1, argtypes, values, NULL, false, 0);
 	}
 	SPI_finish();

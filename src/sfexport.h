@@ -715,6 +715,24 @@ extern void sf_glue_state_delete(Oid serverid, const char *glue_db, const char *
 extern void sf_glue_periodic(void);	/* worker housekeeping, outside a transaction */
 
 /* ----------------------------------------------------------------
+ * elevated.c — SQL run with more rights than the caller's: a locked
+ * search_path for the launcher and workers, the role switch of glue_sync
+ * ----------------------------------------------------------------
+ */
+#define SF_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+
+typedef struct SfElevated
+{
+	Oid			saved_user;
+	int			saved_sec;
+	int			nestlevel;		/* GUC nest level of the safe search_path */
+} SfElevated;
+
+extern void sf_lock_search_path(void);
+extern void sf_elevated_begin(SfElevated *e, Oid role);
+extern void sf_elevated_end(SfElevated *e, bool commit);
+
+/* ----------------------------------------------------------------
  * sweep.c — orphaned objects (uploads whose transaction never committed)
  * ----------------------------------------------------------------
  */

@@ -185,7 +185,7 @@ cut_load_backoffs_unit(void *arg)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("UPDATE sfexport.files SET next_attempt_at = NULL"
-					" WHERE state = 'staged' AND next_attempt_at > now()",
+					" WHERE state = 'staged' AND next_attempt_at > pg_catalog.now()",
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update sfexport.files");
 	SPI_finish();
@@ -289,10 +289,11 @@ plan_unit(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	compute_triggers(&ps->min_interval_ms, &ps->min_flush_bytes);
 
-	if (SPI_execute("SELECT relid, shape, count(*), sum(octet_length(line) + 1)::bigint,"
-					"       min(inserted_at)"
+	if (SPI_execute("SELECT relid, shape, pg_catalog.count(*),"
+					"       pg_catalog.sum(pg_catalog.octet_length(line) + 1)::bigint,"
+					"       pg_catalog.min(inserted_at)"
 					"  FROM sfexport.outbox GROUP BY relid, shape"
-					" ORDER BY relid, min(inserted_at)", true, 0) != SPI_OK_SELECT)
+					" ORDER BY relid, pg_catalog.min(inserted_at)", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.outbox");
 	n = SPI_processed;
 
@@ -537,6 +538,13 @@ sfexport_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("sfexport worker");
+
+	/*
+	 * The worker is the bootstrap superuser: from here on its SQL resolves
+	 * names in pg_catalog only, whatever the database's or role's settings
+	 * say and whatever some role created in public (elevated.c).
+	 */
+	sf_lock_search_path();
 
 	/*
 	 * No JIT: the worker's queries are short aggregates, but over a large
