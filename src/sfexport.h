@@ -390,6 +390,8 @@ typedef struct SfStatement
 	const char **bind_values;	/* text values; a NULL entry binds SQL NULL */
 	int			timeout_s;		/* 0 = the server's statement_timeout */
 	const char *query_tag;		/* QUERY_TAG parameter, or NULL */
+	bool	   *rejected;		/* if set: true when Snowflake answered that the
+								 * statement failed (it ended, changing nothing) */
 } SfStatement;
 
 /* The result of a statement: every value as text (NULL for SQL NULL). */
@@ -412,6 +414,7 @@ extern SfSnowflakeResult *sf_snowflake_execute(SfServerConfig *srv, SfUserConfig
 											   const char **bind_types,
 											   const char **bind_values);
 extern int	sf_result_column(SfSnowflakeResult *res, const char *name);
+extern char *sf_remote_text(const char *utf8);
 extern char *sf_quote_ident(const char *ident);
 extern char *sf_quote_literal(const char *value);
 extern char *sf_redact_sql(const char *sql);
@@ -442,7 +445,7 @@ extern int	sfexport_launcher_naptime_s;	/* sfexport.launcher_naptime */
 extern void sf_launcher_register(void);
 extern void sf_launcher_request_shmem(void);
 extern bool sf_worker_claim_slot(Oid dboid);
-extern bool sf_worker_take_flush_request(void);
+extern bool sf_worker_take_flush_request(bool *cut_backoffs);
 extern uint64 sf_worker_committed_bytes(void);
 extern void sf_notify_commit(uint64 bytes);
 extern int	sf_outbox_current_segment(void);

@@ -192,8 +192,9 @@ cut_load_backoffs_unit(void *arg)
 }
 
 /*
- * sfexport.flush() means "now": whoever calls it has usually just fixed
- * what made a flush or a load fail, so the backoffs of both are forgotten.
+ * sfexport.flush() by a superuser or the database owner means "now":
+ * whoever calls it has usually just fixed what made a flush or a load
+ * fail, so the backoffs of both are forgotten (launcher.c says who may).
  * (Files Snowflake rejected stay failed: that takes sfexport.retry().)
  */
 static void
@@ -573,6 +574,7 @@ sfexport_worker_main(Datum arg)
 	{
 		TimestampTz now;
 		bool		flush_all;
+		bool		cut;
 		uint64		committed;
 		long		wait_ms;
 		int			staged = 0;
@@ -587,8 +589,8 @@ sfexport_worker_main(Datum arg)
 		MemoryContextSwitchTo(loopcxt);
 
 		now = GetCurrentTimestamp();
-		flush_all = sf_worker_take_flush_request();
-		if (flush_all)
+		flush_all = sf_worker_take_flush_request(&cut);
+		if (cut)
 			cut_backoffs();
 		committed = sf_worker_committed_bytes();
 
