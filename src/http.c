@@ -734,6 +734,20 @@ sf_http_request(SfHttpRequest *req)
 		bool		retry;
 		int			delay;
 
+		if (req->deadline != 0)
+		{
+			/* within the caller's time budget: at least 1 s for an attempt */
+			long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															   req->deadline);
+			int			limit = req->timeout_ms > 0 ? req->timeout_ms
+				: SF_HTTP_DEFAULT_TIMEOUT_MS;
+
+			req->timeout_ms = (int) Max(Min((long) limit, left), 1000L);
+			req->connect_timeout_ms = Min(req->connect_timeout_ms > 0
+										  ? req->connect_timeout_ms
+										  : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS,
+										  req->timeout_ms);
+		}
 		if (req->prepare)
 			req->prepare(req, attempt, req->prepare_arg);
 		resp = sf_http_perform(req);
@@ -759,6 +773,9 @@ sf_http_request(SfHttpRequest *req)
 
 			delay = (int) (pg_prng_double(&pg_global_prng_state) * ceiling);
 		}
+		if (req->deadline != 0 &&
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay) >= req->deadline)
+			break;				/* the time budget is spent: this is the answer */
 		ereport(DEBUG1,
 				(errmsg_internal("sfexport: retrying %s %s in %d ms (attempt %d of %d): %s",
 								 req->method, display_url(req), delay,

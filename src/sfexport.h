@@ -277,6 +277,9 @@ struct SfHttpRequest
 								 * false to get the stored bytes */
 	int			backoff_base_ms;	/* first retry delay ceiling, default 250 */
 	int			backoff_max_ms; /* largest retry delay ceiling, default 20 s */
+	TimestampTz deadline;		/* 0, or sf_http_request gives up then: no
+								 * retry after it, each attempt's timeout_ms
+								 * cut to it (listings' time budget) */
 	/* set by the transfer, kept across attempts (never reset by a retry) */
 	bool		body_delivered; /* an attempt handed the whole request (and
 								 * body) to the network: the server may
@@ -596,6 +599,24 @@ extern bool sf_storage_head(SfStorage *st, const char *name, int64 *size);
 extern void sf_storage_delete(SfStorage *st, const char *name);	/* absent is fine */
 extern List *sf_storage_list(SfStorage *st, const char *prefix);	/* names, sorted */
 
+/*
+ * Bounds of one listing (sf_storage_list_bounded): a listing stops after
+ * max_pages requests or at deadline, whatever the store answers, so that an
+ * endpoint that pages forever (IsTruncated=true without end) or crawls can
+ * neither exhaust the worker's memory nor hold it.
+ */
+#define SF_LIST_MAX_PAGES	100		/* S3, GCS: up to 1000 names per page */
+#define SF_LIST_MAX_SECONDS 120
+typedef struct SfListBounds
+{
+	int			max_pages;		/* requests at most (0: SF_LIST_MAX_PAGES) */
+	TimestampTz deadline;		/* no request starts after it (0: none) */
+	const char *start_after;	/* a name: list only the names after it, or NULL */
+	bool		truncated;		/* out: stopped at a bound; more names may follow */
+	int			pages;			/* out: requests made */
+} SfListBounds;
+extern List *sf_storage_list_bounded(SfStorage *st, const char *prefix, SfListBounds *b);
+
 /* Internal to storage*.c: what a backend implements. Keys are full keys. */
 typedef struct SfStorageOps
 {
@@ -609,7 +630,8 @@ typedef struct SfStorageOps
 	bool		(*read) (SfStorage *st, const char *key, SfHttpWriteFn sink, void *arg);
 	bool		(*head) (SfStorage *st, const char *key, int64 *size);
 	void		(*del) (SfStorage *st, const char *key);
-	List	   *(*list) (SfStorage *st, const char *keyprefix);
+	/* b->start_after is a full key here; set b->truncated, b->pages */
+	List	   *(*list) (SfStorage *st, const char *keyprefix, SfListBounds *b);
 } SfStorageOps;
 
 struct SfStorage
@@ -620,6 +642,7 @@ struct SfStorage
 	char	   *bucket;			/* NULL for a local directory */
 	char	   *prefix;			/* key prefix, or the directory */
 	size_t		part_size;		/* bytes per part/chunk */
+	TimestampTz deadline;		/* 0, or requests give up then (SfHttpRequest) */
 	void	   *priv;			/* backend state */
 };
 
@@ -750,7 +773,8 @@ extern int	sfexport_orphan_sweep_interval_s;	/* sfexport.orphan_sweep_interval *
 extern void sf_sweep_define_gucs(void);
 extern bool sf_parse_file_name(const char *name, Oid *dboid, TimestampTz *at,
 							   uint64 *sysid);
-extern List *sf_sweep_server(Oid serverid, int grace_s, bool delete);
+extern List *sf_sweep_server(Oid serverid, int grace_s, bool delete,
+							 SfListBounds *bounds, char **last);
 extern void sf_sweep_periodic(void);	/* worker housekeeping, outside a transaction */
 
 /* ----------------------------------------------------------------

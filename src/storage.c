@@ -257,15 +257,34 @@ cmp_cstr(const ListCell *a, const ListCell *b)
 	return strcmp((const char *) lfirst(a), (const char *) lfirst(b));
 }
 
-/* Names (relative to the location prefix) that start with prefix, sorted. */
+/*
+ * Names (relative to the location prefix) that start with prefix and come
+ * after b->start_after (if set), sorted, within b's bounds: at most
+ * b->max_pages requests, none started after b->deadline, and no request
+ * (with its retries) running past it.  b->truncated says the listing
+ * stopped at a bound; listing again from the last name returned goes on.
+ */
 List *
-sf_storage_list(SfStorage *st, const char *prefix)
+sf_storage_list_bounded(SfStorage *st, const char *prefix, SfListBounds *b)
 {
-	List	   *keys = st->ops->list(st, psprintf("%s%s", st->prefix, prefix ? prefix : ""));
+	SfListBounds full = *b;		/* the backend's view: full keys */
+	List	   *keys;
 	List	   *out = NIL;
 	ListCell   *lc;
 	size_t		plen = strlen(st->prefix);
 
+	if (full.max_pages <= 0)
+		full.max_pages = SF_LIST_MAX_PAGES;
+	full.truncated = false;
+	full.pages = 0;
+	if (b->start_after)
+		full.start_after = psprintf("%s%s", st->prefix, b->start_after);
+	/* every request of the listing, retries included, ends by the deadline */
+	st->deadline = b->deadline;
+	keys = st->ops->list(st, psprintf("%s%s", st->prefix, prefix ? prefix : ""), &full);
+	st->deadline = 0;
+	b->truncated = full.truncated;
+	b->pages = full.pages;
 	foreach(lc, keys)
 	{
 		char	   *k = (char *) lfirst(lc);
@@ -274,6 +293,32 @@ sf_storage_list(SfStorage *st, const char *prefix)
 			out = lappend(out, pstrdup(k + plen));
 	}
 	list_sort(out, cmp_cstr);
+	return out;
+}
+
+/*
+ * The names below prefix, sorted, for interactive callers: within the
+ * default bounds (SF_LIST_MAX_PAGES, SF_LIST_MAX_SECONDS); a WARNING says
+ * when the listing stopped early.
+ */
+List *
+sf_storage_list(SfStorage *st, const char *prefix)
+{
+	SfListBounds b;
+	List	   *out;
+
+	memset(&b, 0, sizeof(b));
+	b.deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											 SF_LIST_MAX_SECONDS * 1000L);
+	out = sf_storage_list_bounded(st, prefix, &b);
+	if (b.truncated)
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("listing of %s stopped after %d requests",
+						sf_storage_uri(st, prefix ? prefix : ""), b.pages),
+				 errdetail("A listing reads at most %d pages and runs at most %d seconds; names after \"%s\" were not listed.",
+						   SF_LIST_MAX_PAGES, SF_LIST_MAX_SECONDS,
+						   out != NIL ? (char *) llast(out) : "")));
 	return out;
 }
 
