@@ -181,6 +181,12 @@ sf_http_perform(SfHttpRequest *req)
 	return resp;
 }
 
+/* No network here: a deadline changes no timeout worth modelling. */
+void
+sf_http_apply_deadline(SfHttpRequest *req)
+{
+}
+
 static bool
 retryable(long status)
 {

@@ -102,7 +102,8 @@ one(void *arg)
 			break;
 		case 5:
 			{
-				List	   *l = s3_list(&st, "p/");
+				SfListBounds b = {.max_pages = SF_LIST_MAX_PAGES};
+				List	   *l = s3_list(&st, "p/", &b);
 				ListCell   *lc;
 
 				foreach(lc, l)

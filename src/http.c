@@ -711,6 +711,27 @@ curl_error_hint(int code, const char *ca_file)
 }
 
 /*
+ * Cut a request's timeouts to its deadline, if it has one (at least 1 s
+ * for an attempt): the caller's time budget (listings, aborts at exit).
+ */
+void
+sf_http_apply_deadline(SfHttpRequest *req)
+{
+	long		left;
+	int			limit;
+
+	if (req->deadline == 0)
+		return;
+	left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), req->deadline);
+	limit = req->timeout_ms > 0 ? req->timeout_ms : SF_HTTP_DEFAULT_TIMEOUT_MS;
+	req->timeout_ms = (int) Max(Min((long) limit, left), 1000L);
+	req->connect_timeout_ms = Min(req->connect_timeout_ms > 0
+								  ? req->connect_timeout_ms
+								  : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS,
+								  req->timeout_ms);
+}
+
+/*
  * A request with retries (see the contract in sfexport.h).  Requests with a
  * streamed body (read_fn) are retried only when prepare is set, since only
  * prepare can rewind the stream.
@@ -734,20 +755,7 @@ sf_http_request(SfHttpRequest *req)
 		bool		retry;
 		int			delay;
 
-		if (req->deadline != 0)
-		{
-			/* within the caller's time budget: at least 1 s for an attempt */
-			long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-															   req->deadline);
-			int			limit = req->timeout_ms > 0 ? req->timeout_ms
-				: SF_HTTP_DEFAULT_TIMEOUT_MS;
-
-			req->timeout_ms = (int) Max(Min((long) limit, left), 1000L);
-			req->connect_timeout_ms = Min(req->connect_timeout_ms > 0
-										  ? req->connect_timeout_ms
-										  : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS,
-										  req->timeout_ms);
-		}
+		sf_http_apply_deadline(req);
 		if (req->prepare)
 			req->prepare(req, attempt, req->prepare_arg);
 		resp = sf_http_perform(req);

@@ -303,6 +303,7 @@ extern void sf_http_init_request(SfHttpRequest *req, const char *method,
 								 const char *url);
 extern SfHttpResponse *sf_http_perform(SfHttpRequest *req);
 extern SfHttpResponse *sf_http_request(SfHttpRequest *req);
+extern void sf_http_apply_deadline(SfHttpRequest *req);
 extern const char *sf_http_header(SfHttpResponse *resp, const char *name);
 extern char *sf_http_url_encode(const char *s, bool keep_slash);
 

@@ -12,6 +12,13 @@
  * full buffer is sent as one part (ops->mp_part), the rest at finish.  So
  * the single-request threshold equals the part size.
  *
+ * An upload in progress (multipart / resumable) is aborted by the caller's
+ * PG_CATCH on error (sf_storage_abort), and at the end of the process by
+ * an exit callback (abort_uploads_at_exit): SIGTERM of the worker and
+ * pg_terminate_backend() are FATAL errors, which leave the process without
+ * unwinding to any PG_CATCH.  (SIGKILL and crashes leave them to the
+ * bucket's lifecycle rule, README "Storage".)
+ *
  * The backends are storage_s3.c, storage_gcs.c and storage_local.c.
  *
  *-------------------------------------------------------------------------
@@ -23,6 +30,7 @@
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -110,6 +118,75 @@ full_key(SfStorage *st, const char *name)
 	return psprintf("%s%s", st->prefix, name);
 }
 
+/* ---------------------------------------------------------------------
+ * Uploads in progress, aborted when the process ends
+ * ---------------------------------------------------------------------
+ */
+static List *open_uploads = NIL;	/* SfStorageWriter *, TopMemoryContext cells */
+static bool exit_callback_registered = false;
+
+/* The writer's memory goes away (finished, aborted, or its transaction's). */
+static void
+forget_upload(void *arg)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	open_uploads = list_delete_ptr(open_uploads, arg);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * before_shmem_exit: abort every upload still in progress, one bounded
+ * attempt each (3 s: a dead store must not hold a shutdown).  This runs
+ * before the transaction is aborted (ShutdownPostgres was registered
+ * earlier, so runs later), while the writers' memory is still there;
+ * interrupts are held by proc_exit.
+ */
+static void
+abort_uploads_at_exit(int code, Datum arg)
+{
+	while (open_uploads != NIL)
+	{
+		SfStorageWriter *w = (SfStorageWriter *) linitial(open_uploads);
+		char	   *uri = NULL;
+
+		PG_TRY();
+		{
+			uri = sf_storage_uri(w->st, w->name);
+			w->st->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 3000);
+			sf_storage_abort(w);	/* deletes w->cxt: forget_upload */
+			ereport(LOG,
+					(errmsg("aborted the upload of \"%s\" as the process ends", uri)));
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			forget_upload(w);
+		}
+		PG_END_TRY();
+	}
+}
+
+/* A multipart / resumable upload has started: abort it if the process ends. */
+static void
+track_upload(SfStorageWriter *w)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(w->cxt, sizeof(MemoryContextCallback));
+	MemoryContext old;
+
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(abort_uploads_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	open_uploads = lappend(open_uploads, w);
+	MemoryContextSwitchTo(old);
+	cb->func = forget_upload;
+	cb->arg = w;
+	MemoryContextRegisterResetCallback(w->cxt, cb);
+}
+
 /*
  * Start writing an object.  Nothing is visible until sf_storage_finish().
  */
@@ -148,6 +225,7 @@ flush_part(SfStorageWriter *w)
 	{
 		w->st->ops->mp_start(w);
 		w->multipart = true;
+		track_upload(w);
 	}
 	w->nparts++;
 	w->st->ops->mp_part(w, w->buf.data, w->buf.len);

@@ -654,6 +654,8 @@ gcs_mp_abort(SfStorageWriter *w)
 	req.connect_timeout_ms = w->st->srv->connect_timeout_ms;
 	req.timeout_ms = Min(w->st->srv->request_timeout_ms, 30 * 1000);
 	req.ca_file = w->st->srv->ca_file;
+	req.deadline = w->st->deadline;
+	sf_http_apply_deadline(&req);
 	resp = sf_http_perform(&req);
 	/* 499 is GCS's answer to a cancelled session */
 	if (resp->curl_error != 0 || (resp->status >= 300 && resp->status != 499 &&

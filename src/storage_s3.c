@@ -417,6 +417,8 @@ s3_mp_abort(SfStorageWriter *w)
 	req.connect_timeout_ms = w->st->srv->connect_timeout_ms;
 	req.timeout_ms = Min(w->st->srv->request_timeout_ms, 30 * 1000);
 	req.ca_file = w->st->srv->ca_file;
+	req.deadline = w->st->deadline;
+	sf_http_apply_deadline(&req);
 	s3_prepare(&req, 0, c);
 	resp = sf_http_perform(&req);
 	if (resp->curl_error != 0 || (resp->status != 204 && resp->status != 200 &&
