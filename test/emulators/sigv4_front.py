@@ -11,6 +11,13 @@ unchanged to s3rver.
     sigv4_front.py --port 0 --port-file F --upstream http://127.0.0.1:S3RVERPORT
                    --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
                    --region R [--host 127.0.0.1]
+                   [--issued-credentials FILE ...] [--upstream-key ACCESS]
+
+Temporary credentials handed out by the credential stand-ins (aws_sts,
+aws_imds, aws_ecs: their --issued-file, issued_creds.py) are accepted too;
+an expired one gets 400 ExpiredToken.  s3rver knows only the keys it was
+started with, so such a request, once verified, is signed anew with
+--upstream-key (a --key) before it is forwarded.
 
 Admin API (never forwarded) under /_front/: see README.md.
 
@@ -64,6 +71,7 @@ from botocore.credentials import Credentials  # noqa: E402
 
 import emu_common as ec  # noqa: E402
 import iam_policy  # noqa: E402
+import issued_creds  # noqa: E402
 
 PROG = "sigv4_front"
 MAX_SKEW = datetime.timedelta(minutes=15)
@@ -182,10 +190,23 @@ def iso_z(dt):
 
 
 class Verifier:
-    def __init__(self, keys, tokens, region):
+    def __init__(self, keys, tokens, region, issued=None):
         self.keys = keys        # access -> secret
         self.tokens = tokens    # access -> session token
         self.region = region
+        # Temporary credentials handed out by the credential stand-ins
+        # (aws_sts, aws_imds, aws_ecs), read from their --issued-file.
+        self.issued = issued or issued_creds.IssuedReader([])
+
+    def secret_of(self, access):
+        """(secret, session token or None, issued record or None), or None
+        for an unknown key."""
+        if access in self.keys:
+            return self.keys[access], self.tokens.get(access), None
+        rec = self.issued.aws(access)
+        if rec is None:
+            return None
+        return rec["SecretAccessKey"], rec["SessionToken"], rec
 
     # Header values as botocore would see them: all values of a repeated
     # header, in order (joined with ',' by canonical_headers).
@@ -209,7 +230,7 @@ class Verifier:
                           "mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/"
                           "SERVICE/aws4_request\".")
         access, date, region, service, term = parts
-        if access not in self.keys:
+        if self.secret_of(access) is None:
             raise S3Error(403, "InvalidAccessKeyId",
                           "The AWS Access Key Id you provided does not exist in our "
                           "records.", AWSAccessKeyId=access)
@@ -245,7 +266,7 @@ class Verifier:
                           "signed", HeadersNotSigned=", ".join(unsigned))
 
     def _check_token(self, access, token, token_signed):
-        want = self.tokens.get(access)
+        _, want, issued = self.secret_of(access)
         if want is None:
             if token is not None:
                 raise S3Error(400, "InvalidToken",
@@ -263,10 +284,13 @@ class Verifier:
         if not hmac.compare_digest(token.encode(), want.encode()):
             raise S3Error(400, "InvalidToken",
                           "The provided token is malformed or otherwise invalid.")
+        if issued is not None and self.issued.expired(issued):
+            # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+            raise S3Error(400, "ExpiredToken", "The provided token has expired.")
 
-    def _compare(self, signer_cls, access, amz_date_s, method, raw_path, params,
-                 headers, signed_values, provided, token):
-        creds = Credentials(access, self.keys[access], token)
+    def _sign(self, signer_cls, creds, amz_date_s, method, raw_path, params,
+              headers, signed_values):
+        """(canonical request, string to sign, signature), botocore's."""
         signer = signer_cls(creds, self.region, signed_values)
         req = AWSRequest(method=method,
                          url="http://verify.invalid" + canonical_path(raw_path),
@@ -276,7 +300,13 @@ class Verifier:
         req.context["timestamp"] = amz_date_s
         creq = signer.canonical_request(req)
         sts = signer.string_to_sign(req, creq)
-        sig = signer.signature(sts, req)
+        return creq, sts, signer.signature(sts, req)
+
+    def _compare(self, signer_cls, access, amz_date_s, method, raw_path, params,
+                 headers, signed_values, provided, token):
+        creds = Credentials(access, self.secret_of(access)[0], token)
+        creq, sts, sig = self._sign(signer_cls, creds, amz_date_s, method, raw_path,
+                                    params, headers, signed_values)
         if not hmac.compare_digest(sig, provided.lower()):
             # S3 echoes CanonicalRequest and StringToSign (helps debugging).
             # Deviation: the session token value is masked, and
@@ -291,6 +321,43 @@ class Verifier:
                           CanonicalRequest=creq,
                           CanonicalRequestBytes=" ".join(
                               "%02x" % b for b in creq.encode()))
+
+    def resign(self, method, target, headers, up_access):
+        """A verified request signed with an issued (temporary) credential,
+        as it goes to s3rver, which knows only the keys it was started with:
+        (target, headers to set, header names to drop).  It is signed anew
+        with the front's own key up_access (same X-Amz-Date and signed
+        headers, less the session token, which s3rver would not know)."""
+        creds = Credentials(up_access, self.keys[up_access])
+        parts = urlsplit(target)
+        auth = headers.get("Authorization")
+        if auth is not None:
+            comps = dict(c.strip().partition("=")[::2]
+                         for c in auth.strip().partition(" ")[2].split(","))
+            signed = [n for n in comps["SignedHeaders"].split(";")
+                      if n and n != "x-amz-security-token"]
+            values, _ = self._signed_values(headers, signed)
+            amz_date_s = headers["X-Amz-Date"]
+            _, _, sig = self._sign(_HeaderVerifier, creds, amz_date_s, method, parts.path,
+                                   decoded_query_pairs(parts.query), headers, values)
+            scope = comps["Credential"].split("/", 1)[1]
+            return target, {"Authorization": "AWS4-HMAC-SHA256 Credential=%s/%s, "
+                            "SignedHeaders=%s, Signature=%s"
+                            % (up_access, scope, ";".join(signed), sig)}, \
+                {"x-amz-security-token"}
+        params = []
+        for k, v in decoded_query_pairs(parts.query,
+                                        drop=("X-Amz-Signature", "X-Amz-Security-Token")):
+            if k == "X-Amz-Credential":
+                v = up_access + "/" + v.split("/", 1)[1]
+            params.append((k, v))
+        q = dict(params)
+        values, _ = self._signed_values(headers, q["X-Amz-SignedHeaders"].split(";"))
+        _, _, sig = self._sign(_QueryVerifier, creds, q["X-Amz-Date"], method, parts.path,
+                               params, headers, values)
+        query = "&".join("%s=%s" % (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+                         for k, v in params + [("X-Amz-Signature", sig)])
+        return parts.path + "?" + query, {}, set()
 
     def verify(self, method, target, headers, body_sha256, now=None):
         """Raise S3Error on failure; return the access key on success."""
@@ -470,14 +537,23 @@ class FrontState:
         if up.scheme != "http" or not up.hostname or not ec.is_loopback_host(up.hostname):
             raise SystemExit("--upstream must be http://<loopback>:PORT")
         self.upstream = (up.hostname, up.port or 80)
-        self.verifier = Verifier(keys, tokens, args.region)
+        self.verifier = Verifier(keys, tokens, args.region,
+                                 issued_creds.IssuedReader(args.issued_credentials))
+        # Requests signed with an issued credential go to s3rver signed with
+        # this key (Verifier.resign).
+        self.upstream_key = args.upstream_key or next(iter(keys))
+        if self.upstream_key not in keys:
+            raise SystemExit("--upstream-key wants the ACCESS of a --key")
         # --policy ACCESS=FILE: the IAM identity policy of that key's principal
         # (iam_policy.py); keys without one are not restricted.
+        # --policy arn:aws:iam::ACCOUNT:role/NAME=FILE: the policy of a role,
+        # for the credentials issued for it.
         self.policies = {}
         for kv in args.policy:
             a, sep, path = kv.partition("=")
-            if not sep or a not in keys:
-                raise SystemExit("--policy wants ACCESS=FILE for a --key ACCESS")
+            if not sep or (a not in keys and not a.startswith("arn:aws:iam::")):
+                raise SystemExit("--policy wants ACCESS=FILE for a --key ACCESS, "
+                                 "or ROLE_ARN=FILE")
             try:
                 with open(path, "rb") as f:
                     self.policies[a] = iam_policy.Policy(f.read())
@@ -608,7 +684,8 @@ class FrontHandler(BaseHTTPRequestHandler):
             try:
                 access = st.verifier.verify(self.command, self.path, self.headers,
                                             hashes["sha256"])
-                self._authorize(access, spool)
+                issued = st.verifier.secret_of(access)[2]
+                self._authorize(access, spool, issued)
             except S3Error as e:
                 st.bump("auth_rejected", e.code)
                 if e.code == "SignatureDoesNotMatch":
@@ -618,11 +695,20 @@ class FrontHandler(BaseHTTPRequestHandler):
                 return self._send_s3_error(e.status, e.code, e.message, **e.extra)
             if self.command == "DELETE" and self._is_abort_multipart():
                 return self._abort_multipart(bool(fault))
-            self._forward(spool, length, drop_reply=bool(fault))
+            upstream = None
+            if issued is not None:
+                upstream = st.verifier.resign(self.command, self.path, self.headers,
+                                              st.upstream_key)
+            self._forward(spool, length, drop_reply=bool(fault), upstream=upstream)
 
-    def _authorize(self, access, spool):
-        """IAM policy of the signing key (--policy), if any: 403 AccessDenied."""
+    def _authorize(self, access, spool, issued=None):
+        """IAM policy of the signing key (--policy), if any: 403 AccessDenied.
+        An issued credential has the policy of its role (--policy ROLE_ARN=FILE)."""
         policy = self.state.policies.get(access)
+        principal = "arn:aws:iam::123456789012:user/%s" % access
+        if issued is not None:
+            policy = self.state.policies.get(issued.get("RoleArn"))
+            principal = issued.get("Arn")
         if policy is None:
             return
         parts = urlsplit(self.path)
@@ -636,7 +722,7 @@ class FrontHandler(BaseHTTPRequestHandler):
             if decision != "Allow":
                 self.state.bump("policy_denied")
                 raise S3Error(403, "AccessDenied", iam_policy.denial_message(
-                    "arn:aws:iam::123456789012:user/%s" % access, action, resource, decision))
+                    principal, action, resource, decision))
 
     def _is_abort_multipart(self):
         q = urlsplit(self.path).query
@@ -685,19 +771,25 @@ class FrontHandler(BaseHTTPRequestHandler):
                                        f.get("message", "Access Denied"))
         raise AssertionError(kind)
 
-    def _forward(self, spool, length, drop_reply=False):
+    def _forward(self, spool, length, drop_reply=False, upstream=None):
         st = self.state
+        # upstream: (target, headers to set, names to drop) for a re-signed
+        # request (Verifier.resign), else the request goes unchanged.
+        target, set_headers, drop = upstream or (self.path, {}, set())
         conn = http.client.HTTPConnection(*st.upstream, timeout=600)
         try:
-            conn.putrequest(self.command, self.path, skip_host=True,
+            conn.putrequest(self.command, target, skip_host=True,
                             skip_accept_encoding=True)
             have_cl = False
             for k, v in self.headers.items():
                 lk = k.lower()
-                if lk in HOP_BY_HOP:
+                if lk in HOP_BY_HOP or lk in drop:
                     continue
                 if lk == "content-length":
                     have_cl = True
+                for sk in set_headers:
+                    if sk.lower() == lk:
+                        v = set_headers[sk]
                 conn.putheader(k, v)
             if not have_cl and (length or self.command in ("PUT", "POST")):
                 conn.putheader("Content-Length", str(length))
@@ -806,7 +898,14 @@ def main(argv=None):
                    metavar="ACCESS=TOKEN")
     p.add_argument("--region", required=True)
     p.add_argument("--policy", action="append", default=[], metavar="ACCESS=FILE",
-                   help="IAM identity policy JSON enforced for requests signed by ACCESS")
+                   help="IAM identity policy JSON enforced for requests signed by "
+                   "ACCESS (or by credentials issued for the role ROLE_ARN=FILE)")
+    p.add_argument("--issued-credentials", action="append", default=[], metavar="FILE",
+                   help="--issued-file of aws_sts / aws_imds / aws_ecs: temporary "
+                   "credentials accepted as well (issued_creds.py)")
+    p.add_argument("--upstream-key", metavar="ACCESS",
+                   help="--key that re-signs requests of issued credentials toward "
+                   "s3rver (default: the first --key)")
     args = p.parse_args(argv)
     FrontHandler.state = FrontState(args)
     srv = ec.LoopbackHTTPServer(args.host, args.port, FrontHandler)
