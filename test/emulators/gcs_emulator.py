@@ -5,6 +5,11 @@
                     --service-account /path/key.json [--service-account ...]
                     [--bucket NAME ...] [--host 127.0.0.1]
                     [--token-lifetime 3599] [--crc32c-max-bytes N]
+                    [--issued-tokens FILE ...]
+
+--issued-tokens: the --issued-file of gce_metadata (issued_creds.py); the
+access tokens it handed out are accepted as if issued here, with their
+scopes, until they expire.
 
 Point a client at it with STORAGE_EMULATOR_HOST=127.0.0.1:PORT (or an
 endpoint override) and use service-account key files whose token_uri is
@@ -45,6 +50,7 @@ import jwt  # noqa: E402  (Debian python3-jwt)
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 import emu_common as ec  # noqa: E402
+import issued_creds  # noqa: E402
 
 PROG = "gcs_emulator"
 CHUNK_UNIT = 256 * 1024
@@ -366,10 +372,13 @@ class Accounts:
 
 
 class Tokens:
-    def __init__(self, lifetime):
+    def __init__(self, lifetime, issued_files=()):
         self.lifetime = lifetime
         self.lock = threading.Lock()
         self.tokens = {}  # sha256(token) -> (email, expiry, scopes)
+        # Tokens handed out by gce_metadata (its --issued-file), accepted as
+        # if issued here (issued_creds.py).
+        self.issued = issued_creds.IssuedReader(issued_files)
 
     @staticmethod
     def _key(tok):
@@ -386,6 +395,8 @@ class Tokens:
     def check(self, tok):
         with self.lock:
             ent = self.tokens.get(self._key(tok))
+        if ent is None:
+            ent = self.issued.gcp(tok)
         if ent is None or ent[1] <= time.time():
             return None
         return ent
@@ -403,7 +414,7 @@ class EmuState:
         for b in args.bucket:
             self.store.create_bucket(b)
         self.accounts = Accounts(args.service_account)
-        self.tokens = Tokens(args.token_lifetime)
+        self.tokens = Tokens(args.token_lifetime, args.issued_tokens)
         self.faults = ec.FaultQueue(FAULT_KINDS)
         self.lock = threading.Lock()
         self.reset_counters()
@@ -1211,6 +1222,9 @@ def main(argv=None):
     p.add_argument("--bucket", action="append", default=[])
     p.add_argument("--token-lifetime", type=int, default=3599,
                    help="expires_in of issued access tokens (seconds)")
+    p.add_argument("--issued-tokens", action="append", default=[], metavar="FILE",
+                   help="--issued-file of gce_metadata: access tokens accepted "
+                   "as well (issued_creds.py)")
     p.add_argument("--crc32c-max-bytes", type=int, default=16 * 1024 * 1024,
                    help="objects larger than this get no crc32c (pure-Python CRC)")
     args = p.parse_args(argv)
