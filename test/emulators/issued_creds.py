@@ -111,6 +111,14 @@ class IssuedWriter:
                                      "issuer": issuer})
             self._flush()
 
+    def aws(self, access_key):
+        """The record of a key this writer issued, or None."""
+        with self.lock:
+            for r in reversed(self.data["aws"]):
+                if r["AccessKeyId"] == access_key:
+                    return dict(r)
+        return None
+
     def expire_all(self):
         """Mark everything issued so far as expired (a test of renewal)."""
         with self.lock:
