@@ -27,13 +27,17 @@ Expired records stay for an hour after their expiry, so that a verifier can
 tell "expired" (S3: 400 ExpiredToken) from "never issued".
 """
 
+import base64
 import datetime
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 import threading
 import time
+
+import emu_common as ec
 
 KEEP_EXPIRED = 3600
 
@@ -52,6 +56,16 @@ def parse_iso(value):
 
 def token_sha256(token):
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_aws_credentials():
+    """Random temporary credentials of the form AWS hands out: an ASIA key id,
+    a 40-character secret, a long base64 session token (with + / =)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    akid = "ASIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    secret = base64.b64encode(secrets.token_bytes(30)).decode()
+    token = "IQoJb3JpZ2luX2VjE" + base64.b64encode(secrets.token_bytes(190)).decode()
+    return akid, secret, token
 
 
 def _write_atomic(path, obj):
@@ -186,3 +200,51 @@ class IssuedReader:
     @staticmethod
     def expired(aws_record, now=None):
         return parse_iso(aws_record["Expiration"]) <= (now or time.time())
+
+
+class RotatingRole:
+    """The credentials of one role as an instance profile (aws_imds) or a task
+    role (aws_ecs) hands them out: the same ones until they come within
+    rotate_before seconds of their expiry, then new ones.  EC2: "We make new
+    credentials available at least five minutes before the expiration of the
+    old credentials." (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/iam-roles-for-amazon-ec2.html)"""
+
+    def __init__(self, role_arn, lifetime, rotate_before, writer, issuer):
+        self.role_arn = role_arn
+        parts = role_arn.split(":")
+        self.account = parts[4]
+        self.role_name = role_arn.rsplit("/", 1)[-1]
+        self.lifetime = lifetime
+        self.rotate_before = min(rotate_before, lifetime / 2.0)
+        self.writer = writer
+        self.issuer = issuer
+        self.lock = threading.Lock()
+        self.current = None
+        self.rotations = 0
+
+    def session_arn(self, session):
+        return "arn:aws:sts::%s:assumed-role/%s/%s" % (self.account, self.role_name,
+                                                       session)
+
+    def get(self, session="i-0123456789abcdef0"):
+        """dict with AccessKeyId, SecretAccessKey, Token, Expiration (epoch),
+        LastUpdated (epoch)."""
+        now = time.time()
+        with self.lock:
+            c = self.current
+            if c is None or c["Expiration"] - now <= self.rotate_before:
+                akid, secret, token = new_aws_credentials()
+                c = {"AccessKeyId": akid, "SecretAccessKey": secret, "Token": token,
+                     "Expiration": now + self.lifetime, "LastUpdated": now}
+                ec.register_secret("%s secret access key %s" % (self.issuer, akid), secret)
+                ec.register_secret("%s session token %s" % (self.issuer, akid), token)
+                self.writer.add_aws(akid, secret, token, c["Expiration"],
+                                    self.session_arn(session), self.role_arn, self.issuer)
+                self.current = c
+                self.rotations += 1
+            return dict(c)
+
+    def rotate(self):
+        """The next get() hands out new credentials."""
+        with self.lock:
+            self.current = None

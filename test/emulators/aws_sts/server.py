@@ -110,7 +110,6 @@ import hmac
 import json
 import os
 import re
-import secrets
 import signal
 import sys
 import threading
@@ -367,16 +366,6 @@ class Verifier:
 # Issuing
 
 
-def new_credentials():
-    """Random credentials of the form STS hands out: an ASIA key id, a
-    40-character secret, a long base64 session token (with + / =)."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-    akid = "ASIA" + "".join(secrets.choice(alphabet) for _ in range(16))
-    secret = base64.b64encode(secrets.token_bytes(30)).decode()
-    token = "IQoJb3JpZ2luX2VjE" + base64.b64encode(secrets.token_bytes(190)).decode()
-    return akid, secret, token
-
-
 class State:
     def __init__(self, args):
         with open(args.config) as f:
@@ -408,7 +397,7 @@ class State:
             del self.requests[:-10000]
 
     def issue(self, role, session, duration):
-        akid, secret, token = new_credentials()
+        akid, secret, token = issued_creds.new_aws_credentials()
         lifetime = self.lifetime if self.lifetime is not None else duration
         expires = time.time() + lifetime
         arn = "arn:aws:sts::%s:assumed-role/%s/%s" % (role["account"], role["name"], session)
