@@ -34,63 +34,45 @@ Credentials are the same until --rotate-before seconds before their
 Expiration (issued_creds.RotatingRole) and are written to --issued-file for
 sigv4_front.py and aws_sts.
 
-Admin API (loopback; under /_ecs/):
-  GET  /_ecs/health, /_ecs/stats ({"credential_requests", "by_status",
-       "rotations", "pending_faults"})
-  GET/DELETE /_ecs/requests   [{"method", "path", "status", "authorization":
-       "none" | "valid" | "invalid"}]  (never the token)
-  POST /_ecs/rotate, /_ecs/expire (as aws_imds), /_ecs/reset
-  POST/GET/DELETE /_ecs/faults {"kind": "500"|"503"|"drop"|"delay", ...}
+Admin API under /_ecs/ (cred_common.py: health, stats with
+"credential_requests" and "rotations", requests [{"method", "path",
+"status", "authorization": "none" | "valid" | "invalid"}] -- never the
+token --, faults, reset), and:
+  POST /_ecs/rotate    the next request gets new credentials
+  POST /_ecs/expire    everything issued so far expires now (at the storage
+                       stand-ins) and the next request gets new credentials
 Tokens, keys and secrets are never logged.
 """
 
 import argparse
 import hmac
-import json
 import os
 import re
-import signal
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler
-from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import emu_common as ec  # noqa: E402
+import cred_common  # noqa: E402
 import issued_creds  # noqa: E402
 
-PROG = "aws_ecs"
-FAULT_KINDS = ("500", "503", "drop", "delay")
 
-
-class State:
+class State(cred_common.StandIn):
     def __init__(self, args):
         self.role = issued_creds.RotatingRole(
             args.role_arn, args.lifetime, args.rotate_before,
-            issued_creds.IssuedWriter(args.issued_file), PROG)
+            issued_creds.IssuedWriter(args.issued_file), "aws_ecs")
         self.relative_uri = args.relative_uri
         self.full_path = args.full_path
         self.auth_token = args.auth_token
         self.auth_token_file = args.auth_token_file
         self.pod_identity = args.pod_identity
-        self.faults = ec.FaultQueue(FAULT_KINDS)
-        self.lock = threading.Lock()
-        self.reset()
+        super().__init__()
 
-    def reset(self):
-        with self.lock:
-            self.counters = {"credential_requests": 0, "by_status": {}}
-            self.requests = []
+    def own_counters(self):
+        return {"credential_requests": 0}
 
-    def record(self, method, path, status, auth):
-        with self.lock:
-            d = self.counters["by_status"]
-            d[str(status)] = d.get(str(status), 0) + 1
-            self.requests.append({"method": method, "path": path, "status": status,
-                                  "authorization": auth})
-            del self.requests[:-10000]
+    def stats(self):
+        return dict(super().stats(), rotations=self.role.rotations)
 
     def expected_token(self):
         if self.auth_token_file:
@@ -102,84 +84,47 @@ class State:
         return self.auth_token
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(cred_common.Handler):
     server_version = "sfexport-aws-ecs/1"
-    state = None
+    PROG = "aws_ecs"
+    ADMIN = "/_ecs/"
 
-    def log_request(self, code="-", size="-"):
-        ec.log(PROG, "%s %s %s" % (self.command, urlsplit(self.path).path, code))
-
-    def log_message(self, fmt, *args):
-        if not fmt.startswith('"%s" %s %s'):
-            ec.log(PROG, fmt % args)
-
-    def _send(self, status, obj, extra=()):
-        body = ec.json_bytes(obj)
-        self.send_response_only(status)
-        self.send_header("Date", self.date_time_string())
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-        self.log_request(status)
-
-    def do_GET(self):
-        self._handle()
-
-    do_PUT = do_POST = do_DELETE = do_PATCH = do_GET
-
-    def _handle(self):
-        path = urlsplit(self.path).path
-        if path.startswith("/_ecs/"):
-            return self._admin(path)
+    def service(self, path):
         st = self.state
-        try:
-            ec.read_body(self)[0].close()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, {"code": "BadRequest", "message": "bad request body"})
-        fault = st.faults.take(self.command, path)
-        if fault:
-            if fault["kind"] == "delay":
-                time.sleep(fault.get("delay_ms", 1000) / 1000.0)
-            elif fault["kind"] == "drop":
-                self.close_connection = True
-                return
-            else:
-                st.record(self.command, path, int(fault["kind"]), "-")
-                return self._send(int(fault["kind"]), {"code": "InternalServerError",
-                                                       "message": "injected fault"})
+        if self.body() is None:
+            return
         auth = "none" if self.headers.get("Authorization") is None else "invalid"
-        known = path in (st.relative_uri, st.full_path)
-        if not known:
-            st.record(self.command, path, 400 if path.startswith("/v2/credentials/") else 404,
-                      auth)
+
+        def answer(status, obj, code=None, extra=()):
+            st.record({"method": self.command, "path": path, "status": status,
+                       "code": code, "authorization": auth})
+            self.send_json(status, obj, extra)
+        fault = self.fault(path)
+        if fault == "dropped":
+            return
+        if fault:
+            return answer(int(fault["kind"]), {"code": "InternalServerError",
+                                               "message": "injected fault"}, "fault")
+        if path not in (st.relative_uri, st.full_path):
             if path.startswith("/v2/credentials/"):
-                return self._send(400, {"code": "InvalidIdInRequest",
-                                        "message": "CredentialsV2Request: Credentials "
-                                        "not found"})
-            return self._send(404, {"code": "NotFound", "message": "Not Found"})
+                return answer(400, {"code": "InvalidIdInRequest", "message":
+                                    "CredentialsV2Request: Credentials not found"},
+                              "InvalidIdInRequest")
+            return answer(404, {"code": "NotFound", "message": "Not Found"}, "NotFound")
         if self.command != "GET":
-            st.record(self.command, path, 405, auth)
-            return self._send(405, {"code": "MethodNotAllowed",
-                                    "message": "Method Not Allowed"}, [("Allow", "GET")])
+            return answer(405, {"code": "MethodNotAllowed", "message":
+                                "Method Not Allowed"}, "MethodNotAllowed", [("Allow", "GET")])
         if path == st.full_path and (st.auth_token or st.auth_token_file):
             want = st.expected_token()
             got = self.headers.get("Authorization")
             if got is None:
-                st.record(self.command, path, 401, auth)
-                return self._send(401, {"code": "AccessDenied",
-                                        "message": "Authorization header is missing"})
+                return answer(401, {"code": "AccessDenied", "message":
+                                    "Authorization header is missing"}, "AccessDenied")
             if not want or not hmac.compare_digest(got.encode(), want.encode()):
-                st.record(self.command, path, 403, auth)
-                return self._send(403, {"code": "AccessDenied",
-                                        "message": "Authorization token is not valid"})
+                return answer(403, {"code": "AccessDenied", "message":
+                                    "Authorization token is not valid"}, "AccessDenied")
             auth = "valid"
-        with st.lock:
-            st.counters["credential_requests"] += 1
+        st.count("credential_requests")
         c = st.role.get("ecs-task")
         out = {"AccessKeyId": c["AccessKeyId"],
                "Expiration": issued_creds.utc_iso(c["Expiration"]),
@@ -188,63 +133,22 @@ class Handler(BaseHTTPRequestHandler):
         if st.pod_identity:
             del out["RoleArn"]
             out["AccountId"] = st.role.account
-        st.record(self.command, path, 200, auth)
-        self._send(200, out)
+        answer(200, out)
 
-    def _admin(self, path):
-        st = self.state
-        try:
-            spool, _, _, _ = ec.read_body(self)
-            body = spool.read()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, {"error": "bad body"})
-        m = self.command
-        path = path.rstrip("/")
-        try:
-            if path == "/_ecs/health" and m == "GET":
-                out = {"ok": True, "role": st.role.role_arn}
-            elif path == "/_ecs/stats" and m == "GET":
-                with st.lock:
-                    out = json.loads(json.dumps(st.counters))
-                out["rotations"] = st.role.rotations
-                out["pending_faults"] = st.faults.list()
-            elif path == "/_ecs/requests" and m in ("GET", "DELETE"):
-                with st.lock:
-                    if m == "DELETE":
-                        st.requests = []
-                    out = {"requests": [dict(r) for r in st.requests]}
-            elif path == "/_ecs/rotate" and m == "POST":
-                st.role.rotate()
-                out = {"ok": True}
-            elif path == "/_ecs/expire" and m == "POST":
-                st.role.rotate()
-                out = {"expired": st.role.writer.expire_all()}
-            elif path == "/_ecs/faults" and m == "GET":
-                out = {"faults": st.faults.list()}
-            elif path == "/_ecs/faults" and m == "POST":
-                spec = json.loads(body or b"{}")
-                out = {"added": [st.faults.add(s) for s in
-                                 (spec if isinstance(spec, list) else [spec])]}
-            elif path == "/_ecs/faults" and m == "DELETE":
-                st.faults.clear()
-                out = {"faults": []}
-            elif path == "/_ecs/reset" and m == "POST":
-                st.faults.clear()
-                st.reset()
-                out = {"ok": True}
-            else:
-                return self._send(404, {"error": "no admin route %s %s" % (m, path)})
-        except (ValueError, TypeError, re.error) as e:
-            return self._send(400, {"error": str(e)})
-        self._send(200, out)
+    def health(self):
+        return {"ok": True, "role": self.state.role.role_arn}
+
+    def admin_routes(self):
+        role = self.state.role
+        return {("POST", "rotate"): lambda b: role.rotate() or {"ok": True},
+                ("POST", "expire"): lambda b: role.rotate() or
+                {"expired": role.writer.expire_all()}}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="ECS container credentials stand-in")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--port-file", help="write the listening port here (atomic)")
+    cred_common.add_common_args(p, "write the credentials handed out here "
+                                "(issued_creds.py)")
     p.add_argument("--role-arn", required=True, help="the task role")
     p.add_argument("--relative-uri", help="path of AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
     p.add_argument("--full-path", help="path of AWS_CONTAINER_CREDENTIALS_FULL_URI")
@@ -256,8 +160,6 @@ def main(argv=None):
                    help="seconds from issue to Expiration")
     p.add_argument("--rotate-before", type=int, default=300,
                    help="new credentials this many seconds before Expiration")
-    p.add_argument("--issued-file", help="write the credentials handed out here "
-                   "(issued_creds.py)")
     args = p.parse_args(argv)
     if not args.relative_uri and not args.full_path:
         p.error("give --relative-uri or --full-path (or both)")
@@ -269,24 +171,8 @@ def main(argv=None):
         if path and not path.startswith("/"):
             p.error("paths start with /")
     Handler.state = State(args)
-    srv = ec.LoopbackHTTPServer(args.host, args.port, Handler)
-    port = srv.server_address[1]
-    if args.port_file:
-        ec.write_port_file(args.port_file, port)
-    ec.log(PROG, "listening on %s:%d, role %s" % (srv.server_address[0], port,
-                                                   args.role_arn))
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt()
+    cred_common.serve(Handler, args, "role %s" % args.role_arn)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _sigterm)
     main()

@@ -39,20 +39,16 @@ Trailing slashes are accepted as IMDS does (botocore asks for
 "latest/meta-data/iam/security-credentials/" and
 "latest/meta-data/placement/availability-zone/").
 
-Admin API (loopback, no auth; under /_imds/, never metadata):
-  GET  /_imds/health, /_imds/stats ({"token_requests", "credential_requests",
-       "by_status", "rotations", "pending_faults"})
-  GET/DELETE /_imds/requests  [{"method", "path", "status", "token"}]
-       ("token": "none" | "valid" | "invalid", never the token itself)
+Admin API under /_imds/, never metadata (cred_common.py: health, stats with
+"token_requests", "credential_requests", "rotations", requests
+[{"method", "path", "status", "token": "none" | "valid" | "invalid"}] --
+never the token itself --, faults, reset), and:
   POST /_imds/settings  {"imdsv1": bool, "role_available": bool}
-       (role_available false: the role list is empty and NAME answers 404,
-       as on an instance without a profile)
+       (role_available false: the role list and NAME answer 404, as on an
+       instance without a profile)
   POST /_imds/rotate    the next credentials request gets new credentials
   POST /_imds/expire    everything issued so far expires now (at the storage
                         stand-ins) and the next request gets new ones
-  POST/GET/DELETE /_imds/faults  {"kind": "503"|"500"|"drop"|"delay",
-       "count", "after", "method", "path_regex", "delay_ms"}
-  POST /_imds/reset     clear faults, requests and counters
 Tokens, keys and secrets are never logged.
 """
 
@@ -62,53 +58,37 @@ import json
 import os
 import re
 import secrets
-import signal
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
-from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import emu_common as ec  # noqa: E402
+import cred_common  # noqa: E402
 import issued_creds  # noqa: E402
 
-PROG = "aws_imds"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MAX_TTL = 21600
 CREDS_PATH = "/latest/meta-data/iam/security-credentials"
-FAULT_KINDS = ("503", "500", "drop", "delay")
 INSTANCE_ID = "i-0123456789abcdef0"
 
 
-class State:
+class State(cred_common.StandIn):
     def __init__(self, args):
         self.role = issued_creds.RotatingRole(
             args.role_arn, args.lifetime, args.rotate_before,
-            issued_creds.IssuedWriter(args.issued_file), PROG)
+            issued_creds.IssuedWriter(args.issued_file), "aws_imds")
         self.region = args.region
         self.imdsv1 = args.allow_imdsv1
         self.role_available = True
         self.tokens = {}   # sha256(token) -> expiry
-        self.faults = ec.FaultQueue(FAULT_KINDS)
-        self.lock = threading.Lock()
-        self.reset()
+        super().__init__()
 
-    def reset(self):
-        with self.lock:
-            self.counters = {"token_requests": 0, "credential_requests": 0,
-                             "by_status": {}}
-            self.requests = []
+    def own_counters(self):
+        return {"token_requests": 0, "credential_requests": 0}
 
-    def record(self, method, path, status, token):
-        with self.lock:
-            d = self.counters["by_status"]
-            d[str(status)] = d.get(str(status), 0) + 1
-            self.requests.append({"method": method, "path": path, "status": status,
-                                  "token": token})
-            del self.requests[:-10000]
+    def stats(self):
+        return dict(super().stats(), rotations=self.role.rotations)
 
     def new_token(self, ttl):
         tok = "AQAEA" + secrets.token_urlsafe(42)
@@ -126,120 +106,81 @@ class State:
             exp = self.tokens.get(issued_creds.token_sha256(tok))
         return "valid" if exp is not None and exp > time.time() else "invalid"
 
+    def settings(self, body):
+        s = json.loads(body or b"{}")
+        if "imdsv1" in s:
+            self.imdsv1 = bool(s["imdsv1"])
+        if "role_available" in s:
+            self.role_available = bool(s["role_available"])
+        return {"imdsv1": self.imdsv1, "role_available": self.role_available}
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+
+class Handler(cred_common.Handler):
     server_version = "EC2ws"
-    state = None
+    PROG = "aws_imds"
+    ADMIN = "/_imds/"
 
-    def log_request(self, code="-", size="-"):
-        ec.log(PROG, "%s %s %s" % (self.command, urlsplit(self.path).path, code))
+    def answer(self, path, status, body, token="-", extra=()):
+        self.state.record({"method": self.command, "path": path, "status": status,
+                           "token": token})
+        self.send_body(status, body, "text/plain", extra)
 
-    def log_message(self, fmt, *args):
-        if not fmt.startswith('"%s" %s %s'):
-            ec.log(PROG, fmt % args)
-
-    def _send(self, status, body, ctype="text/plain", extra=()):
-        if isinstance(body, str):
-            body = body.encode()
-        self.send_response_only(status)
-        self.send_header("Date", self.date_time_string())
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.log_request(status)
-
-    def do_GET(self):
-        self._handle()
-
-    do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_GET
-
-    def _handle(self):
-        path = urlsplit(self.path).path
-        if path.startswith("/_imds/"):
-            return self._admin(path)
+    def service(self, path):
         st = self.state
-        try:
-            ec.read_body(self)[0].close()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, "Bad Request")
-        fault = st.faults.take(self.command, path)
+        if self.body() is None:
+            return
+        fault = self.fault(path)
+        if fault == "dropped":
+            return
         if fault:
-            if fault["kind"] == "delay":
-                time.sleep(fault.get("delay_ms", 1000) / 1000.0)
-            elif fault["kind"] == "drop":
-                self.close_connection = True
-                return
-            else:
-                st.record(self.command, path, int(fault["kind"]), "-")
-                return self._send(int(fault["kind"]), "Service Unavailable"
-                                  if fault["kind"] == "503" else "Internal Server Error")
+            return self.answer(path, int(fault["kind"]), "Service Unavailable"
+                               if fault["kind"] == "503" else "Internal Server Error")
         if path == "/latest/api/token":
             return self._token(path)
         if self.command not in ("GET", "HEAD"):
-            st.record(self.command, path, 405, "-")
-            return self._send(405, "Method Not Allowed", extra=[("Allow", "GET, HEAD")])
+            return self.answer(path, 405, "Method Not Allowed",
+                               extra=[("Allow", "GET, HEAD")])
         tstate = st.token_state(self.headers.get(TOKEN_HEADER))
         if tstate == "invalid" or (tstate == "none" and not st.imdsv1):
-            st.record(self.command, path, 401, tstate)
-            return self._send(401, "Unauthorized")
-        status, body, ctype = self._metadata(path.rstrip("/") or "/")
-        st.record(self.command, path, status, tstate)
-        self._send(status, body, ctype)
+            return self.answer(path, 401, "Unauthorized", tstate)
+        status, body = self._metadata(path.rstrip("/") or "/")
+        self.answer(path, status, body, tstate)
 
     def _token(self, path):
-        st = self.state
         if self.command != "PUT":
-            st.record(self.command, path, 405, "-")
-            return self._send(405, "Method Not Allowed", extra=[("Allow", "PUT")])
+            return self.answer(path, 405, "Method Not Allowed", extra=[("Allow", "PUT")])
         if self.headers.get("X-Forwarded-For") is not None:
-            st.record(self.command, path, 403, "-")
-            return self._send(403, "Forbidden")
+            return self.answer(path, 403, "Forbidden")
         raw = self.headers.get(TTL_HEADER)
-        try:
-            ttl = int(raw)
-            if not re.fullmatch(r"\d+", raw.strip()) or not 1 <= ttl <= MAX_TTL:
-                raise ValueError
-        except (TypeError, ValueError):
-            st.record(self.command, path, 400, "-")
-            return self._send(400, "Bad Request")
-        tok = st.new_token(ttl)
-        st.record(self.command, path, 200, "-")
-        self._send(200, tok, extra=[(TTL_HEADER, str(ttl))])
+        if raw is None or not re.fullmatch(r"\d+", raw.strip()) \
+                or not 1 <= int(raw) <= MAX_TTL:
+            return self.answer(path, 400, "Bad Request")
+        ttl = int(raw)
+        self.answer(path, 200, self.state.new_token(ttl), extra=[(TTL_HEADER, str(ttl))])
 
     def _metadata(self, path):
         st = self.state
         role = st.role
         az = st.region + "a"
         if path == CREDS_PATH:
-            if not st.role_available:
-                return 404, "Not Found", "text/plain"
-            return 200, role.role_name, "text/plain"
+            return (200, role.role_name) if st.role_available else (404, "Not Found")
         if path.startswith(CREDS_PATH + "/"):
-            name = path[len(CREDS_PATH) + 1:]
-            if not st.role_available or name != role.role_name:
-                return 404, "Not Found", "text/plain"
-            with st.lock:
-                st.counters["credential_requests"] += 1
+            if not st.role_available or path[len(CREDS_PATH) + 1:] != role.role_name:
+                return 404, "Not Found"
+            st.count("credential_requests")
             c = role.get(INSTANCE_ID)
             return 200, json.dumps({
                 "Code": "Success",
                 "LastUpdated": issued_creds.utc_iso(c["LastUpdated"]),
                 "Type": "AWS-HMAC", "AccessKeyId": c["AccessKeyId"],
                 "SecretAccessKey": c["SecretAccessKey"], "Token": c["Token"],
-                "Expiration": issued_creds.utc_iso(c["Expiration"])}, indent=2), \
-                "text/plain"
+                "Expiration": issued_creds.utc_iso(c["Expiration"])}, indent=2)
         if path == "/latest/meta-data/placement/region":
-            return 200, st.region, "text/plain"
+            return 200, st.region
         if path == "/latest/meta-data/placement/availability-zone":
-            return 200, az, "text/plain"
+            return 200, az
         if path == "/latest/meta-data/instance-id":
-            return 200, INSTANCE_ID, "text/plain"
+            return 200, INSTANCE_ID
         if path == "/latest/dynamic/instance-identity/document":
             return 200, json.dumps({
                 "accountId": role.account, "architecture": "x86_64",
@@ -248,71 +189,24 @@ class Handler(BaseHTTPRequestHandler):
                 "pendingTime": datetime.datetime.now(datetime.timezone.utc)
                 .strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "privateIp": "10.0.0.10", "region": st.region, "version": "2017-09-30"},
-                indent=2), "text/plain"
-        return 404, "Not Found", "text/plain"
+                indent=2)
+        return 404, "Not Found"
 
-    def _admin(self, path):
-        st = self.state
-        try:
-            spool, _, _, _ = ec.read_body(self)
-            body = spool.read()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, ec.json_bytes({"error": "bad body"}), "application/json")
-        m = self.command
-        path = path.rstrip("/")
-        try:
-            if path == "/_imds/health" and m == "GET":
-                out = {"ok": True, "role": st.role.role_arn, "imdsv1": st.imdsv1}
-            elif path == "/_imds/stats" and m == "GET":
-                with st.lock:
-                    out = json.loads(json.dumps(st.counters))
-                out["rotations"] = st.role.rotations
-                out["pending_faults"] = st.faults.list()
-            elif path == "/_imds/requests" and m in ("GET", "DELETE"):
-                with st.lock:
-                    if m == "DELETE":
-                        st.requests = []
-                    out = {"requests": [dict(r) for r in st.requests]}
-            elif path == "/_imds/settings" and m == "POST":
-                s = json.loads(body or b"{}")
-                if "imdsv1" in s:
-                    st.imdsv1 = bool(s["imdsv1"])
-                if "role_available" in s:
-                    st.role_available = bool(s["role_available"])
-                out = {"imdsv1": st.imdsv1, "role_available": st.role_available}
-            elif path == "/_imds/rotate" and m == "POST":
-                st.role.rotate()
-                out = {"ok": True}
-            elif path == "/_imds/expire" and m == "POST":
-                st.role.rotate()
-                out = {"expired": st.role.writer.expire_all()}
-            elif path == "/_imds/faults" and m == "GET":
-                out = {"faults": st.faults.list()}
-            elif path == "/_imds/faults" and m == "POST":
-                spec = json.loads(body or b"{}")
-                out = {"added": [st.faults.add(s) for s in
-                                 (spec if isinstance(spec, list) else [spec])]}
-            elif path == "/_imds/faults" and m == "DELETE":
-                st.faults.clear()
-                out = {"faults": []}
-            elif path == "/_imds/reset" and m == "POST":
-                st.faults.clear()
-                st.reset()
-                out = {"ok": True}
-            else:
-                return self._send(404, ec.json_bytes({"error": "no admin route %s %s"
-                                                      % (m, path)}), "application/json")
-        except (ValueError, TypeError, re.error) as e:
-            return self._send(400, ec.json_bytes({"error": str(e)}), "application/json")
-        self._send(200, ec.json_bytes(out), "application/json")
+    def health(self):
+        return {"ok": True, "role": self.state.role.role_arn, "imdsv1": self.state.imdsv1}
+
+    def admin_routes(self):
+        role = self.state.role
+        return {("POST", "settings"): self.state.settings,
+                ("POST", "rotate"): lambda b: role.rotate() or {"ok": True},
+                ("POST", "expire"): lambda b: role.rotate() or
+                {"expired": role.writer.expire_all()}}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="EC2 IMDSv2 stand-in")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--port-file", help="write the listening port here (atomic)")
+    cred_common.add_common_args(p, "write the credentials handed out here "
+                                "(issued_creds.py)")
     p.add_argument("--role-arn", required=True, help="the instance profile's role")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--allow-imdsv1", action="store_true",
@@ -321,31 +215,13 @@ def main(argv=None):
                    help="seconds from issue to Expiration")
     p.add_argument("--rotate-before", type=int, default=300,
                    help="new credentials this many seconds before Expiration")
-    p.add_argument("--issued-file", help="write the credentials handed out here "
-                   "(issued_creds.py)")
     args = p.parse_args(argv)
     if not re.match(r"^arn:aws:iam::\d{12}:role/", args.role_arn):
         p.error("--role-arn wants arn:aws:iam::ACCOUNT:role/NAME")
     Handler.state = State(args)
-    srv = ec.LoopbackHTTPServer(args.host, args.port, Handler)
-    port = srv.server_address[1]
-    if args.port_file:
-        ec.write_port_file(args.port_file, port)
-    ec.log(PROG, "listening on %s:%d, role %s, IMDSv1 %s"
-           % (srv.server_address[0], port, args.role_arn,
-              "allowed" if args.allow_imdsv1 else "refused"))
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt()
+    cred_common.serve(Handler, args, "role %s, IMDSv1 %s" % (
+        args.role_arn, "allowed" if args.allow_imdsv1 else "refused"))
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _sigterm)
     main()

@@ -88,17 +88,13 @@ Config (JSON):
                        "client_ids": ["sts.amazonaws.com"],
                        "jwks": {"keys": [...]}}]}
 
-Admin API (loopback, no auth):
-  GET    /_sts/health, /_sts/stats ({"requests", "by_action", "issued",
-         "errors_by_code", "pending_faults"})
-  GET/DELETE /_sts/requests   [{"action", "status", "code", "role_arn",
-                                "session", "duration", "region"}]
+Admin API under /_sts/ (cred_common.py: health, stats with "by_action"
+and "issued", requests [{"action", "status", "code", "role_arn",
+"session", "duration", "region"}], faults -- kinds "throttling" (400
+Throttling), "500", "503", "drop", "delay"; path_regex matches
+"/<Action>" --, reset), and:
   POST   /_sts/config         replace the config (same JSON)
   POST   /_sts/expire         every credential issued so far expires now
-  POST/GET/DELETE /_sts/faults  {"kind": "throttling"|"500"|"503"|"drop"|"delay",
-                                 "count", "after", "path_regex" (matches
-                                 "/<Action>"), "delay_ms"}
-  POST   /_sts/reset          clear faults, requests and counters
 Secrets (keys, tokens, signatures, web identity tokens) are never logged.
 """
 
@@ -110,17 +106,15 @@ import hmac
 import json
 import os
 import re
-import signal
 import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import cred_common  # noqa: E402
 import emu_common as ec  # noqa: E402
 import iam_policy  # noqa: E402
 import issued_creds  # noqa: E402
@@ -366,7 +360,7 @@ class Verifier:
 # Issuing
 
 
-class State:
+class State(cred_common.StandIn):
     def __init__(self, args):
         with open(args.config) as f:
             self.config = Config(json.load(f))
@@ -375,26 +369,23 @@ class State:
         self.issued = issued_creds.IssuedWriter(args.issued_file)
         self.others = issued_creds.IssuedReader(args.issued_credentials)
         self.verifier = Verifier(self)
-        self.faults = ec.FaultQueue(FAULT_KINDS)
-        self.lock = threading.Lock()
-        self.reset()
+        super().__init__(FAULT_KINDS)
 
-    def reset(self):
-        with self.lock:
-            self.counters = {"requests": 0, "by_action": {}, "issued": 0,
-                             "errors_by_code": {}}
-            self.requests = []
+    def own_counters(self):
+        return {"by_action": {}, "issued": 0}
 
     def record(self, entry):
+        super().record(entry)
         with self.lock:
-            self.counters["requests"] += 1
             a = entry.get("action") or "-"
             self.counters["by_action"][a] = self.counters["by_action"].get(a, 0) + 1
-            if entry.get("code"):
-                d = self.counters["errors_by_code"]
-                d[entry["code"]] = d.get(entry["code"], 0) + 1
-            self.requests.append(entry)
-            del self.requests[:-10000]
+
+    def config_from(self, body):
+        try:
+            self.config = Config(json.loads(body))
+        except jwt.PyJWTError as e:
+            raise ValueError("bad JWKS: %s" % e)
+        return {"ok": True}
 
     def issue(self, role, session, duration):
         akid, secret, token = issued_creds.new_aws_credentials()
@@ -404,8 +395,7 @@ class State:
         ec.register_secret("STS secret access key %s" % akid, secret)
         ec.register_secret("STS session token %s" % akid, token)
         self.issued.add_aws(akid, secret, token, expires, arn, role["arn"], PROG)
-        with self.lock:
-            self.counters["issued"] += 1
+        self.count("issued")
         return {"AccessKeyId": akid, "SecretAccessKey": secret, "SessionToken": token,
                 "Expiration": iso_z(expires)}, arn
 
@@ -587,45 +577,16 @@ def creds_xml(c):
 # HTTP
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(cred_common.Handler):
     server_version = "sfexport-aws-sts/1"
-    state = None
+    PROG = PROG
+    ADMIN = "/_sts/"
 
-    def log_request(self, code="-", size="-"):
-        ec.log(PROG, "%s %s %s" % (self.command, urlsplit(self.path).path, code))
-
-    def log_message(self, fmt, *args):
-        if not fmt.startswith('"%s" %s %s'):
-            ec.log(PROG, fmt % args)
-
-    def _send(self, status, body, ctype="text/xml", rid=None):
-        self.send_response_only(status)
-        self.send_header("Date", self.date_time_string())
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        if rid:
-            self.send_header("x-amzn-RequestId", rid)
-        self.end_headers()
-        self.wfile.write(body)
-        self.log_request(status)
-
-    def do_GET(self):
-        self._handle()
-
-    do_POST = do_PUT = do_DELETE = do_GET
-
-    def _handle(self):
-        path = urlsplit(self.path).path
-        if path.startswith("/_sts/"):
-            return self._admin(path)
+    def service(self, path):
         st = self.state
-        try:
-            spool, _, _, _ = ec.read_body(self)
-            body = spool.read()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._error(StsError(400, "MalformedQueryString", "bad request body"), {})
+        body = self.body()
+        if body is None:
+            return
         params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if self.command == "POST" and ctype == "application/x-www-form-urlencoded":
@@ -638,23 +599,16 @@ class Handler(BaseHTTPRequestHandler):
                                    {})
         action = params.get("Action")
         entry = {"action": action, "region": None}
-        fault = st.faults.take(self.command, "/%s" % action)
+        fault = self.fault("/%s" % action)
+        if fault == "dropped":
+            return
         if fault:
-            kind = fault["kind"]
-            if kind == "delay":
-                time.sleep(fault.get("delay_ms", 1000) / 1000.0)
-            elif kind == "drop":
-                self.close_connection = True
-                st.record(dict(entry, status=None, code="drop"))
-                return
-            elif kind == "throttling":
-                return self._error(StsError(400, "Throttling", "Rate exceeded"), entry)
-            elif kind == "500":
-                return self._error(StsError(500, "InternalFailure",
-                                            "An internal error occurred.", "Receiver"), entry)
-            elif kind == "503":
-                return self._error(StsError(503, "ServiceUnavailable",
-                                            "Service is unavailable.", "Receiver"), entry)
+            return self._error({
+                "throttling": StsError(400, "Throttling", "Rate exceeded"),
+                "500": StsError(500, "InternalFailure", "An internal error occurred.",
+                                "Receiver"),
+                "503": StsError(503, "ServiceUnavailable", "Service is unavailable.",
+                                "Receiver")}[fault["kind"]], entry)
         try:
             if action is None:
                 raise StsError(400, "MissingAction", "Missing Action")
@@ -681,7 +635,7 @@ class Handler(BaseHTTPRequestHandler):
                '</%sResponse>\n' % (action, NS, action, inner, action, rid, action))
         entry.update(info)
         st.record(dict(entry, status=200, code=None))
-        self._send(200, out.encode(), rid=rid)
+        self.send_body(200, out, "text/xml", [("x-amzn-RequestId", rid)])
 
     def _error(self, e, entry):
         rid = str(uuid.uuid4())
@@ -691,67 +645,26 @@ class Handler(BaseHTTPRequestHandler):
                 '    <Code>%s</Code>\n    <Message>%s</Message>\n  </Error>\n'
                 '  <RequestId>%s</RequestId>\n</ErrorResponse>\n'
                 % (NS, e.type, e.code, xml_escape(e.message), rid))
-        self._send(e.status, body.encode(), rid=rid)
+        self.send_body(e.status, body, "text/xml", [("x-amzn-RequestId", rid)])
 
-    def _admin(self, path):
+    def health(self):
+        return {"ok": True, "regions": sorted(self.state.regions)}
+
+    def admin_routes(self):
         st = self.state
-        try:
-            spool, _, _, _ = ec.read_body(self)
-            body = spool.read()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, ec.json_bytes({"error": "bad body"}), "application/json")
-        m = self.command
-        path = path.rstrip("/")
-        try:
-            if path == "/_sts/health" and m == "GET":
-                out = {"ok": True, "regions": sorted(st.regions)}
-            elif path == "/_sts/stats" and m == "GET":
-                with st.lock:
-                    out = json.loads(json.dumps(st.counters))
-                out["pending_faults"] = st.faults.list()
-            elif path == "/_sts/requests" and m in ("GET", "DELETE"):
-                with st.lock:
-                    if m == "DELETE":
-                        st.requests = []
-                    out = {"requests": [dict(r) for r in st.requests]}
-            elif path == "/_sts/config" and m == "POST":
-                st.config = Config(json.loads(body))
-                out = {"ok": True}
-            elif path == "/_sts/expire" and m == "POST":
-                out = {"expired": st.issued.expire_all()}
-            elif path == "/_sts/faults" and m == "GET":
-                out = {"faults": st.faults.list()}
-            elif path == "/_sts/faults" and m == "POST":
-                spec = json.loads(body or b"{}")
-                out = {"added": [st.faults.add(s) for s in
-                                 (spec if isinstance(spec, list) else [spec])]}
-            elif path == "/_sts/faults" and m == "DELETE":
-                st.faults.clear()
-                out = {"faults": []}
-            elif path == "/_sts/reset" and m == "POST":
-                st.faults.clear()
-                st.reset()
-                out = {"ok": True}
-            else:
-                return self._send(404, ec.json_bytes({"error": "no admin route %s %s"
-                                                      % (m, path)}), "application/json")
-        except (ValueError, KeyError, TypeError, re.error, jwt.PyJWTError) as e:
-            return self._send(400, ec.json_bytes({"error": str(e)}), "application/json")
-        self._send(200, ec.json_bytes(out), "application/json")
+        return {("POST", "config"): st.config_from,
+                ("POST", "expire"): lambda b: {"expired": st.issued.expire_all()}}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="AWS STS stand-in (Query API)")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--port-file", help="write the listening port here (atomic)")
+    cred_common.add_common_args(p, "write the credentials handed out here "
+                                "(issued_creds.py), for sigv4_front.py "
+                                "--issued-credentials")
     p.add_argument("--config", required=True, help="users, roles, OIDC providers (JSON)")
     p.add_argument("--region", action="append", default=[],
                    help="signing region this endpoint answers for (repeatable; "
                    "default us-east-1, the global endpoint's)")
-    p.add_argument("--issued-file", help="write the credentials handed out here "
-                   "(issued_creds.py), for sigv4_front.py --issued-credentials")
     p.add_argument("--issued-credentials", action="append", default=[], metavar="FILE",
                    help="--issued-file of aws_imds / aws_ecs: their credentials may "
                    "call AssumeRole (role sessions)")
@@ -760,25 +673,9 @@ def main(argv=None):
                    "DurationSeconds says (tests of expiry and renewal)")
     args = p.parse_args(argv)
     Handler.state = State(args)
-    srv = ec.LoopbackHTTPServer(args.host, args.port, Handler)
-    port = srv.server_address[1]
-    if args.port_file:
-        ec.write_port_file(args.port_file, port)
-    ec.log(PROG, "listening on %s:%d, regions %s, %d role(s)"
-           % (srv.server_address[0], port, ",".join(sorted(Handler.state.regions)),
-              len(Handler.state.config.roles)))
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt()
+    cred_common.serve(Handler, args, "regions %s, %d role(s)" % (
+        ",".join(sorted(Handler.state.regions)), len(Handler.state.config.roles)))
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _sigterm)
     main()

@@ -40,44 +40,36 @@ VM metadata" (https://cloud.google.com/compute/docs/metadata/overview) and
 - Unknown paths 404; an instance without a service account (settings
   below): service-accounts/ is empty and .../default/... answers 404.
 
-Admin API (loopback; under /_gce/, no Metadata-Flavor needed):
-  GET  /_gce/health, /_gce/stats ({"token_requests", "tokens_issued",
-       "by_status", "pending_faults"})
-  GET/DELETE /_gce/requests  [{"path", "status", "flavor": bool}]
+Admin API under /_gce/, no Metadata-Flavor needed (cred_common.py: health,
+stats with "token_requests" and "tokens_issued", requests [{"path",
+"status", "flavor": bool}], faults, reset), and:
   POST /_gce/settings  {"service_account_available": bool}
   POST /_gce/expire    every token handed out so far expires now (at
                        gcs_emulator) and the next request gets a new one
   POST /_gce/rotate    the next token request gets a new token
-  POST/GET/DELETE /_gce/faults {"kind": "503"|"500"|"drop"|"delay", ...}
-  POST /_gce/reset
 Tokens are never logged.
 """
 
 import argparse
 import json
 import os
-import re
 import secrets
-import signal
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import cred_common  # noqa: E402
 import emu_common as ec  # noqa: E402
 import issued_creds  # noqa: E402
 
-PROG = "gce_metadata"
 ROOT = "/computeMetadata/v1"
-FAULT_KINDS = ("500", "503", "drop", "delay")
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 TOKEN = object()    # the token entry of a service account's directory
 
 
-class State:
+class State(cred_common.StandIn):
     def __init__(self, args):
         self.email = args.email
         self.scopes = tuple(args.scope or DEFAULT_SCOPES)
@@ -89,21 +81,10 @@ class State:
         self.writer = issued_creds.IssuedWriter(args.issued_file)
         self.sa_available = True
         self.cache = {}     # frozenset(scopes) -> (token, expires_at)
-        self.faults = ec.FaultQueue(FAULT_KINDS)
-        self.lock = threading.Lock()
-        self.reset()
+        super().__init__()
 
-    def reset(self):
-        with self.lock:
-            self.counters = {"token_requests": 0, "tokens_issued": 0, "by_status": {}}
-            self.requests = []
-
-    def record(self, path, status, flavor):
-        with self.lock:
-            d = self.counters["by_status"]
-            d[str(status)] = d.get(str(status), 0) + 1
-            self.requests.append({"path": path, "status": status, "flavor": flavor})
-            del self.requests[:-10000]
+    def own_counters(self):
+        return {"token_requests": 0, "tokens_issued": 0}
 
     def token(self, scopes):
         key = frozenset(scopes)
@@ -117,81 +98,54 @@ class State:
                 self.cache[key] = (tok, exp)
                 self.counters["tokens_issued"] += 1
                 ec.register_secret("GCE metadata access token", tok)
-                self.writer.add_gcp(tok, exp, self.email, sorted(scopes), PROG)
+                self.writer.add_gcp(tok, exp, self.email, sorted(scopes), "gce_metadata")
         return tok, max(0, int(exp - now))
 
+    def forget_tokens(self):
+        with self.lock:
+            self.cache.clear()
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    def settings(self, body):
+        s = json.loads(body or b"{}")
+        if "service_account_available" in s:
+            self.sa_available = bool(s["service_account_available"])
+        return {"service_account_available": self.sa_available}
+
+
+class Handler(cred_common.Handler):
     server_version = "Metadata Server for VM"
-    state = None
+    PROG = "gce_metadata"
+    ADMIN = "/_gce/"
 
-    def log_request(self, code="-", size="-"):
-        ec.log(PROG, "%s %s %s" % (self.command, urlsplit(self.path).path, code))
+    def extra_headers(self):
+        return (("Metadata-Flavor", "Google"),)
 
-    def log_message(self, fmt, *args):
-        if not fmt.startswith('"%s" %s %s'):
-            ec.log(PROG, fmt % args)
-
-    def _send(self, status, body, ctype="application/text", extra=()):
-        if isinstance(body, str):
-            body = body.encode()
-        self.send_response_only(status)
-        self.send_header("Date", self.date_time_string())
-        self.send_header("Metadata-Flavor", "Google")
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.log_request(status)
-
-    def do_GET(self):
-        self._handle()
-
-    do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_GET
-
-    def _handle(self):
-        parts = urlsplit(self.path)
-        path = parts.path
-        if path.startswith("/_gce/"):
-            return self._admin(path)
+    def service(self, path):
         st = self.state
-        try:
-            ec.read_body(self)[0].close()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, "Bad Request", "text/html")
-        fault = st.faults.take(self.command, path)
+        if self.body() is None:
+            return
+        flavor = self.headers.get("Metadata-Flavor") == "Google"
+
+        def answer(status, body, ctype="text/html", extra=()):
+            st.record({"path": path, "status": status, "flavor": flavor})
+            self.send_body(status, body, ctype, extra)
+        fault = self.fault(path)
+        if fault == "dropped":
+            return
         if fault:
-            if fault["kind"] == "delay":
-                time.sleep(fault.get("delay_ms", 1000) / 1000.0)
-            elif fault["kind"] == "drop":
-                self.close_connection = True
-                return
-            else:
-                st.record(path, int(fault["kind"]), None)
-                return self._send(int(fault["kind"]), "injected fault", "text/html")
-        flavor = self.headers.get("Metadata-Flavor")
-        has_flavor = flavor is not None and flavor == "Google"
-        if self.headers.get("X-Forwarded-For") is not None or (
-                (path == ROOT or path.startswith(ROOT + "/")) and not has_flavor):
-            st.record(path, 403, has_flavor)
-            return self._send(403, "Your client does not have permission to get URL "
-                              "%s from this server. Missing Metadata-Flavor:Google header."
-                              % path if not has_flavor else "Forbidden", "text/html")
+            return answer(int(fault["kind"]), "injected fault")
+        if self.headers.get("X-Forwarded-For") is not None:
+            return answer(403, "Forbidden")
+        if (path == ROOT or path.startswith(ROOT + "/")) and not flavor:
+            return answer(403, "Your client does not have permission to get URL %s from "
+                          "this server. Missing Metadata-Flavor:Google header." % path)
         if self.command not in ("GET", "HEAD"):
-            st.record(path, 405, has_flavor)
-            return self._send(405, "Method Not Allowed", "text/html", [("Allow", "GET")])
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        status, body, ctype, extra = self._metadata(path, params)
-        st.record(path, status, has_flavor)
-        self._send(status, body, ctype, extra)
+            return answer(405, "Method Not Allowed", extra=[("Allow", "GET")])
+        params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+        answer(*self._metadata(path, params))
 
     def _tree(self):
-        """The metadata tree: directories are dicts, values are str or list."""
+        """The metadata tree: directories are dicts, values str or list."""
         st = self.state
         instance = {"id": "4567890123456789012",
                     "zone": "projects/%s/zones/%s" % (st.numeric, st.zone),
@@ -205,30 +159,28 @@ class Handler(BaseHTTPRequestHandler):
                             "numeric-project-id": st.numeric}}
 
     def _metadata(self, path, params):
-        st = self.state
+        """(status, body, content type, extra headers)."""
         if not (path == ROOT or path.startswith(ROOT + "/")):
             return 404, "Not Found", "text/html", ()
         rel = path[len(ROOT):]
-        segs = [s for s in rel.split("/") if s]
         node = self._tree()
-        for i, s in enumerate(segs):
+        for s in [s for s in rel.split("/") if s]:
             if not isinstance(node, dict) or s not in node:
                 return 404, "Not Found", "text/html", ()
-            if s == "token" and i == len(segs) - 1 and segs[i - 2] == "service-accounts":
-                scopes = [x for x in params.get("scopes", "").split(",") if x] \
-                    or list(st.scopes)
-                tok, left = st.token(scopes)
-                return 200, json.dumps({"access_token": tok, "expires_in": left,
-                                        "token_type": "Bearer"}), "application/json", ()
             node = node[s]
+        if node is TOKEN:
+            scopes = [x for x in params.get("scopes", "").split(",") if x] \
+                or list(self.state.scopes)
+            tok, left = self.state.token(scopes)
+            return 200, json.dumps({"access_token": tok, "expires_in": left,
+                                    "token_type": "Bearer"}), "application/json", ()
         if isinstance(node, dict):
-            if not rel.endswith("/") and rel:
+            if rel and not rel.endswith("/"):
                 return 301, "", "text/html", [("Location", path + "/")]
             if params.get("recursive") == "true":
                 return 200, json.dumps(self._strip(node)), "application/json", ()
             return 200, "".join("%s%s\n" % (k, "/" if isinstance(v, dict) else "")
-                                for k, v in node.items()), \
-                "application/text", ()
+                                for k, v in node.items()), "application/text", ()
         if params.get("alt") == "json":
             return 200, json.dumps(node), "application/json", ()
         if isinstance(node, list):
@@ -241,67 +193,21 @@ class Handler(BaseHTTPRequestHandler):
             return {k: cls._strip(v) for k, v in node.items() if v is not TOKEN}
         return node
 
-    def _admin(self, path):
+    def health(self):
+        return {"ok": True, "email": self.state.email}
+
+    def admin_routes(self):
         st = self.state
-        try:
-            spool, _, _, _ = ec.read_body(self)
-            body = spool.read()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, ec.json_bytes({"error": "bad body"}), "application/json")
-        m = self.command
-        path = path.rstrip("/")
-        try:
-            if path == "/_gce/health" and m == "GET":
-                out = {"ok": True, "email": st.email}
-            elif path == "/_gce/stats" and m == "GET":
-                with st.lock:
-                    out = json.loads(json.dumps(st.counters))
-                out["pending_faults"] = st.faults.list()
-            elif path == "/_gce/requests" and m in ("GET", "DELETE"):
-                with st.lock:
-                    if m == "DELETE":
-                        st.requests = []
-                    out = {"requests": [dict(r) for r in st.requests]}
-            elif path == "/_gce/settings" and m == "POST":
-                s = json.loads(body or b"{}")
-                if "service_account_available" in s:
-                    st.sa_available = bool(s["service_account_available"])
-                out = {"service_account_available": st.sa_available}
-            elif path == "/_gce/rotate" and m == "POST":
-                with st.lock:
-                    st.cache.clear()
-                out = {"ok": True}
-            elif path == "/_gce/expire" and m == "POST":
-                with st.lock:
-                    st.cache.clear()
-                out = {"expired": st.writer.expire_all()}
-            elif path == "/_gce/faults" and m == "GET":
-                out = {"faults": st.faults.list()}
-            elif path == "/_gce/faults" and m == "POST":
-                spec = json.loads(body or b"{}")
-                out = {"added": [st.faults.add(s) for s in
-                                 (spec if isinstance(spec, list) else [spec])]}
-            elif path == "/_gce/faults" and m == "DELETE":
-                st.faults.clear()
-                out = {"faults": []}
-            elif path == "/_gce/reset" and m == "POST":
-                st.faults.clear()
-                st.reset()
-                out = {"ok": True}
-            else:
-                return self._send(404, ec.json_bytes({"error": "no admin route %s %s"
-                                                      % (m, path)}), "application/json")
-        except (ValueError, TypeError, re.error) as e:
-            return self._send(400, ec.json_bytes({"error": str(e)}), "application/json")
-        self._send(200, ec.json_bytes(out), "application/json")
+        return {("POST", "settings"): st.settings,
+                ("POST", "rotate"): lambda b: st.forget_tokens() or {"ok": True},
+                ("POST", "expire"): lambda b: st.forget_tokens() or
+                {"expired": st.writer.expire_all()}}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="GCE metadata server stand-in")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--port-file", help="write the listening port here (atomic)")
+    cred_common.add_common_args(p, "write the tokens handed out here (hashed; "
+                                "issued_creds.py), for gcs_emulator.py --issued-tokens")
     p.add_argument("--email", default="exporter@sfexport-test.iam.gserviceaccount.com")
     p.add_argument("--scope", action="append", default=[],
                    help="the instance's scopes (default cloud-platform)")
@@ -312,28 +218,10 @@ def main(argv=None):
                    help="seconds a token is valid when issued")
     p.add_argument("--refresh-before", type=int, default=300,
                    help="a new token this many seconds before the old one expires")
-    p.add_argument("--issued-file", help="write the tokens handed out here (hashed; "
-                   "issued_creds.py), for gcs_emulator.py --issued-tokens")
     args = p.parse_args(argv)
     Handler.state = State(args)
-    srv = ec.LoopbackHTTPServer(args.host, args.port, Handler)
-    port = srv.server_address[1]
-    if args.port_file:
-        ec.write_port_file(args.port_file, port)
-    ec.log(PROG, "listening on %s:%d, service account %s"
-           % (srv.server_address[0], port, args.email))
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt()
+    cred_common.serve(Handler, args, "service account %s" % args.email)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _sigterm)
     main()

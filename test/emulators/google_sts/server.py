@@ -59,10 +59,9 @@ Config (JSON):
 tokens live for the requested lifetime, capped by --lifetime (so tests see
 expiry).
 
-Admin API (loopback; under /_gsts/): GET health, stats ({"exchanges",
-"impersonations", "errors_by_code"}), GET/DELETE requests [{"path",
-"status", "error"}], POST expire (every token issued so far expires now),
-POST/GET/DELETE faults {"kind": "500"|"503"|"drop"|"delay", ...}, POST reset.
+Admin API under /_gsts/ (cred_common.py: health, stats with "exchanges"
+and "impersonations", requests [{"path", "status", "code"}], faults,
+reset), and POST /_gsts/expire: every token issued so far expires now.
 Tokens are never logged.
 """
 
@@ -71,15 +70,13 @@ import json
 import os
 import re
 import secrets
-import signal
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import cred_common  # noqa: E402
 import emu_common as ec  # noqa: E402
 import issued_creds  # noqa: E402
 import jwt  # noqa: E402
@@ -92,7 +89,6 @@ SUBJECT_TYPES = ("urn:ietf:params:oauth:token-type:jwt",
 AUDIENCE = re.compile(r"^//iam\.googleapis\.com/(projects/(\d+)/locations/global/"
                       r"workloadIdentityPools/([^/]+))/providers/([^/]+)$")
 IMPERSONATE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
-FAULT_KINDS = ("500", "503", "drop", "delay")
 MAX_LIFETIME = 3600
 
 
@@ -129,29 +125,22 @@ class Config:
                         for sa in data.get("service_accounts", [])}
 
 
-class State:
+class State(cred_common.StandIn):
     def __init__(self, args):
         with open(args.config) as f:
             self.config = Config(json.load(f))
         self.lifetime = args.lifetime
         self.writer = issued_creds.IssuedWriter(args.issued_file)
-        self.federated = {}   # sha256(token) -> (principal, expires_at)
-        self.faults = ec.FaultQueue(FAULT_KINDS)
-        self.lock = threading.Lock()
-        self.reset()
+        self.federated = {}   # sha256(token) -> (principal, pool, expires_at)
+        super().__init__()
 
-    def reset(self):
-        with self.lock:
-            self.counters = {"exchanges": 0, "impersonations": 0, "errors_by_code": {}}
-            self.requests = []
+    def own_counters(self):
+        return {"exchanges": 0, "impersonations": 0}
 
-    def record(self, path, status, error):
+    def expire(self, body):
         with self.lock:
-            if error:
-                d = self.counters["errors_by_code"]
-                d[error] = d.get(error, 0) + 1
-            self.requests.append({"path": path, "status": status, "error": error})
-            del self.requests[:-10000]
+            self.federated = {k: (v[0], v[1], 0) for k, v in self.federated.items()}
+        return {"expired": self.writer.expire_all()}
 
     def issue(self, who, scopes, lifetime):
         tok = "ya29.d.emu-" + secrets.token_urlsafe(60)
@@ -249,62 +238,32 @@ def impersonate(st, email, auth, body):
                        "%ds." % MAX_LIFETIME)
     lifetime = min(int(m.group(1)), st.lifetime)
     tok, exp = st.issue(email, scopes, lifetime)
-    with st.lock:
-        st.counters["impersonations"] += 1
+    st.count("impersonations")
     return {"accessToken": tok, "expireTime": issued_creds.utc_iso(exp)}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(cred_common.Handler):
     server_version = "ESF"
-    state = None
+    PROG = PROG
+    ADMIN = "/_gsts/"
 
-    def log_request(self, code="-", size="-"):
-        ec.log(PROG, "%s %s %s" % (self.command, urlsplit(self.path).path, code))
-
-    def log_message(self, fmt, *args):
-        if not fmt.startswith('"%s" %s %s'):
-            ec.log(PROG, fmt % args)
-
-    def _send(self, status, obj):
-        body = ec.json_bytes(obj)
-        self.send_response_only(status)
-        self.send_header("Date", self.date_time_string())
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.log_request(status)
-
-    def do_POST(self):
-        self._handle()
-
-    do_GET = do_PUT = do_DELETE = do_POST
-
-    def _handle(self):
-        path = urlsplit(self.path).path
-        if path.startswith("/_gsts/"):
-            return self._admin(path)
+    def service(self, path):
         st = self.state
-        try:
-            spool, _, _, _ = ec.read_body(self)
-            body = spool.read()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, {"error": "invalid_request",
-                                    "error_description": "bad body"})
-        fault = st.faults.take(self.command, path)
+        body = self.body()
+        if body is None:
+            return
+
+        def answer(status, obj, code=None):
+            st.record({"path": path, "status": status, "code": code})
+            self.send_json(status, obj, ctype="application/json; charset=UTF-8")
+        fault = self.fault(path)
+        if fault == "dropped":
+            return
         if fault:
-            if fault["kind"] == "delay":
-                time.sleep(fault.get("delay_ms", 1000) / 1000.0)
-            elif fault["kind"] == "drop":
-                self.close_connection = True
-                return
-            else:
-                st.record(path, int(fault["kind"]), "fault")
-                return self._send(int(fault["kind"]), {"error": {
-                    "code": int(fault["kind"]), "message": "injected fault",
-                    "status": "UNAVAILABLE" if fault["kind"] == "503" else "INTERNAL"}})
+            return answer(int(fault["kind"]), {"error": {
+                "code": int(fault["kind"]), "message": "injected fault",
+                "status": "UNAVAILABLE" if fault["kind"] == "503" else "INTERNAL"}},
+                "fault")
         if path == "/v1/token":
             try:
                 if self.command != "POST":
@@ -316,23 +275,20 @@ class Handler(BaseHTTPRequestHandler):
                     form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
                 out = exchange(st, form)
             except OAuthError as e:
-                st.record(path, 400, e.error)
                 ec.log(PROG, "token exchange refused: %s" % e.error)
-                return self._send(400, {"error": e.error,
-                                        "error_description": e.description})
+                return answer(400, {"error": e.error, "error_description": e.description},
+                              e.error)
             except (ValueError, UnicodeDecodeError):
-                st.record(path, 400, "invalid_request")
-                return self._send(400, {"error": "invalid_request",
-                                        "error_description": "malformed request body"})
-            st.record(path, 200, None)
-            return self._send(200, out)
+                return answer(400, {"error": "invalid_request",
+                                    "error_description": "malformed request body"},
+                              "invalid_request")
+            return answer(200, out)
         m = IMPERSONATE.match(path)
         if m and self.command == "POST":
             try:
                 out = impersonate(st, unquote(m.group(1)),
                                   self.headers.get("Authorization"), body)
             except ApiError as e:
-                st.record(path, e.code, e.status)
                 ec.log(PROG, "generateAccessToken refused: %s" % e.status)
                 err = {"code": e.code, "message": e.message, "status": e.status}
                 if e.reason:
@@ -340,89 +296,26 @@ class Handler(BaseHTTPRequestHandler):
                                        "reason": e.reason, "domain": "iam.googleapis.com",
                                        "metadata": {"permission":
                                                     "iam.serviceAccounts.getAccessToken"}}]
-                return self._send(e.code, {"error": err})
-            st.record(path, 200, None)
-            return self._send(200, out)
-        st.record(path, 404, "NOT_FOUND")
-        self._send(404, {"error": {"code": 404, "message": "Not found", "status":
-                                   "NOT_FOUND"}})
+                return answer(e.code, {"error": err}, e.status)
+            return answer(200, out)
+        answer(404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}},
+               "NOT_FOUND")
 
-    def _admin(self, path):
-        st = self.state
-        try:
-            spool, _, _, _ = ec.read_body(self)
-            body = spool.read()
-        except ec.BodyError:
-            self.close_connection = True
-            return self._send(400, {"error": "bad body"})
-        m = self.command
-        path = path.rstrip("/")
-        try:
-            if path == "/_gsts/health" and m == "GET":
-                out = {"ok": True}
-            elif path == "/_gsts/stats" and m == "GET":
-                with st.lock:
-                    out = json.loads(json.dumps(st.counters))
-                out["pending_faults"] = st.faults.list()
-            elif path == "/_gsts/requests" and m in ("GET", "DELETE"):
-                with st.lock:
-                    if m == "DELETE":
-                        st.requests = []
-                    out = {"requests": [dict(r) for r in st.requests]}
-            elif path == "/_gsts/expire" and m == "POST":
-                with st.lock:
-                    st.federated = {k: (v[0], v[1], 0) for k, v in st.federated.items()}
-                out = {"expired": st.writer.expire_all()}
-            elif path == "/_gsts/faults" and m == "GET":
-                out = {"faults": st.faults.list()}
-            elif path == "/_gsts/faults" and m == "POST":
-                spec = json.loads(body or b"{}")
-                out = {"added": [st.faults.add(s) for s in
-                                 (spec if isinstance(spec, list) else [spec])]}
-            elif path == "/_gsts/faults" and m == "DELETE":
-                st.faults.clear()
-                out = {"faults": []}
-            elif path == "/_gsts/reset" and m == "POST":
-                st.faults.clear()
-                st.reset()
-                out = {"ok": True}
-            else:
-                return self._send(404, {"error": "no admin route %s %s" % (m, path)})
-        except (ValueError, TypeError, re.error) as e:
-            return self._send(400, {"error": str(e)})
-        self._send(200, out)
+    def admin_routes(self):
+        return {("POST", "expire"): self.state.expire}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Google STS + IAM Credentials stand-in")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--port-file", help="write the listening port here (atomic)")
+    cred_common.add_common_args(p, "write the tokens handed out here (hashed; "
+                                "issued_creds.py), for gcs_emulator.py --issued-tokens")
     p.add_argument("--config", required=True, help="providers and service accounts")
     p.add_argument("--lifetime", type=int, default=3600,
                    help="seconds federated tokens live (and the cap of impersonated)")
-    p.add_argument("--issued-file", help="write the tokens handed out here (hashed; "
-                   "issued_creds.py), for gcs_emulator.py --issued-tokens")
     args = p.parse_args(argv)
     Handler.state = State(args)
-    srv = ec.LoopbackHTTPServer(args.host, args.port, Handler)
-    port = srv.server_address[1]
-    if args.port_file:
-        ec.write_port_file(args.port_file, port)
-    ec.log(PROG, "listening on %s:%d, %d provider(s)"
-           % (srv.server_address[0], port, len(Handler.state.config.providers)))
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt()
+    cred_common.serve(Handler, args, "%d provider(s)" % len(Handler.state.config.providers))
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _sigterm)
     main()
