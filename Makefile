@@ -2,6 +2,8 @@
 #
 #   make                 build
 #   make install         install into the PostgreSQL found by pg_config (root)
+#   make installcheck    the pg_regress suite (test/sql, test/expected) against
+#                        the running, installed server
 #   make test            run every test against this build (scripts/run-tests.sh)
 #   make demo            the end-to-end demo on local stand-ins (demo-up / demo-down)
 #   make bench-insert    capture cost vs a heap table;  make bench-flush: worker memory and speed
@@ -17,6 +19,14 @@ MODULE_big = sfexport
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/sfexport--*.sql))
 PGFILEDESC = "sfexport - exactly-once export to Snowflake"
+
+# The pg_regress suite: inputs in test/sql, expected outputs in test/expected.
+# "make installcheck" runs it against the installed server (which needs
+# max_prepared_transactions >= 2 and no shared_preload_libraries, as
+# test/regress.conf sets for a temporary instance); scripts/run-tests.sh
+# regress runs this same target in a temporary instance.
+REGRESS = capture glue options privileges snowflake types
+REGRESS_OPTS = --inputdir=test --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
