@@ -1,6 +1,7 @@
 # SfTest.pm: shared helpers for the sfexport TAP tests.
 #
 #   my $node = SfTest::new_node('main');          # cluster, sfexport preloaded, extension created
+#   SfTest::new_node('s3', test_surface => 1);    # and sfexport_test (test-only entry points)
 #   my $svc  = SfTest::start_service('s3', [cmd...], port_file => $f);
 #   $svc->{port}                                  # the port it listens on
 #
@@ -50,7 +51,9 @@ sub src_dir
 sub python { return $ENV{PYTHON} // '/usr/bin/python3'; }
 
 # A new cluster with sfexport in shared_preload_libraries (unless
-# preload => 0) and the extension created in the "postgres" database.
+# preload => 0) and the extension created in the "postgres" database; with
+# test_surface => 1 also sfexport_test, the test-only entry points
+# (sfexport_test.storage_put, sigv4_sign, ...: docs/ARCHITECTURE.md).
 sub new_node
 {
 	my ($name, %opts) = @_;
@@ -64,6 +67,8 @@ sub new_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION sfexport')
 	  unless $opts{no_extension};
+	$node->safe_psql('postgres', 'CREATE EXTENSION sfexport_test')
+	  if $opts{test_surface};
 	return $node;
 }
 

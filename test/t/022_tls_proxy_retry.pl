@@ -91,7 +91,7 @@ my $tls_sf_other = tls_proxy('tls_sf_elsewhere', $emu->{url}, 'elsewhere');
 my $sf_https = "https://127.0.0.1:$tls_sf->{port}";
 my $s3_https = "https://127.0.0.1:$tls_s3->{port}";
 
-my $node = SfTest::new_node('tls',
+my $node = SfTest::new_node('tls', test_surface => 1,
 	conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 $node->safe_psql('postgres', qq{
 	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
@@ -172,7 +172,7 @@ for my $case ([ 'no ca_file', 'DROP ca_file', qr/unable to get local issuer cert
 	like($node->safe_psql('postgres',
 			q{SELECT step || ': ' || detail FROM sfexport.test_storage('sf') WHERE NOT ok}),
 		qr/SSL certificate problem/, "$label: test_storage reports the TLS problem");
-	my $err = SfSnowflake::psql_error($node, q{SELECT sfexport._storage_put('sf', 'probe.txt', 'x')});
+	my $err = SfSnowflake::psql_error($node, q{SELECT sfexport_test.storage_put('sf', 'probe.txt', 'x')});
 	like($err, qr/ERROR:  08006: \w+ https:\/\/127\.0\.0\.1:\d+\/tls\/\S* failed: SSL peer certificate or SSH remote key was not OK: SSL certificate problem: /,
 		"$label: storage fails with 08006 naming the TLS problem");
 	like($err, $why, "$label: the message says why");
@@ -205,7 +205,7 @@ wait_loaded(200, 'with the CA back, the pending rows go');
 
 # a CA file that does not exist: the same SQLSTATE, a message that says so
 $node->safe_psql('postgres', "ALTER SERVER sf OPTIONS (SET ca_file '$pki/missing.pem')");
-my $err = SfSnowflake::psql_error($node, q{SELECT sfexport._storage_put('sf', 'probe.txt', 'x')});
+my $err = SfSnowflake::psql_error($node, q{SELECT sfexport_test.storage_put('sf', 'probe.txt', 'x')});
 like($err, qr/ERROR:  08006: .*(CA cert|certificate file|CA file)/i,
 	'a missing ca_file: 08006 naming the CA file problem');
 like($err, qr/HINT:  .*missing\.pem/, 'the hint names the file');
