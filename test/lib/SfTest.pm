@@ -6,7 +6,8 @@
 #   $svc->{port}                                  # the port it listens on
 #
 # Services are started on 127.0.0.1 only and stopped at the end of the test
-# file (or with SfTest::stop_service).  Every service writes the port it
+# file (or with SfTest::stop_service); a stand-in with SfTest::emulator('NAME'),
+# the command test/emulators/start NAME.  Every service writes the port it
 # listens on to a port file once ready, which is how we wait for it.
 #
 # Secrets and evidence (issue 9, scripts/secret-scan.py):
@@ -49,6 +50,14 @@ sub src_dir
 }
 
 sub python { return $ENV{PYTHON} // '/usr/bin/python3'; }
+
+# The command that starts the stand-in NAME (a folder of test/emulators):
+#   SfTest::start_service('gcs', [ SfTest::emulator('gcs'), '--port', '0', ... ])
+sub emulator
+{
+	my ($name) = @_;
+	return (src_dir() . '/test/emulators/start', $name);
+}
 
 # A new cluster with sfexport in shared_preload_libraries (unless
 # preload => 0) and the extension created in the "postgres" database; with

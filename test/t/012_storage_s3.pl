@@ -1,5 +1,5 @@
 # S3 storage against s3rver behind the botocore-verifying front
-# (test/emulators/sigv4_front.py): every request the extension sends must
+# (test/emulators/s3_front): every request the extension sends must
 # carry a SigV4 signature botocore agrees with, or it is rejected.
 # Covers small and multipart uploads with byte-exact read-back, session
 # tokens, a wrong secret, S3 XML errors, retries on 503, bounded retries,

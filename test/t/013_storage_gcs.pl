@@ -1,5 +1,5 @@
 # Google Cloud Storage against the repo's emulator
-# (test/emulators/gcs_emulator.py), which verifies the RS256 JWT assertion
+# (test/emulators/gcs), which verifies the RS256 JWT assertion
 # against the service account's public key, issues tokens and checks them
 # on every request.  Covers the token flow and its cache, media uploads,
 # resumable uploads (with and without a short last chunk) read back byte

@@ -33,8 +33,7 @@ my $s3 = SfStorageTest::start_s3(keys => { AKIDBAD => 'bad-input-secret' },
 	region => 'us-east-1', buckets => ['bad']);
 my $gcs = SfStorageTest::start_gcs(buckets => ['gbad']);
 my $raw = SfTest::start_service('raw_reply',
-	[ SfTest::python(), SfTest::src_dir() . '/test/emulators/raw_reply.py',
-	  '--port', '0', '--port-file', '{PORT_FILE}' ]);
+	[ SfTest::emulator('raw_reply'), '--port', '0', '--port-file', '{PORT_FILE}' ]);
 my $raw_url = "http://127.0.0.1:$raw->{port}";
 my $stage = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $stage;
