@@ -234,7 +234,7 @@ class GlueEmulatorTest(unittest.TestCase):
             with open(self.fixture, "w") as f:
                 json.dump(FIXTURE, f)
 
-    # -- --policy: the IAM identity policy of a key (iam_policy.py)
+    # -- --policy: the IAM identity policy of a key (../lib/iam_policy.py)
 
     def test_policy_allows_and_denies(self):
         c = self.client(key=PKEY, secret=PSECRET)
