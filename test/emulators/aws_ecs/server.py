@@ -32,7 +32,7 @@ GET 405.  Authorization missing: 401, wrong: 403 (the agents' exact answers
 are not documented; these are the stand-in's).
 Credentials are the same until --rotate-before seconds before their
 Expiration (issued_creds.RotatingRole) and are written to --issued-file for
-sigv4_front.py and aws_sts.
+s3_front and aws_sts.
 
 Admin API under /_ecs/ (cred_common.py: health, stats with
 "credential_requests" and "rotations", requests [{"method", "path",
@@ -50,7 +50,7 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import cred_common  # noqa: E402
 import issued_creds  # noqa: E402

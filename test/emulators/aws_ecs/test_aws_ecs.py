@@ -1,7 +1,7 @@
 """Unit tests of the ECS container credentials stand-in: the raw protocol,
 botocore's own ContainerProvider (AWS_CONTAINER_CREDENTIALS_FULL_URI +
 AWS_CONTAINER_AUTHORIZATION_TOKEN, botocore/credentials.py), and end to end
-at s3rver behind sigv4_front.py.
+at s3rver behind s3_front.
 
     cd test/emulators/aws_ecs && /usr/bin/python3 -m unittest -q test_aws_ecs
 """
@@ -15,7 +15,7 @@ import unittest
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 from botocore.credentials import ContainerProvider  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
@@ -33,10 +33,10 @@ class EcsTests(unittest.TestCase):
         warnings.simplefilter("ignore", ResourceWarning)
         cls.tmp = tempfile.mkdtemp(prefix="ecs-")
         cls.issued = os.path.join(cls.tmp, "ecs-issued.json")
-        cls.ecs = tl.start(cls.tmp, "ecs", os.path.join(HERE, "server.py"),
-                           ["--role-arn", ROLE, "--relative-uri", REL,
-                            "--full-path", "/v1/credentials", "--auth-token", TOKEN,
-                            "--issued-file", cls.issued])
+        cls.ecs = tl.start(cls.tmp, "aws_ecs", "ecs", [
+            "--role-arn", ROLE, "--relative-uri", REL,
+            "--full-path", "/v1/credentials", "--auth-token", TOKEN,
+            "--issued-file", cls.issued])
         cls.port = cls.ecs.port
         cls.s3rver, cls.front = tl.start_s3(cls.tmp, [cls.issued])
         cls.secrets = [TOKEN]
@@ -115,9 +115,9 @@ class EcsTests(unittest.TestCase):
         tfile = os.path.join(tmp, "eks-pod-identity-token")
         with open(tfile, "w") as f:
             f.write("pod-token-1\n")
-        p = tl.start(tmp, "pod", os.path.join(HERE, "server.py"),
-                     ["--role-arn", ROLE, "--full-path", "/v1/credentials",
-                      "--auth-token-file", tfile, "--pod-identity"])
+        p = tl.start(tmp, "aws_ecs", "pod", [
+            "--role-arn", ROLE, "--full-path", "/v1/credentials",
+            "--auth-token-file", tfile, "--pod-identity"])
         try:
             def call(tok):
                 st, _, body = tl.http_req(p.port, "GET", "/v1/credentials",

@@ -7,7 +7,7 @@
 
 Point a client at it with AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT.
 The role's credentials are written to --issued-file (issued_creds.py), which
-sigv4_front.py --issued-credentials and aws_sts --issued-credentials read.
+s3_front --issued-credentials and aws_sts --issued-credentials read.
 
 Rules, from "Use the Instance Metadata Service to access instance metadata"
 and "Retrieve security credentials from instance metadata" (EC2 User Guide,
@@ -61,7 +61,7 @@ import secrets
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import cred_common  # noqa: E402
 import issued_creds  # noqa: E402

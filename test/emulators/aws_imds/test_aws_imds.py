@@ -1,7 +1,7 @@
 """Unit tests of the IMDSv2 stand-in: the raw protocol, botocore's own
 instance-metadata fetchers (botocore/utils.py InstanceMetadataFetcher and
 InstanceMetadataRegionFetcher, as the SDK's default chain uses them), and end
-to end: the role's credentials work at s3rver behind sigv4_front.py and can
+to end: the role's credentials work at s3rver behind s3_front and can
 call AssumeRole at the STS stand-in (role chaining).
 
     cd test/emulators/aws_imds && /usr/bin/python3 -m unittest -q test_aws_imds
@@ -17,7 +17,7 @@ import unittest
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import botocore.session  # noqa: E402
 from botocore.config import Config  # noqa: E402
@@ -38,9 +38,9 @@ class ImdsTests(unittest.TestCase):
         warnings.simplefilter("ignore", ResourceWarning)
         cls.tmp = tempfile.mkdtemp(prefix="imds-")
         cls.issued = os.path.join(cls.tmp, "imds-issued.json")
-        cls.imds = tl.start(cls.tmp, "imds", os.path.join(HERE, "server.py"),
-                            ["--role-arn", ROLE, "--region", tl.REGION,
-                             "--issued-file", cls.issued])
+        cls.imds = tl.start(cls.tmp, "aws_imds", "imds", [
+            "--role-arn", ROLE, "--region", tl.REGION,
+            "--issued-file", cls.issued])
         cls.port = cls.imds.port
         cls.base = "http://127.0.0.1:%d/" % cls.port
         cls.s3rver, cls.front = tl.start_s3(cls.tmp, [cls.issued])
@@ -179,8 +179,8 @@ class ImdsTests(unittest.TestCase):
 
     def test_rotation_before_expiration(self):
         tmp = tempfile.mkdtemp(prefix="imds-rot-", dir=self.tmp)
-        p = tl.start(tmp, "imds2", os.path.join(HERE, "server.py"),
-                     ["--role-arn", ROLE, "--lifetime", "4", "--rotate-before", "2"])
+        p = tl.start(tmp, "aws_imds", "imds2", [
+            "--role-arn", ROLE, "--lifetime", "4", "--rotate-before", "2"])
         try:
             def fetch():
                 st, _, tok = tl.http_req(p.port, "PUT", "/latest/api/token", headers={
@@ -215,8 +215,8 @@ class ImdsTests(unittest.TestCase):
                 "Version": "2012-10-17", "Statement": [
                     {"Effect": "Allow", "Principal": {"AWS": ROLE},
                      "Action": "sts:AssumeRole"}]}}]}, f)
-        sts = tl.start(self.tmp, "sts", os.path.join(HERE, "..", "aws_sts", "server.py"),
-                       ["--config", cfg, "--issued-credentials", self.issued])
+        sts = tl.start(self.tmp, "aws_sts", "sts", [
+            "--config", cfg, "--issued-credentials", self.issued])
         try:
             c = self.creds()
             client = botocore.session.get_session().create_client(

@@ -8,7 +8,7 @@
 
 Actions: AssumeRole (SigV4-signed), AssumeRoleWithWebIdentity (unsigned),
 GetCallerIdentity (signed).  Every credential handed out is written to
---issued-file (issued_creds.py), which sigv4_front.py --issued-credentials
+--issued-file (issued_creds.py), which s3_front --issued-credentials
 reads, so the temporary key works against s3rver behind the front.
 
 Protocol, with sources:
@@ -27,7 +27,7 @@ Protocol, with sources:
   ExternalId 2..1224 [\\w+=,.@:/-]*; errors ExpiredTokenException 400,
   InvalidIdentityToken 400, IDPRejectedClaim 403).
 - SigV4 (service "sts"), verified with botocore's SigV4Auth over exactly the
-  headers the client signed and the received body, as sigv4_front.py does
+  headers the client signed and the received body, as s3_front does
   for S3.  https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
   Failures: no signature 403 MissingAuthenticationToken; unknown key or wrong
   session token 403 InvalidClientTokenId "The security token included in the
@@ -112,7 +112,7 @@ import uuid
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import cred_common  # noqa: E402
 import emu_common as ec  # noqa: E402
@@ -659,7 +659,7 @@ class Handler(cred_common.Handler):
 def main(argv=None):
     p = argparse.ArgumentParser(description="AWS STS stand-in (Query API)")
     cred_common.add_common_args(p, "write the credentials handed out here "
-                                "(issued_creds.py), for sigv4_front.py "
+                                "(issued_creds.py), for s3_front "
                                 "--issued-credentials")
     p.add_argument("--config", required=True, help="users, roles, OIDC providers (JSON)")
     p.add_argument("--region", action="append", default=[],

@@ -1,7 +1,7 @@
 """Unit tests of the STS stand-in, driven by botocore's own STS client (it
 builds the Query requests from the service model, signs them, and parses the
 XML answers with the same model), and end to end: the credentials it hands
-out are accepted by s3rver behind sigv4_front.py.
+out are accepted by s3rver behind s3_front.
 
     cd test/emulators/aws_sts && /usr/bin/python3 -m unittest -q test_aws_sts
 """
@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from xml.etree import ElementTree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import botocore.session  # noqa: E402
 import jwt  # noqa: E402
@@ -94,9 +94,9 @@ class StsTests(unittest.TestCase):
         cls.config_path = os.path.join(cls.tmp, "sts.json")
         with open(cls.config_path, "w") as f:
             json.dump(config, f)
-        cls.sts = tl.start(cls.tmp, "sts", os.path.join(HERE, "server.py"),
-                           ["--config", cls.config_path, "--region", "us-east-1",
-                            "--region", tl.REGION, "--issued-file", cls.issued])
+        cls.sts = tl.start(cls.tmp, "aws_sts", "sts", [
+            "--config", cls.config_path, "--region", "us-east-1",
+            "--region", tl.REGION, "--issued-file", cls.issued])
         cls.endpoint = "http://127.0.0.1:%d" % cls.sts.port
         cls.s3rver, cls.front = tl.start_s3(cls.tmp, [cls.issued])
         cls.secrets = [US, OTHER_S]
@@ -285,8 +285,8 @@ class StsTests(unittest.TestCase):
 
     def test_lifetime_option(self):
         tmp = tempfile.mkdtemp(prefix="sts-life-", dir=self.tmp)
-        p = tl.start(tmp, "sts2", os.path.join(HERE, "server.py"),
-                     ["--config", self.config_path, "--lifetime", "2"])
+        p = tl.start(tmp, "aws_sts", "sts2", [
+            "--config", self.config_path, "--lifetime", "2"])
         try:
             c = botocore.session.get_session().create_client(
                 "sts", endpoint_url="http://127.0.0.1:%d" % p.port, region_name="us-east-1",

@@ -12,7 +12,7 @@ sfexport tests.
 Point a client at it with GCE_METADATA_HOST=127.0.0.1:PORT (google-auth's
 name for the override, google/auth/compute_engine/_metadata.py).  Every
 token handed out is written to --issued-file (issued_creds.py, as a hash),
-which gcs_emulator.py --issued-tokens reads: the token then works there with
+which gcs --issued-tokens reads: the token then works there with
 its scopes.
 
 Rules, from "View and query VM metadata"
@@ -45,7 +45,7 @@ stats with "token_requests" and "tokens_issued", requests [{"path",
 "status", "flavor": bool}], faults, reset), and:
   POST /_gce/settings  {"service_account_available": bool}
   POST /_gce/expire    every token handed out so far expires now (at
-                       gcs_emulator) and the next request gets a new one
+                       gcs) and the next request gets a new one
   POST /_gce/rotate    the next token request gets a new token
 Tokens are never logged.
 """
@@ -58,7 +58,7 @@ import sys
 import time
 from urllib.parse import parse_qsl, urlsplit
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import cred_common  # noqa: E402
 import emu_common as ec  # noqa: E402
@@ -207,7 +207,7 @@ class Handler(cred_common.Handler):
 def main(argv=None):
     p = argparse.ArgumentParser(description="GCE metadata server stand-in")
     cred_common.add_common_args(p, "write the tokens handed out here (hashed; "
-                                "issued_creds.py), for gcs_emulator.py --issued-tokens")
+                                "issued_creds.py), for gcs --issued-tokens")
     p.add_argument("--email", default="exporter@sfexport-test.iam.gserviceaccount.com")
     p.add_argument("--scope", action="append", default=[],
                    help="the instance's scopes (default cloud-platform)")

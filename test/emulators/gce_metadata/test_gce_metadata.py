@@ -1,7 +1,7 @@
 """Unit tests of the GCE metadata server stand-in, asking as google-auth does
 (google/auth/compute_engine/_metadata.py: Metadata-Flavor header,
 service-accounts/default/?recursive=true, .../token?scopes=A,B), and end to
-end: its tokens are accepted by gcs_emulator.py --issued-tokens.
+end: its tokens are accepted by gcs --issued-tokens.
 
     cd test/emulators/gce_metadata && /usr/bin/python3 -m unittest -q test_gce_metadata
 """
@@ -16,7 +16,7 @@ import unittest
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import cred_testlib as tl  # noqa: E402
 
@@ -33,10 +33,10 @@ class GceMetadataTests(unittest.TestCase):
         warnings.simplefilter("ignore", ResourceWarning)
         cls.tmp = tempfile.mkdtemp(prefix="gce-")
         cls.issued = os.path.join(cls.tmp, "gce-issued.json")
-        cls.gce = tl.start(cls.tmp, "gce", os.path.join(HERE, "server.py"),
-                           ["--email", EMAIL, "--scope", RW,
-                            "--scope", "https://www.googleapis.com/auth/cloud-platform",
-                            "--issued-file", cls.issued])
+        cls.gce = tl.start(cls.tmp, "gce_metadata", "gce", [
+            "--email", EMAIL, "--scope", RW,
+            "--scope", "https://www.googleapis.com/auth/cloud-platform",
+            "--issued-file", cls.issued])
         cls.port = cls.gce.port
         cls.gcs = tl.start_gcs(cls.tmp, [cls.issued])
         cls.tokens = []
@@ -154,8 +154,8 @@ class GceMetadataTests(unittest.TestCase):
 
     def test_refresh_before_expiry(self):
         tmp = tempfile.mkdtemp(prefix="gce-short-", dir=self.tmp)
-        p = tl.start(tmp, "gce2", os.path.join(HERE, "server.py"),
-                     ["--lifetime", "4", "--refresh-before", "2"])
+        p = tl.start(tmp, "gce_metadata", "gce2", [
+            "--lifetime", "4", "--refresh-before", "2"])
         try:
             def tok():
                 st, _, body = tl.http_req(p.port, "GET", SA + "default/token",

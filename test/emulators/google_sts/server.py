@@ -11,7 +11,7 @@ An external-account JSON names this server twice:
     "service_account_impersonation_url":
       "http://127.0.0.1:PORT/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken"
 Both kinds of token it hands out are written to --issued-file (hashed,
-issued_creds.py), which gcs_emulator.py --issued-tokens reads.
+issued_creds.py), which gcs --issued-tokens reads.
 
 Protocol, with sources:
 - POST /v1/token, form-encoded (google-auth's sts.py sends
@@ -74,7 +74,7 @@ import sys
 import time
 from urllib.parse import parse_qsl, unquote
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import cred_common  # noqa: E402
 import emu_common as ec  # noqa: E402
@@ -308,7 +308,7 @@ class Handler(cred_common.Handler):
 def main(argv=None):
     p = argparse.ArgumentParser(description="Google STS + IAM Credentials stand-in")
     cred_common.add_common_args(p, "write the tokens handed out here (hashed; "
-                                "issued_creds.py), for gcs_emulator.py --issued-tokens")
+                                "issued_creds.py), for gcs --issued-tokens")
     p.add_argument("--config", required=True, help="providers and service accounts")
     p.add_argument("--lifetime", type=int, default=3600,
                    help="seconds federated tokens live (and the cap of impersonated)")

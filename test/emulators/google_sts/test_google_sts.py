@@ -2,7 +2,7 @@
 formed as google-auth forms them (google/oauth2/sts.py: form-encoded token
 exchange; google/auth/impersonated_credentials.py: generateAccessToken with
 {"scope", "lifetime": "3600s", "delegates"}), and end to end: the tokens
-work at gcs_emulator.py --issued-tokens.
+work at gcs --issued-tokens.
 
     cd test/emulators/google_sts && /usr/bin/python3 -m unittest -q test_google_sts
 """
@@ -18,7 +18,7 @@ import warnings
 from urllib.parse import urlencode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import jwt  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
@@ -59,8 +59,8 @@ class GoogleStsTests(unittest.TestCase):
                                "principal://iam.googleapis.com/%s/subject/%s" % (POOL, SUB)]},
                            {"email": OTHER_SA, "members": []}]}, f)
         cls.issued = os.path.join(cls.tmp, "gsts-issued.json")
-        cls.sts = tl.start(cls.tmp, "gsts", os.path.join(HERE, "server.py"),
-                           ["--config", cfg, "--issued-file", cls.issued])
+        cls.sts = tl.start(cls.tmp, "google_sts", "gsts", [
+            "--config", cfg, "--issued-file", cls.issued])
         cls.port = cls.sts.port
         cls.gcs = tl.start_gcs(cls.tmp, [cls.issued])
         cls.tokens = []

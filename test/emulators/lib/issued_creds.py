@@ -3,7 +3,7 @@ the storage stand-ins that must accept them (stdlib only).
 
 The issuers (aws_sts, aws_imds, aws_ecs, gce_metadata) each own one file
 (``--issued-file PATH``); the verifiers read any number of them
-(sigv4_front.py ``--issued-credentials PATH``, gcs_emulator.py
+(s3_front ``--issued-credentials PATH``, gcs
 ``--issued-tokens PATH``) and re-read a file whenever it changes, so a test
 starts the storage stand-in and the issuer in any order and a credential is
 valid there as soon as it has been handed out.

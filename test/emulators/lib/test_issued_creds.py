@@ -1,8 +1,8 @@
 """Credentials issued at run time (issued_creds.py) and the storage stand-ins
-that accept them: sigv4_front.py --issued-credentials (s3rver behind it knows
-only the front's own key) and gcs_emulator.py --issued-tokens.
+that accept them: s3_front --issued-credentials (s3rver behind it knows
+only the front's own key) and gcs --issued-tokens.
 
-    cd test/emulators && /usr/bin/python3 -m unittest -q test_issued_creds
+    cd test/emulators/lib && /usr/bin/python3 -m unittest -q test_issued_creds
 """
 
 import json

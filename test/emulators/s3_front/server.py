@@ -8,7 +8,7 @@ verifies every request with an independent implementation -- botocore's
 S3SigV4Auth (Debian's python3-botocore) -- and forwards good requests
 unchanged to s3rver.
 
-    sigv4_front.py --port 0 --port-file F --upstream http://127.0.0.1:S3RVERPORT
+    test/emulators/start s3_front --port 0 --port-file F --upstream http://127.0.0.1:S3RVERPORT
                    --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
                    --region R [--host 127.0.0.1]
                    [--issued-credentials FILE ...] [--upstream-key ACCESS]
@@ -62,7 +62,7 @@ from urllib.parse import quote, unquote, unquote_plus, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 import os
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
@@ -73,7 +73,7 @@ import emu_common as ec  # noqa: E402
 import iam_policy  # noqa: E402
 import issued_creds  # noqa: E402
 
-PROG = "sigv4_front"
+PROG = "s3_front"
 MAX_SKEW = datetime.timedelta(minutes=15)
 SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -545,7 +545,7 @@ class FrontState:
         if self.upstream_key not in keys:
             raise SystemExit("--upstream-key wants the ACCESS of a --key")
         # --policy ACCESS=FILE: the IAM identity policy of that key's principal
-        # (iam_policy.py); keys without one are not restricted.
+        # (../lib/iam_policy.py); keys without one are not restricted.
         # --policy arn:aws:iam::ACCOUNT:role/NAME=FILE: the policy of a role,
         # for the credentials issued for it.
         self.policies = {}

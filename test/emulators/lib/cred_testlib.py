@@ -1,17 +1,13 @@
-"""Test helpers shared by the credential stand-ins' unit tests: start a
-stand-in, and the storage stand-ins (s3rver + sigv4_front.py, gcs_emulator.py)
-that accept what the credential stand-ins issue (issued_creds.py).
+"""Helpers of the credential stand-ins' unit tests: start a stand-in, and the
+storage stand-ins (s3rver + s3_front, gcs) that accept what the credential
+stand-ins issue (issued_creds.py).
 """
 
 import os
 import shutil
-import sys
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from test_storage_emulators import PY, Proc, http_req  # noqa: E402,F401
+from testkit import EMULATORS, http_req, start as _start  # noqa: F401
 
 REGION = "eu-west-1"
 BUCKET = "creds-test"
@@ -19,29 +15,25 @@ BUCKET = "creds-test"
 FRONT_AK, FRONT_SK = "AKIDFRONTCREDS", "front-secret-creds"
 
 
-def start(tmp, name, script, args=()):
-    """Start a stand-in (--port 0 --port-file) with its log in tmp/NAME.log."""
-    pf = os.path.join(tmp, name + ".port")
-    return Proc([PY, script, "--port", "0", "--port-file", pf] + list(args), pf,
-                os.path.join(tmp, name + ".log"))
+def start(tmp, name, label=None, args=()):
+    """Start the stand-in NAME (test/emulators/start NAME --port 0 ...), its
+    port file and log TMP/LABEL.port and TMP/LABEL.log (LABEL: NAME)."""
+    return _start(name, list(args), tmp, label)
 
 
 def start_s3(tmp, issued_files, policies=()):
-    """s3rver + sigv4_front accepting the credentials in issued_files.
+    """s3rver + s3_front accepting the credentials in issued_files.
     Returns (s3rver, front); the caller stops both."""
     node = shutil.which("node")
-    mod = os.path.join(HERE, "s3rver", "node_modules", "s3rver")
+    mod = os.path.join(EMULATORS, "s3rver", "node_modules", "s3rver")
     if os.environ.get("SFEXPORT_SKIP_S3RVER") == "1":
         raise unittest.SkipTest("SFEXPORT_SKIP_S3RVER=1")
     if not node or not os.path.isdir(mod):
         raise RuntimeError("s3rver is not installed: run "
                            "`npm ci --prefix test/emulators/s3rver` first")
-    pf = os.path.join(tmp, "s3rver.port")
-    s3rver = Proc([node, os.path.join(HERE, "s3rver", "start-s3rver.js"),
-                   "--directory", os.path.join(tmp, "s3data"), "--port", "0",
-                   "--port-file", pf, "--configure-bucket", BUCKET,
-                   "--key", "%s=%s" % (FRONT_AK, FRONT_SK), "--silent"],
-                  pf, os.path.join(tmp, "s3rver.log"))
+    s3rver = start(tmp, "s3rver", args=["--directory", os.path.join(tmp, "s3data"),
+                                   "--configure-bucket", BUCKET,
+                                   "--key", "%s=%s" % (FRONT_AK, FRONT_SK), "--silent"])
     args = ["--upstream", "http://127.0.0.1:%d" % s3rver.port, "--region", REGION,
             "--key", "%s=%s" % (FRONT_AK, FRONT_SK)]
     for f in issued_files:
@@ -49,7 +41,7 @@ def start_s3(tmp, issued_files, policies=()):
     for role, path in policies:
         args += ["--policy", "%s=%s" % (role, path)]
     try:
-        front = start(tmp, "front", os.path.join(HERE, "sigv4_front.py"), args)
+        front = start(tmp, "s3_front", "front", args)
     except Exception:
         s3rver.stop()
         raise
@@ -60,7 +52,7 @@ def start_gcs(tmp, issued_files):
     args = ["--data-dir", os.path.join(tmp, "gcsdata"), "--bucket", BUCKET]
     for f in issued_files:
         args += ["--issued-tokens", f]
-    return start(tmp, "gcs", os.path.join(HERE, "gcs_emulator.py"), args)
+    return start(tmp, "gcs", args=args)
 
 
 def s3_client(endpoint, ak, sk, token=None):
