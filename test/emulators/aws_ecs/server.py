@@ -89,19 +89,14 @@ class Handler(cred_common.Handler):
     PROG = "aws_ecs"
     ADMIN = "/_ecs/"
 
-    def service(self, path):
+    def service(self, path, body, fault):
         st = self.state
-        if self.body() is None:
-            return
         auth = "none" if self.headers.get("Authorization") is None else "invalid"
 
         def answer(status, obj, code=None, extra=()):
             st.record({"method": self.command, "path": path, "status": status,
                        "code": code, "authorization": auth})
             self.send_json(status, obj, extra)
-        fault = self.fault(path)
-        if fault == "dropped":
-            return
         if fault:
             return answer(int(fault["kind"]), {"code": "InternalServerError",
                                                "message": "injected fault"}, "fault")

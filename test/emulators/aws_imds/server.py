@@ -125,13 +125,8 @@ class Handler(cred_common.Handler):
                            "token": token})
         self.send_body(status, body, "text/plain", extra)
 
-    def service(self, path):
+    def service(self, path, body, fault):
         st = self.state
-        if self.body() is None:
-            return
-        fault = self.fault(path)
-        if fault == "dropped":
-            return
         if fault:
             return self.answer(path, int(fault["kind"]), "Service Unavailable"
                                if fault["kind"] == "503" else "Internal Server Error")

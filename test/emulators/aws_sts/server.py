@@ -582,26 +582,30 @@ class Handler(cred_common.Handler):
     PROG = PROG
     ADMIN = "/_sts/"
 
-    def service(self, path):
-        st = self.state
-        body = self.body()
-        if body is None:
-            return
+    def params(self, body):
+        """The Query parameters: the query string, and a form-encoded body."""
         params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if self.command == "POST" and ctype == "application/x-www-form-urlencoded":
-            try:
-                params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                                        strict_parsing=bool(body)))
-            except (UnicodeDecodeError, ValueError):
-                return self._error(StsError(404, "MalformedQueryString",
-                                            "The query string contains a syntax error."),
-                                   {})
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                    strict_parsing=bool(body)))
+        return params
+
+    def fault_target(self, path, body):
+        try:
+            return "/%s" % self.params(body).get("Action")
+        except (UnicodeDecodeError, ValueError):
+            return path
+
+    def service(self, path, body, fault):
+        st = self.state
+        try:
+            params = self.params(body)
+        except (UnicodeDecodeError, ValueError):
+            return self._error(StsError(404, "MalformedQueryString",
+                                        "The query string contains a syntax error."), {})
         action = params.get("Action")
         entry = {"action": action, "region": None}
-        fault = self.fault("/%s" % action)
-        if fault == "dropped":
-            return
         if fault:
             return self._error({
                 "throttling": StsError(400, "Throttling", "Rate exceeded"),

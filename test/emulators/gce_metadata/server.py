@@ -120,18 +120,13 @@ class Handler(cred_common.Handler):
     def extra_headers(self):
         return (("Metadata-Flavor", "Google"),)
 
-    def service(self, path):
+    def service(self, path, body, fault):
         st = self.state
-        if self.body() is None:
-            return
         flavor = self.headers.get("Metadata-Flavor") == "Google"
 
         def answer(status, body, ctype="text/html", extra=()):
             st.record({"path": path, "status": status, "flavor": flavor})
             self.send_body(status, body, ctype, extra)
-        fault = self.fault(path)
-        if fault == "dropped":
-            return
         if fault:
             return answer(int(fault["kind"]), "injected fault")
         if self.headers.get("X-Forwarded-For") is not None:

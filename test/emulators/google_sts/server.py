@@ -247,18 +247,12 @@ class Handler(cred_common.Handler):
     PROG = PROG
     ADMIN = "/_gsts/"
 
-    def service(self, path):
+    def service(self, path, body, fault):
         st = self.state
-        body = self.body()
-        if body is None:
-            return
 
         def answer(status, obj, code=None):
             st.record({"path": path, "status": status, "code": code})
             self.send_json(status, obj, ctype="application/json; charset=UTF-8")
-        fault = self.fault(path)
-        if fault == "dropped":
-            return
         if fault:
             return answer(int(fault["kind"]), {"error": {
                 "code": int(fault["kind"]), "message": "injected fault",

@@ -139,11 +139,22 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path.startswith(self.ADMIN):
             return self._admin(path)
-        self.service(path)
+        body = self.body()
+        if body is None:
+            return
+        fault = self.fault(self.fault_target(path, body))
+        if fault != "dropped":
+            self.service(path, body, fault)
 
     do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_GET
 
-    def service(self, path):
+    def fault_target(self, path, body):
+        """What a fault's path_regex is matched against (the path)."""
+        return path
+
+    def service(self, path, body, fault):
+        """Answer a request; fault is an injected status fault to answer
+        (in the stand-in's own error form) or None."""
         raise NotImplementedError
 
     # -- admin API
