@@ -22,9 +22,9 @@
  * result is the single "Copy executed with 0 files processed." row).  So a
  * crash between a successful COPY and recording its result is resolved by
  * running the same COPY again and reading an absent file as "loaded before"
- * (Snowflake docs, "Loading data", "Load metadata").  A COPY that fails as a
- * whole (422: missing table, privileges, ...) leaves its files 'staged' with
- * the error and a backoff.
+ * (Snowflake docs, COPY INTO <table>, FILES and load metadata; "Loading
+ * data").  A COPY that fails as a whole (422: missing table, privileges,
+ * ...) leaves its files 'staged' with the error and a backoff.
  *
  * Uncertain files (docs/reliability.md, "Files Snowflake may skip").  Load
  * metadata expires after 64 days, and COPY silently skips a file whose load
