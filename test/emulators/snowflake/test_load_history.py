@@ -19,7 +19,7 @@ Run: /usr/bin/python3 -m unittest discover -s test/emulators/snowflake -p 'test_
 
 import unittest
 
-from test_emulator import EmulatorTestCase, make_jwt, pub_pem, Client
+from test_server import EmulatorTestCase, make_jwt, pub_pem, Client
 
 DAY = 86400
 ZERO = [["Copy executed with 0 files processed."]]
