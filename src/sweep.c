@@ -212,10 +212,15 @@ sf_sweep_server(Oid serverid, int grace_s, bool delete, SfListBounds *bounds, ch
  * or the worker's loads: a listing reads at most SF_LIST_MAX_PAGES pages in
  * at most SWEEP_SERVER_BUDGET_S seconds (every request, retries included,
  * ends by then); a listing stopped by a bound goes on from its last name
- * at the server's next turn; a server that fails is tried again after
- * orphan_sweep_interval, doubled per failure up to 8 times; and a pass
- * ends after SWEEP_PASS_BUDGET_S, servers due longest first, the rest
- * keeping their turn for the next housekeeping pass.
+ * at the server's next turn, which comes sooner (SWEEP_PASS_BUDGET_S); a
+ * server that fails is tried again after orphan_sweep_interval, doubled
+ * per failure up to SWEEP_MAX_BACKOFF times; and a pass ends after
+ * SWEEP_PASS_BUDGET_S, servers due longest first, the rest keeping their
+ * turn for the next housekeeping pass.  A turn is counted from the end of
+ * the server's last sweep with the interval as it is now (a changed
+ * sfexport.orphan_sweep_interval applies at once); the servers the worker
+ * finds at its first pass are swept then, one created later after an
+ * interval, as when the worker swept all servers at once.
  * ---------------------------------------------------------------------
  */
 #define SWEEP_SERVER_BUDGET_S	30
@@ -225,7 +230,7 @@ sf_sweep_server(Oid serverid, int grace_s, bool delete, SfListBounds *bounds, ch
 typedef struct SweepState
 {
 	Oid			serverid;		/* hash key */
-	TimestampTz next;			/* its next turn */
+	TimestampTz last;			/* end of its last sweep (0: never, due now) */
 	int			failures;		/* in a row */
 	char	   *resume;			/* listing stopped early: go on after this name
 								 * (TopMemoryContext), or NULL */
@@ -233,6 +238,7 @@ typedef struct SweepState
 } SweepState;
 
 static HTAB *sweep_states = NULL;
+static bool swept_once = false; /* the worker's first pass is done */
 
 typedef struct SweepWork
 {
@@ -299,11 +305,26 @@ sweep_unit(void *arg)
 						   SF_LIST_MAX_PAGES, SWEEP_SERVER_BUDGET_S, last ? last : "")));
 }
 
-static int
-cmp_next(const ListCell *a, const ListCell *b)
+/* When a server's turn comes, with the interval as it is now. */
+static TimestampTz
+turn_of(SweepState *s, int64 interval)
 {
-	TimestampTz x = ((SweepState *) lfirst(a))->next;
-	TimestampTz y = ((SweepState *) lfirst(b))->next;
+	if (s->last == 0)
+		return 0;
+	if (s->failures > 0)
+		return s->last + interval * Min(1 << Min(s->failures - 1, 10), SWEEP_MAX_BACKOFF);
+	if (s->resume)
+		return s->last + Min(interval, (int64) SWEEP_PASS_BUDGET_S * USECS_PER_SEC);
+	return s->last + interval;
+}
+
+static int64 sort_interval;		/* for cmp_turn */
+
+static int
+cmp_turn(const ListCell *a, const ListCell *b)
+{
+	TimestampTz x = turn_of((SweepState *) lfirst(a), sort_interval);
+	TimestampTz y = turn_of((SweepState *) lfirst(b), sort_interval);
 
 	return x < y ? -1 : x > y ? 1 : 0;
 }
@@ -364,14 +385,15 @@ sf_sweep_periodic(void)
 		s = hash_search(sweep_states, &serverid, HASH_ENTER, &found);
 		if (!found)
 		{
-			s->next = 0;
+			s->last = swept_once ? now : 0;
 			s->failures = 0;
 			s->resume = NULL;
 		}
 		s->seen = true;
-		if (s->next <= now)
+		if (turn_of(s, interval) <= now)
 			due = lappend(due, s);
 	}
+	swept_once = true;
 	/* forget dropped servers */
 	hash_seq_init(&seq, sweep_states);
 	while ((s = hash_seq_search(&seq)) != NULL)
@@ -384,7 +406,8 @@ sf_sweep_periodic(void)
 		}
 	}
 
-	list_sort(due, cmp_next);
+	sort_interval = interval;
+	list_sort(due, cmp_turn);
 	foreach(lc, due)
 	{
 		s = (SweepState *) lfirst(lc);
@@ -400,22 +423,13 @@ sf_sweep_periodic(void)
 			if (s->resume)
 				pfree(s->resume);
 			s->resume = NULL;
+			/* more names: go on from the last one soon (turn_of) */
 			if (w.truncated && w.last)
-			{
-				/* more names: go on from the last one soon, not at once */
 				s->resume = MemoryContextStrdup(TopMemoryContext, w.last);
-				s->next = GetCurrentTimestamp() +
-					Min(interval, (int64) SWEEP_PASS_BUDGET_S * USECS_PER_SEC);
-			}
-			else
-				s->next = GetCurrentTimestamp() + interval;
 		}
 		else
-		{
 			s->failures++;
-			s->next = GetCurrentTimestamp() +
-				interval * Min(1 << Min(s->failures - 1, 10), SWEEP_MAX_BACKOFF);
-		}
+		s->last = GetCurrentTimestamp();
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(w.cxt);
