@@ -32,7 +32,9 @@
  * deleting anything, for the DBA.
  *
  * Multipart uploads that a crash left incomplete are not objects and are
- * not listed; an S3 lifecycle rule aborts them (README, "Storage").
+ * not listed: an error aborts them (flush.c), the end of the process too
+ * (storage.c's exit callback), and after a SIGKILL or a crash an S3
+ * lifecycle rule does (README, "Storage").
  *
  *-------------------------------------------------------------------------
  */
