@@ -131,30 +131,6 @@ wait_loaded($f2, 'the retried file is loaded');
 ok(ids_once(), 'Snowflake has its rows, each once');
 
 # ---- SIGKILL between a COPY that loaded the file and recording it
-sub kill_everything
-{
-	open my $fh, '<', $node->data_dir . '/postmaster.pid' or die "no pid file: $!";
-	my $pid = <$fh>;
-	close $fh;
-	chomp $pid;
-	my @children = grep { /^\d+$/ && _ppid($_) == $pid } map { s{.*/}{}r } glob('/proc/[0-9]*');
-	kill 'KILL', $pid, @children;
-	for (1 .. 100)
-	{
-		last unless grep { kill 0, $_ } ($pid, @children);
-		usleep(50_000);
-	}
-	$node->{_pid} = undef;
-}
-sub _ppid
-{
-	my ($p) = @_;
-	open my $fh, '<', "/proc/$p/stat" or return -1;
-	my $stat = <$fh>;
-	close $fh;
-	return -1 unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/;
-	return $1;
-}
 sub copy_running	# the held COPY has started in the stand-in
 {
 	my ($name) = @_;
@@ -175,7 +151,7 @@ my $f3 = insert_batch(10);
 my $name3 = file_row($f3, 'name');
 ok(copy_running($name3), 'the COPY was sent (its answer is held back)');
 is(file_row($f3, 'in_doubt_since IS NOT NULL'), 't', 'the doubt was committed before the COPY went out');
-kill_everything();
+SfTest::kill_postmaster($node);
 my $t = time;
 usleep(100_000) until rows_in_snowflake() == $want || time > $t + 30;
 is(rows_in_snowflake(), $want, 'the COPY completes in Snowflake');
@@ -193,7 +169,7 @@ ok(copy_running($name4), 'the COPY was sent');
 # (the worker is asleep until then: its next attempt an hour away)
 $node->safe_psql('postgres', "UPDATE sfexport.files SET next_attempt_at = now() + interval '1 hour'
 	WHERE file_id = $f4");
-kill_everything();
+SfTest::kill_postmaster($node);
 $t = time;
 usleep(100_000) until rows_in_snowflake() == $want || time > $t + 30;
 is(rows_in_snowflake(), $want, 'the COPY completes in Snowflake');
