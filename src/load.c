@@ -34,8 +34,9 @@
  * failed that long would be absent from the result without having been
  * loaded.  So the manifest records, in in_doubt_since, when the first COPY
  * naming the file whose outcome is not known was sent (committed before the
- * COPY goes out; cleared when an outcome is recorded, or when Snowflake
- * rejected the statement, which then changed nothing).  Every COPY carries
+ * COPY goes out; cleared when an outcome is recorded, when the attempt
+ * failed before its COPY went out, or when Snowflake rejected the
+ * statement, which then changed nothing).  Every COPY carries
  * LOAD_UNCERTAIN_FILES = TRUE, which loads such files and still skips any
  * file with unexpired load metadata.  That is safe for a file only while
  * every COPY that may have loaded it is younger than the metadata, which is
@@ -99,6 +100,7 @@ typedef struct CopyBatch
 	Datum		types;			/* text[] */
 	bool		snowpipe;		/* submit to the pipe instead of COPY */
 	bool		doubt;			/* files whose doubt is too old: resolve_doubt */
+	bool		copy_sent;		/* this attempt's COPY went out (it may have run) */
 	bool		rejected;		/* Snowflake rejected the COPY: it changed nothing */
 	List	   *files;			/* StagedFile * */
 } CopyBatch;
@@ -300,7 +302,8 @@ collect_batches(MemoryContext cxt)
 									  "     in_doubt_since = CASE WHEN $2 = 'copy'"
 									  "       THEN coalesce(in_doubt_since, pg_catalog.now())"
 									  "       ELSE in_doubt_since END"
-									  " WHERE file_id = $1",
+									  " WHERE file_id = $1 AND (load_via IS NULL"
+									  "   OR ($2 = 'copy' AND in_doubt_since IS NULL))",
 									  2, argtypes, values, NULL, false, 0) < 0)
 				elog(ERROR, "could not update sfexport.files");
 		}
@@ -382,6 +385,8 @@ load_batch(CopyBatch *b)
 	SfSnowflakeResult *res;
 	int			status_col;
 
+	b->copy_sent = false;
+	b->rejected = false;
 	foreach(lc, b->files)
 		names = lappend(names, ((StagedFile *) lfirst(lc))->name);
 
@@ -393,10 +398,10 @@ load_batch(CopyBatch *b)
 								 DatumGetArrayTypeP(b->types), names);
 	stmt.query_tag = "sfexport";
 	stmt.rejected = &b->rejected;
-	b->rejected = false;
 
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("loading %d files into %s", list_length(b->files), b->target));
+	b->copy_sent = true;
 	res = sf_snowflake_run(srv, usr, &stmt);
 	status_col = sf_result_column(res, "status");
 
@@ -465,9 +470,10 @@ load_batch(CopyBatch *b)
 
 /*
  * After a failed COPY statement: keep the files staged, note error and
- * backoff.  When Snowflake rejected the statement (it ran, failed, and
- * changed nothing), the doubt this attempt began ends with it; a doubt from
- * an earlier COPY stays (that one may have loaded the file).
+ * backoff.  When the COPY never went out (an earlier step failed), or
+ * Snowflake rejected it (it ran, failed, and changed nothing), the doubt
+ * this attempt began ends with it; a doubt from an earlier COPY stays (that
+ * one may have loaded the file).
  */
 static void
 note_batch_error(CopyBatch *b, const char *message)
@@ -482,7 +488,8 @@ note_batch_error(CopyBatch *b, const char *message)
 		StagedFile *f = (StagedFile *) lfirst(lc);
 		Datum		values[3] = {Int64GetDatum(f->file_id),
 			CStringGetTextDatum(message),
-		BoolGetDatum(b->rejected && !b->doubt && f->in_doubt_since == 0)};
+		BoolGetDatum(!b->doubt && f->in_doubt_since == 0 &&
+					 (b->rejected || !b->copy_sent))};
 
 		/* backoff doubles per attempt: 10 s, 20 s, ... up to 10 min */
 		SPI_execute_with_args("UPDATE sfexport.files SET last_error = $2,"
