@@ -486,10 +486,13 @@ note_batch_error(CopyBatch *b, const char *message)
 	foreach(lc, b->files)
 	{
 		StagedFile *f = (StagedFile *) lfirst(lc);
-		Datum		values[3] = {Int64GetDatum(f->file_id),
-			CStringGetTextDatum(message),
-		BoolGetDatum(!b->doubt && f->in_doubt_since == 0 &&
-					 (b->rejected || !b->copy_sent))};
+		bool		ends_doubt = !b->doubt && f->in_doubt_since == 0 &&
+			(b->rejected || !b->copy_sent);
+		Datum		values[3];
+
+		values[0] = Int64GetDatum(f->file_id);
+		values[1] = CStringGetTextDatum(message);
+		values[2] = BoolGetDatum(ends_doubt);
 
 		/* backoff doubles per attempt: 10 s, 20 s, ... up to 10 min */
 		SPI_execute_with_args("UPDATE sfexport.files SET last_error = $2,"
