@@ -29,6 +29,16 @@
  * ("Writing SECURITY DEFINER Functions Safely") applied to C code, and what
  * the server itself does around maintenance commands (RestrictSearchPath).
  *
+ * What else of other roles' making the worker could run: type output
+ * functions, when it renders binary rows (encode.c), are built in or a
+ * superuser's (only superusers create base types; domains, enums, ranges
+ * and composites output through built-in functions); no trigger, rule or
+ * policy fires, as it writes only the extension's own tables, which only
+ * their owner could give one; type names it reads (sfexport.shapes.types)
+ * are parsed, never executed (setup.c).  The one SQL-level role switch is
+ * glue_sync's state; the one SECURITY DEFINER function is sfexport.retry(),
+ * with its own SET search_path.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
