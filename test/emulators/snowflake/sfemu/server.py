@@ -18,6 +18,7 @@ from .auth import AuthError
 from .engine import Session
 from .errors import SfError
 from .sqltok import split_statements, substitute_binds, tokenize
+from .streaming import FAULT_ACTIONS as STREAMING_FAULT_ACTIONS
 
 
 class Faults:
@@ -37,7 +38,7 @@ class Faults:
     """
 
     ACTIONS = {"429", "500", "503", "504", "401", "drop", "drop_after", "delay", "202",
-               "pending", "slow", "hold", "422"}
+               "pending", "slow", "hold", "422"} | STREAMING_FAULT_ACTIONS
 
     def __init__(self):
         self.items = []
@@ -101,6 +102,7 @@ class App:
         self.account = account
         self.faults = Faults()
         self.snowpipe = None
+        self.streaming = None   # Snowpipe Streaming REST API (sfemu/streaming.py)
         self.sql_log = None     # file every SQL API statement is appended to
         self.sql_log_lock = threading.Lock()
         # arrival time, method and path (no query) of every API request, and
@@ -147,8 +149,22 @@ def make_handler(app):
 
         # -- plumbing ----------------------------------------------------
         def _body(self):
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                return self._chunked_body()
             n = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(n) if n > 0 else b""
+
+        def _chunked_body(self):
+            """Transfer-Encoding: chunked (RFC 9112, section 7.1)."""
+            out = []
+            while True:
+                size = int(self.rfile.readline(65537).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass    # trailer fields
+                    return b"".join(out)
+                out.append(self.rfile.read(size))
+                self.rfile.readline(65537)
 
         def _send(self, status, body, headers=None, content_type="application/json"):
             if isinstance(body, (dict, list)):
@@ -199,6 +215,8 @@ def make_handler(app):
                     return self._api(method, url.path, query, body)
                 if url.path.startswith("/v1/data/pipes/"):
                     return self._pipe(method, url.path, query, body)
+                if app.streaming is not None and app.streaming.owns(url.path):
+                    return app.streaming.serve(self, app, method, url.path, query, body)
                 self._send(404, {"code": "390404", "message": "Not found"})
             except (BrokenPipeError, ConnectionResetError):
                 pass
@@ -475,6 +493,8 @@ def make_handler(app):
                 app.faults.clear()
                 if app.snowpipe is not None:
                     app.snowpipe.reset()
+                if app.streaming is not None:
+                    app.streaming.reset()
                 if doc.get("users"):
                     app.auth.users.clear()
                     app.auth.tokens.clear()
@@ -488,6 +508,8 @@ def make_handler(app):
                     if "suppress_reports" in doc:
                         sp.suppress_reports = bool(doc["suppress_reports"])
                 return self._send(200, sp.admin())
+            if (name == "streaming" or name.startswith("streaming/")) and app.streaming:
+                return app.streaming.admin(self, method, name, query, doc)
             if name == "config":
                 cfg = app.executor.cfg
                 if method == "POST":
