@@ -18,7 +18,7 @@ import urllib.parse
 
 import jwt
 
-from test_emulator import Client, EmulatorTestCase, make_jwt
+from test_emulator import Client, EmulatorTestCase, Resp, make_jwt
 
 DB, SC = "DB", "PUBLIC"
 
@@ -37,17 +37,6 @@ def zstd_compress(data):
 
 def ndjson(rows):
     return "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8")
-
-
-class Resp:
-    def __init__(self, status, headers, raw):
-        self.status = status
-        self.headers = headers
-        self.raw = raw
-
-    @property
-    def json(self):
-        return json.loads(self.raw)
 
 
 class StreamingTestCase(EmulatorTestCase):

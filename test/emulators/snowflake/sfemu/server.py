@@ -189,6 +189,29 @@ def make_handler(app):
             except OSError:
                 pass
 
+        def _fault(self, method, path, statement):
+            """The fault queued for this request, if any (recorded and logged)."""
+            fault = app.faults.match(method, self.path, statement)
+            if fault:
+                with app.requests_lock:
+                    self._rec["fault"] = fault["action"]
+                sys.stderr.write("[sfemu] fault %s on %s %s\n" % (fault["action"], method, path))
+            return fault
+
+        def _canned(self, fault, busy_body):
+            """Answer a 429 (busy_body), 401, 408, 410 or 5xx fault."""
+            a = fault["action"]
+            if a == "429":
+                return self._send(429, busy_body, headers=retry_after_header(fault))
+            if a == "401":
+                return self._send(401, {"code": "390144",
+                                        "message": "JWT token is invalid. [injected]"})
+            text = {"408": "Request Timeout", "410": "Gone", "500": "Internal Server Error",
+                    "503": "Service Unavailable", "504": "Gateway Timeout"}[a]
+            # like a load balancer: an HTML body
+            return self._send(int(a), "<html><body><h1>%s %s</h1></body></html>" % (a, text),
+                              content_type="text/html", headers=retry_after_header(fault))
+
         def do_GET(self):
             self._dispatch("GET")
 
@@ -216,7 +239,7 @@ def make_handler(app):
                 if url.path.startswith("/v1/data/pipes/"):
                     return self._pipe(method, url.path, query, body)
                 if app.streaming is not None and app.streaming.owns(url.path):
-                    return app.streaming.serve(self, app, method, url.path, query, body)
+                    return app.streaming.serve(self, method, url.path, query, body)
                 self._send(404, {"code": "390404", "message": "Not found"})
             except (BrokenPipeError, ConnectionResetError):
                 pass
@@ -239,29 +262,17 @@ def make_handler(app):
                     doc = None
                 if isinstance(doc, dict) and isinstance(doc.get("statement"), str):
                     statement = doc["statement"]
-            fault = app.faults.match(method, self.path, statement)
+            fault = self._fault(method, path, statement)
             exec_fault = None
             if fault:
                 a = fault["action"]
-                with app.requests_lock:
-                    self._rec["fault"] = a
-                sys.stderr.write("[sfemu] fault %s on %s %s\n" % (a, method, path))
                 if a == "drop":
                     return self._drop()
                 if a == "delay":
                     time.sleep(fault["delay_ms"] / 1000.0)
-                elif a == "429":
-                    return self._send(429, {"code": "390505", "message": "Too many requests."},
-                                      headers=retry_after_header(fault))
-                elif a in ("500", "503", "504"):
-                    text = {"500": "Internal Server Error", "503": "Service Unavailable",
-                            "504": "Gateway Timeout"}[a]
-                    return self._send(int(a), "<html><body><h1>%s %s</h1></body></html>"
-                                      % (a, text), content_type="text/html",
-                                      headers=retry_after_header(fault))
-                elif a == "401":
-                    return self._send(401, {"code": "390144", "message":
-                                            "JWT token is invalid. [injected]"})
+                elif a in ("429", "500", "503", "504", "401"):
+                    return self._canned(fault, {"code": "390505",
+                                                "message": "Too many requests."})
                 elif a in ("202", "pending", "slow", "hold", "422"):
                     exec_fault = fault
             accept = self.headers.get("Accept") or ""

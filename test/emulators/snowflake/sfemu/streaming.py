@@ -197,31 +197,20 @@ class Streaming:
     def owns(path):
         return path.startswith("/v2/streaming/") or path == "/oauth/token"
 
-    def serve(self, h, app, method, path, query, raw):
-        from .server import retry_after_header
-        fault = app.faults.match(method, h.path, None)
+    def serve(self, h, method, path, query, raw):
+        """Answer one request (h: the server's handler, for _send, _drop and
+        the fault queue of /_emulator/faults)."""
+        fault = h._fault(method, path, None)
         drop_after = False
         if fault:
             a = fault["action"]
-            with app.requests_lock:
-                h._rec["fault"] = a
-            sys.stderr.write("[sfemu] fault %s on %s %s\n" % (a, method, path))
             if a == "drop":
                 return h._drop()
             if a == "delay":
                 time.sleep(fault["delay_ms"] / 1000.0)
-            elif a == "429":
-                return h._send(429, {"code": fault.get("code") or "ERR_TOO_MANY_REQUESTS",
-                                     "message": fault.get("message") or "Too many requests."},
-                               headers=retry_after_header(fault))
-            elif a in ("408", "410", "500", "503", "504"):
-                text = {"408": "Request Timeout", "410": "Gone", "500": "Internal Server Error",
-                        "503": "Service Unavailable", "504": "Gateway Timeout"}[a]
-                return h._send(int(a), "<html><body><h1>%s %s</h1></body></html>" % (a, text),
-                               content_type="text/html", headers=retry_after_header(fault))
-            elif a == "401":
-                return h._send(401, {"code": "390144",
-                                     "message": "JWT token is invalid. [injected]"})
+            elif a in ("429", "401", "408", "410", "500", "503", "504"):
+                return h._canned(fault, {"code": fault.get("code") or "ERR_TOO_MANY_REQUESTS",
+                                         "message": fault.get("message") or "Too many requests."})
             elif a == "drop_after":
                 drop_after = True
             elif a in ("invalidate", "supersede"):
@@ -405,6 +394,22 @@ class Streaming:
             except SfError as e:
                 raise Reply(403, "ERR_PIPE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED", e.message)
 
+    def _target(self, user, db, sc, pname, create_default=False):
+        """The pipe of a request, once its table and the user's privileges are
+        checked."""
+        pfqn, pipe = self._pipe(db, sc, pname, create_default)
+        tfqn, tbl = self._table(pipe)
+        self._check_privileges(user, pfqn, pipe, tfqn, tbl)
+        return pfqn, pipe
+
+    def _existing_channel(self, pfqn, pipe, cname):
+        ch = self._channel(pipe["object_id"], cname)
+        if ch is None:
+            raise Reply(404, "ERR_CHANNEL_DOES_NOT_EXIST_OR_IS_NOT_AUTHORIZED",
+                        "Channel '%s' on pipe '%s' does not exist or is not authorized."
+                        % (cname, ".".join(pfqn)))
+        return ch
+
     def _compiled(self, pipe):
         """The pipe's copy statement, parsed once."""
         key = (pipe["object_id"], pipe["copy_statement"])
@@ -525,9 +530,7 @@ class Streaming:
         if not cname:
             raise Reply(400, "ERR_MALFORMED_REQUEST", "Channel name is empty.")
         with self._txn():
-            pfqn, pipe = self._pipe(db, sc, pname, create_default=True)
-            tfqn, tbl = self._table(pipe)
-            self._check_privileges(user, pfqn, pipe, tfqn, tbl)
+            pfqn, pipe = self._target(user, db, sc, pname, create_default=True)
             ch = self._channel(pipe["object_id"], cname)
             now = time.time()
             if ch is None:
@@ -561,12 +564,8 @@ class Streaming:
         doc = self._json_body(raw, h)
         strict = doc.get("fail_on_uncommitted_rows", False)
         with self._txn():
-            pfqn, pipe = self._pipe(db, sc, pname)
-            tfqn, tbl = self._table(pipe)
-            self._check_privileges(user, pfqn, pipe, tfqn, tbl)
-            ch = self._channel(pipe["object_id"], cname)
-            if ch is None:
-                raise self._no_channel(pfqn, cname)
+            pfqn, pipe = self._target(user, db, sc, pname)
+            ch = self._existing_channel(pfqn, pipe, cname)
             if strict is True and self._inflight(ch):
                 raise Reply(409, "ERR_CHANNEL_HAS_UNCOMMITTED_DATA",
                             "The channel has uncommitted data.")
@@ -575,12 +574,6 @@ class Streaming:
                                 (ch["pipe_id"], ch["channel_key"]))
         return 200, {}, "application/json"
 
-    @staticmethod
-    def _no_channel(pfqn, cname):
-        return Reply(404, "ERR_CHANNEL_DOES_NOT_EXIST_OR_IS_NOT_AUTHORIZED",
-                     "Channel '%s' on pipe '%s' does not exist or is not authorized."
-                     % (cname, ".".join(pfqn)))
-
     def _bulk_status(self, h, user, db, sc, pname, raw):
         doc = self._json_body(raw, h)
         names = doc.get("channel_names")
@@ -588,9 +581,7 @@ class Streaming:
             raise Reply(400, "ERR_MALFORMED_REQUEST", "channel_names must be a list of strings.")
         out = {}
         with self.engine.lock:
-            pfqn, pipe = self._pipe(db, sc, pname)
-            tfqn, tbl = self._table(pipe)
-            self._check_privileges(user, pfqn, pipe, tfqn, tbl)
+            pfqn, pipe = self._target(user, db, sc, pname)
             for n in names:
                 ch = self._channel(pipe["object_id"], n)
                 # "the names are case-sensitive": the name as first opened, exactly
@@ -624,12 +615,8 @@ class Streaming:
             except storage.StorageError as e:
                 raise Reply(400, "ERR_MALFORMED_REQUEST", "Cannot decompress the payload: %s" % e)
         with self._txn():
-            pfqn, pipe = self._pipe(db, sc, pname)
-            tfqn, tbl = self._table(pipe)
-            self._check_privileges(user, pfqn, pipe, tfqn, tbl)
-            ch = self._channel(pipe["object_id"], cname)
-            if ch is None:
-                raise self._no_channel(pfqn, cname)
+            pfqn, pipe = self._target(user, db, sc, pname)
+            ch = self._existing_channel(pfqn, pipe, cname)
             if ch["status_code"] != SUCCESS:
                 raise Reply(409, ch["status_code"], "The channel is invalid and must be "
                             "reopened.")
