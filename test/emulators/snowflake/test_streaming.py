@@ -90,11 +90,13 @@ class StreamingTestCase(EmulatorTestCase):
         return "/v2/streaming/databases/%s/schemas/%s/pipes/%s/channels/%s" % (
             self.q(db), self.q(sc), self.q(pipe), self.q(channel))
 
-    def open(self, pipe, channel, body=None, expect=200, **kw):
+    def open(self, pipe, channel, body=None, expect=200, headers=None, **kw):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
         r = self.http("PUT", self.chan_path(pipe, channel),
-                      json.dumps(body if body is not None else {}).encode(),
-                      {"Content-Type": "application/json"}, **kw)
-        self.assertEqual(r.status, expect, r.raw)
+                      json.dumps(body if body is not None else {}).encode(), h, **kw)
+        if expect is not None:
+            self.assertEqual(r.status, expect, r.raw)
         return r
 
     def append(self, pipe, channel, cont, rows=None, data=None, offset=None, start=None,
@@ -191,10 +193,21 @@ class ControlPlaneTests(StreamingTestCase):
         self.assertEqual(r.raw.count(b"."), 2)      # a bare JWT
         self.assertTrue(r.headers["Content-Type"].startswith("text/plain"))
 
-    def test_scope_with_underscores_compares_as_dashes(self):
-        """The tutorial: underscores in the host become dashes before the exchange."""
+    def test_configured_ingest_host(self):
+        """The tutorial: underscores in the host become dashes before the exchange
+        and in every later call; the channel endpoints answer on that host only."""
+        self.client.ok("CREATE TABLE T (A NUMBER)")
         self.settings(hostname="my_acct.region.ingest.example")
-        self.assertEqual(self.exchange(scope="my-acct.region.ingest.example").status, 200)
+        host = self.http("GET", "/v2/streaming/hostname").json["hostname"]
+        self.assertEqual(host, "my_acct.region.ingest.example")
+        self.err(self.exchange(scope=host), 400, "ERR_MALFORMED_REQUEST")
+        tok = self.exchange(scope="my-acct.region.ingest.example").json["token"]
+        self.err(self.open("T-STREAMING", "C1", expect=404, token=tok), 404,
+                 "ERR_MALFORMED_REQUEST")
+        self.err(self.open("T-STREAMING", "C1", expect=404, token=tok, headers={"Host": host}),
+                 404, "ERR_MALFORMED_REQUEST")
+        self.open("T-STREAMING", "C1", token=tok,
+                  headers={"Host": "MY-ACCT.region.ingest.example"})
 
     def test_ingest_auth_scoped_jwt_oauth(self):
         self.client.ok("CREATE TABLE T (A NUMBER)")

@@ -73,7 +73,8 @@ MAC_LEN = 12
 DEFAULTS = {
     "commit_delay_ms": 1000,        # append -> committed (Snowflake: 5-10 s end to end)
     "pause_commits": False,         # hold every batch in flight
-    "hostname": None,               # Get Hostname answer; None: the request's Host header
+    "hostname": None,               # Get Hostname answer, and then the only Host the
+                                    # channel endpoints accept; None: the request's Host
     "hostname_format": "json",      # "json" {"hostname": h} (reference) | "text" (tutorial)
     "token_format": "json",         # "json" {"token": t} (reference) | "text" (tutorial)
     "scoped_token_ttl_s": 3600,     # not documented
@@ -124,9 +125,11 @@ def _iso_ms(t):
         "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _norm_host(h):
-    # The tutorial: account names with underscores need dashes in the ingest host.
-    return (h or "").strip().lower().replace("_", "-")
+def _dashed(host):
+    """The tutorial: if the account name has underscores, "replace all
+    underscores with dashes in the INGEST_HOST before generating the scoped
+    token", and use that form "for all subsequent REST API calls"."""
+    return (host or "").strip().lower().replace("_", "-")
 
 
 def _redact(message):
@@ -236,6 +239,10 @@ class Streaming:
         if path == "/oauth/token":
             self._method(method, "POST")
             return self._exchange(h, raw)
+        want = self.setting("hostname")
+        if want and (h.headers.get("Host") or "").strip().lower() != _dashed(want):
+            # a configured ingest host is the only one the channel endpoints answer on
+            raise Reply(404, "ERR_MALFORMED_REQUEST", "Not the account's ingest host.")
         parts = [urllib.parse.unquote(x) for x in path.split("/")[1:]]
         user = self._auth_ingest(h)
         # v2/streaming/data/databases/D/schemas/S/pipes/P/channels/C/rows
@@ -317,9 +324,9 @@ class Streaming:
         scope = (form.get("scope") or [""])[0]
         if grant != JWT_BEARER:
             raise Reply(400, "ERR_MALFORMED_REQUEST", "Unsupported grant_type.")
-        if _norm_host(scope) != _norm_host(self._hostname(h)):
+        if scope.strip().lower() != _dashed(self._hostname(h)):
             raise Reply(400, "ERR_MALFORMED_REQUEST", "Invalid scope: not this account's "
-                        "ingest host.")
+                        "ingest host (with dashes for underscores).")
         now = int(time.time())
         token = jwt.encode({"iss": SCOPED_ISSUER, "sub": "%s.%s" % (self.account, user),
                             "user": user, "scope": scope, "iat": now,
@@ -698,8 +705,8 @@ class Streaming:
             return
         pd = self._compiled(pipe)
         ctx = ConvContext(binary_format=pd["binary"], timezone="UTC")
-        label = "streaming:%s/%s" % (".".join((ch["db"], ch["schema"], ch["pipe"])),
-                                     ch["channel_name"])
+        pipe_label = ".".join((ch["db"], ch["schema"], ch["pipe"]))
+        label = "streaming:%s/%s" % (pipe_label, ch["channel_name"])
         text = bytes(b["payload"]).decode("utf-8", errors="replace")
         rows, errors, parsed = [], [], 0
         for i, line in enumerate(text.split("\n")):
@@ -729,8 +736,7 @@ class Streaming:
                       last_error_message=_redact(errors[-1][1]))
             with self.lock:
                 self.row_errors = (self.row_errors + [
-                    {"pipe": label.split(":", 1)[1].rsplit("/", 1)[0],
-                     "channel": ch["channel_name"], "row_seq": b["row_seq"], "line": ln,
+                    {"pipe": pipe_label, "channel": ch["channel_name"], "row_seq": b["row_seq"], "line": ln,
                      "end_offset_token": b["end_offset"], "message": msg, "at": now}
                     for ln, msg in errors])[-200:]
         self._update_channel(ch, **kw)
