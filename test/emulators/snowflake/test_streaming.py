@@ -391,20 +391,21 @@ class ChannelTests(StreamingTestCase):
                 b'{"id": 2,\n'                     # not JSON
                 b'{"name": "no id"}\r\n'           # NULL into NOT NULL
                 b'\n'                              # blank: not a row
+                b'{"id": 4, "name": "\xff\xfe"}\n'   # not UTF-8
                 b'{"id": 3, "ts": "not a time"}\n')
         self.append("P", "CH1", tok, data=data, offset="b1")
         st = self.wait_committed("P", "CH1", "b1")
         self.assertEqual((st["rows_parsed"], st["rows_inserted"], st["rows_errors"],
-                          st["rows_error_count"]), (6, 1, 5, 5))
+                          st["rows_error_count"]), (7, 1, 6, 6))
         self.assertEqual(st["last_error_offset_upper_bound"], "b1")
         self.assertIn("Timestamp", st["last_error_message"])
         self.assertRegex(st["last_error_timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         r = self.open("P", "CH1").json["channel_status"]
-        self.assertEqual(r["rows_error_count"], 5)
+        self.assertEqual(r["rows_error_count"], 6)
         self.assertIsInstance(r["last_error_timestamp"], int)
         self.assertEqual(self.client.rows("SELECT ID, NAME FROM T"), [["1", "ok"]])
         errors = self.state()["row_errors"]
-        self.assertEqual(len(errors), 5)
+        self.assertEqual(len(errors), 6)
         self.assertIn("abc-secret", errors[0]["message"])
         # the API's message is redacted; the admin list is not
         msgs = [e["message"] for e in errors]
@@ -430,7 +431,8 @@ class ChannelTests(StreamingTestCase):
                       ":bulk-channel-status", b'{"channel_names": "C1"}',
                       {"Content-Type": "application/json"})
         self.err(r, 400, "ERR_MALFORMED_REQUEST")
-        self.err(Resp(*self._status_raw("NOPIPE")), 404, "ERR_PIPE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED")
+        self.err(Resp(*self._status_raw("NOPIPE")), 404,
+                 "ERR_PIPE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED")
 
     def _status_raw(self, pipe):
         r = self.http("POST", "/v2/streaming/databases/DB/schemas/PUBLIC/pipes/%s"

@@ -452,7 +452,8 @@ class Streaming:
 
     def _inflight(self, ch):
         return self.cat.db.execute("SELECT COUNT(*) FROM streaming_inflight WHERE pipe_id=? AND "
-                                   "channel_key=?", (ch["pipe_id"], ch["channel_key"])).fetchone()[0]
+                                   "channel_key=?",
+                                   (ch["pipe_id"], ch["channel_key"])).fetchone()[0]
 
     def _discard_inflight(self, ch):
         self.cat.db.execute("DELETE FROM streaming_inflight WHERE pipe_id=? AND channel_key=?",
@@ -682,9 +683,9 @@ class Streaming:
             cutoff = float("inf") if force else \
                 time.time() - int(self.setting("commit_delay_ms")) / 1000.0
             with self._txn():
-                row = self.cat.db.execute("SELECT %s FROM streaming_inflight WHERE appended_at <= ? "
-                                          "ORDER BY seq LIMIT 1" % ", ".join(INFLIGHT_COLS),
-                                          (cutoff,)).fetchone()
+                row = self.cat.db.execute(
+                    "SELECT %s FROM streaming_inflight WHERE appended_at <= ? ORDER BY seq LIMIT 1"
+                    % ", ".join(INFLIGHT_COLS), (cutoff,)).fetchone()
                 if row is None:
                     return n
                 self._commit(dict(zip(INFLIGHT_COLS, row)))
@@ -703,11 +704,15 @@ class Streaming:
         if tbl is None:
             self._invalidate(ch, "ERR_TABLE_DOES_NOT_EXIST_NOT_AUTHORIZED")
             return
-        pd = self._compiled(pipe)
+        try:
+            pd = self._compiled(pipe)
+        except SfError:
+            self._invalidate(ch, "ERR_PIPE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED")
+            return
         ctx = ConvContext(binary_format=pd["binary"], timezone="UTC")
         pipe_label = ".".join((ch["db"], ch["schema"], ch["pipe"]))
         label = "streaming:%s/%s" % (pipe_label, ch["channel_name"])
-        text = bytes(b["payload"]).decode("utf-8", errors="replace")
+        text = bytes(b["payload"]).decode("utf-8", errors="surrogateescape")
         rows, errors, parsed = [], [], 0
         for i, line in enumerate(text.split("\n")):
             line = line[:-1] if line.endswith("\r") else line
@@ -715,9 +720,14 @@ class Streaming:
                 continue
             parsed += 1
             try:
+                if re.search("[\udc80-\udcff]", line):
+                    raise ConvError("Invalid UTF8 detected in the row", "100069", "22P02")
                 rows.append((self._map_row(line, pd, tbl, ctx, parsed), ch["rows_parsed"] + parsed))
             except (ConvError, SfError) as e:
                 errors.append((i + 1, e.message))
+            except Exception as e:   # an emulator bug must not wedge the channel
+                traceback.print_exc()
+                errors.append((i + 1, "internal emulator error: %s" % e))
         now = time.time()
         if rows:
             self.cat.insert_rows(tbl["object_id"], [c["sqlcol"] for c in tbl["columns"]],
@@ -736,8 +746,8 @@ class Streaming:
                       last_error_message=_redact(errors[-1][1]))
             with self.lock:
                 self.row_errors = (self.row_errors + [
-                    {"pipe": pipe_label, "channel": ch["channel_name"], "row_seq": b["row_seq"], "line": ln,
-                     "end_offset_token": b["end_offset"], "message": msg, "at": now}
+                    {"pipe": pipe_label, "channel": ch["channel_name"], "row_seq": b["row_seq"],
+                     "line": ln, "end_offset_token": b["end_offset"], "message": msg, "at": now}
                     for ln, msg in errors])[-200:]
         self._update_channel(ch, **kw)
 
