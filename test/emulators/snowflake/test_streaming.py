@@ -18,7 +18,7 @@ import urllib.parse
 
 import jwt
 
-from test_emulator import Client, EmulatorTestCase, Resp, make_jwt
+from test_server import Client, EmulatorTestCase, Resp, make_jwt
 
 DB, SC = "DB", "PUBLIC"
 

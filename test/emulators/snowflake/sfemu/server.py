@@ -150,21 +150,12 @@ def make_handler(app):
         # -- plumbing ----------------------------------------------------
         def _body(self):
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                return self._chunked_body()
+                # the stand-ins' shared reader (test/emulators/lib, on the path
+                # through the entry point ../server.py)
+                from emu_common import read_body
+                return read_body(self, ())[0].read()
             n = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(n) if n > 0 else b""
-
-        def _chunked_body(self):
-            """Transfer-Encoding: chunked (RFC 9112, section 7.1)."""
-            out = []
-            while True:
-                size = int(self.rfile.readline(65537).split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass    # trailer fields
-                    return b"".join(out)
-                out.append(self.rfile.read(size))
-                self.rfile.readline(65537)
 
         def _send(self, status, body, headers=None, content_type="application/json"):
             if isinstance(body, (dict, list)):

@@ -1,13 +1,15 @@
 --
 -- AWS Glue sync: the Hive type parser, the glue_* server options and who
 -- may call glue_sync (the TAP tests 050-059 talk to the Glue and Snowflake
--- emulators).
+-- emulators).  The parser is reached through the test surface
+-- (sfexport_test.hive_to_snowflake).
 --
 CREATE EXTENSION sfexport;
+CREATE EXTENSION sfexport_test;
 \set VERBOSITY default
 
 -- primitive types
-SELECT t AS hive, sfexport._hive_to_snowflake(t) AS snowflake
+SELECT t AS hive, sfexport_test.hive_to_snowflake(t) AS snowflake
   FROM unnest(ARRAY['string', 'STRING', 'varchar(10)', 'char(3)', 'tinyint',
                     'smallint', 'int', 'integer', 'bigint', 'float', 'double',
                     'double precision', 'decimal', 'decimal(12)', 'decimal(38, 9)',
@@ -15,7 +17,7 @@ SELECT t AS hive, sfexport._hive_to_snowflake(t) AS snowflake
                     '  int  ']) AS t;
 
 -- nested types, arbitrarily deep
-SELECT left(t, 70) AS hive, sfexport._hive_to_snowflake(t) AS snowflake
+SELECT left(t, 70) AS hive, sfexport_test.hive_to_snowflake(t) AS snowflake
   FROM unnest(ARRAY['array<string>', 'map<string,int>', 'struct<a:int,b:string>',
                     'array<struct<a:map<string,array<decimal(10,2)>>,b:struct<c:date>>>',
                     'map<int, array< struct< x : int > > >',
@@ -24,24 +26,24 @@ SELECT left(t, 70) AS hive, sfexport._hive_to_snowflake(t) AS snowflake
                     repeat('array<', 60) || 'int' || repeat('>', 60)]) AS t;
 
 -- malformed or unknown types: an error naming the position
-SELECT sfexport._hive_to_snowflake('strin');
-SELECT sfexport._hive_to_snowflake('varchar');
-SELECT sfexport._hive_to_snowflake('varchar(0)');
-SELECT sfexport._hive_to_snowflake('char(256)');
-SELECT sfexport._hive_to_snowflake('decimal(39,2)');
-SELECT sfexport._hive_to_snowflake('decimal(5,6)');
-SELECT sfexport._hive_to_snowflake('array<int');
-SELECT sfexport._hive_to_snowflake('array<>');
-SELECT sfexport._hive_to_snowflake('map<array<int>,string>');
-SELECT sfexport._hive_to_snowflake('map<string>');
-SELECT sfexport._hive_to_snowflake('struct<a int>');
-SELECT sfexport._hive_to_snowflake('struct<>');
-SELECT sfexport._hive_to_snowflake('struct<`a:int>');
-SELECT sfexport._hive_to_snowflake('int; DROP TABLE x');
-SELECT sfexport._hive_to_snowflake('string)');
-SELECT sfexport._hive_to_snowflake('');
-SELECT sfexport._hive_to_snowflake(repeat('array<', 70) || 'int' || repeat('>', 70)) IS NULL;
-SELECT sfexport._hive_to_snowflake('decimal(9999999999)');
+SELECT sfexport_test.hive_to_snowflake('strin');
+SELECT sfexport_test.hive_to_snowflake('varchar');
+SELECT sfexport_test.hive_to_snowflake('varchar(0)');
+SELECT sfexport_test.hive_to_snowflake('char(256)');
+SELECT sfexport_test.hive_to_snowflake('decimal(39,2)');
+SELECT sfexport_test.hive_to_snowflake('decimal(5,6)');
+SELECT sfexport_test.hive_to_snowflake('array<int');
+SELECT sfexport_test.hive_to_snowflake('array<>');
+SELECT sfexport_test.hive_to_snowflake('map<array<int>,string>');
+SELECT sfexport_test.hive_to_snowflake('map<string>');
+SELECT sfexport_test.hive_to_snowflake('struct<a int>');
+SELECT sfexport_test.hive_to_snowflake('struct<>');
+SELECT sfexport_test.hive_to_snowflake('struct<`a:int>');
+SELECT sfexport_test.hive_to_snowflake('int; DROP TABLE x');
+SELECT sfexport_test.hive_to_snowflake('string)');
+SELECT sfexport_test.hive_to_snowflake('');
+SELECT sfexport_test.hive_to_snowflake(repeat('array<', 70) || 'int' || repeat('>', 70)) IS NULL;
+SELECT sfexport_test.hive_to_snowflake('decimal(9999999999)');
 
 -- glue_* server options are checked at DDL time
 CREATE SERVER g FOREIGN DATA WRAPPER sfexport OPTIONS (
@@ -67,7 +69,7 @@ CREATE ROLE glue_nobody;
 GRANT USAGE ON FOREIGN SERVER g TO glue_nobody;
 SET ROLE glue_nobody;
 SELECT * FROM sfexport.glue_sync('g', 'sales__raw');
-SELECT sfexport._hive_to_snowflake('int');
+SELECT sfexport_test.hive_to_snowflake('int');
 SELECT * FROM sfexport.glue_sync_state;
 RESET ROLE;
 SELECT * FROM sfexport.glue_sync('g', NULL);

@@ -5,7 +5,7 @@ For the bad-input tests (test/t/060_bad_input.pl): replies no emulator would
 give (invalid JSON, HTML pages, wrong shapes, huge or truncated bodies,
 odd status codes) to any client pointed at it.
 
-    raw_reply.py --port 0 --port-file FILE
+    test/emulators/start raw_reply --port 0 --port-file FILE
 
 Admin API (JSON):
     POST /_raw/replies   {"replies": [REPLY, ...]}  replace the queue
@@ -27,7 +27,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import emu_common  # noqa: E402  (write_port_file)
 
 

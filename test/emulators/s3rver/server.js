@@ -4,7 +4,7 @@
  * Launcher for the pinned s3rver (npm "s3rver" 3.7.1), the S3 stand-in used by
  * sfexport's tests and demo.
  *
- *   node start-s3rver.js --directory DIR [--port N|0] [--port-file PATH]
+ *   test/emulators/start s3rver --directory DIR [--port N|0] [--port-file PATH]
  *        [--address 127.0.0.1] [--configure-bucket NAME]... [--key ID=SECRET]...
  *        [--silent]
  *
@@ -19,7 +19,7 @@
  *   S3RVER/S3RVER out of the box and answers InvalidAccessKeyId for any other
  *   key id; it does NOT verify SigV4 signatures (see its
  *   lib/middleware/authentication.js: "Signature version 4 calculation is
- *   unimplemeneted").  Signatures are verified by sigv4_front.py placed in
+ *   unimplemeneted").  Signatures are verified by ../s3_front/server.py placed in
  *   front of it; the keys given here must match the front's --key list so that
  *   requests the front forwards unchanged are accepted here too.
  */
@@ -29,9 +29,9 @@ const S3rver = require('s3rver');
 const AWSAccount = require('s3rver/lib/models/account');
 
 function usage(msg) {
-  if (msg) process.stderr.write(`start-s3rver: ${msg}\n`);
+  if (msg) process.stderr.write(`s3rver: ${msg}\n`);
   process.stderr.write(
-    'usage: node start-s3rver.js --directory DIR [--port N] [--port-file PATH]\n' +
+    'usage: node server.js --directory DIR [--port N] [--port-file PATH]\n' +
       '       [--address 127.0.0.1] [--configure-bucket NAME]... [--key ID=SECRET]... [--silent]\n',
   );
   process.exit(2);
@@ -125,17 +125,17 @@ server
   .then(({ address, port }) => {
     if (opts.portFile) writePortFile(opts.portFile, port);
     process.stderr.write(
-      `start-s3rver: s3rver listening on ${address}:${port} dir=${opts.directory}` +
+      `s3rver: s3rver listening on ${address}:${port} dir=${opts.directory}` +
         ` buckets=[${opts.buckets.join(',')}] keys=${opts.keys.length + 1}\n`,
     );
   })
   .catch(err => {
-    process.stderr.write(`start-s3rver: failed to start: ${err && err.stack}\n`);
+    process.stderr.write(`s3rver: failed to start: ${err && err.stack}\n`);
     process.exit(1);
   });
 
 function shutdown(sig) {
-  process.stderr.write(`start-s3rver: ${sig}, closing\n`);
+  process.stderr.write(`s3rver: ${sig}, closing\n`);
   server.close().then(
     () => process.exit(0),
     () => process.exit(0),

@@ -2,7 +2,7 @@
 """TLS-terminating reverse proxy in front of a plain-HTTP stand-in.
 
 Usage:
-  /usr/bin/python3 tls_proxy.py --port 0 --port-file PATH \\
+  test/emulators/start tls_proxy --port 0 --port-file PATH \\
       --cert server.pem --key server.key --upstream http://127.0.0.1:PORT \\
       [--host 127.0.0.1] [--log FILE]
 
@@ -33,7 +33,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import emu_common as ec  # noqa: E402
 
 PROG = "tls_proxy"

@@ -8,7 +8,7 @@ verifies every request with an independent implementation -- botocore's
 S3SigV4Auth (Debian's python3-botocore) -- and forwards good requests
 unchanged to s3rver.
 
-    sigv4_front.py --port 0 --port-file F --upstream http://127.0.0.1:S3RVERPORT
+    test/emulators/start s3_front --port 0 --port-file F --upstream http://127.0.0.1:S3RVERPORT
                    --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
                    --region R [--host 127.0.0.1]
 
@@ -55,7 +55,7 @@ from urllib.parse import quote, unquote, unquote_plus, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 import os
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
@@ -65,7 +65,7 @@ from botocore.credentials import Credentials  # noqa: E402
 import emu_common as ec  # noqa: E402
 import iam_policy  # noqa: E402
 
-PROG = "sigv4_front"
+PROG = "s3_front"
 MAX_SKEW = datetime.timedelta(minutes=15)
 SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -472,7 +472,7 @@ class FrontState:
         self.upstream = (up.hostname, up.port or 80)
         self.verifier = Verifier(keys, tokens, args.region)
         # --policy ACCESS=FILE: the IAM identity policy of that key's principal
-        # (iam_policy.py); keys without one are not restricted.
+        # (../lib/iam_policy.py); keys without one are not restricted.
         self.policies = {}
         for kv in args.policy:
             a, sep, path = kv.partition("=")

@@ -2,7 +2,7 @@
 """Forward HTTP proxy that records what went through it.
 
 Usage:
-  /usr/bin/python3 forward_proxy.py --port 0 --port-file PATH
+  test/emulators/start forward_proxy --port 0 --port-file PATH
       [--auth USER:PASSWORD] [--host 127.0.0.1]
 
 What libcurl does with http_proxy / https_proxy:
@@ -35,7 +35,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import emu_common as ec  # noqa: E402
 
 PROG = "forward_proxy"

@@ -1,10 +1,10 @@
-"""Unit tests of glue_emulator.py, driven by botocore's own Glue client.
+"""Unit tests of the Glue stand-in (server.py), driven by botocore's own Glue client.
 
 botocore builds every request from the Glue service model and parses every
 answer with it, so these tests check that the emulator speaks the
 documented shapes (paging, errors) as well as SigV4 verification.
 
-    cd test/emulators/glue && /usr/bin/python3 -m unittest -q test_glue_emulator
+    cd test/emulators/glue && /usr/bin/python3 -m unittest -q test_server
 """
 
 import json
@@ -23,7 +23,7 @@ import botocore.session  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-import glue_emulator  # noqa: E402
+import server as glue_emulator  # noqa: E402  (glue/server.py)
 
 KEY, SECRET = "AKIDGLUE", "glue-secret-1"
 TKEY, TSECRET, TOKEN = "ASIATEMP", "temp-secret", "session-token-xyz"
@@ -234,7 +234,7 @@ class GlueEmulatorTest(unittest.TestCase):
             with open(self.fixture, "w") as f:
                 json.dump(FIXTURE, f)
 
-    # -- --policy: the IAM identity policy of a key (iam_policy.py)
+    # -- --policy: the IAM identity policy of a key (../lib/iam_policy.py)
 
     def test_policy_allows_and_denies(self):
         c = self.client(key=PKEY, secret=PSECRET)

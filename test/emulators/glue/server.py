@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """AWS Glue Data Catalog stand-in for the sfexport tests (read operations).
 
-    glue_emulator.py --port 0 --port-file F [--fixture catalog.json]
+    test/emulators/start glue --port 0 --port-file F [--fixture catalog.json]
                      --key ACCESS=SECRET [--key ...] [--session-token ACCESS=TOKEN]
                      [--region us-east-1] [--host 127.0.0.1] [--quiet] [--request-log FILE]
                      [--policy ACCESS=iam-policy.json] [--account-id 123456789012]
@@ -56,7 +56,7 @@ Fixture (JSON, re-read whenever the file changes, or replaced with POST
    "partitions": {"sales__raw": {"events": [{"Values": [...],
                                              "StorageDescriptor": {"Location": ...}}]}}}
 
-IAM (--policy ACCESS=FILE, iam_policy.py): requests signed by ACCESS need
+IAM (--policy ACCESS=FILE, ../lib/iam_policy.py): requests signed by ACCESS need
 the action glue:<Operation> on each resource AWS lists for it ("AWS Glue API
 permissions: Actions and resources reference"; ARNs
 arn:aws:glue:<region>:<account-id>:catalog | database/<db> | table/<db>/<t>):
@@ -98,7 +98,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from emu_common import (FaultQueue, LoopbackHTTPServer, log,  # noqa: E402
                         write_port_file)
@@ -108,7 +108,7 @@ from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.compat import HTTPHeaders  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
-PROG = "glue_emulator"
+PROG = "glue"
 JSON_TYPE = "application/x-amz-json-1.1"
 MAX_SKEW = datetime.timedelta(minutes=15)
 PAGE_MAX = 100

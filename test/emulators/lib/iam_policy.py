@@ -1,4 +1,4 @@
-"""IAM identity-policy evaluation for S3 requests (used by sigv4_front.py).
+"""IAM identity-policy evaluation for S3 requests (used by ../s3_front/server.py and ../glue/server.py).
 
 Two parts, each from AWS documentation:
 

@@ -2,7 +2,7 @@
 """Snowflake SQL API v2 emulator for sfexport's tests and demo.
 
 Usage:
-  /usr/bin/python3 snowflake_emulator.py --port 0 --port-file PATH --data-dir DIR
+  test/emulators/start snowflake --port 0 --port-file PATH --data-dir DIR
       [--account ACCT] [--user NAME=/path/to/rsa_public.pem ...]
       [--token NAME=TOKEN[:OAUTH|:PROGRAMMATIC_ACCESS_TOKEN] ...]
       [--s3-endpoint http://127.0.0.1:PORT --s3-access-key K --s3-secret-key S]
@@ -18,6 +18,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from sfemu.auth import Authenticator  # noqa: E402
 from sfemu.catalog import Catalog  # noqa: E402

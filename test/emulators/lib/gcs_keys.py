@@ -5,7 +5,7 @@
     info = make_service_account("/tmp/sa.json", "http://127.0.0.1:PORT/token")
 
 CLI:
-    gcs_keys.py PATH TOKEN_URI [--email NAME@PROJECT.iam.gserviceaccount.com]
+    test/emulators/lib/gcs_keys.py PATH TOKEN_URI [--email NAME@PROJECT.iam.gserviceaccount.com]
                                [--project ID] [--bits 2048]
 
 The JSON has the fields of a real key file downloaded from the Cloud console

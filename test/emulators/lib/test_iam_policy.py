@@ -1,7 +1,7 @@
-"""Unit tests of iam_policy.py (S3 request -> IAM action, policy evaluation),
-and of sigv4_front.py enforcing a policy (--policy).
+"""Unit tests of iam_policy.py (S3 request -> IAM action, policy evaluation);
+the S3 front enforcing a policy (--policy) is tested in ../s3_front/test_server.py.
 
-Run: cd test/emulators && /usr/bin/python3 -m unittest -q test_iam_policy
+Run: cd test/emulators/lib && /usr/bin/python3 -m unittest -q test_iam_policy
 """
 
 import json

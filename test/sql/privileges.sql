@@ -4,6 +4,13 @@
 --
 CREATE EXTENSION sfexport;
 \set VERBOSITY default
+-- a production install has no test surface: the one function whose name
+-- starts with "_" is the launcher wake-up CREATE EXTENSION itself calls
+SELECT p.oid::regprocedure FROM pg_proc p
+ WHERE p.pronamespace = 'sfexport'::regnamespace AND p.proname LIKE '\_%' ORDER BY 1;
+-- the test surface is the extension sfexport_test (make install
+-- SFEXPORT_TEST_SURFACE=1); checked below: nobody else may use it
+CREATE EXTENSION sfexport_test;
 CREATE ROLE regress_sf_admin;
 CREATE ROLE regress_sf_writer;
 CREATE ROLE regress_sf_other;
@@ -88,11 +95,11 @@ SELECT sfexport.public_key_fingerprint('sf');
 \echo SQLSTATE :SQLSTATE
 SELECT * FROM sfexport.snowflake_query('sf', 'SELECT 1');
 \echo SQLSTATE :SQLSTATE
-SELECT sfexport._storage_get('sf', 'x');
+SELECT sfexport_test.storage_get('sf', 'x');
 \echo SQLSTATE :SQLSTATE
-SELECT sfexport._storage_list('sf');
+SELECT sfexport_test.storage_list('sf');
 \echo SQLSTATE :SQLSTATE
-SELECT * FROM sfexport._sigv4_sign('GET', 'https://h/', ARRAY[]::text[], '', 'AKIA1', 'x',
+SELECT * FROM sfexport_test.sigv4_sign('GET', 'https://h/', ARRAY[]::text[], '', 'AKIA1', 'x',
     'us-east-1', 's3', '20150830T123600Z', true);
 \echo SQLSTATE :SQLSTATE
 SELECT * FROM sfexport.files;
@@ -100,6 +107,11 @@ SELECT * FROM sfexport.files;
 SELECT * FROM sfexport.glue_sync_state;
 \echo SQLSTATE :SQLSTATE
 RESET ROLE;
+-- neither the schema of the test surface nor any of its functions is granted
+SELECT count(*) AS test_functions,
+       bool_or(has_function_privilege('regress_sf_other', p.oid, 'EXECUTE')) AS any_granted,
+       has_schema_privilege('regress_sf_other', 'sfexport_test', 'USAGE') AS schema_granted
+  FROM pg_proc p WHERE p.pronamespace = 'sfexport_test'::regnamespace;
 -- a writer with INSERT on the foreign table is no different
 SET ROLE regress_sf_writer;
 SELECT * FROM sfexport.setup_stage('sf', true);

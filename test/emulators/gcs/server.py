@@ -1,14 +1,14 @@
 #!/usr/bin/python3
 """Google Cloud Storage (JSON API) + OAuth token endpoint stand-in for sfexport.
 
-    gcs_emulator.py --port 0 --port-file F --data-dir DIR
+    test/emulators/start gcs --port 0 --port-file F --data-dir DIR
                     --service-account /path/key.json [--service-account ...]
                     [--bucket NAME ...] [--host 127.0.0.1]
                     [--token-lifetime 3599] [--crc32c-max-bytes N]
 
 Point a client at it with STORAGE_EMULATOR_HOST=127.0.0.1:PORT (or an
 endpoint override) and use service-account key files whose token_uri is
-http://127.0.0.1:PORT/token (gcs_keys.make_service_account writes such files).
+http://127.0.0.1:PORT/token (../lib/gcs_keys.make_service_account writes such files).
 
 Sources for the protocol rules (cited where they are applied below):
 - OAuth 2.0 for service accounts ("Preparing to make an authorized API call",
@@ -39,14 +39,14 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import jwt  # noqa: E402  (Debian python3-jwt)
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 import emu_common as ec  # noqa: E402
 
-PROG = "gcs_emulator"
+PROG = "gcs"
 CHUNK_UNIT = 256 * 1024
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE_RO = {"https://www.googleapis.com/auth/devstorage.read_only",

@@ -2,7 +2,7 @@
 
 - loopback-only threaded HTTP/1.1 server with "--port 0" + port file
 - request body reading (Content-Length or chunked) into a spooled temp file
-- a fault-injection queue shared by sigv4_front.py and gcs_emulator.py
+- a fault-injection queue shared by the S3 front, GCS and Glue stand-ins
 - log redaction helpers (never log Authorization headers, tokens, signatures)
 """
 
