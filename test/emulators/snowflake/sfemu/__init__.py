@@ -10,5 +10,8 @@ Modules:
   storage  -- stage readers: file://, s3:// (SigV4 via botocore), gcs://
   catalog  -- SQLite persistence (objects, rows, load metadata, statement log)
   engine   -- statement execution
+  snowpipe -- Snowpipe REST API (insertFiles, insertReport, loadHistoryScan)
+  streaming_pipe -- streaming pipes: COPY ... FROM TABLE(DATA_SOURCE(TYPE => 'STREAMING'))
+  streaming -- Snowpipe Streaming REST API (channels, offset and continuation tokens)
   server   -- HTTP server: SQL API + /_emulator admin endpoints
 """
