@@ -463,6 +463,16 @@ class S3FrontTests(unittest.TestCase):
         self.assertTrue(reqs[0]["t"] <= reqs[1]["t"] <= reqs[2]["t"])
         self.assertEqual(self.admin("DELETE", "/_front/requests")["requests"], [])
 
+    def test_request_log_names_the_claimed_key(self):
+        self.admin("DELETE", "/_front/requests")
+        self.client().put_object(Bucket=BUCKET, Key="who/1", Body=b"1")
+        with self.assertRaises(ClientError):
+            self.client(ak="AKIDNOBODYKNOWS", sk="x").put_object(Bucket=BUCKET, Key="who/2",
+                                                                 Body=b"2")
+        http_req(self.front.port, "GET", "/%s/who/1" % BUCKET)
+        reqs = self.admin("GET", "/_front/requests")["requests"]
+        self.assertEqual([r["access_key_id"] for r in reqs], [AK, "AKIDNOBODYKNOWS", None])
+
     def test_anonymous_rejected(self):
         st, _, body = http_req(self.front.port, "GET", "/%s/x" % BUCKET)
         self.assertEqual((st, xml_code(body)), (403, "AccessDenied"))
@@ -806,6 +816,28 @@ class GcsTests(unittest.TestCase):
         self.assertEqual(st, 499)
         st, _, body = http_req(self.port, "PUT", sess, b"", {"Content-Range": "bytes */*"})
         self.assertGoogleError(st, body, 404)
+
+    def test_session_location_override(self):
+        """A hostile or broken service: the session announced elsewhere."""
+        st, _, body = http_req(self.port, "POST", "/_emulator/session-location",
+                               json.dumps({"base": "https://elsewhere.example:8443"}).encode())
+        self.assertEqual(st, 200, body)
+        try:
+            st, hdr, body = http_req(self.port, "POST",
+                                     "/upload/storage/v1/b/%s/o?uploadType=resumable" % BUCKET,
+                                     json.dumps({"name": "exports/hostile"}).encode(),
+                                     self.auth({"Content-Type": "application/json; charset=UTF-8"}))
+            self.assertEqual(st, 200, body)
+            loc = urlsplit(hdr["location"])
+            self.assertEqual((loc.scheme, loc.netloc), ("https", "elsewhere.example:8443"))
+            self.assertIn("upload_id=", loc.query)
+            st, _, _ = http_req(self.port, "POST", "/_emulator/session-location",
+                                json.dumps({"base": "no scheme"}).encode())
+            self.assertEqual(st, 400)
+        finally:
+            http_req(self.port, "POST", "/_emulator/session-location",
+                     json.dumps({"base": None}).encode())
+        self.start_resumable("exports/back-to-normal")   # asserts our own host again
 
     def test_list_paged_and_delete(self):
         names = ["list/a/1.csv", "list/a/2.csv", "list/b/3.csv", "list/c.csv", "list/d.csv"]

@@ -1,6 +1,8 @@
 # SfTest.pm: shared helpers for the sfexport TAP tests.
 #
 #   my $node = SfTest::new_node('main');          # cluster, sfexport preloaded, extension created
+#   SfTest::new_node('main', env => { AWS_ACCESS_KEY_ID => ... })
+#                                                 # the postmaster's environment (every start)
 #   my $svc  = SfTest::start_service('s3', [cmd...], port_file => $f);
 #   $svc->{port}                                  # the port it listens on
 #
@@ -10,6 +12,9 @@
 #
 # Secrets and evidence (issue 9, scripts/secret-scan.py):
 #   SfTest::register_secret('label', $value, ...)   # every secret a test uses
+#   SfTest::register_host_secret('label', $value)   # a credential of the database
+#       server's host (environment): searched everywhere, also inside the
+#       CREATE STAGE CREDENTIALS clauses the scan otherwise lets through
 #   SfTest::evidence_dir()                          # this test's evidence dir
 # run-tests.sh sets SFEXPORT_SECRETS_FILE (the suite-wide registry) and
 # SFEXPORT_EVIDENCE_DIR.  This module then records, per test file: every
@@ -57,6 +62,7 @@ sub new_node
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%{ $opts{init} // {} });
 	my $preload = $opts{preload} // 1;
+	$node->{_sf_env} = $opts{env} if $opts{env};
 	$node->append_conf('postgresql.conf',
 		($preload ? "shared_preload_libraries = 'sfexport'\n" : '')
 		  . "log_min_messages = info\n"
@@ -125,6 +131,19 @@ my $test_name = basename($0, '.pl');
 sub register_secret
 {
 	my ($label, @values) = @_;
+	write_secrets($label, '', @values);
+}
+
+# A credential of the database server's host: "host" in the third field.
+sub register_host_secret
+{
+	my ($label, @values) = @_;
+	write_secrets($label, "\thost", @values);
+}
+
+sub write_secrets
+{
+	my ($label, $flag, @values) = @_;
 	my $file = $ENV{SFEXPORT_SECRETS_FILE} or return;
 	my $lines = '';
 	for my $v (@values)
@@ -132,7 +151,7 @@ sub register_secret
 		next unless defined $v && length $v;
 		my $bytes = $v;
 		utf8::encode($bytes) if utf8::is_utf8($bytes);
-		$lines .= "$test_name: $label\t" . encode_base64($bytes, '') . "\n";
+		$lines .= "$test_name: $label\t" . encode_base64($bytes, '') . "$flag\n";
 	}
 	return unless length $lines;
 	open my $fh, '>>', $file or die "cannot append to $file: $!";
@@ -268,6 +287,19 @@ sub collect_store_evidence
 		push @nodes, $node;
 		return $node;
 	};
+	# the environment given to new_node, for every start of the postmaster
+	for my $m (qw(start restart))
+	{
+		my $orig = \&{"PostgreSQL::Test::Cluster::$m"};
+		no strict 'refs';
+		*{"PostgreSQL::Test::Cluster::$m"} = sub {
+			my ($node) = @_;
+			local %ENV = %ENV;
+			@ENV{ keys %{ $node->{_sf_env} } } = values %{ $node->{_sf_env} }
+			  if $node->{_sf_env};
+			return $orig->(@_);
+		};
+	}
 	my $orig_stop = \&PostgreSQL::Test::Cluster::stop;
 	*PostgreSQL::Test::Cluster::stop = sub {
 		my ($node, $mode) = @_;
