@@ -200,13 +200,15 @@ report_unknown_option(const char *name, Oid context)
 }
 
 /*
- * Report a malformed value.  For secret options the value is never shown.
+ * Report a malformed value.  For secret options the value is never shown,
+ * nor a value with control characters (a line break would forge the next
+ * log line).
  */
 static void
 report_bad_value(const SfOption *opt, const char *value, const char *detail,
 				 const char *hint)
 {
-	if (opt->secret)
+	if (opt->secret || !sf_http_header_value_ok(value))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"%s\"", opt->name),
