@@ -357,6 +357,60 @@ sub time_scale
 
 sub secs { return $_[0] * time_scale(); }
 
+# A throwaway PKI for TLS tests: CAs (each "$dir/NAME.pem" and .key) and
+# server certificates signed by the first CA, with the subjectAltName
+# given ("$dir/NAME.pem", .key).  Returns the directory.
+#   my $pki = SfTest::test_pki(cas => ['ca'], certs => { server => 'IP:127.0.0.1,DNS:localhost' });
+sub test_pki
+{
+	my (%o) = @_;
+	my $pki = tempdir('sf_pki_XXXX', TMPDIR => 1, CLEANUP => 1);
+	chmod 0755, $pki;
+	my $ossl = sub {
+		my @cmd = ('openssl', @_);
+		system(join(' ', map { "'$_'" } @cmd) . " >/dev/null 2>&1") == 0
+		  or die "openssl failed: @cmd";
+	};
+	my @cas = @{ $o{cas} // ['ca'] };
+	for my $ca (@cas)
+	{
+		$ossl->('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+			'-keyout', "$pki/$ca.key", '-out', "$pki/$ca.pem", '-subj', "/CN=sfexport test $ca",
+			'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+	}
+	for my $name (sort keys %{ $o{certs} // {} })
+	{
+		$ossl->('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$pki/$name.key",
+			'-out', "$pki/$name.csr", '-subj', "/CN=$name");
+		open my $fh, '>', "$pki/$name.ext" or die "cannot write $pki/$name.ext: $!";
+		print $fh "subjectAltName=$o{certs}{$name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+		close $fh;
+		$ossl->('x509', '-req', '-in', "$pki/$name.csr", '-CA', "$pki/$cas[0].pem",
+			'-CAkey', "$pki/$cas[0].key", '-CAcreateserial', '-days', '2',
+			'-out', "$pki/$name.pem", '-extfile', "$pki/$name.ext");
+	}
+	chmod 0644, glob("$pki/*");
+	return $pki;
+}
+
+# A TLS terminator (test/emulators/tls_proxy.py) in front of $upstream with
+# the certificate $cert of a test_pki directory.  $svc->{events}->() are
+# the connections it logged (connect, handshake_failed, sni, ...).
+sub tls_proxy
+{
+	my ($name, $upstream, $pki, $cert) = @_;
+	my $log = "$pki/$name.log";
+	my $svc = start_service($name,
+		[ python(), src_dir() . '/test/emulators/tls_proxy.py', '--port', '0',
+		  '--port-file', '{PORT_FILE}', '--cert', "$pki/$cert.pem", '--key', "$pki/$cert.key",
+		  '--upstream', $upstream, '--log', $log ]);
+	$svc->{events} = sub {
+		return [] unless -e $log;
+		return [ map { JSON::PP::decode_json($_) } split /\n/, PostgreSQL::Test::Utils::slurp_file($log) ];
+	};
+	return $svc;
+}
+
 # Every file below $dir with its content (for secret scans).
 sub slurp_tree
 {
