@@ -642,6 +642,15 @@ check_mapping_private_key(List *options)
  * to CREATE/ALTER SERVER, USER MAPPING, FOREIGN TABLE and column options.
  * For ALTER the list is the complete resulting option set, so required
  * options and combinations are checked here too.
+ *
+ * Who may set what is decided here only where the option alone tells
+ * (file:// locations, *_file options: the current user is all it needs).
+ * Which Snowflake table a foreign table loads into (its name, table, schema,
+ * column_name), and who may alter a superuser's server, depend on the
+ * server and its owner, which a validator is not given (PostgreSQL passes
+ * the option list and the catalog only, and a rename changes the default
+ * target without calling it): the event trigger sfexport_ddl_check
+ * (sql/sfexport--0.2.0.sql) checks those at the end of each command.
  */
 Datum
 sfexport_fdw_validator(PG_FUNCTION_ARGS)
