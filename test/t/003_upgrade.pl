@@ -1,7 +1,8 @@
 # Upgrade path: a database that installed sfexport 0.1.0 and runs
 # ALTER EXTENSION sfexport UPDATE ends with exactly the objects of a new
 # install of the current version (functions and their definitions,
-# tables, columns, constraints, indexes, views, grants, comments), and
+# tables, columns, constraints, indexes, views, grants, comments, event
+# triggers), and
 # keeps its captured rows.
 use strict;
 use warnings;
@@ -88,6 +89,10 @@ my @snapshot = (
 	  FROM pg_foreign_data_wrapper w WHERE w.fdwname = 'sfexport'},
 	q{SELECT nspname || ' acl=' || coalesce(nspacl::text, '-') FROM pg_namespace
 	  WHERE nspname = 'sfexport'},
+	# event triggers: event, tags, function, enabled
+	q{SELECT evtname || ' ' || evtevent || ' ' || coalesce(evttags::text, '-') || ' '
+	         || evtfoid::regprocedure || ' ' || evtenabled::text
+	  FROM pg_event_trigger WHERE evtname LIKE 'sfexport%'},
 );
 
 for my $q (@snapshot)
