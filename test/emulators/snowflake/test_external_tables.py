@@ -8,7 +8,8 @@ import os
 import unittest
 
 from test_account import body
-from test_emulator import Client, EmulatorTestCase, make_jwt
+from test_emulator import Client, make_jwt
+from test_merge import DmlTestCase
 
 SALES = ("CREATE OR REPLACE EXTERNAL TABLE sales (\n"
          "  id INT AS (value:c1::INT),\n"
@@ -20,23 +21,12 @@ SALES = ("CREATE OR REPLACE EXTERNAL TABLE sales (\n"
          "FILE_FORMAT = (TYPE = CSV)")
 
 
-class ExtTestCase(EmulatorTestCase):
+class ExtTestCase(DmlTestCase):
     def setUp(self):
         super().setUp()
         self.stage()
         self.write("sales/country=US/a.csv", "1,10.50\n2,3\n")
         self.write("sales/country=FR/b.csv", "3,7.25\n")
-
-    def ok(self, sql, **kw):
-        return self.client.ok(sql, **kw)
-
-    def rows(self, sql, **kw):
-        return self.client.rows(sql, **kw)
-
-    def fail(self, sql, **kw):
-        r = self.client.run(sql, **kw)
-        self.assertEqual(r.status, 422, "%s -> %d %s" % (sql, r.status, r.raw[:300]))
-        return r.json
 
     def files(self, table="DB.PUBLIC.SALES"):
         doc = self.client.admin("GET", "external_tables?table=" + table)["external_tables"]

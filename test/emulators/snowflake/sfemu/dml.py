@@ -197,8 +197,7 @@ def do_insert(engine, st, session, handle):
     if st["rows"] is not None:
         env = SelectEnv(engine, session, [], None)
         env.row = ()
-        value_rows = [[Val(None, TEXT_T) if e == ("default",) else env.eval(e) for e in row]
-                      for row in st["rows"]]
+        value_rows = [[_value_of(env, e) for e in row] for row in st["rows"]]
         width = len(st["rows"][0])
     else:
         q = engine.query(st["query"], session)
@@ -230,30 +229,46 @@ def _joined(env, src, where):
     return hits
 
 
-def do_update(engine, st, session, handle):
-    fqn, tbl = target_table(engine, st["target"], session, "UPDATE")
-    check_dml(engine, session, fqn, tbl, ("UPDATE",))
+def _with_source(engine, st, session, op):
+    """(table, target source, env, source, [(rowid, target row, joined source rows)]) for
+    UPDATE ... [FROM] and DELETE ... [USING]: the target rows that the WHERE selects."""
+    fqn, tbl = target_table(engine, st["target"], session, op)
+    check_dml(engine, session, fqn, tbl, (op,))
     tgt, rowids = target_source(engine, fqn, tbl, st["target_alias"])
-    src = source_for(engine, st["source"], session, "UPDATE") if st["source"] else None
+    src = source_for(engine, st["source"], session, op) if st["source"] else None
     env = JoinEnv(engine, session, [tgt] + ([src] if src else []))
+    selected = []
+    for rid, trow in zip(rowids, tgt.all_rows()):
+        env.rows[0] = trow
+        hits = _joined(env, src, st["where"])
+        if hits:
+            selected.append((rid, trow, hits))
+    return tbl, tgt, env, src, selected
+
+
+def _value_of(env, e):
+    return Val(None, TEXT_T) if e == ("default",) else env.eval(e)
+
+
+def _assigned(env, sets):
+    return {s["column"]: _value_of(env, s["expr"]) for s in sets}
+
+
+def do_update(engine, st, session, handle):
+    tbl, tgt, env, src, selected = _with_source(engine, st, session, "UPDATE")
     for s in st["sets"]:
         column_of(tbl, s["column"])
     error_dup = session_flag(session, "ERROR_ON_NONDETERMINISTIC_UPDATE", False)
     updates, multi = {}, 0
-    for rid, trow in zip(rowids, tgt.all_rows()):
-        env.rows[0] = trow
-        hits = _joined(env, src, st["where"])
-        if not hits:
-            continue
+    for rid, trow, hits in selected:
         if len(hits) > 1:
             if error_dup:
                 raise duplicate_row_error(tgt.tcols, trow)
             multi += 1
+        env.rows[0] = trow
         if src is not None:
             env.rows[1] = src.all_rows()[hits[0]]
-        assigned = {s["column"]: (Val(None, TEXT_T) if s["expr"] == ("default",)
-                                  else env.eval(s["expr"])) for s in st["sets"]}
-        updates[rid] = full_row(tbl, assigned, session, base=trow)
+        updates[rid] = full_row(tbl, _assigned(env, st["sets"]), session, base=trow)
     apply_changes(engine, tbl, updates, set(), [], handle)
     return counts_result([("number of rows updated", len(updates)),
                           ("number of multi-joined rows updated", multi)],
@@ -261,16 +276,8 @@ def do_update(engine, st, session, handle):
 
 
 def do_delete(engine, st, session, handle):
-    fqn, tbl = target_table(engine, st["target"], session, "DELETE")
-    check_dml(engine, session, fqn, tbl, ("DELETE",))
-    tgt, rowids = target_source(engine, fqn, tbl, st["target_alias"])
-    src = source_for(engine, st["source"], session, "DELETE") if st["source"] else None
-    env = JoinEnv(engine, session, [tgt] + ([src] if src else []))
-    deletes = set()
-    for rid, trow in zip(rowids, tgt.all_rows()):
-        env.rows[0] = trow
-        if _joined(env, src, st["where"]):
-            deletes.add(rid)
+    tbl, _, _, _, selected = _with_source(engine, st, session, "DELETE")
+    deletes = {rid for rid, _, _ in selected}
     apply_changes(engine, tbl, {}, deletes, [], handle)
     return counts_result([("number of rows deleted", len(deletes))],
                          {"numRowsDeleted": len(deletes)})
@@ -422,8 +429,7 @@ def do_merge(engine, st, session, handle):
         if c["by_name"]:
             assigned = _by_name(tbl, src, srows[j], "UPDATE")
         else:
-            assigned = {s["column"]: (Val(None, TEXT_T) if s["expr"] == ("default",)
-                                      else env.eval(s["expr"])) for s in c["sets"]}
+            assigned = _assigned(env, c["sets"])
         updates[rowids[i]] = full_row(tbl, assigned, session, base=trows[i])
     for j in unjoined:
         env.rows = [None, srows[j]]
@@ -438,8 +444,7 @@ def do_merge(engine, st, session, handle):
                 raise SfError("SQL compilation error:\nInsert value list does not match column "
                               "list expecting %d but got %d" % (len(names), len(c["values"])),
                               "002020", "21S01")
-            assigned = dict(zip(names, [Val(None, TEXT_T) if e == ("default",) else env.eval(e)
-                                        for e in c["values"]]))
+            assigned = dict(zip(names, [_value_of(env, e) for e in c["values"]]))
         inserts.append(full_row(tbl, assigned, session))
     env.rows = [None, None]
     apply_changes(engine, tbl, updates, deletes, inserts, handle)

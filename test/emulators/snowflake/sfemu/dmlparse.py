@@ -40,7 +40,7 @@ from decimal import Decimal
 
 from .errors import SfError
 from .fileformat import parse_option_list
-from .statements import (parse_alias, parse_expr, parse_from_item, parse_select,
+from .statements import (paren_list, parse_alias, parse_expr, parse_from_item, parse_select,
                          _GRANT_OBJECTS)
 
 
@@ -95,23 +95,11 @@ def _value(p):
 
 
 def _column_list(p):
-    cols = []
-    p.expect_op("(")
-    while True:
-        cols.append(p.ident())
-        if p.accept_op(")"):
-            return cols
-        p.expect_op(",")
+    return paren_list(p, p.ident)
 
 
 def _values(p):
-    vals = []
-    p.expect_op("(")
-    while True:
-        vals.append(_value(p))
-        if p.accept_op(")"):
-            return vals
-        p.expect_op(",")
+    return paren_list(p, lambda: _value(p))
 
 
 def parse_merge(p):
@@ -221,29 +209,29 @@ def parse_update(p):
             # invalid." (UPDATE, Required parameters)
             raise SfError("SQL compilation error:\ninvalid identifier '%s'"
                           % ".".join(s["qualifier"] + (s["column"],)), "000904", "42000")
-    source = parse_from_item(p) if p.accept_kw("FROM") else None
+    st = {"kind": "update", "target": target, "target_alias": talias, "sets": sets}
+    st.update(_source_and_where(p, "FROM"))
+    return st
+
+
+def _source_and_where(p, word):
+    """[ FROM | USING <one source> ] [ WHERE <condition> ] <end>"""
+    source = parse_from_item(p) if p.accept_kw(word) else None
     if p.at_op(","):
-        raise SfError("SQL compilation error:\nUPDATE ... FROM supports one source in the "
-                      "emulator.", "001003", "42000")
+        raise SfError("SQL compilation error:\n... %s supports one source in the emulator."
+                      % word, "001003", "42000")
     where = parse_expr(p) if p.accept_kw("WHERE") else None
     p.expect_end()
-    return {"kind": "update", "target": target, "target_alias": talias, "sets": sets,
-            "source": source, "where": where}
+    return {"source": source, "where": where}
 
 
 def parse_delete(p):
     p.expect_kw("DELETE")
     p.expect_kw("FROM")
-    target = p.qname()
-    talias = parse_alias(p)
-    source = parse_from_item(p) if p.accept_kw("USING") else None
-    if p.at_op(","):
-        raise SfError("SQL compilation error:\nDELETE ... USING supports one source in the "
-                      "emulator.", "001003", "42000")
-    where = parse_expr(p) if p.accept_kw("WHERE") else None
-    p.expect_end()
-    return {"kind": "delete", "target": target, "target_alias": talias, "source": source,
-            "where": where}
+    st = {"kind": "delete", "target": p.qname()}
+    st["target_alias"] = parse_alias(p)
+    st.update(_source_and_where(p, "USING"))
+    return st
 
 
 # ---------------------------------------------------------------------------
@@ -350,16 +338,6 @@ def parse_show(p):
 # ---------------------------------------------------------------------------
 # ALTER EXTERNAL TABLE
 
-def _string_list(p):
-    out = []
-    p.expect_op("(")
-    while True:
-        out.append(p.string())
-        if p.accept_op(")"):
-            return out
-        p.expect_op(",")
-
-
 def parse_alter_external_table(p):
     p.expect_kw("ALTER")
     p.expect_kw("EXTERNAL")
@@ -373,19 +351,15 @@ def parse_alter_external_table(p):
         st["op"] = "refresh"
         st["path"] = p.string() if p.tok.kind == "STRING" else ""
     elif p.accept_kw("ADD", "FILES"):
-        st["op"], st["files"] = "add_files", _string_list(p)
+        st["op"], st["files"] = "add_files", paren_list(p, p.string)
     elif p.accept_kw("REMOVE", "FILES"):
-        st["op"], st["files"] = "remove_files", _string_list(p)
+        st["op"], st["files"] = "remove_files", paren_list(p, p.string)
     elif p.accept_kw("ADD", "PARTITION"):
-        values = {}
-        p.expect_op("(")
-        while True:
+        def pair():
             col = p.ident()
             p.expect_op("=")
-            values[col] = p.string()
-            if p.accept_op(")"):
-                break
-            p.expect_op(",")
+            return col, p.string()
+        values = dict(paren_list(p, pair))
         p.expect_kw("LOCATION")
         st["op"], st["values"], st["location"] = "add_partition", values, p.string()
     elif p.accept_kw("DROP", "PARTITION"):

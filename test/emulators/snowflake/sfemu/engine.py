@@ -213,6 +213,12 @@ class Engine:
         self.cat.delete(kind, fqn)
 
     def do_create_table(self, st, session):
+        if st.get("temporary"):
+            prev = self.cat.get("TABLE", self.resolve(st["name"], session, "CREATE TABLE"))
+            if prev and not prev.get("temporary"):
+                raise SfError("SQL compilation error:\nA temporary table cannot take the name of "
+                              "the existing table %s in the emulator." % fqn_text(prev["fqn"]),
+                              "002040", "0A000")
         fqn, msg = self._create_common(st, session, "TABLE", "CREATE TABLE", ("EXTERNAL_TABLE",))
         if msg:
             return status_result(msg)
@@ -374,26 +380,27 @@ class Engine:
         self._drop_object(kind, fqn, obj)
         return status_result("%s successfully dropped." % fqn[2])
 
-    def _altered_table(self, st, session):
-        """(fqn, kind, object) for ALTER TABLE; external tables take it for columns
-        (ALTER EXTERNAL TABLE, usage notes)."""
+    def _altered_table(self, st, session, external_action):
+        """(fqn, table object, None), or (fqn, None, result) when done: a missing table
+        with IF EXISTS, or an external table (its columns: sfemu/exttables.py;
+        ALTER TABLE is how its columns change, per ALTER EXTERNAL TABLE's usage notes)."""
         fqn = self.resolve(st["name"], session, "ALTER TABLE")
         kind = "TABLE" if self.cat.get("TABLE", fqn) else "EXTERNAL_TABLE"
         obj = self.cat.get(kind, fqn)
         if not obj:
             if st["if_exists"]:
-                return fqn, kind, None
+                return fqn, None, status_result("Statement executed successfully.")
             raise not_exist("Table", fqn_text(fqn))
         self.acct.check_object(session, kind, fqn, obj, ("OWNERSHIP",))
-        return fqn, kind, obj
-
-    def do_alter_table_drop_column(self, st, session):
-        fqn, kind, obj = self._altered_table(st, session)
-        if obj is None:
-            return status_result("Statement executed successfully.")
         if kind == "EXTERNAL_TABLE":
             from . import exttables
-            return exttables.drop_columns(self, fqn, obj, st)
+            return fqn, None, getattr(exttables, external_action)(self, fqn, obj, st)
+        return fqn, obj, None
+
+    def do_alter_table_drop_column(self, st, session):
+        fqn, obj, done = self._altered_table(st, session, "drop_columns")
+        if done:
+            return done
         for name in st["columns"]:
             if not any(c["name"] == name for c in obj["columns"]):
                 if st["column_if_exists"]:
@@ -408,12 +415,9 @@ class Engine:
         return status_result("Statement executed successfully.")
 
     def do_alter_table_add(self, st, session):
-        fqn, kind, obj = self._altered_table(st, session)
-        if obj is None:
-            return status_result("Statement executed successfully.")
-        if kind == "EXTERNAL_TABLE":
-            from . import exttables
-            return exttables.add_columns(self, fqn, obj, st)
+        fqn, obj, done = self._altered_table(st, session, "add_columns")
+        if done:
+            return done
         names = {c["name"] for c in obj["columns"]}
         for c in st["columns"]:
             if c.get("expr"):

@@ -216,12 +216,7 @@ def _create_table(p, or_replace):
             if p.accept_kw("CONSTRAINT"):
                 p.ident()
             if p.accept_kw("PRIMARY", "KEY"):
-                p.expect_op("(")
-                while True:
-                    pkey.append(p.ident())
-                    if p.accept_op(")"):
-                        break
-                    p.expect_op(",")
+                pkey.extend(paren_list(p, p.ident))
             _skip_balanced_until(p, (",", ")"))
         else:
             cols.append(_column_def(p))
@@ -246,6 +241,17 @@ def _create_table(p, or_replace):
     _check_dup_columns(cols)
     return {"kind": "create_table", "name": name, "or_replace": or_replace,
             "if_not_exists": if_not, "columns": cols, "copy_grants": copy_grants}
+
+
+def paren_list(p, item):
+    """( <item> [ , ... ] ) -> [item(), ...]"""
+    p.expect_op("(")
+    out = []
+    while True:
+        out.append(item())
+        if p.accept_op(")"):
+            return out
+        p.expect_op(",")
 
 
 def _check_dup_columns(cols):
@@ -305,12 +311,7 @@ def _create_external_table(p, or_replace):
     location = None
     while not p.at_end():
         if p.accept_kw("PARTITION", "BY"):
-            p.expect_op("(")
-            while True:
-                partition_by.append(p.ident())
-                if p.accept_op(")"):
-                    break
-                p.expect_op(",")
+            partition_by.extend(paren_list(p, p.ident))
             continue
         if p.accept_kw("WITH"):
             continue
