@@ -222,6 +222,25 @@ class AutoRefreshTests(ExtTestCase):
         self.assertEqual(out["notified"][0]["files"],
                          [{"file": self.path("sales/country=DE/c.csv"), "status": "REGISTERED_NEW"}])
         self.assertEqual(self.rows("SELECT COUNT(*) FROM sales"), [["4"]])
+        # an event on the table's channel names the file: created, then removed
+        chan = [o for o in self.client.admin("GET", "external_tables")["external_tables"]
+                if o["table"] == "DB.PUBLIC.SALES"][0]["notification_channel"]
+        self.assertIsNone(chan, "a file:// stage has no SQS queue")
+        self.ok(SALES.replace("AUTO_REFRESH = FALSE", "AUTO_REFRESH = TRUE INTEGRATION = 'EVENTS'")
+                .replace("sales (", "evt (", 1))
+        url = "file://" + self.path("sales/country=NL/d.csv")
+        self.write("sales/country=NL/d.csv", "10,1\n")
+        out = self.client.admin("POST", "external_tables/notify", {"channel": "EVENTS",
+                                                                  "files": [url]})
+        self.assertEqual(out["notified"], [{"table": "DB.PUBLIC.EVT", "refreshed": True,
+                                            "files": [{"file": self.path("sales/country=NL/d.csv"),
+                                                       "status": "REGISTERED_NEW"}]}])
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM evt WHERE country = 'NL'"), [["1"]])
+        os.remove(os.path.join(self.stage_dir, "sales/country=NL/d.csv"))
+        out = self.client.admin("POST", "external_tables/notify", {"channel": "EVENTS",
+                                                                  "files": [url]})
+        self.assertEqual(out["notified"][0]["files"][0]["status"], "UNREGISTERED")
+        self.assertNotIn("country=NL/d.csv", self.files("DB.PUBLIC.EVT"))
         out = self.client.admin("POST", "external_tables/notify", {"table": "MANUAL"})
         self.assertEqual(out["notified"], [{"table": "DB.PUBLIC.MANUAL", "refreshed": False,
                                             "reason": "AUTO_REFRESH = FALSE"}])

@@ -262,6 +262,26 @@ def sync(engine, obj, subpath, partition=None):
     return out
 
 
+def register_file(engine, obj, stage, url):
+    """Register one file (REGISTERED_NEW / REGISTERED_UPDATE, None if unchanged);
+    a file that is gone: "UNREGISTERED" if it was registered, else "MISSING"."""
+    try:
+        etag = _etag(engine, stage, url)
+    except SfError:
+        etag = None
+    prev = engine.cat.db.execute("SELECT etag FROM ext_files WHERE table_id=? AND file=?",
+                                 (obj["object_id"], url)).fetchone()
+    if etag is None:
+        if prev is None:
+            return None
+        _unregister(engine, obj, url)
+        return "UNREGISTERED"
+    if prev is not None and prev[0] == etag:
+        return None
+    _register(engine, obj, url, relative(location_url(stage, obj), url), etag)
+    return "REGISTERED_NEW" if prev is None else "REGISTERED_UPDATE"
+
+
 def refresh_result(changes):
     cols = [row_type(n, TEXT_T) for n in ("file", "status", "description")]
     return Result(cols, [[storage_path(u), s, STATUS_TEXT[s]] for u, s in changes])
@@ -333,17 +353,8 @@ def _alter(engine, st, obj, stage):
                     _unregister(engine, obj, url)
                     changes.append((url, "UNREGISTERED"))
                 continue
-            try:
-                etag = _etag(engine, stage, url)
-            except SfError:
-                etag = None
-            if etag is None:
-                changes.append((url, "REGISTER_FAILED"))
-                continue
-            prev = engine.cat.db.execute("SELECT etag FROM ext_files WHERE table_id=? AND "
-                                         "file=?", (obj["object_id"], url)).fetchone()
-            _register(engine, obj, url, path.lstrip("/"), etag)
-            changes.append((url, "REGISTERED_NEW" if prev is None else "REGISTERED_UPDATE"))
+            status = register_file(engine, obj, stage, url)
+            changes.append((url, status or "REGISTER_FAILED"))
         obj["last_refreshed_on"] = time.time()
         engine.cat.put("EXTERNAL_TABLE", tuple(obj["fqn"]), obj, object_id=obj["object_id"])
         return refresh_result(changes)
@@ -620,29 +631,49 @@ def admin_list(engine, want=None, matches=None):
 
 
 def admin_notify(engine, doc, matches):
-    """An event notification: refresh the AUTO_REFRESH tables named by table (a
-    name) or channel (an SQS ARN or integration name); path limits the refresh."""
+    """A storage event notification for the AUTO_REFRESH tables.
+
+    {"channel": <SQS queue ARN or integration name>, "files": [<object URL>, ...]}: what
+    an S3 / GCS event says ("ObjectCreate", "ObjectRemoved"): every auto-refresh table on
+    that channel whose location holds the file registers it, or unregisters it when it
+    is gone ("all external table definitions that match the stage directory path read
+    the file details into their metadata", "Refresh external tables automatically for
+    Amazon S3").  {"table": <name>, "path": <relative path>}: refresh that table's path.
+    Tables with AUTO_REFRESH = FALSE are left alone."""
     done = []
+    chan, table = doc.get("channel"), doc.get("table")
+    if not chan and not table:
+        raise SfError("notify needs a channel (with files) or a table", "390142", "22000")
     for o in engine.cat.list_objects("EXTERNAL_TABLE"):
-        if doc.get("table") and not matches(doc["table"], o["fqn"]):
+        if table and not matches(table, o["fqn"]):
             continue
-        chan = doc.get("channel")
         if chan and chan not in (o.get("notification_channel"), _prop(o, "INTEGRATION")):
             continue
-        if not doc.get("table") and not chan:
-            continue
+        name = ".".join(o["fqn"])
         if not o.get("auto_refresh"):
-            done.append({"table": ".".join(o["fqn"]), "refreshed": False,
-                         "reason": "AUTO_REFRESH = FALSE"})
+            done.append({"table": name, "refreshed": False, "reason": "AUTO_REFRESH = FALSE"})
             continue
         obj = engine.cat.get("EXTERNAL_TABLE", tuple(o["fqn"]))
         engine.cat.begin()
         try:
-            changes = sync(engine, obj, doc.get("path") or "")
+            if doc.get("files") is not None:
+                stage = _stage(engine, obj)
+                loc = location_url(stage, obj)
+                changes = []
+                for url in doc["files"]:
+                    if url.startswith(loc) and _pattern_ok(obj, stage, url):
+                        status = register_file(engine, obj, stage, url)
+                        if status:
+                            changes.append((url, status))
+                obj["last_refreshed_on"] = time.time()
+                engine.cat.put("EXTERNAL_TABLE", tuple(obj["fqn"]), obj,
+                               object_id=obj["object_id"])
+            else:
+                changes = sync(engine, obj, doc.get("path") or "")
             engine.cat.commit()
         except BaseException:
             engine.cat.rollback()
             raise
-        done.append({"table": ".".join(o["fqn"]), "refreshed": True,
+        done.append({"table": name, "refreshed": True,
                      "files": [{"file": storage_path(u), "status": s} for u, s in changes]})
     return {"notified": done}
