@@ -39,7 +39,8 @@ Users registered on the command line or through the admin API (and the
 admin query endpoint) are not managed: they act as ACCOUNTADMIN, as before.
 Deviations: ACCOUNTADMIN has every privilege on everything (in Snowflake it
 reaches objects of custom roles only through the role hierarchy);
-databases and schemas exist implicitly; no future grants, no SHOW GRANTS.
+databases and schemas exist implicitly; no future grants; SHOW GRANTS ON
+<object> only.
 """
 
 import base64
