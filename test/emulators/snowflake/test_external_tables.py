@@ -8,7 +8,7 @@ import os
 import unittest
 
 from test_account import body
-from test_emulator import Client, make_jwt
+from test_emulator import Client, ObjectStore, make_jwt
 from test_merge import DmlTestCase
 
 SALES = ("CREATE OR REPLACE EXTERNAL TABLE sales (\n"
@@ -245,6 +245,66 @@ class AutoRefreshTests(ExtTestCase):
         self.assertEqual(out["notified"], [{"table": "DB.PUBLIC.MANUAL", "refreshed": False,
                                             "reason": "AUTO_REFRESH = FALSE"}])
         self.assertEqual(self.rows("SELECT COUNT(*) FROM manual"), [["3"]])
+
+
+class S3Tests(DmlTestCase):
+    """An S3 location (the test's S3 stand-in, SigV4-checked)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s3 = ObjectStore("s3", {"AKIDLAKE": "lake-secret"})
+        cls.extra_args = ("--s3-endpoint", "http://127.0.0.1:%d" % cls.s3.port,
+                          "--s3-access-key", "AKIDLAKE", "--s3-secret-key", "lake-secret")
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.s3.stop()
+
+    def setUp(self):
+        super().setUp()
+        self.s3.objects.clear()
+        self.s3.objects[("lake", "sales/dt=2024-01-01/a.csv")] = b"1,10\n2,20\n"
+        self.ok("CREATE STAGE lake URL = 's3://lake/' STORAGE_INTEGRATION = lake_int")
+
+    def test_refresh_and_sqs_event(self):
+        self.ok("CREATE EXTERNAL TABLE s (id INT AS (value:c1::INT), "
+                "dt DATE AS (SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 2), '=', 2)::DATE)) "
+                "PARTITION BY (dt) LOCATION = @lake/sales/ FILE_FORMAT = (TYPE = CSV)")
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM s"), [["2"]])
+        self.s3.objects[("lake", "sales/dt=2024-01-02/b.csv")] = b"3,30\n"
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM s"), [["2"]])
+        show = self.ok("SHOW EXTERNAL TABLES")
+        row = dict(zip([c["name"] for c in show["resultSetMetaData"]["rowType"]], show["data"][0]))
+        out = self.client.admin("POST", "external_tables/notify", {
+            "channel": row["notification_channel"],
+            "files": ["s3://lake/sales/dt=2024-01-02/b.csv", "s3://lake/elsewhere/c.csv"]})
+        self.assertEqual(out["notified"][0]["files"],
+                         [{"file": "lake/sales/dt=2024-01-02/b.csv", "status": "REGISTERED_NEW"}])
+        self.assertEqual(self.rows("SELECT dt::VARCHAR, COUNT(*) FROM s GROUP BY dt ORDER BY dt"),
+                         [["2024-01-01", "2"], ["2024-01-02", "1"]])
+        del self.s3.objects[("lake", "sales/dt=2024-01-01/a.csv")]
+        self.assertEqual(self.rows("ALTER EXTERNAL TABLE s REFRESH 'dt=2024-01-01/'"),
+                         [["lake/sales/dt=2024-01-01/a.csv", "UNREGISTERED",
+                           "File unregistered successfully."]])
+        self.assertEqual(self.rows("SELECT id FROM s"), [["3"]])
+
+    def test_merge_from_staged_s3_files(self):
+        self.ok("CREATE FILE FORMAT chg TYPE = CSV")
+        self.ok("CREATE TABLE tgt (id INT PRIMARY KEY, v VARCHAR)")
+        self.ok("INSERT INTO tgt VALUES (1, 'old'), (2, 'gone')")
+        self.s3.objects[("lake", "changes/b1/0.csv")] = b"1,U,new,1\n2,D,,2\n3,I,three,3\n3,U,drei,4\n"
+        c, _ = self.counts(
+            "MERGE INTO tgt USING (SELECT $1::INT AS id, $2 AS op, $3 AS v FROM @lake/changes/b1/ "
+            "(FILE_FORMAT => 'chg', PATTERN => '.*[.]csv') "
+            "QUALIFY ROW_NUMBER() OVER (PARTITION BY $1 ORDER BY $4::INT DESC) = 1) s "
+            "ON tgt.id = s.id WHEN MATCHED AND s.op = 'D' THEN DELETE "
+            "WHEN MATCHED THEN UPDATE SET v = s.v "
+            "WHEN NOT MATCHED AND s.op <> 'D' THEN INSERT (id, v) VALUES (s.id, s.v)")
+        self.assertEqual(c, {"number of rows inserted": 1, "number of rows updated": 1,
+                             "number of rows deleted": 1})
+        self.assertEqual(self.rows("SELECT id, v FROM tgt ORDER BY id"), [["1", "new"], ["3", "drei"]])
 
 
 class ShowAndGrantTests(ExtTestCase):
