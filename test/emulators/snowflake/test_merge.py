@@ -91,6 +91,29 @@ class DmlTests(DmlTestCase):
         err = self.fail("DELETE FROM nosuch")
         self.assertEqual(err["code"], "002003")
 
+    def test_subqueries_and_timestamps(self):
+        self.ok("CREATE TABLE t (id INT, at TIMESTAMP_NTZ, d DATE)")
+        self.ok("INSERT INTO t (id, at, d) VALUES (1, CURRENT_TIMESTAMP(), '2024-01-02'), "
+                "(2, '2024-05-06 07:08:09', CURRENT_DATE())")
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM t WHERE at IS NOT NULL AND d IS NOT NULL"),
+                         [["2"]])
+        self.ok("CREATE TABLE gone (id INT)")
+        self.ok("INSERT INTO gone VALUES (2), (3)")
+        c, _ = self.counts("DELETE FROM t WHERE id IN (SELECT id FROM gone)")
+        self.assertEqual(c, {"number of rows deleted": 1})
+        self.ok("CREATE TABLE wm (table_name VARCHAR, last_batch INT)")
+        self.ok("INSERT INTO wm VALUES ('T', 4)")
+        # apply a batch only when the watermark is behind it (idempotent re-apply)
+        sql = ("UPDATE t SET id = id + 10 WHERE (SELECT last_batch FROM wm WHERE "
+               "table_name = 'T') < %d")
+        self.assertEqual(self.counts(sql % 5)[0]["number of rows updated"], 1)
+        self.assertEqual(self.counts(sql % 4)[0]["number of rows updated"], 0)
+        self.assertEqual(self.rows("SELECT id FROM t WHERE EXISTS (SELECT 1 FROM wm) AND id NOT IN "
+                                   "(SELECT id FROM gone)"), [["11"]])
+        err = self.fail("SELECT (SELECT id FROM gone)")
+        self.assertEqual(err["code"], "090150")
+        self.assertEqual(self.rows("SELECT d::VARCHAR FROM t"), [["2024-01-02"]])
+
     def test_transient_if_not_exists_out_of_line_key(self):
         self.ok("CREATE OR REPLACE TRANSIENT TABLE ch (id INT, seq INT, op VARCHAR)")
         self.ok("CREATE TABLE IF NOT EXISTS wm (table_name VARCHAR, last_batch INT, "

@@ -1339,6 +1339,7 @@ class SelectEnv:
         self.row_pos = None      # index of the row among the filtered rows (window functions)
         self.windows = {}        # id(window node) -> [Val per filtered row] (sfemu/relations.py)
         self.aliases = None      # SELECT-list aliases visible to QUALIFY
+        self.subqueries = {}     # id(select) -> its result, for this statement
 
     def column(self, parts):
         name = parts[-1]
@@ -1454,9 +1455,37 @@ class SelectEnv:
             return vals[self.row_pos]
         if k == "case":
             return self._case(e)
+        if k in ("subquery", "in_query", "exists"):
+            return self._subquery(e)
         if k == "star":
             raise SfError("SQL compilation error:\n* is not valid here", "001003", "42000")
         raise SfError("SQL compilation error:\nunsupported expression", "001003", "42000")
+
+    def _subquery(self, e):
+        """Uncorrelated subqueries: run once per statement (the result is kept on the
+        node's id).  A scalar subquery must give one column and at most one row."""
+        sub = e[2] if e[0] == "in_query" else e[1]
+        q = self.subqueries.get(id(sub))
+        if q is None:
+            q = self.subqueries[id(sub)] = self.engine.query(sub, self.session)
+        if e[0] == "exists":
+            return _bool(bool(q.rows))
+        if len(q.names) != 1:
+            raise SfError("SQL compilation error:\nSubquery has too many columns (%d)."
+                          % len(q.names), "002025", "42601")
+        if e[0] == "subquery":
+            if len(q.rows) > 1:
+                raise SfError("Single-row subquery returns more than one row.", "090150",
+                              "22000")
+            return Val(q.rows[0][0] if q.rows else None, q.types[0])
+        v = self.eval(e[1])
+        if v.s is None:
+            return _bool(None)
+        vals = [Val(r[0], q.types[0]) for r in q.rows]
+        found = any(self._cmp(v, x) == 0 for x in vals)
+        if not found and any(x.s is None for x in vals):
+            return _bool(None)
+        return _bool(found != e[3])
 
     def _case(self, e):
         _, operand, whens, other = e

@@ -551,6 +551,8 @@ def _copy(p):
 #        ("bin", op, l, r) ("not", e) ("neg", e) ("isnull", e, negated)
 #        ("in", e, [items], negated) ("like", e, pattern, negated)
 #        ("between", e, lo, hi, negated)
+#        ("subquery", select) ("in_query", e, select, negated) ("exists", select)
+#        ("window", NAME, args, partition, order) ("case", operand, whens, else)
 
 def parse_expr(p):
     return _or(p)
@@ -594,6 +596,11 @@ def _cmp(p):
         neg = p.accept_kw("NOT")
         if p.accept_kw("IN"):
             p.expect_op("(")
+            if p.at_kw("SELECT"):
+                sub = parse_select(p)
+                p.expect_op(")")
+                left = ("in_query", left, sub, neg)
+                continue
             items = [parse_expr(p)]
             while p.accept_op(","):
                 items.append(parse_expr(p))
@@ -750,9 +757,21 @@ def _primary(p):
         return ("star",)
     if t.kind == "OP" and t.value == "(":
         p.next()
+        if p.at_kw("SELECT"):
+            # a scalar subquery (uncorrelated in the emulator)
+            sub = parse_select(p)
+            p.expect_op(")")
+            return ("subquery", sub)
         e = parse_expr(p)
         p.expect_op(")")
         return e
+    if t.kind == "IDENT" and t.is_kw("EXISTS") and p.peek().kind == "OP" and \
+            p.peek().value == "(" and p.peek(2).is_kw("SELECT"):
+        p.next()
+        p.next()
+        sub = parse_select(p)
+        p.expect_op(")")
+        return ("exists", sub)
     if t.kind == "IDENT":
         if t.btype is not None:  # NULL from a bind
             p.next()
