@@ -36,12 +36,10 @@ Syntax, from Snowflake's SQL reference:
       https://docs.snowflake.com/en/sql-reference/sql/alter-external-table
 """
 
-from decimal import Decimal
-
 from .errors import SfError
 from .fileformat import parse_option_list
 from .statements import (paren_list, parse_alias, parse_expr, parse_from_item, parse_select,
-                         _GRANT_OBJECTS)
+                         _GRANT_OBJECTS, _int_lit)
 
 
 def statement_parser(p):
@@ -284,13 +282,6 @@ def parse_alter_session(p):
 # ---------------------------------------------------------------------------
 # SHOW
 
-def _int(p):
-    t = p.next()
-    if t.kind != "NUMBER":
-        raise p.error("integer")
-    return int(Decimal(t.value))
-
-
 def parse_show(p):
     p.expect_kw("SHOW")
     terse = p.accept_kw("TERSE")
@@ -314,7 +305,7 @@ def parse_show(p):
         if p.accept_kw("STARTS", "WITH"):
             st["starts_with"] = p.string()
         if p.accept_kw("LIMIT"):
-            st["limit"] = _int(p)
+            st["limit"] = _int_lit(p)
             if p.accept_kw("FROM"):
                 st["from"] = p.string()
         p.expect_end()
@@ -327,7 +318,7 @@ def parse_show(p):
         else:
             raise p.error("ACCOUNT or an object type")
         obj = () if otype == "ACCOUNT" else p.qname()
-        limit = _int(p) if p.accept_kw("LIMIT") else None
+        limit = _int_lit(p) if p.accept_kw("LIMIT") else None
         p.expect_end()
         return {"kind": "show", "what": "grants", "object_type": otype, "object": obj,
                 "limit": limit}

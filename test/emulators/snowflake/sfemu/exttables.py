@@ -53,7 +53,8 @@ import re
 import time
 
 from . import storage
-from .engine import (Result, SelectEnv, Typed, Val, TEXT_T, FIXED0, VARIANT_T, BOOL_T,
+from .account import _bool
+from .engine import (Result, SelectEnv, Typed, TEXT_T, FIXED0, VARIANT_T, BOOL_T,
                      convert_any, fqn_text, status_result)
 from .errors import ConvError, SfError, not_exist
 from .relations import Source, qualifiers, read_records, record_error, relative
@@ -89,15 +90,6 @@ def _ts(t):
 def _prop(obj, name, default=None):
     v = (obj.get("properties") or {}).get(name, default)
     return v[1] if isinstance(v, tuple) and v and v[0] == "KW" else v
-
-
-def _bool(v, name):
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.upper() in ("TRUE", "FALSE"):
-        return v.upper() == "TRUE"
-    raise SfError("SQL compilation error:\ninvalid value [%s] for parameter '%s'" % (v, name),
-                  "001008", "22023")
 
 
 def user_specified(obj):
