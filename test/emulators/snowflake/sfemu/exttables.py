@@ -180,7 +180,7 @@ def _list(engine, stage, prefix):
         return storage.list_files(prefix, stage.get("credentials"), engine.storage_cfg)
     except storage.NoEndpoint as e:
         raise NoStorage(str(e))
-    except storage.StorageError as e:
+    except (storage.StorageError, storage.NotFound) as e:   # NotFound: no such bucket
         raise SfError("Failure using stage area. Cause: [%s]" % e, "091003", "XX000")
 
 

@@ -101,7 +101,7 @@ def list_stage_files(engine, base_url, path, creds, pattern):
     prefix = storage.join_url(base_url, path or "")
     try:
         urls = storage.list_files(prefix, creds, engine.storage_cfg)
-    except storage.StorageError as e:
+    except (storage.StorageError, storage.NotFound) as e:   # NotFound: no such bucket
         raise SfError("Failure using stage area. Cause: [%s]" % e, "091003", "XX000")
     if pattern:
         try:
