@@ -83,19 +83,6 @@ REVOKE ALL ON FUNCTION sfexport.outbox_record(oid, bigint, bytea) FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA sfexport TO PUBLIC;
 
--- Test entry point of the SigV4 signer (src/sigv4.c): signs the request
--- described by method, URL (path and query as sent) and "Name: value"
--- headers, for comparison with published test vectors.  Superuser only.
-CREATE FUNCTION sfexport._sigv4_sign(
-    method text, url text, headers text[], payload bytea,
-    access_key_id text, secret_access_key text, region text, service text,
-    amz_date text, s3 boolean,
-    OUT canonical_request text, OUT string_to_sign text, OUT authorization_header text)
-RETURNS record
-AS 'MODULE_PATHNAME', 'sfexport_sigv4_sign'
-LANGUAGE C STRICT IMMUTABLE;
-REVOKE ALL ON FUNCTION sfexport._sigv4_sign FROM PUBLIC;
-
 -- Snowflake SQL API (src/snowflake.c).
 
 -- Run a trivial statement as the current user's mapping and report what
@@ -320,33 +307,6 @@ COMMENT ON FUNCTION sfexport.test_storage(name) IS
   'write, read back and delete a probe object in the storage location of a server';
 GRANT EXECUTE ON FUNCTION sfexport.test_storage(name) TO PUBLIC;
 
--- Storage primitives for tests and troubleshooting (superuser only).
--- Object names are relative to the server's location.
-CREATE FUNCTION sfexport._storage_put(server name, object text, data bytea,
-    chunk integer DEFAULT 65536, abort boolean DEFAULT false)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'sfexport_storage_put'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_get(server name, object text)
-RETURNS bytea
-AS 'MODULE_PATHNAME', 'sfexport_storage_get'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_head(server name, object text)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'sfexport_storage_head'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_delete(server name, object text)
-RETURNS void
-AS 'MODULE_PATHNAME', 'sfexport_storage_delete'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_list(server name, prefix text DEFAULT '')
-RETURNS SETOF text
-AS 'MODULE_PATHNAME', 'sfexport_storage_list'
-LANGUAGE C STRICT VOLATILE;
-REVOKE ALL ON FUNCTION sfexport._storage_put, sfexport._storage_get,
-    sfexport._storage_head, sfexport._storage_delete, sfexport._storage_list
-  FROM PUBLIC;
-
 -- AWS Glue sync (src/glue.c, docs/glue.md).
 
 -- What glue_sync applied: one row per Glue table and Snowflake target, with
@@ -380,14 +340,6 @@ AS 'MODULE_PATHNAME', 'sfexport_glue_sync'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sfexport.glue_sync(name, text, text, boolean, boolean, text, text) IS
   'create or update Snowflake external tables for the tables of an AWS Glue database';
-
--- The Snowflake type glue_sync uses for a Hive type string (tests and
--- troubleshooting).
-CREATE FUNCTION sfexport._hive_to_snowflake(hive_type text)
-RETURNS text
-AS 'MODULE_PATHNAME', 'sfexport_hive_to_snowflake'
-LANGUAGE C STRICT IMMUTABLE;
-REVOKE ALL ON FUNCTION sfexport._hive_to_snowflake(text) FROM PUBLIC;
 
 -- Last: wake the launcher so that this database gets its worker at once.
 SELECT sfexport._launcher_wakeup();

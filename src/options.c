@@ -780,8 +780,8 @@ read_secret_file(const char *path, const char *option)
 /*
  * The SQL API base URL for an account when no url option is given:
  * https://<account>.snowflakecomputing.com, with "_" written as "-" since
- * underscores are not valid in host names (REFERENCE.md, Snowflake
- * "Account identifiers" page).
+ * underscores are not valid in host names (Snowflake docs, "Account
+ * identifiers", requirements for account identifiers).
  */
 static char *
 default_account_url(const char *account)

@@ -81,8 +81,7 @@ sub start_emulator
 {
 	my (%o) = @_;
 	my $dir = tempdir('sf_emu_XXXX', TMPDIR => 1, CLEANUP => 1);
-	my @cmd = (SfTest::python(),
-		SfTest::src_dir() . '/test/emulators/snowflake/snowflake_emulator.py',
+	my @cmd = (SfTest::emulator('snowflake'),
 		'--port', '0', '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data");
 	push @cmd, '--account', $o{account} if $o{account};
 	push @cmd, '--user', "$_=$o{users}{$_}" for sort keys %{ $o{users} // {} };

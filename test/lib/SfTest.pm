@@ -1,11 +1,13 @@
 # SfTest.pm: shared helpers for the sfexport TAP tests.
 #
 #   my $node = SfTest::new_node('main');          # cluster, sfexport preloaded, extension created
+#   SfTest::new_node('s3', test_surface => 1);    # and sfexport_test (test-only entry points)
 #   my $svc  = SfTest::start_service('s3', [cmd...], port_file => $f);
 #   $svc->{port}                                  # the port it listens on
 #
 # Services are started on 127.0.0.1 only and stopped at the end of the test
-# file (or with SfTest::stop_service).  Every service writes the port it
+# file (or with SfTest::stop_service); a stand-in with SfTest::emulator('NAME'),
+# the command test/emulators/start NAME.  Every service writes the port it
 # listens on to a port file once ready, which is how we wait for it.
 #
 # Secrets and evidence (issue 9, scripts/secret-scan.py):
@@ -49,8 +51,18 @@ sub src_dir
 
 sub python { return $ENV{PYTHON} // '/usr/bin/python3'; }
 
+# The command that starts the stand-in NAME (a folder of test/emulators):
+#   SfTest::start_service('gcs', [ SfTest::emulator('gcs'), '--port', '0', ... ])
+sub emulator
+{
+	my ($name) = @_;
+	return (src_dir() . '/test/emulators/start', $name);
+}
+
 # A new cluster with sfexport in shared_preload_libraries (unless
-# preload => 0) and the extension created in the "postgres" database.
+# preload => 0) and the extension created in the "postgres" database; with
+# test_surface => 1 also sfexport_test, the test-only entry points
+# (sfexport_test.storage_put, sigv4_sign, ...: docs/ARCHITECTURE.md).
 sub new_node
 {
 	my ($name, %opts) = @_;
@@ -64,6 +76,8 @@ sub new_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION sfexport')
 	  unless $opts{no_extension};
+	$node->safe_psql('postgres', 'CREATE EXTENSION sfexport_test')
+	  if $opts{test_surface};
 	return $node;
 }
 

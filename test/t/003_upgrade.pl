@@ -112,6 +112,19 @@ for my $q (@snapshot)
 	}
 }
 
+# The test surface left the extension for sfexport_test (docs/ARCHITECTURE.md,
+# "Test surface"): neither database has a test-only function in sfexport,
+# and the test extension installs over the upgraded one.
+for my $db ('fresh', 'upgraded')
+{
+	is($node->safe_psql($db, q{SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc
+	  WHERE pronamespace = 'sfexport'::regnamespace AND proname LIKE '\_%'}),
+		'_launcher_wakeup', "$db: the only _-function in sfexport is the launcher wake-up");
+}
+$node->safe_psql('upgraded', 'CREATE EXTENSION sfexport_test');
+is($node->safe_psql('upgraded', q{SELECT sfexport_test.hive_to_snowflake('int')}), 'NUMBER(10,0)',
+	'sfexport_test works over the upgraded database');
+
 # the status view of the upgraded database counts the rows
 is($node->safe_psql('upgraded', "SELECT pending_rows FROM sfexport.status WHERE foreign_table = 'ev'::regclass"),
 	101, 'sfexport.status counts the pending rows after the upgrade');

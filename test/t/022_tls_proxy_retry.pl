@@ -1,6 +1,6 @@
 # The HTTP layer's options, for real, on 127.0.0.1 only:
 #
-#  - TLS: Snowflake and S3 behind test/emulators/tls_proxy.py, with a CA and
+#  - TLS: Snowflake and S3 behind test/emulators/tls_proxy, with a CA and
 #    server certificates made by the openssl command for this run.  With the
 #    CA in the server's ca_file rows land over https; without it, with
 #    another CA, or with a certificate for another host name, requests fail
@@ -9,7 +9,7 @@
 #    go once the configuration is fixed;
 #  - proxies: the PostgreSQL server's proxy environment (https_proxy,
 #    http_proxy, no_proxy, which libcurl honours) routes Snowflake and
-#    storage traffic through test/emulators/forward_proxy.py (CONNECT
+#    storage traffic through test/emulators/forward_proxy (CONNECT
 #    tunnels for https, absolute-URI requests for http), with proxy
 #    credentials that never reach a log; no_proxy sends a host direct;
 #  - Retry-After: 429 and 503 answers with Retry-After (delay-seconds and
@@ -28,8 +28,6 @@ use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
-
-my $src = SfTest::src_dir();
 
 # ---- a test PKI: CA, another CA, a server certificate for 127.0.0.1 and
 # localhost, one for another host name (all signed by the CA)
@@ -76,7 +74,7 @@ sub tls_proxy
 	my ($name, $upstream, $cert) = @_;
 	my $log = "$pki/$name.log";
 	my $svc = SfTest::start_service($name,
-		[ SfTest::python(), "$src/test/emulators/tls_proxy.py", '--port', '0',
+		[ SfTest::emulator('tls_proxy'), '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--cert', "$pki/$cert.pem", '--key', "$pki/$cert.key",
 		  '--upstream', $upstream, '--log', $log ]);
 	$svc->{events} = sub {
@@ -91,7 +89,7 @@ my $tls_sf_other = tls_proxy('tls_sf_elsewhere', $emu->{url}, 'elsewhere');
 my $sf_https = "https://127.0.0.1:$tls_sf->{port}";
 my $s3_https = "https://127.0.0.1:$tls_s3->{port}";
 
-my $node = SfTest::new_node('tls',
+my $node = SfTest::new_node('tls', test_surface => 1,
 	conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 $node->safe_psql('postgres', qq{
 	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
@@ -172,7 +170,7 @@ for my $case ([ 'no ca_file', 'DROP ca_file', qr/unable to get local issuer cert
 	like($node->safe_psql('postgres',
 			q{SELECT step || ': ' || detail FROM sfexport.test_storage('sf') WHERE NOT ok}),
 		qr/SSL certificate problem/, "$label: test_storage reports the TLS problem");
-	my $err = SfSnowflake::psql_error($node, q{SELECT sfexport._storage_put('sf', 'probe.txt', 'x')});
+	my $err = SfSnowflake::psql_error($node, q{SELECT sfexport_test.storage_put('sf', 'probe.txt', 'x')});
 	like($err, qr/ERROR:  08006: \w+ https:\/\/127\.0\.0\.1:\d+\/tls\/\S* failed: SSL peer certificate or SSH remote key was not OK: SSL certificate problem: /,
 		"$label: storage fails with 08006 naming the TLS problem");
 	like($err, $why, "$label: the message says why");
@@ -205,7 +203,7 @@ wait_loaded(200, 'with the CA back, the pending rows go');
 
 # a CA file that does not exist: the same SQLSTATE, a message that says so
 $node->safe_psql('postgres', "ALTER SERVER sf OPTIONS (SET ca_file '$pki/missing.pem')");
-my $err = SfSnowflake::psql_error($node, q{SELECT sfexport._storage_put('sf', 'probe.txt', 'x')});
+my $err = SfSnowflake::psql_error($node, q{SELECT sfexport_test.storage_put('sf', 'probe.txt', 'x')});
 like($err, qr/ERROR:  08006: .*(CA cert|certificate file|CA file)/i,
 	'a missing ca_file: 08006 naming the CA file problem');
 like($err, qr/HINT:  .*missing\.pem/, 'the hint names the file');
@@ -234,7 +232,7 @@ wait_loaded(230, 'with the right URL, the staged file loads');
 my ($puser, $ppass) = ('sfproxy', 'Pr0xyPassw0rd-NotForLogs');
 SfTest::register_secret('forward proxy password', $ppass);
 my $fp = SfTest::start_service('forward_proxy',
-	[ SfTest::python(), "$src/test/emulators/forward_proxy.py", '--port', '0',
+	[ SfTest::emulator('forward_proxy'), '--port', '0',
 	  '--port-file', '{PORT_FILE}', '--auth', "$puser:$ppass" ]);
 my $fp_url = "http://127.0.0.1:$fp->{port}";
 sub proxy_log

@@ -70,7 +70,7 @@ my $s3 = SfStorageTest::start_s3(buckets => ['my-bucket'], region => 'eu-west-1'
 	policies => { AKIAREADME => $policy_file, AKIASNOWFLAKE => $policy_file });
 my $gcs = SfStorageTest::start_gcs(buckets => ['my-gcs-bucket']);
 # the service account Snowflake reads GCS as (STORAGE_GCP_SERVICE_ACCOUNT)
-system(SfTest::python(), "$src/test/emulators/gcs_keys.py", "$kdir/snowflake-sa.json",
+system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", "$kdir/snowflake-sa.json",
 	"$gcs->{endpoint}/token", '--email', 'snowflake-reader@sfc-prod.iam.gserviceaccount.com') == 0
   or die 'gcs_keys.py failed';
 chmod 0644, "$kdir/snowflake-sa.json";

@@ -8,7 +8,7 @@ import os
 import unittest
 
 from test_account import body
-from test_emulator import Client, ObjectStore, make_jwt
+from test_server import Client, ObjectStore, make_jwt
 from test_merge import DmlTestCase
 
 SALES = ("CREATE OR REPLACE EXTERNAL TABLE sales (\n"

@@ -6,7 +6,7 @@ Run: /usr/bin/python3 -m unittest discover -s test/emulators/snowflake -p 'test_
 
 import unittest
 
-from test_emulator import EmulatorTestCase
+from test_server import EmulatorTestCase
 
 MULTI = {"MULTI_STATEMENT_COUNT": "0"}
 

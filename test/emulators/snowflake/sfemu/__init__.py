@@ -18,5 +18,8 @@ Modules:
   dml      -- INSERT, UPDATE, DELETE, MERGE
   txn      -- multi-statement requests, explicit transactions, temporary tables
   exttables -- external tables: registered files, refresh, partitions, SHOW
+  snowpipe -- Snowpipe REST API (insertFiles, insertReport, loadHistoryScan)
+  streaming_pipe -- streaming pipes: COPY ... FROM TABLE(DATA_SOURCE(TYPE => 'STREAMING'))
+  streaming -- Snowpipe Streaming REST API (channels, offset and continuation tokens)
   server   -- HTTP server: SQL API + /_emulator admin endpoints
 """

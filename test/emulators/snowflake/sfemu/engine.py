@@ -21,6 +21,7 @@ from .sftypes import (ConvContext, Variant, convert, fmt_secs, infer_literal_typ
                       parse_json_text, row_type, sort_key, variant_text, NS)
 from .sqltok import quote_ident
 from .statements import parse_statement
+from .streaming_pipe import check_pipe as check_streaming_pipe
 
 VERSION = "9.5.0"
 
@@ -345,6 +346,8 @@ class Engine:
         opts = {k: (v[1] if isinstance(v, tuple) else v) for k, v in st["options"].items()}
         self.acct.check_object(session, "TABLE", tfqn, self.cat.get("TABLE", tfqn),
                                ("INSERT",))
+        if copy["source"].get("streaming"):     # Snowpipe Streaming (sfemu/streaming_pipe.py)
+            check_streaming_pipe(copy, self.cat.get("TABLE", tfqn))
         if "name" in copy["source"]:
             sfqn = self.resolve(copy["source"]["name"], session, "CREATE PIPE")
             stage = self.cat.get("STAGE", sfqn)
@@ -352,7 +355,8 @@ class Engine:
                 raise not_exist("Stage", fqn_text(sfqn))
             self.acct.check_object(session, "STAGE", sfqn, stage, ("USAGE", "READ"))
         self.cat.put("PIPE", fqn, {"copy_statement": st["copy_text"], "table": list(tfqn),
-                                   "options": opts, "owner": self.acct.owner_for(session)})
+                                   "options": opts, "owner": self.acct.owner_for(session),
+                                   "streaming": bool(copy["source"].get("streaming"))})
         return status_result("Pipe %s successfully created." % fqn[2])
 
     def do_create_container(self, st, session):

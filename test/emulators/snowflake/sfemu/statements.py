@@ -16,6 +16,7 @@ from .errors import SfError
 from .fileformat import parse_option_list, parse_option_value
 from .sftypes import parse_type
 from .sqltok import Parser, parse_qname_text, tokenize
+from .streaming_pipe import STREAMING_OPTIONS, parse_source as parse_streaming_source
 
 
 def unsupported(what):
@@ -124,7 +125,7 @@ def _create(p):
             opts[key] = parse_option_value(p)
         p.expect_kw("AS")
         start = p.tok.pos
-        copy = _copy(p)
+        copy = _copy(p, in_pipe=True)
         return {"kind": "create_pipe", "name": name, "or_replace": or_replace,
                 "if_not_exists": if_not, "options": opts, "copy": copy,
                 "copy_text": p.sql[start:].strip()}
@@ -465,7 +466,7 @@ COPY_OPTIONS = {"ON_ERROR", "SIZE_LIMIT", "PURGE", "RETURN_FAILED_ONLY", "MATCH_
                 "FILE_FORMAT", "CREDENTIALS", "STORAGE_INTEGRATION", "ENCRYPTION"}
 
 
-def _copy(p):
+def _copy(p, in_pipe=False):
     p.expect_kw("COPY")
     p.expect_kw("INTO")
     if p.tok.kind in ("STAGE", "STRING"):
@@ -483,7 +484,9 @@ def _copy(p):
             p.expect_op(",")
     p.expect_kw("FROM")
     transform = None
-    if p.tok.kind == "STAGE":
+    if p.accept_kw("TABLE"):    # Snowpipe Streaming (sfemu/streaming_pipe.py)
+        source = parse_streaming_source(p, in_pipe)
+    elif p.tok.kind == "STAGE":
         source = parse_stage_ref(p.next().value)
     elif p.tok.kind == "STRING":
         source = {"url": p.next().value, "path": ""}
@@ -503,7 +506,9 @@ def _copy(p):
                 break
         p.expect_kw("FROM")
         t = p.next()
-        if t.kind == "STAGE":
+        if t.is_kw("TABLE"):
+            source = parse_streaming_source(p, in_pipe)
+        elif t.kind == "STAGE":
             source = parse_stage_ref(t.value)
         elif t.kind == "STRING":
             source = {"url": t.value, "path": ""}
@@ -523,7 +528,7 @@ def _copy(p):
     opts = parse_option_list(p, stop_ops=())
     p.expect_end()
     for k in opts:
-        if k not in COPY_OPTIONS:
+        if k not in COPY_OPTIONS and not (source.get("streaming") and k in STREAMING_OPTIONS):
             raise SfError("SQL compilation error:\ninvalid parameter '%s'" % k, "001008", "22023")
     files = opts.get("FILES")
     if files is not None:
