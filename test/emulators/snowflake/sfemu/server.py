@@ -481,6 +481,18 @@ def make_handler(app):
                     if o.get("credentials"):
                         o["credentials"] = {k: "***" for k in o["credentials"]}
                 return self._send(200, {"objects": objs})
+            if name in ("external_tables", "external_tables/notify"):
+                from . import exttables   # registered files, grants; event notifications
+                with lock:
+                    if name == "external_tables":
+                        return self._send(200, exttables.admin_list(
+                            app.engine, query.get("table"), _table_matches))
+                    try:
+                        return self._send(200, exttables.admin_notify(app.engine, doc,
+                                                                      _table_matches))
+                    except SfError as e:
+                        return self._send(200, {"error": {"code": e.code, "sqlState":
+                                                          e.sql_state, "message": e.message}})
             if name == "account" and method == "GET":
                 with lock:
                     return self._send(200, app.engine.acct.dump())
