@@ -124,7 +124,8 @@ for my $db ('fresh', 'upgraded')
 {
 	is($node->safe_psql($db, q{SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc
 	  WHERE pronamespace = 'sfexport'::regnamespace AND proname LIKE '\_%'}),
-		'_launcher_wakeup', "$db: the only _-function in sfexport is the launcher wake-up");
+		'_ddl_check,_launcher_wakeup',
+		"$db: the only _-functions in sfexport are the launcher wake-up and the DDL check");
 }
 $node->safe_psql('upgraded', 'CREATE EXTENSION sfexport_test');
 is($node->safe_psql('upgraded', q{SELECT sfexport_test.hive_to_snowflake('int')}), 'NUMBER(10,0)',
