@@ -59,7 +59,7 @@ sub start_gcs
 	my $token_uri = "http://127.0.0.1:$gcs->{port}/token";
 	system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", $key_file, $token_uri) == 0
 	  or die "gcs_keys.py failed";
-	chmod 0644, $key_file;
+	chmod 0600, $key_file;		# gcs_credentials_file: owner only
 	$gcs->{endpoint} = "http://127.0.0.1:$gcs->{port}";
 	$gcs->{key_file} = $key_file;
 	$gcs->{key} = decode_json(PostgreSQL::Test::Utils::slurp_file($key_file));
@@ -68,7 +68,7 @@ sub start_gcs
 	# a key the emulator does not know (same token_uri)
 	system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", "$dir/unknown.json", $token_uri) == 0
 	  or die "gcs_keys.py failed";
-	chmod 0644, "$dir/unknown.json";
+	chmod 0600, "$dir/unknown.json";
 	SfTest::register_secret('GCS private key unknown to the emulator',
 		decode_json(PostgreSQL::Test::Utils::slurp_file("$dir/unknown.json"))->{private_key});
 	$gcs->{unknown_key_file} = "$dir/unknown.json";

@@ -145,6 +145,16 @@ ALTER USER MAPPING FOR PUBLIC SERVER sf OPTIONS (SET token_type 'OAUTH');
 \echo SQLSTATE :SQLSTATE
 ALTER USER MAPPING FOR PUBLIC SERVER sf OPTIONS (DROP token);
 \echo SQLSTATE :SQLSTATE
+-- values sent in HTTP headers: no CR, LF or other control characters (the
+-- secret ones are never quoted)
+ALTER USER MAPPING FOR PUBLIC SERVER sf OPTIONS (SET token E'tok-secret-2\r\nX-Injected: 1');
+\echo SQLSTATE :SQLSTATE
+CREATE USER MAPPING FOR PUBLIC SERVER sf_gcs OPTIONS (aws_access_key_id E'AKIA\nX',
+    aws_secret_access_key 'aws-secret-3');
+\echo SQLSTATE :SQLSTATE
+CREATE USER MAPPING FOR PUBLIC SERVER sf_gcs OPTIONS (aws_access_key_id 'AKIA',
+    aws_secret_access_key E'aws-secret-3\t', aws_session_token E'session-secret-3\n');
+\echo SQLSTATE :SQLSTATE
 
 -- foreign tables and columns
 CREATE FOREIGN TABLE events (id bigint OPTIONS (column_name 'EVENT_ID'), payload text)

@@ -4,8 +4,9 @@
 --
 CREATE EXTENSION sfexport;
 \set VERBOSITY default
--- a production install has no test surface: the one function whose name
--- starts with "_" is the launcher wake-up CREATE EXTENSION itself calls
+-- a production install has no test surface: the functions whose names
+-- start with "_" are the launcher wake-up CREATE EXTENSION itself calls and
+-- the event trigger function that checks DDL on sfexport servers
 SELECT p.oid::regprocedure FROM pg_proc p
  WHERE p.pronamespace = 'sfexport'::regnamespace AND p.proname LIKE '\_%' ORDER BY 1;
 -- the test surface is the extension sfexport_test (make install
@@ -127,6 +128,74 @@ SELECT bool_or(s LIKE '%admin-aws-secret%' OR s LIKE '%AKIA1%') AS credentials_s
 RESET ROLE;
 
 SELECT sfexport.outbox_record(relid, shape, line) AS line FROM sfexport.outbox ORDER BY 1;
+
+-- only the server's owner defines foreign tables on it: USAGE on the
+-- server is not enough to point one at a Snowflake table of its choosing
+GRANT USAGE ON FOREIGN SERVER sf TO regress_sf_other;
+GRANT CREATE ON SCHEMA public TO regress_sf_other;
+SET ROLE regress_sf_other;
+CREATE FOREIGN TABLE other_ev (ssn text) SERVER sf OPTIONS (table 'PAYROLL');
+\echo SQLSTATE :SQLSTATE
+CREATE FOREIGN TABLE payroll (ssn text) SERVER sf;
+\echo SQLSTATE :SQLSTATE
+RESET ROLE;
+-- nor may a new owner of a foreign table retarget it
+ALTER FOREIGN TABLE ev OWNER TO regress_sf_other;
+SET ROLE regress_sf_other;
+ALTER FOREIGN TABLE ev OPTIONS (ADD table 'PAYROLL');
+\echo SQLSTATE :SQLSTATE
+ALTER FOREIGN TABLE ev ALTER COLUMN v OPTIONS (ADD column_name 'SSN');
+\echo SQLSTATE :SQLSTATE
+ALTER TABLE ev RENAME TO payroll;
+\echo SQLSTATE :SQLSTATE
+RESET ROLE;
+ALTER FOREIGN TABLE ev OWNER TO regress_sf_admin;
+-- the server's owner may
+SET ROLE regress_sf_admin;
+ALTER FOREIGN TABLE ev OPTIONS (ADD table 'EV');
+ALTER FOREIGN TABLE ev OPTIONS (DROP table);
+RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM regress_sf_other;
+REVOKE USAGE ON FOREIGN SERVER sf FROM regress_sf_other;
+
+-- sfexport.status: counts for everyone, error text (which quotes row
+-- values) only for the table's owner, roles with SELECT, pg_monitor
+INSERT INTO sfexport.files (relid, server, name, target, shape, columns, types,
+    compression, rows, bytes, raw_bytes, state, first_error, staged_at)
+  SELECT 'ev'::regclass, srv.oid, 'f1.csv.gz', '"DB"."PUBLIC"."EV"', 0, '{id,v}', '{int,text}',
+         'GZIP', 2, 10, 20, 'failed', 'Numeric value ''123-45-6789'' is not recognized', now()
+    FROM pg_foreign_server srv WHERE srv.srvname = 'sf';
+SET ROLE regress_sf_other;
+SELECT foreign_table, failed_files, last_error FROM sfexport.status;
+RESET ROLE;
+SET ROLE regress_sf_writer;
+SELECT foreign_table, failed_files, last_error FROM sfexport.status;
+RESET ROLE;
+SET ROLE regress_sf_admin;
+SELECT foreign_table, failed_files, last_error FROM sfexport.status;
+RESET ROLE;
+GRANT pg_monitor TO regress_sf_other;
+SET ROLE regress_sf_other;
+SELECT foreign_table, failed_files, last_error FROM sfexport.status;
+RESET ROLE;
+REVOKE pg_monitor FROM regress_sf_other;
+-- a function of the caller's sees only what the view shows
+CREATE FUNCTION public.regress_peek(t text) RETURNS boolean
+  LANGUAGE plpgsql COST 0.0000001 AS $$BEGIN RAISE NOTICE 'peek: %', t; RETURN true; END$$;
+SET ROLE regress_sf_other;
+SELECT count(*) FROM sfexport.status WHERE public.regress_peek(last_error);
+RESET ROLE;
+DROP FUNCTION public.regress_peek(text);
+
+-- what every role can execute and read in the extension (an audit list:
+-- each PUBLIC entry shows no secrets and no other role's row values)
+SELECT p.oid::regprocedure AS function,
+       has_function_privilege('regress_sf_other', p.oid, 'EXECUTE') AS public_may_execute
+  FROM pg_proc p WHERE p.pronamespace = 'sfexport'::regnamespace ORDER BY p.oid::regprocedure::text COLLATE "C";
+SELECT c.relname, has_table_privilege('regress_sf_other', c.oid, 'SELECT') AS public_may_read,
+       has_table_privilege('pg_monitor', c.oid, 'SELECT') AS pg_monitor_may_read
+  FROM pg_class c WHERE c.relnamespace = 'sfexport'::regnamespace AND c.relkind IN ('r', 'v')
+ ORDER BY c.relname COLLATE "C";
 
 DROP EXTENSION sfexport CASCADE;
 REVOKE CREATE ON SCHEMA public FROM regress_sf_admin;

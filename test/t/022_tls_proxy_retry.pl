@@ -31,32 +31,8 @@ use Time::HiRes qw(time usleep);
 
 # ---- a test PKI: CA, another CA, a server certificate for 127.0.0.1 and
 # localhost, one for another host name (all signed by the CA)
-my $pki = tempdir('sf_pki_XXXX', TMPDIR => 1, CLEANUP => 1);
-chmod 0755, $pki;
-sub ossl
-{
-	my @cmd = ('openssl', @_);
-	system(join(' ', map { "'$_'" } @cmd) . " >/dev/null 2>&1") == 0
-	  or die "openssl failed: @cmd";
-}
-for my $ca (qw(ca other_ca))
-{
-	ossl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-		'-keyout', "$pki/$ca.key", '-out', "$pki/$ca.pem", '-subj', "/CN=sfexport test $ca",
-		'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-}
-my %san = (server => 'IP:127.0.0.1,DNS:localhost', elsewhere => 'DNS:elsewhere.example');
-for my $name (sort keys %san)
-{
-	ossl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$pki/$name.key",
-		'-out', "$pki/$name.csr", '-subj', "/CN=$name");
-	open my $fh, '>', "$pki/$name.ext" or die;
-	print $fh "subjectAltName=$san{$name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
-	close $fh;
-	ossl('x509', '-req', '-in', "$pki/$name.csr", '-CA', "$pki/ca.pem", '-CAkey', "$pki/ca.key",
-		'-CAcreateserial', '-days', '2', '-out', "$pki/$name.pem", '-extfile', "$pki/$name.ext");
-}
-chmod 0644, glob("$pki/*");
+my $pki = SfTest::test_pki(cas => [qw(ca other_ca)],
+	certs => { server => 'IP:127.0.0.1,DNS:localhost', elsewhere => 'DNS:elsewhere.example' });
 
 # ---- stand-ins: S3 (front + s3rver) and Snowflake, each behind TLS
 my ($akid, $secret) = ('AKIDTLSPROXYTEST', 'tlsProxySecretKey0123456789abcdefXYZ');
@@ -69,20 +45,7 @@ my $emu = SfSnowflake::start_emulator(account => 'TESTACCT', users => { LOADER =
 	args => [ '--s3-endpoint', $s3->{endpoint}, '--s3-access-key', $akid,
 		'--s3-secret-key', $secret, '--sync-wait-ms', '2000' ]);
 
-sub tls_proxy
-{
-	my ($name, $upstream, $cert) = @_;
-	my $log = "$pki/$name.log";
-	my $svc = SfTest::start_service($name,
-		[ SfTest::emulator('tls_proxy'), '--port', '0',
-		  '--port-file', '{PORT_FILE}', '--cert', "$pki/$cert.pem", '--key', "$pki/$cert.key",
-		  '--upstream', $upstream, '--log', $log ]);
-	$svc->{events} = sub {
-		return [] unless -e $log;
-		return [ map { decode_json($_) } split /\n/, slurp_file($log) ];
-	};
-	return $svc;
-}
+sub tls_proxy { return SfTest::tls_proxy($_[0], $_[1], $pki, $_[2]); }
 my $tls_s3 = tls_proxy('tls_s3', $s3->{endpoint}, 'server');
 my $tls_sf = tls_proxy('tls_sf', $emu->{url}, 'server');
 my $tls_sf_other = tls_proxy('tls_sf_elsewhere', $emu->{url}, 'elsewhere');

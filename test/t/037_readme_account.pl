@@ -303,6 +303,7 @@ is($gdesc{STORAGE_GCP_SERVICE_ACCOUNT}, 'snowflake-reader@sfc-prod.iam.gservicea
 # sfexport's own service-account key where the README puts it
 PostgreSQL::Test::Utils::append_to_file("${etc}gcs-key.json",
 	PostgreSQL::Test::Utils::slurp_file($gcs->{key_file}));
+chmod 0600, "${etc}gcs-key.json";	# README: install ... -m 600, like the private key
 for my $stmt (SfReadme::statements($gcs_pg))
 {
 	my ($rc, $out, $err) = $node->psql('postgres', pg_stmt($stmt));

@@ -417,6 +417,9 @@ class EmuState:
         self.tokens = Tokens(args.token_lifetime, args.issued_tokens)
         self.faults = ec.FaultQueue(FAULT_KINDS)
         self.lock = threading.Lock()
+        # hostile mode (admin /_emulator/session-location): the scheme://host:port
+        # resumable sessions are announced on instead of the request's own
+        self.session_base = None
         self.reset_counters()
 
     def reset_counters(self):
@@ -912,7 +915,12 @@ class Handler(BaseHTTPRequestHandler):
         open(pp, "wb").close()
         st.store.save_session(uid, sess)
         q = "uploadType=resumable&name=%s&upload_id=%s" % (quote(name, safe=""), uid)
-        loc = "http://%s/upload/storage/v1/b/%s/o?%s" % (self.host(), quote(bucket), q)
+        # GCS answers with the session URI on the host the upload was
+        # started on (performing-resumable-uploads: "Location:
+        # https://storage.googleapis.com/upload/storage/v1/b/...&upload_id=...");
+        # a test may make it announce another origin (session_base).
+        base = st.session_base or "http://%s" % self.host()
+        loc = "%s/upload/storage/v1/b/%s/o?%s" % (base, quote(bucket), q)
         self._send(200, b"", headers=[("Location", loc), ("X-GUploader-UploadID", uid)])
 
     def _resumable_cancel(self, params):
@@ -1199,6 +1207,12 @@ class Handler(BaseHTTPRequestHandler):
                 out = {"name": name, "created": st.store.create_bucket(name)}
             elif path == "/_emulator/service-accounts" and m == "POST":
                 out = {"client_email": st.accounts.add_info(json.loads(body))}
+            elif path == "/_emulator/session-location" and m == "POST":
+                base = json.loads(body or b"{}").get("base")
+                if base is not None and not re.match(r"^[a-z]+://[^/?#]+$", base):
+                    raise ValueError("base must be scheme://host[:port] or null")
+                st.session_base = base
+                out = {"base": base}
             elif path == "/_emulator/expire-tokens" and m == "POST":
                 out = {"expired": st.tokens.expire_all()}
             else:

@@ -321,6 +321,28 @@ class GcsTests(unittest.TestCase):
         st, _, body = http_req(self.port, "PUT", sess, b"", {"Content-Range": "bytes */*"})
         self.assertGoogleError(st, body, 404)
 
+    def test_session_location_override(self):
+        """A hostile or broken service: the session announced elsewhere."""
+        st, _, body = http_req(self.port, "POST", "/_emulator/session-location",
+                               json.dumps({"base": "https://elsewhere.example:8443"}).encode())
+        self.assertEqual(st, 200, body)
+        try:
+            st, hdr, body = http_req(self.port, "POST",
+                                     "/upload/storage/v1/b/%s/o?uploadType=resumable" % BUCKET,
+                                     json.dumps({"name": "exports/hostile"}).encode(),
+                                     self.auth({"Content-Type": "application/json; charset=UTF-8"}))
+            self.assertEqual(st, 200, body)
+            loc = urlsplit(hdr["location"])
+            self.assertEqual((loc.scheme, loc.netloc), ("https", "elsewhere.example:8443"))
+            self.assertIn("upload_id=", loc.query)
+            st, _, _ = http_req(self.port, "POST", "/_emulator/session-location",
+                                json.dumps({"base": "no scheme"}).encode())
+            self.assertEqual(st, 400)
+        finally:
+            http_req(self.port, "POST", "/_emulator/session-location",
+                     json.dumps({"base": None}).encode())
+        self.start_resumable("exports/back-to-normal")   # asserts our own host again
+
     def test_list_paged_and_delete(self):
         names = ["list/a/1.csv", "list/a/2.csv", "list/b/3.csv", "list/c.csv", "list/d.csv"]
         for n in names:

@@ -177,6 +177,21 @@ def decoded_query_pairs(raw_query, drop=()):
     return pairs
 
 
+def claimed_access_key(target, headers):
+    """The access key id of the credential scope a request names
+    (<key id>/<date>/<region>/<service>/aws4_request), from the Authorization
+    header or the X-Amz-Credential query parameter; None without one.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html"""
+    auth = headers.get("Authorization") or ""
+    m = re.search(r"Credential=([^/,\s]+)/", auth)
+    if m:
+        return m.group(1)
+    for k, v in decoded_query_pairs(urlsplit(target).query):
+        if k == "X-Amz-Credential":
+            return v.split("/", 1)[0]
+    return None
+
+
 def parse_amz_date(value):
     try:
         return datetime.datetime.strptime(value, SIGV4_TIMESTAMP).replace(
@@ -573,12 +588,16 @@ class FrontState:
                              "rejected_by_code": {}, "faults_injected": 0,
                              "upstream_errors": 0}
 
-    def log_request(self, method, target, fault):
-        """Arrival time, method, path (no query) and injected fault of every
-        S3 request: GET /_front/requests (Retry-After tests)."""
+    def log_request(self, method, target, fault, headers):
+        """Arrival time, method, path (no query), injected fault and the
+        access key id the request claims to be signed with (the Credential
+        of the Authorization header or of X-Amz-Credential, verified or not;
+        never the signature) of every S3 request: GET /_front/requests
+        (Retry-After tests; which identity a client used)."""
         with self.lock:
             self.requests.append({"t": round(time.time(), 3), "method": method,
-                                  "path": urlsplit(target).path, "fault": fault})
+                                  "path": urlsplit(target).path, "fault": fault,
+                                  "access_key_id": claimed_access_key(target, headers)})
             del self.requests[:-10000]
 
     def bump(self, name, code=None):
@@ -657,7 +676,8 @@ class FrontHandler(BaseHTTPRequestHandler):
         st = self.state
         st.bump("requests")
         fault = st.faults.take(self.command, self.path)
-        st.log_request(self.command, self.path, fault["kind"] if fault else None)
+        st.log_request(self.command, self.path, fault["kind"] if fault else None,
+                       self.headers)
         if fault:
             st.bump("faults_injected")
             kind = fault["kind"]

@@ -402,6 +402,16 @@ class S3FrontTests(unittest.TestCase):
         self.assertTrue(reqs[0]["t"] <= reqs[1]["t"] <= reqs[2]["t"])
         self.assertEqual(self.admin("DELETE", "/_front/requests")["requests"], [])
 
+    def test_request_log_names_the_claimed_key(self):
+        self.admin("DELETE", "/_front/requests")
+        self.client().put_object(Bucket=BUCKET, Key="who/1", Body=b"1")
+        with self.assertRaises(ClientError):
+            self.client(ak="AKIDNOBODYKNOWS", sk="x").put_object(Bucket=BUCKET, Key="who/2",
+                                                                 Body=b"2")
+        http_req(self.front.port, "GET", "/%s/who/1" % BUCKET)
+        reqs = self.admin("GET", "/_front/requests")["requests"]
+        self.assertEqual([r["access_key_id"] for r in reqs], [AK, "AKIDNOBODYKNOWS", None])
+
     def test_anonymous_rejected(self):
         st, _, body = http_req(self.front.port, "GET", "/%s/x" % BUCKET)
         self.assertEqual((st, xml_code(body)), (403, "AccessDenied"))

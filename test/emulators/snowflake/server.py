@@ -7,7 +7,7 @@ Usage:
       [--token NAME=TOKEN[:OAUTH|:PROGRAMMATIC_ACCESS_TOKEN] ...]
       [--s3-endpoint http://127.0.0.1:PORT --s3-access-key K --s3-secret-key S]
       [--gcs-endpoint http://127.0.0.1:PORT [--gcs-credentials KEY.json]] [--exec-delay-ms N]
-      [--partition-rows N] [--sync-wait-ms N] [--pipe-delay-ms N]
+      [--partition-rows N] [--sync-wait-ms N] [--pipe-delay-ms N] [--stream-commit-delay-ms N]
 Listens on 127.0.0.1 only. See README.md.
 """
 
@@ -18,6 +18,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from sfemu.auth import Authenticator  # noqa: E402
 from sfemu.catalog import Catalog  # noqa: E402
@@ -26,6 +27,7 @@ from sfemu.executor import Config, Executor  # noqa: E402
 from sfemu.server import App, serve  # noqa: E402
 from sfemu.snowpipe import Snowpipe  # noqa: E402
 from sfemu.storage import StorageConfig, check_loopback  # noqa: E402
+from sfemu.streaming import Streaming  # noqa: E402
 
 
 def main(argv=None):
@@ -51,6 +53,8 @@ def main(argv=None):
                     help="how long a POST without async=true waits before answering 202")
     ap.add_argument("--pipe-delay-ms", type=int, default=1000,
                     help="Snowpipe: time from insertFiles to the load and its report")
+    ap.add_argument("--stream-commit-delay-ms", type=int, default=1000,
+                    help="Snowpipe Streaming: time from an append to its commit")
     ap.add_argument("--sql-log",
                     help="append every statement received on /api/v2/statements to this file")
     ap.add_argument("--stage-copy-dir",
@@ -85,6 +89,7 @@ def main(argv=None):
                                                 args.sync_wait_ms))
     app = App(engine, executor, auth, catalog, args.account.upper() if args.account else None)
     app.snowpipe = Snowpipe(engine, catalog, args.pipe_delay_ms)
+    app.streaming = Streaming(engine, catalog, auth, app.account, args.stream_commit_delay_ms)
     app.sql_log = args.sql_log
     httpd = serve(app, args.port)
     port = httpd.server_address[1]
