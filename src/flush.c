@@ -348,8 +348,7 @@ sf_flush_one_file(Oid relid, int64 shape, SfOutboxPos *pos, TimestampTz cutoff,
 	bool		full = false;
 
 	memset(res, 0, sizeof(*res));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	stager_init(&fs, relid, shape);
 	LockRelationOid(sf_outbox_relid(false), RowExclusiveLock);
 
@@ -504,8 +503,7 @@ sf_flush_drain(const SfShapeKey *due, int ndue, int seg, SfDrainResult *res)
 		UnregisterSnapshot(snapshot);
 		return;
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("draining outbox segment %s", RelationGetRelationName(outbox)));
 

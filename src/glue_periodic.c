@@ -99,8 +99,7 @@ state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols
 	sf_elevated_begin(&e, owner);
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		sf_spi_connect();
 		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 		if (rc < 0)
 			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));

@@ -405,8 +405,7 @@ load_batch(CopyBatch *b)
 	res = sf_snowflake_run(srv, usr, &stmt);
 	status_col = sf_result_column(res, "status");
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	foreach(lc, b->files)
 	{
 		StagedFile *f = (StagedFile *) lfirst(lc);
@@ -481,8 +480,7 @@ note_batch_error(CopyBatch *b, const char *message)
 	ListCell   *lc;
 	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	foreach(lc, b->files)
 	{
 		StagedFile *f = (StagedFile *) lfirst(lc);
@@ -564,8 +562,7 @@ resolve_doubt(CopyBatch *b)
 	ListCell   *lc;
 
 	split_target(b->target, parts);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	foreach(lc, b->files)
 	{
 		StagedFile *f = (StagedFile *) lfirst(lc);
@@ -706,8 +703,7 @@ submit_batch(CopyBatch *b)
 						   psprintf("submitting %d files to pipe %s", list_length(b->files), pipe));
 	sf_snowpipe_insert_files(srv, usr, pipe, names);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	foreach(lc, b->files)
 	{
 		Oid			argtypes[2] = {INT8OID, TEXTOID};
@@ -803,8 +799,7 @@ pipes_unit(void *arg)
 	MemoryContext cxt = (MemoryContext) linitial(*out);
 
 	*out = NIL;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	if (SPI_execute("SELECT DISTINCT server, pipe FROM sfexport.files"
 					" WHERE state = 'submitted' ORDER BY 1, 2", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.files");
@@ -844,8 +839,7 @@ report_unit(void *arg)
 	char	   *mark = NULL;
 	List	   *reports;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	if (SPI_execute_with_args("SELECT begin_mark FROM sfexport.pipe_reports"
 							  " WHERE server = $1 AND pipe = $2 FOR UPDATE",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
@@ -893,8 +887,7 @@ overdue_unit(void *arg)
 	ListCell   *lc;
 	SPITupleTable *tt;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	if (SPI_execute_with_args("SELECT name, staged_at FROM sfexport.files"
 							  " WHERE state = 'submitted' AND pipe = $1"
 							  "   AND submitted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
@@ -987,8 +980,7 @@ collect_unit(void *arg)
 {
 	CollectArgs *a = (CollectArgs *) arg;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	a->batches = collect_batches(a->cxt);
 	SPI_finish();
 }
@@ -1070,8 +1062,7 @@ delete_unit(void *arg)
 	SPITupleTable *tt;
 	uint64		n;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 
 	if (SPI_execute("SELECT file_id, server, name FROM sfexport.files"
 					" WHERE state = 'loaded' AND deleted_at IS NULL AND NOT kept"

@@ -24,6 +24,7 @@
 #include "utils/relcache.h"
 
 #include "compat.h"
+#include "transaction.h"
 
 #define SFEXPORT_VERSION "0.2.0"
 #define SFEXPORT_SCHEMA "sfexport"
@@ -473,7 +474,6 @@ extern PGDLLEXPORT void sfexport_launcher_main(Datum arg);
  */
 extern int	sfexport_manifest_retention_s;	/* sfexport.manifest_retention */
 extern PGDLLEXPORT void sfexport_worker_main(Datum arg);
-extern bool sf_run_transaction(void (*fn) (void *arg), void *arg, char **message);
 
 /* ----------------------------------------------------------------
  * flush.c — outbox rows of one table and shape into staged files

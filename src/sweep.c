@@ -176,8 +176,7 @@ sf_sweep_server(Oid serverid, int grace_s, bool delete, SfListBounds *bounds, ch
 	if (last)
 		*last = names != NIL ? pstrdup((char *) llast(names)) : NULL;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	foreach(lc, names)
 	{
 		const char *name = (const char *) lfirst(lc);
@@ -257,8 +256,7 @@ find_servers_unit(void *arg)
 {
 	SweepWork  *w = (SweepWork *) arg;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	if (SPI_execute("SELECT s.oid FROM pg_catalog.pg_foreign_server s"
 					" JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
 					" WHERE w.fdwname = 'sfexport' ORDER BY s.oid",

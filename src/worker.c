@@ -73,51 +73,6 @@ typedef struct TableBackoff
 
 static HTAB *backoffs = NULL;
 
-/*
- * Run fn(arg) in its own transaction.  On error: abort the transaction,
- * report the error as a WARNING (it goes to the server log), and return
- * false with *message set to its text (allocated in the caller's context).
- */
-bool
-sf_run_transaction(void (*fn) (void *arg), void *arg, char **message)
-{
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ErrorData  *volatile edata = NULL;
-
-	/*
-	 * now() is the start of the transaction, taken from the statement start
-	 * timestamp, which only the client protocol sets: without this, every
-	 * transaction of the worker would see the time the worker started (and
-	 * a load backoff "until now() + 10 s" would never expire).
-	 */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PG_TRY();
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		fn(arg);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-
-	if (edata == NULL)
-		return true;
-	if (message)
-		*message = pstrdup(edata->message);
-	edata->elevel = WARNING;
-	ThrowErrorData(edata);
-	return false;
-}
-
 /* ---------------------------------------------------------------------
  * Planning: what is pending, what is due
  * ---------------------------------------------------------------------
@@ -182,8 +137,7 @@ note_flush_result(Oid relid, bool ok)
 static void
 cut_load_backoffs_unit(void *arg)
 {
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	if (SPI_execute("UPDATE sfexport.files SET next_attempt_at = NULL"
 					" WHERE state = 'staged' AND next_attempt_at > pg_catalog.now()",
 					false, 0) != SPI_OK_UPDATE)
@@ -265,8 +219,7 @@ triggers_unit(void *arg)
 {
 	TriggerArgs *t = (TriggerArgs *) arg;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	compute_triggers(&t->min_interval_ms, &t->min_flush_bytes);
 	SPI_finish();
 }
@@ -286,8 +239,7 @@ plan_unit(void *arg)
 	if (!ps->extension_present)
 		return;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	sf_spi_connect();
 	compute_triggers(&ps->min_interval_ms, &ps->min_flush_bytes);
 
 	if (SPI_execute("SELECT relid, shape, pg_catalog.count(*),"
