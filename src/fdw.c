@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * fdw.c
- *		The sfexport foreign-data wrapper handler.  sfexport foreign tables
+ *		The sfexport foreign-data wrapper: its handler and its validator
+ *		(the option rules are options.c's).  sfexport foreign tables
  *		are write-only: INSERT (single row, multi-row, INSERT ... SELECT,
  *		batched), COPY FROM and tuple routing into foreign partitions capture
  *		rows into the outbox (outbox.c); reading, updating, deleting and
@@ -14,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/reloptions.h"
 #include "commands/explain.h"
 #include "foreign/fdwapi.h"
 #include "nodes/nodes.h"
@@ -25,6 +27,7 @@
 #include "sfexport.h"
 
 PG_FUNCTION_INFO_V1(sfexport_fdw_handler);
+PG_FUNCTION_INFO_V1(sfexport_fdw_validator);
 
 /* Per-result-relation state: the outbox writer. */
 typedef struct SfModifyState
@@ -250,4 +253,16 @@ sfexport_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ExecForeignTruncate = sfExecForeignTruncate;
 
 	PG_RETURN_POINTER(routine);
+}
+
+/*
+ * The validator, called for CREATE/ALTER SERVER, USER MAPPING, FOREIGN
+ * TABLE and column options: the option list and the catalog it is for
+ * (options.c checks them).
+ */
+Datum
+sfexport_fdw_validator(PG_FUNCTION_ARGS)
+{
+	sf_options_validate(untransformRelOptions(PG_GETARG_DATUM(0)), PG_GETARG_OID(1));
+	PG_RETURN_VOID();
 }

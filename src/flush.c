@@ -88,27 +88,6 @@ flush_sink(const char *data, size_t len, void *arg)
 	sf_storage_write(sink->writer, data, len);
 }
 
-/*
- * The Snowflake name of a foreign table's target: "DB"."SCHEMA"."TABLE",
- * every part through the one quoting function.
- */
-char *
-sf_target_name(SfServerConfig *srv, SfTableConfig *tbl)
-{
-	return psprintf("%s.%s.%s", sf_quote_ident(srv->database),
-					sf_quote_ident(tbl->schema), sf_quote_ident(tbl->table));
-}
-
-/*
- * The role whose user mapping the worker uses for a server: the server's
- * owner (the mapping lookup falls back to PUBLIC).
- */
-Oid
-sf_worker_user(Oid serverid)
-{
-	return GetForeignServer(serverid)->owner;
-}
-
 /* A new, never reused object name for a file of relid. */
 static char *
 new_file_name(Oid relid, SfCompression compression)

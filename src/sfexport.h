@@ -149,16 +149,22 @@ typedef struct SfTableConfig
 	SfLoadMode	load_mode;		/* table option, else the server's */
 } SfTableConfig;
 
+extern void sf_options_validate(List *options, Oid catalog);
 extern SfServerConfig *sf_get_server_config(Oid serverid);
 extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
 extern bool sf_server_may_use_host_credentials(Oid serverid);
 extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
 extern SfTableConfig *sf_get_table_config(Oid relid);
 extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
+extern char *sf_target_name(SfServerConfig *srv, SfTableConfig *tbl);
+extern Oid	sf_worker_user(Oid serverid);
 extern char *sf_identifier_case(bool upper, const char *name);
 extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
 extern const char *sf_compression_name(SfCompression c);
 extern const char *sf_compression_extension(SfCompression c);
+extern void sf_check_secret_file_mode(const char *path, const char *option,
+									  const struct stat *st);
+extern char *sf_read_secret_file(const char *path, const char *option);
 
 /* ----------------------------------------------------------------
  * encode.c — row encoder: one row to one CSV record (UTF-8, no newline),
@@ -512,8 +518,6 @@ extern void sf_flush_one_file(Oid relid, int64 shape, SfOutboxPos *pos,
 							  TimestampTz cutoff, SfFlushResult *res);
 extern void sf_flush_drain(const SfShapeKey *due, int ndue, int seg,
 						   SfDrainResult *res);
-extern char *sf_target_name(SfServerConfig *srv, SfTableConfig *tbl);
-extern Oid	sf_worker_user(Oid serverid);
 
 /* ----------------------------------------------------------------
  * load.c — COPY INTO for staged files, per-file results, cleanup
