@@ -28,7 +28,7 @@ TARGETS=${*:-$ALL_TARGETS}
 
 # extra src/ objects (besides the file the harness includes) per target
 declare -A EXTRA=(
-	[snowflake]=""
+	[snowflake]="quote"
 	[s3]="storage sigv4"
 	[gcs]="storage"
 	[encode]=""

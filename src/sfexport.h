@@ -25,6 +25,7 @@
 
 #include "compat.h"
 #include "transaction.h"
+#include "quote.h"
 
 #define SFEXPORT_VERSION "0.2.0"
 #define SFEXPORT_SCHEMA "sfexport"
@@ -397,7 +398,7 @@ extern const char *sf_auth_token(SfServerConfig *srv, SfUserConfig *usr,
 extern void sf_auth_forget_all(void);
 
 /* ----------------------------------------------------------------
- * snowflake.c — Snowflake SQL API v2 client, quoting for generated SQL
+ * snowflake.c — Snowflake SQL API v2 client
  * ----------------------------------------------------------------
  */
 
@@ -436,9 +437,6 @@ extern SfSnowflakeResult *sf_snowflake_execute(SfServerConfig *srv, SfUserConfig
 											   const char **bind_values);
 extern int	sf_result_column(SfSnowflakeResult *res, const char *name);
 extern char *sf_remote_text(const char *utf8);
-extern char *sf_quote_ident(const char *ident);
-extern char *sf_quote_literal(const char *value);
-extern char *sf_redact_sql(const char *sql);
 
 /* ----------------------------------------------------------------
  * compress.c — streaming gzip / zstd / none for staged files
