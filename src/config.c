@@ -684,17 +684,6 @@ sf_column_target_name(Oid relid, AttrNumber attnum)
 }
 
 /*
- * The Snowflake name of a foreign table's target: "DB"."SCHEMA"."TABLE",
- * every part through the one quoting function.
- */
-char *
-sf_target_name(SfServerConfig *srv, SfTableConfig *tbl)
-{
-	return psprintf("%s.%s.%s", sf_quote_ident(srv->database),
-					sf_quote_ident(tbl->schema), sf_quote_ident(tbl->table));
-}
-
-/*
  * The role whose user mapping the worker uses for a server: the server's
  * owner (the mapping lookup falls back to PUBLIC).
  */

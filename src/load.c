@@ -107,76 +107,6 @@ typedef struct CopyBatch
 
 bool		sf_pipe_files_pending = false;
 
-/* Whether a PostgreSQL type (as format_type prints it) arrives as JSON text. */
-static bool
-is_json_type(const char *type)
-{
-	size_t		len = strlen(type);
-
-	return strcmp(type, "json") == 0 || strcmp(type, "jsonb") == 0 ||
-		(len > 2 && strcmp(type + len - 2, "[]") == 0);
-}
-
-/*
- * The COPY statement for files of one target and shape.  Identifiers go
- * through sf_quote_ident, file names through sf_quote_literal.
- */
-char *
-sf_copy_statement(SfServerConfig *srv, const char *target,
-				  ArrayType *columns, ArrayType *types, List *names)
-{
-	Datum	   *cols;
-	Datum	   *typs;
-	int			ncols;
-	int			ntypes;
-	StringInfoData sql;
-	ListCell   *lc;
-
-	deconstruct_array(columns, TEXTOID, -1, false, TYPALIGN_INT, &cols, NULL, &ncols);
-	deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT, &typs, NULL, &ntypes);
-	if (ncols != ntypes || ncols == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("malformed column shape for %s", target)));
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "COPY INTO %s (", target);
-	for (int i = 0; i < ncols; i++)
-		appendStringInfo(&sql, "%s%s", i ? ", " : "",
-						 sf_quote_ident(TextDatumGetCString(cols[i])));
-	appendStringInfoString(&sql, ") FROM (SELECT ");
-	for (int i = 0; i < ncols; i++)
-	{
-		if (is_json_type(TextDatumGetCString(typs[i])))
-			appendStringInfo(&sql, "%sPARSE_JSON($%d)", i ? ", " : "", i + 1);
-		else
-			appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
-	}
-	appendStringInfo(&sql, " FROM @%s.%s.%s) FILES = (",
-					 sf_quote_ident(srv->database), sf_quote_ident(srv->schema),
-					 sf_quote_ident(srv->stage));
-	foreach(lc, names)
-		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) ? ", " : "",
-						 sf_quote_literal((const char *) lfirst(lc)));
-	if (names == NIL)
-	{
-		/* a pipe's COPY: Snowpipe names the files (insertFiles) */
-		sql.len -= strlen(" FILES = (");
-		sql.data[sql.len] = '\0';
-	}
-	else
-		appendStringInfoChar(&sql, ')');
-	appendStringInfo(&sql, " FILE_FORMAT = (FORMAT_NAME = %s) ON_ERROR = SKIP_FILE",
-					 sf_quote_literal(psprintf("%s.%s.%s",
-											   sf_quote_ident(srv->database),
-											   sf_quote_ident(srv->schema),
-											   sf_quote_ident(srv->file_format))));
-	/* not in a pipe's COPY, which does not support it (CREATE PIPE) */
-	if (names != NIL)
-		appendStringInfoString(&sql, " LOAD_UNCERTAIN_FILES = TRUE");
-	return sql.data;
-}
-
 /* The load mode of a foreign table (its server's when the table is gone). */
 static bool
 table_uses_snowpipe(Oid relid, Oid server)
@@ -505,41 +435,6 @@ note_batch_error(CopyBatch *b, const char *message)
 }
 
 /*
- * The unquoted parts of a target as sf_target_name writes it,
- * "DB"."SCHEMA"."TABLE" (quotes inside a part doubled).
- */
-static void
-split_target(const char *target, char *parts[3])
-{
-	const char *p = target;
-
-	for (int i = 0; i < 3; i++)
-	{
-		StringInfoData buf;
-
-		if (*p != '"')
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("malformed Snowflake target name %s in sfexport.files", target)));
-		initStringInfo(&buf);
-		for (p++; *p; p++)
-		{
-			if (*p == '"' && p[1] == '"')
-				p++;
-			else if (*p == '"')
-				break;
-			appendStringInfoChar(&buf, *p);
-		}
-		if (*p != '"' || (i < 2 && p[1] != '.') || (i == 2 && p[1] != '\0'))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("malformed Snowflake target name %s in sfexport.files", target)));
-		p += 2;
-		parts[i] = buf.data;
-	}
-}
-
-/*
  * Files whose doubt is older than their load metadata can be: did the COPY
  * that may have loaded them do so?  Snowflake's load history
  * (SNOWFLAKE.ACCOUNT_USAGE.LOAD_HISTORY: one row per file of every COPY
@@ -561,7 +456,7 @@ resolve_doubt(CopyBatch *b)
 	char	   *parts[3];
 	ListCell   *lc;
 
-	split_target(b->target, parts);
+	sf_split_target_name(b->target, parts);
 	sf_spi_connect();
 	foreach(lc, b->files)
 	{

@@ -157,7 +157,6 @@ extern bool sf_server_may_use_host_credentials(Oid serverid);
 extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
 extern SfTableConfig *sf_get_table_config(Oid relid);
 extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
-extern char *sf_target_name(SfServerConfig *srv, SfTableConfig *tbl);
 extern Oid	sf_worker_user(Oid serverid);
 extern char *sf_identifier_case(bool upper, const char *name);
 extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
@@ -523,14 +522,11 @@ extern void sf_flush_drain(const SfShapeKey *due, int ndue, int seg,
  */
 extern int	sf_load_staged(void);
 extern int	sf_delete_loaded_files(void);
-extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
-							   ArrayType *columns, ArrayType *types,
-							   List *names);	/* NIL: no FILES clause (a pipe) */
 extern bool sf_pipe_files_pending;	/* files wait for a Snowpipe report */
 
 /* ----------------------------------------------------------------
  * snowpipe.c — Snowpipe REST API (insertFiles, insertReport,
- * loadHistoryScan) and the pipe of a target and shape
+ * loadHistoryScan)
  * ----------------------------------------------------------------
  */
 typedef struct SfPipeFileReport
@@ -547,10 +543,6 @@ typedef struct SfPipeFileReport
 
 extern int	sfexport_snowpipe_poll_interval_ms; /* sfexport.snowpipe_poll_interval */
 extern int	sfexport_snowpipe_report_deadline_s;	/* sfexport.snowpipe_report_deadline */
-extern char *sf_pipe_sql_name(const char *target, int64 shape);
-extern char *sf_pipe_rest_name(const char *target, int64 shape);
-extern char *sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
-							   ArrayType *columns, ArrayType *types);
 extern void sf_snowpipe_insert_files(SfServerConfig *srv, SfUserConfig *usr,
 									 const char *pipe, List *paths);
 extern List *sf_snowpipe_insert_report(SfServerConfig *srv, SfUserConfig *usr,
@@ -558,6 +550,20 @@ extern List *sf_snowpipe_insert_report(SfServerConfig *srv, SfUserConfig *usr,
 extern List *sf_snowpipe_load_history(SfServerConfig *srv, SfUserConfig *usr,
 									  const char *pipe, TimestampTz start,
 									  TimestampTz end);
+
+/* ----------------------------------------------------------------
+ * statements.c — generated Snowflake SQL: names, COPY, CREATE PIPE
+ * ----------------------------------------------------------------
+ */
+extern char *sf_target_name(SfServerConfig *srv, SfTableConfig *tbl);
+extern void sf_split_target_name(const char *target, char *parts[3]);
+extern char *sf_pipe_sql_name(const char *target, int64 shape);
+extern char *sf_pipe_rest_name(const char *target, int64 shape);
+extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
+							   ArrayType *columns, ArrayType *types,
+							   List *names);	/* NIL: no FILES clause (a pipe) */
+extern char *sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
+							   ArrayType *columns, ArrayType *types);
 
 /* ----------------------------------------------------------------
  * setup.c — Snowflake-side setup (file format, stage, target tables),

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * snowpipe.c
- *		Snowpipe REST API client: pipe names and definitions, insertFiles,
- *		insertReport, loadHistoryScan.
+ *		Snowpipe REST API client: insertFiles, insertReport,
+ *		loadHistoryScan (pipe names and CREATE PIPE: statements.c).
  *
  * Snowflake documentation, "Snowpipe REST API"
  * (https://docs.snowflake.com/en/user-guide/data-load-snowpipe-rest-apis):
@@ -38,11 +38,6 @@
  * of its first attempt (load.c), and pipes are never replaced
  * (CREATE PIPE IF NOT EXISTS; recreating a pipe drops its history).
  *
- * One pipe per target table and record shape, since a pipe's COPY names its
- * columns: <table>_SFEXPORT_PIPE_<shape as 16 hex digits>, in the target's
- * database and schema.  A new shape gets a new pipe; the old one keeps its
- * history and still serves files of the old shape.
- *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -58,126 +53,6 @@
 #include "sfexport.h"
 
 #define SNOWPIPE_ATTEMPTS 6
-
-/* Split a target "DB"."SCHEMA"."TABLE" (sf_target_name) into its names. */
-static void
-split_target(const char *target, char **parts)
-{
-	const char *p = target;
-
-	for (int i = 0; i < 3; i++)
-	{
-		StringInfoData s;
-
-		if (*p != '"')
-			goto bad;
-		p++;
-		initStringInfo(&s);
-		for (;;)
-		{
-			if (*p == '\0')
-				goto bad;
-			if (*p == '"' && p[1] == '"')
-			{
-				appendStringInfoChar(&s, '"');
-				p += 2;
-				continue;
-			}
-			if (*p == '"')
-			{
-				p++;
-				break;
-			}
-			appendStringInfoChar(&s, *p++);
-		}
-		parts[i] = s.data;
-		if (i < 2)
-		{
-			if (*p != '.')
-				goto bad;
-			p++;
-		}
-	}
-	if (*p == '\0')
-		return;
-bad:
-	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("malformed Snowflake target name %s", target)));
-}
-
-static char *
-pipe_object_name(const char *table, int64 shape)
-{
-	return psprintf("%s_SFEXPORT_PIPE_%016llX", table, (unsigned long long) shape);
-}
-
-/* The pipe of a target and shape, quoted for SQL. */
-char *
-sf_pipe_sql_name(const char *target, int64 shape)
-{
-	char	   *parts[3];
-
-	split_target(target, parts);
-	return psprintf("%s.%s.%s", sf_quote_ident(parts[0]), sf_quote_ident(parts[1]),
-					sf_quote_ident(pipe_object_name(parts[2], shape)));
-}
-
-/* A part of a REST pipe name: as is when plain, else double-quoted. */
-static void
-append_rest_part(StringInfo s, const char *name)
-{
-	bool		plain = *name != '\0';
-
-	for (const char *c = name; *c; c++)
-		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-			  (*c >= '0' && *c <= '9') || *c == '_' || *c == '$'))
-			plain = false;
-	if (plain)
-		appendStringInfoString(s, name);
-	else
-	{
-		appendStringInfoChar(s, '"');
-		for (const char *c = name; *c; c++)
-		{
-			if (*c == '"')
-				appendStringInfoChar(s, '"');
-			appendStringInfoChar(s, *c);
-		}
-		appendStringInfoChar(s, '"');
-	}
-}
-
-/* The pipe of a target and shape as the REST API names it: db.schema.pipe. */
-char *
-sf_pipe_rest_name(const char *target, int64 shape)
-{
-	char	   *parts[3];
-	StringInfoData s;
-
-	split_target(target, parts);
-	initStringInfo(&s);
-	append_rest_part(&s, parts[0]);
-	appendStringInfoChar(&s, '.');
-	append_rest_part(&s, parts[1]);
-	appendStringInfoChar(&s, '.');
-	append_rest_part(&s, pipe_object_name(parts[2], shape));
-	return s.data;
-}
-
-/*
- * CREATE PIPE IF NOT EXISTS <pipe> AS <the COPY of load.c without FILES>.
- * The COPY is the one COPY mode runs (same transformation, file format and
- * ON_ERROR = SKIP_FILE), so both modes load a file the same way.
- */
-char *
-sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
-				  ArrayType *columns, ArrayType *types)
-{
-	return psprintf("CREATE PIPE IF NOT EXISTS %s AS %s",
-					sf_pipe_sql_name(target, shape),
-					sf_copy_statement(srv, target, columns, types, NIL));
-}
 
 /* ---------------------------------------------------------------------
  * REST calls
