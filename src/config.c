@@ -473,7 +473,7 @@ check_stored_header_value(const char *option, const char *value, Oid serverid)
  * postmaster's AWS_* environment variables only for a server that may use
  * the host's credentials (sf_server_may_use_host_credentials); such keys
  * are marked aws_from_host and never leave the extension but as SigV4
- * signatures (setup.c refuses to give them to Snowflake).
+ * signatures (statements.c refuses to give them to Snowflake).
  */
 SfUserConfig *
 sf_get_user_config(Oid serverid, Oid userid)

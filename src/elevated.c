@@ -35,7 +35,7 @@
  * and composites output through built-in functions); no trigger, rule or
  * policy fires, as it writes only the extension's own tables, which only
  * their owner could give one; type names it reads (sfexport.shapes.types)
- * are parsed, never executed (setup.c).  The one SQL-level role switch is
+ * are parsed, never executed (statements.c).  The one SQL-level role switch is
  * glue_sync's state; the one SECURITY DEFINER function is sfexport.retry(),
  * with its own SET search_path.
  *

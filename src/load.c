@@ -320,8 +320,8 @@ load_batch(CopyBatch *b)
 	foreach(lc, b->files)
 		names = lappend(names, ((StagedFile *) lfirst(lc))->name);
 
-	/* add columns a newer shape brings (once per shape; setup.c) */
-	sf_setup_evolve(srv, usr, b->target, DatumGetArrayTypeP(b->columns),
+	/* add columns a newer shape brings (once per shape; evolve.c) */
+	sf_evolve_target(srv, usr, b->target, DatumGetArrayTypeP(b->columns),
 					DatumGetArrayTypeP(b->types));
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.sql = sf_copy_statement(srv, b->target, DatumGetArrayTypeP(b->columns),
@@ -591,7 +591,7 @@ submit_batch(CopyBatch *b)
 	foreach(lc, b->files)
 		names = lappend(names, ((StagedFile *) lfirst(lc))->name);
 
-	sf_setup_evolve(srv, usr, b->target, DatumGetArrayTypeP(b->columns),
+	sf_evolve_target(srv, usr, b->target, DatumGetArrayTypeP(b->columns),
 					DatumGetArrayTypeP(b->types));
 	ensure_pipe(srv, usr, b, pipe);
 	pgstat_report_activity(STATE_RUNNING,
@@ -934,7 +934,7 @@ sf_load_staged(void)
 			NoteArgs	na = {b, message};
 
 			failures++;
-			sf_setup_forget_evolved();	/* check the table again next time */
+			sf_evolve_forget();	/* check the table again next time */
 			list_free_deep(pipes_created);	/* and the pipe */
 			pipes_created = NIL;
 			(void) sf_run_transaction(note_unit, &na, NULL);

@@ -557,6 +557,22 @@ extern List *sf_snowpipe_load_history(SfServerConfig *srv, SfUserConfig *usr,
  */
 extern char *sf_target_name(SfServerConfig *srv, SfTableConfig *tbl);
 extern void sf_split_target_name(const char *target, char *parts[3]);
+
+/* One column of a target: Snowflake name, Snowflake type, PostgreSQL type. */
+typedef struct SfColumnDef
+{
+	char	   *name;
+	char	   *sftype;
+	char	   *pgtype;
+} SfColumnDef;
+
+extern char *sf_snowflake_type(Oid typid, int32 typmod);
+extern char *sf_snowflake_type_for_name(const char *pgtype);
+extern List *sf_stage_statements(SfServerConfig *srv, SfUserConfig *usr);
+extern char *sf_create_table_statement(const char *target, int ncols,
+									   const SfColumnDef *cols);
+extern char *sf_add_column_statement(const char *target, const char *column,
+									 const char *sftype);
 extern char *sf_pipe_sql_name(const char *target, int64 shape);
 extern char *sf_pipe_rest_name(const char *target, int64 shape);
 extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
@@ -566,15 +582,17 @@ extern char *sf_pipe_statement(SfServerConfig *srv, const char *target, int64 sh
 							   ArrayType *columns, ArrayType *types);
 
 /* ----------------------------------------------------------------
- * setup.c — Snowflake-side setup (file format, stage, target tables),
- * the PostgreSQL → Snowflake type mapping, and schema evolution at load
+ * evolve.c — the columns a Snowflake target gains before a load
  * ----------------------------------------------------------------
  */
-extern char *sf_setup_snowflake_type(Oid typid, int32 typmod);
-extern void sf_setup_evolve(SfServerConfig *srv, SfUserConfig *usr,
-							const char *target, ArrayType *columns,
-							ArrayType *types);
-extern void sf_setup_forget_evolved(void);
+extern SfSnowflakeResult *sf_run_setup_statement(SfServerConfig *srv, SfUserConfig *usr,
+												 const char *sql);
+extern List *sf_evolve_statements(SfServerConfig *srv, SfUserConfig *usr,
+								  const char *target, int ncols, SfColumnDef *cols);
+extern void sf_evolve_target(SfServerConfig *srv, SfUserConfig *usr,
+							 const char *target, ArrayType *columns,
+							 ArrayType *types);
+extern void sf_evolve_forget(void);
 
 /* ----------------------------------------------------------------
  * storage.c — object storage interface (backends: storage_s3.c,
