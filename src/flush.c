@@ -68,12 +68,6 @@
 
 #include "sfexport.h"
 
-/* sfexport.outbox columns (as in outbox.c) */
-#define Anum_outbox_relid		1
-#define Anum_outbox_shape		2
-#define Anum_outbox_inserted_at	3
-#define Anum_outbox_line		4
-
 /* State shared with the compressor's sink. */
 typedef struct FlushSink
 {
@@ -109,32 +103,6 @@ new_file_name(Oid relid, SfCompression compression)
 					MyDatabaseId, relid, ts, GetSystemIdentifier(),
 					GetWALInsertionTimeLine(), rnd,
 					sf_compression_extension(compression));
-}
-
-/* Columns and types of a shape, from sfexport.shapes. */
-static void
-lookup_shape(Oid relid, int64 shape, Datum *columns, Datum *types)
-{
-	Oid			argtypes[2] = {OIDOID, INT8OID};
-	Datum		values[2] = {ObjectIdGetDatum(relid), Int64GetDatum(shape)};
-	bool		isnull;
-
-	if (SPI_execute_with_args("SELECT columns, types FROM sfexport.shapes"
-							  " WHERE relid = $1 AND shape = $2 LIMIT 1",
-							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read sfexport.shapes");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("no column shape registered for foreign table %u shape " INT64_FORMAT,
-						relid, shape),
-				 errhint("Rows of this shape stay in the outbox; check sfexport.shapes.")));
-	*columns = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull),
-								 false, -1);
-	*types = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 2, &isnull),
-							   false, -1);
 }
 
 /* Record a staged file in the manifest. */
@@ -216,7 +184,7 @@ stager_prepare(FileStager *fs)
 	fs->srv = sf_get_server_config(fs->tbl->serverid);
 	usr = sf_get_user_config(fs->tbl->serverid, sf_worker_user(fs->tbl->serverid));
 	fs->max_bytes = (int64) fs->tbl->max_file_size_kb * 1024;
-	lookup_shape(fs->relid, fs->shape, &fs->columns, &fs->types);
+	sf_shape_columns(fs->relid, fs->shape, &fs->columns, &fs->types);
 	fs->dec = sf_decoder_create(fs->relid, fs->shape);
 	initStringInfo(&fs->rec);
 	fs->target = sf_target_name(fs->srv, fs->tbl);

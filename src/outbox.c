@@ -15,17 +15,15 @@
  * row itself.  The buffer is always written before the statement ends
  * (sf_outbox_end), so a later statement of the same transaction sees it.
  *
- * Also kept here: the shape registry, sfexport.shapes, which records the
- * target column names and types of every shape (see encode.c) that rows
- * were written with, and each column's type OID, typmod, typlen, typbyval
- * and typalign.  The worker reads it to know which columns an old record
- * holds after the foreign table was altered, and to decode binary payloads
- * (sf_shape_layout).
+ * Before the first row of a shape, the shape is registered in
+ * sfexport.shapes (shapes.c), which the worker reads to know which columns
+ * an old record holds and to decode binary payloads.
  *
  * Per-statement setup is cheap: the encoder of each foreign table and the
- * OIDs of the outbox and shapes tables are cached (with invalidation, see
- * "Caches and invalidation" in docs/ARCHITECTURE.md), and a shape already
- * registered in this backend is not looked up again.
+ * OIDs of the outbox and shapes tables (tables.c) are cached (with
+ * invalidation, see "Caches and invalidation" in docs/ARCHITECTURE.md), and
+ * a shape already registered in this backend is not looked up again
+ * (shapes.c).
  *
  * Segments.  sfexport.outbox is the parent of two segments, outbox_0 and
  * outbox_1, and holds no rows itself.  A statement writes into the segment
@@ -68,26 +66,6 @@
 
 #include "sfexport.h"
 
-/* sfexport.outbox columns */
-#define Anum_outbox_relid		1
-#define Anum_outbox_shape		2
-#define Anum_outbox_inserted_at	3
-#define Anum_outbox_line		4
-#define Natts_outbox			4
-
-/* sfexport.shapes columns */
-#define Anum_shapes_relid		1
-#define Anum_shapes_shape		2
-#define Anum_shapes_columns		3
-#define Anum_shapes_types		4
-#define Anum_shapes_registered	5
-#define Anum_shapes_type_oids	6
-#define Anum_shapes_type_mods	7
-#define Anum_shapes_type_lens	8
-#define Anum_shapes_type_byvals	9
-#define Anum_shapes_type_aligns	10
-#define Natts_shapes			10
-
 /* Write the buffer at this many bytes of records even if not full. */
 #define OUTBOX_BUFFER_BYTES		(64 * 1024)
 
@@ -111,30 +89,6 @@ struct SfOutboxWriter
 	StringInfoData line;
 };
 
-/*
- * Shapes this backend knows are registered, keyed by (shapes table, relid,
- * shape).  Forgotten whenever a (sub)transaction aborts, because the
- * registration may have been rolled back with it.
- */
-typedef struct ShapeKey
-{
-	Oid			shapes_relid;
-	Oid			relid;
-	int64		shape;
-} ShapeKey;
-
-static HTAB *known_shapes = NULL;
-
-static void
-forget_shapes(void)
-{
-	if (known_shapes)
-	{
-		hash_destroy(known_shapes);
-		known_shapes = NULL;
-	}
-}
-
 static void release_rel_cache_pins(void);
 
 /* Outbox bytes written by the current transaction, for waking the worker. */
@@ -154,7 +108,6 @@ outbox_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			forget_shapes();
 			xact_outbox_bytes = 0;
 			release_rel_cache_pins();
 			break;
@@ -165,14 +118,6 @@ outbox_xact_callback(XactEvent event, void *arg)
 		default:
 			break;
 	}
-}
-
-static void
-outbox_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		forget_shapes();
 }
 
 /*
@@ -279,48 +224,16 @@ unpin(SfRelCacheData *d)
 	MemoryContextDelete(d->cxt);
 }
 
-/*
- * The OIDs of sfexport.outbox and sfexport.shapes, looked up once and kept
- * until an invalidation of either relation (DROP EXTENSION, a rewrite) or of
- * any namespace (ALTER SCHEMA ... RENAME): a statement then costs no
- * catalog lookup by name.
- */
-static Oid	cached_outbox_relid = InvalidOid;
-static Oid	cached_shapes_relid = InvalidOid;
-static Oid	cached_segment_relids[SF_OUTBOX_SEGMENTS];
-
-static void
-forget_relids(void)
-{
-	cached_outbox_relid = InvalidOid;
-	cached_shapes_relid = InvalidOid;
-	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
-		cached_segment_relids[i] = InvalidOid;
-}
-
 static void
 rel_cache_relcache_callback(Datum arg, Oid relid)
 {
-	bool		ours = !OidIsValid(relid) || relid == cached_outbox_relid ||
-		relid == cached_shapes_relid;
-
 	forget_rel_cache(relid);
-	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
-		ours |= relid == cached_segment_relids[i];
-	if (ours)
-		forget_relids();
 }
 
 static void
 rel_cache_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	forget_rel_cache(InvalidOid);
-}
-
-static void
-relids_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
-{
-	forget_relids();
 }
 
 /* The cached state of foreign table rel, built on first use, pinned. */
@@ -383,102 +296,10 @@ void
 sf_outbox_init(void)
 {
 	RegisterXactCallback(outbox_xact_callback, NULL);
-	RegisterSubXactCallback(outbox_subxact_callback, NULL);
 	CacheRegisterRelcacheCallback(rel_cache_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(FOREIGNTABLEREL, rel_cache_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, rel_cache_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, rel_cache_syscache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(NAMESPACEOID, relids_syscache_callback, (Datum) 0);
-}
-
-static Oid
-extension_table_relid(const char *name, bool missing_ok)
-{
-	Oid			nsp = get_namespace_oid(SFEXPORT_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
-
-	if (!OidIsValid(relid) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s.%s does not exist", SFEXPORT_SCHEMA, name),
-				 errhint("Run CREATE EXTENSION sfexport in this database.")));
-	return relid;
-}
-
-Oid
-sf_outbox_relid(bool missing_ok)
-{
-	if (!OidIsValid(cached_outbox_relid))
-		cached_outbox_relid = extension_table_relid("outbox", missing_ok);
-	return cached_outbox_relid;
-}
-
-static Oid
-shapes_relid(void)
-{
-	if (!OidIsValid(cached_shapes_relid))
-		cached_shapes_relid = extension_table_relid("shapes", false);
-	return cached_shapes_relid;
-}
-
-/*
- * Open sfexport.<name> by its cached OID, checking that the OID still names
- * it (an invalidation not yet processed could leave a stale one); on a
- * mismatch look it up again.
- */
-static Relation
-open_extension_table(const char *name, Oid (*lookup) (void), LOCKMODE lockmode)
-{
-	Oid			relid = lookup();
-	Relation	rel = try_table_open(relid, lockmode);
-
-	if (rel == NULL ||
-		strcmp(RelationGetRelationName(rel), name) != 0 ||
-		get_namespace_oid(SFEXPORT_SCHEMA, true) != RelationGetNamespace(rel))
-	{
-		if (rel)
-			table_close(rel, lockmode);
-		forget_relids();
-		relid = lookup();
-		rel = table_open(relid, lockmode);
-	}
-	return rel;
-}
-
-/* sfexport.outbox_<seg>, a segment of the outbox (cached like the others). */
-Oid
-sf_outbox_segment_relid(int seg, bool missing_ok)
-{
-	char		name[NAMEDATALEN];
-
-	Assert(seg >= 0 && seg < SF_OUTBOX_SEGMENTS);
-	if (OidIsValid(cached_segment_relids[seg]))
-		return cached_segment_relids[seg];
-	snprintf(name, sizeof(name), "outbox_%d", seg);
-	cached_segment_relids[seg] = extension_table_relid(name, missing_ok);
-	return cached_segment_relids[seg];
-}
-
-/*
- * Open a segment already locked through a cached OID; NULL if the OID no
- * longer names it (the extension was dropped and created again and the
- * invalidation arrived with the lock): the caller looks it up again.
- */
-static Relation
-open_locked_segment(Oid relid, int seg)
-{
-	Relation	rel = try_table_open(relid, NoLock);
-	char		name[NAMEDATALEN];
-
-	snprintf(name, sizeof(name), "outbox_%d", seg);
-	if (rel != NULL && strcmp(RelationGetRelationName(rel), name) == 0 &&
-		get_namespace_oid(SFEXPORT_SCHEMA, true) == RelationGetNamespace(rel))
-		return rel;
-	if (rel)
-		table_close(rel, NoLock);
-	UnlockRelationOid(relid, RowExclusiveLock);
-	forget_relids();
-	return NULL;
 }
 
 /*
@@ -510,7 +331,7 @@ open_outbox_segment(void)
 			Oid			relid = sf_outbox_segment_relid(seg, false);
 
 			if (ConditionalLockRelationOid(relid, RowExclusiveLock) &&
-				(rel = open_locked_segment(relid, seg)) != NULL)
+				(rel = sf_open_locked_segment(relid, seg)) != NULL)
 				return rel;
 		}
 		CHECK_FOR_INTERRUPTS();
@@ -518,216 +339,29 @@ open_outbox_segment(void)
 	}
 	cur = sf_outbox_current_segment();
 	LockRelationOid(sf_outbox_segment_relid(cur, false), RowExclusiveLock);
-	rel = open_locked_segment(sf_outbox_segment_relid(cur, false), cur);
+	rel = sf_open_locked_segment(sf_outbox_segment_relid(cur, false), cur);
 	if (rel == NULL)
 		rel = table_open(sf_outbox_segment_relid(cur, false), RowExclusiveLock);
 	return rel;
 }
 
-/* Refuse to write a table whose indexes we would not maintain. */
+/* The columns of the encoder's shape, for sf_shape_register. */
 static void
-check_no_indexes(Relation rel)
+encoder_shape_columns(void *arg, SfShapeColumns *c)
 {
-	if (rel->rd_rel->relhasindex)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s.%s\" must not have indexes",
-						SFEXPORT_SCHEMA, RelationGetRelationName(rel)),
-				 errhint("Drop the indexes created on it.")));
-}
+	SfRowEncoder *enc = (SfRowEncoder *) arg;
+	int			n = sf_encoder_ncolumns(enc);
 
-/*
- * Make sure the shape of the rows about to be written is in sfexport.shapes.
- * A duplicate registration by a concurrent session is harmless: readers
- * take any row of a (relid, shape) pair, and they are all the same.
- */
-static void
-register_shape(Oid ftrelid, SfRowEncoder *enc)
-{
-	Oid			shapes_oid = shapes_relid();
-	int64		shape = (int64) sf_encoder_shape(enc);
-	ShapeKey	key;
-	bool		found;
-	Relation	rel;
-	ScanKeyData skey[2];
-	TableScanDesc scan;
-	Snapshot	snapshot;
-	bool		exists;
-
-	if (known_shapes == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(ShapeKey);
-		ctl.entrysize = sizeof(ShapeKey);
-		ctl.hcxt = TopMemoryContext;
-		known_shapes = hash_create("sfexport known shapes", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	memset(&key, 0, sizeof(key));
-	key.shapes_relid = shapes_oid;
-	key.relid = ftrelid;
-	key.shape = shape;
-	hash_search(known_shapes, &key, HASH_FIND, &found);
-	if (found)
-		return;
-
-	rel = open_extension_table("shapes", shapes_relid, RowExclusiveLock);
-	check_no_indexes(rel);
-
-	ScanKeyInit(&skey[0], Anum_shapes_relid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(ftrelid));
-	ScanKeyInit(&skey[1], Anum_shapes_shape, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(shape));
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snapshot, 2, skey);
-	exists = heap_getnext(scan, ForwardScanDirection) != NULL;
-	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
-
-	if (!exists)
-	{
-		int			ncols = sf_encoder_ncolumns(enc);
-		Datum	   *names = palloc(sizeof(Datum) * Max(ncols, 1));
-		Datum	   *types = palloc(sizeof(Datum) * Max(ncols, 1));
-		Datum	   *oids = palloc(sizeof(Datum) * Max(ncols, 1));
-		Datum	   *mods = palloc(sizeof(Datum) * Max(ncols, 1));
-		Datum	   *lens = palloc(sizeof(Datum) * Max(ncols, 1));
-		Datum	   *byvals = palloc(sizeof(Datum) * Max(ncols, 1));
-		Datum	   *aligns = palloc(sizeof(Datum) * Max(ncols, 1));
-		Datum		values[Natts_shapes];
-		bool		nulls[Natts_shapes] = {false};
-		HeapTuple	tup;
-
-		sf_encoder_shape_arrays(enc, names, types);
-		sf_encoder_layout_arrays(enc, oids, mods, lens, byvals, aligns);
-		values[Anum_shapes_relid - 1] = ObjectIdGetDatum(ftrelid);
-		values[Anum_shapes_shape - 1] = Int64GetDatum(shape);
-		values[Anum_shapes_columns - 1] =
-			PointerGetDatum(construct_array(names, ncols, TEXTOID, -1, false, TYPALIGN_INT));
-		values[Anum_shapes_types - 1] =
-			PointerGetDatum(construct_array(types, ncols, TEXTOID, -1, false, TYPALIGN_INT));
-		values[Anum_shapes_registered - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
-		values[Anum_shapes_type_oids - 1] =
-			PointerGetDatum(construct_array(oids, ncols, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
-		values[Anum_shapes_type_mods - 1] =
-			PointerGetDatum(construct_array(mods, ncols, INT4OID, sizeof(int32), true, TYPALIGN_INT));
-		values[Anum_shapes_type_lens - 1] =
-			PointerGetDatum(construct_array(lens, ncols, INT2OID, sizeof(int16), true, TYPALIGN_SHORT));
-		values[Anum_shapes_type_byvals - 1] =
-			PointerGetDatum(construct_array(byvals, ncols, BOOLOID, sizeof(bool), true, TYPALIGN_CHAR));
-		values[Anum_shapes_type_aligns - 1] =
-			PointerGetDatum(construct_array(aligns, ncols, CHAROID, sizeof(char), true, TYPALIGN_CHAR));
-		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-		simple_heap_insert(rel, tup);
-		heap_freetuple(tup);
-		/* make it visible to later commands of this transaction */
-		CommandCounterIncrement();
-	}
-	table_close(rel, NoLock);
-
-	hash_search(known_shapes, &key, HASH_ENTER, NULL);
-}
-
-/* Deconstruct a one-dimensional array column of a sfexport.shapes row. */
-static Datum *
-shape_array(HeapTuple tup, TupleDesc desc, int attnum, Oid elemtype, int *count)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-
-	if (isnull)
-		return NULL;
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign,
-					  &elems, &nulls, &n);
-	if (*count >= 0 && n != *count)
-		return NULL;
-	*count = n;
-	for (int i = 0; i < n; i++)
-		if (nulls[i])
-			return NULL;
-	return elems;
-}
-
-/*
- * The recorded columns and types of (relid, shape), for decoding binary
- * payloads (encode.c).  Allocated in the current memory context.
- */
-SfShapeLayout *
-sf_shape_layout(Oid relid, int64 shape)
-{
-	Relation	rel = open_extension_table("shapes", shapes_relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	ScanKeyData skey[2];
-	TableScanDesc scan;
-	Snapshot	snapshot;
-	HeapTuple	tup;
-	SfShapeLayout *lay = palloc0(sizeof(SfShapeLayout));
-	Datum	   *names;
-	Datum	   *oids = NULL;
-	Datum	   *mods = NULL;
-	Datum	   *lens = NULL;
-	Datum	   *byvals = NULL;
-	Datum	   *aligns = NULL;
-
-	ScanKeyInit(&skey[0], Anum_shapes_relid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	ScanKeyInit(&skey[1], Anum_shapes_shape, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(shape));
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snapshot, 2, skey);
-	tup = heap_getnext(scan, ForwardScanDirection);
-	if (tup == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("no column shape registered for foreign table %u shape " INT64_FORMAT,
-						relid, shape),
-				 errhint("Rows of this shape stay in the outbox; check sfexport.shapes.")));
-
-	lay->ncols = -1;
-	names = shape_array(tup, desc, Anum_shapes_columns, TEXTOID, &lay->ncols);
-	if (names)
-	{
-		oids = shape_array(tup, desc, Anum_shapes_type_oids, OIDOID, &lay->ncols);
-		mods = shape_array(tup, desc, Anum_shapes_type_mods, INT4OID, &lay->ncols);
-		lens = shape_array(tup, desc, Anum_shapes_type_lens, INT2OID, &lay->ncols);
-		byvals = shape_array(tup, desc, Anum_shapes_type_byvals, BOOLOID, &lay->ncols);
-		aligns = shape_array(tup, desc, Anum_shapes_type_aligns, CHAROID, &lay->ncols);
-	}
-	if (!names || !oids || !mods || !lens || !byvals || !aligns)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the registered shape " INT64_FORMAT " of foreign table %u lacks its type layout",
-						shape, relid),
-				 errdetail("sfexport.shapes must hold one type OID, typmod, typlen, typbyval and typalign per column."),
-				 errhint("Rows of this shape stay in the outbox; check sfexport.shapes.")));
-
-	lay->names = palloc(sizeof(char *) * Max(lay->ncols, 1));
-	lay->oids = palloc(sizeof(Oid) * Max(lay->ncols, 1));
-	lay->typmods = palloc(sizeof(int32) * Max(lay->ncols, 1));
-	lay->lens = palloc(sizeof(int16) * Max(lay->ncols, 1));
-	lay->byvals = palloc(sizeof(bool) * Max(lay->ncols, 1));
-	lay->aligns = palloc(sizeof(char) * Max(lay->ncols, 1));
-	for (int i = 0; i < lay->ncols; i++)
-	{
-		lay->names[i] = TextDatumGetCString(names[i]);
-		lay->oids[i] = DatumGetObjectId(oids[i]);
-		lay->typmods[i] = DatumGetInt32(mods[i]);
-		lay->lens[i] = DatumGetInt16(lens[i]);
-		lay->byvals[i] = DatumGetBool(byvals[i]);
-		lay->aligns[i] = DatumGetChar(aligns[i]);
-	}
-	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
-	return lay;
+	c->ncols = n;
+	c->names = palloc(sizeof(Datum) * Max(n, 1));
+	c->types = palloc(sizeof(Datum) * Max(n, 1));
+	c->oids = palloc(sizeof(Datum) * Max(n, 1));
+	c->mods = palloc(sizeof(Datum) * Max(n, 1));
+	c->lens = palloc(sizeof(Datum) * Max(n, 1));
+	c->byvals = palloc(sizeof(Datum) * Max(n, 1));
+	c->aligns = palloc(sizeof(Datum) * Max(n, 1));
+	sf_encoder_shape_arrays(enc, c->names, c->types);
+	sf_encoder_layout_arrays(enc, c->oids, c->mods, c->lens, c->byvals, c->aligns);
 }
 
 /*
@@ -743,7 +377,7 @@ sf_outbox_begin(Relation ftrel)
 
 	w->ftrelid = RelationGetRelid(ftrel);
 	w->outbox = open_outbox_segment();
-	check_no_indexes(w->outbox);
+	sf_check_no_indexes(w->outbox);
 	w->cache = entry;
 	w->enc = entry->enc;
 	w->shape = (int64) sf_encoder_shape(w->enc);
@@ -758,7 +392,7 @@ sf_outbox_begin(Relation ftrel)
 									  ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&w->line);
 
-	register_shape(w->ftrelid, w->enc);
+	sf_shape_register(w->ftrelid, w->shape, encoder_shape_columns, w->enc);
 	return w;
 }
 
@@ -858,49 +492,4 @@ sf_outbox_end(SfOutboxWriter *w)
 	unpin(w->cache);
 	w->cache = NULL;
 	w->enc = NULL;
-}
-
-/*
- * sfexport.outbox_record(relid, shape, line): the CSV record an outbox row
- * stands for, as the worker writes it to a staged file (without the
- * newline), in the database encoding.  Superuser only (the install script
- * revokes it from PUBLIC), like reading the outbox itself.
- */
-typedef struct OutboxRecordCache
-{
-	Oid			relid;
-	int64		shape;
-	SfRowDecoder *dec;
-} OutboxRecordCache;
-
-PG_FUNCTION_INFO_V1(sf_outbox_record);
-
-Datum
-sf_outbox_record(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-	int64		shape = PG_GETARG_INT64(1);
-	bytea	   *line = PG_GETARG_BYTEA_PP(2);
-	OutboxRecordCache *c = (OutboxRecordCache *) fcinfo->flinfo->fn_extra;
-	StringInfoData buf;
-	const char *record;
-	int			len;
-	char	   *conv;
-
-	if (c == NULL || c->relid != relid || c->shape != shape)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (c == NULL)
-			c = palloc0(sizeof(OutboxRecordCache));
-		c->relid = relid;
-		c->shape = shape;
-		c->dec = sf_decoder_create(relid, shape);	/* the old one is left to fn_mcxt */
-		fcinfo->flinfo->fn_extra = c;
-		MemoryContextSwitchTo(old);
-	}
-	initStringInfo(&buf);
-	record = sf_outbox_render(line, c->dec, &buf, &len);
-	conv = pg_any_to_server(record, len, PG_UTF8);
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(conv, conv == record ? len : (int) strlen(conv)));
 }

@@ -153,6 +153,8 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("sfexport");
 
+	sf_tables_init();
+	sf_shapes_init();
 	sf_outbox_init();
 
 	/* the launcher and its shared memory exist only when preloaded */

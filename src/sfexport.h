@@ -20,6 +20,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/execnodes.h"
 #include "storage/block.h"
+#include "storage/lockdefs.h"
 #include "utils/array.h"
 #include "utils/relcache.h"
 
@@ -167,6 +168,64 @@ extern void sf_check_secret_file_mode(const char *path, const char *option,
 extern char *sf_read_secret_file(const char *path, const char *option);
 
 /* ----------------------------------------------------------------
+ * tables.c — the extension's tables: cached OIDs, checked opens
+ * ----------------------------------------------------------------
+ */
+#define SF_OUTBOX_SEGMENTS	2	/* sfexport.outbox_0, outbox_1 */
+
+/* sfexport.outbox columns */
+#define Anum_outbox_relid		1
+#define Anum_outbox_shape		2
+#define Anum_outbox_inserted_at	3
+#define Anum_outbox_line		4
+#define Natts_outbox			4
+
+extern void sf_tables_init(void);
+extern Oid	sf_outbox_relid(bool missing_ok);
+extern Oid	sf_outbox_segment_relid(int seg, bool missing_ok);
+extern Oid	sf_shapes_relid(void);
+extern Relation sf_open_extension_table(const char *name, Oid (*lookup) (void),
+										LOCKMODE lockmode);
+extern Relation sf_open_locked_segment(Oid relid, int seg);
+extern void sf_check_no_indexes(Relation rel);
+
+/* ----------------------------------------------------------------
+ * shapes.c — the shape registry, sfexport.shapes
+ * ----------------------------------------------------------------
+ */
+
+/* A shape's columns and their types as recorded in sfexport.shapes. */
+typedef struct SfShapeLayout
+{
+	int			ncols;
+	char	  **names;
+	Oid		   *oids;			/* base type OIDs */
+	int32	   *typmods;
+	int16	   *lens;
+	bool	   *byvals;
+	char	   *aligns;
+} SfShapeLayout;
+
+/* The columns of a new shape, as arrays of Datums (sf_shape_register). */
+typedef struct SfShapeColumns
+{
+	int			ncols;
+	Datum	   *names;			/* text */
+	Datum	   *types;			/* text: format_type */
+	Datum	   *oids;
+	Datum	   *mods;
+	Datum	   *lens;
+	Datum	   *byvals;
+	Datum	   *aligns;
+} SfShapeColumns;
+typedef void (*SfShapeColumnsFn) (void *arg, SfShapeColumns *cols);
+
+extern void sf_shapes_init(void);
+extern void sf_shape_register(Oid ftrelid, int64 shape, SfShapeColumnsFn fill, void *arg);
+extern SfShapeLayout *sf_shape_layout(Oid relid, int64 shape);
+extern void sf_shape_columns(Oid relid, int64 shape, Datum *columns, Datum *types);
+
+/* ----------------------------------------------------------------
  * encode.c — row encoder: one row to one CSV record (UTF-8, no newline),
  * or to a binary outbox payload that the worker renders to the same record
  * ----------------------------------------------------------------
@@ -203,22 +262,6 @@ extern const char *sf_csv_format_options(void);
  */
 typedef struct SfOutboxWriter SfOutboxWriter;
 
-/* A shape's columns and their types as recorded in sfexport.shapes. */
-typedef struct SfShapeLayout
-{
-	int			ncols;
-	char	  **names;
-	Oid		   *oids;			/* base type OIDs */
-	int32	   *typmods;
-	int16	   *lens;
-	bool	   *byvals;
-	char	   *aligns;
-} SfShapeLayout;
-
-#define SF_OUTBOX_SEGMENTS	2	/* sfexport.outbox_0, outbox_1 */
-extern Oid	sf_outbox_relid(bool missing_ok);
-extern Oid	sf_outbox_segment_relid(int seg, bool missing_ok);
-extern SfShapeLayout *sf_shape_layout(Oid relid, int64 shape);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
 extern void sf_outbox_end(SfOutboxWriter *w);
