@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *		The sfexport launcher and the shared state of the export workers.
+ *		The sfexport launcher: one per cluster, it starts the export workers.
  *
  * One launcher per cluster (a static background worker, started once
  * recovery has finished, so nothing runs on a hot standby) starts one
@@ -10,20 +10,13 @@
  * connections; a worker that finds no extension exits, and the launcher
  * tries that database again after sfexport.launcher_naptime, or at once
  * when CREATE EXTENSION sfexport wakes it.  At most sfexport.max_workers
- * databases are served at a time.
- *
- * Shared memory holds one slot per running worker: its database, its latch
- * (set by committing transactions that wrote to the outbox, so that the
- * worker learns about new rows without polling), the number of outbox bytes
- * committed since it started, a flush request flag (sfexport.flush()) and
- * whether that request may cut the backoffs short, and the outbox segment
- * inserters of that database write into (outbox.c).
+ * databases are served at a time.  The state it shares with the workers
+ * is shmem.c's.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -33,16 +26,11 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -54,93 +42,19 @@
 
 int			sfexport_launcher_naptime_s = 60;
 
-typedef struct SfWorkerSlot
-{
-	Oid			dboid;			/* InvalidOid: free */
-	pid_t		pid;
-	Latch	   *latch;
-	bool		flush_requested;
-	bool		flush_cuts_backoffs;	/* asked by a privileged role */
-	pg_atomic_uint64 committed_bytes;
-	pg_atomic_uint32 segment;	/* the outbox segment inserters write into */
-} SfWorkerSlot;
-
-#define SF_FLUSH_PENDING 8
-
-typedef struct SfFlushPending
-{
-	Oid			dboid;			/* InvalidOid: free */
-	bool		cuts_backoffs;
-} SfFlushPending;
-
-typedef struct SfShared
-{
-	LWLock	   *lock;
-	Latch	   *launcher_latch;
-	bool		rescan_requested;
-	/* databases whose flush() found no worker: their next worker flushes */
-	SfFlushPending flush_pending[SF_FLUSH_PENDING];
-	int			nslots;
-	SfWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
-} SfShared;
-
-static SfShared *sf_shared = NULL;
-static SfWorkerSlot *my_slot = NULL;
-
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-PG_FUNCTION_INFO_V1(sfexport_flush);
-PG_FUNCTION_INFO_V1(sfexport_launcher_wakeup);
-
-static Size
-shared_size(void)
-{
-	return add_size(offsetof(SfShared, slots),
-					mul_size(sizeof(SfWorkerSlot), sfexport_max_workers));
-}
-
-static void
-sf_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(shared_size());
-	RequestNamedLWLockTranche("sfexport", 1);
-}
-
-static void
-sf_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	sf_shared = ShmemInitStruct("sfexport", shared_size(), &found);
-	if (!found)
-	{
-		memset(sf_shared, 0, shared_size());
-		sf_shared->lock = &(GetNamedLWLockTranche("sfexport"))->lock;
-		sf_shared->nslots = sfexport_max_workers;
-		for (int i = 0; i < sf_shared->nslots; i++)
-		{
-			pg_atomic_init_u64(&sf_shared->slots[i].committed_bytes, 0);
-			pg_atomic_init_u32(&sf_shared->slots[i].segment, 0);
-		}
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* From _PG_init, when preloaded: shared memory hooks. */
+/* From _PG_init: the launcher's GUC. */
 void
-sf_launcher_request_shmem(void)
+sf_launcher_define_gucs(void)
 {
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = sf_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = sf_shmem_startup;
+	DefineCustomIntVariable("sfexport.launcher_naptime",
+							"How often the launcher looks for databases that gained the extension.",
+							"CREATE EXTENSION sfexport wakes the launcher at once; this is the "
+							"fallback, and the delay before a stopped worker is restarted.",
+							&sfexport_launcher_naptime_s,
+							60, 1, 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 }
 
 /* From _PG_init, when preloaded: the launcher background worker. */
@@ -159,270 +73,6 @@ sf_launcher_register(void)
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "sfexport launcher");
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "sfexport launcher");
 	RegisterBackgroundWorker(&bgw);
-}
-
-/* ---------------------------------------------------------------------
- * Worker slots
- * ---------------------------------------------------------------------
- */
-
-static void
-release_slot(int code, Datum arg)
-{
-	if (my_slot == NULL)
-		return;
-	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-	my_slot->dboid = InvalidOid;
-	my_slot->pid = 0;
-	my_slot->latch = NULL;
-	my_slot->flush_requested = false;
-	my_slot->flush_cuts_backoffs = false;
-	LWLockRelease(sf_shared->lock);
-	my_slot = NULL;
-}
-
-/*
- * Claim the slot of database dboid for this worker.  False when another
- * worker already serves it or all slots are taken.
- */
-bool
-sf_worker_claim_slot(Oid dboid)
-{
-	SfWorkerSlot *free_slot = NULL;
-
-	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < sf_shared->nslots; i++)
-	{
-		SfWorkerSlot *s = &sf_shared->slots[i];
-
-		if (s->dboid == dboid)
-		{
-			LWLockRelease(sf_shared->lock);
-			return false;
-		}
-		if (s->dboid == InvalidOid && free_slot == NULL)
-			free_slot = s;
-	}
-	if (free_slot)
-	{
-		free_slot->dboid = dboid;
-		free_slot->pid = MyProcPid;
-		free_slot->latch = MyLatch;
-		free_slot->flush_requested = false;
-		free_slot->flush_cuts_backoffs = false;
-		for (int i = 0; i < SF_FLUSH_PENDING; i++)
-		{
-			if (sf_shared->flush_pending[i].dboid == dboid)
-			{
-				free_slot->flush_requested = true;
-				free_slot->flush_cuts_backoffs = sf_shared->flush_pending[i].cuts_backoffs;
-				sf_shared->flush_pending[i].dboid = InvalidOid;
-				sf_shared->flush_pending[i].cuts_backoffs = false;
-			}
-		}
-		pg_atomic_write_u64(&free_slot->committed_bytes, 0);
-		pg_atomic_write_u32(&free_slot->segment, 0);
-		my_slot = free_slot;
-	}
-	LWLockRelease(sf_shared->lock);
-	if (my_slot)
-		before_shmem_exit(release_slot, (Datum) 0);
-	return my_slot != NULL;
-}
-
-/*
- * In the worker: was a flush requested since the last call?  Clears it.
- * *cut_backoffs: whether a role that may cut the backoffs short asked.
- */
-bool
-sf_worker_take_flush_request(bool *cut_backoffs)
-{
-	bool		requested;
-
-	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-	requested = my_slot->flush_requested;
-	*cut_backoffs = requested && my_slot->flush_cuts_backoffs;
-	my_slot->flush_requested = false;
-	my_slot->flush_cuts_backoffs = false;
-	LWLockRelease(sf_shared->lock);
-	return requested;
-}
-
-/* In the worker: is a flush requested?  Does not clear it. */
-bool
-sf_worker_flush_pending(void)
-{
-	bool		requested;
-
-	LWLockAcquire(sf_shared->lock, LW_SHARED);
-	requested = my_slot->flush_requested;
-	LWLockRelease(sf_shared->lock);
-	return requested;
-}
-
-/* In the worker: outbox bytes committed in this database so far. */
-uint64
-sf_worker_committed_bytes(void)
-{
-	return pg_atomic_read_u64(&my_slot->committed_bytes);
-}
-
-/*
- * The outbox segment this database's inserters should write into: what the
- * worker last set, 0 when no worker serves the database.  Any segment is
- * valid to insert into (outbox.c), so a stale answer is harmless.
- */
-int
-sf_outbox_current_segment(void)
-{
-	int			seg = 0;
-
-	if (sf_shared == NULL)
-		return 0;
-	LWLockAcquire(sf_shared->lock, LW_SHARED);
-	for (int i = 0; i < sf_shared->nslots; i++)
-	{
-		SfWorkerSlot *s = &sf_shared->slots[i];
-
-		if (s->dboid == MyDatabaseId)
-		{
-			seg = (int) pg_atomic_read_u32(&s->segment) % SF_OUTBOX_SEGMENTS;
-			break;
-		}
-	}
-	LWLockRelease(sf_shared->lock);
-	return seg;
-}
-
-/*
- * In the worker: make the next segment current for new inserts and return
- * the one that was current, which the worker then tries to drain.
- */
-int
-sf_worker_flip_segment(void)
-{
-	uint32		old = pg_atomic_read_u32(&my_slot->segment) % SF_OUTBOX_SEGMENTS;
-
-	pg_atomic_write_u32(&my_slot->segment, (old + 1) % SF_OUTBOX_SEGMENTS);
-	return (int) old;
-}
-
-/*
- * Called after a transaction that wrote bytes to the outbox has committed:
- * count them and wake this database's worker.  Does nothing when the
- * library was not preloaded (no shared memory, no worker).
- */
-void
-sf_notify_commit(uint64 bytes)
-{
-	if (sf_shared == NULL)
-		return;
-	LWLockAcquire(sf_shared->lock, LW_SHARED);
-	for (int i = 0; i < sf_shared->nslots; i++)
-	{
-		SfWorkerSlot *s = &sf_shared->slots[i];
-
-		if (s->dboid == MyDatabaseId && s->latch)
-		{
-			pg_atomic_fetch_add_u64(&s->committed_bytes, bytes);
-			SetLatch(s->latch);
-			break;
-		}
-	}
-	LWLockRelease(sf_shared->lock);
-}
-
-/*
- * Whether the current role may have sfexport.flush() cut the backoffs of
- * failed flushes and loads short: superusers and the owner of the database
- * (or a member of the owning role).  Anyone else's flush() is honoured
- * with the backoffs as they are: cutting them makes the worker run failing
- * COPYs again at once, and in a loop that keeps a warehouse busy (credits)
- * for everybody's tables.  A table's owner re-queues its own files with
- * sfexport.retry(), which also ends their load backoff.
- */
-static bool
-may_cut_backoffs(void)
-{
-	return pg_database_ownercheck(MyDatabaseId, GetUserId());
-}
-
-/*
- * sfexport.flush(): ask this database's worker to flush and load everything
- * pending now, without waiting for flush_interval or flush_size; for a
- * privileged caller (may_cut_backoffs) also without waiting out backoffs.
- */
-Datum
-sfexport_flush(PG_FUNCTION_ARGS)
-{
-	bool		found = false;
-	bool		cut;
-
-	sfexport_require_preload("sfexport.flush()");
-	if (sf_shared == NULL)
-		PG_RETURN_BOOL(false);
-	cut = may_cut_backoffs();
-
-	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < sf_shared->nslots; i++)
-	{
-		SfWorkerSlot *s = &sf_shared->slots[i];
-
-		if (s->dboid == MyDatabaseId && s->latch)
-		{
-			s->flush_requested = true;
-			s->flush_cuts_backoffs |= cut;
-			SetLatch(s->latch);
-			found = true;
-			break;
-		}
-	}
-	if (!found)
-	{
-		/*
-		 * No worker yet (it starts when the launcher sees the database):
-		 * leave the request for it.  With more databases than places
-		 * waiting at once, the oldest request is forgotten.
-		 */
-		int			i;
-
-		for (i = 0; i < SF_FLUSH_PENDING - 1; i++)
-			if (sf_shared->flush_pending[i].dboid == MyDatabaseId ||
-				sf_shared->flush_pending[i].dboid == InvalidOid)
-				break;
-		if (sf_shared->flush_pending[i].dboid != MyDatabaseId)
-		{
-			memmove(&sf_shared->flush_pending[1], &sf_shared->flush_pending[0],
-					sizeof(SfFlushPending) * i);
-			sf_shared->flush_pending[0].dboid = MyDatabaseId;
-			sf_shared->flush_pending[0].cuts_backoffs = cut;
-		}
-		else
-			sf_shared->flush_pending[i].cuts_backoffs |= cut;
-		sf_shared->rescan_requested = true;
-		if (sf_shared->launcher_latch)
-			SetLatch(sf_shared->launcher_latch);
-	}
-	LWLockRelease(sf_shared->lock);
-	PG_RETURN_BOOL(found);
-}
-
-/*
- * sfexport._launcher_wakeup(): called by CREATE EXTENSION so that the new
- * database gets its worker at once.  A no-op without shared_preload_libraries.
- */
-Datum
-sfexport_launcher_wakeup(PG_FUNCTION_ARGS)
-{
-	if (sf_shared != NULL)
-	{
-		LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-		sf_shared->rescan_requested = true;
-		if (sf_shared->launcher_latch)
-			SetLatch(sf_shared->launcher_latch);
-		LWLockRelease(sf_shared->lock);
-	}
-	PG_RETURN_VOID();
 }
 
 /* ---------------------------------------------------------------------
@@ -533,9 +183,7 @@ sfexport_launcher_main(Datum arg)
 	pgstat_report_appname("sfexport launcher");
 	sf_lock_search_path();		/* it runs no SQL, but as a superuser (elevated.c) */
 
-	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-	sf_shared->launcher_latch = MyLatch;
-	LWLockRelease(sf_shared->lock);
+	sf_launcher_attach();
 
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(DbState);
@@ -569,10 +217,7 @@ sfexport_launcher_main(Datum arg)
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);
 
-		LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
-		rescan = sf_shared->rescan_requested;
-		sf_shared->rescan_requested = false;
-		LWLockRelease(sf_shared->lock);
+		rescan = sf_launcher_take_rescan();
 
 		pgstat_report_activity(STATE_RUNNING, "scanning databases");
 		dblist = list_databases();

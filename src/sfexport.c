@@ -26,20 +26,16 @@ int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;
 int			sfexport_snowpipe_report_deadline_s = 300;
 int			sfexport_flush_size_kb = 64 * 1024;
 int			sfexport_max_file_size_kb = 200 * 1024;
-int			sfexport_max_workers = 4;
 int			sfexport_batch_size = 1000;
 bool		sfexport_capture_binary = true;
 int			sfexport_jwt_lifetime_s = 3540;
-
-/* true when loaded by the postmaster from shared_preload_libraries */
-bool		sfexport_preloaded = false;
 
 void		_PG_init(void);
 
 void
 _PG_init(void)
 {
-	sfexport_preloaded = process_shared_preload_libraries_in_progress;
+	sf_shmem_init();
 
 	DefineCustomIntVariable("sfexport.flush_interval",
 							"Longest time rows wait in the outbox before a flush.",
@@ -86,17 +82,6 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	/* a PGC_POSTMASTER variable can only be defined at server start */
-	if (sfexport_preloaded)
-		DefineCustomIntVariable("sfexport.max_workers",
-								"Largest number of per-database export workers running at once.",
-								NULL,
-								&sfexport_max_workers,
-								4, 1, 64,
-								PGC_POSTMASTER,
-								0,
-								NULL, NULL, NULL);
-
 	DefineCustomIntVariable("sfexport.batch_size",
 							"Rows buffered per outbox write by INSERT and COPY.",
 							"The rows are written before the statement ends either way. "
@@ -129,16 +114,6 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("sfexport.launcher_naptime",
-							"How often the launcher looks for databases that gained the extension.",
-							"CREATE EXTENSION sfexport wakes the launcher at once; this is the "
-							"fallback, and the delay before a stopped worker is restarted.",
-							&sfexport_launcher_naptime_s,
-							60, 1, 3600,
-							PGC_SIGHUP,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("sfexport.manifest_retention",
 							"How long rows of loaded files are kept in sfexport.files.",
 							"0 keeps them forever.",
@@ -148,6 +123,8 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	sf_shmem_define_gucs();
+	sf_launcher_define_gucs();
 	sf_storage_define_gucs();
 	sf_sweep_define_gucs();
 
@@ -158,24 +135,9 @@ _PG_init(void)
 	sf_outbox_init();
 
 	/* the launcher and its shared memory exist only when preloaded */
-	if (sfexport_preloaded && !IsBinaryUpgrade)
+	if (sf_preloaded() && !IsBinaryUpgrade)
 	{
-		sf_launcher_request_shmem();
+		sf_shmem_request();
 		sf_launcher_register();
 	}
-}
-
-/*
- * Error out, with a hint, when something needs the background worker but the
- * library was not preloaded.
- */
-void
-sfexport_require_preload(const char *what)
-{
-	if (!sfexport_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s requires sfexport to be loaded through shared_preload_libraries",
-						what),
-				 errhint("Add sfexport to shared_preload_libraries in postgresql.conf and restart the server.")));
 }

@@ -26,6 +26,7 @@
 
 #include "compat.h"
 #include "transaction.h"
+#include "shmem.h"
 #include "quote.h"
 
 #define SFEXPORT_VERSION "0.2.0"
@@ -39,13 +40,10 @@
 extern int	sfexport_flush_interval_s;	/* sfexport.flush_interval */
 extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
 extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
-extern int	sfexport_max_workers;	/* sfexport.max_workers */
 extern int	sfexport_batch_size;	/* sfexport.batch_size */
 extern bool sfexport_capture_binary;	/* sfexport.capture_binary */
 extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
 
-extern bool sfexport_preloaded;
-extern void sfexport_require_preload(const char *what);
 
 /* ----------------------------------------------------------------
  * options.c — option catalogue, validator, parsed configuration
@@ -171,8 +169,6 @@ extern char *sf_read_secret_file(const char *path, const char *option);
  * tables.c — the extension's tables: cached OIDs, checked opens
  * ----------------------------------------------------------------
  */
-#define SF_OUTBOX_SEGMENTS	2	/* sfexport.outbox_0, outbox_1 */
-
 /* sfexport.outbox columns */
 #define Anum_outbox_relid		1
 #define Anum_outbox_shape		2
@@ -497,21 +493,13 @@ extern int64 sf_compress_in_bytes(SfCompressor *c);
 extern int64 sf_compress_out_bytes(SfCompressor *c);
 
 /* ----------------------------------------------------------------
- * launcher.c — shared memory, the launcher, per-database worker slots,
- * and waking workers at commit
+ * launcher.c — the launcher, which starts a worker per database
  * ----------------------------------------------------------------
  */
 extern int	sfexport_launcher_naptime_s;	/* sfexport.launcher_naptime */
 
+extern void sf_launcher_define_gucs(void);
 extern void sf_launcher_register(void);
-extern void sf_launcher_request_shmem(void);
-extern bool sf_worker_claim_slot(Oid dboid);
-extern bool sf_worker_take_flush_request(bool *cut_backoffs);
-extern uint64 sf_worker_committed_bytes(void);
-extern void sf_notify_commit(uint64 bytes);
-extern int	sf_outbox_current_segment(void);
-extern int	sf_worker_flip_segment(void);
-extern bool sf_worker_flush_pending(void);
 extern PGDLLEXPORT void sfexport_launcher_main(Datum arg);
 
 /* ----------------------------------------------------------------
