@@ -30,6 +30,43 @@
 
 #include "sfexport.h"
 
+/* GUCs: the defaults of the flush settings (README.md, Configuration) */
+int			sfexport_flush_interval_s = 600;
+int			sfexport_flush_size_kb = 64 * 1024;
+int			sfexport_max_file_size_kb = 200 * 1024;
+
+/* From _PG_init: the defaults of the options flush_interval, flush_size and max_file_size. */
+void
+sf_config_define_gucs(void)
+{
+	DefineCustomIntVariable("sfexport.flush_interval",
+							"Longest time rows wait in the outbox before a flush.",
+							"Overridden per server or foreign table by the flush_interval option.",
+							&sfexport_flush_interval_s,
+							600, 1, 7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.flush_size",
+							"Pending bytes of one foreign table that trigger an early flush.",
+							"Overridden per server or foreign table by the flush_size option.",
+							&sfexport_flush_size_kb,
+							64 * 1024, 1, INT_MAX / 2,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.max_file_size",
+							"Largest compressed size of one staged file.",
+							"Snowflake recommends files of about 100-250 MB compressed.",
+							&sfexport_max_file_size_kb,
+							200 * 1024, 1024, INT_MAX / 2,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+}
+
 /* Bucket names: 3-63 characters of [a-z0-9.-_], starting and ending with a letter or digit. */
 static bool
 valid_bucket_name(const char *b, size_t len)
@@ -625,8 +662,11 @@ sf_get_table_config(Oid relid)
 								 inherit(srv->flush_size_kb, sfexport_flush_size_kb));
 	cfg->max_file_size_kb = inherit(cfg->max_file_size_kb,
 									inherit(srv->max_file_size_kb, sfexport_max_file_size_kb));
+	/*
+	 * The executor's batch size (ExecForeignBatchInsert); unrelated to
+	 * sfexport.batch_size, the rows per outbox write (outbox.c).
+	 */
 	cfg->batch_size_option = inherit(cfg->batch_size, srv->batch_size);
-	cfg->batch_size = inherit(cfg->batch_size_option, sfexport_batch_size);
 	return cfg;
 }
 

@@ -39,9 +39,27 @@
 #include <openssl/x509.h>
 
 #include "common/base64.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "sfexport.h"
+
+int			sfexport_jwt_lifetime_s = 3540;	/* sfexport.jwt_lifetime */
+
+/* From _PG_init: the lifetime of the tokens made here. */
+void
+sf_jwt_define_gucs(void)
+{
+	DefineCustomIntVariable("sfexport.jwt_lifetime",
+							"Lifetime of the key-pair JWTs sent to Snowflake.",
+							"Snowflake honours a token for at most one hour; tokens are "
+							"renewed a few minutes before they expire.",
+							&sfexport_jwt_lifetime_s,
+							3540, 10, 3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
 
 /* What loading a private key found; each has its own message. */
 typedef enum SfKeyStatus

@@ -63,12 +63,40 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
+
+/* GUCs (README.md, Configuration) */
+int			sfexport_manifest_retention_s = 7 * 24 * 3600;
+int			sfexport_snowpipe_report_deadline_s = 300;
+
+/* From _PG_init: how long loaded files are remembered, and when Snowpipe's load history is asked. */
+void
+sf_load_define_gucs(void)
+{
+	DefineCustomIntVariable("sfexport.snowpipe_report_deadline",
+							"Time after which a submitted file not seen in insertReport is looked up with loadHistoryScan.",
+							"A file found nowhere is submitted again; Snowpipe skips a file it loaded.",
+							&sfexport_snowpipe_report_deadline_s,
+							300, 1, 7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sfexport.manifest_retention",
+							"How long rows of loaded files are kept in sfexport.files.",
+							"0 keeps them forever.",
+							&sfexport_manifest_retention_s,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
 
 #define MAX_FILES_PER_COPY	1000	/* Snowflake's limit for FILES = (...) */
 

@@ -54,6 +54,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -65,6 +66,37 @@
 #include "utils/timestamp.h"
 
 #include "sfexport.h"
+
+/* GUCs (README.md, Configuration) */
+int			sfexport_batch_size = 1000;
+bool		sfexport_capture_binary = true;
+
+/* From _PG_init: how the insert path writes the outbox. */
+void
+sf_outbox_define_gucs(void)
+{
+	DefineCustomIntVariable("sfexport.batch_size",
+							"Rows buffered per outbox write by INSERT and COPY.",
+							"The rows are written before the statement ends either way. "
+							"The batch_size option of a table or server is the separate "
+							"executor batch size (ExecForeignBatchInsert).",
+							&sfexport_batch_size,
+							1000, 1, 10000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("sfexport.capture_binary",
+							 "Store captured rows in binary form where the worker can render them.",
+							 "When on, rows whose column types the worker renders safely are stored "
+							 "as binary tuples and turned into CSV by the worker; everything else, "
+							 "and every row when off, is encoded to CSV at INSERT.",
+							 &sfexport_capture_binary,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+}
 
 /* Write the buffer at this many bytes of records even if not full. */
 #define OUTBOX_BUFFER_BYTES		(64 * 1024)

@@ -34,18 +34,6 @@
 #define SFEXPORT_USER_AGENT "sfexport/" SFEXPORT_VERSION
 
 /* ----------------------------------------------------------------
- * sfexport.c — module entry point and GUCs
- * ----------------------------------------------------------------
- */
-extern int	sfexport_flush_interval_s;	/* sfexport.flush_interval */
-extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
-extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
-extern int	sfexport_batch_size;	/* sfexport.batch_size */
-extern bool sfexport_capture_binary;	/* sfexport.capture_binary */
-extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
-
-
-/* ----------------------------------------------------------------
  * options.c — option catalogue, validator, parsed configuration
  * ----------------------------------------------------------------
  */
@@ -144,11 +132,15 @@ typedef struct SfTableConfig
 	int			flush_interval_s;
 	int			flush_size_kb;
 	int			max_file_size_kb;
-	int			batch_size;
+	int			batch_size;		/* the table's batch_size option, -1 if unset */
 	int			batch_size_option;	/* table or server option, -1 if unset */
 	SfLoadMode	load_mode;		/* table option, else the server's */
 } SfTableConfig;
 
+extern int	sfexport_flush_interval_s;	/* sfexport.flush_interval */
+extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
+extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
+extern void sf_config_define_gucs(void);
 extern void sf_options_validate(List *options, Oid catalog);
 extern SfServerConfig *sf_get_server_config(Oid serverid);
 extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
@@ -258,6 +250,9 @@ extern const char *sf_csv_format_options(void);
  */
 typedef struct SfOutboxWriter SfOutboxWriter;
 
+extern int	sfexport_batch_size;	/* sfexport.batch_size */
+extern bool sfexport_capture_binary;	/* sfexport.capture_binary */
+extern void sf_outbox_define_gucs(void);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
 extern void sf_outbox_end(SfOutboxWriter *w);
@@ -422,6 +417,8 @@ extern char *sf_sha256_hex(const void *data, size_t len);
  * Key material, passphrases and tokens never appear in messages.
  * ----------------------------------------------------------------
  */
+extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
+extern void sf_jwt_define_gucs(void);
 extern void sf_jwt_check_private_key(const char *pem, const char *passphrase,
 									 const char *option);
 extern char *sf_jwt_public_key_fingerprint(const char *pem,
@@ -506,7 +503,8 @@ extern PGDLLEXPORT void sfexport_launcher_main(Datum arg);
  * worker.c — the per-database export worker: scheduling loop
  * ----------------------------------------------------------------
  */
-extern int	sfexport_manifest_retention_s;	/* sfexport.manifest_retention */
+extern int	sfexport_snowpipe_poll_interval_ms; /* sfexport.snowpipe_poll_interval */
+extern void sf_worker_define_gucs(void);
 extern PGDLLEXPORT void sfexport_worker_main(Datum arg);
 
 /* ----------------------------------------------------------------
@@ -551,6 +549,9 @@ extern void sf_flush_drain(const SfShapeKey *due, int ndue, int seg,
  * load.c — COPY INTO for staged files, per-file results, cleanup
  * ----------------------------------------------------------------
  */
+extern int	sfexport_manifest_retention_s;	/* sfexport.manifest_retention */
+extern int	sfexport_snowpipe_report_deadline_s;	/* sfexport.snowpipe_report_deadline */
+extern void sf_load_define_gucs(void);
 extern int	sf_load_staged(void);
 extern int	sf_delete_loaded_files(void);
 extern bool sf_pipe_files_pending;	/* files wait for a Snowpipe report */
@@ -572,8 +573,6 @@ typedef struct SfPipeFileReport
 	char	   *first_error_column;
 } SfPipeFileReport;
 
-extern int	sfexport_snowpipe_poll_interval_ms; /* sfexport.snowpipe_poll_interval */
-extern int	sfexport_snowpipe_report_deadline_s;	/* sfexport.snowpipe_report_deadline */
 extern void sf_snowpipe_insert_files(SfServerConfig *srv, SfUserConfig *usr,
 									 const char *pipe, List *paths);
 extern List *sf_snowpipe_insert_report(SfServerConfig *srv, SfUserConfig *usr,

@@ -48,7 +48,21 @@
 
 #include "sfexport.h"
 
-int			sfexport_manifest_retention_s = 7 * 24 * 3600;
+int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;	/* sfexport.snowpipe_poll_interval */
+
+/* From _PG_init: how often the worker polls Snowpipe's reports. */
+void
+sf_worker_define_gucs(void)
+{
+	DefineCustomIntVariable("sfexport.snowpipe_poll_interval",
+							"How often the worker asks Snowpipe for the outcome of submitted files.",
+							"insertReport keeps events for about 10 minutes.",
+							&sfexport_snowpipe_poll_interval_ms,
+							10 * 1000, 100, 600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
 
 #define HOUSEKEEPING_MS		(10 * 1000)	/* retry loads, delete loaded files */
 #define IDLE_REPLAN_MS		(60 * 60 * 1000)	/* re-plan even if never woken */
