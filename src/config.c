@@ -725,10 +725,198 @@ sf_column_target_name(Oid relid, AttrNumber attnum)
 
 /*
  * The role whose user mapping the worker uses for a server: the server's
- * owner (the mapping lookup falls back to PUBLIC).
+ * owner (the mapping lookup falls back to PUBLIC).  Setup and the orphan
+ * listing use the same mapping, so that the stage reads the files with the
+ * credentials that wrote them.
  */
 Oid
 sf_worker_user(Oid serverid)
 {
 	return GetForeignServer(serverid)->owner;
+}
+
+/* The credentials the worker uses for a server (sf_worker_user's mapping). */
+SfUserConfig *
+sf_get_worker_user_config(Oid serverid)
+{
+	return sf_get_user_config(serverid, sf_worker_user(serverid));
+}
+
+static bool
+valid_stage_part(const char *s, size_t len)
+{
+	if (len == 0 || len > SF_GLUE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(isalnum((unsigned char) s[i]) || s[i] == '_' || s[i] == '$'))
+			return false;
+	return true;
+}
+
+/*
+ * Parse the glue_stage_map option: entries STAGE=s3://bucket/prefix/
+ * separated by commas, STAGE being name or database.schema.name (letters,
+ * digits, "_" and "$"; quoted as given, so case-sensitive).  An unqualified
+ * stage is taken in the server's database and schema.  Returns false with
+ * *why set to a sentence when malformed.  Entries (SfGlueStage *) go to
+ * *entries when entries is not NULL (db and schema qualify bare names).
+ */
+bool
+sf_glue_parse_stage_map(const char *value, const char *db, const char *schema,
+						List **entries, char **why)
+{
+	char	   *copy = pstrdup(value);
+	char	   *saveptr = NULL;
+	int			n = 0;
+
+	for (char *item = strtok_r(copy, ",", &saveptr); item;
+		 item = strtok_r(NULL, ",", &saveptr))
+	{
+		char	   *eq;
+		char	   *name;
+		char	   *loc;
+		SfLocation	l;
+		char	   *lwhy = NULL;
+		List	   *parts = NIL;
+		char	   *dot;
+		char	   *start;
+
+		while (*item == ' ' || *item == '\t' || *item == '\n')
+			item++;
+		for (char *e = item + strlen(item); e > item && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'); e--)
+			e[-1] = '\0';
+		if (*item == '\0')
+			continue;
+		eq = strchr(item, '=');
+		if (eq == NULL)
+		{
+			*why = psprintf("Entry \"%s\" is not of the form STAGE=s3://bucket/prefix/.", item);
+			return false;
+		}
+		name = pnstrdup(item, eq - item);
+		loc = eq + 1;
+		for (char *e = name + strlen(name); e > name && e[-1] == ' '; e--)
+			e[-1] = '\0';
+		while (*loc == ' ')
+			loc++;
+		start = name;
+		while ((dot = strchr(start, '.')) != NULL)
+		{
+			if (!valid_stage_part(start, dot - start))
+				break;
+			parts = lappend(parts, pnstrdup(start, dot - start));
+			start = dot + 1;
+		}
+		if (dot != NULL || !valid_stage_part(start, strlen(start)) ||
+			(list_length(parts) != 0 && list_length(parts) != 2))
+		{
+			*why = psprintf("Stage name \"%s\" must be NAME or DATABASE.SCHEMA.NAME, each part letters, digits, \"_\" or \"$\".", name);
+			return false;
+		}
+		parts = lappend(parts, pstrdup(start));
+		if (!sf_parse_location(loc, &l, &lwhy) || l.kind != SF_LOCATION_S3)
+		{
+			*why = psprintf("Location \"%s\" of stage \"%s\" is not an s3:// location%s%s",
+							loc, name, lwhy ? ": " : ".", lwhy ? lwhy : "");
+			return false;
+		}
+		if (entries)
+		{
+			SfGlueStage  *gs = palloc0(sizeof(SfGlueStage));
+
+			if (list_length(parts) == 1)
+				gs->stage_sql = psprintf("%s.%s.%s", sf_quote_ident(db),
+										 sf_quote_ident(schema),
+										 sf_quote_ident(linitial(parts)));
+			else
+				gs->stage_sql = psprintf("%s.%s.%s",
+										 sf_quote_ident(linitial(parts)),
+										 sf_quote_ident(lsecond(parts)),
+										 sf_quote_ident(lthird(parts)));
+			gs->bucket = l.bucket;
+			gs->prefix = l.prefix;
+			*entries = lappend(*entries, gs);
+		}
+		n++;
+	}
+	if (n == 0)
+	{
+		*why = "The map must name at least one stage.";
+		return false;
+	}
+	return true;
+}
+
+/* The AWS Glue options of a server (glue_sync.c, docs/glue.md). */
+SfGlueConfig *
+sf_get_glue_config(Oid serverid)
+{
+	ForeignServer *server = GetForeignServer(serverid);
+	SfGlueConfig *conf = palloc0(sizeof(SfGlueConfig));
+	char	   *stage_map = NULL;
+	ListCell   *lc;
+
+	conf->srv = sf_get_server_config(serverid);
+	foreach(lc, server->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+		char	   *v = defGetString(def);
+
+		if (strcmp(def->defname, "glue_region") == 0)
+			conf->region = v;
+		else if (strcmp(def->defname, "glue_endpoint") == 0)
+			conf->endpoint = v;
+		else if (strcmp(def->defname, "glue_sync_interval") == 0)
+			(void) parse_int(v, &conf->sync_interval_s, GUC_UNIT_S, NULL);
+		else if (strcmp(def->defname, "glue_databases") == 0)
+		{
+			char	   *saveptr = NULL;
+
+			/* comma-separated Glue database names, blanks around ignored */
+			for (char *item = strtok_r(pstrdup(v), ",", &saveptr); item;
+				 item = strtok_r(NULL, ",", &saveptr))
+			{
+				char	   *end;
+
+				while (*item == ' ')
+					item++;
+				end = item + strlen(item);
+				while (end > item && end[-1] == ' ')
+					*--end = '\0';
+				if (*item)
+					conf->databases = lappend(conf->databases, item);
+			}
+		}
+		else if (strcmp(def->defname, "glue_drop_missing") == 0)
+			(void) parse_bool(v, &conf->drop_missing);
+		else if (strcmp(def->defname, "glue_stage_map") == 0)
+			stage_map = v;
+	}
+	if (conf->region == NULL)
+		conf->region = conf->srv->region ? conf->srv->region : "us-east-1";
+
+	/* the server's own stage covers its location when that is on S3 */
+	if (conf->srv->location.kind == SF_LOCATION_S3)
+	{
+		SfGlueStage  *gs = palloc0(sizeof(SfGlueStage));
+
+		gs->stage_sql = psprintf("%s.%s.%s", sf_quote_ident(conf->srv->database),
+								 sf_quote_ident(conf->srv->schema),
+								 sf_quote_ident(conf->srv->stage));
+		gs->bucket = conf->srv->location.bucket;
+		gs->prefix = conf->srv->location.prefix;
+		conf->stages = lappend(conf->stages, gs);
+	}
+	if (stage_map)
+	{
+		char	   *why = NULL;
+
+		if (!sf_glue_parse_stage_map(stage_map, conf->srv->database,
+									 conf->srv->schema, &conf->stages, &why))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid glue_stage_map for server \"%s\"", conf->srv->servername),
+					 errdetail_internal("%s", why)));
+	}
+	return conf;
 }

@@ -182,7 +182,7 @@ stager_prepare(FileStager *fs)
 		return;
 	fs->tbl = sf_get_table_config(fs->relid);
 	fs->srv = sf_get_server_config(fs->tbl->serverid);
-	usr = sf_get_user_config(fs->tbl->serverid, sf_worker_user(fs->tbl->serverid));
+	usr = sf_get_worker_user_config(fs->tbl->serverid);
 	fs->max_bytes = (int64) fs->tbl->max_file_size_kb * 1024;
 	sf_shape_columns(fs->relid, fs->shape, &fs->columns, &fs->types);
 	fs->dec = sf_decoder_create(fs->relid, fs->shape);

@@ -308,15 +308,14 @@ periodic_one(void *arg)
 	ForeignServer *server = GetForeignServer(p->serverid);
 	SfGlueSyncArgs a;
 	PeriodicCounts c;
-	List	   *databases;
 
 	memset(&c, 0, sizeof(c));
 	memset(&a, 0, sizeof(a));
 	a.serverid = p->serverid;
-	a.userid = server->owner;
+	a.userid = sf_worker_user(p->serverid);
 	a.glue_database = p->database;
 	a.pattern = "%";
-	sf_glue_periodic_options(p->serverid, &databases, &a.drop_missing);
+	a.drop_missing = sf_get_glue_config(p->serverid)->drop_missing;
 	sf_glue_sync_run(&a, count_action, &c);
 	ereport(LOG,
 			(errmsg("sfexport glue sync of server \"%s\", AWS Glue database \"%s\": %d created, %d replaced, %d unchanged, %d dropped, %d skipped",
@@ -335,12 +334,9 @@ static void
 read_databases(void *arg)
 {
 	PeriodicDbs *d = (PeriodicDbs *) arg;
-	List	   *databases;
-	bool		drop_missing;
+	List	   *databases = sf_get_glue_config(d->serverid)->databases;
 	ListCell   *lc;
 	MemoryContext old;
-
-	sf_glue_periodic_options(d->serverid, &databases, &drop_missing);
 
 	/*
 	 * The list outlives the transaction (the caller walks it afterwards):

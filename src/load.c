@@ -336,7 +336,7 @@ static void
 load_batch(CopyBatch *b)
 {
 	SfServerConfig *srv = sf_get_server_config(b->serverid);
-	SfUserConfig *usr = sf_get_user_config(b->serverid, sf_worker_user(b->serverid));
+	SfUserConfig *usr = sf_get_worker_user_config(b->serverid);
 	List	   *names = NIL;
 	ListCell   *lc;
 	SfStatement stmt;
@@ -479,7 +479,7 @@ static void
 resolve_doubt(CopyBatch *b)
 {
 	SfServerConfig *srv = sf_get_server_config(b->serverid);
-	SfUserConfig *usr = sf_get_user_config(b->serverid, sf_worker_user(b->serverid));
+	SfUserConfig *usr = sf_get_worker_user_config(b->serverid);
 	TimestampTz horizon = GetCurrentTimestamp() - (int64) SF_LOAD_HISTORY_DAYS * USECS_PER_DAY;
 	char	   *parts[3];
 	ListCell   *lc;
@@ -611,7 +611,7 @@ static void
 submit_batch(CopyBatch *b)
 {
 	SfServerConfig *srv = sf_get_server_config(b->serverid);
-	SfUserConfig *usr = sf_get_user_config(b->serverid, sf_worker_user(b->serverid));
+	SfUserConfig *usr = sf_get_worker_user_config(b->serverid);
 	char	   *pipe = sf_pipe_rest_name(b->target, b->shape);
 	List	   *names = NIL;
 	ListCell   *lc;
@@ -755,7 +755,7 @@ report_unit(void *arg)
 {
 	PipeWork   *w = (PipeWork *) arg;
 	SfServerConfig *srv = sf_get_server_config(w->serverid);
-	SfUserConfig *usr = sf_get_user_config(w->serverid, sf_worker_user(w->serverid));
+	SfUserConfig *usr = sf_get_worker_user_config(w->serverid);
 	Oid			argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
 	Datum		values[3] = {ObjectIdGetDatum(w->serverid), CStringGetTextDatum(w->pipe), (Datum) 0};
 	char		nulls[3] = {' ', ' ', 'n'};
@@ -799,7 +799,7 @@ overdue_unit(void *arg)
 {
 	PipeWork   *w = (PipeWork *) arg;
 	SfServerConfig *srv = sf_get_server_config(w->serverid);
-	SfUserConfig *usr = sf_get_user_config(w->serverid, sf_worker_user(w->serverid));
+	SfUserConfig *usr = sf_get_worker_user_config(w->serverid);
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {CStringGetTextDatum(w->pipe),
 	Int32GetDatum(sfexport_snowpipe_report_deadline_s)};
@@ -1011,7 +1011,7 @@ delete_unit(void *arg)
 
 			keep = srv->keep_files;
 			st = keep ? NULL :
-				sf_storage_open(srv, sf_get_user_config(server, sf_worker_user(server)));
+				sf_storage_open(srv, sf_get_worker_user_config(server));
 			last_server = server;
 		}
 		if (keep)

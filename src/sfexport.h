@@ -142,6 +142,28 @@ extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
 extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
 extern void sf_config_define_gucs(void);
 extern void sf_options_validate(List *options, Oid catalog);
+/* A stage and the s3:// location it covers (glue_stage_map). */
+typedef struct SfGlueStage
+{
+	char	   *stage_sql;		/* quoted, qualified stage name */
+	char	   *bucket;
+	char	   *prefix;			/* "" or ending in '/' */
+} SfGlueStage;
+
+/* The Glue options of a server (besides the Snowflake and storage ones). */
+typedef struct SfGlueConfig
+{
+	SfServerConfig *srv;
+	char	   *region;
+	char	   *endpoint;		/* NULL = https://glue.<region>.amazonaws.com */
+	int			sync_interval_s;	/* 0 = no periodic sync */
+	List	   *databases;		/* char *: Glue databases of the periodic sync */
+	bool		drop_missing;	/* periodic sync drops tables gone from Glue */
+	List	   *stages;			/* SfGlueStage * */
+} SfGlueConfig;
+
+#define SF_GLUE_NAME_MAX 255	/* Glue names, and the stages of glue_stage_map */
+
 extern SfServerConfig *sf_get_server_config(Oid serverid);
 extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
 extern bool sf_server_may_use_host_credentials(Oid serverid);
@@ -149,7 +171,12 @@ extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
 extern SfTableConfig *sf_get_table_config(Oid relid);
 extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
 extern Oid	sf_worker_user(Oid serverid);
+extern SfUserConfig *sf_get_worker_user_config(Oid serverid);
 extern char *sf_identifier_case(bool upper, const char *name);
+extern bool sf_glue_parse_stage_map(const char *value, const char *db,
+									const char *schema, List **entries,
+									char **why);
+extern SfGlueConfig *sf_get_glue_config(Oid serverid);
 extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
 extern const char *sf_compression_name(SfCompression c);
 extern const char *sf_compression_extension(SfCompression c);
@@ -778,11 +805,7 @@ typedef struct SfGlueSyncArgs
 typedef void (*SfGlueEmitFn) (void *arg, const char *glue_table, const char *action,
 							  const char *reason, const char *statement);
 
-extern bool sf_glue_parse_stage_map(const char *value, const char *db,
-									const char *schema, List **entries,
-									char **why);
 extern void sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg);
-extern void sf_glue_periodic_options(Oid serverid, List **databases, bool *drop_missing);
 extern char *sf_glue_shown_name(const char *name);	/* control characters as "?" */
 
 /* ----------------------------------------------------------------

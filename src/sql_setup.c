@@ -139,7 +139,7 @@ sfexport_setup_stage(PG_FUNCTION_ARGS)
 	srv = sf_get_server_config(server->serverid);
 	/* a dry run needs the mapping only for the keys of an S3 stage */
 	usr = !dry_run || (srv->location.kind == SF_LOCATION_S3 && !srv->storage_integration) ?
-		sf_get_user_config(server->serverid, sf_worker_user(server->serverid)) : NULL;
+		sf_get_worker_user_config(server->serverid) : NULL;
 
 	foreach(lc, sf_stage_statements(srv, usr))
 		emit(rsinfo, srv, usr, (const char *) lfirst(lc), dry_run);
@@ -179,7 +179,7 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 
 	srv = sf_get_server_config(server->serverid);
 	usr = dry_run ? NULL :
-		sf_get_user_config(server->serverid, sf_worker_user(server->serverid));
+		sf_get_worker_user_config(server->serverid);
 	tbl = sf_get_table_config(relid);
 	target = sf_target_name(srv, tbl);
 	cols = table_columns(relid, &ncols);

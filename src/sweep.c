@@ -168,7 +168,7 @@ sf_sweep_server(Oid serverid, int grace_s, bool delete, SfListBounds *bounds, ch
 	if (srv->keep_files)
 		return NIL;
 
-	st = sf_storage_open(srv, sf_get_user_config(serverid, sf_worker_user(serverid)));
+	st = sf_storage_open(srv, sf_get_worker_user_config(serverid));
 	if (bounds)
 		names = sf_storage_list_bounded(st, psprintf("%u/", MyDatabaseId), bounds);
 	else

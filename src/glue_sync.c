@@ -83,32 +83,11 @@
 #define GLUE_PAGE_SIZE 100			/* CatalogGetterPageSize: 1..100 */
 #define GLUE_MAX_PAGES 10000
 #define GLUE_THROTTLE_ATTEMPTS 6
-#define GLUE_NAME_MAX 255
 #define GLUE_EXPRESSION_MAX 2048	/* FilterString: 0..2048 */
-
-/* A stage and the s3:// location it covers. */
-typedef struct GlueStage
-{
-	char	   *stage_sql;		/* quoted, qualified stage name */
-	char	   *bucket;
-	char	   *prefix;			/* "" or ending in '/' */
-} GlueStage;
-
-/* The Glue options of a server (besides the Snowflake and storage ones). */
-typedef struct GlueConfig
-{
-	SfServerConfig *srv;
-	char	   *region;
-	char	   *endpoint;		/* NULL = https://glue.<region>.amazonaws.com */
-	int			sync_interval_s;	/* 0 = no periodic sync */
-	List	   *databases;		/* char *: Glue databases of the periodic sync */
-	bool		drop_missing;	/* periodic sync drops tables gone from Glue */
-	List	   *stages;			/* GlueStage * */
-} GlueConfig;
 
 typedef struct GlueClient
 {
-	GlueConfig *conf;
+	SfGlueConfig *conf;
 	SfAwsRequestSigning sign;
 	char	   *url;			/* base URL + "/" */
 } GlueClient;
@@ -152,204 +131,6 @@ typedef struct GluePlan
 } GluePlan;
 
 /* ---------------------------------------------------------------------
- * Options
- * ---------------------------------------------------------------------
- */
-
-static bool
-valid_stage_part(const char *s, size_t len)
-{
-	if (len == 0 || len > GLUE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!(isalnum((unsigned char) s[i]) || s[i] == '_' || s[i] == '$'))
-			return false;
-	return true;
-}
-
-/*
- * Parse the glue_stage_map option: entries STAGE=s3://bucket/prefix/
- * separated by commas, STAGE being name or database.schema.name (letters,
- * digits, "_" and "$"; quoted as given, so case-sensitive).  An unqualified
- * stage is taken in the server's database and schema.  Returns false with
- * *why set to a sentence when malformed.  Entries (GlueStage *) go to
- * *entries when entries is not NULL (db and schema qualify bare names).
- */
-bool
-sf_glue_parse_stage_map(const char *value, const char *db, const char *schema,
-						List **entries, char **why)
-{
-	char	   *copy = pstrdup(value);
-	char	   *saveptr = NULL;
-	int			n = 0;
-
-	for (char *item = strtok_r(copy, ",", &saveptr); item;
-		 item = strtok_r(NULL, ",", &saveptr))
-	{
-		char	   *eq;
-		char	   *name;
-		char	   *loc;
-		SfLocation	l;
-		char	   *lwhy = NULL;
-		List	   *parts = NIL;
-		char	   *dot;
-		char	   *start;
-
-		while (*item == ' ' || *item == '\t' || *item == '\n')
-			item++;
-		for (char *e = item + strlen(item); e > item && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'); e--)
-			e[-1] = '\0';
-		if (*item == '\0')
-			continue;
-		eq = strchr(item, '=');
-		if (eq == NULL)
-		{
-			*why = psprintf("Entry \"%s\" is not of the form STAGE=s3://bucket/prefix/.", item);
-			return false;
-		}
-		name = pnstrdup(item, eq - item);
-		loc = eq + 1;
-		for (char *e = name + strlen(name); e > name && e[-1] == ' '; e--)
-			e[-1] = '\0';
-		while (*loc == ' ')
-			loc++;
-		start = name;
-		while ((dot = strchr(start, '.')) != NULL)
-		{
-			if (!valid_stage_part(start, dot - start))
-				break;
-			parts = lappend(parts, pnstrdup(start, dot - start));
-			start = dot + 1;
-		}
-		if (dot != NULL || !valid_stage_part(start, strlen(start)) ||
-			(list_length(parts) != 0 && list_length(parts) != 2))
-		{
-			*why = psprintf("Stage name \"%s\" must be NAME or DATABASE.SCHEMA.NAME, each part letters, digits, \"_\" or \"$\".", name);
-			return false;
-		}
-		parts = lappend(parts, pstrdup(start));
-		if (!sf_parse_location(loc, &l, &lwhy) || l.kind != SF_LOCATION_S3)
-		{
-			*why = psprintf("Location \"%s\" of stage \"%s\" is not an s3:// location%s%s",
-							loc, name, lwhy ? ": " : ".", lwhy ? lwhy : "");
-			return false;
-		}
-		if (entries)
-		{
-			GlueStage  *gs = palloc0(sizeof(GlueStage));
-
-			if (list_length(parts) == 1)
-				gs->stage_sql = psprintf("%s.%s.%s", sf_quote_ident(db),
-										 sf_quote_ident(schema),
-										 sf_quote_ident(linitial(parts)));
-			else
-				gs->stage_sql = psprintf("%s.%s.%s",
-										 sf_quote_ident(linitial(parts)),
-										 sf_quote_ident(lsecond(parts)),
-										 sf_quote_ident(lthird(parts)));
-			gs->bucket = l.bucket;
-			gs->prefix = l.prefix;
-			*entries = lappend(*entries, gs);
-		}
-		n++;
-	}
-	if (n == 0)
-	{
-		*why = "The map must name at least one stage.";
-		return false;
-	}
-	return true;
-}
-
-/* The Glue configuration of a server. */
-static GlueConfig *
-glue_config(Oid serverid)
-{
-	ForeignServer *server = GetForeignServer(serverid);
-	GlueConfig *conf = palloc0(sizeof(GlueConfig));
-	char	   *stage_map = NULL;
-	ListCell   *lc;
-
-	conf->srv = sf_get_server_config(serverid);
-	foreach(lc, server->options)
-	{
-		DefElem    *def = lfirst_node(DefElem, lc);
-		char	   *v = defGetString(def);
-
-		if (strcmp(def->defname, "glue_region") == 0)
-			conf->region = v;
-		else if (strcmp(def->defname, "glue_endpoint") == 0)
-			conf->endpoint = v;
-		else if (strcmp(def->defname, "glue_sync_interval") == 0)
-			(void) parse_int(v, &conf->sync_interval_s, GUC_UNIT_S, NULL);
-		else if (strcmp(def->defname, "glue_databases") == 0)
-		{
-			char	   *saveptr = NULL;
-
-			/* comma-separated Glue database names, blanks around ignored */
-			for (char *item = strtok_r(pstrdup(v), ",", &saveptr); item;
-				 item = strtok_r(NULL, ",", &saveptr))
-			{
-				char	   *end;
-
-				while (*item == ' ')
-					item++;
-				end = item + strlen(item);
-				while (end > item && end[-1] == ' ')
-					*--end = '\0';
-				if (*item)
-					conf->databases = lappend(conf->databases, item);
-			}
-		}
-		else if (strcmp(def->defname, "glue_drop_missing") == 0)
-			(void) parse_bool(v, &conf->drop_missing);
-		else if (strcmp(def->defname, "glue_stage_map") == 0)
-			stage_map = v;
-	}
-	if (conf->region == NULL)
-		conf->region = conf->srv->region ? conf->srv->region : "us-east-1";
-
-	/* the server's own stage covers its location when that is on S3 */
-	if (conf->srv->location.kind == SF_LOCATION_S3)
-	{
-		GlueStage  *gs = palloc0(sizeof(GlueStage));
-
-		gs->stage_sql = psprintf("%s.%s.%s", sf_quote_ident(conf->srv->database),
-								 sf_quote_ident(conf->srv->schema),
-								 sf_quote_ident(conf->srv->stage));
-		gs->bucket = conf->srv->location.bucket;
-		gs->prefix = conf->srv->location.prefix;
-		conf->stages = lappend(conf->stages, gs);
-	}
-	if (stage_map)
-	{
-		char	   *why = NULL;
-
-		if (!sf_glue_parse_stage_map(stage_map, conf->srv->database,
-									 conf->srv->schema, &conf->stages, &why))
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("invalid glue_stage_map for server \"%s\"", conf->srv->servername),
-					 errdetail_internal("%s", why)));
-	}
-	return conf;
-}
-
-/*
- * What the periodic sync of a server needs: the Glue databases it mirrors
- * (glue_databases) and whether it drops tables gone from Glue
- * (glue_drop_missing), in the current memory context.
- */
-void
-sf_glue_periodic_options(Oid serverid, List **databases, bool *drop_missing)
-{
-	GlueConfig *conf = glue_config(serverid);
-
-	*databases = conf->databases;
-	*drop_missing = conf->drop_missing;
-}
-
-/* ---------------------------------------------------------------------
  * The Glue client
  * ---------------------------------------------------------------------
  */
@@ -382,7 +163,7 @@ jstr(json_t *obj, const char *key)
 }
 
 static GlueClient *
-glue_client(GlueConfig *conf, SfUserConfig *usr)
+glue_client(SfGlueConfig *conf, SfUserConfig *usr)
 {
 	GlueClient *gc = palloc0(sizeof(GlueClient));
 	char	   *base;
@@ -821,7 +602,7 @@ table_format(GlueTable *t, const char **shown)
 static bool
 usable_name(const char *name)
 {
-	if (name == NULL || name[0] == '\0' || strlen(name) > GLUE_NAME_MAX)
+	if (name == NULL || name[0] == '\0' || strlen(name) > SF_GLUE_NAME_MAX)
 		return false;
 	for (const char *c = name; *c; c++)
 		if ((unsigned char) *c < 0x20 || *c == 0x7f)
@@ -1168,14 +949,14 @@ skip(GluePlan *plan, const char *fmt,...)
  * statement and its hash, or a reason to skip it.
  */
 static void
-plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
+plan_table(GlueClient *gc, SfGlueConfig *conf, const char *glue_db, GlueTable *t,
 		   const char *target_db, const char *target_schema, GluePlan *plan)
 {
 	const char *shown_format;
 	GlueFormat	fmt = table_format(t, &shown_format);
 	char	   *bucket;
 	char	   *key;
-	GlueStage  *stage = NULL;
+	SfGlueStage  *stage = NULL;
 	char	   *relpath = NULL;
 	StringInfoData sql;
 	StringInfoData pby;
@@ -1191,7 +972,7 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 	if (!usable_name(t->name))
 	{
 		skip(plan, "the table name is empty, longer than %d bytes or has control characters",
-			 GLUE_NAME_MAX);
+			 SF_GLUE_NAME_MAX);
 		return;
 	}
 	plan->target_table = upper_name(t->name);
@@ -1216,7 +997,7 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 	/* the stage with the longest prefix that covers the location */
 	foreach(lc, conf->stages)
 	{
-		GlueStage  *gs = (GlueStage *) lfirst(lc);
+		SfGlueStage  *gs = (SfGlueStage *) lfirst(lc);
 
 		if (strcmp(gs->bucket, bucket) == 0 &&
 			strncmp(key, gs->prefix, strlen(gs->prefix)) == 0 &&
@@ -1272,7 +1053,7 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 		if (!usable_name(c->name))
 		{
 			skip(plan, "column %d has a name that is empty, longer than %d bytes or has control characters",
-				 pos, GLUE_NAME_MAX);
+				 pos, SF_GLUE_NAME_MAX);
 			return;
 		}
 		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
@@ -1311,7 +1092,7 @@ plan_table(GlueClient *gc, GlueConfig *conf, const char *glue_db, GlueTable *t,
 		if (!usable_name(c->name))
 		{
 			skip(plan, "partition key %d has a name that is empty, longer than %d bytes or has control characters",
-				 foreach_current_index(lc) + 1, GLUE_NAME_MAX);
+				 foreach_current_index(lc) + 1, SF_GLUE_NAME_MAX);
 			return;
 		}
 		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
@@ -1475,7 +1256,7 @@ resolve_target(SfGlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschem
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid target database or schema for AWS Glue database \"%s\"",
 						sf_glue_shown_name(a->glue_database)),
-				 errdetail("Names must be 1 to %d bytes without control characters.", GLUE_NAME_MAX)));
+				 errdetail("Names must be 1 to %d bytes without control characters.", SF_GLUE_NAME_MAX)));
 }
 
 /*
@@ -1485,7 +1266,7 @@ resolve_target(SfGlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschem
 void
 sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 {
-	GlueConfig *conf = glue_config(a->serverid);
+	SfGlueConfig *conf = sf_get_glue_config(a->serverid);
 	SfUserConfig *usr = sf_get_user_config(a->serverid, a->userid);
 	GlueClient *gc = glue_client(conf, usr);
 	char	   *tdb;
@@ -1656,7 +1437,7 @@ sfexport_glue_sync(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid AWS Glue database name"),
-				 errdetail("Names are 1 to %d bytes without control characters.", GLUE_NAME_MAX)));
+				 errdetail("Names are 1 to %d bytes without control characters.", SF_GLUE_NAME_MAX)));
 
 	sf_glue_sync_run(&a, emit_tuple, rsinfo);
 	return (Datum) 0;
