@@ -30,7 +30,7 @@ TARGETS=${*:-$ALL_TARGETS}
 declare -A EXTRA=(
 	[snowflake]="quote"
 	[s3]="storage sigv4"
-	[gcs]="storage"
+	[gcs]="storage sf_jansson"
 	[encode]=""
 	[sigv4]=""
 )

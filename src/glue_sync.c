@@ -61,6 +61,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_collation_d.h"
 #include "catalog/pg_type_d.h"
 #include "commands/defrem.h"
@@ -75,6 +76,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -134,33 +136,6 @@ typedef struct GluePlan
  * The Glue client
  * ---------------------------------------------------------------------
  */
-
-static void
-json_release(void *arg)
-{
-	json_decref((json_t *) arg);
-}
-
-/* Tie a jansson value to the current memory context (freed on reset/error). */
-static json_t *
-json_tracked(json_t *j)
-{
-	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
-
-	cb->func = json_release;
-	cb->arg = j;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
-	return j;
-}
-
-/* A string member, copied; NULL when absent or not a string. */
-static char *
-jstr(json_t *obj, const char *key)
-{
-	json_t	   *v = obj ? json_object_get(obj, key) : NULL;
-
-	return (v && json_is_string(v)) ? pstrdup(json_string_value(v)) : NULL;
-}
 
 static GlueClient *
 glue_client(SfGlueConfig *conf, SfUserConfig *usr)
@@ -243,15 +218,10 @@ glue_call(GlueClient *gc, const char *op, json_t *body, bool missing_ok)
 		"ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
 		"InvalidAccessKeyId", NULL
 	};
-	char	   *raw = json_dumps(body, JSON_COMPACT);
-	char	   *payload;
+	char	   *payload = sf_json_dumps(body);
 	GlueCall   *call = palloc0(sizeof(GlueCall));
 	int			delay_ms = 250;
 
-	if (raw == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	payload = pstrdup(raw);
-	free(raw);
 	call->gc = gc;
 	call->op = op;
 	call->payload_hash = sf_sha256_hex(payload, strlen(payload));
@@ -280,7 +250,7 @@ glue_call(GlueClient *gc, const char *op, json_t *body, bool missing_ok)
 
 		answer = resp->body.len > 0 ? json_loadb(resp->body.data, resp->body.len, 0, &jerr) : NULL;
 		if (answer)
-			json_tracked(answer);
+			sf_json_tracked(answer);
 		if (resp->status >= 200 && resp->status < 300)
 		{
 			if (answer == NULL || !json_is_object(answer))
@@ -294,10 +264,10 @@ glue_call(GlueClient *gc, const char *op, json_t *body, bool missing_ok)
 
 		if (answer && json_is_object(answer))
 		{
-			type = jstr(answer, "__type");
-			message = jstr(answer, "message");
+			type = sf_json_string(answer, "__type");
+			message = sf_json_string(answer, "message");
 			if (message == NULL)
-				message = jstr(answer, "Message");
+				message = sf_json_string(answer, "Message");
 		}
 		if (type && (hash = strrchr(type, '#')) != NULL)
 			type = pstrdup(hash + 1);
@@ -364,8 +334,8 @@ read_columns(json_t *arr)
 	{
 		GlueColumn *col = palloc0(sizeof(GlueColumn));
 
-		col->name = jstr(c, "Name");
-		col->type = jstr(c, "Type");
+		col->name = sf_json_string(c, "Name");
+		col->type = sf_json_string(c, "Type");
 		out = lappend(out, col);
 	}
 	return out;
@@ -381,19 +351,19 @@ read_table(json_t *t)
 	json_t	   *sparams = serde ? json_object_get(serde, "Parameters") : NULL;
 	char	   *skip;
 
-	gt->name = jstr(t, "Name");
-	gt->table_type = jstr(t, "TableType");
-	gt->location = jstr(sd, "Location");
-	gt->input_format = jstr(sd, "InputFormat");
-	gt->serde = jstr(serde, "SerializationLibrary");
-	gt->classification = jstr(params, "classification");
+	gt->name = sf_json_string(t, "Name");
+	gt->table_type = sf_json_string(t, "TableType");
+	gt->location = sf_json_string(sd, "Location");
+	gt->input_format = sf_json_string(sd, "InputFormat");
+	gt->serde = sf_json_string(serde, "SerializationLibrary");
+	gt->classification = sf_json_string(params, "classification");
 	gt->columns = read_columns(sd ? json_object_get(sd, "Columns") : NULL);
 	gt->partition_keys = read_columns(json_object_get(t, "PartitionKeys"));
 	gt->serde_params = json_is_object(sparams) ? sparams : NULL;
-	gt->field_delim = jstr(sparams, "field.delim");
+	gt->field_delim = sf_json_string(sparams, "field.delim");
 	if (gt->field_delim == NULL)
-		gt->field_delim = jstr(sparams, "separatorChar");
-	skip = jstr(params, "skip.header.line.count");
+		gt->field_delim = sf_json_string(sparams, "separatorChar");
+	skip = sf_json_string(params, "skip.header.line.count");
 	gt->skip_header = skip ? atoi(skip) : 0;
 	if (gt->skip_header < 0 || gt->skip_header > 1000)
 		gt->skip_header = 0;
@@ -473,7 +443,7 @@ glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
 
 	for (int page = 0; page < GLUE_MAX_PAGES; page++)
 	{
-		json_t	   *body = json_tracked(json_pack("{s:s, s:i}", "DatabaseName", database,
+		json_t	   *body = sf_json_tracked(json_pack("{s:s, s:i}", "DatabaseName", database,
 												  "MaxResults", GLUE_PAGE_SIZE));
 		json_t	   *answer;
 		json_t	   *list;
@@ -500,7 +470,7 @@ glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
 					 errdetail("TableList is not an array.")));
 		json_array_foreach(list, i, t)
 		{
-			char	   *name = jstr(t, "Name");
+			char	   *name = sf_json_string(t, "Name");
 
 			if (name == NULL)
 				continue;
@@ -510,7 +480,7 @@ glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
 				continue;
 			out = lappend(out, read_table(t));
 		}
-		token = jstr(answer, "NextToken");
+		token = sf_json_string(answer, "NextToken");
 		if (token == NULL || *token == '\0')
 			return out;
 	}
@@ -800,7 +770,7 @@ partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(pagecxt);
-		body = json_tracked(json_pack("{s:s, s:s, s:i, s:b}",
+		body = sf_json_tracked(json_pack("{s:s, s:s, s:i, s:b}",
 									  "DatabaseName", glue_db, "TableName", t->name,
 									  "MaxResults", GLUE_PAGE_SIZE, "ExcludeColumnSchema", 1));
 		if (token)
@@ -809,7 +779,7 @@ partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *
 		list = answer ? json_object_get(answer, "Partitions") : NULL;
 		json_array_foreach(list, i, p)
 		{
-			char	   *loc = jstr(json_object_get(p, "StorageDescriptor"), "Location");
+			char	   *loc = sf_json_string(json_object_get(p, "StorageDescriptor"), "Location");
 			char	   *pb;
 			char	   *pk;
 			const char *rel;
@@ -862,7 +832,7 @@ partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *
 		token = NULL;
 		if (reason == NULL && answer != NULL)
 		{
-			char	   *next = jstr(answer, "NextToken");
+			char	   *next = sf_json_string(answer, "NextToken");
 
 			if (next && *next)
 				token = next;
@@ -899,8 +869,8 @@ static char *
 column_path(GlueTable *t, const char *name)
 {
 	char	   *mapkey = psprintf("mapping.%s", name);
-	char	   *mapped = jstr(t->serde_params, mapkey);
-	char	   *ci = jstr(t->serde_params, "case.insensitive");
+	char	   *mapped = sf_json_string(t->serde_params, mapkey);
+	char	   *ci = sf_json_string(t->serde_params, "case.insensitive");
 
 	if (mapped && usable_name(mapped))
 		return psprintf("value:%s", sf_quote_ident(mapped));
@@ -1159,6 +1129,159 @@ plan_table(GlueClient *gc, SfGlueConfig *conf, const char *glue_db, GlueTable *t
 	appendStringInfo(&sql, "\nFILE_FORMAT = (%s)", ff);
 	plan->statement = sql.data;
 	plan->hash = sf_sha256_hex(sql.data, sql.len);
+}
+
+/* ---------------------------------------------------------------------
+ * Sync state (sfexport.glue_sync_state), read and written through SPI as
+ * the table's owner: callers need not have privileges on it.
+ * ---------------------------------------------------------------------
+ */
+
+static Oid
+state_owner(void)
+{
+	Oid			relid = get_relname_relid("glue_sync_state",
+										  get_namespace_oid(SFEXPORT_SCHEMA, false));
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table sfexport.glue_sync_state does not exist")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Run one statement with text parameters as the state table's owner, with
+ * the safe search_path and SECURITY_RESTRICTED_OPERATION (elevated.c): the
+ * caller of glue_sync chose its own search_path, and the owner is usually
+ * a superuser.  The statements name everything with its schema as well.
+ */
+static void
+state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols)
+{
+	SfElevated	e;
+	Oid			owner = state_owner();
+	Oid			types[8];
+	Datum		values[8];
+	char		nulls[8];
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = false;
+	int			rc;
+
+	Assert(nargs <= 8);
+	for (int i = 0; i < nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+		nulls[i] = args[i] ? ' ' : 'n';
+	}
+	sf_elevated_begin(&e, owner);
+	PG_TRY();
+	{
+		sf_spi_connect();
+		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+		if (rc < 0)
+			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+		if (rows)
+		{
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				char	  **row = MemoryContextAllocZero(caller, sizeof(char *) * ncols);
+
+				for (int j = 0; j < ncols; j++)
+				{
+					char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, j + 1);
+
+					row[j] = v ? MemoryContextStrdup(caller, v) : NULL;
+				}
+				/* the list must outlive SPI_finish too */
+				{
+					MemoryContext spi = MemoryContextSwitchTo(caller);
+
+					*rows = lappend(*rows, row);
+					MemoryContextSwitchTo(spi);
+				}
+			}
+		}
+		SPI_finish();
+		ok = true;
+	}
+	PG_FINALLY();
+	{
+		sf_elevated_end(&e, ok);
+	}
+	PG_END_TRY();
+}
+
+/* The rows of one server, Glue database and target, as SfGlueState *. */
+List *
+sf_glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *tschema)
+{
+	const char *args[4] = {psprintf("%u", serverid), glue_db, tdb, tschema};
+	List	   *rows = NIL;
+	List	   *out = NIL;
+	ListCell   *lc;
+	MemoryContext caller = CurrentMemoryContext;
+
+	state_exec("SELECT glue_table, target_table, definition_hash FROM sfexport.glue_sync_state"
+			   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+			   "   AND glue_database OPERATOR(pg_catalog.=) $2"
+			   "   AND target_database OPERATOR(pg_catalog.=) $3"
+			   "   AND target_schema OPERATOR(pg_catalog.=) $4"
+			   " ORDER BY glue_table",
+			   4, args, &rows, 3);
+	MemoryContextSwitchTo(caller);
+	foreach(lc, rows)
+	{
+		char	  **row = (char **) lfirst(lc);
+		SfGlueState  *st = palloc0(sizeof(SfGlueState));
+
+		st->glue_table = row[0];
+		st->target_table = row[1];
+		st->hash = row[2];
+		out = lappend(out, st);
+	}
+	return out;
+}
+
+/* Record (or update) what was applied for one Glue table and target. */
+void
+sf_glue_state_save(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
+				   const char *glue_table, const char *target_table, const char *hash)
+{
+	const char *args[7] = {psprintf("%u", serverid), glue_db, glue_table, tdb,
+	tschema, target_table, hash};
+
+	state_exec("INSERT INTO sfexport.glue_sync_state AS s (server, glue_database, glue_table,"
+			   " target_database, target_schema, target_table, definition_hash, applied_at)"
+			   " VALUES ($1::pg_catalog.oid, $2, $3, $4, $5, $6, $7, pg_catalog.now())"
+			   " ON CONFLICT (server, glue_database, glue_table, target_database, target_schema)"
+			   " DO UPDATE SET target_table = EXCLUDED.target_table,"
+			   " definition_hash = EXCLUDED.definition_hash, applied_at = pg_catalog.now()",
+			   7, args, NULL, 0);
+}
+
+/* Forget one Glue table of a target (its external table was dropped). */
+void
+sf_glue_state_delete(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
+			 const char *glue_table)
+{
+	const char *args[5] = {psprintf("%u", serverid), glue_db, glue_table, tdb, tschema};
+
+	state_exec("DELETE FROM sfexport.glue_sync_state"
+			   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+			   "   AND glue_database OPERATOR(pg_catalog.=) $2"
+			   "   AND glue_table OPERATOR(pg_catalog.=) $3"
+			   "   AND target_database OPERATOR(pg_catalog.=) $4"
+			   "   AND target_schema OPERATOR(pg_catalog.=) $5",
+			   5, args, NULL, 0);
 }
 
 /* ---------------------------------------------------------------------

@@ -359,26 +359,14 @@ upper_user(const char *user)
 	return out;
 }
 
-/* Compact JSON text of a jansson value, palloc'd; consumes the reference. */
+/*
+ * Compact JSON text of a jansson value, palloc'd; the value is freed with
+ * the current memory context.
+ */
 static char *
 json_text(json_t *value)
 {
-	char	   *s;
-	char	   *out;
-
-	if (value == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	s = json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(value);
-	if (s == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	out = pstrdup(s);
-	free(s);
-	return out;
+	return sf_json_dumps(sf_json_tracked(value));
 }
 
 /*

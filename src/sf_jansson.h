@@ -7,6 +7,8 @@
  * function json_object() in utils/fmgrprotos.h.  Files that use jansson
  * include this header right after postgres.h: it pulls in fmgrprotos.h with
  * the PostgreSQL name renamed (it is never called from C), then jansson.
+ * It also declares the helpers of sf_jansson.c (protocols layer,
+ * docs/ARCHITECTURE.md).
  *
  * The clash exists at run time too: the postgres executable exports a
  * json_object symbol, and a call to json_object() from the extension binds
@@ -22,5 +24,9 @@
 #undef json_object
 
 #include <jansson.h>
+
+extern json_t *sf_json_tracked(json_t *j);
+extern char *sf_json_string(json_t *obj, const char *key);
+extern char *sf_json_dumps(json_t *j);
 
 #endif							/* SF_JANSSON_H */

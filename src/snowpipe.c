@@ -177,20 +177,14 @@ sf_snowpipe_insert_files(SfServerConfig *srv, SfUserConfig *usr, const char *pip
 	json_t	   *root;
 	json_t	   *code;
 	char	   *body;
-	char	   *copy;
 	ListCell   *lc;
 
 	foreach(lc, paths)
 		json_array_append_new(files, json_pack("{s:s}", "path", (const char *) lfirst(lc)));
 	doc = json_pack("{s:o}", "files", files);
-	body = json_dumps(doc, JSON_COMPACT);
-	json_decref(doc);
-	if (body == NULL)
-		elog(ERROR, "out of memory");
-	copy = pstrdup(body);
-	free(body);
+	body = sf_json_dumps(sf_json_tracked(doc));
 
-	root = pipe_call(&c, "POST", NULL, copy);
+	root = pipe_call(&c, "POST", NULL, body);
 	code = json_object_get(root, "responseCode");
 	if (!json_is_string(code) || strcmp(json_string_value(code), "SUCCESS") != 0)
 	{

@@ -96,22 +96,6 @@ base64url(const unsigned char *data, size_t len)
 	return out;
 }
 
-/* json_dumps into palloc'd memory. */
-static char *
-json_to_pstr(json_t *j)
-{
-	char	   *s = json_dumps(j, JSON_COMPACT);
-	char	   *p;
-
-	if (s == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	p = pstrdup(s);
-	free(s);
-	return p;
-}
-
 /* The signed JWT assertion for the token request. */
 static char *
 make_assertion(GcsConf *conf, time_t now)
@@ -138,8 +122,8 @@ make_assertion(GcsConf *conf, time_t now)
 	if (conf->private_key_id)
 		json_object_set_new(hdr, "kid", json_string(conf->private_key_id));
 	{
-		char	   *h = json_to_pstr(hdr);
-		char	   *c = json_to_pstr(claims);
+		char	   *h = sf_json_dumps(hdr);
+		char	   *c = sf_json_dumps(claims);
 
 		signing_input = psprintf("%s.%s",
 								 base64url((unsigned char *) h, strlen(h)),
