@@ -1,16 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * glue_periodic.c
- *		The state of sfexport.glue_sync (sfexport.glue_sync_state) and the
- *		background worker's periodic Glue sync.
- *
- * glue_sync (glue.c) remembers, per server, Glue database, Glue table and
- * target, the SHA-256 of the CREATE EXTERNAL TABLE statement it applied, so
- * that an unchanged table is not sent to Snowflake again.  The table is read
- * and written through SPI as its owner: callers of glue_sync need no
- * privilege on it.  That is a role switch, usually to a superuser, on
- * behalf of any server owner: it runs with the safe search_path, restricted
- * (elevated.c), and the statements are schema-qualified throughout.
+ *		The background worker's periodic Glue sync (glue_sync.c).
  *
  * The periodic sync runs on the worker's housekeeping pass: for each server
  * with glue_sync_interval and glue_databases, once the interval has elapsed,
@@ -20,6 +11,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include "glue_client.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"

@@ -1,26 +1,10 @@
 /*-------------------------------------------------------------------------
  *
- * glue.c
- *		AWS Glue Data Catalog client and sfexport.glue_sync(): mirror Glue
- *		tables as Snowflake external tables, idempotently.
- *
- * The client speaks the AWS JSON 1.1 protocol: POST / to
- * https://glue.<region>.amazonaws.com (or the glue_endpoint option) with
- * X-Amz-Target: AWSGlue.<Operation> and Content-Type:
- * application/x-amz-json-1.1, signed with SigV4 for service "glue"
- * (botocore data/glue/2017-03-31/service-2.json: protocol "json",
- * jsonVersion "1.1", targetPrefix "AWSGlue", signingName "glue").  Errors
- * are JSON bodies {"__type": "...#EntityNotFoundException", "message": ...}
- * (botocore parsers.py BaseJSONParser: "__type" with an optional
- * "namespace#" prefix, "message" or "Message").  Throttling comes as HTTP
- * 400 with __type ThrottlingException and is retried here with backoff; 5xx
- * and transport errors are retried by sf_http_request().  Operations used:
- * GetTables (pages with NextToken, MaxResults at most 100:
- * CatalogGetterPageSize; the LIKE pattern also sent as Expression where a
- * regular expression can stand for it) and GetPartitions (every page, one
- * at a time, to tell hive-style from plain partition directories).  API
- * reference:
- * https://docs.aws.amazon.com/glue/latest/webapi/API_GetTables.html
+ * glue_sync.c
+ *		The Glue sync: mirror the tables of an AWS Glue database as
+ *		Snowflake external tables, idempotently (sfexport.glue_sync(),
+ *		sql_glue.c, and the worker's periodic sync, glue_periodic.c).  The
+ *		Glue client is glue_client.c.
  *
  * What a Glue table becomes (docs/glue.md has the user's view):
  *	- target: "<DB>"."<SCHEMA>"."<TABLE>" — explicit arguments, else the Glue
@@ -45,18 +29,16 @@
  *	  EXTERNAL TABLE, "Partitioning parameters":
  *	  https://docs.snowflake.com/en/sql-reference/sql/create-external-table).
  *
- * Idempotency: sfexport.glue_sync_state (glue_periodic.c, with the worker's
- * periodic sync) remembers the SHA-256 of the statement applied per Glue
- * table and target; an unchanged table is not touched, a changed one is
- * re-created with CREATE OR REPLACE.
+ * Idempotency: sfexport.glue_sync_state, which this file alone reads and
+ * writes, remembers the SHA-256 of the statement applied per Glue table and
+ * target; an unchanged table is not touched, a changed one is re-created
+ * with CREATE OR REPLACE.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <time.h>
-
-#include "sf_jansson.h"
+#include "glue_client.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -82,45 +64,13 @@
 
 #include "sfexport.h"
 
-#define GLUE_PAGE_SIZE 100			/* CatalogGetterPageSize: 1..100 */
-#define GLUE_MAX_PAGES 10000
-#define GLUE_THROTTLE_ATTEMPTS 6
-#define GLUE_EXPRESSION_MAX 2048	/* FilterString: 0..2048 */
-
-typedef struct GlueClient
+typedef struct GlueState		/* a row of sfexport.glue_sync_state */
 {
-	SfGlueConfig *conf;
-	SfAwsRequestSigning sign;
-	char	   *url;			/* base URL + "/" */
-} GlueClient;
-
-typedef struct GlueCall
-{
-	GlueClient *gc;
-	const char *op;
-	char	   *payload_hash;
-} GlueCall;
-
-typedef struct GlueColumn
-{
-	char	   *name;
-	char	   *type;
-} GlueColumn;
-
-typedef struct GlueTable
-{
-	char	   *name;
-	char	   *table_type;
-	char	   *location;
-	char	   *classification;
-	char	   *serde;
-	char	   *input_format;
-	char	   *field_delim;	/* SerDe field delimiter, NULL = default */
-	json_t	   *serde_params;	/* SerdeInfo.Parameters (tied to the answer), or NULL */
-	int			skip_header;
-	List	   *columns;		/* GlueColumn * */
-	List	   *partition_keys; /* GlueColumn * */
-} GlueTable;
+	char	   *glue_table;
+	char	   *target_table;
+	char	   *hash;			/* SHA-256 of the statement applied */
+	bool		seen;			/* for glue_sync: still in Glue */
+} GlueState;
 
 /* What glue_sync decided for one Glue table. */
 typedef struct GluePlan
@@ -131,365 +81,6 @@ typedef struct GluePlan
 	char	   *statement;		/* CREATE OR REPLACE EXTERNAL TABLE ... */
 	char	   *hash;
 } GluePlan;
-
-/* ---------------------------------------------------------------------
- * The Glue client
- * ---------------------------------------------------------------------
- */
-
-static GlueClient *
-glue_client(SfGlueConfig *conf, SfUserConfig *usr)
-{
-	GlueClient *gc = palloc0(sizeof(GlueClient));
-	char	   *base;
-	char	   *host;
-
-	sf_require_aws_credentials(conf->srv, usr);
-	if (conf->endpoint)
-		sf_aws_split_endpoint(conf->endpoint, &base, &host);
-	else
-	{
-		host = psprintf("glue.%s.amazonaws.com", conf->region);
-		base = psprintf("https://%s", host);
-	}
-	gc->conf = conf;
-	gc->url = psprintf("%s/", base);
-	gc->sign.host = host;
-	gc->sign.region = conf->region;
-	gc->sign.service = "glue";
-	gc->sign.s3_path_rules = false;
-	gc->sign.content_sha256 = false;
-	gc->sign.access_key_id = usr->aws_access_key_id;
-	gc->sign.secret_access_key = usr->aws_secret_access_key;
-	gc->sign.session_token = usr->aws_session_token;
-	return gc;
-}
-
-/* Sign (again) before every attempt: fresh X-Amz-Date. */
-static void
-glue_prepare(SfHttpRequest *req, int attempt, void *arg)
-{
-	GlueCall   *c = (GlueCall *) arg;
-	char		amz_date[17];
-
-	sf_sigv4_amz_date(time(NULL), amz_date);
-	req->headers = sf_sigv4_request_headers(&c->gc->sign, "POST", "/", NULL,
-											list_make2(psprintf("X-Amz-Target: AWSGlue.%s", c->op),
-													   "Content-Type: application/x-amz-json-1.1"),
-											c->payload_hash, amz_date);
-}
-
-static void
-glue_sleep(int ms)
-{
-	int			rc;
-
-	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-				   ms, PG_WAIT_EXTENSION);
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-}
-
-static bool
-is_type(const char *type, const char *const *names)
-{
-	for (; *names; names++)
-		if (strcmp(type, *names) == 0)
-			return true;
-	return false;
-}
-
-/*
- * Call a Glue operation with a JSON body; returns the parsed answer (tied to
- * the current memory context), or NULL for EntityNotFoundException when
- * missing_ok.  Other errors are thrown with Glue's error type and message.
- */
-static json_t *
-glue_call(GlueClient *gc, const char *op, json_t *body, bool missing_ok)
-{
-	static const char *const throttling[] = {
-		"ThrottlingException", "TooManyRequestsException",
-		"RequestLimitExceeded", "ProvisionedThroughputExceededException", NULL
-	};
-	static const char *const auth[] = {
-		"UnrecognizedClientException", "InvalidSignatureException",
-		"IncompleteSignatureException", "MissingAuthenticationTokenException",
-		"ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-		"InvalidAccessKeyId", NULL
-	};
-	char	   *payload = sf_json_dumps(body);
-	GlueCall   *call = palloc0(sizeof(GlueCall));
-	int			delay_ms = 250;
-
-	call->gc = gc;
-	call->op = op;
-	call->payload_hash = sf_sha256_hex(payload, strlen(payload));
-
-	for (int attempt = 1;; attempt++)
-	{
-		SfHttpRequest req;
-		SfHttpResponse *resp;
-		json_t	   *answer;
-		json_error_t jerr;
-		char	   *type = NULL;
-		char	   *message = NULL;
-		const char *hash;
-		int			code;
-
-		sf_http_init_request(&req, "POST", gc->url);
-		req.log_url = gc->url;
-		req.body = payload;
-		req.body_len = strlen(payload);
-		req.prepare = glue_prepare;
-		req.prepare_arg = call;
-		req.connect_timeout_ms = gc->conf->srv->connect_timeout_ms;
-		req.timeout_ms = gc->conf->srv->request_timeout_ms;
-		req.ca_file = gc->conf->srv->ca_file;
-		resp = sf_http_request(&req);
-
-		answer = resp->body.len > 0 ? json_loadb(resp->body.data, resp->body.len, 0, &jerr) : NULL;
-		if (answer)
-			sf_json_tracked(answer);
-		if (resp->status >= 200 && resp->status < 300)
-		{
-			if (answer == NULL || !json_is_object(answer))
-				ereport(ERROR,
-						(errcode(ERRCODE_PROTOCOL_VIOLATION),
-						 errmsg("invalid response from AWS Glue to %s", op),
-						 errdetail("The answer is not a JSON object."),
-						 errcontext("AWS Glue request POST %s (AWSGlue.%s)", gc->url, op)));
-			return answer;
-		}
-
-		if (answer && json_is_object(answer))
-		{
-			type = sf_json_string(answer, "__type");
-			message = sf_json_string(answer, "message");
-			if (message == NULL)
-				message = sf_json_string(answer, "Message");
-		}
-		if (type && (hash = strrchr(type, '#')) != NULL)
-			type = pstrdup(hash + 1);
-		if (type == NULL)
-			type = resp->status == 403 ? "AccessDeniedException" : "";
-
-		if (is_type(type, throttling) && attempt < GLUE_THROTTLE_ATTEMPTS)
-		{
-			/* full jitter, as http.c */
-			glue_sleep(1 + (int) (pg_prng_double(&pg_global_prng_state) * delay_ms));
-			delay_ms = Min(delay_ms * 2, 20000);
-			continue;
-		}
-		if (missing_ok && strcmp(type, "EntityNotFoundException") == 0)
-			return NULL;
-
-		if (strcmp(type, "EntityNotFoundException") == 0)
-			code = ERRCODE_UNDEFINED_OBJECT;
-		else if (is_type(type, auth))
-			code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-		else if (strcmp(type, "AccessDeniedException") == 0)
-			code = ERRCODE_INSUFFICIENT_PRIVILEGE;
-		else if (is_type(type, throttling) || resp->status >= 500 || resp->status == 429)
-			code = ERRCODE_CONNECTION_FAILURE;
-		else if (strcmp(type, "InvalidInputException") == 0)
-			code = ERRCODE_INVALID_PARAMETER_VALUE;
-		else
-			code = ERRCODE_FDW_ERROR;
-
-		ereport(ERROR,
-				(errcode(code),
-				 code == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
-				 ? errmsg("AWS Glue rejected the credentials of the user mapping for server \"%s\"",
-						  gc->conf->srv->servername)
-				 : errmsg("AWS Glue request %s failed: HTTP %ld%s%s", op, resp->status,
-						  *type ? " " : "", type),
-				 errdetail_internal("AWS Glue error %s (HTTP %ld)%s%s%s", *type ? type : "(none)",
-									resp->status, message ? ": " : "", message ? message : "",
-									attempt > 1 ? psprintf(" (after %d attempts)", attempt) : ""),
-				 code == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
-				 ? errhint("Check aws_access_key_id, aws_secret_access_key and aws_session_token in the user mapping, and the glue_region option.")
-				 : code == ERRCODE_INSUFFICIENT_PRIVILEGE
-				 ? errhint("The AWS principal needs glue:GetTables and glue:GetPartitions on the catalog, database and tables.")
-				 : 0,
-				 errcontext("AWS Glue request POST %s (AWSGlue.%s)", gc->url, op)));
-	}
-}
-
-/* ---------------------------------------------------------------------
- * Reading Glue tables
- * ---------------------------------------------------------------------
- */
-
-static List *
-read_columns(json_t *arr)
-{
-	List	   *out = NIL;
-	size_t		i;
-	json_t	   *c;
-
-	if (!json_is_array(arr))
-		return NIL;
-	json_array_foreach(arr, i, c)
-	{
-		GlueColumn *col = palloc0(sizeof(GlueColumn));
-
-		col->name = sf_json_string(c, "Name");
-		col->type = sf_json_string(c, "Type");
-		out = lappend(out, col);
-	}
-	return out;
-}
-
-static GlueTable *
-read_table(json_t *t)
-{
-	GlueTable  *gt = palloc0(sizeof(GlueTable));
-	json_t	   *sd = json_object_get(t, "StorageDescriptor");
-	json_t	   *params = json_object_get(t, "Parameters");
-	json_t	   *serde = sd ? json_object_get(sd, "SerdeInfo") : NULL;
-	json_t	   *sparams = serde ? json_object_get(serde, "Parameters") : NULL;
-	char	   *skip;
-
-	gt->name = sf_json_string(t, "Name");
-	gt->table_type = sf_json_string(t, "TableType");
-	gt->location = sf_json_string(sd, "Location");
-	gt->input_format = sf_json_string(sd, "InputFormat");
-	gt->serde = sf_json_string(serde, "SerializationLibrary");
-	gt->classification = sf_json_string(params, "classification");
-	gt->columns = read_columns(sd ? json_object_get(sd, "Columns") : NULL);
-	gt->partition_keys = read_columns(json_object_get(t, "PartitionKeys"));
-	gt->serde_params = json_is_object(sparams) ? sparams : NULL;
-	gt->field_delim = sf_json_string(sparams, "field.delim");
-	if (gt->field_delim == NULL)
-		gt->field_delim = sf_json_string(sparams, "separatorChar");
-	skip = sf_json_string(params, "skip.header.line.count");
-	gt->skip_header = skip ? atoi(skip) : 0;
-	if (gt->skip_header < 0 || gt->skip_header > 1000)
-		gt->skip_header = 0;
-	return gt;
-}
-
-/*
- * The GetTables Expression for a LIKE pattern, or NULL to send none.
- *
- * The API reference says only "A regular expression pattern. If present,
- * only those tables whose names match the pattern are returned."  Clients
- * and stand-ins read that differently: a match of the whole name, a search
- * anywhere in it, or Hive metastore's pattern ("*" means ".*", "|"
- * separates alternatives, case-insensitive).  So the expression is built to
- * select at least the LIKE matches under every one of those readings, and
- * the LIKE filter applied afterwards stays the authority:
- *	- anchored with ^...$ (a search then matches the whole name too);
- *	- "%" becomes "([\s\S]+)?" and "_" becomes "[\s\S]" (any character,
- *	  line breaks too, which "." does not match in Java or Python): no "*"
- *	  (rewritten by the Hive reading) and no "|";
- *	- literal characters must be ASCII letters, digits, "_" or "-", which
- *	  mean themselves in every reading; any other literal (or a pattern
- *	  that is just "%", or too long for Glue's 2048-character FilterString)
- *	  sends no expression and filters locally only.
- */
-static char *
-like_expression(const char *pattern)
-{
-	StringInfoData re;
-	bool		any_literal_or_one = false;
-	bool		last_pct = false;
-
-	initStringInfo(&re);
-	appendStringInfoChar(&re, '^');
-	for (const char *p = pattern; *p; p++)
-	{
-		char		c = *p;
-
-		if (c == '%')
-		{
-			if (!last_pct)
-				appendStringInfoString(&re, "([\\s\\S]+)?");
-			last_pct = true;
-			continue;
-		}
-		last_pct = false;
-		any_literal_or_one = true;
-		if (c == '_')
-		{
-			appendStringInfoString(&re, "[\\s\\S]");
-			continue;
-		}
-		if (c == '\\')
-		{
-			c = *++p;
-			if (c == '\0')
-				return NULL;	/* LIKE refuses it; let the local filter say so */
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return NULL;
-		appendStringInfoChar(&re, c);
-	}
-	appendStringInfoChar(&re, '$');
-	if (!any_literal_or_one || re.len > GLUE_EXPRESSION_MAX)
-		return NULL;
-	return re.data;
-}
-
-/* Every table of a Glue database, over all pages, with names matching pattern. */
-static List *
-glue_list_tables(GlueClient *gc, const char *database, const char *pattern)
-{
-	List	   *out = NIL;
-	char	   *token = NULL;
-	char	   *expression = like_expression(pattern);
-
-	for (int page = 0; page < GLUE_MAX_PAGES; page++)
-	{
-		json_t	   *body = sf_json_tracked(json_pack("{s:s, s:i}", "DatabaseName", database,
-												  "MaxResults", GLUE_PAGE_SIZE));
-		json_t	   *answer;
-		json_t	   *list;
-		size_t		i;
-		json_t	   *t;
-
-		CHECK_FOR_INTERRUPTS();
-		if (expression)
-			json_object_set_new(body, "Expression", json_string(expression));
-		if (token)
-			json_object_set_new(body, "NextToken", json_string(token));
-		answer = glue_call(gc, "GetTables", body, true);
-		if (answer == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("AWS Glue database \"%s\" does not exist", database),
-					 errhint("Check the name and the glue_region option of server \"%s\".",
-							 gc->conf->srv->servername)));
-		list = json_object_get(answer, "TableList");
-		if (list && !json_is_array(list))
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("invalid response from AWS Glue to GetTables"),
-					 errdetail("TableList is not an array.")));
-		json_array_foreach(list, i, t)
-		{
-			char	   *name = sf_json_string(t, "Name");
-
-			if (name == NULL)
-				continue;
-			if (!DatumGetBool(DirectFunctionCall2Coll(textlike, C_COLLATION_OID,
-													  CStringGetTextDatum(name),
-													  CStringGetTextDatum(pattern))))
-				continue;
-			out = lappend(out, read_table(t));
-		}
-		token = sf_json_string(answer, "NextToken");
-		if (token == NULL || *token == '\0')
-			return out;
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-			 errmsg("AWS Glue database \"%s\" has more than %d pages of tables",
-					database, GLUE_MAX_PAGES)));
-	return NIL;					/* keep compiler quiet */
-}
 
 /* ---------------------------------------------------------------------
  * Planning one table
@@ -524,7 +115,7 @@ contains_ci(const char *s, const char *what)
  * the SerDe library, else the InputFormat class.
  */
 static GlueFormat
-table_format(GlueTable *t, const char **shown)
+table_format(SfGlueTable *t, const char **shown)
 {
 	const char *c = t->classification;
 
@@ -568,18 +159,6 @@ table_format(GlueTable *t, const char **shown)
 	return FMT_UNSUPPORTED;
 }
 
-/* A name from Glue we can use: non-empty, not too long, no control characters. */
-static bool
-usable_name(const char *name)
-{
-	if (name == NULL || name[0] == '\0' || strlen(name) > SF_GLUE_NAME_MAX)
-		return false;
-	for (const char *c = name; *c; c++)
-		if ((unsigned char) *c < 0x20 || *c == 0x7f)
-			return false;
-	return true;
-}
-
 static char *
 upper_name(const char *name)
 {
@@ -588,18 +167,6 @@ upper_name(const char *name)
 	for (char *c = u; *c; c++)
 		*c = pg_ascii_toupper((unsigned char) *c);
 	return u;
-}
-
-/* A name for messages: control characters shown as "?". */
-char *
-sf_glue_shown_name(const char *name)
-{
-	char	   *s = pstrdup(name ? name : "");
-
-	for (char *c = s; *c; c++)
-		if ((unsigned char) *c < 0x20 || *c == 0x7f)
-			*c = '?';
-	return s;
 }
 
 /*
@@ -732,122 +299,105 @@ hive_unescape_sql(const char *expr)
 	return buf.data;
 }
 
+/* What partition_layout learns from the partitions seen so far. */
+typedef struct LayoutScan
+{
+	MemoryContext cxt;			/* for the reason */
+	SfGlueTable *t;
+	const char *bucket;
+	const char *key;
+	List	   *esc_keys;		/* "k1=", "k2=", ... as Hive writes them */
+	bool		first;
+	bool		hive_layout;
+	char	   *reason;
+} LayoutScan;
+
+/* One partition location (sf_glue_partition_locations); false: a reason found. */
+static bool
+layout_of_partition(void *arg, const char *loc)
+{
+	LayoutScan *ls = (LayoutScan *) arg;
+	char	   *pb;
+	char	   *pk;
+	const char *rel;
+	bool		hive;
+	ListCell   *lc;
+
+	if (!split_s3(loc, &pb, &pk) || strcmp(pb, ls->bucket) != 0 ||
+		strncmp(pk, ls->key, strlen(ls->key)) != 0 ||
+		count_segments(pk + strlen(ls->key)) < list_length(ls->t->partition_keys))
+	{
+		MemoryContext old = MemoryContextSwitchTo(ls->cxt);
+
+		ls->reason = psprintf("partition location \"%s\" is not below the table location \"s3://%s/%s\"",
+							  sf_glue_shown_name(loc), sf_glue_shown_name(ls->bucket),
+							  sf_glue_shown_name(ls->key));
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	rel = pk + strlen(ls->key);
+	hive = strncmp(rel, linitial(ls->esc_keys), strlen(linitial(ls->esc_keys))) == 0;
+	if (!ls->first && hive != ls->hive_layout)
+	{
+		ls->reason = MemoryContextStrdup(ls->cxt,
+										 "partitions mix hive-style (key=value) and plain directories");
+		return false;
+	}
+	if (hive)
+	{
+		/* every key in its place: k1=../k2=../ */
+		foreach(lc, ls->esc_keys)
+		{
+			const char *k = (const char *) lfirst(lc);
+
+			if (strncmp(rel, k, strlen(k)) != 0)
+			{
+				MemoryContext old = MemoryContextSwitchTo(ls->cxt);
+
+				ls->reason = psprintf("partition location \"%s\" does not have the partition keys in order as key=value directories",
+									  sf_glue_shown_name(loc));
+				MemoryContextSwitchTo(old);
+				return false;
+			}
+			rel = strchr(rel, '/') + 1;
+		}
+	}
+	ls->hive_layout = hive;
+	ls->first = false;
+	return true;
+}
+
 /*
  * The directory layout of a table's partitions, from the locations Glue
- * reports for them (GetPartitions, every page, one page in memory at a
- * time): *hive_layout true for key=value directories, false for plain ones.
- * A table without partitions yet is taken as hive style.  Returns NULL, or
+ * reports for them (every page, one page in memory at a time):
+ * *hive_layout true for key=value directories, false for plain ones.  A
+ * table without partitions yet is taken as hive style.  Returns NULL, or
  * why the table cannot be mirrored.
  */
 static char *
-partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *bucket,
+partition_layout(SfGlueClient *gc, const char *glue_db, SfGlueTable *t, const char *bucket,
 				 const char *key, bool *hive_layout)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	MemoryContext pagecxt = AllocSetContextCreate(CurrentMemoryContext, "sfexport glue partitions",
-												  ALLOCSET_DEFAULT_SIZES);
-	List	   *esc_keys = NIL;
-	char	   *token = NULL;
-	char	   *reason = NULL;
-	bool		first = true;
+	LayoutScan	ls;
 	ListCell   *lc;
 
-	*hive_layout = true;
+	memset(&ls, 0, sizeof(ls));
+	ls.cxt = CurrentMemoryContext;
+	ls.t = t;
+	ls.bucket = bucket;
+	ls.key = key;
+	ls.first = true;
+	ls.hive_layout = true;
 	foreach(lc, t->partition_keys)
 	{
-		GlueColumn *k = (GlueColumn *) lfirst(lc);
+		SfGlueColumn *k = (SfGlueColumn *) lfirst(lc);
 
-		esc_keys = lappend(esc_keys, psprintf("%s=", hive_escape_path_name(k->name ? k->name : "")));
+		ls.esc_keys = lappend(ls.esc_keys,
+							  psprintf("%s=", hive_escape_path_name(k->name ? k->name : "")));
 	}
-
-	for (int page = 0; page < GLUE_MAX_PAGES && reason == NULL; page++)
-	{
-		json_t	   *body;
-		json_t	   *answer;
-		json_t	   *list;
-		size_t		i;
-		json_t	   *p;
-
-		CHECK_FOR_INTERRUPTS();
-		MemoryContextSwitchTo(pagecxt);
-		body = sf_json_tracked(json_pack("{s:s, s:s, s:i, s:b}",
-									  "DatabaseName", glue_db, "TableName", t->name,
-									  "MaxResults", GLUE_PAGE_SIZE, "ExcludeColumnSchema", 1));
-		if (token)
-			json_object_set_new(body, "NextToken", json_string(token));
-		answer = glue_call(gc, "GetPartitions", body, true);
-		list = answer ? json_object_get(answer, "Partitions") : NULL;
-		json_array_foreach(list, i, p)
-		{
-			char	   *loc = sf_json_string(json_object_get(p, "StorageDescriptor"), "Location");
-			char	   *pb;
-			char	   *pk;
-			const char *rel;
-			bool		hive;
-
-			if (loc == NULL)
-				continue;
-			if (!split_s3(loc, &pb, &pk) || strcmp(pb, bucket) != 0 ||
-				strncmp(pk, key, strlen(key)) != 0 ||
-				count_segments(pk + strlen(key)) < list_length(t->partition_keys))
-			{
-				MemoryContextSwitchTo(outer);
-				reason = psprintf("partition location \"%s\" is not below the table location \"s3://%s/%s\"",
-								  sf_glue_shown_name(loc), sf_glue_shown_name(bucket), sf_glue_shown_name(key));
-				break;
-			}
-			rel = pk + strlen(key);
-			hive = strncmp(rel, linitial(esc_keys), strlen(linitial(esc_keys))) == 0;
-			if (!first && hive != *hive_layout)
-			{
-				MemoryContextSwitchTo(outer);
-				reason = pstrdup("partitions mix hive-style (key=value) and plain directories");
-				break;
-			}
-			if (hive)
-			{
-				/* every key in its place: k1=../k2=../ */
-				foreach(lc, esc_keys)
-				{
-					const char *k = (const char *) lfirst(lc);
-
-					if (strncmp(rel, k, strlen(k)) != 0)
-					{
-						MemoryContextSwitchTo(outer);
-						reason = psprintf("partition location \"%s\" does not have the partition keys in order as key=value directories",
-										  sf_glue_shown_name(loc));
-						break;
-					}
-					rel = strchr(rel, '/') + 1;
-				}
-				if (reason)
-					break;
-			}
-			*hive_layout = hive;
-			first = false;
-		}
-		MemoryContextSwitchTo(outer);
-		if (token)
-			pfree(token);
-		token = NULL;
-		if (reason == NULL && answer != NULL)
-		{
-			char	   *next = sf_json_string(answer, "NextToken");
-
-			if (next && *next)
-				token = next;
-		}
-		MemoryContextReset(pagecxt);
-		if (token == NULL)
-			break;
-	}
-	MemoryContextDelete(pagecxt);
-	if (reason == NULL && token != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("AWS Glue table \"%s\" has more than %d pages of partitions",
-						sf_glue_shown_name(t->name), GLUE_MAX_PAGES)));
-	return reason;
+	sf_glue_partition_locations(gc, glue_db, t->name, layout_of_partition, &ls);
+	*hive_layout = ls.hive_layout;
+	return ls.reason;
 }
 
 /*
@@ -866,13 +416,13 @@ partition_layout(GlueClient *gc, const char *glue_db, GlueTable *t, const char *
  *	  case-insensitive matching to field names").
  */
 static char *
-column_path(GlueTable *t, const char *name)
+column_path(SfGlueTable *t, const char *name)
 {
 	char	   *mapkey = psprintf("mapping.%s", name);
 	char	   *mapped = sf_json_string(t->serde_params, mapkey);
 	char	   *ci = sf_json_string(t->serde_params, "case.insensitive");
 
-	if (mapped && usable_name(mapped))
+	if (mapped && sf_glue_usable_name(mapped))
 		return psprintf("value:%s", sf_quote_ident(mapped));
 	if (ci && pg_strcasecmp(ci, "false") == 0)
 		return psprintf("value:%s", sf_quote_ident(name));
@@ -919,7 +469,7 @@ skip(GluePlan *plan, const char *fmt,...)
  * statement and its hash, or a reason to skip it.
  */
 static void
-plan_table(GlueClient *gc, SfGlueConfig *conf, const char *glue_db, GlueTable *t,
+plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTable *t,
 		   const char *target_db, const char *target_schema, GluePlan *plan)
 {
 	const char *shown_format;
@@ -939,7 +489,7 @@ plan_table(GlueClient *gc, SfGlueConfig *conf, const char *glue_db, GlueTable *t
 
 	memset(plan, 0, sizeof(*plan));
 	plan->glue_table = t->name;
-	if (!usable_name(t->name))
+	if (!sf_glue_usable_name(t->name))
 	{
 		skip(plan, "the table name is empty, longer than %d bytes or has control characters",
 			 SF_GLUE_NAME_MAX);
@@ -1013,14 +563,14 @@ plan_table(GlueClient *gc, SfGlueConfig *conf, const char *glue_db, GlueTable *t
 					 sf_quote_ident(plan->target_table));
 	foreach(lc, t->columns)
 	{
-		GlueColumn *c = (GlueColumn *) lfirst(lc);
+		SfGlueColumn *c = (SfGlueColumn *) lfirst(lc);
 		SfHiveType ht;
 		char	   *error;
 		char	   *colname;
 		const char *type;
 
 		pos++;
-		if (!usable_name(c->name))
+		if (!sf_glue_usable_name(c->name))
 		{
 			skip(plan, "column %d has a name that is empty, longer than %d bytes or has control characters",
 				 pos, SF_GLUE_NAME_MAX);
@@ -1052,14 +602,14 @@ plan_table(GlueClient *gc, SfGlueConfig *conf, const char *glue_db, GlueTable *t
 	depth = count_segments(relpath);
 	foreach(lc, t->partition_keys)
 	{
-		GlueColumn *c = (GlueColumn *) lfirst(lc);
+		SfGlueColumn *c = (SfGlueColumn *) lfirst(lc);
 		int			part = depth + foreach_current_index(lc) + 1;
 		SfHiveType ht;
 		char	   *error;
 		char	   *colname;
 		char	   *segment;
 
-		if (!usable_name(c->name))
+		if (!sf_glue_usable_name(c->name))
 		{
 			skip(plan, "partition key %d has a name that is empty, longer than %d bytes or has control characters",
 				 foreach_current_index(lc) + 1, SF_GLUE_NAME_MAX);
@@ -1132,8 +682,15 @@ plan_table(GlueClient *gc, SfGlueConfig *conf, const char *glue_db, GlueTable *t
 }
 
 /* ---------------------------------------------------------------------
- * Sync state (sfexport.glue_sync_state), read and written through SPI as
- * the table's owner: callers need not have privileges on it.
+ * Sync state (sfexport.glue_sync_state)
+ *
+ * Per server, Glue database, Glue table and target, the SHA-256 of the
+ * CREATE EXTERNAL TABLE statement applied, so that an unchanged table is
+ * not sent to Snowflake again.  The table is read and written through SPI
+ * as its owner: callers of glue_sync need no privilege on it.  That is a
+ * role switch, usually to a superuser, on behalf of any server owner: it
+ * runs with the safe search_path, restricted (elevated.c), and the
+ * statements are schema-qualified throughout.
  * ---------------------------------------------------------------------
  */
 
@@ -1220,9 +777,9 @@ state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols
 	PG_END_TRY();
 }
 
-/* The rows of one server, Glue database and target, as SfGlueState *. */
-List *
-sf_glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *tschema)
+/* The rows of one server, Glue database and target, as GlueState *. */
+static List *
+glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *tschema)
 {
 	const char *args[4] = {psprintf("%u", serverid), glue_db, tdb, tschema};
 	List	   *rows = NIL;
@@ -1241,7 +798,7 @@ sf_glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const cha
 	foreach(lc, rows)
 	{
 		char	  **row = (char **) lfirst(lc);
-		SfGlueState  *st = palloc0(sizeof(SfGlueState));
+		GlueState  *st = palloc0(sizeof(GlueState));
 
 		st->glue_table = row[0];
 		st->target_table = row[1];
@@ -1252,8 +809,8 @@ sf_glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const cha
 }
 
 /* Record (or update) what was applied for one Glue table and target. */
-void
-sf_glue_state_save(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
+static void
+glue_state_save(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
 				   const char *glue_table, const char *target_table, const char *hash)
 {
 	const char *args[7] = {psprintf("%u", serverid), glue_db, glue_table, tdb,
@@ -1269,8 +826,8 @@ sf_glue_state_save(Oid serverid, const char *glue_db, const char *tdb, const cha
 }
 
 /* Forget one Glue table of a target (its external table was dropped). */
-void
-sf_glue_state_delete(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
+static void
+glue_state_delete(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
 			 const char *glue_table)
 {
 	const char *args[5] = {psprintf("%u", serverid), glue_db, glue_table, tdb, tschema};
@@ -1348,8 +905,8 @@ run_table_statement(SfServerConfig *srv, SfUserConfig *usr, const char *sql)
 static int
 cmp_plan_names(const ListCell *a, const ListCell *b)
 {
-	return strcmp(((GlueTable *) lfirst(a))->name ? ((GlueTable *) lfirst(a))->name : "",
-				  ((GlueTable *) lfirst(b))->name ? ((GlueTable *) lfirst(b))->name : "");
+	return strcmp(((SfGlueTable *) lfirst(a))->name ? ((SfGlueTable *) lfirst(a))->name : "",
+				  ((SfGlueTable *) lfirst(b))->name ? ((SfGlueTable *) lfirst(b))->name : "");
 }
 
 /*
@@ -1374,7 +931,7 @@ resolve_target(SfGlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschem
 		*tdb = srv->database;
 	if (*tschema == NULL)
 		*tschema = srv->schema;
-	if (!usable_name(*tdb) || !usable_name(*tschema))
+	if (!sf_glue_usable_name(*tdb) || !sf_glue_usable_name(*tschema))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid target database or schema for AWS Glue database \"%s\"",
@@ -1391,7 +948,7 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 {
 	SfGlueConfig *conf = sf_get_glue_config(a->serverid);
 	SfUserConfig *usr = sf_get_user_config(a->serverid, a->userid);
-	GlueClient *gc = glue_client(conf, usr);
+	SfGlueClient *gc = sf_glue_client(conf, usr);
 	char	   *tdb;
 	char	   *tschema;
 	List	   *tables;
@@ -1399,15 +956,15 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 	ListCell   *lc;
 
 	resolve_target(a, conf->srv, &tdb, &tschema);
-	tables = glue_list_tables(gc, a->glue_database, a->pattern);
+	tables = sf_glue_list_tables(gc, a->glue_database, a->pattern);
 	list_sort(tables, cmp_plan_names);
-	state = sf_glue_state_load(a->serverid, a->glue_database, tdb, tschema);
+	state = glue_state_load(a->serverid, a->glue_database, tdb, tschema);
 
 	foreach(lc, tables)
 	{
-		GlueTable  *t = (GlueTable *) lfirst(lc);
+		SfGlueTable  *t = (SfGlueTable *) lfirst(lc);
 		GluePlan	plan;
-		SfGlueState  *prev = NULL;
+		GlueState  *prev = NULL;
 		ListCell   *sc;
 		const char *action;
 		char	   *reason;
@@ -1416,7 +973,7 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 		plan_table(gc, conf, a->glue_database, t, tdb, tschema, &plan);
 		foreach(sc, state)
 		{
-			SfGlueState  *s = (SfGlueState *) lfirst(sc);
+			GlueState  *s = (GlueState *) lfirst(sc);
 
 			if (t->name && strcmp(s->glue_table, t->name) == 0)
 			{
@@ -1446,7 +1003,7 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 			emit(emit_arg, t->name, "skipped", reason, plan.statement);
 			continue;
 		}
-		sf_glue_state_save(a->serverid, a->glue_database, tdb, tschema, plan.glue_table,
+		glue_state_save(a->serverid, a->glue_database, tdb, tschema, plan.glue_table,
 						   plan.target_table, plan.hash);
 		emit(emit_arg, t->name, action, NULL, plan.statement);
 	}
@@ -1454,7 +1011,7 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 	/* tables we created earlier that Glue no longer has */
 	foreach(lc, state)
 	{
-		SfGlueState  *s = (SfGlueState *) lfirst(lc);
+		GlueState  *s = (GlueState *) lfirst(lc);
 		char	   *sql;
 		char	   *reason;
 
@@ -1483,85 +1040,7 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 			emit(emit_arg, s->glue_table, "skipped", reason, sql);
 			continue;
 		}
-		sf_glue_state_delete(a->serverid, a->glue_database, tdb, tschema, s->glue_table);
+		glue_state_delete(a->serverid, a->glue_database, tdb, tschema, s->glue_table);
 		emit(emit_arg, s->glue_table, "dropped", NULL, sql);
 	}
-}
-
-/* ---------------------------------------------------------------------
- * SQL: sfexport.glue_sync(...)
- * ---------------------------------------------------------------------
- */
-
-static void
-emit_tuple(void *arg, const char *glue_table, const char *action,
-		   const char *reason, const char *statement)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-
-	values[0] = CStringGetTextDatum(glue_table ? glue_table : "");
-	values[1] = CStringGetTextDatum(action);
-	nulls[2] = reason == NULL;
-	values[2] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
-	nulls[3] = statement == NULL;
-	values[3] = statement ? CStringGetTextDatum(statement) : (Datum) 0;
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
-
-PG_FUNCTION_INFO_V1(sfexport_glue_sync);
-
-/*
- * sfexport.glue_sync(server name, glue_database text, table_pattern text,
- *					  dry_run boolean, drop_missing boolean,
- *					  target_database text, target_schema text)
- *	→ SETOF (glue_table, action, reason, statement)
- *
- * Only the server's owner (or a superuser) may run it: it creates and drops
- * Snowflake objects with the server's credentials.
- */
-Datum
-sfexport_glue_sync(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SfGlueSyncArgs a;
-	ForeignServer *server;
-
-	for (int i = 0; i < 5; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("server, glue_database, table_pattern, dry_run and drop_missing must not be null")));
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-
-	server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
-	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to run glue_sync on server \"%s\"", server->servername),
-				 errdetail("glue_sync creates and drops Snowflake objects with the server's settings."),
-				 errhint("Only the owner of the server or a superuser may run it.")));
-	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "sfexport") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("server \"%s\" is not an sfexport server", server->servername)));
-
-	memset(&a, 0, sizeof(a));
-	a.serverid = server->serverid;
-	a.userid = GetUserId();
-	a.glue_database = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	a.pattern = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	a.dry_run = PG_GETARG_BOOL(3);
-	a.drop_missing = PG_GETARG_BOOL(4);
-	a.target_database = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
-	a.target_schema = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
-	if (!usable_name(a.glue_database))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid AWS Glue database name"),
-				 errdetail("Names are 1 to %d bytes without control characters.", SF_GLUE_NAME_MAX)));
-
-	sf_glue_sync_run(&a, emit_tuple, rsinfo);
-	return (Datum) 0;
 }

@@ -806,28 +806,12 @@ typedef void (*SfGlueEmitFn) (void *arg, const char *glue_table, const char *act
 							  const char *reason, const char *statement);
 
 extern void sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg);
-extern char *sf_glue_shown_name(const char *name);	/* control characters as "?" */
 
 /* ----------------------------------------------------------------
  * glue_periodic.c — glue_sync's state (sfexport.glue_sync_state) and the
  * worker's periodic Glue sync
  * ----------------------------------------------------------------
  */
-typedef struct SfGlueState		/* a row of sfexport.glue_sync_state */
-{
-	char	   *glue_table;
-	char	   *target_table;
-	char	   *hash;			/* SHA-256 of the statement applied */
-	bool		seen;			/* for glue_sync: still in Glue */
-} SfGlueState;
-
-extern List *sf_glue_state_load(Oid serverid, const char *glue_db, const char *tdb,
-								const char *tschema);
-extern void sf_glue_state_save(Oid serverid, const char *glue_db, const char *tdb,
-							   const char *tschema, const char *glue_table,
-							   const char *target_table, const char *hash);
-extern void sf_glue_state_delete(Oid serverid, const char *glue_db, const char *tdb,
-								 const char *tschema, const char *glue_table);
 extern void sf_glue_periodic(void);	/* worker housekeeping, outside a transaction */
 
 /* ----------------------------------------------------------------
