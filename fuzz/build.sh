@@ -29,8 +29,8 @@ TARGETS=${*:-$ALL_TARGETS}
 # extra src/ objects (besides the file the harness includes) per target
 declare -A EXTRA=(
 	[snowflake]="quote"
-	[s3]="storage sigv4"
-	[gcs]="storage sf_jansson"
+	[s3]="storage_common sigv4"
+	[gcs]="storage_common sf_jansson"
 	[encode]=""
 	[sigv4]=""
 )

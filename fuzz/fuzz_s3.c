@@ -4,7 +4,7 @@
  *		libFuzzer harness: the S3 backend (src/storage_s3.c) fed with
  *		made-up replies: its XML scanner (error Code/Message, UploadId,
  *		ListObjectsV2 pages, entity decoding), s3_check's error mapping
- *		(through storage.c's sf_storage_http_error) and the multipart
+ *		(through storage_common.c's sf_storage_http_error) and the multipart
  *		abort-on-error path.
  *
  * Input: the first byte picks the operation ('0'+n, n modulo 7: put,
