@@ -409,24 +409,3 @@ sf_hive_parse_type(const char *hive, SfHiveType *out, char **error)
 	}
 	return true;
 }
-
-PG_FUNCTION_INFO_V1(sfexport_hive_to_snowflake);
-
-/*
- * sfexport_test.hive_to_snowflake(hive_type text) → text: the Snowflake type
- * glue_sync uses for a Hive type string; an error (22P02) for a malformed
- * one.  For the tests (the test-only extension sfexport_test).
- */
-Datum
-sfexport_hive_to_snowflake(PG_FUNCTION_ARGS)
-{
-	char	   *hive = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	SfHiveType t;
-	char	   *error;
-
-	if (!sf_hive_parse_type(hive, &t, &error))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid Hive type \"%s\": %s", hive, error)));
-	PG_RETURN_TEXT_P(cstring_to_text(t.snowflake));
-}

@@ -1,0 +1,111 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_test.c
+ *		Test surface entry points to pure internals: the SigV4 signer and
+ *		the Hive type parser.  Their SQL functions belong to the test-only
+ *		extension sfexport_test ("Test surface" in docs/ARCHITECTURE.md);
+ *		the symbols stay in the library, which sfexport--0.1.0.sql names.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "sfexport.h"
+
+/*
+ * sfexport_test.sigv4_sign(method, url, headers text[], payload bytea,
+ *						access_key, secret_key, region, service, amz_date,
+ *						s3 boolean)
+ *	 → (canonical_request, string_to_sign, authorization)
+ *
+ * Test entry point: signs a request described by its URL (path and query
+ * as sent) and "Name: value" headers, so the signer can be compared with
+ * the published test vectors.  Only for superusers (EXECUTE revoked).
+ */
+PG_FUNCTION_INFO_V1(sfexport_sigv4_sign);
+
+Datum
+sfexport_sigv4_sign(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ArrayType  *harr = PG_GETARG_ARRAYTYPE_P(2);
+	bytea	   *payload = PG_GETARG_BYTEA_PP(3);
+	SfSigV4Params p;
+	SfSigV4Result r;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	char	   *pathstart;
+	char	   *q;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		isnull[3] = {false, false, false};
+
+	memset(&p, 0, sizeof(p));
+	p.method = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	deconstruct_array(harr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
+	for (int i = 0; i < nelems; i++)
+		if (!nulls[i])
+			p.headers = lappend(p.headers, TextDatumGetCString(elems[i]));
+	p.payload_hash = sf_sha256_hex(VARDATA_ANY(payload), VARSIZE_ANY_EXHDR(payload));
+	p.access_key_id = text_to_cstring(PG_GETARG_TEXT_PP(4));
+	p.secret_access_key = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	p.region = text_to_cstring(PG_GETARG_TEXT_PP(6));
+	p.service = text_to_cstring(PG_GETARG_TEXT_PP(7));
+	p.amz_date = text_to_cstring(PG_GETARG_TEXT_PP(8));
+	p.s3_path_rules = PG_GETARG_BOOL(9);
+
+	/* split "scheme://host/path?query" or "/path?query" */
+	pathstart = url;
+	if (strstr(url, "://"))
+	{
+		pathstart = strchr(strstr(url, "://") + 3, '/');
+		if (pathstart == NULL)
+			pathstart = "/";
+	}
+	pathstart = pstrdup(pathstart);
+	q = strchr(pathstart, '?');
+	if (q)
+	{
+		*q = '\0';
+		p.query = q + 1;
+	}
+	p.path = pathstart;
+
+	sf_sigv4_sign(&p, &r);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning record called in a context that cannot accept a record")));
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = CStringGetTextDatum(r.canonical_request);
+	values[1] = CStringGetTextDatum(r.string_to_sign);
+	values[2] = CStringGetTextDatum(r.authorization);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
+}
+
+PG_FUNCTION_INFO_V1(sfexport_hive_to_snowflake);
+
+/*
+ * sfexport_test.hive_to_snowflake(hive_type text) → text: the Snowflake type
+ * glue_sync uses for a Hive type string; an error (22P02) for a malformed
+ * one.  For the tests (the test-only extension sfexport_test).
+ */
+Datum
+sfexport_hive_to_snowflake(PG_FUNCTION_ARGS)
+{
+	char	   *hive = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	SfHiveType t;
+	char	   *error;
+
+	if (!sf_hive_parse_type(hive, &t, &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid Hive type \"%s\": %s", hive, error)));
+	PG_RETURN_TEXT_P(cstring_to_text(t.snowflake));
+}
