@@ -27,7 +27,7 @@ _PG_init(void)
 
 	/* every module defines the GUCs that configure it */
 	sf_config_define_gucs();
-	sf_jwt_define_gucs();
+	sf_auth_define_gucs();
 	sf_outbox_define_gucs();
 	sf_storage_define_gucs();
 	sf_load_define_gucs();

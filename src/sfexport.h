@@ -444,8 +444,6 @@ extern char *sf_sha256_hex(const void *data, size_t len);
  * Key material, passphrases and tokens never appear in messages.
  * ----------------------------------------------------------------
  */
-extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
-extern void sf_jwt_define_gucs(void);
 extern void sf_jwt_check_private_key(const char *pem, const char *passphrase,
 									 const char *option);
 extern char *sf_jwt_public_key_fingerprint(const char *pem,
@@ -455,6 +453,13 @@ extern char *sf_jwt_account_name(const char *account);
 extern char *sf_jwt_make(const char *account, const char *user,
 						 const char *pem, const char *passphrase,
 						 const char *option, int64 iat, int lifetime_s);
+
+/* ----------------------------------------------------------------
+ * snowflake_auth.c — the bearer token of a user mapping, cached
+ * ----------------------------------------------------------------
+ */
+extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
+extern void sf_auth_define_gucs(void);
 extern const char *sf_auth_token(SfServerConfig *srv, SfUserConfig *usr,
 								 bool force_new);
 extern void sf_auth_forget_all(void);
@@ -498,6 +503,9 @@ extern SfSnowflakeResult *sf_snowflake_execute(SfServerConfig *srv, SfUserConfig
 											   const char **bind_types,
 											   const char **bind_values);
 extern int	sf_result_column(SfSnowflakeResult *res, const char *name);
+extern void sf_snowflake_request_id(char out[37]);
+extern List *sf_snowflake_headers(SfServerConfig *srv, SfUserConfig *usr,
+								  bool with_body);
 extern char *sf_remote_text(const char *utf8);
 
 /* ----------------------------------------------------------------

@@ -160,9 +160,12 @@ sf_remote_text(const char *utf8)
  * ---------------------------------------------------------------------
  */
 
-/* A random (version 4) UUID from pg_strong_random, as text. */
-static void
-make_request_id(char *out)
+/*
+ * A random (version 4) UUID from pg_strong_random, as text: the requestId
+ * of a call to Snowflake's REST APIs (SQL API, Snowpipe).
+ */
+void
+sf_snowflake_request_id(char out[37])
 {
 	uint8		b[16];
 
@@ -194,16 +197,19 @@ interruptible_sleep(int ms)
 	CHECK_FOR_INTERRUPTS();
 }
 
-/* Request headers, with the current bearer token. */
-static List *
-request_headers(SfExec *ex, bool with_body)
+/*
+ * The headers of a request to Snowflake's REST APIs (SQL API, Snowpipe),
+ * with the mapping's current bearer token.
+ */
+List *
+sf_snowflake_headers(SfServerConfig *srv, SfUserConfig *usr, bool with_body)
 {
-	const char *token = sf_auth_token(ex->srv, ex->usr, false);
+	const char *token = sf_auth_token(srv, usr, false);
 	List	   *h = NIL;
 
 	h = lappend(h, psprintf("Authorization: Bearer %s", token));
 	h = lappend(h, psprintf("X-Snowflake-Authorization-Token-Type: %s",
-							ex->usr->token_type));
+							usr->token_type));
 	h = lappend(h, pstrdup("Accept: application/json"));
 	if (with_body)
 		h = lappend(h, pstrdup("Content-Type: application/json"));
@@ -230,14 +236,16 @@ submit_prepare(SfHttpRequest *req, int attempt, void *arg)
 	req->url = psprintf("%s" SF_API_STATEMENTS "?requestId=%s&async=true%s",
 						ex->base_url, ex->request_id,
 						(attempt > 0 || ex->resubmit) ? "&retry=true" : "");
-	req->headers = request_headers(ex, true);
+	req->headers = sf_snowflake_headers(ex->srv, ex->usr, true);
 }
 
 /* prepare hook of GET requests: a fresh token header when renewed. */
 static void
 get_prepare(SfHttpRequest *req, int attempt, void *arg)
 {
-	req->headers = request_headers((SfExec *) arg, false);
+	SfExec	   *ex = (SfExec *) arg;
+
+	req->headers = sf_snowflake_headers(ex->srv, ex->usr, false);
 }
 
 /* Parse a JSON response body; NULL when it is not a JSON object. */
@@ -716,7 +724,7 @@ send_cancel(SfExec *ex)
 		set_cancel_bounds(ex, &req);
 		req.body = "";
 		req.body_len = 0;
-		req.headers = request_headers(ex, false);
+		req.headers = sf_snowflake_headers(ex->srv, ex->usr, false);
 		resp = sf_http_request(&req);
 		ok = resp->status == 200;
 		if (!ok)
@@ -987,7 +995,7 @@ sf_snowflake_run(SfServerConfig *srv, SfUserConfig *usr, const SfStatement *stmt
 	while (len > 0 && srv->url[len - 1] == '/')
 		len--;
 	ex.base_url = pnstrdup(srv->url, len);
-	make_request_id(ex.request_id);
+	sf_snowflake_request_id(ex.request_id);
 
 	work = AllocSetContextCreate(caller, "sfexport Snowflake request",
 								 ALLOCSET_DEFAULT_SIZES);

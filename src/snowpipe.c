@@ -66,36 +66,13 @@ typedef struct PipeCall
 	const char *what;			/* insertFiles, insertReport, loadHistoryScan */
 } PipeCall;
 
-static void
-make_uuid(char *out)
-{
-	uint8		b[16];
-
-	if (!pg_strong_random(b, sizeof(b)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random request ID")));
-	b[6] = (b[6] & 0x0f) | 0x40;
-	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-			 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-			 b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-}
-
 /* Headers with a current token; run before every attempt. */
 static void
 pipe_prepare(SfHttpRequest *req, int attempt, void *arg)
 {
 	PipeCall   *c = (PipeCall *) arg;
-	List	   *h = NIL;
 
-	h = lappend(h, psprintf("Authorization: Bearer %s", sf_auth_token(c->srv, c->usr, false)));
-	h = lappend(h, psprintf("X-Snowflake-Authorization-Token-Type: %s", c->usr->token_type));
-	h = lappend(h, pstrdup("Accept: application/json"));
-	if (req->body)
-		h = lappend(h, pstrdup("Content-Type: application/json"));
-	req->headers = h;
+	req->headers = sf_snowflake_headers(c->srv, c->usr, req->body != NULL);
 }
 
 /* One REST call; returns the parsed JSON object of a 200 answer. */
@@ -109,7 +86,7 @@ pipe_call(PipeCall *c, const char *method, const char *query, const char *body)
 	json_t	   *root;
 	json_error_t jerr;
 
-	make_uuid(uuid);
+	sf_snowflake_request_id(uuid);
 	base = psprintf("%s/v1/data/pipes/%s/%s", c->srv->url,
 					sf_http_url_encode(c->pipe, false), c->what);
 	sf_http_init_request(&req, method, psprintf("%s?requestId=%s%s%s", base, uuid,
