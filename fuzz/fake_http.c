@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * fake_http.c
- *		The http.c contract (src/sfexport.h) answered from a script: the
+ *		The http.c contract (src/http.h) answered from a script: the
  *		fuzz input.  Replaces src/http.c in the harnesses, so that the
  *		Snowflake, S3 and GCS clients parse whatever the fuzzer makes up,
  *		through their real retry and polling paths.
@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 
 #include "sfexport.h"
+#include "http.h"
 
 #include "pgstub.h"
 

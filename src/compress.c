@@ -27,6 +27,8 @@
 
 #include "sfexport.h"
 
+#include "compress.h"
+
 #define SF_COMPRESS_CHUNK	(256 * 1024)
 
 struct SfCompressor

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +30,11 @@
 #include "utils/lsyscache.h"
 
 #include "sfexport.h"
+
+#include "compress.h"
+#include "config.h"
+#include "http.h"
+#include "quote.h"
 
 /* GUCs: the defaults of the flush settings (README.md, Configuration) */
 int			sfexport_flush_interval_s = 600;

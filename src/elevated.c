@@ -48,6 +48,8 @@
 
 #include "sfexport.h"
 
+#include "elevated.h"
+
 /*
  * For the launcher and workers, right after connecting: search_path is
  * pg_catalog, pg_temp for the rest of the process.  PGC_S_OVERRIDE outranks

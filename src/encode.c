@@ -77,6 +77,10 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "encode.h"
+#include "shapes.h"
+
 /* How a column's values are rendered. */
 typedef enum SfEncKind
 {

@@ -19,11 +19,17 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "sfexport.h"
+
+#include "config.h"
+#include "evolve.h"
+#include "snowflake.h"
+#include "statements.h"
 
 /*
  * The family of a Snowflake type as DESCRIBE TABLE prints it (NUMBER(38,0),

@@ -26,6 +26,9 @@
 
 #include "sfexport.h"
 
+#include "options.h"
+#include "outbox.h"
+
 PG_FUNCTION_INFO_V1(sfexport_fdw_handler);
 PG_FUNCTION_INFO_V1(sfexport_fdw_validator);
 

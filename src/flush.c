@@ -68,6 +68,17 @@
 
 #include "sfexport.h"
 
+#include "compress.h"
+#include "config.h"
+#include "encode.h"
+#include "flush.h"
+#include "shapes.h"
+#include "shmem.h"
+#include "statements.h"
+#include "storage.h"
+#include "tables.h"
+#include "transaction.h"
+
 /* State shared with the compressor's sink. */
 typedef struct FlushSink
 {

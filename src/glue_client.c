@@ -41,6 +41,10 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "http.h"
+#include "sigv4.h"
+
 #define GLUE_PAGE_SIZE 100			/* CatalogGetterPageSize: 1..100 */
 #define GLUE_MAX_PAGES 10000
 #define GLUE_THROTTLE_ATTEMPTS 6

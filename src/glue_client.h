@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * glue_client.h
- *		The AWS Glue Data Catalog client (glue_client.c; clients layer,
+ *		The AWS Glue Data Catalog client (glue_client.c; clients layer in
  *		docs/ARCHITECTURE.md).  It includes sf_jansson.h, so a file
  *		includes it right after postgres.h.
  *
@@ -14,7 +14,7 @@
 
 #include "nodes/pg_list.h"
 
-#include "sfexport.h"
+#include "config.h"
 
 typedef struct SfGlueClient SfGlueClient;
 

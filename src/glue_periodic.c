@@ -38,6 +38,11 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "glue_periodic.h"
+#include "glue_sync.h"
+#include "transaction.h"
+
 /* ---------------------------------------------------------------------
  * Periodic sync by the background worker
  * ---------------------------------------------------------------------

@@ -64,6 +64,15 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "elevated.h"
+#include "glue_sync.h"
+#include "hive_types.h"
+#include "quote.h"
+#include "sigv4.h"
+#include "snowflake.h"
+#include "transaction.h"
+
 typedef struct GlueState		/* a row of sfexport.glue_sync_state */
 {
 	char	   *glue_table;

@@ -40,9 +40,12 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
 #include "sfexport.h"
+
+#include "hive_types.h"
 
 #define HIVE_MAX_DEPTH 64
 

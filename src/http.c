@@ -48,6 +48,8 @@
 
 #include "sfexport.h"
 
+#include "http.h"
+
 #define SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS	(10 * 1000)
 #define SF_HTTP_DEFAULT_TIMEOUT_MS			(300 * 1000)
 #define SF_HTTP_DEFAULT_MAX_ATTEMPTS		5

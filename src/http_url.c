@@ -18,6 +18,8 @@
 
 #include "sfexport.h"
 
+#include "http.h"
+
 /*
  * Whether a text can be sent in an HTTP header line: no control characters
  * (below 0x20, or DEL), tab included.

@@ -44,6 +44,8 @@
 
 #include "sfexport.h"
 
+#include "jwt.h"
+
 /* What loading a private key found; each has its own message. */
 typedef enum SfKeyStatus
 {

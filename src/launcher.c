@@ -40,6 +40,10 @@
 
 #include "sfexport.h"
 
+#include "elevated.h"
+#include "launcher.h"
+#include "shmem.h"
+
 int			sfexport_launcher_naptime_s = 60;
 
 /* From _PG_init: the launcher's GUC. */

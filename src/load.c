@@ -71,6 +71,15 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "evolve.h"
+#include "load.h"
+#include "snowflake.h"
+#include "snowpipe.h"
+#include "statements.h"
+#include "storage.h"
+#include "transaction.h"
+
 /* GUCs (README.md, Configuration) */
 int			sfexport_manifest_retention_s = 7 * 24 * 3600;
 int			sfexport_snowpipe_report_deadline_s = 300;

@@ -29,6 +29,7 @@
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -36,6 +37,11 @@
 #include "utils/rel.h"
 
 #include "sfexport.h"
+
+#include "config.h"
+#include "http.h"
+#include "jwt.h"
+#include "options.h"
 
 /* What kind of value an option takes; decides how the validator parses it. */
 typedef enum SfOptKind

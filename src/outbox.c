@@ -67,6 +67,13 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "encode.h"
+#include "outbox.h"
+#include "shapes.h"
+#include "shmem.h"
+#include "tables.h"
+
 /* GUCs (README.md, Configuration) */
 int			sfexport_batch_size = 1000;
 bool		sfexport_capture_binary = true;

@@ -17,6 +17,8 @@
 
 #include "sfexport.h"
 
+#include "quote.h"
+
 /*
  * Quote an identifier for Snowflake SQL: always double-quoted, embedded
  * double quotes doubled.  The one function every generated statement uses

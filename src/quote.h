@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * quote.h
- *		Quoting for generated Snowflake SQL (quote.c; protocols layer,
- *		docs/ARCHITECTURE.md).
+ *		Quoting for generated Snowflake SQL (quote.c; protocols layer in
+ *		docs/ARCHITECTURE.md)
  *
  *-------------------------------------------------------------------------
  */

@@ -16,6 +16,18 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "launcher.h"
+#include "load.h"
+#include "outbox.h"
+#include "shapes.h"
+#include "shmem.h"
+#include "snowflake.h"
+#include "storage.h"
+#include "sweep.h"
+#include "tables.h"
+#include "worker.h"
+
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);

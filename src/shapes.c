@@ -34,6 +34,9 @@
 
 #include "sfexport.h"
 
+#include "shapes.h"
+#include "tables.h"
+
 /* sfexport.shapes columns */
 #define Anum_shapes_relid		1
 #define Anum_shapes_shape		2

@@ -32,6 +32,8 @@
 
 #include "sfexport.h"
 
+#include "shmem.h"
+
 /* sfexport.max_workers; defaults documented in README.md */
 int			sfexport_max_workers = 4;
 

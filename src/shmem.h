@@ -2,7 +2,7 @@
  *
  * shmem.h
  *		The shared state of the launcher, the workers and the inserting
- *		backends (shmem.c; base layer, docs/ARCHITECTURE.md).
+ *		backends (shmem.c; base layer in docs/ARCHITECTURE.md)
  *
  *-------------------------------------------------------------------------
  */

@@ -44,6 +44,9 @@
 
 #include "sfexport.h"
 
+#include "http.h"
+#include "sigv4.h"
+
 /* Lower-case hex of len bytes. */
 static char *
 to_hex(const unsigned char *b, size_t len)

@@ -60,6 +60,12 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "http.h"
+#include "jwt.h"
+#include "quote.h"
+#include "snowflake.h"
+
 #define SF_API_STATEMENTS "/api/v2/statements"
 #define SF_SUBMIT_ATTEMPTS 6
 #define SF_POLL_FIRST_MS 25

@@ -22,6 +22,10 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "jwt.h"
+#include "snowflake.h"
+
 int			sfexport_jwt_lifetime_s = 3540;	/* sfexport.jwt_lifetime */
 
 /* From _PG_init: the lifetime of the key-pair tokens made here. */

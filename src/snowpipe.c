@@ -52,6 +52,11 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "http.h"
+#include "snowflake.h"
+#include "snowpipe.h"
+
 #define SNOWPIPE_ATTEMPTS 6
 
 /* ---------------------------------------------------------------------

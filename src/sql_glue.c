@@ -17,6 +17,9 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "glue_sync.h"
+
 static void
 emit_tuple(void *arg, const char *glue_table, const char *action,
 		   const char *reason, const char *statement)

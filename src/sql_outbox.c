@@ -14,6 +14,8 @@
 
 #include "sfexport.h"
 
+#include "encode.h"
+
 /*
  * sfexport.outbox_record(relid, shape, line): the CSV record an outbox row
  * stands for, as the worker writes it to a staged file (without the

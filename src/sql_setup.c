@@ -49,6 +49,12 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "encode.h"
+#include "evolve.h"
+#include "quote.h"
+#include "statements.h"
+
 /*
  * The sfexport server by name or of a foreign table, after checking that
  * the current user owns it (superusers pass).

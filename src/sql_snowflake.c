@@ -20,6 +20,10 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "jwt.h"
+#include "snowflake.h"
+
 /*
  * The configuration of a server by name and of the current user's mapping
  * on it, after checking USAGE on the server.

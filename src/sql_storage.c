@@ -23,6 +23,10 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "storage.h"
+#include "sweep.h"
+
 /* Storage of a server for the current user, checking USAGE on the server. */
 static SfStorage *
 storage_for_server(const char *servername)
@@ -262,7 +266,7 @@ run_step(ReturnSetInfo *rsinfo, ProbeStep step, SfStorage **st,
 		{
 			case STEP_CONFIG:
 				*st = storage_for_server(servername);
-				detail = psprintf("%s storage at %s", (*st)->ops->name,
+				detail = psprintf("%s storage at %s", sf_storage_kind(*st),
 								  sf_storage_uri(*st, ""));
 				break;
 			case STEP_WRITE:

@@ -16,6 +16,9 @@
 
 #include "sfexport.h"
 
+#include "hive_types.h"
+#include "sigv4.h"
+
 /*
  * sfexport_test.sigv4_sign(method, url, headers text[], payload bytea,
  *						access_key, secret_key, region, service, amz_date,

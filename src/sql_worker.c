@@ -16,6 +16,8 @@
 
 #include "sfexport.h"
 
+#include "shmem.h"
+
 PG_FUNCTION_INFO_V1(sfexport_flush);
 PG_FUNCTION_INFO_V1(sfexport_launcher_wakeup);
 

@@ -43,6 +43,11 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "encode.h"
+#include "quote.h"
+#include "statements.h"
+
 /* Snowflake NUMBER holds at most 38 digits ("Numeric data types"). */
 #define SF_NUMBER_MAX_PRECISION 38
 

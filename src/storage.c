@@ -40,6 +40,11 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "http.h"
+#include "storage.h"
+#include "storage_backend.h"
+
 /* sfexport.upload_part_size, kB; S3 needs >= 5 MiB, GCS multiples of 256 KiB */
 int			sfexport_upload_part_size_kb = 8 * 1024;
 
@@ -88,6 +93,13 @@ sf_storage_open(SfServerConfig *srv, SfUserConfig *user)
 	}
 	st->ops->open(st);
 	return st;
+}
+
+/* What kind of storage: "S3", "GCS", "local directory". */
+const char *
+sf_storage_kind(SfStorage *st)
+{
+	return st->ops->name;
 }
 
 static char *

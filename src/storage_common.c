@@ -11,6 +11,11 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "http.h"
+#include "storage.h"
+#include "storage_backend.h"
+
 /* The full URI of an object, for messages: s3://bucket/prefix/name etc. */
 char *
 sf_storage_uri(SfStorage *st, const char *name)

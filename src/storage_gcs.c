@@ -44,6 +44,11 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "http.h"
+#include "storage.h"
+#include "storage_backend.h"
+
 #define GCS_SCOPE "https://www.googleapis.com/auth/devstorage.read_write"
 #define GCS_DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
 #define GCS_CHUNK_UNIT (256 * 1024)

@@ -26,6 +26,10 @@
 
 #include "sfexport.h"
 
+#include "http.h"
+#include "storage.h"
+#include "storage_backend.h"
+
 #define TMP_MARK ".sfexport-tmp-"
 
 typedef struct LocalFile

@@ -34,6 +34,12 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "http.h"
+#include "sigv4.h"
+#include "storage.h"
+#include "storage_backend.h"
+
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 typedef struct S3Conf

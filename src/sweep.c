@@ -56,6 +56,11 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "storage.h"
+#include "sweep.h"
+#include "transaction.h"
+
 int			sfexport_orphan_grace_s = 3600;
 int			sfexport_orphan_sweep_interval_s = 3600;
 

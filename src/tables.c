@@ -26,6 +26,9 @@
 
 #include "sfexport.h"
 
+#include "shmem.h"
+#include "tables.h"
+
 static Oid	cached_outbox_relid = InvalidOid;
 static Oid	cached_shapes_relid = InvalidOid;
 static Oid	cached_segment_relids[SF_OUTBOX_SEGMENTS];

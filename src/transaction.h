@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * transaction.h
- *		Units of work in their own transaction, and the SPI connection.
- *		(transaction.c; base layer, docs/ARCHITECTURE.md)
+ *		Units of work in their own transaction, and the SPI connection
+ *		(transaction.c; base layer in docs/ARCHITECTURE.md)
  *
  *-------------------------------------------------------------------------
  */

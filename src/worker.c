@@ -48,6 +48,16 @@
 
 #include "sfexport.h"
 
+#include "config.h"
+#include "elevated.h"
+#include "flush.h"
+#include "glue_periodic.h"
+#include "load.h"
+#include "shmem.h"
+#include "sweep.h"
+#include "transaction.h"
+#include "worker.h"
+
 int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;	/* sfexport.snowpipe_poll_interval */
 
 /* From _PG_init: how often the worker polls Snowpipe's reports. */
