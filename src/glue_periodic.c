@@ -38,6 +38,7 @@
 
 #include "sfexport.h"
 
+#include "memory.h"
 #include "config.h"
 #include "glue_periodic.h"
 #include "glue_sync.h"
@@ -211,15 +212,8 @@ sf_glue_periodic(void)
 	ListCell   *lc;
 
 	if (glue_due == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(GlueDue);
-		glue_due = hash_create("sfexport glue sync schedule", 16, &ctl,
-							   HASH_ELEM | HASH_BLOBS);
-	}
+		glue_due = sf_hash_create("sfexport glue sync schedule", 16, sizeof(Oid),
+								  sizeof(GlueDue), TopMemoryContext);
 	cxt = AllocSetContextCreate(TopMemoryContext, "sfexport glue periodic",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);

@@ -40,6 +40,7 @@
 
 #include "sfexport.h"
 
+#include "memory.h"
 #include "elevated.h"
 #include "launcher.h"
 #include "shmem.h"
@@ -175,7 +176,6 @@ void
 sfexport_launcher_main(Datum arg)
 {
 	HTAB	   *dbs;
-	HASHCTL		ctl;
 	MemoryContext loopcxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -189,11 +189,8 @@ sfexport_launcher_main(Datum arg)
 
 	sf_launcher_attach();
 
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(DbState);
-	ctl.hcxt = TopMemoryContext;
-	dbs = hash_create("sfexport launcher databases", 64, &ctl,
-					  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	dbs = sf_hash_create("sfexport launcher databases", 64, sizeof(Oid), sizeof(DbState),
+						 TopMemoryContext);
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "sfexport launcher loop",
 									ALLOCSET_DEFAULT_SIZES);
 

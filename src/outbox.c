@@ -67,6 +67,7 @@
 
 #include "sfexport.h"
 
+#include "memory.h"
 #include "config.h"
 #include "encode.h"
 #include "outbox.h"
@@ -284,15 +285,8 @@ rel_cache_pin(Relation rel)
 	bool		found;
 
 	if (rel_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(SfRelCacheEntry);
-		ctl.hcxt = CacheMemoryContext;
-		rel_cache = hash_create("sfexport relation cache", 64, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		rel_cache = sf_hash_create("sfexport relation cache", 64, sizeof(Oid),
+								   sizeof(SfRelCacheEntry), CacheMemoryContext);
 	e = hash_search(rel_cache, &relid, HASH_FIND, &found);
 	if (!found)
 	{

@@ -34,6 +34,7 @@
 
 #include "sfexport.h"
 
+#include "memory.h"
 #include "shapes.h"
 #include "tables.h"
 
@@ -117,15 +118,8 @@ sf_shape_register(Oid ftrelid, int64 shape, SfShapeColumnsFn fill, void *arg)
 	bool		exists;
 
 	if (known_shapes == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(ShapeKey);
-		ctl.entrysize = sizeof(ShapeKey);
-		ctl.hcxt = TopMemoryContext;
-		known_shapes = hash_create("sfexport known shapes", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		known_shapes = sf_hash_create("sfexport known shapes", 64, sizeof(ShapeKey),
+									  sizeof(ShapeKey), TopMemoryContext);
 	memset(&key, 0, sizeof(key));
 	key.shapes_relid = shapes_oid;
 	key.relid = ftrelid;

@@ -56,6 +56,7 @@
 
 #include "sfexport.h"
 
+#include "memory.h"
 #include "config.h"
 #include "storage.h"
 #include "sweep.h"
@@ -358,16 +359,8 @@ sf_sweep_periodic(void)
 	next_sweep = TimestampTzPlusMilliseconds(now, 1000);
 
 	if (sweep_states == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(SweepState);
-		ctl.hcxt = TopMemoryContext;
-		sweep_states = hash_create("sfexport orphan sweep", 16, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		sweep_states = sf_hash_create("sfexport orphan sweep", 16, sizeof(Oid),
+									  sizeof(SweepState), TopMemoryContext);
 	memset(&w, 0, sizeof(w));
 	w.cxt = AllocSetContextCreate(TopMemoryContext, "sfexport orphan sweep",
 								  ALLOCSET_DEFAULT_SIZES);

@@ -48,6 +48,7 @@
 
 #include "sfexport.h"
 
+#include "memory.h"
 #include "config.h"
 #include "elevated.h"
 #include "flush.h"
@@ -134,15 +135,8 @@ note_flush_result(Oid relid, bool ok)
 	bool		found;
 
 	if (backoffs == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(TableBackoff);
-		ctl.hcxt = TopMemoryContext;
-		backoffs = hash_create("sfexport flush backoff", 32, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		backoffs = sf_hash_create("sfexport flush backoff", 32, sizeof(Oid),
+								  sizeof(TableBackoff), TopMemoryContext);
 	if (ok)
 	{
 		hash_search(backoffs, &relid, HASH_REMOVE, NULL);
