@@ -862,52 +862,47 @@ glue_state_delete(Oid serverid, const char *glue_db, const char *tdb, const char
  * table does not stop the others; connection, authentication and cancel
  * errors are thrown.
  */
+typedef struct TableStatement
+{
+	SfServerConfig *srv;
+	SfUserConfig *usr;
+	const char *sql;
+} TableStatement;
+
+static void
+table_statement(void *arg)
+{
+	TableStatement *t = (TableStatement *) arg;
+	SfStatement st;
+
+	memset(&st, 0, sizeof(st));
+	st.sql = t->sql;
+	st.query_tag = "sfexport glue_sync";
+	(void) sf_snowflake_run(t->srv, t->usr, &st);
+}
+
 static char *
 run_table_statement(SfServerConfig *srv, SfUserConfig *usr, const char *sql)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	char	   *volatile reason = NULL;
+	TableStatement t = {srv, usr, sql};
+	ErrorData  *edata = sf_run_subtransaction(table_statement, &t);
+	int			cls;
+	char	   *reason;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		SfStatement st;
-
-		memset(&st, 0, sizeof(st));
-		st.sql = sql;
-		st.query_tag = "sfexport glue_sync";
-		(void) sf_snowflake_run(srv, usr, &st);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-		int			cls;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		cls = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
-		if (cls == ERRCODE_CONNECTION_EXCEPTION ||
-			cls == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION ||
-			cls == ERRCODE_OPERATOR_INTERVENTION ||
-			cls == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
-			cls == ERRCODE_INSUFFICIENT_RESOURCES ||
-			edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		reason = psprintf("Snowflake refused the statement (SQLSTATE %s): %s%s%s",
-						  unpack_sql_state(edata->sqlerrcode), edata->message,
-						  edata->detail ? " " : "", edata->detail ? edata->detail : "");
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	if (edata == NULL)
+		return NULL;
+	cls = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+	if (cls == ERRCODE_CONNECTION_EXCEPTION ||
+		cls == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION ||
+		cls == ERRCODE_OPERATOR_INTERVENTION ||
+		cls == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
+		cls == ERRCODE_INSUFFICIENT_RESOURCES ||
+		edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
+	reason = psprintf("Snowflake refused the statement (SQLSTATE %s): %s%s%s",
+					  unpack_sql_state(edata->sqlerrcode), edata->message,
+					  edata->detail ? " " : "", edata->detail ? edata->detail : "");
+	FreeErrorData(edata);
 	return reason;
 }
 

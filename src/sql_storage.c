@@ -26,6 +26,7 @@
 #include "config.h"
 #include "storage.h"
 #include "sweep.h"
+#include "transaction.h"
 
 /* Storage of a server for the current user, checking USAGE on the server. */
 static SfStorage *
@@ -245,6 +246,93 @@ typedef enum ProbeStep
 
 static const char *const step_names[] = {"configuration", "write", "stat", "read back", "delete", "verify deleted"};
 
+/* One probe step and what it found. */
+typedef struct ProbeRun
+{
+	ProbeStep	step;
+	SfStorage **st;
+	const char *servername;
+	const char *name;
+	StringInfo	probe;
+	bool		ok;
+	char	   *detail;
+} ProbeRun;
+
+static void
+probe_step(void *arg)
+{
+	ProbeRun   *p = (ProbeRun *) arg;
+
+	switch (p->step)
+	{
+		case STEP_CONFIG:
+			*p->st = storage_for_server(p->servername);
+			p->detail = psprintf("%s storage at %s", sf_storage_kind(*p->st),
+								 sf_storage_uri(*p->st, ""));
+			break;
+		case STEP_WRITE:
+			put_chunks(*p->st, p->name, p->probe->data, p->probe->len, p->probe->len, false);
+			p->detail = psprintf("wrote %d bytes to %s", p->probe->len,
+								 sf_storage_uri(*p->st, p->name));
+			break;
+		case STEP_HEAD:
+			{
+				int64		size;
+
+				if (!sf_storage_head(*p->st, p->name, &size))
+				{
+					p->ok = false;
+					p->detail = "the probe object is not there after writing it";
+				}
+				else if (size != p->probe->len)
+				{
+					p->ok = false;
+					p->detail = psprintf("the probe object has %lld bytes instead of %d",
+										 (long long) size, p->probe->len);
+				}
+				else
+					p->detail = psprintf("%lld bytes", (long long) size);
+				break;
+			}
+		case STEP_READ:
+			{
+				StringInfoData back;
+
+				if (!read_all(*p->st, p->name, &back, 1024 * 1024))
+				{
+					p->ok = false;
+					p->detail = "the probe object could not be found when reading it back";
+				}
+				else if (back.len != p->probe->len || memcmp(back.data, p->probe->data, back.len) != 0)
+				{
+					p->ok = false;
+					p->detail = psprintf("read back %d bytes that differ from the %d bytes written",
+										 back.len, p->probe->len);
+				}
+				else
+					p->detail = psprintf("read back %d identical bytes", back.len);
+				break;
+			}
+		case STEP_DELETE:
+			sf_storage_delete(*p->st, p->name);
+			p->detail = "deleted the probe object";
+			break;
+		case STEP_GONE:
+			{
+				int64		size;
+
+				if (sf_storage_head(*p->st, p->name, &size))
+				{
+					p->ok = false;
+					p->detail = "the probe object is still there after deleting it";
+				}
+				else
+					p->detail = "the probe object is gone";
+				break;
+			}
+	}
+}
+
 /*
  * Run one probe step in a subtransaction, so that an error becomes a row
  * (with its message, detail and hint) instead of aborting the function.
@@ -253,97 +341,12 @@ static bool
 run_step(ReturnSetInfo *rsinfo, ProbeStep step, SfStorage **st,
 		 const char *servername, const char *name, StringInfo probe)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	char	   *volatile detail = NULL;
-	volatile bool ok = true;
+	ProbeRun	p = {step, st, servername, name, probe, true, NULL};
+	ErrorData  *edata = sf_run_subtransaction(probe_step, &p);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	if (edata)
 	{
-		switch (step)
-		{
-			case STEP_CONFIG:
-				*st = storage_for_server(servername);
-				detail = psprintf("%s storage at %s", sf_storage_kind(*st),
-								  sf_storage_uri(*st, ""));
-				break;
-			case STEP_WRITE:
-				put_chunks(*st, name, probe->data, probe->len, probe->len, false);
-				detail = psprintf("wrote %d bytes to %s", probe->len, sf_storage_uri(*st, name));
-				break;
-			case STEP_HEAD:
-				{
-					int64		size;
-
-					if (!sf_storage_head(*st, name, &size))
-					{
-						ok = false;
-						detail = "the probe object is not there after writing it";
-					}
-					else if (size != probe->len)
-					{
-						ok = false;
-						detail = psprintf("the probe object has %lld bytes instead of %d",
-										  (long long) size, probe->len);
-					}
-					else
-						detail = psprintf("%lld bytes", (long long) size);
-					break;
-				}
-			case STEP_READ:
-				{
-					StringInfoData back;
-
-					if (!read_all(*st, name, &back, 1024 * 1024))
-					{
-						ok = false;
-						detail = "the probe object could not be found when reading it back";
-					}
-					else if (back.len != probe->len || memcmp(back.data, probe->data, back.len) != 0)
-					{
-						ok = false;
-						detail = psprintf("read back %d bytes that differ from the %d bytes written",
-										  back.len, probe->len);
-					}
-					else
-						detail = psprintf("read back %d identical bytes", back.len);
-					break;
-				}
-			case STEP_DELETE:
-				sf_storage_delete(*st, name);
-				detail = "deleted the probe object";
-				break;
-			case STEP_GONE:
-				{
-					int64		size;
-
-					if (sf_storage_head(*st, name, &size))
-					{
-						ok = false;
-						detail = "the probe object is still there after deleting it";
-					}
-					else
-						detail = "the probe object is gone";
-					break;
-				}
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
 		StringInfoData d;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 
 		initStringInfo(&d);
 		appendStringInfo(&d, "%s (SQLSTATE %s)", edata->message,
@@ -352,13 +355,11 @@ run_step(ReturnSetInfo *rsinfo, ProbeStep step, SfStorage **st,
 			appendStringInfo(&d, " %s", edata->detail);
 		if (edata->hint)
 			appendStringInfo(&d, " Hint: %s", edata->hint);
-		detail = d.data;
-		ok = false;
+		p.detail = d.data;
+		p.ok = false;
 	}
-	PG_END_TRY();
-
-	report_step(rsinfo, step_names[step], ok, detail);
-	return ok;
+	report_step(rsinfo, step_names[step], p.ok, p.detail);
+	return p.ok;
 }
 
 /*

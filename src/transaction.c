@@ -2,8 +2,9 @@
  *
  * transaction.c
  *		A unit of work in its own transaction (sf_run_transaction), for the
- *		background processes, and the SPI connection every SQL-running
- *		module opens (sf_spi_connect).
+ *		background processes; a step that may fail on its own, in a
+ *		subtransaction (sf_run_subtransaction); and the SPI connection every
+ *		SQL-running module opens (sf_spi_connect).
  *
  * Every unit of work of the worker runs through sf_run_transaction(),
  * which turns an error into a WARNING and leaves the process running
@@ -16,6 +17,7 @@
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "transaction.h"
@@ -63,6 +65,42 @@ sf_run_transaction(void (*fn) (void *arg), void *arg, char **message)
 	edata->elevel = WARNING;
 	ThrowErrorData(edata);
 	return false;
+}
+
+/*
+ * Run fn(arg) in an internal subtransaction, in the caller's memory context.
+ * Returns NULL when it succeeded, else the error it raised (copied into the
+ * caller's memory context) once the subtransaction is rolled back: the
+ * caller decides whether that ends its work too (ReThrowError) or becomes
+ * a result.
+ */
+ErrorData *
+sf_run_subtransaction(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return edata;
 }
 
 /*
