@@ -16,6 +16,7 @@
 #include "nodes/pg_list.h"
 
 #include "compress.h"
+#include "http.h"
 
 typedef enum SfLocationKind
 {
@@ -155,5 +156,17 @@ extern const char *sf_compression_extension(SfCompression c);
 extern void sf_check_secret_file_mode(const char *path, const char *option,
 									  const struct stat *st);
 extern char *sf_read_secret_file(const char *path, const char *option);
+
+/*
+ * A request to a service the server names gets the server's transfer
+ * settings: connect_timeout, request_timeout and ca_file.
+ */
+static inline void
+sf_http_server_settings(SfHttpRequest *req, const SfServerConfig *srv)
+{
+	req->connect_timeout_ms = srv->connect_timeout_ms;
+	req->timeout_ms = srv->request_timeout_ms;
+	req->ca_file = srv->ca_file;
+}
 
 #endif							/* SF_CONFIG_H */

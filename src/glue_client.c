@@ -175,9 +175,7 @@ glue_call(SfGlueClient *gc, const char *op, json_t *body, bool missing_ok)
 		req.body_len = strlen(payload);
 		req.prepare = glue_prepare;
 		req.prepare_arg = call;
-		req.connect_timeout_ms = gc->conf->srv->connect_timeout_ms;
-		req.timeout_ms = gc->conf->srv->request_timeout_ms;
-		req.ca_file = gc->conf->srv->ca_file;
+		sf_http_server_settings(&req, gc->conf->srv);
 		resp = sf_http_request(&req);
 
 		answer = resp->body.len > 0 ? json_loadb(resp->body.data, resp->body.len, 0, &jerr) : NULL;

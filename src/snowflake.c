@@ -227,9 +227,7 @@ static void
 init_request(SfExec *ex, SfHttpRequest *req, const char *method, const char *url)
 {
 	sf_http_init_request(req, method, url);
-	req->connect_timeout_ms = ex->srv->connect_timeout_ms;
-	req->timeout_ms = ex->srv->request_timeout_ms;
-	req->ca_file = ex->srv->ca_file;
+	sf_http_server_settings(req, ex->srv);
 	req->max_attempts = SF_SUBMIT_ATTEMPTS;
 }
 

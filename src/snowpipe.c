@@ -97,9 +97,7 @@ pipe_call(PipeCall *c, const char *method, const char *query, const char *body)
 	sf_http_init_request(&req, method, psprintf("%s?requestId=%s%s%s", base, uuid,
 												query ? "&" : "", query ? query : ""));
 	req.log_url = base;
-	req.connect_timeout_ms = c->srv->connect_timeout_ms;
-	req.timeout_ms = c->srv->request_timeout_ms;
-	req.ca_file = c->srv->ca_file;
+	sf_http_server_settings(&req, c->srv);
 	req.max_attempts = SNOWPIPE_ATTEMPTS;
 	if (body)
 	{

@@ -217,9 +217,8 @@ get_token(SfStorage *st)
 	req.headers = list_make1("Content-Type: application/x-www-form-urlencoded");
 	req.body = body;
 	req.body_len = strlen(body);
-	req.connect_timeout_ms = st->srv->connect_timeout_ms;
-	req.timeout_ms = Min(st->srv->request_timeout_ms, 60 * 1000);
-	req.ca_file = st->srv->ca_file;
+	sf_http_server_settings(&req, st->srv);
+	req.timeout_ms = Min(req.timeout_ms, 60 * 1000);
 	resp = sf_http_request(&req);
 
 	root = json_loads(resp->body.data, 0, &jerr);
@@ -289,9 +288,7 @@ gcs_init(SfStorage *st, SfHttpRequest *req, const char *method, const char *url,
 	req->prepare = gcs_prepare;
 	req->prepare_arg = c;
 	req->decode_content = false;
-	req->connect_timeout_ms = st->srv->connect_timeout_ms;
-	req->timeout_ms = st->srv->request_timeout_ms;
-	req->ca_file = st->srv->ca_file;
+	sf_http_server_settings(req, st->srv);
 	req->deadline = st->deadline;
 }
 
@@ -591,9 +588,7 @@ send_chunk(SfStorageWriter *w, const char *data, size_t len, bool last)
 	req.log_url = log_object(conf, w->st, w->key);
 	req.prepare = chunk_prepare;
 	req.prepare_arg = cs;
-	req.connect_timeout_ms = w->st->srv->connect_timeout_ms;
-	req.timeout_ms = w->st->srv->request_timeout_ms;
-	req.ca_file = w->st->srv->ca_file;
+	sf_http_server_settings(&req, w->st->srv);
 	resp = sf_http_request(&req);
 	if (!last && resp->status == 308)
 	{
@@ -670,9 +665,8 @@ gcs_mp_abort(SfStorageWriter *w)
 	/* cancelling a resumable upload: DELETE on the session URI */
 	sf_http_init_request(&req, "DELETE", up->session_url);
 	req.log_url = log_object((GcsConf *) w->st->priv, w->st, w->key);
-	req.connect_timeout_ms = w->st->srv->connect_timeout_ms;
-	req.timeout_ms = Min(w->st->srv->request_timeout_ms, 30 * 1000);
-	req.ca_file = w->st->srv->ca_file;
+	sf_http_server_settings(&req, w->st->srv);
+	req.timeout_ms = Min(req.timeout_ms, 30 * 1000);
 	req.deadline = w->st->deadline;
 	sf_http_apply_deadline(&req);
 	resp = sf_http_perform(&req);

@@ -215,9 +215,7 @@ s3_call(SfStorage *st, const char *method, const char *key, const char *query,
 	req->prepare = s3_prepare;
 	req->prepare_arg = c;
 	req->decode_content = false;	/* objects are read byte for byte */
-	req->connect_timeout_ms = st->srv->connect_timeout_ms;
-	req->timeout_ms = st->srv->request_timeout_ms;
-	req->ca_file = st->srv->ca_file;
+	sf_http_server_settings(req, st->srv);
 	req->deadline = st->deadline;
 	return sf_http_request(req);
 }
@@ -415,9 +413,8 @@ s3_mp_abort(SfStorageWriter *w)
 	c->payload_hash = EMPTY_SHA256;
 	sf_http_init_request(&req, "DELETE", psprintf("%s%s?%s", conf->base, c->path, q));
 	req.log_url = psprintf("%s%s", conf->base, c->path);
-	req.connect_timeout_ms = w->st->srv->connect_timeout_ms;
-	req.timeout_ms = Min(w->st->srv->request_timeout_ms, 30 * 1000);
-	req.ca_file = w->st->srv->ca_file;
+	sf_http_server_settings(&req, w->st->srv);
+	req.timeout_ms = Min(req.timeout_ms, 30 * 1000);
 	req.deadline = w->st->deadline;
 	sf_http_apply_deadline(&req);
 	s3_prepare(&req, 0, c);
