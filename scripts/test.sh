@@ -11,6 +11,12 @@ bash scripts/setup-machine.sh
 echo "== build"
 make -s clean >/dev/null
 make -s 2>&1 | { grep -E "warning:|error:" && exit 1 || true; }
+echo "== layers"
+# src/ calls only downward (docs/ARCHITECTURE.md, "Layers"): no loop between
+# files, no include or call of a layer above
+graph=$(python3 scripts/calls-graph.py src) || { echo "$graph"; exit 1; }
+echo "$graph" | tail -1
+bash scripts/check-layers.sh
 if [ "$(id -u)" -eq 0 ]; then
 	echo "== make install"
 	make -s install >/dev/null
