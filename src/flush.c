@@ -78,6 +78,7 @@
 #include "storage.h"
 #include "tables.h"
 #include "transaction.h"
+#include "wait.h"
 
 /* State shared with the compressor's sink. */
 typedef struct FlushSink
@@ -396,8 +397,7 @@ lock_for_truncate(Oid segrelid)
 	{
 		if (ConditionalLockRelationOid(segrelid, AccessExclusiveLock))
 			return true;
-		CHECK_FOR_INTERRUPTS();
-		pg_usleep(20 * 1000L);
+		sf_wait(20, SF_WAIT_TRUNCATE_LOCK, SF_WAIT_FULL_TIME);
 	}
 	return false;
 }

@@ -44,6 +44,7 @@
 #include "config.h"
 #include "http.h"
 #include "sigv4.h"
+#include "wait.h"
 
 #define GLUE_PAGE_SIZE 100			/* CatalogGetterPageSize: 1..100 */
 #define GLUE_MAX_PAGES 10000
@@ -109,18 +110,6 @@ glue_prepare(SfHttpRequest *req, int attempt, void *arg)
 											list_make2(psprintf("X-Amz-Target: AWSGlue.%s", c->op),
 													   "Content-Type: application/x-amz-json-1.1"),
 											c->payload_hash, amz_date);
-}
-
-static void
-glue_sleep(int ms)
-{
-	int			rc;
-
-	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-				   ms, PG_WAIT_EXTENSION);
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
 }
 
 static bool
@@ -207,7 +196,8 @@ glue_call(SfGlueClient *gc, const char *op, json_t *body, bool missing_ok)
 		if (is_type(type, throttling) && attempt < GLUE_THROTTLE_ATTEMPTS)
 		{
 			/* full jitter, as http.c */
-			glue_sleep(1 + (int) (pg_prng_double(&pg_global_prng_state) * delay_ms));
+			sf_wait(1 + (long) (pg_prng_double(&pg_global_prng_state) * delay_ms),
+					SF_WAIT_GLUE_BACKOFF, SF_WAIT_UNTIL_LATCH);
 			delay_ms = Min(delay_ms * 2, 20000);
 			continue;
 		}

@@ -49,6 +49,7 @@
 #include "sfexport.h"
 
 #include "http.h"
+#include "wait.h"
 
 #define SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS	(10 * 1000)
 #define SF_HTTP_DEFAULT_TIMEOUT_MS			(300 * 1000)
@@ -695,32 +696,6 @@ retry_after_ms(SfHttpResponse *resp)
 }
 
 /*
- * Sleep ms milliseconds on the latch, honouring cancel, shutdown and
- * postmaster death.  The latch is set for other reasons too (a worker's by
- * every commit that captured rows, sfexport.flush()): waking up does not
- * cut the sleep short, only the clock does.
- */
-static void
-backoff_sleep(int ms)
-{
-	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
-
-	for (;;)
-	{
-		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
-		int			rc;
-
-		if (left <= 0)
-			break;
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   Min(left, 1000L), PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/*
  * The errhint() for a transport error whose cause is in the configuration:
  * TLS verification (the server's ca_file option) or the proxy environment.
  */
@@ -829,7 +804,12 @@ sf_http_request(SfHttpRequest *req)
 								 attempt + 2, max_attempts,
 								 resp->curl_error ? resp->error_text
 								 : psprintf("HTTP %ld", resp->status))));
-		backoff_sleep(delay);
+		/*
+		 * The worker's latch is set for other reasons too (every commit
+		 * that captured rows, sfexport.flush()): waking up does not cut the
+		 * backoff short, only the clock does.
+		 */
+		sf_wait(delay, SF_WAIT_HTTP_BACKOFF, SF_WAIT_FULL_TIME);
 	}
 
 	if (resp->curl_error != 0)

@@ -44,6 +44,7 @@
 #include "elevated.h"
 #include "launcher.h"
 #include "shmem.h"
+#include "wait.h"
 
 int			sfexport_launcher_naptime_s = 60;
 
@@ -208,15 +209,7 @@ sfexport_launcher_main(Datum arg)
 		HASH_SEQ_STATUS seq;
 		DbState    *st;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		MemoryContextReset(loopcxt);
-		MemoryContextSwitchTo(loopcxt);
+		sf_main_loop_round(loopcxt);
 
 		rescan = sf_launcher_take_rescan();
 
@@ -274,9 +267,6 @@ sfexport_launcher_main(Datum arg)
 		MemoryContextSwitchTo(TopMemoryContext);
 		pgstat_report_activity(STATE_IDLE, NULL);
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		sf_wait(wait_ms, SF_WAIT_LAUNCHER_MAIN, SF_WAIT_UNTIL_LATCH);
 	}
 }

@@ -74,6 +74,7 @@
 #include "shapes.h"
 #include "shmem.h"
 #include "tables.h"
+#include "wait.h"
 
 /* GUCs (README.md, Configuration) */
 int			sfexport_batch_size = 1000;
@@ -367,8 +368,7 @@ open_outbox_segment(void)
 				(rel = sf_open_locked_segment(relid, seg)) != NULL)
 				return rel;
 		}
-		CHECK_FOR_INTERRUPTS();
-		pg_usleep(1000L);
+		sf_wait(1, SF_WAIT_OUTBOX_SEGMENT, SF_WAIT_FULL_TIME);
 	}
 	cur = sf_outbox_current_segment();
 	LockRelationOid(sf_outbox_segment_relid(cur, false), RowExclusiveLock);

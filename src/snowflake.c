@@ -65,6 +65,7 @@
 #include "jwt.h"
 #include "quote.h"
 #include "snowflake.h"
+#include "wait.h"
 
 #define SF_API_STATEMENTS "/api/v2/statements"
 #define SF_SUBMIT_ATTEMPTS 6
@@ -185,22 +186,6 @@ sf_snowflake_request_id(char out[37])
 			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
 			 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
 			 b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-}
-
-/* Sleep ms on the latch, honouring cancel, shutdown and postmaster death. */
-static void
-interruptible_sleep(int ms)
-{
-	int			rc;
-
-	if (ms > 0)
-	{
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   ms, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-	}
-	CHECK_FOR_INTERRUPTS();
 }
 
 /*
@@ -922,7 +907,7 @@ poll_until_done(SfExec *ex, MemoryContext poll_cxt)
 	{
 		if (!at_once)
 		{
-			interruptible_sleep(delay);
+			sf_wait(delay, SF_WAIT_SNOWFLAKE_POLL, SF_WAIT_UNTIL_LATCH);
 			delay = Min(delay * 2, SF_POLL_MAX_MS);
 		}
 		at_once = false;

@@ -58,6 +58,7 @@
 #include "sweep.h"
 #include "transaction.h"
 #include "worker.h"
+#include "wait.h"
 
 int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;	/* sfexport.snowpipe_poll_interval */
 
@@ -549,14 +550,7 @@ sfexport_worker_main(Datum arg)
 		long		wait_ms;
 		int			staged = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		MemoryContextReset(loopcxt);
-		MemoryContextSwitchTo(loopcxt);
+		sf_main_loop_round(loopcxt);
 
 		now = GetCurrentTimestamp();
 		flush_all = sf_worker_take_flush_request(&cut);
@@ -650,11 +644,6 @@ sfexport_worker_main(Datum arg)
 		if (sf_worker_flush_pending() || sf_worker_committed_bytes() != bytes_seen)
 			wait_ms = 0;
 		if (wait_ms > 0)
-		{
-			(void) WaitLatch(MyLatch,
-							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Max(wait_ms, 10), PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+			sf_wait(Max(wait_ms, 10), SF_WAIT_WORKER_MAIN, SF_WAIT_UNTIL_LATCH);
 	}
 }
