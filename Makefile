@@ -40,7 +40,7 @@ REGRESS_OPTS = --inputdir=test --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lzstd
+SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lzstd -lisal
 
 ifneq ($(filter 1 asan,$(SANITIZE)),)
 PG_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
