@@ -15,7 +15,8 @@ sample into a phase by the innermost frame of its stack that names one:
 
 Prints samples and share per phase, split into the worker's own thread
 (tid == PID) and other threads, and with ROWS the CPU time per row if the
-total CPU seconds are given as a third argument.
+total CPU seconds are given as a third argument; then the functions that
+take the most samples themselves (leaf frames) in each phase.
 """
 import collections
 import sys
@@ -45,13 +46,17 @@ def phase(frames):
 
 
 counts = collections.Counter()
+leaves = collections.Counter()
 tid = None
 frames = []
 
 
 def flush():
     if tid is not None:
-        counts[("main" if tid == pid else "threads", phase(frames))] += 1
+        p = phase(frames)
+        counts[("main" if tid == pid else "threads", p)] += 1
+        if frames:
+            leaves[(p, frames[0][0].split("+")[0], frames[0][1].rsplit("/", 1)[-1])] += 1
 
 
 for line in sys.stdin:
@@ -83,3 +88,7 @@ for name in ["render", "compress", "upload", "outbox", "other"]:
     print("   %-9s %8d %8d %8d %6.1f%%%s" % (name, m, t, m + t, 100.0 * (m + t) / total, extra))
 print("   %-9s %8d %8d %8d" % ("total", sum(v for k, v in counts.items() if k[0] == "main"),
                                sum(v for k, v in counts.items() if k[0] == "threads"), total))
+print("   top functions (self) by phase:")
+for name in ["render", "compress", "upload", "outbox", "other"]:
+    top = [(k, v) for k, v in leaves.most_common() if k[0] == name][:4]
+    print("   %-9s %s" % (name, ", ".join("%s (%s) %.1f%%" % (k[1], k[2], 100.0 * v / total) for k, v in top)))

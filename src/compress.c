@@ -41,10 +41,11 @@
  * made with all signals blocked and the old mask restored afterwards: the
  * workers start with every signal blocked (SIGQUIT too, which a backend's
  * BlockSig leaves open), and a signal that arrives during the call waits
- * the few milliseconds until it returns.  The threads run libzstd's code only (its own malloc'd memory,
- * no PostgreSQL function); ZSTD_freeCCtx(), from the memory context reset
- * callback, joins them, also on error.  PostgreSQL itself runs libzstd with
- * workers in a backend (src/backend/backup/basebackup_zstd.c).
+ * the few milliseconds until it returns.  The threads run libzstd's code
+ * only (its own malloc'd memory, no PostgreSQL function); ZSTD_freeCCtx(),
+ * from the memory context reset callback, joins them, also on error.
+ * PostgreSQL itself runs libzstd with workers in a backend
+ * (src/backend/backup/basebackup_zstd.c).
  *
  *-------------------------------------------------------------------------
  */
