@@ -24,8 +24,8 @@
  *	- zstd, compression_level 1-19: that zstd level.  At levels 1-12 one
  *	  libzstd worker thread (ZSTD_c_nbWorkers) compresses beside the
  *	  worker, which meanwhile renders the next rows: the worker's own
- *	  thread spends about an eighth of the time on compression it spent
- *	  before.  A running job cannot be interrupted, and from level 13 on a
+ *	  thread spends a sixth to an eighth of the time on compression it
+ *	  spent before.  A running job cannot be interrupted, and from level 13 on a
  *	  job takes 0.1 s to seconds (larger windows make jobs of 2-8 MB, and
  *	  these levels compress 1-15 MB/s), so there the worker compresses
  *	  itself, 128 KB per call.
