@@ -20,7 +20,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $node = SfTest::new_node('compress', test_surface => 1, conf => "log_statement = none\n");
+my $node = SfTest::new_node('compress', test_surface => 1,
+	conf => "log_statement = none\nsfexport.launcher_naptime = 1s\n");
 my $tmp = tempdir('sf_compress_XXXX', TMPDIR => 1, CLEANUP => 1);
 
 # What a reader sees in a compressed file: the number of gzip members or
@@ -172,8 +173,6 @@ my $key = SfSnowflake::gen_key($tmp, 'main');
 my $emu = SfSnowflake::start_emulator(account => 'TESTACCT', users => { LOADER => $key->{pub} });
 my $stage = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $stage;
-$node->append_conf('postgresql.conf', "sfexport.launcher_naptime = 1s\n");
-$node->restart;
 my $pem = SfSnowflake::lit($key->{pem});
 $node->safe_psql('postgres', qq{
 	CREATE SERVER s_zstd FOREIGN DATA WRAPPER sfexport OPTIONS (account 'testacct', url '$emu->{url}',
