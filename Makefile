@@ -55,6 +55,17 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Header dependencies.  PGXS generates them only in a PostgreSQL configured
+# with --enable-depend, and Debian's is not (Makefile.global: "autodepend ="),
+# so without this rule "make" keeps an object whose .c did not change after
+# a header did: it then disagrees with the rest about struct layouts.  (A
+# stale src/glue.o, built before SfStatement gained "rejected", left that
+# field to uninitialized stack and src/snowflake.c wrote through it: heap
+# corruption that crashed backends at exit.)  Every object and bitcode file
+# depends on every header of ours: cheap, and nothing to keep in sync when
+# code moves between files.  test/t/004_build_deps.pl checks it.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+
 .PHONY: test bench-insert bench-flush demo demo-up demo-down test-surface-installed
 # the suite creates sfexport_test: say how to install it instead of failing
 # test by test
