@@ -1,4 +1,4 @@
-# 004_build_deps.pl: "make" rebuilds an object when a header it includes
+# 005_build_deps.pl: "make" rebuilds an object when a header it includes
 # changes.
 #
 # PGXS tracks header dependencies only in a PostgreSQL built with
