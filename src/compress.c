@@ -60,10 +60,7 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
-#include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "sfexport.h"
@@ -455,77 +452,4 @@ sf_compress_out_bytes(SfCompressor *c)
 	if (c->lib_consumed == 0)
 		return c->lib_produced + Max(pending - SF_ZSTD_JOB_SIZE, 0);
 	return c->lib_produced + (int64) ((double) pending * c->lib_produced / c->lib_consumed);
-}
-
-/* ---------------------------------------------------------------------
- * Test surface (docs/ARCHITECTURE.md, "Test surface")
- * ---------------------------------------------------------------------
- */
-static void
-collect_sink(const char *data, size_t len, void *arg)
-{
-	StringInfo	buf = (StringInfo) arg;
-
-	if ((size_t) buf->len + len >= MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("compressed output is larger than 1 GB")));
-	appendBinaryStringInfo(buf, data, len);
-}
-
-PG_FUNCTION_INFO_V1(sfexport_compress);
-
-/*
- * sfexport_test.compress(compression, level, data, chunk, times) → bytea:
- * one stream of data repeated times times, written in pieces of chunk
- * bytes, as a staged file would be compressed.
- */
-Datum
-sfexport_compress(PG_FUNCTION_ARGS)
-{
-	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int			level = PG_GETARG_INT32(1);
-	bytea	   *data = PG_GETARG_BYTEA_PP(2);
-	int			chunk = PG_GETARG_INT32(3);
-	int			times = PG_GETARG_INT32(4);
-	const char *p = VARDATA_ANY(data);
-	size_t		len = VARSIZE_ANY_EXHDR(data);
-	SfCompression comp;
-	SfCompressor *c;
-	StringInfoData buf;
-	bytea	   *res;
-
-	if (strcmp(kind, "gzip") == 0)
-		comp = SF_COMPRESSION_GZIP;
-	else if (strcmp(kind, "zstd") == 0)
-		comp = SF_COMPRESSION_ZSTD;
-	else if (strcmp(kind, "none") == 0)
-		comp = SF_COMPRESSION_NONE;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown compression \"%s\"", kind)));
-	if (chunk <= 0 || times < 0 || level < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("chunk must be positive, times and level not negative")));
-
-	initStringInfo(&buf);
-	c = sf_compress_begin(comp, level, collect_sink, &buf);
-	for (int i = 0; i < times; i++)
-	{
-		for (size_t off = 0; off < len; off += chunk)
-		{
-			sf_compress_write(c, p + off, Min((size_t) chunk, len - off));
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	sf_compress_finish(c);
-	if (sf_compress_in_bytes(c) != (int64) len * times ||
-		sf_compress_out_bytes(c) != buf.len)
-		elog(ERROR, "sfexport: compressor byte counts are wrong");
-	res = palloc(VARHDRSZ + buf.len);
-	SET_VARSIZE(res, VARHDRSZ + buf.len);
-	memcpy(VARDATA(res), buf.data, buf.len);
-	PG_RETURN_BYTEA_P(res);
 }
