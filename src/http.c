@@ -746,7 +746,7 @@ sf_http_apply_deadline(SfHttpRequest *req)
 }
 
 /*
- * A request with retries (see the contract in sfexport.h).  Requests with a
+ * A request with retries (see the contract in http.h).  Requests with a
  * streamed body (read_fn) are retried only when prepare is set, since only
  * prepare can rewind the stream.
  */

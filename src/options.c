@@ -64,7 +64,7 @@ typedef enum SfOptKind
 	OPT_HEADER_TEXT,			/* text sent in an HTTP header: no control characters */
 	OPT_TOKEN_TYPE,				/* OAUTH | PROGRAMMATIC_ACCESS_TOKEN | KEYPAIR_JWT */
 	OPT_GCS_JSON,				/* service-account key JSON */
-	OPT_GLUE_STAGE_MAP			/* STAGE=s3://bucket/prefix/, ... (glue.c) */
+	OPT_GLUE_STAGE_MAP			/* STAGE=s3://bucket/prefix/, ... (config.c) */
 } SfOptKind;
 
 typedef struct SfOption
@@ -106,7 +106,7 @@ static const SfOption sf_options[] = {
 	{"flush_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignServerRelationId, OPT_COUNT, false, 1, 10000},
-	/* server: AWS Glue sync (glue.c, docs/glue.md) */
+	/* server: AWS Glue sync (glue_sync.c, docs/glue.md) */
 	{"glue_region", ForeignServerRelationId, OPT_REGION},
 	{"glue_endpoint", ForeignServerRelationId, OPT_HTTP_URL},
 	{"glue_stage_map", ForeignServerRelationId, OPT_GLUE_STAGE_MAP},

@@ -27,7 +27,7 @@
  *
  * Segments.  sfexport.outbox is the parent of two segments, outbox_0 and
  * outbox_1, and holds no rows itself.  A statement writes into the segment
- * its database's worker calls current (launcher.c), or the other one if
+ * its database's worker calls current (shmem.c), or the other one if
  * the current one is locked (open_outbox_segment); a statement never waits
  * behind the worker.  The worker flips "current", waits for nothing, and
  * empties the old segment with a TRUNCATE once every row in it is staged

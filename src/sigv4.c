@@ -256,7 +256,7 @@ append_canonical_value(StringInfo out, const char *v)
 }
 
 /*
- * Sign a request.  See SfSigV4Params in sfexport.h.  Everything returned
+ * Sign a request.  See SfSigV4Params in sigv4.h.  Everything returned
  * is palloc'd in the current memory context.  The secret key appears in
  * none of the outputs.
  */

@@ -8,7 +8,7 @@
  * Scheduling.  A table is flushed when its oldest pending row is older than
  * its flush_interval, when its pending bytes reach its flush_size, or when
  * sfexport.flush() asks.  Committing transactions that wrote to the outbox
- * wake the worker (launcher.c) and add to a byte counter, so the worker
+ * wake the worker (shmem.c) and add to a byte counter, so the worker
  * learns about new rows without polling; it only scans the outbox when a
  * deadline passes or the counter says enough bytes may be pending.  With
  * nothing pending it makes no storage or Snowflake call at all.
@@ -167,7 +167,7 @@ cut_load_backoffs_unit(void *arg)
 /*
  * sfexport.flush() by a superuser or the database owner means "now":
  * whoever calls it has usually just fixed what made a flush or a load
- * fail, so the backoffs of both are forgotten (launcher.c says who may).
+ * fail, so the backoffs of both are forgotten (sql_worker.c says who may).
  * (Files Snowflake rejected stay failed: that takes sfexport.retry().)
  */
 static void
