@@ -111,10 +111,6 @@ typedef struct SfTableConfig
 	SfLoadMode	load_mode;		/* table option, else the server's */
 } SfTableConfig;
 
-extern int	sfexport_flush_interval_s;	/* sfexport.flush_interval */
-extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
-extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
-extern void sf_config_define_gucs(void);
 /* A stage and the s3:// location it covers (glue_stage_map). */
 typedef struct SfGlueStage
 {
@@ -137,25 +133,36 @@ typedef struct SfGlueConfig
 
 #define SF_GLUE_NAME_MAX 255	/* Glue names, and the stages of glue_stage_map */
 
+/* the defaults of the flush settings */
+extern int	sfexport_flush_interval_s;	/* sfexport.flush_interval */
+extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
+extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
+extern void sf_config_define_gucs(void);
+
+/* parsed options */
 extern SfServerConfig *sf_get_server_config(Oid serverid);
 extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
-extern bool sf_server_may_use_host_credentials(Oid serverid);
-extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
 extern SfTableConfig *sf_get_table_config(Oid relid);
-extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
-extern Oid	sf_worker_user(Oid serverid);
-extern SfUserConfig *sf_get_worker_user_config(Oid serverid);
-extern char *sf_identifier_case(bool upper, const char *name);
+extern SfGlueConfig *sf_get_glue_config(Oid serverid);
+extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
 extern bool sf_glue_parse_stage_map(const char *value, const char *db,
 									const char *schema, List **entries,
 									char **why);
-extern SfGlueConfig *sf_get_glue_config(Oid serverid);
-extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
 extern const char *sf_compression_name(SfCompression c);
 extern const char *sf_compression_extension(SfCompression c);
+
+/* credentials */
+extern bool sf_server_may_use_host_credentials(Oid serverid);
+extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
+extern Oid	sf_worker_user(Oid serverid);
+extern SfUserConfig *sf_get_worker_user_config(Oid serverid);
 extern void sf_check_secret_file_mode(const char *path, const char *option,
 									  const struct stat *st);
 extern char *sf_read_secret_file(const char *path, const char *option);
+
+/* names derived from PostgreSQL identifiers */
+extern char *sf_identifier_case(bool upper, const char *name);
+extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
 
 /*
  * A request to a service the server names gets the server's transfer
