@@ -38,8 +38,7 @@
  * needs lives in a memory context deleted when the file is done.
  *
  * File names are unique across tables, databases and clusters, sortable by
- * time, and never reused:
- *	<dboid>/<relid>/<UTC time>_<system identifier>_<timeline>_<random><ext>
+ * time, and never reused (file_names.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -50,7 +49,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "foreign/foreign.h"
@@ -71,6 +69,7 @@
 #include "compress.h"
 #include "config.h"
 #include "encode.h"
+#include "file_names.h"
 #include "flush.h"
 #include "shapes.h"
 #include "shmem.h"
@@ -92,29 +91,6 @@ flush_sink(const char *data, size_t len, void *arg)
 	FlushSink  *sink = (FlushSink *) arg;
 
 	sf_storage_write(sink->writer, data, len);
-}
-
-/* A new, never reused object name for a file of relid. */
-static char *
-new_file_name(Oid relid, SfCompression compression)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	pg_time_t	t = timestamptz_to_time_t(now);
-	struct pg_tm *tm = pg_gmtime(&t);
-	uint32		rnd;
-	char		ts[32];
-
-	if (!pg_strong_random(&rnd, sizeof(rnd)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random file name suffix")));
-	snprintf(ts, sizeof(ts), "%04d%02d%02dT%02d%02d%02d.%06dZ",
-			 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday,
-			 tm->tm_hour, tm->tm_min, tm->tm_sec, (int) (now % USECS_PER_SEC));
-	return psprintf("%u/%u/%s_" UINT64_FORMAT "_%u_%08x%s",
-					MyDatabaseId, relid, ts, GetSystemIdentifier(),
-					GetWALInsertionTimeLine(), rnd,
-					sf_compression_extension(compression));
 }
 
 /* Record a staged file in the manifest. */
@@ -219,7 +195,7 @@ stager_add(FileStager *fs, const char *data, size_t len)
 		fs->filecxt = AllocSetContextCreate(CurrentMemoryContext, "sfexport staged file",
 											ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(fs->filecxt);
-		fs->name = new_file_name(fs->relid, fs->srv->compression);
+		fs->name = sf_new_file_name(fs->relid, fs->srv->compression);
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("staging %s into %s", get_rel_name(fs->relid), fs->name));
 		fs->sink.writer = sf_storage_begin_write(fs->st, fs->name, "text/csv");

@@ -14,7 +14,7 @@
  * that never commits is an orphan no COPY names, and the worker deletes it).
  *
  * An object is an orphan when all of these hold:
- *	- its name has the form flush.c gives names,
+ *	- its name has the form staged files get (file_names.c),
  *	  <dboid>/<relid>/<UTC time>_<system identifier>_<timeline>_<random><ext>,
  *	  with this database's OID and this cluster's system identifier (a
  *	  standby promoted from this cluster has the same one; another cluster
@@ -58,6 +58,7 @@
 
 #include "memory.h"
 #include "config.h"
+#include "file_names.h"
 #include "storage.h"
 #include "sweep.h"
 #include "transaction.h"
@@ -87,55 +88,6 @@ sf_sweep_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
-}
-
-/*
- * Parse a file name made by flush.c's new_file_name().  Returns false for
- * any other name.  *at is the time in the name; *sysid the system
- * identifier.
- */
-bool
-sf_parse_file_name(const char *name, Oid *dboid, TimestampTz *at, uint64 *sysid)
-{
-	unsigned int db,
-				rel,
-				tli,
-				rnd;
-	int			y,
-				mo,
-				d,
-				h,
-				mi,
-				s,
-				us;
-	unsigned long long id;
-	int			consumed = -1;
-	struct pg_tm tm;
-
-	if (sscanf(name, "%10u/%10u/%4d%2d%2dT%2d%2d%2d.%6dZ_%20llu_%10u_%8x%n",
-			   &db, &rel, &y, &mo, &d, &h, &mi, &s, &us, &id, &tli, &rnd,
-			   &consumed) != 12 || consumed < 0)
-		return false;
-	/* what follows is the extension: nothing, or ".csv..." */
-	if (name[consumed] != '\0' && name[consumed] != '.')
-		return false;
-	if (strchr(name + consumed, '/') != NULL)
-		return false;
-
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y;
-	tm.tm_mon = mo;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = s;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 ||
-		us < 0 || us >= USECS_PER_SEC ||
-		tm2timestamp(&tm, us, NULL, at) != 0)
-		return false;
-	*dboid = (Oid) db;
-	*sysid = (uint64) id;
-	return true;
 }
 
 /* Is name recorded in the manifest?  In a transaction, SPI connected. */

@@ -23,8 +23,6 @@ typedef struct SfOrphan
 extern int	sfexport_orphan_grace_s;	/* sfexport.orphan_grace */
 extern int	sfexport_orphan_sweep_interval_s;	/* sfexport.orphan_sweep_interval */
 extern void sf_sweep_define_gucs(void);
-extern bool sf_parse_file_name(const char *name, Oid *dboid, TimestampTz *at,
-							   uint64 *sysid);
 extern List *sf_sweep_server(Oid serverid, int grace_s, bool delete,
 							 SfListBounds *bounds, char **last);
 extern void sf_sweep_periodic(void);	/* worker housekeeping, outside a transaction */
