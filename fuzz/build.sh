@@ -28,7 +28,7 @@ TARGETS=${*:-$ALL_TARGETS}
 
 # extra src/ objects (besides the file the harness includes) per target
 declare -A EXTRA=(
-	[snowflake]="quote wait"
+	[snowflake]="quote waits"
 	[s3]="storage_common sigv4"
 	[gcs]="storage_common sf_jansson"
 	[encode]=""

@@ -77,7 +77,7 @@
 #include "storage.h"
 #include "tables.h"
 #include "transaction.h"
-#include "wait.h"
+#include "waits.h"
 
 /* State shared with the compressor's sink. */
 typedef struct FlushSink

@@ -44,7 +44,7 @@
 #include "config.h"
 #include "http.h"
 #include "sigv4.h"
-#include "wait.h"
+#include "waits.h"
 
 #define GLUE_PAGE_SIZE 100			/* CatalogGetterPageSize: 1..100 */
 #define GLUE_MAX_PAGES 10000

@@ -38,10 +38,10 @@
 
 #include "sfexport.h"
 
-#include "memory.h"
 #include "config.h"
 #include "glue_periodic.h"
 #include "glue_sync.h"
+#include "hashtab.h"
 #include "transaction.h"
 
 /* ---------------------------------------------------------------------

@@ -49,7 +49,7 @@
 #include "sfexport.h"
 
 #include "http.h"
-#include "wait.h"
+#include "waits.h"
 
 #define SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS	(10 * 1000)
 #define SF_HTTP_DEFAULT_TIMEOUT_MS			(300 * 1000)

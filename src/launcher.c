@@ -40,11 +40,11 @@
 
 #include "sfexport.h"
 
-#include "memory.h"
 #include "elevated.h"
+#include "hashtab.h"
 #include "launcher.h"
 #include "shmem.h"
-#include "wait.h"
+#include "waits.h"
 
 int			sfexport_launcher_naptime_s = 60;
 

@@ -67,14 +67,14 @@
 
 #include "sfexport.h"
 
-#include "memory.h"
 #include "config.h"
 #include "encode.h"
+#include "hashtab.h"
 #include "outbox.h"
 #include "shapes.h"
 #include "shmem.h"
 #include "tables.h"
-#include "wait.h"
+#include "waits.h"
 
 /* GUCs (README.md, Configuration) */
 int			sfexport_batch_size = 1000;

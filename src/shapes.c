@@ -34,7 +34,7 @@
 
 #include "sfexport.h"
 
-#include "memory.h"
+#include "hashtab.h"
 #include "shapes.h"
 #include "tables.h"
 

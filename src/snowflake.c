@@ -65,7 +65,7 @@
 #include "jwt.h"
 #include "quote.h"
 #include "snowflake.h"
-#include "wait.h"
+#include "waits.h"
 
 #define SF_API_STATEMENTS "/api/v2/statements"
 #define SF_SUBMIT_ATTEMPTS 6

@@ -56,9 +56,9 @@
 
 #include "sfexport.h"
 
-#include "memory.h"
 #include "config.h"
 #include "file_names.h"
+#include "hashtab.h"
 #include "storage.h"
 #include "sweep.h"
 #include "transaction.h"

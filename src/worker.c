@@ -48,17 +48,17 @@
 
 #include "sfexport.h"
 
-#include "memory.h"
 #include "config.h"
 #include "elevated.h"
 #include "flush.h"
 #include "glue_periodic.h"
+#include "hashtab.h"
 #include "load.h"
 #include "shmem.h"
 #include "sweep.h"
 #include "transaction.h"
+#include "waits.h"
 #include "worker.h"
-#include "wait.h"
 
 int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;	/* sfexport.snowpipe_poll_interval */
 

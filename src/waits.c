@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * wait.c
+ * waits.c
  *		The one way sfexport waits: on the process latch, honouring cancel,
  *		shutdown and postmaster death, under a wait event of its own
  *		(pg_stat_activity.wait_event); and the start of each round of the
@@ -31,7 +31,7 @@
 
 #include "sfexport.h"
 
-#include "wait.h"
+#include "waits.h"
 
 /*
  * The wait event to pass to WaitLatch for a kind of wait.  From PostgreSQL 17

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * memory.c
+ * hashtab.c
  *		Memory helpers shared by the modules.
  *
  * The backends' and workers' caches (the encoder cache, known shapes,
@@ -12,7 +12,7 @@
  */
 #include "postgres.h"
 
-#include "memory.h"
+#include "hashtab.h"
 
 /*
  * A hash table of entries of entrysize bytes keyed by their first keysize

@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * memory.h
- *		Memory helpers: hash tables kept in a memory context (memory.c;
+ * hashtab.h
+ *		Memory helpers: hash tables kept in a memory context (hashtab.c;
  *		base layer in docs/ARCHITECTURE.md)
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SF_MEMORY_H
-#define SF_MEMORY_H
+#ifndef SF_HASHTAB_H
+#define SF_HASHTAB_H
 
 #include "utils/hsearch.h"
 #include "utils/palloc.h"
@@ -15,4 +15,4 @@
 extern HTAB *sf_hash_create(const char *name, long nelem, Size keysize,
 							Size entrysize, MemoryContext cxt);
 
-#endif							/* SF_MEMORY_H */
+#endif							/* SF_HASHTAB_H */

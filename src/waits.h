@@ -1,14 +1,14 @@
 /*-------------------------------------------------------------------------
  *
- * wait.h
+ * waits.h
  *		Waiting on the process latch, under a named wait event, and the
- *		round of a background process's main loop (wait.c; base layer in
+ *		round of a background process's main loop (waits.c; base layer in
  *		docs/ARCHITECTURE.md)
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SF_WAIT_H
-#define SF_WAIT_H
+#ifndef SF_WAITS_H
+#define SF_WAITS_H
 
 #include "utils/palloc.h"
 
@@ -37,4 +37,4 @@ extern uint32 sf_wait_event(SfWaitEvent which);
 extern void sf_wait(long ms, SfWaitEvent which, SfWaitRule rule);
 extern void sf_main_loop_round(MemoryContext loopcxt);
 
-#endif							/* SF_WAIT_H */
+#endif							/* SF_WAITS_H */
