@@ -531,7 +531,10 @@ sf_http_perform(SfHttpRequest *req)
 					 errmsg("out of memory")));
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, slist);
 
+		/* the wait on the network shows in pg_stat_activity (waits.c) */
+		pgstat_report_wait_start(sf_wait_event(SF_WAIT_HTTP_TRANSFER));
 		rc = curl_easy_perform(h);
+		pgstat_report_wait_end();
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		{
 			curl_off_t	uploaded = 0;

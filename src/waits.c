@@ -3,7 +3,8 @@
  * waits.c
  *		The one way sfexport waits: on the process latch, honouring cancel,
  *		shutdown and postmaster death, under a wait event of its own
- *		(pg_stat_activity.wait_event); and the start of each round of the
+ *		(pg_stat_activity.wait_event); the wait events themselves (also for
+ *		HTTP transfers, http.c); and the start of each round of the
  *		launcher's and the worker's main loops.
  *
  * Every wait sets WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH and checks
@@ -45,6 +46,7 @@ sf_wait_event(SfWaitEvent which)
 	static const char *const names[] = {
 		[SF_WAIT_LAUNCHER_MAIN] = "SfexportLauncherMain",
 		[SF_WAIT_WORKER_MAIN] = "SfexportWorkerMain",
+		[SF_WAIT_HTTP_TRANSFER] = "SfexportHttpTransfer",
 		[SF_WAIT_HTTP_BACKOFF] = "SfexportHttpBackoff",
 		[SF_WAIT_SNOWFLAKE_POLL] = "SfexportSnowflakePoll",
 		[SF_WAIT_GLUE_BACKOFF] = "SfexportGlueBackoff",

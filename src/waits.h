@@ -17,6 +17,7 @@ typedef enum SfWaitEvent
 {
 	SF_WAIT_LAUNCHER_MAIN,		/* launcher between scans */
 	SF_WAIT_WORKER_MAIN,		/* worker between rounds */
+	SF_WAIT_HTTP_TRANSFER,		/* an HTTP request on the network */
 	SF_WAIT_HTTP_BACKOFF,		/* before retrying an HTTP request */
 	SF_WAIT_SNOWFLAKE_POLL,		/* before polling a running statement */
 	SF_WAIT_GLUE_BACKOFF,		/* before retrying a throttled Glue call */
