@@ -60,7 +60,8 @@
 #include "waits.h"
 #include "worker.h"
 
-int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;	/* sfexport.snowpipe_poll_interval */
+/* sfexport.snowpipe_poll_interval */
+int			sfexport_snowpipe_poll_interval_ms = 10 * 1000;
 
 /* From _PG_init: how often the worker polls Snowpipe's reports. */
 void
