@@ -88,7 +88,7 @@ run_tap() {
 	SFEXPORT_SECRETS_FILE="$WORK/secrets.registry" SFEXPORT_EVIDENCE_DIR="$WORK/evidence" \
 	TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
 	SFEXPORT_SRC="$SRC" \
-		prove -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
+		prove --timer -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
 			failed=1
 			for f in "$WORK"/tap/tmp_check/log/*; do
 				[ -f "$f" ] || continue
