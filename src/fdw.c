@@ -14,7 +14,7 @@
  */
 #include "postgres.h"
 
-#include "commands/explain.h"
+#include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "nodes/nodes.h"
 #include "nodes/pathnodes.h"

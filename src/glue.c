@@ -62,6 +62,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation_d.h"
+#include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type_d.h"
 #include "commands/defrem.h"
 #include "common/pg_prng.h"
@@ -434,7 +435,7 @@ glue_sleep(int ms)
 	int			rc;
 
 	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-				   ms, PG_WAIT_EXTENSION);
+				   ms, sf_wait_event(SF_WAIT_GLUE_BACKOFF));
 	if (rc & WL_LATCH_SET)
 		ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
@@ -1637,7 +1638,7 @@ sfexport_glue_sync(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
-	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
+	if (!object_ownercheck(ForeignServerRelationId, server->serverid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to run glue_sync on server \"%s\"", server->servername),

@@ -674,7 +674,7 @@ backoff_sleep(int ms)
 		if (left <= 0)
 			break;
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   Min(left, 1000L), PG_WAIT_EXTENSION);
+					   Min(left, 1000L), sf_wait_event(SF_WAIT_HTTP_BACKOFF));
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();

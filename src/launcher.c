@@ -589,7 +589,7 @@ sfexport_launcher_main(Datum arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
+						 wait_ms, sf_wait_event(SF_WAIT_LAUNCHER_MAIN));
 		ResetLatch(MyLatch);
 	}
 }

@@ -48,6 +48,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
@@ -182,9 +183,9 @@ snowflake_type_for_name(const char *pgtype)
 {
 	Oid			typid;
 	int32		typmod;
+	ErrorSaveContext escontext = {T_ErrorSaveContext};
 
-	parseTypeString(pgtype, &typid, &typmod, true);
-	if (!OidIsValid(typid))
+	if (!parseTypeString(pgtype, &typid, &typmod, (Node *) &escontext))
 		return "VARCHAR";
 	return sf_setup_snowflake_type(typid, typmod);
 }
@@ -501,7 +502,7 @@ check_setup_privilege(ForeignServer *server)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the sfexport foreign-data wrapper",
 						server->servername)));
-	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
+	if (!object_ownercheck(ForeignServerRelationId, server->serverid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to set up Snowflake objects for server \"%s\"",

@@ -15,10 +15,11 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/wait_event.h"
 
 #include "sfexport.h"
 
-PG_MODULE_MAGIC;
+PG_MODULE_MAGIC_EXT(.name = "sfexport", .version = SFEXPORT_VERSION);
 
 /* GUC storage; defaults documented in README.md */
 int			sfexport_flush_interval_s = 600;
@@ -161,6 +162,30 @@ _PG_init(void)
 		sf_launcher_request_shmem();
 		sf_launcher_register();
 	}
+}
+
+/*
+ * The wait event to pass to WaitLatch for a kind of wait.  From PostgreSQL 17
+ * on each has its own name in pg_stat_activity.wait_event (custom wait
+ * events of type Extension, allocated in shared memory on first use and
+ * cached per process); before 17 they are all "Extension".
+ */
+uint32
+sf_wait_event(SfWaitEvent which)
+{
+	static const char *const names[] = {
+		[SF_WAIT_LAUNCHER_MAIN] = "SfexportLauncherMain",
+		[SF_WAIT_WORKER_MAIN] = "SfexportWorkerMain",
+		[SF_WAIT_HTTP_BACKOFF] = "SfexportHttpBackoff",
+		[SF_WAIT_SNOWFLAKE_POLL] = "SfexportSnowflakePoll",
+		[SF_WAIT_GLUE_BACKOFF] = "SfexportGlueBackoff",
+	};
+	static uint32 ids[lengthof(names)];
+
+	Assert(which >= 0 && which < lengthof(names));
+	if (ids[which] == 0)
+		ids[which] = WaitEventExtensionNew(names[which]);
+	return ids[which];
 }
 
 /*

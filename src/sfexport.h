@@ -44,6 +44,17 @@ extern int	sfexport_jwt_lifetime_s;	/* sfexport.jwt_lifetime */
 extern bool sfexport_preloaded;
 extern void sfexport_require_preload(const char *what);
 
+/* what a process waits for on its latch (pg_stat_activity.wait_event) */
+typedef enum SfWaitEvent
+{
+	SF_WAIT_LAUNCHER_MAIN,		/* launcher between scans */
+	SF_WAIT_WORKER_MAIN,		/* worker between rounds */
+	SF_WAIT_HTTP_BACKOFF,		/* before retrying an HTTP request */
+	SF_WAIT_SNOWFLAKE_POLL,		/* before polling a running statement */
+	SF_WAIT_GLUE_BACKOFF		/* before retrying a throttled Glue call */
+} SfWaitEvent;
+extern uint32 sf_wait_event(SfWaitEvent which);
+
 /* ----------------------------------------------------------------
  * options.c — option catalogue, validator, parsed configuration
  * ----------------------------------------------------------------

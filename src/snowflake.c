@@ -42,6 +42,7 @@
 
 #include "sf_jansson.h"
 
+#include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
@@ -275,7 +276,7 @@ interruptible_sleep(int ms)
 	if (ms > 0)
 	{
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   ms, PG_WAIT_EXTENSION);
+					   ms, sf_wait_event(SF_WAIT_SNOWFLAKE_POLL));
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 	}
@@ -1185,7 +1186,7 @@ lookup_server(Name servername, SfServerConfig **srv, SfUserConfig **usr)
 	ForeignServer *server = GetForeignServerByName(NameStr(*servername), false);
 	AclResult	aclresult;
 
-	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	aclresult = object_aclcheck(ForeignServerRelationId, server->serverid, GetUserId(), ACL_USAGE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 	*srv = sf_get_server_config(server->serverid);

@@ -673,7 +673,7 @@ sfexport_worker_main(Datum arg)
 		{
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Max(wait_ms, 10), PG_WAIT_EXTENSION);
+							 Max(wait_ms, 10), sf_wait_event(SF_WAIT_WORKER_MAIN));
 			ResetLatch(MyLatch);
 		}
 	}
