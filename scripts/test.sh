@@ -66,7 +66,7 @@ for major in ${SFEXPORT_TEST_PG:-15 18}; do
 	if [ $first -eq 1 ]; then
 		dir=$REPO
 	else
-		dir=$(mktemp -d "/tmp/sfexport-pg$major.XXXXXX")
+		dir=$(mktemp -d "${TMPDIR:-/tmp}/sfexport-pg$major.XXXXXX")
 		tar -C "$REPO" --exclude=.git --exclude=fuzz/build --exclude='*.o' --exclude='*.bc' \
 			--exclude='*.so' -cf - . | tar -C "$dir" -xf -
 	fi
