@@ -33,9 +33,9 @@
 /*
  * 16 replaced the per-catalog permission checks (pg_foreign_server_aclcheck,
  * pg_foreign_server_ownercheck, ...) by object_aclcheck and
- * object_ownercheck, which take the catalog's OID (commit c727f511bd).  15
- * has only the per-catalog ones; sfexport checks foreign servers only, and
- * the static assertion keeps it so.
+ * object_ownercheck, which take the catalog's OID (src/include/utils/acl.h
+ * of REL_16_STABLE).  15 has only the per-catalog ones; sfexport checks
+ * foreign servers only, and the static assertion keeps it so.
  */
 #if PG_VERSION_NUM < 160000
 #include "catalog/pg_foreign_server.h"
@@ -53,8 +53,8 @@
 /*
  * 16 introduced soft errors (nodes/miscnodes.h): parseTypeString takes an
  * ErrorSaveContext instead of its "missing_ok" flag and returns false where
- * 15 set the type to InvalidOid.  15's missing_ok covers a type that does
- * not exist; a name that does not parse still raises an error there.
+ * 15 set the type to InvalidOid.  On both, a type that does not exist is not
+ * an error, and a name the parser rejects still raises one.
  */
 #if PG_VERSION_NUM < 160000
 typedef struct ErrorSaveContext
