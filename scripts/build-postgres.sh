@@ -70,8 +70,8 @@ pg_config=$prefix/bin/pg_config
 finished() { [ -f "$prefix/.sfexport-build-complete" ] && [ -x "$pg_config" ]; }
 
 exec 9>"$cache/.lock-pg-$release-$key"
-if ! finished; then
-	echo "== PostgreSQL $release: waiting for the cache lock ($cache)" >&2
+if ! finished && ! flock -n 9; then
+	echo "== PostgreSQL $release: another run is building it, waiting ($cache)" >&2
 	flock 9
 fi
 if finished; then
