@@ -2,6 +2,11 @@
 #
 #   make                 build
 #   make install         install into the PostgreSQL found by pg_config (root)
+#   make install SFEXPORT_TEST_SURFACE=1
+#                        also install the test-only extension sfexport_test
+#                        (test/sfexport_test/), which the tests need
+#   make installcheck    the pg_regress suite (test/sql, test/expected) against
+#                        the running server, installed with the test surface
 #   make test            run every test against this build (scripts/run-tests.sh)
 #   make demo            the end-to-end demo on local stand-ins (demo-up / demo-down)
 #   make bench-insert    capture cost vs a heap table;  make bench-flush: worker memory and speed
@@ -16,7 +21,22 @@ EXTENSION = sfexport
 MODULE_big = sfexport
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/sfexport--*.sql))
+# The test surface (docs/ARCHITECTURE.md, "Test surface"): SQL entry points
+# to internals that only the tests call, as a separate extension.  A
+# production install leaves it out; scripts/private-install.sh sets the flag.
+ifeq ($(SFEXPORT_TEST_SURFACE),1)
+DATA += test/sfexport_test/sfexport_test.control test/sfexport_test/sfexport_test--1.0.sql
+endif
 PGFILEDESC = "sfexport - exactly-once export to Snowflake"
+
+# The pg_regress suite: inputs in test/sql, expected outputs in test/expected.
+# "make installcheck" runs it against the installed server (which needs
+# max_prepared_transactions >= 2 and no shared_preload_libraries, as
+# test/regress.conf sets for a temporary instance, and the test surface:
+# make install SFEXPORT_TEST_SURFACE=1); scripts/run-tests.sh regress runs
+# this same target in a temporary instance.
+REGRESS = capture glue options privileges snowflake types
+REGRESS_OPTS = --inputdir=test --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
@@ -35,7 +55,15 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test bench-insert bench-flush demo demo-up demo-down
+.PHONY: test bench-insert bench-flush demo demo-up demo-down test-surface-installed
+# the suite creates sfexport_test: say how to install it instead of failing
+# test by test
+installcheck: test-surface-installed
+test-surface-installed:
+	@test -f '$(DESTDIR)$(datadir)/$(datamoduledir)/sfexport_test.control' || { \
+		echo "make installcheck: the test surface is not installed; run: make install SFEXPORT_TEST_SURFACE=1" >&2; \
+		exit 1; }
+
 test: all
 	bash scripts/run-tests.sh
 

@@ -3,10 +3,10 @@
 #
 #   fuzz/run.sh [seconds] [target ...]
 #
-# Builds first (fuzz/build.sh) unless FUZZ_NO_BUILD=1.  Each target starts
-# from its committed seed corpus (fuzz/corpus/<target>/), copied into a
-# work corpus under fuzz/build/work/ that grows across runs (delete it for
-# a fresh start).  Prints one line per target with executions, new corpus
+# Builds first (fuzz/build.sh, its output in fuzz/build/build.log) unless
+# FUZZ_NO_BUILD=1.  Each target starts from its committed seed corpus
+# (fuzz/corpus/<target>/), copied into a work corpus under fuzz/build/work/
+# that grows across runs (delete it for a fresh start).  Prints one line per target with executions, new corpus
 # entries and crashes, then "N passed, N failed".  A crash leaves its input
 # as fuzz/build/artifacts/<target>-crash-* (or leak-, timeout-, oom-);
 # reproduce with: fuzz/build/fuzz_<target> <that file>.
@@ -19,9 +19,10 @@ SECS=${1:-20}
 TARGETS=${*:-snowflake s3 gcs encode sigv4}
 
 if [ "${FUZZ_NO_BUILD:-0}" != 1 ]; then
-	"$FUZZ/build.sh" $TARGETS > "$OUT.build.log" 2>&1 || {
-		cat "$OUT.build.log"; echo "fuzz build failed"; exit 1; }
-	grep '^built' "$OUT.build.log"
+	mkdir -p "$OUT"
+	"$FUZZ/build.sh" $TARGETS > "$OUT/build.log" 2>&1 || {
+		cat "$OUT/build.log"; echo "fuzz build failed"; exit 1; }
+	grep '^built' "$OUT/build.log"
 fi
 
 mkdir -p "$OUT/work" "$OUT/artifacts"

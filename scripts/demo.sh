@@ -53,7 +53,6 @@ fi
 mode=${mode#--inner-}
 export PATH="$($PG_CONFIG --bindir):$PATH"
 export PGHOST="$WORK" PGPORT=$((20000 + RANDOM % 20000)) PGDATABASE=postgres
-PY=/usr/bin/python3
 EMU="$REPO/test/emulators"
 
 stop_all() {
@@ -78,11 +77,11 @@ say "starting the stand-ins on 127.0.0.1"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/snowflake_key.p8" 2>/dev/null
 openssl pkey -in "$WORK/snowflake_key.p8" -pubout -out "$WORK/snowflake_key.pub"
 mkdir -p "$WORK/s3" "$WORK/snowflake"
-S3RVER=$(start s3rver node "$EMU/s3rver/start-s3rver.js" --directory "$WORK/s3" --port 0 \
+S3RVER=$(start s3rver "$EMU/start" s3rver --directory "$WORK/s3" --port 0 \
 	--port-file "$WORK/s3rver.port" --configure-bucket demo-bucket --key DEMOKEY=DEMOSECRET --silent)
-S3=$(start s3front "$PY" "$EMU/sigv4_front.py" --port 0 --port-file "$WORK/s3front.port" \
+S3=$(start s3_front "$EMU/start" s3_front --port 0 --port-file "$WORK/s3_front.port" \
 	--upstream "http://127.0.0.1:$S3RVER" --region us-east-1 --key DEMOKEY=DEMOSECRET)
-SF=$(start snowflake "$PY" "$EMU/snowflake/snowflake_emulator.py" --port 0 --port-file "$WORK/snowflake.port" \
+SF=$(start snowflake "$EMU/start" snowflake --port 0 --port-file "$WORK/snowflake.port" \
 	--data-dir "$WORK/snowflake" --account DEMO --user SFEXPORT="$WORK/snowflake_key.pub" \
 	--s3-endpoint "http://127.0.0.1:$S3" --s3-access-key DEMOKEY --s3-secret-key DEMOSECRET)
 echo "   S3 (s3rver behind a SigV4-verifying front)  http://127.0.0.1:$S3   bucket demo-bucket"

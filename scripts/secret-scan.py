@@ -5,7 +5,9 @@
     secret-scan.py --self-test                 plant secrets and check they are found
 
 The registry (written by test/lib/SfTest.pm and the emulators while the TAP
-suite runs) has one secret per line: "label<TAB>base64(value)".  Every
+suite runs) has one secret per line: "label<TAB>base64(value)", or
+"label<TAB>base64(value)<TAB>host" for a credential of the database
+server's host (its environment).  Every
 regular file below each PATH is read; gzip and zstd files (recognized by
 their magic bytes, whatever their name) are searched both as stored and
 decompressed.  For each secret the scanner looks for the value itself and
@@ -16,9 +18,11 @@ bytes are not searched (they would match by chance) and are counted.
 
 One place may legitimately hold AWS credentials: a CREATE STAGE statement
 sent to Snowflake with CREDENTIALS = (...), which is how sfexport.setup_stage
-gives Snowflake a key when the server has no storage integration.  In the
-Snowflake statement logs (--sql-log-glob) the inside of CREDENTIALS = (...)
-is blanked before the search; everything else in those logs is searched.
+gives Snowflake a key of a user mapping when the server has no storage
+integration.  In the Snowflake statement logs (--sql-log-glob) the inside of
+CREDENTIALS = (...) is blanked before the search; everything else in those
+logs is searched.  Host credentials get no such exemption: sfexport never
+writes them into a statement, so they are searched in the logs as sent.
 
 Found secrets are printed masked (first 4 characters and length), with the
 file, the label and which form matched.
@@ -50,20 +54,24 @@ def mask(value):
 
 
 def read_registry(path):
-    """[(label, value bytes)], deduplicated by value."""
+    """[(label, value bytes, host)], deduplicated by value (host if any
+    registration of the value says so)."""
     seen = {}
     with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip(b"\n")
             if not line:
                 continue
-            label, sep, b64 = line.partition(b"\t")
-            if not sep:
+            fields = line.split(b"\t")
+            if len(fields) not in (2, 3) or (len(fields) == 3 and fields[2] != b"host"):
                 raise SystemExit("%s:%d: malformed registry line" % (path, n))
-            value = base64.b64decode(b64, validate=True)
+            value = base64.b64decode(fields[1], validate=True)
+            host = len(fields) == 3
             if value and value not in seen:
-                seen[value] = label.decode("utf-8", "replace")
-    return [(lab, val) for val, lab in seen.items()]
+                seen[value] = (fields[0].decode("utf-8", "replace"), host)
+            elif value and host:
+                seen[value] = (seen[value][0], True)
+    return [(lab, val, host) for val, (lab, host) in seen.items()]
 
 
 def derived_forms(value):
@@ -169,7 +177,11 @@ def scan(registry, paths, min_length=8, exclude=(), sql_log_glob="snowflake_sql*
          out=sys.stdout):
     """Returns (number of secrets searched, files, findings, exempted clauses)."""
     secrets = read_registry(registry) if isinstance(registry, str) else registry
-    searched = [(lab, val, derived_forms(val)) for lab, val in secrets if len(val) >= min_length]
+    secrets = [s if len(s) == 3 else (s[0], s[1], False) for s in secrets]
+    long_enough = [(lab, val, derived_forms(val), host) for lab, val, host in secrets
+                   if len(val) >= min_length]
+    searched = [(lab, val, forms) for lab, val, forms, _ in long_enough]
+    host_searched = [(lab, val, forms) for lab, val, forms, host in long_enough if host]
     short = len(secrets) - len(searched)
     max_needle = max((len(n) for _, _, forms in searched for _, n in forms), default=0)
     findings = []
@@ -186,13 +198,15 @@ def scan(registry, paths, min_length=8, exclude=(), sql_log_glob="snowflake_sql*
         plain = decompress(data, path)
         if plain is not None:
             views.append((" (decompressed)", plain))
+        views = [(how, blob, searched) for how, blob in views]
         if fnmatch.fnmatch(os.path.basename(path), sql_log_glob):
             blanked, n = CREDENTIALS_RE.subn(lambda m: m.group(1) + b"<credentials>" + m.group(3),
                                              data)
             exempted += n
-            views = [("", blanked)]
-        for how, blob in views:
-            for label, value, form in search_blob(blob, searched, max_needle):
+            # host credentials: also inside CREDENTIALS = (...)
+            views = [("", blanked, searched), (" (CREDENTIALS clauses)", data, host_searched)]
+        for how, blob, which in views:
+            for label, value, form in search_blob(blob, which, max_needle):
                 findings.append((path + how, label, value, form))
     for path, label, value, form in findings:
         print("secret scan: FOUND %s in %s (%s, %s)" % (label, path, mask(value), form), file=out)
@@ -213,11 +227,13 @@ def self_test():
             "pem": pem.encode(),
             "token": b"ya29.selftest-" + base64.b16encode(os.urandom(8)),
             "short": b"abc",
+            "host": b"selfTestHostEnv/Secret+" + base64.b16encode(os.urandom(8)),
         }
         reg = os.path.join(tmp, "registry")
         with open(reg, "wb") as f:
             for k, v in secrets.items():
-                f.write(k.encode() + b"\t" + base64.b64encode(v) + b"\n")
+                f.write(k.encode() + b"\t" + base64.b64encode(v)
+                        + (b"\thost" if k == "host" else b"") + b"\n")
         ev = os.path.join(tmp, "evidence")
         os.makedirs(os.path.join(ev, "clean"))
         with open(os.path.join(ev, "clean", "log"), "wb") as f:
@@ -235,6 +251,8 @@ def self_test():
             "snowflake_sql.log": b"CREATE STAGE s URL='s3://b/' CREDENTIALS = (AWS_KEY_ID = 'A' "
                                  b"AWS_SECRET_KEY = '" + secrets["aws"] + b"')\n",
             "snowflake_sql2.log": b"COPY INTO t FROM @s -- " + secrets["token"] + b"\n",
+            "snowflake_sql3.log": b"CREATE STAGE h URL='s3://b/' CREDENTIALS = (AWS_KEY_ID = 'A' "
+                                  b"AWS_SECRET_KEY = '" + secrets["host"] + b"')\n",
         }
         if shutil.which("zstd"):
             plants["object.zst"] = subprocess.run(
@@ -243,6 +261,7 @@ def self_test():
         expect = {
             "plain.log": "aws", "object.gz (decompressed)": "token", "pemline.json": "pem",
             "url.txt": "aws", "snowflake_sql2.log": "token", "object.zst (decompressed)": "aws",
+            "snowflake_sql3.log (CREDENTIALS clauses)": "host",
         }
         if "object.zst" not in plants:
             del expect["object.zst (decompressed)"]
@@ -255,8 +274,8 @@ def self_test():
                if os.path.relpath(p, ev) not in ("object.gz", "object.zst")}
         if got != expect:
             failures.append("planted secrets: expected %s, got %s" % (expect, got))
-        if exempted != 1:
-            failures.append("CREDENTIALS clauses exempted: %d, expected 1" % exempted)
+        if exempted != 2:
+            failures.append("CREDENTIALS clauses exempted: %d, expected 2" % exempted)
         if nfiles != len(plants) + 1:
             failures.append("files read: %d, expected %d" % (nfiles, len(plants) + 1))
     finally:
@@ -265,7 +284,8 @@ def self_test():
         print("secret scan self-test FAILED: %s" % f)
     if not failures:
         print("secret scan self-test: planted secrets found (plain, gzip, %sPEM line, URL, "
-              "SQL log), clean tree clean" % ("zstd, " if shutil.which("zstd") else ""))
+              "SQL log, host credential in CREDENTIALS), clean tree clean"
+              % ("zstd, " if shutil.which("zstd") else ""))
     return 1 if failures else 0
 
 

@@ -5,3 +5,148 @@
 -- Every change to the objects of sfexport--0.2.0.sql is repeated here, so
 -- that an upgraded database ends with the same objects as a new install
 -- (test/t/003_upgrade.pl compares the two).
+
+-- The test surface leaves the extension: the SigV4 signer, the storage
+-- primitives and the Hive type mapping are now in the separate extension
+-- sfexport_test, which a production install does not have
+-- (docs/ARCHITECTURE.md, "Test surface").  The C symbols stay in the library.
+DROP FUNCTION sfexport._sigv4_sign(text, text, text[], bytea, text, text, text, text, text, boolean);
+DROP FUNCTION sfexport._storage_put(name, text, bytea, integer, boolean);
+DROP FUNCTION sfexport._storage_get(name, text);
+DROP FUNCTION sfexport._storage_head(name, text);
+DROP FUNCTION sfexport._storage_delete(name, text);
+DROP FUNCTION sfexport._storage_list(name, text);
+DROP FUNCTION sfexport._hive_to_snowflake(text);
+-- sfexport.status shows error text (which quotes row values) only to those
+-- who may read the table; everyone else sees the counts.
+CREATE OR REPLACE VIEW sfexport.status WITH (security_barrier) AS
+SELECT c.oid::regclass                        AS foreign_table,
+       s.srvname                              AS server,
+       coalesce(o.pending_rows, 0)            AS pending_rows,
+       coalesce(o.pending_bytes, 0)           AS pending_bytes,
+       o.oldest_pending                       AS oldest_pending,
+       coalesce(f.staged_files, 0)            AS staged_files,
+       coalesce(f.staged_rows, 0)             AS staged_rows,
+       coalesce(f.submitted_files, 0)         AS submitted_files,
+       coalesce(f.submitted_rows, 0)          AS submitted_rows,
+       coalesce(f.failed_files, 0)            AS failed_files,
+       coalesce(f.loaded_files, 0)            AS loaded_files,
+       coalesce(f.loaded_rows, 0)             AS loaded_rows,
+       f.last_loaded_at                       AS last_loaded_at,
+       CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
+              OR pg_catalog.has_table_privilege(c.oid, 'SELECT')
+              OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+            THEN f.last_error END             AS last_error
+  FROM pg_catalog.pg_foreign_table ft
+  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  LEFT JOIN (SELECT relid,
+                    count(*)                               AS pending_rows,
+                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
+                    min(inserted_at)                       AS oldest_pending
+               FROM sfexport.outbox
+              GROUP BY relid) o ON o.relid = c.oid
+  LEFT JOIN (SELECT relid,
+                    count(*) FILTER (WHERE state = 'staged')              AS staged_files,
+                    sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
+                    count(*) FILTER (WHERE state = 'submitted')           AS submitted_files,
+                    sum(rows) FILTER (WHERE state = 'submitted')          AS submitted_rows,
+                    count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
+                    count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
+                    sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
+                    max(loaded_at)                                        AS last_loaded_at,
+                    (array_agg(coalesce(last_error, first_error) ORDER BY file_id DESC)
+                       FILTER (WHERE state <> 'loaded'
+                                 AND coalesce(last_error, first_error) IS NOT NULL))[1]
+                                                                          AS last_error
+               FROM sfexport.files
+              GROUP BY relid) f ON f.relid = c.oid
+ WHERE w.fdwname = 'sfexport';
+
+-- Who may decide what a server loads into, and where a superuser's server
+-- sends the database server's own credentials (README, Security).  The
+-- worker COPYs the rows of a foreign table into the Snowflake table its
+-- name and options (table, schema, column_name) point at, and adds columns
+-- to it, with the Snowflake role of the server's owner: so only the
+-- server's owner (or a member of its role, or a superuser) may create or
+-- alter foreign tables on an sfexport server.  A server owned by a
+-- superuser may use the host's credentials (environment): so only a
+-- superuser may alter it, or make a server a superuser's.
+--
+-- An event trigger, because the wrapper's validator cannot do it: it is
+-- given the option list and the catalog, not the server or the table (as
+-- for postgres_fdw), and a rename changes the default target without
+-- calling it.  At ddl_command_end every object of the command exists, and
+-- an error undoes the command.
+CREATE FUNCTION sfexport._ddl_check()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RETURN;
+    END IF;
+    FOR r IN
+        SELECT c.objid::pg_catalog.regclass AS ft, s.srvname
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_foreign_table t ON t.ftrelid OPERATOR(pg_catalog.=) c.objid
+          JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) t.ftserver
+          JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+         WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND w.fdwname OPERATOR(pg_catalog.=) 'sfexport'
+           AND NOT pg_catalog.pg_has_role(s.srvowner, 'USAGE')
+    LOOP
+        RAISE EXCEPTION 'permission denied to create or alter foreign table % of server %', r.ft, r.srvname
+          USING ERRCODE = 'insufficient_privilege',
+                DETAIL = 'The export worker loads a foreign table''s rows into the Snowflake table its name and options name, with the Snowflake role of the server''s owner.',
+                HINT = pg_catalog.format('Only the owner of server %I or a superuser may create or alter foreign tables on it; others get INSERT on them.', r.srvname);
+    END LOOP;
+    FOR r IN
+        SELECT s.srvname
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) c.objid
+          JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+          JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) s.srvowner
+         WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_foreign_server'::pg_catalog.regclass
+           AND w.fdwname OPERATOR(pg_catalog.=) 'sfexport'
+           AND o.rolsuper
+    LOOP
+        RAISE EXCEPTION 'permission denied to alter server %', r.srvname
+          USING ERRCODE = 'insufficient_privilege',
+                DETAIL = 'A server owned by a superuser may use the database server''s own credentials, so only a superuser may change it or give a server to a superuser.',
+                HINT = 'Ask a superuser to make the change.';
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION sfexport._ddl_check() FROM PUBLIC;
+CREATE EVENT TRIGGER sfexport_ddl_check ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
+               'IMPORT FOREIGN SCHEMA', 'CREATE SERVER', 'ALTER SERVER')
+  EXECUTE FUNCTION sfexport._ddl_check();
+
+-- Foreign tables that roles other than their server's owner defined under
+-- 0.1.0 keep loading; list them, so that an administrator can decide.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT t.ftrelid::pg_catalog.regclass AS ft, s.srvname,
+               c.relowner::pg_catalog.regrole AS owner
+          FROM pg_catalog.pg_foreign_table t
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.ftrelid
+          JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) t.ftserver
+          JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+         WHERE w.fdwname OPERATOR(pg_catalog.=) 'sfexport'
+           AND NOT pg_catalog.pg_has_role(c.relowner, s.srvowner, 'USAGE')
+    LOOP
+        RAISE WARNING 'foreign table % of server % is owned by %, who does not own the server', r.ft, r.srvname, r.owner
+          USING DETAIL = 'Since sfexport 0.2.0 only the owner of a server may create or alter its foreign tables; this one was made before and keeps loading with the server owner''s Snowflake role.',
+                HINT = 'Check its table, schema and column_name options, and give it to the server''s owner (ALTER FOREIGN TABLE ... OWNER TO) or drop it.';
+    END LOOP;
+END
+$$;

@@ -83,19 +83,6 @@ REVOKE ALL ON FUNCTION sfexport.outbox_record(oid, bigint, bytea) FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA sfexport TO PUBLIC;
 
--- Test entry point of the SigV4 signer (src/sigv4.c): signs the request
--- described by method, URL (path and query as sent) and "Name: value"
--- headers, for comparison with published test vectors.  Superuser only.
-CREATE FUNCTION sfexport._sigv4_sign(
-    method text, url text, headers text[], payload bytea,
-    access_key_id text, secret_access_key text, region text, service text,
-    amz_date text, s3 boolean,
-    OUT canonical_request text, OUT string_to_sign text, OUT authorization_header text)
-RETURNS record
-AS 'MODULE_PATHNAME', 'sfexport_sigv4_sign'
-LANGUAGE C STRICT IMMUTABLE;
-REVOKE ALL ON FUNCTION sfexport._sigv4_sign FROM PUBLIC;
-
 -- Snowflake SQL API (src/snowflake.c).
 
 -- Run a trivial statement as the current user's mapping and report what
@@ -194,7 +181,12 @@ REVOKE ALL ON sfexport.pipe_reports FROM PUBLIC;
 GRANT SELECT ON sfexport.pipe_reports TO pg_monitor;
 
 -- One row per sfexport foreign table: pending rows and staged files.
-CREATE VIEW sfexport.status AS
+-- Everyone sees the counts; the error text (which Snowflake writes with the
+-- offending row's values in it) only those who may read the table: its
+-- owner, roles with SELECT on it, pg_monitor (which reads sfexport.files
+-- anyway) and superusers.  security_barrier: no function of the caller's
+-- runs before the mask.
+CREATE VIEW sfexport.status WITH (security_barrier) AS
 SELECT c.oid::regclass                        AS foreign_table,
        s.srvname                              AS server,
        coalesce(o.pending_rows, 0)            AS pending_rows,
@@ -208,7 +200,10 @@ SELECT c.oid::regclass                        AS foreign_table,
        coalesce(f.loaded_files, 0)            AS loaded_files,
        coalesce(f.loaded_rows, 0)             AS loaded_rows,
        f.last_loaded_at                       AS last_loaded_at,
-       f.last_error                           AS last_error
+       CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
+              OR pg_catalog.has_table_privilege(c.oid, 'SELECT')
+              OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+            THEN f.last_error END             AS last_error
   FROM pg_catalog.pg_foreign_table ft
   JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
   JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
@@ -320,33 +315,6 @@ COMMENT ON FUNCTION sfexport.test_storage(name) IS
   'write, read back and delete a probe object in the storage location of a server';
 GRANT EXECUTE ON FUNCTION sfexport.test_storage(name) TO PUBLIC;
 
--- Storage primitives for tests and troubleshooting (superuser only).
--- Object names are relative to the server's location.
-CREATE FUNCTION sfexport._storage_put(server name, object text, data bytea,
-    chunk integer DEFAULT 65536, abort boolean DEFAULT false)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'sfexport_storage_put'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_get(server name, object text)
-RETURNS bytea
-AS 'MODULE_PATHNAME', 'sfexport_storage_get'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_head(server name, object text)
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'sfexport_storage_head'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_delete(server name, object text)
-RETURNS void
-AS 'MODULE_PATHNAME', 'sfexport_storage_delete'
-LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION sfexport._storage_list(server name, prefix text DEFAULT '')
-RETURNS SETOF text
-AS 'MODULE_PATHNAME', 'sfexport_storage_list'
-LANGUAGE C STRICT VOLATILE;
-REVOKE ALL ON FUNCTION sfexport._storage_put, sfexport._storage_get,
-    sfexport._storage_head, sfexport._storage_delete, sfexport._storage_list
-  FROM PUBLIC;
-
 -- AWS Glue sync (src/glue.c, docs/glue.md).
 
 -- What glue_sync applied: one row per Glue table and Snowflake target, with
@@ -380,14 +348,6 @@ AS 'MODULE_PATHNAME', 'sfexport_glue_sync'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sfexport.glue_sync(name, text, text, boolean, boolean, text, text) IS
   'create or update Snowflake external tables for the tables of an AWS Glue database';
-
--- The Snowflake type glue_sync uses for a Hive type string (tests and
--- troubleshooting).
-CREATE FUNCTION sfexport._hive_to_snowflake(hive_type text)
-RETURNS text
-AS 'MODULE_PATHNAME', 'sfexport_hive_to_snowflake'
-LANGUAGE C STRICT IMMUTABLE;
-REVOKE ALL ON FUNCTION sfexport._hive_to_snowflake(text) FROM PUBLIC;
 
 -- Last: wake the launcher so that this database gets its worker at once.
 SELECT sfexport._launcher_wakeup();
@@ -433,3 +393,67 @@ END
 $$;
 COMMENT ON FUNCTION sfexport.setup(name, boolean) IS
   'set up the Snowflake stage, file format and the target table of every foreign table of a server';
+
+-- Who may decide what a server loads into, and where a superuser's server
+-- sends the database server's own credentials (README, Security).  The
+-- worker COPYs the rows of a foreign table into the Snowflake table its
+-- name and options (table, schema, column_name) point at, and adds columns
+-- to it, with the Snowflake role of the server's owner: so only the
+-- server's owner (or a member of its role, or a superuser) may create or
+-- alter foreign tables on an sfexport server.  A server owned by a
+-- superuser may use the host's credentials (environment): so only a
+-- superuser may alter it, or make a server a superuser's.
+--
+-- An event trigger, because the wrapper's validator cannot do it: it is
+-- given the option list and the catalog, not the server or the table (as
+-- for postgres_fdw), and a rename changes the default target without
+-- calling it.  At ddl_command_end every object of the command exists, and
+-- an error undoes the command.
+CREATE FUNCTION sfexport._ddl_check()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RETURN;
+    END IF;
+    FOR r IN
+        SELECT c.objid::pg_catalog.regclass AS ft, s.srvname
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_foreign_table t ON t.ftrelid OPERATOR(pg_catalog.=) c.objid
+          JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) t.ftserver
+          JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+         WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND w.fdwname OPERATOR(pg_catalog.=) 'sfexport'
+           AND NOT pg_catalog.pg_has_role(s.srvowner, 'USAGE')
+    LOOP
+        RAISE EXCEPTION 'permission denied to create or alter foreign table % of server %', r.ft, r.srvname
+          USING ERRCODE = 'insufficient_privilege',
+                DETAIL = 'The export worker loads a foreign table''s rows into the Snowflake table its name and options name, with the Snowflake role of the server''s owner.',
+                HINT = pg_catalog.format('Only the owner of server %I or a superuser may create or alter foreign tables on it; others get INSERT on them.', r.srvname);
+    END LOOP;
+    FOR r IN
+        SELECT s.srvname
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) c.objid
+          JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+          JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) s.srvowner
+         WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_foreign_server'::pg_catalog.regclass
+           AND w.fdwname OPERATOR(pg_catalog.=) 'sfexport'
+           AND o.rolsuper
+    LOOP
+        RAISE EXCEPTION 'permission denied to alter server %', r.srvname
+          USING ERRCODE = 'insufficient_privilege',
+                DETAIL = 'A server owned by a superuser may use the database server''s own credentials, so only a superuser may change it or give a server to a superuser.',
+                HINT = 'Ask a superuser to make the change.';
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION sfexport._ddl_check() FROM PUBLIC;
+CREATE EVENT TRIGGER sfexport_ddl_check ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
+               'IMPORT FOREIGN SCHEMA', 'CREATE SERVER', 'ALTER SERVER')
+  EXECUTE FUNCTION sfexport._ddl_check();

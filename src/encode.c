@@ -982,7 +982,8 @@ render_binary(const char *p, int len, SfRowDecoder *dec, StringInfo out)
 /*
  * The CSV file format options the encoder relies on, for CREATE FILE FORMAT
  * and COPY.  Every option whose Snowflake default would misread a record is
- * stated explicitly (shared/REFERENCE.md, "CSV format defaults that bite").
+ * stated explicitly (Snowflake docs, CREATE FILE FORMAT, format type
+ * options for TYPE = CSV, e.g. ESCAPE_UNENCLOSED_FIELD and NULL_IF).
  * COMPRESSION is added by the caller.
  */
 const char *

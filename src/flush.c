@@ -20,7 +20,7 @@
  *	  no manifest row: the uploaded objects (if any) are orphans that no COPY
  *	  ever names, and the rows go into new files with new names later;
  *	- after the commit the rows are gone from the outbox and the files are
- *	  known: they become loadable only now (DESIGN.md, promise 2).
+ *	  known: they become loadable only now (README, Delivery guarantees 2).
  *
  * Why segments and TRUNCATE: removing rows one by one cost a heap delete
  * and its WAL record per row, more than compressing the row (bench/flush).

@@ -389,12 +389,7 @@ glue_client(GlueConfig *conf, SfUserConfig *usr)
 	char	   *base;
 	char	   *host;
 
-	if (usr->aws_access_key_id == NULL || usr->aws_secret_access_key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("no AWS credentials for server \"%s\"", conf->srv->servername),
-				 errdetail("Neither the user mapping nor the server's environment gives an access key."),
-				 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the server's environment.")));
+	sf_require_aws_credentials(conf->srv, usr);
 	if (conf->endpoint)
 		sf_aws_split_endpoint(conf->endpoint, &base, &host);
 	else

@@ -413,9 +413,9 @@ sf_hive_parse_type(const char *hive, SfHiveType *out, char **error)
 PG_FUNCTION_INFO_V1(sfexport_hive_to_snowflake);
 
 /*
- * sfexport._hive_to_snowflake(hive_type text) → text: the Snowflake type
+ * sfexport_test.hive_to_snowflake(hive_type text) → text: the Snowflake type
  * glue_sync uses for a Hive type string; an error (22P02) for a malformed
- * one.  For tests and troubleshooting.
+ * one.  For the tests (the test-only extension sfexport_test).
  */
 Datum
 sfexport_hive_to_snowflake(PG_FUNCTION_ARGS)

@@ -286,6 +286,98 @@ has_header(List *headers, const char *name)
 	return false;
 }
 
+/*
+ * Refuse to send a header line with a control character in it.  libcurl
+ * sends CURLOPT_HTTPHEADER strings as given, and a CR or LF in a value
+ * (a token, a session token) would end the header and start others of
+ * the value's choosing; RFC 9110 section 5.5 calls field values with CR,
+ * LF or NUL "invalid and dangerous".  The validator refuses such option
+ * values at DDL time; this is the check at use, for every header of every
+ * request, whatever its source (e.g. a token from a token endpoint).  The
+ * message names the header, never its value.
+ */
+static void
+check_headers(SfHttpRequest *req)
+{
+	ListCell   *lc;
+
+	foreach(lc, req->headers)
+	{
+		const char *h = (const char *) lfirst(lc);
+
+		if (!sf_http_header_value_ok(h))
+		{
+			const char *colon = strchr(h, ':');
+			char	   *name = colon ? pnstrdup(h, colon - h) : pstrdup("?");
+
+			if (!sf_http_header_value_ok(name))
+				name = "?";
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("refusing to send request %s %s: header \"%s\" contains control characters",
+							req->method, display_url(req), name),
+					 errdetail("A carriage return or line feed in a header value could add headers to the request."),
+					 errhint("Check the credentials in the user mapping (token, aws_session_token) for line breaks.")));
+		}
+	}
+}
+
+/*
+ * Whether a text can be sent in an HTTP header line: no control characters
+ * (below 0x20, or DEL), tab included.
+ */
+bool
+sf_http_header_value_ok(const char *value)
+{
+	for (const unsigned char *c = (const unsigned char *) value; *c; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * Whether url has the same origin as base (RFC 6454: scheme, host and
+ * port, default ports made explicit) and carries no user information.
+ * Both are parsed with libcurl's URL parser, as libcurl will parse them to
+ * connect.  For URLs a service hands back (a GCS resumable session in a
+ * Location header) before sending credentials to them.
+ */
+bool
+sf_http_same_origin(const char *url, const char *base)
+{
+	CURLU	   *u[2] = {curl_url(), curl_url()};
+	const char *texts[2] = {url, base};
+	char	   *parts[2][3] = {{NULL, NULL, NULL}, {NULL, NULL, NULL}};
+	static const CURLUPart which[3] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT};
+	bool		same = u[0] != NULL && u[1] != NULL;
+
+	for (int i = 0; i < 2 && same; i++)
+	{
+		char	   *user = NULL;
+
+		if (curl_url_set(u[i], CURLUPART_URL, texts[i], 0) != CURLUE_OK)
+			same = false;
+		for (int j = 0; j < 3 && same; j++)
+			if (curl_url_get(u[i], which[j], &parts[i][j], CURLU_DEFAULT_PORT) != CURLUE_OK)
+				same = false;
+		if (same && curl_url_get(u[i], CURLUPART_USER, &user, 0) == CURLUE_OK)
+			same = false;		/* user information: never ours */
+		if (user)
+			curl_free(user);
+	}
+	for (int j = 0; j < 3 && same; j++)
+		same = pg_strcasecmp(parts[0][j], parts[1][j]) == 0;
+	for (int i = 0; i < 2; i++)
+	{
+		for (int j = 0; j < 3; j++)
+			if (parts[i][j])
+				curl_free(parts[i][j]);
+		if (u[i])
+			curl_url_cleanup(u[i]);
+	}
+	return same;
+}
+
 /* Split the raw header block into "name: value" strings, names lower-cased. */
 static List *
 parse_headers(const char *raw)
@@ -402,6 +494,7 @@ sf_http_perform(SfHttpRequest *req)
 
 	ensure_curl();
 	CHECK_FOR_INTERRUPTS();
+	check_headers(req);
 
 	memset(&t, 0, sizeof(t));
 	t.req = req;

@@ -22,8 +22,8 @@
  * result is the single "Copy executed with 0 files processed." row).  So a
  * crash between a successful COPY and recording its result is resolved by
  * running the same COPY again and reading an absent file as "loaded before"
- * (shared/REFERENCE.md, "COPY INTO <table>"; Snowflake docs, "Loading using
- * load metadata").  A COPY that fails as a whole (422: missing table,
+ * (Snowflake docs, COPY INTO <table>, FILES and load metadata; "Loading
+ * data").  A COPY that fails as a whole (422: missing table,
  * privileges, ...) leaves its files 'staged' with the error and a backoff.
  *
  * Loaded files are then deleted from storage unless the server keeps them.

@@ -15,6 +15,9 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "sf_jansson.h"
 
 #include "access/reloptions.h"
@@ -51,6 +54,8 @@ typedef enum SfOptKind
 	OPT_COUNT,					/* positive integer */
 	OPT_PEM,					/* PEM-encoded private key text */
 	OPT_SERVER_FILE,			/* absolute path of a file the server reads */
+	OPT_SECRET_FILE,			/* same, holding a secret: owner-only mode */
+	OPT_HEADER_TEXT,			/* text sent in an HTTP header: no control characters */
 	OPT_TOKEN_TYPE,				/* OAUTH | PROGRAMMATIC_ACCESS_TOKEN | KEYPAIR_JWT */
 	OPT_GCS_JSON,				/* service-account key JSON */
 	OPT_GLUE_STAGE_MAP			/* STAGE=s3://bucket/prefix/, ... (glue.c) */
@@ -110,15 +115,15 @@ static const SfOption sf_options[] = {
 	/* user mapping: credentials */
 	{"user", UserMappingRelationId, OPT_TEXT},
 	{"private_key", UserMappingRelationId, OPT_PEM, true},
-	{"private_key_file", UserMappingRelationId, OPT_SERVER_FILE},
+	{"private_key_file", UserMappingRelationId, OPT_SECRET_FILE},
 	{"private_key_passphrase", UserMappingRelationId, OPT_TEXT, true},
-	{"token", UserMappingRelationId, OPT_TEXT, true},
+	{"token", UserMappingRelationId, OPT_HEADER_TEXT, true},
 	{"token_type", UserMappingRelationId, OPT_TOKEN_TYPE},
-	{"aws_access_key_id", UserMappingRelationId, OPT_TEXT},
-	{"aws_secret_access_key", UserMappingRelationId, OPT_TEXT, true},
-	{"aws_session_token", UserMappingRelationId, OPT_TEXT, true},
+	{"aws_access_key_id", UserMappingRelationId, OPT_HEADER_TEXT},
+	{"aws_secret_access_key", UserMappingRelationId, OPT_HEADER_TEXT, true},
+	{"aws_session_token", UserMappingRelationId, OPT_HEADER_TEXT, true},
 	{"gcs_credentials", UserMappingRelationId, OPT_GCS_JSON, true},
-	{"gcs_credentials_file", UserMappingRelationId, OPT_SERVER_FILE},
+	{"gcs_credentials_file", UserMappingRelationId, OPT_SECRET_FILE},
 
 	/* foreign table */
 	{"table", ForeignTableRelationId, OPT_TEXT},
@@ -195,13 +200,15 @@ report_unknown_option(const char *name, Oid context)
 }
 
 /*
- * Report a malformed value.  For secret options the value is never shown.
+ * Report a malformed value.  For secret options the value is never shown,
+ * nor a value with control characters (a line break would forge the next
+ * log line).
  */
 static void
 report_bad_value(const SfOption *opt, const char *value, const char *detail,
 				 const char *hint)
 {
-	if (opt->secret)
+	if (opt->secret || !sf_http_header_value_ok(value))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"%s\"", opt->name),
@@ -326,6 +333,51 @@ check_server_file_privilege(const SfOption *opt)
 }
 
 /*
+ * Whether a key or credential file keeps its secret from other local users.
+ * PostgreSQL's rule for its own TLS key (check_ssl_key_file_permissions in
+ * src/backend/libpq/be-secure-common.c), which is libpq's rule for
+ * ~/.pgpass (passwordFromFile in src/interfaces/libpq/fe-connect.c: no
+ * S_IRWXG | S_IRWXO bits) extended to root-owned files: a regular file,
+ * owned by the database server's user with no group or world permissions
+ * (0600 or less), or owned by root with at most group read (0640 or less).
+ */
+static bool
+secret_file_mode_ok(const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return false;
+	if (st->st_uid == geteuid())
+		return (st->st_mode & (S_IRWXG | S_IRWXO)) == 0;
+	if (st->st_uid == 0)
+		return (st->st_mode & (S_IWGRP | S_IXGRP | S_IRWXO)) == 0;
+	return false;
+}
+
+/* Report why secret_file_mode_ok() refused a file. */
+static void
+report_secret_file_mode(const char *path, const char *option, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("file \"%s\" named by option \"%s\" is not a regular file",
+						path, option)));
+	if (st->st_uid != geteuid() && st->st_uid != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("file \"%s\" named by option \"%s\" must be owned by the database server's user or root",
+						path, option),
+				 errdetail("Another user who owns a key or credential file can read and replace it."),
+				 errhint("Give the file to the operating-system user the database server runs as, with mode 0600.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIG_FILE_ERROR),
+			 errmsg("file \"%s\" named by option \"%s\" has group or world access",
+					path, option),
+			 errdetail("The file must have permissions u=rw (0600) or less if owned by the database server's user, or u=rw,g=r (0640) or less if owned by root."),
+			 errhint("Restrict it to its owner: chmod 0600 %s", path)));
+}
+
+/*
  * Check one option value.  Errors out with a specific message when invalid.
  */
 static void
@@ -446,9 +498,25 @@ validate_value(const SfOption *opt, const char *value)
 			break;
 
 		case OPT_SERVER_FILE:
+		case OPT_SECRET_FILE:
 			check_server_file_privilege(opt);
 			if (!is_absolute_path(value))
 				report_bad_value(opt, value, "The file name must be an absolute path.", NULL);
+			if (opt->kind == OPT_SECRET_FILE)
+			{
+				struct stat st;
+
+				/* a file that does not exist yet is checked when first read */
+				if (stat(value, &st) == 0 && !secret_file_mode_ok(&st))
+					report_secret_file_mode(value, opt->name, &st);
+			}
+			break;
+
+		case OPT_HEADER_TEXT:
+			if (!sf_http_header_value_ok(value))
+				report_bad_value(opt, value,
+								 "The value must not contain control characters such as carriage return or line feed: it is sent in an HTTP header.",
+								 NULL);
 			break;
 
 		case OPT_TOKEN_TYPE:
@@ -574,6 +642,15 @@ check_mapping_private_key(List *options)
  * to CREATE/ALTER SERVER, USER MAPPING, FOREIGN TABLE and column options.
  * For ALTER the list is the complete resulting option set, so required
  * options and combinations are checked here too.
+ *
+ * Who may set what is decided here only where the option alone tells
+ * (file:// locations, *_file options: the current user is all it needs).
+ * Which Snowflake table a foreign table loads into (its name, table, schema,
+ * column_name), and who may alter a superuser's server, depend on the
+ * server and its owner, which a validator is not given (PostgreSQL passes
+ * the option list and the catalog only, and a rename changes the default
+ * target without calling it): the event trigger sfexport_ddl_check
+ * (sql/sfexport--0.2.0.sql) checks those at the end of each command.
  */
 Datum
 sfexport_fdw_validator(PG_FUNCTION_ARGS)
@@ -745,11 +822,16 @@ sf_compression_extension(SfCompression c)
 	}
 }
 
-/* Read a whole file the server can read, for *_file options. */
+/*
+ * Read a whole key or credential file, for the *_file options of a user
+ * mapping.  A file other local users can read is refused
+ * (secret_file_mode_ok).
+ */
 static char *
 read_secret_file(const char *path, const char *option)
 {
 	FILE	   *f;
+	struct stat st;
 	StringInfoData buf;
 	char		chunk[4096];
 	size_t		n;
@@ -760,6 +842,23 @@ read_secret_file(const char *path, const char *option)
 				(errcode_for_file_access(),
 				 errmsg("could not open file \"%s\" named by option \"%s\": %m",
 						path, option)));
+	/* the file opened, not whatever the name points at by now */
+	if (fstat(fileno(f), &st) != 0)
+	{
+		int			save_errno = errno;
+
+		FreeFile(f);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat file \"%s\" named by option \"%s\": %m",
+						path, option)));
+	}
+	if (!secret_file_mode_ok(&st))
+	{
+		FreeFile(f);
+		report_secret_file_mode(path, option, &st);
+	}
 	initStringInfo(&buf);
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
 	{
@@ -780,8 +879,8 @@ read_secret_file(const char *path, const char *option)
 /*
  * The SQL API base URL for an account when no url option is given:
  * https://<account>.snowflakecomputing.com, with "_" written as "-" since
- * underscores are not valid in host names (REFERENCE.md, Snowflake
- * "Account identifiers" page).
+ * underscores are not valid in host names (Snowflake docs, "Account
+ * identifiers", requirements for account identifiers).
  */
 static char *
 default_account_url(const char *account)
@@ -892,9 +991,54 @@ sf_get_server_config(Oid serverid)
 }
 
 /*
+ * May this server use credentials of the database server's host: today the
+ * AWS_* environment variables of the postmaster (sf_get_user_config) and
+ * STORAGE_EMULATOR_HOST (storage_gcs.c); tomorrow any other host-level
+ * source (the AWS default credential chain, instance or GCE metadata).
+ * Every such fallback asks here, and nowhere else.
+ *
+ * Only a server owned by a superuser may.  The owner of a server chooses
+ * where its requests go (url, endpoint, glue_endpoint, location), and a
+ * non-superuser who could combine an endpoint of their choosing with the
+ * host's identity would receive requests signed with it, or the keys
+ * themselves in a CREATE STAGE.  Asked at every use, not at DDL time:
+ * ownership changes (ALTER SERVER ... OWNER TO) and roles lose SUPERUSER.
+ * The event trigger sfexport_ddl_check (sql/sfexport--0.2.0.sql) makes
+ * sure only a superuser alters a superuser's server or gives one to a
+ * superuser, so the destination of a server allowed here was chosen by a
+ * superuser.
+ */
+bool
+sf_server_may_use_host_credentials(Oid serverid)
+{
+	return superuser_arg(GetForeignServer(serverid)->owner);
+}
+
+/*
+ * A credential option read at use must still be fit for an HTTP header:
+ * the validator refuses control characters, but mappings made before it
+ * did (sfexport 0.1.0) are used as they are stored.
+ */
+static void
+check_stored_header_value(const char *option, const char *value, Oid serverid)
+{
+	if (value && !sf_http_header_value_ok(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\" in a user mapping for server \"%s\"",
+						option, GetForeignServer(serverid)->servername),
+				 errdetail("The value contains control characters such as carriage return or line feed; it is sent in an HTTP header."),
+				 errhint("Set it again with ALTER USER MAPPING ... OPTIONS (SET %s '...').",
+						 option)));
+}
+
+/*
  * Credentials from the user mapping of userid (or PUBLIC) on the server.
  * Files named by *_file options are read here.  AWS keys fall back to the
- * server's AWS_* environment variables.
+ * postmaster's AWS_* environment variables only for a server that may use
+ * the host's credentials (sf_server_may_use_host_credentials); such keys
+ * are marked aws_from_host and never leave the extension but as SigV4
+ * signatures (setup.c refuses to give them to Snowflake).
  */
 SfUserConfig *
 sf_get_user_config(Oid serverid, Oid userid)
@@ -903,6 +1047,8 @@ sf_get_user_config(Oid serverid, Oid userid)
 	SfUserConfig *cfg = palloc0(sizeof(SfUserConfig));
 	ListCell   *lc;
 
+	cfg->serverid = serverid;
+	cfg->userid = userid;
 	foreach(lc, um->options)
 	{
 		DefElem    *def = lfirst_node(DefElem, lc);
@@ -932,6 +1078,10 @@ sf_get_user_config(Oid serverid, Oid userid)
 		else if (strcmp(n, "gcs_credentials_file") == 0)
 			cfg->gcs_credentials_file = v;
 	}
+	check_stored_header_value("token", cfg->token, serverid);
+	check_stored_header_value("aws_access_key_id", cfg->aws_access_key_id, serverid);
+	check_stored_header_value("aws_secret_access_key", cfg->aws_secret_access_key, serverid);
+	check_stored_header_value("aws_session_token", cfg->aws_session_token, serverid);
 
 	if (cfg->private_key_file && cfg->private_key == NULL)
 		cfg->private_key = read_secret_file(cfg->private_key_file, "private_key_file");
@@ -940,21 +1090,56 @@ sf_get_user_config(Oid serverid, Oid userid)
 	if (cfg->token_type == NULL)
 		cfg->token_type = cfg->token ? "OAUTH" : "KEYPAIR_JWT";
 
-	if (cfg->aws_access_key_id == NULL)
+	cfg->host_credentials_allowed = sf_server_may_use_host_credentials(serverid);
+	if (cfg->aws_access_key_id == NULL && cfg->host_credentials_allowed)
 	{
 		const char *id = getenv("AWS_ACCESS_KEY_ID");
 		const char *secret = getenv("AWS_SECRET_ACCESS_KEY");
+		const char *token = getenv("AWS_SESSION_TOKEN");
 
 		if (id && *id && secret && *secret)
 		{
-			const char *token = getenv("AWS_SESSION_TOKEN");
-
+			if (!sf_http_header_value_ok(id) || !sf_http_header_value_ok(secret) ||
+				(token && !sf_http_header_value_ok(token)))
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIG_FILE_ERROR),
+						 errmsg("the AWS credentials in the database server's environment contain control characters"),
+						 errhint("Check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN in the environment the server was started with.")));
 			cfg->aws_access_key_id = pstrdup(id);
 			cfg->aws_secret_access_key = pstrdup(secret);
 			cfg->aws_session_token = (token && *token) ? pstrdup(token) : NULL;
+			cfg->aws_from_host = true;
 		}
 	}
 	return cfg;
+}
+
+/*
+ * Error out unless usr has AWS keys, from its user mapping or, for a
+ * server that may use them, the host (S3 storage, Glue).  The message is
+ * the same whether or not the host has keys: it tells nobody what the
+ * database server's environment holds.
+ */
+void
+sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr)
+{
+	char	   *role;
+
+	if (usr->aws_access_key_id != NULL && usr->aws_secret_access_key != NULL)
+		return;
+	role = OidIsValid(usr->userid) ? GetUserNameFromId(usr->userid, true) : NULL;
+	if (usr->host_credentials_allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("no AWS credentials for server \"%s\"", srv->servername),
+				 errdetail("Neither the user mapping nor the database server's environment gives an access key."),
+				 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the database server's environment.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+			 errmsg("no AWS credentials for server \"%s\"", srv->servername),
+			 errdetail("The user mapping gives no access key, and only servers owned by a superuser may use the database server's own AWS credentials."),
+			 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping for %s on server %s (CREATE or ALTER USER MAPPING ... OPTIONS (aws_access_key_id '...', aws_secret_access_key '...')).",
+					 role ? quote_identifier(role) : "the role", quote_identifier(srv->servername))));
 }
 
 /* Merge a "not set" (-1) value with a fallback. */

@@ -22,7 +22,10 @@
  * server's owner, the mapping the worker uses, so the stage reads the files
  * with the credentials that wrote them.  Only the server's owner or a
  * superuser may call them.  The text returned (and any error context) has
- * credential values replaced by '***' (sf_redact_sql).
+ * credential values replaced by '***' (sf_redact_sql).  Only keys of the
+ * owner's user mapping ever go into CREATE STAGE ... CREDENTIALS: keys of
+ * the database server's environment (aws_from_host) are refused, dry run
+ * or not, so that the host's identity never reaches a statement.
  *
  * Idempotency: every CREATE is IF NOT EXISTS, never OR REPLACE.  Replacing
  * a table would drop its rows and its load metadata (and with it the
@@ -555,6 +558,14 @@ stage_statements(SfServerConfig *srv, SfUserConfig *usr)
 			if (srv->storage_integration)
 				appendStringInfo(&stage, " STORAGE_INTEGRATION = %s",
 								 sf_quote_ident(srv->storage_integration));
+			else if (usr->aws_from_host)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+						 errmsg("the database server's own AWS credentials cannot be given to Snowflake"),
+						 errdetail("Server \"%s\" has no storage_integration option, and the user mapping of its owner has no AWS keys: the only keys are those of the database server's environment, which sfexport uses to sign its own requests and never writes into a statement.",
+								   srv->servername),
+						 errhint("Create a storage integration in Snowflake and set it with ALTER SERVER %s OPTIONS (ADD storage_integration '...'), or give aws_access_key_id and aws_secret_access_key for Snowflake in the owner's user mapping.",
+								 quote_identifier(srv->servername))));
 			else if (usr->aws_access_key_id && usr->aws_secret_access_key)
 			{
 				appendStringInfo(&stage, " CREDENTIALS = (AWS_KEY_ID = %s AWS_SECRET_KEY = %s",

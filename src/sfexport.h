@@ -136,6 +136,12 @@ typedef struct SfUserConfig
 	char	   *aws_session_token;
 	char	   *gcs_credentials;	/* JSON text, from gcs_credentials or _file */
 	char	   *gcs_credentials_file;
+	Oid			serverid;
+	Oid			userid;			/* whose mapping was asked for */
+	bool		host_credentials_allowed;	/* sf_server_may_use_host_credentials() */
+	bool		aws_from_host;	/* the AWS keys are the database server's own
+								 * (environment): sign with them, never give
+								 * them to Snowflake */
 } SfUserConfig;
 
 /* Foreign table options, merged with server options and GUC defaults. */
@@ -155,6 +161,8 @@ typedef struct SfTableConfig
 
 extern SfServerConfig *sf_get_server_config(Oid serverid);
 extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
+extern bool sf_server_may_use_host_credentials(Oid serverid);
+extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
 extern SfTableConfig *sf_get_table_config(Oid relid);
 extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
 extern char *sf_identifier_case(bool upper, const char *name);
@@ -312,6 +320,8 @@ extern void sf_http_init_request(SfHttpRequest *req, const char *method,
 extern SfHttpResponse *sf_http_perform(SfHttpRequest *req);
 extern SfHttpResponse *sf_http_request(SfHttpRequest *req);
 extern const char *sf_http_header(SfHttpResponse *resp, const char *name);
+extern bool sf_http_header_value_ok(const char *value);
+extern bool sf_http_same_origin(const char *url, const char *base);
 extern char *sf_http_url_encode(const char *s, bool keep_slash);
 
 /* ----------------------------------------------------------------

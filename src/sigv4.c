@@ -6,7 +6,7 @@
  *
  * Pure functions over their inputs (no clock, no network, no catalog), so
  * that they can be checked against the published test vectors through
- * sfexport._sigv4_sign() (test/t/010_sigv4_vectors.pl).  Used by the S3
+ * sfexport_test.sigv4_sign() (test/t/010_sigv4_vectors.pl).  Used by the S3
  * backend (storage_s3.c) and the Glue client (glue.c), both through
  * sf_sigv4_request_headers().
  *
@@ -430,7 +430,7 @@ sf_sigv4_amz_date(time_t t, char *buf)
 }
 
 /*
- * sfexport._sigv4_sign(method, url, headers text[], payload bytea,
+ * sfexport_test.sigv4_sign(method, url, headers text[], payload bytea,
  *						access_key, secret_key, region, service, amz_date,
  *						s3 boolean)
  *	 → (canonical_request, string_to_sign, authorization)

@@ -4,7 +4,7 @@
  *		The object storage interface: backend choice by location scheme,
  *		streamed writers with bounded memory, reads, heads, deletes and
  *		listings, the common error reporting of the HTTP backends, and the
- *		SQL functions sfexport.test_storage() and sfexport._storage_*().
+ *		SQL functions sfexport.test_storage() and sfexport_test.storage_*().
  *
  * A writer buffers at most sfexport.upload_part_size bytes.  When an object
  * ends before the buffer is full it is sent in one request (ops->put);
@@ -438,7 +438,7 @@ PG_FUNCTION_INFO_V1(sfexport_storage_delete);
 PG_FUNCTION_INFO_V1(sfexport_storage_list);
 PG_FUNCTION_INFO_V1(sfexport_test_storage);
 
-/* sfexport._storage_put(server, name, data, chunk, abort) → bytes written */
+/* sfexport_test.storage_put(server, name, data, chunk, abort) → bytes written */
 Datum
 sfexport_storage_put(PG_FUNCTION_ARGS)
 {
@@ -455,7 +455,7 @@ sfexport_storage_put(PG_FUNCTION_ARGS)
 							   chunk, PG_GETARG_BOOL(4)));
 }
 
-/* sfexport._storage_get(server, name) → bytea, NULL when absent */
+/* sfexport_test.storage_get(server, name) → bytea, NULL when absent */
 Datum
 sfexport_storage_get(PG_FUNCTION_ARGS)
 {
@@ -472,7 +472,7 @@ sfexport_storage_get(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(res);
 }
 
-/* sfexport._storage_head(server, name) → size, NULL when absent */
+/* sfexport_test.storage_head(server, name) → size, NULL when absent */
 Datum
 sfexport_storage_head(PG_FUNCTION_ARGS)
 {
@@ -484,7 +484,7 @@ sfexport_storage_head(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(size);
 }
 
-/* sfexport._storage_delete(server, name) */
+/* sfexport_test.storage_delete(server, name) */
 Datum
 sfexport_storage_delete(PG_FUNCTION_ARGS)
 {
@@ -494,7 +494,7 @@ sfexport_storage_delete(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* sfexport._storage_list(server, prefix) → setof text */
+/* sfexport_test.storage_list(server, prefix) → setof text */
 Datum
 sfexport_storage_list(PG_FUNCTION_ARGS)
 {

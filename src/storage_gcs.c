@@ -21,7 +21,10 @@
  * star/total), and only the rest is sent.
  *
  * Base URL: the server's endpoint option, else STORAGE_EMULATOR_HOST (as
- * Google's client libraries do), else https://storage.googleapis.com.
+ * Google's client libraries do; only for servers that may use the host's
+ * settings, sf_server_may_use_host_credentials), else
+ * https://storage.googleapis.com.  A resumable session URI must have the
+ * origin of the base URL (gcs_mp_start), since it receives the token.
  *
  *-------------------------------------------------------------------------
  */
@@ -406,9 +409,16 @@ gcs_open(SfStorage *st)
 	conf->token_uri = pstrdup(v ? v : GCS_DEFAULT_TOKEN_URI);
 	json_decref(root);
 
+	/*
+	 * STORAGE_EMULATOR_HOST is the host's word on where GCS is: only a
+	 * server that may use the host's credentials takes it, so that a
+	 * non-superuser's server never sends its requests (and bearer tokens)
+	 * where the host environment points.
+	 */
 	if (st->srv->endpoint)
 		conf->base = pstrdup(st->srv->endpoint);
-	else if (getenv("STORAGE_EMULATOR_HOST") && *getenv("STORAGE_EMULATOR_HOST"))
+	else if (getenv("STORAGE_EMULATOR_HOST") && *getenv("STORAGE_EMULATOR_HOST") &&
+			 sf_server_may_use_host_credentials(st->srv->serverid))
 	{
 		const char *h = getenv("STORAGE_EMULATOR_HOST");
 
@@ -463,6 +473,26 @@ gcs_mp_start(SfStorageWriter *w)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("GCS request POST %s returned no resumable session", req.log_url)));
+
+	/*
+	 * Every chunk goes to the session URI with the bearer token.  GCS
+	 * answers with a URI on the host the session was started on
+	 * ("Location: https://storage.googleapis.com/upload/storage/v1/b/...
+	 * &upload_id=...", https://cloud.google.com/storage/docs/performing-resumable-uploads):
+	 * anything else (http:// under https://, another host or port, user
+	 * information) would hand the token to someone else, so it must have
+	 * the origin of the base URL the session was started on, which is
+	 * https://storage.googleapis.com unless an endpoint option says
+	 * otherwise.  The URI itself is never shown: it is a capability.
+	 */
+	if (!sf_http_same_origin(loc, conf->base))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("GCS request POST %s returned a resumable session on another origin",
+						req.log_url),
+				 errdetail("The session URI in the Location header does not have the scheme, host and port of %s; the upload was not sent there.",
+						   conf->base),
+				 errhint("If the server's endpoint option is right, the service at that endpoint is not GCS or is misconfigured.")));
 	up = MemoryContextAllocZero(w->cxt, sizeof(GcsUpload));
 	up->session_url = MemoryContextStrdup(w->cxt, loc);
 	w->priv = up;

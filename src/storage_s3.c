@@ -251,12 +251,7 @@ s3_open(SfStorage *st)
 	S3Conf	   *conf = palloc0(sizeof(S3Conf));
 	SfUserConfig *u = st->user;
 
-	if (u->aws_access_key_id == NULL || u->aws_secret_access_key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("no AWS credentials for server \"%s\"", st->srv->servername),
-				 errdetail("Neither the user mapping nor the server's environment gives an access key."),
-				 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the server's environment.")));
+	sf_require_aws_credentials(st->srv, u);
 	conf->access_key_id = u->aws_access_key_id;
 	conf->secret_access_key = u->aws_secret_access_key;
 	conf->session_token = u->aws_session_token;

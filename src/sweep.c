@@ -10,8 +10,8 @@
  * commit leaves an object that no manifest row names.  No COPY ever names
  * it (load.c only loads files from the manifest), so it is never loaded;
  * its rows are still in the outbox and go into another file.  This file
- * removes such objects (DESIGN.md: "orphan objects from interrupted uploads
- * are never loaded and are cleaned up").
+ * removes such objects (README.md, "Delivery guarantees", 2: an upload
+ * that never commits is an orphan no COPY names, and the worker deletes it).
  *
  * An object is an orphan when all of these hold:
  *	- its name has the form flush.c gives names,

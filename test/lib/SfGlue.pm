@@ -7,7 +7,7 @@
 #   my $reqs = SfGlue::requests($glue, 'GetTables');
 #   SfGlue::table('events', 'parquet', 's3://lake/warehouse/events/', [id => 'bigint'], ...)
 #
-# The emulator (test/emulators/glue/glue_emulator.py) re-reads its fixture
+# The stand-in (test/emulators/glue) re-reads its fixture
 # file whenever it changes, and verifies every SigV4 signature with botocore.
 package SfGlue;
 
@@ -26,7 +26,7 @@ sub start_emulator
 	my $dir = tempdir('sf_glue_XXXX', TMPDIR => 1, CLEANUP => 1);
 	my $fixture = "$dir/catalog.json";
 	write_file($fixture, { databases => [] });
-	my @cmd = (SfTest::python(), SfTest::src_dir() . '/test/emulators/glue/glue_emulator.py',
+	my @cmd = (SfTest::emulator('glue'),
 		'--port', '0', '--port-file', '{PORT_FILE}', '--fixture', $fixture,
 		'--region', $o{region} // 'us-east-1',
 		(map { ('--key', "$_=$o{keys}{$_}") } sort keys %{ $o{keys} }),

@@ -55,7 +55,10 @@ sub gen_key
 			'-passout', "pass:$o{passphrase}", '-out', $k{enc});
 		$k{enc_pem} = PostgreSQL::Test::Utils::slurp_file($k{enc});
 	}
-	chmod 0644, grep { defined && -f } @k{qw(priv pub enc)};
+	# the server reads the private keys (private_key_file): owner only, as
+	# it insists; the public key is for anyone (the emulator)
+	chmod 0600, grep { defined && -f } @k{qw(priv enc)};
+	chmod 0644, $k{pub} if $k{pub};
 	SfTest::register_secret("private key $name ($type)", $k{pem});
 	SfTest::register_secret("encrypted private key $name", $k{enc_pem});
 	SfTest::register_secret("passphrase of key $name", $o{passphrase});
@@ -81,8 +84,7 @@ sub start_emulator
 {
 	my (%o) = @_;
 	my $dir = tempdir('sf_emu_XXXX', TMPDIR => 1, CLEANUP => 1);
-	my @cmd = (SfTest::python(),
-		SfTest::src_dir() . '/test/emulators/snowflake/snowflake_emulator.py',
+	my @cmd = (SfTest::emulator('snowflake'),
 		'--port', '0', '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data");
 	push @cmd, '--account', $o{account} if $o{account};
 	push @cmd, '--user', "$_=$o{users}{$_}" for sort keys %{ $o{users} // {} };

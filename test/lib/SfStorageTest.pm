@@ -6,8 +6,9 @@
 #   $s3->{endpoint}            http://127.0.0.1:PORT of the verifying front
 #   SfStorageTest::front($s3, 'POST', '/_front/faults', {kind => 'slowdown'});
 #
-# s3rver (npm) stores the objects; test/emulators/sigv4_front.py, placed in
-# front of it, verifies every SigV4 signature with botocore.
+# s3rver (npm, test/emulators/s3rver) stores the objects; the S3 front
+# (test/emulators/s3_front), placed before it, verifies every SigV4
+# signature with botocore.
 package SfStorageTest;
 
 use strict;
@@ -27,11 +28,11 @@ sub start_s3
 	SfTest::register_secret("AWS secret access key of $_", $o{keys}{$_}) for sort keys %{ $o{keys} };
 	SfTest::register_secret("AWS session token of $_", $o{tokens}{$_}) for sort keys %{ $o{tokens} // {} };
 	my $s3rver = SfTest::start_service('s3rver',
-		[ 'node', "$src/test/emulators/s3rver/start-s3rver.js", '--directory', $dir,
+		[ SfTest::emulator('s3rver'), '--directory', $dir,
 		  '--port', '0', '--port-file', '{PORT_FILE}', '--silent',
 		  (map { ('--configure-bucket', $_) } @{ $o{buckets} }), @keys ], store => $dir);
-	my $front = SfTest::start_service('sigv4_front',
-		[ SfTest::python(), "$src/test/emulators/sigv4_front.py", '--port', '0',
+	my $front = SfTest::start_service('s3_front',
+		[ SfTest::emulator('s3_front'), '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--upstream', "http://127.0.0.1:$s3rver->{port}",
 		  '--region', $o{region}, @keys,
 		  (map { ('--policy', "$_=$o{policies}{$_}") } sort keys %{ $o{policies} // {} }),
@@ -40,7 +41,7 @@ sub start_s3
 		endpoint => "http://127.0.0.1:$front->{port}" };
 }
 
-# The GCS emulator (test/emulators/gcs_emulator.py) with one bucket and a
+# The GCS stand-in (test/emulators/gcs) with one bucket and a
 # freshly generated service-account key whose token_uri points at it.
 # Returns { endpoint, key_file, key => {decoded JSON}, port }.
 sub start_gcs
@@ -50,24 +51,24 @@ sub start_gcs
 	my $dir = File::Temp::tempdir('sf_gcs_XXXX', TMPDIR => 1, CLEANUP => 1);
 	chmod 0755, $dir;
 	my $key_file = "$dir/sa.json";
-	my $gcs = SfTest::start_service('gcs_emulator',
-		[ SfTest::python(), "$src/test/emulators/gcs_emulator.py", '--port', '0',
+	my $gcs = SfTest::start_service('gcs',
+		[ SfTest::emulator('gcs'), '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data",
 		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }) ],
 		store => "$dir/data");
 	my $token_uri = "http://127.0.0.1:$gcs->{port}/token";
-	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", $key_file, $token_uri) == 0
+	system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", $key_file, $token_uri) == 0
 	  or die "gcs_keys.py failed";
-	chmod 0644, $key_file;
+	chmod 0600, $key_file;		# gcs_credentials_file: owner only
 	$gcs->{endpoint} = "http://127.0.0.1:$gcs->{port}";
 	$gcs->{key_file} = $key_file;
 	$gcs->{key} = decode_json(PostgreSQL::Test::Utils::slurp_file($key_file));
 	SfTest::register_secret('GCS service-account private key', $gcs->{key}{private_key});
 	$gcs->{dir} = $dir;
 	# a key the emulator does not know (same token_uri)
-	system(SfTest::python(), "$src/test/emulators/gcs_keys.py", "$dir/unknown.json", $token_uri) == 0
+	system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", "$dir/unknown.json", $token_uri) == 0
 	  or die "gcs_keys.py failed";
-	chmod 0644, "$dir/unknown.json";
+	chmod 0600, "$dir/unknown.json";
 	SfTest::register_secret('GCS private key unknown to the emulator',
 		decode_json(PostgreSQL::Test::Utils::slurp_file("$dir/unknown.json"))->{private_key});
 	$gcs->{unknown_key_file} = "$dir/unknown.json";

@@ -1,15 +1,22 @@
 # SfTest.pm: shared helpers for the sfexport TAP tests.
 #
 #   my $node = SfTest::new_node('main');          # cluster, sfexport preloaded, extension created
+#   SfTest::new_node('s3', test_surface => 1);    # and sfexport_test (test-only entry points)
+#   SfTest::new_node('main', env => { AWS_ACCESS_KEY_ID => ... })
+#                                                 # the postmaster's environment (every start)
 #   my $svc  = SfTest::start_service('s3', [cmd...], port_file => $f);
 #   $svc->{port}                                  # the port it listens on
 #
 # Services are started on 127.0.0.1 only and stopped at the end of the test
-# file (or with SfTest::stop_service).  Every service writes the port it
+# file (or with SfTest::stop_service); a stand-in with SfTest::emulator('NAME'),
+# the command test/emulators/start NAME.  Every service writes the port it
 # listens on to a port file once ready, which is how we wait for it.
 #
 # Secrets and evidence (issue 9, scripts/secret-scan.py):
 #   SfTest::register_secret('label', $value, ...)   # every secret a test uses
+#   SfTest::register_host_secret('label', $value)   # a credential of the database
+#       server's host (environment): searched everywhere, also inside the
+#       CREATE STAGE CREDENTIALS clauses the scan otherwise lets through
 #   SfTest::evidence_dir()                          # this test's evidence dir
 # run-tests.sh sets SFEXPORT_SECRETS_FILE (the suite-wide registry) and
 # SFEXPORT_EVIDENCE_DIR.  This module then records, per test file: every
@@ -49,14 +56,25 @@ sub src_dir
 
 sub python { return $ENV{PYTHON} // '/usr/bin/python3'; }
 
+# The command that starts the stand-in NAME (a folder of test/emulators):
+#   SfTest::start_service('gcs', [ SfTest::emulator('gcs'), '--port', '0', ... ])
+sub emulator
+{
+	my ($name) = @_;
+	return (src_dir() . '/test/emulators/start', $name);
+}
+
 # A new cluster with sfexport in shared_preload_libraries (unless
-# preload => 0) and the extension created in the "postgres" database.
+# preload => 0) and the extension created in the "postgres" database; with
+# test_surface => 1 also sfexport_test, the test-only entry points
+# (sfexport_test.storage_put, sigv4_sign, ...: docs/ARCHITECTURE.md).
 sub new_node
 {
 	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%{ $opts{init} // {} });
 	my $preload = $opts{preload} // 1;
+	$node->{_sf_env} = $opts{env} if $opts{env};
 	$node->append_conf('postgresql.conf',
 		($preload ? "shared_preload_libraries = 'sfexport'\n" : '')
 		  . "log_min_messages = info\n"
@@ -64,6 +82,8 @@ sub new_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION sfexport')
 	  unless $opts{no_extension};
+	$node->safe_psql('postgres', 'CREATE EXTENSION sfexport_test')
+	  if $opts{test_surface};
 	return $node;
 }
 
@@ -125,6 +145,19 @@ my $test_name = basename($0, '.pl');
 sub register_secret
 {
 	my ($label, @values) = @_;
+	write_secrets($label, '', @values);
+}
+
+# A credential of the database server's host: "host" in the third field.
+sub register_host_secret
+{
+	my ($label, @values) = @_;
+	write_secrets($label, "\thost", @values);
+}
+
+sub write_secrets
+{
+	my ($label, $flag, @values) = @_;
 	my $file = $ENV{SFEXPORT_SECRETS_FILE} or return;
 	my $lines = '';
 	for my $v (@values)
@@ -132,7 +165,7 @@ sub register_secret
 		next unless defined $v && length $v;
 		my $bytes = $v;
 		utf8::encode($bytes) if utf8::is_utf8($bytes);
-		$lines .= "$test_name: $label\t" . encode_base64($bytes, '') . "\n";
+		$lines .= "$test_name: $label\t" . encode_base64($bytes, '') . "$flag\n";
 	}
 	return unless length $lines;
 	open my $fh, '>>', $file or die "cannot append to $file: $!";
@@ -268,6 +301,19 @@ sub collect_store_evidence
 		push @nodes, $node;
 		return $node;
 	};
+	# the environment given to new_node, for every start of the postmaster
+	for my $m (qw(start restart))
+	{
+		my $orig = \&{"PostgreSQL::Test::Cluster::$m"};
+		no strict 'refs';
+		*{"PostgreSQL::Test::Cluster::$m"} = sub {
+			my ($node) = @_;
+			local %ENV = %ENV;
+			@ENV{ keys %{ $node->{_sf_env} } } = values %{ $node->{_sf_env} }
+			  if $node->{_sf_env};
+			return $orig->(@_);
+		};
+	}
 	my $orig_stop = \&PostgreSQL::Test::Cluster::stop;
 	*PostgreSQL::Test::Cluster::stop = sub {
 		my ($node, $mode) = @_;
@@ -324,6 +370,60 @@ sub time_scale
 }
 
 sub secs { return $_[0] * time_scale(); }
+
+# A throwaway PKI for TLS tests: CAs (each "$dir/NAME.pem" and .key) and
+# server certificates signed by the first CA, with the subjectAltName
+# given ("$dir/NAME.pem", .key).  Returns the directory.
+#   my $pki = SfTest::test_pki(cas => ['ca'], certs => { server => 'IP:127.0.0.1,DNS:localhost' });
+sub test_pki
+{
+	my (%o) = @_;
+	my $pki = tempdir('sf_pki_XXXX', TMPDIR => 1, CLEANUP => 1);
+	chmod 0755, $pki;
+	my $ossl = sub {
+		my @cmd = ('openssl', @_);
+		system(join(' ', map { "'$_'" } @cmd) . " >/dev/null 2>&1") == 0
+		  or die "openssl failed: @cmd";
+	};
+	my @cas = @{ $o{cas} // ['ca'] };
+	for my $ca (@cas)
+	{
+		$ossl->('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+			'-keyout', "$pki/$ca.key", '-out', "$pki/$ca.pem", '-subj', "/CN=sfexport test $ca",
+			'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+	}
+	for my $name (sort keys %{ $o{certs} // {} })
+	{
+		$ossl->('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$pki/$name.key",
+			'-out', "$pki/$name.csr", '-subj', "/CN=$name");
+		open my $fh, '>', "$pki/$name.ext" or die "cannot write $pki/$name.ext: $!";
+		print $fh "subjectAltName=$o{certs}{$name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+		close $fh;
+		$ossl->('x509', '-req', '-in', "$pki/$name.csr", '-CA', "$pki/$cas[0].pem",
+			'-CAkey', "$pki/$cas[0].key", '-CAcreateserial', '-days', '2',
+			'-out', "$pki/$name.pem", '-extfile', "$pki/$name.ext");
+	}
+	chmod 0644, glob("$pki/*");
+	return $pki;
+}
+
+# A TLS terminator (test/emulators/tls_proxy) in front of $upstream with
+# the certificate $cert of a test_pki directory.  $svc->{events}->() are
+# the connections it logged (connect, handshake_failed, sni, ...).
+sub tls_proxy
+{
+	my ($name, $upstream, $pki, $cert) = @_;
+	my $log = "$pki/$name.log";
+	my $svc = start_service($name,
+		[ emulator('tls_proxy'), '--port', '0',
+		  '--port-file', '{PORT_FILE}', '--cert', "$pki/$cert.pem", '--key', "$pki/$cert.key",
+		  '--upstream', $upstream, '--log', $log ]);
+	$svc->{events} = sub {
+		return [] unless -e $log;
+		return [ map { JSON::PP::decode_json($_) } split /\n/, PostgreSQL::Test::Utils::slurp_file($log) ];
+	};
+	return $svc;
+}
 
 # Every file below $dir with its content (for secret scans).
 sub slurp_tree

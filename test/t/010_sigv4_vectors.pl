@@ -18,7 +18,7 @@ use Encode ();
 
 # (log_statement = none: the harness logs every statement, and the calls
 # below pass a secret, which PostgreSQL itself would log; see README, Security)
-my $node = SfTest::new_node('sigv4', conf => "log_statement = none\n");
+my $node = SfTest::new_node('sigv4', test_surface => 1, conf => "log_statement = none\n");
 
 my $AKID = 'AKIDEXAMPLE';
 my $SUITE_SECRET = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
@@ -34,7 +34,7 @@ sub sign
 	my (%v) = @_;
 	my $hdrs = 'ARRAY[' . join(',', map { sqlq($_) } @{ $v{headers} }) . ']::text[]';
 	my $sql = sprintf(
-		"SELECT canonical_request, authorization_header FROM sfexport._sigv4_sign(%s, %s, %s, convert_to(%s, 'UTF8'), %s, %s, %s, %s, %s, %s)",
+		"SELECT canonical_request, authorization_header FROM sfexport_test.sigv4_sign(%s, %s, %s, convert_to(%s, 'UTF8'), %s, %s, %s, %s, %s, %s)",
 		sqlq($v{method}), sqlq($v{url}), $hdrs, sqlq($v{body} // ''), sqlq($v{key}),
 		sqlq($v{secret}), sqlq($v{region} // 'us-east-1'), sqlq($v{service}),
 		sqlq($v{date}), $v{s3} ? 'true' : 'false');
@@ -146,7 +146,7 @@ unlike($cr . $auth, qr/EXAMPLEKEY|not-the-secret/, 'no output contains the secre
 # Not callable by ordinary users.
 $node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
 my ($ret, $out, $err) = $node->psql('postgres',
-	"SELECT * FROM sfexport._sigv4_sign('GET', '/', '{}', '', 'a', 'b', 'r', 's', '20150830T123600Z', true)",
+	"SELECT * FROM sfexport_test.sigv4_sign('GET', '/', '{}', '', 'a', 'b', 'r', 's', '20150830T123600Z', true)",
 	extra_params => ['-U', 'plain']);
 like($err, qr/permission denied/, 'the test signer is not executable by PUBLIC');
 

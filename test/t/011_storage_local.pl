@@ -10,7 +10,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Temp qw(tempdir);
 
-my $node = SfTest::new_node('local');
+my $node = SfTest::new_node('local', test_surface => 1);
 my $dir = tempdir('sf_local_XXXX', TMPDIR => 1, CLEANUP => 1);
 $node->safe_psql('postgres', qq{
 	CREATE SERVER loc FOREIGN DATA WRAPPER sfexport
@@ -24,21 +24,21 @@ mkdir "$dir/exports" or die;
 
 # small object
 is($node->safe_psql('postgres',
-	"SELECT sfexport._storage_put('loc', 'a/small.csv', convert_to('x,y\n1,2\n', 'UTF8'))"),
+	"SELECT sfexport_test.storage_put('loc', 'a/small.csv', convert_to('x,y\n1,2\n', 'UTF8'))"),
 	'8', 'small object written');
 is(slurp_file("$dir/exports/a/small.csv"), "x,y\n1,2\n", 'small object is on disk with its content');
-is($node->safe_psql('postgres', "SELECT sfexport._storage_get('loc', 'a/small.csv') = convert_to(E'x,y\\n1,2\\n', 'UTF8')"),
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_get('loc', 'a/small.csv') = convert_to(E'x,y\\n1,2\\n', 'UTF8')"),
 	't', 'small object read back');
-is($node->safe_psql('postgres', "SELECT sfexport._storage_head('loc', 'a/small.csv')"), '8', 'head gives its size');
-is($node->safe_psql('postgres', "SELECT sfexport._storage_head('loc', 'a/none.csv') IS NULL"), 't',
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_head('loc', 'a/small.csv')"), '8', 'head gives its size');
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_head('loc', 'a/none.csv') IS NULL"), 't',
 	'head of a missing object is NULL');
 
 # object larger than several parts, written in odd-sized chunks
 my $big = q{SELECT string_agg(md5(g::text), '' ORDER BY g)::bytea FROM generate_series(1, 600000) g};  # 19.2 MB
 my $res = $node->safe_psql('postgres', qq{
 	SET sfexport.upload_part_size = '5MB';
-	SELECT sfexport._storage_put('loc', 'big.csv', ($big), 99991);
-	SELECT md5(sfexport._storage_get('loc', 'big.csv')) = md5(($big));
+	SELECT sfexport_test.storage_put('loc', 'big.csv', ($big), 99991);
+	SELECT md5(sfexport_test.storage_get('loc', 'big.csv')) = md5(($big));
 });
 is($res, "19200000\nt", 'an object of four parts is read back byte for byte');
 is(-s "$dir/exports/big.csv", 19200000, 'file size on disk');
@@ -46,7 +46,7 @@ is(-s "$dir/exports/big.csv", 19200000, 'file size on disk');
 # abort leaves nothing, not even a temporary file
 $node->safe_psql('postgres', qq{
 	SET sfexport.upload_part_size = '5MB';
-	SELECT sfexport._storage_put('loc', 'aborted.csv', ($big), 1000000, abort => true);
+	SELECT sfexport_test.storage_put('loc', 'aborted.csv', ($big), 1000000, abort => true);
 });
 ok(!-e "$dir/exports/aborted.csv", 'an aborted object does not exist');
 opendir my $dh, "$dir/exports" or die;
@@ -58,21 +58,21 @@ is(scalar @tmp, 0, 'no temporary file left after abort');
 my ($ret, $out, $err) = $node->psql('postgres', qq{
 	SET sfexport.upload_part_size = '5MB';
 	SET statement_timeout = '1ms';
-	SELECT sfexport._storage_put('loc', 'cancelled.csv', ($big), 10);
+	SELECT sfexport_test.storage_put('loc', 'cancelled.csv', ($big), 10);
 });
 like($err, qr/statement timeout/, 'a write can be cancelled');
 ok(!-e "$dir/exports/cancelled.csv", 'a cancelled object does not exist');
 
 # listing and delete
-is($node->safe_psql('postgres', "SELECT string_agg(n, ',') FROM sfexport._storage_list('loc') n"),
+is($node->safe_psql('postgres', "SELECT string_agg(n, ',') FROM sfexport_test.storage_list('loc') n"),
 	'a/small.csv,big.csv', 'listing shows finished objects only');
-is($node->safe_psql('postgres', "SELECT string_agg(n, ',') FROM sfexport._storage_list('loc', 'a/') n"),
+is($node->safe_psql('postgres', "SELECT string_agg(n, ',') FROM sfexport_test.storage_list('loc', 'a/') n"),
 	'a/small.csv', 'listing by prefix');
-$node->safe_psql('postgres', "SELECT sfexport._storage_delete('loc', 'big.csv'); SELECT sfexport._storage_delete('loc', 'big.csv')");
+$node->safe_psql('postgres', "SELECT sfexport_test.storage_delete('loc', 'big.csv'); SELECT sfexport_test.storage_delete('loc', 'big.csv')");
 ok(!-e "$dir/exports/big.csv", 'delete removes the file (and deleting twice is fine)');
 
 # names cannot escape the location
-($ret, $out, $err) = $node->psql('postgres', "SELECT sfexport._storage_put('loc', '../escape', '\\x00')");
+($ret, $out, $err) = $node->psql('postgres', "SELECT sfexport_test.storage_put('loc', '../escape', '\\x00')");
 like($err, qr/invalid object name/, 'names with .. are refused');
 
 # test_storage: success

@@ -1,5 +1,5 @@
 # S3 storage against s3rver behind the botocore-verifying front
-# (test/emulators/sigv4_front.py): every request the extension sends must
+# (test/emulators/s3_front): every request the extension sends must
 # carry a SigV4 signature botocore agrees with, or it is rejected.
 # Covers small and multipart uploads with byte-exact read-back, session
 # tokens, a wrong secret, S3 XML errors, retries on 503, bounded retries,
@@ -22,7 +22,7 @@ my $s3 = SfStorageTest::start_s3(keys => \%secret, tokens => { AKIDSFSESS => $to
 	region => 'eu-west-1', buckets => ['sfbucket']);
 my $ep = $s3->{endpoint};
 
-my $node = SfTest::new_node('s3');
+my $node = SfTest::new_node('s3', test_surface => 1);
 # The test harness logs every statement (log_statement = all): keep the DDL
 # that carries credentials out of the log, as a DBA would.
 $node->safe_psql('postgres', qq{
@@ -82,16 +82,16 @@ sub psql_err
 # ---- small object, signed requests accepted by botocore
 SfStorageTest::front($s3, 'POST', '/_front/reset');
 is($node->safe_psql('postgres',
-	"SELECT sfexport._storage_put('s3', 'd/small file+1.csv', convert_to('a,b\n1,2\n', 'UTF8'))"),
+	"SELECT sfexport_test.storage_put('s3', 'd/small file+1.csv', convert_to('a,b\n1,2\n', 'UTF8'))"),
 	'8', 'small object uploaded');
 is($node->safe_psql('postgres',
-	"SELECT sfexport._storage_get('s3', 'd/small file+1.csv') = convert_to(E'a,b\\n1,2\\n', 'UTF8')"),
+	"SELECT sfexport_test.storage_get('s3', 'd/small file+1.csv') = convert_to(E'a,b\\n1,2\\n', 'UTF8')"),
 	't', 'small object read back byte for byte (key with space and plus)');
 ok(-f "$s3->{dir}/sfbucket/pre/fix/d/small file+1.csv._S3rver_object", 'the object is stored by s3rver under the prefix')
   or note(join("\n", glob("$s3->{dir}/sfbucket/*")));
-is($node->safe_psql('postgres', "SELECT sfexport._storage_head('s3', 'd/small file+1.csv')"), '8', 'HEAD gives the size');
-is($node->safe_psql('postgres', "SELECT sfexport._storage_head('s3', 'd/none') IS NULL"), 't', 'HEAD of a missing object');
-is($node->safe_psql('postgres', "SELECT sfexport._storage_get('s3', 'd/none') IS NULL"), 't', 'GET of a missing object is NULL');
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_head('s3', 'd/small file+1.csv')"), '8', 'HEAD gives the size');
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_head('s3', 'd/none') IS NULL"), 't', 'HEAD of a missing object');
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_get('s3', 'd/none') IS NULL"), 't', 'GET of a missing object is NULL');
 my $st = stats();
 is($st->{signatures_rejected}, 0, 'the front rejected no signature');
 cmp_ok($st->{forwarded}, '>=', 5, 'the requests went through the verifying front');
@@ -101,29 +101,29 @@ my $big = q{SELECT string_agg(md5(g::text), '' ORDER BY g)::bytea FROM generate_
 SfStorageTest::front($s3, 'POST', '/_front/reset');
 is($node->safe_psql('postgres', qq{
 	SET sfexport.upload_part_size = '5MB';
-	SELECT sfexport._storage_put('s3', 'big.csv', ($big), 77777);
-	SELECT md5(sfexport._storage_get('s3', 'big.csv')) = md5(($big));
-	SELECT sfexport._storage_head('s3', 'big.csv');
+	SELECT sfexport_test.storage_put('s3', 'big.csv', ($big), 77777);
+	SELECT md5(sfexport_test.storage_get('s3', 'big.csv')) = md5(($big));
+	SELECT sfexport_test.storage_head('s3', 'big.csv');
 }), "19200000\nt\n19200000", 'a four-part multipart upload is read back byte for byte');
 $st = stats();
 is($st->{signatures_rejected}, 0, 'multipart requests are signed correctly');
 cmp_ok($st->{forwarded}, '>=', 6, 'initiate, four parts and complete were sent');
 
 # ---- listing (ListObjectsV2) and delete
-is($node->safe_psql('postgres', "SELECT string_agg(n, ',') FROM sfexport._storage_list('s3') n"),
+is($node->safe_psql('postgres', "SELECT string_agg(n, ',') FROM sfexport_test.storage_list('s3') n"),
 	'big.csv,d/small file+1.csv', 'listing below the prefix');
-$node->safe_psql('postgres', "SELECT sfexport._storage_delete('s3', 'big.csv'); SELECT sfexport._storage_delete('s3', 'big.csv')");
-is($node->safe_psql('postgres', "SELECT sfexport._storage_head('s3', 'big.csv') IS NULL"), 't', 'deleted (twice is fine)');
+$node->safe_psql('postgres', "SELECT sfexport_test.storage_delete('s3', 'big.csv'); SELECT sfexport_test.storage_delete('s3', 'big.csv')");
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_head('s3', 'big.csv') IS NULL"), 't', 'deleted (twice is fine)');
 
 # ---- session credentials: the token is a signed header
-is($node->safe_psql('postgres', "SELECT sfexport._storage_put('s3sess', 't.csv', '\\x0102'); SELECT sfexport._storage_get('s3sess', 't.csv')"),
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_put('s3sess', 't.csv', '\\x0102'); SELECT sfexport_test.storage_get('s3sess', 't.csv')"),
 	"2\n\\x0102", 'session credentials work');
-my $err = psql_err("SELECT sfexport._storage_put('s3badtoken', 't2.csv', '\\x0102')");
+my $err = psql_err("SELECT sfexport_test.storage_put('s3badtoken', 't2.csv', '\\x0102')");
 like($err, qr/HTTP 40[03] InvalidToken/, 'a wrong session token is refused');
 
 # ---- wrong secret: clear error, nothing stored
 SfStorageTest::front($s3, 'POST', '/_front/reset');
-$err = psql_err("SELECT sfexport._storage_put('s3bad', 'bad.csv', '\\x01')");
+$err = psql_err("SELECT sfexport_test.storage_put('s3bad', 'bad.csv', '\\x01')");
 like($err, qr/ERROR:  28000: S3 request PUT http:\/\/127\.0\.0\.1:\d+\/sfbucket\/pre\/bad\.csv failed: HTTP 403 SignatureDoesNotMatch/,
 	'a wrong secret fails with SignatureDoesNotMatch and SQLSTATE 28000');
 like($err, qr/HINT:  Check aws_access_key_id and aws_secret_access_key/, 'with a hint');
@@ -132,23 +132,23 @@ ok(!-e "$s3->{dir}/sfbucket/pre/bad.csv._S3rver_object", 'nothing was stored');
 
 # ---- 403 with an S3 XML error body: Code and Message surfaced
 fault({ kind => 'error', status => 403, code => 'AccessDenied', message => 'Access Denied by bucket policy sf-42', method => 'PUT' });
-$err = psql_err("SELECT sfexport._storage_put('s3', 'denied.csv', '\\x01')");
+$err = psql_err("SELECT sfexport_test.storage_put('s3', 'denied.csv', '\\x01')");
 like($err, qr/ERROR:  28000: .*HTTP 403 AccessDenied/, '403 AccessDenied surfaced with SQLSTATE 28000');
 like($err, qr/DETAIL:  Access Denied by bucket policy sf-42/, 'S3 error message passed on as detail');
 
 # ---- 503 twice, then success: retried
 SfStorageTest::front($s3, 'POST', '/_front/reset');
 fault({ kind => 'slowdown', count => 2, method => 'PUT' });
-is($node->safe_psql('postgres', "SELECT sfexport._storage_put('s3', 'retry.csv', '\\x0a0b0c')"), '3',
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_put('s3', 'retry.csv', '\\x0a0b0c')"), '3',
 	'upload succeeds after two 503 SlowDown answers');
 is(stats()->{faults_injected}, 2, 'both 503 answers were seen');
-is($node->safe_psql('postgres', "SELECT sfexport._storage_get('s3', 'retry.csv')"), '\x0a0b0c', 'the retried object is complete');
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_get('s3', 'retry.csv')"), '\x0a0b0c', 'the retried object is complete');
 
 # ---- 503 forever: bounded retries, clear error
 SfStorageTest::front($s3, 'POST', '/_front/reset');
 fault({ kind => 'unavailable', count => 50, method => 'PUT' });
 my $t0 = time;
-$err = psql_err("SELECT sfexport._storage_put('s3', 'never.csv', '\\x01')");
+$err = psql_err("SELECT sfexport_test.storage_put('s3', 'never.csv', '\\x01')");
 like($err, qr/ERROR:  08006: S3 request PUT .*never\.csv failed: HTTP 503 ServiceUnavailable/,
 	'persistent 503 ends in a connection-failure error');
 is(stats()->{faults_injected}, 5, 'after exactly five attempts');
@@ -159,46 +159,46 @@ SfStorageTest::front($s3, 'DELETE', '/_front/faults');
 fault({ kind => 'error', status => 400, code => 'InvalidPart', message => 'injected part failure', method => 'PUT', path_regex => 'partNumber=2' });
 fault({ kind => 'delay', delay_ms => 1, method => 'DELETE', path_regex => 'uploadId=' });
 $err = psql_err(qq{SET sfexport.upload_part_size = '5MB';
-	SELECT sfexport._storage_put('s3', 'failed-mp.csv', ($big), 1000000)});
+	SELECT sfexport_test.storage_put('s3', 'failed-mp.csv', ($big), 1000000)});
 like($err, qr/HTTP 400 InvalidPart/, 'a failing part fails the upload');
 is(scalar @{ SfStorageTest::front($s3, 'GET', '/_front/faults')->{faults} }, 0,
 	'the multipart upload was aborted with DELETE ?uploadId');
-is($node->safe_psql('postgres', "SELECT sfexport._storage_head('s3', 'failed-mp.csv') IS NULL"), 't',
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_head('s3', 'failed-mp.csv') IS NULL"), 't',
 	'no object appears for a failed upload');
 
 # ---- unreachable endpoint and DNS failure
 $t0 = time;
-$err = psql_err("SELECT sfexport._storage_put('s3down', 'x.csv', '\\x01')");
+$err = psql_err("SELECT sfexport_test.storage_put('s3down', 'x.csv', '\\x01')");
 like($err, qr/ERROR:  08006: PUT http:\/\/127\.0\.0\.1:1\/sfbucket\/x\/x\.csv failed: Couldn't connect to server/,
 	'unreachable endpoint: connection failure naming the request');
 like($err, qr/DETAIL:  The request was attempted 5 times\./, 'after bounded retries');
 cmp_ok(time - $t0, '<', SfTest::secs(30), 'in bounded time');
-$err = psql_err("SELECT sfexport._storage_put('s3dns', 'x.csv', '\\x01')");
+$err = psql_err("SELECT sfexport_test.storage_put('s3dns', 'x.csv', '\\x01')");
 like($err, qr/08006: .*resolve host/i, 'DNS failure reported as such');
 
 # ---- default addressing is virtual-hosted
-$err = psql_err("SELECT sfexport._storage_put('s3aws', 'x.csv', '\\x01')");
+$err = psql_err("SELECT sfexport_test.storage_put('s3aws', 'x.csv', '\\x01')");
 like($err, qr{https://sfbucket\.s3\.eu-west-1\.amazonaws\.com/x/x\.csv}, 'without endpoint: virtual-hosted URL');
 
 # ---- slow server: timeout, and cancel mid-transfer
 SfStorageTest::front($s3, 'POST', '/_front/reset');
 fault({ kind => 'delay', delay_ms => 2500, count => 5, method => 'GET' });
 $t0 = time;
-$err = psql_err("SELECT sfexport._storage_get('s3slow', 'whatever.csv')");
+$err = psql_err("SELECT sfexport_test.storage_get('s3slow', 'whatever.csv')");
 like($err, qr/08006: GET .* failed: Timeout was reached/, 'a slow server times out (request_timeout 1s)');
 cmp_ok(time - $t0, '<', SfTest::secs(15), 'timeouts are bounded');
 SfStorageTest::front($s3, 'DELETE', '/_front/faults');
 
 fault({ kind => 'delay', delay_ms => 30000, method => 'GET' });
 my $bg = $node->background_psql('postgres', on_error_stop => 0);
-$bg->query_until(qr/start/, "\\echo start\nSELECT sfexport._storage_get('s3', 'd/small file+1.csv');\n");
+$bg->query_until(qr/start/, "\\echo start\nSELECT sfexport_test.storage_get('s3', 'd/small file+1.csv');\n");
 sleep 1;
 $t0 = time;
 is($node->safe_psql('postgres',
-	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%_storage_get(''s3''%' AND pid <> pg_backend_pid()"),
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%storage_get(''s3''%' AND pid <> pg_backend_pid()"),
 	't', 'cancel sent');
 $node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%_storage_get(''s3''%' AND state = 'active' AND pid <> pg_backend_pid()");
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%storage_get(''s3''%' AND state = 'active' AND pid <> pg_backend_pid()");
 cmp_ok(time - $t0, '<', SfTest::secs(5), 'pg_cancel_backend stops a transfer in progress quickly');
 $bg->quit;
 SfStorageTest::front($s3, 'DELETE', '/_front/faults');

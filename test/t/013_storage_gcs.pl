@@ -1,5 +1,5 @@
 # Google Cloud Storage against the repo's emulator
-# (test/emulators/gcs_emulator.py), which verifies the RS256 JWT assertion
+# (test/emulators/gcs), which verifies the RS256 JWT assertion
 # against the service account's public key, issues tokens and checks them
 # on every request.  Covers the token flow and its cache, media uploads,
 # resumable uploads (with and without a short last chunk) read back byte
@@ -18,7 +18,7 @@ my $ep = $gcs->{endpoint};
 
 # STORAGE_EMULATOR_HOST in the server's environment replaces the base URL
 $ENV{STORAGE_EMULATOR_HOST} = "127.0.0.1:$gcs->{port}";
-my $node = SfTest::new_node('gcs');
+my $node = SfTest::new_node('gcs', test_surface => 1);
 delete $ENV{STORAGE_EMULATOR_HOST};
 
 my $keyjson = slurp_file($gcs->{key_file});
@@ -48,12 +48,12 @@ sub psql_err
 
 # ---- token flow and media upload, all in one session (token cached)
 my $res = $node->safe_psql('postgres', q{
-	SELECT sfexport._storage_put('gcs', 'd/small one.csv', convert_to(E'a,b\n1,2\n', 'UTF8'));
-	SELECT sfexport._storage_get('gcs', 'd/small one.csv') = convert_to(E'a,b\n1,2\n', 'UTF8');
-	SELECT sfexport._storage_head('gcs', 'd/small one.csv');
-	SELECT sfexport._storage_head('gcs', 'd/none') IS NULL;
-	SELECT sfexport._storage_get('gcs', 'd/none') IS NULL;
-	SELECT string_agg(n, ',') FROM sfexport._storage_list('gcs') n;
+	SELECT sfexport_test.storage_put('gcs', 'd/small one.csv', convert_to(E'a,b\n1,2\n', 'UTF8'));
+	SELECT sfexport_test.storage_get('gcs', 'd/small one.csv') = convert_to(E'a,b\n1,2\n', 'UTF8');
+	SELECT sfexport_test.storage_head('gcs', 'd/small one.csv');
+	SELECT sfexport_test.storage_head('gcs', 'd/none') IS NULL;
+	SELECT sfexport_test.storage_get('gcs', 'd/none') IS NULL;
+	SELECT string_agg(n, ',') FROM sfexport_test.storage_list('gcs') n;
 });
 is($res, "8\nt\n8\nt\nt\nd/small one.csv", 'media upload, read back, size, missing objects, listing');
 my $st = stats();
@@ -67,11 +67,11 @@ my $even = q{SELECT repeat('0123456789abcdef', 655360)::bytea};
 SfStorageTest::emu($gcs, 'POST', '/_emulator/reset');
 $res = $node->safe_psql('postgres', qq{
 	SET sfexport.upload_part_size = '5MB';
-	SELECT sfexport._storage_put('gcs', 'big.csv', ($big), 77777);
-	SELECT md5(sfexport._storage_get('gcs', 'big.csv')) = md5(($big));
-	SELECT sfexport._storage_put('gcs', 'even.csv', ($even), 1048576);
-	SELECT md5(sfexport._storage_get('gcs', 'even.csv')) = md5(($even));
-	SELECT sfexport._storage_head('gcs', 'even.csv');
+	SELECT sfexport_test.storage_put('gcs', 'big.csv', ($big), 77777);
+	SELECT md5(sfexport_test.storage_get('gcs', 'big.csv')) = md5(($big));
+	SELECT sfexport_test.storage_put('gcs', 'even.csv', ($even), 1048576);
+	SELECT md5(sfexport_test.storage_get('gcs', 'even.csv')) = md5(($even));
+	SELECT sfexport_test.storage_head('gcs', 'even.csv');
 });
 is($res, "19200000\nt\n10485760\nt\n10485760", 'resumable uploads read back byte for byte');
 $st = stats();
@@ -83,36 +83,36 @@ SfStorageTest::emu($gcs, 'POST', '/_emulator/reset');
 SfStorageTest::emu($gcs, 'POST', '/_emulator/faults', { kind => '503', method => 'PUT', after => 1 });
 $res = $node->safe_psql('postgres', qq{
 	SET sfexport.upload_part_size = '5MB';
-	SELECT sfexport._storage_put('gcs', 'retried.csv', ($big), 1000000);
-	SELECT md5(sfexport._storage_get('gcs', 'retried.csv')) = md5(($big));
+	SELECT sfexport_test.storage_put('gcs', 'retried.csv', ($big), 1000000);
+	SELECT md5(sfexport_test.storage_get('gcs', 'retried.csv')) = md5(($big));
 });
 is($res, "19200000\nt", 'a resumable upload survives a 503 on a chunk');
 is(stats()->{faults_injected}, 1, 'the 503 was injected');
 
 # ---- media upload retried after 503
 SfStorageTest::emu($gcs, 'POST', '/_emulator/faults', { kind => '503', method => 'POST', count => 2 });
-is($node->safe_psql('postgres', "SELECT sfexport._storage_put('gcs', 'm.csv', '\\x0102'); SELECT sfexport._storage_get('gcs', 'm.csv')"),
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_put('gcs', 'm.csv', '\\x0102'); SELECT sfexport_test.storage_get('gcs', 'm.csv')"),
 	"2\n\\x0102", 'a media upload succeeds after two 503 answers');
 
 # ---- expired token: 401, new token, success
 SfStorageTest::emu($gcs, 'POST', '/_emulator/reset');
 my $bg = $node->background_psql('postgres');
-$bg->query_safe("SELECT sfexport._storage_head('gcs', 'm.csv')");
+$bg->query_safe("SELECT sfexport_test.storage_head('gcs', 'm.csv')");
 SfStorageTest::emu($gcs, 'POST', '/_emulator/expire-tokens');
-is($bg->query_safe("SELECT sfexport._storage_head('gcs', 'm.csv')"), '2', 'works after the token was revoked');
+is($bg->query_safe("SELECT sfexport_test.storage_head('gcs', 'm.csv')"), '2', 'works after the token was revoked');
 $bg->quit;
 $st = stats();
 is($st->{unauthorized}, 1, 'the stale token was refused once');
 is($st->{tokens_issued}, 2, 'and a new token was obtained');
 
 # ---- STORAGE_EMULATOR_HOST
-is($node->safe_psql('postgres', "SELECT sfexport._storage_put('gcsenv', 'e.csv', '\\x01'); SELECT string_agg(n, ',') FROM sfexport._storage_list('gcsenv') n"),
+is($node->safe_psql('postgres', "SELECT sfexport_test.storage_put('gcsenv', 'e.csv', '\\x01'); SELECT string_agg(n, ',') FROM sfexport_test.storage_list('gcsenv') n"),
 	"1\ne.csv", 'STORAGE_EMULATOR_HOST replaces the GCS base URL');
 
 # ---- errors
-my $err = psql_err("SELECT sfexport._storage_put('gcsunknown', 'x.csv', '\\x01')");
+my $err = psql_err("SELECT sfexport_test.storage_put('gcsunknown', 'x.csv', '\\x01')");
 like($err, qr/ERROR:  28000: GCS token request POST .*\/token failed: HTTP 401/, 'a key the service does not know: authorization error');
-$err = psql_err("SELECT sfexport._storage_put('gcsnobucket', 'x.csv', '\\x01')");
+$err = psql_err("SELECT sfexport_test.storage_put('gcsnobucket', 'x.csv', '\\x01')");
 like($err, qr/ERROR:  42704: GCS request POST .* failed: HTTP 404 notFound/, 'missing bucket');
 like($err, qr/DETAIL:  The specified bucket does not exist/, 'with the service message');
 

@@ -1,6 +1,6 @@
 # The HTTP layer's options, for real, on 127.0.0.1 only:
 #
-#  - TLS: Snowflake and S3 behind test/emulators/tls_proxy.py, with a CA and
+#  - TLS: Snowflake and S3 behind test/emulators/tls_proxy, with a CA and
 #    server certificates made by the openssl command for this run.  With the
 #    CA in the server's ca_file rows land over https; without it, with
 #    another CA, or with a certificate for another host name, requests fail
@@ -9,7 +9,7 @@
 #    go once the configuration is fixed;
 #  - proxies: the PostgreSQL server's proxy environment (https_proxy,
 #    http_proxy, no_proxy, which libcurl honours) routes Snowflake and
-#    storage traffic through test/emulators/forward_proxy.py (CONNECT
+#    storage traffic through test/emulators/forward_proxy (CONNECT
 #    tunnels for https, absolute-URI requests for http), with proxy
 #    credentials that never reach a log; no_proxy sends a host direct;
 #  - Retry-After: 429 and 503 answers with Retry-After (delay-seconds and
@@ -29,36 +29,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $src = SfTest::src_dir();
-
 # ---- a test PKI: CA, another CA, a server certificate for 127.0.0.1 and
 # localhost, one for another host name (all signed by the CA)
-my $pki = tempdir('sf_pki_XXXX', TMPDIR => 1, CLEANUP => 1);
-chmod 0755, $pki;
-sub ossl
-{
-	my @cmd = ('openssl', @_);
-	system(join(' ', map { "'$_'" } @cmd) . " >/dev/null 2>&1") == 0
-	  or die "openssl failed: @cmd";
-}
-for my $ca (qw(ca other_ca))
-{
-	ossl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-		'-keyout', "$pki/$ca.key", '-out', "$pki/$ca.pem", '-subj', "/CN=sfexport test $ca",
-		'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-}
-my %san = (server => 'IP:127.0.0.1,DNS:localhost', elsewhere => 'DNS:elsewhere.example');
-for my $name (sort keys %san)
-{
-	ossl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$pki/$name.key",
-		'-out', "$pki/$name.csr", '-subj', "/CN=$name");
-	open my $fh, '>', "$pki/$name.ext" or die;
-	print $fh "subjectAltName=$san{$name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
-	close $fh;
-	ossl('x509', '-req', '-in', "$pki/$name.csr", '-CA', "$pki/ca.pem", '-CAkey', "$pki/ca.key",
-		'-CAcreateserial', '-days', '2', '-out', "$pki/$name.pem", '-extfile', "$pki/$name.ext");
-}
-chmod 0644, glob("$pki/*");
+my $pki = SfTest::test_pki(cas => [qw(ca other_ca)],
+	certs => { server => 'IP:127.0.0.1,DNS:localhost', elsewhere => 'DNS:elsewhere.example' });
 
 # ---- stand-ins: S3 (front + s3rver) and Snowflake, each behind TLS
 my ($akid, $secret) = ('AKIDTLSPROXYTEST', 'tlsProxySecretKey0123456789abcdefXYZ');
@@ -71,27 +45,14 @@ my $emu = SfSnowflake::start_emulator(account => 'TESTACCT', users => { LOADER =
 	args => [ '--s3-endpoint', $s3->{endpoint}, '--s3-access-key', $akid,
 		'--s3-secret-key', $secret, '--sync-wait-ms', '2000' ]);
 
-sub tls_proxy
-{
-	my ($name, $upstream, $cert) = @_;
-	my $log = "$pki/$name.log";
-	my $svc = SfTest::start_service($name,
-		[ SfTest::python(), "$src/test/emulators/tls_proxy.py", '--port', '0',
-		  '--port-file', '{PORT_FILE}', '--cert', "$pki/$cert.pem", '--key', "$pki/$cert.key",
-		  '--upstream', $upstream, '--log', $log ]);
-	$svc->{events} = sub {
-		return [] unless -e $log;
-		return [ map { decode_json($_) } split /\n/, slurp_file($log) ];
-	};
-	return $svc;
-}
+sub tls_proxy { return SfTest::tls_proxy($_[0], $_[1], $pki, $_[2]); }
 my $tls_s3 = tls_proxy('tls_s3', $s3->{endpoint}, 'server');
 my $tls_sf = tls_proxy('tls_sf', $emu->{url}, 'server');
 my $tls_sf_other = tls_proxy('tls_sf_elsewhere', $emu->{url}, 'elsewhere');
 my $sf_https = "https://127.0.0.1:$tls_sf->{port}";
 my $s3_https = "https://127.0.0.1:$tls_s3->{port}";
 
-my $node = SfTest::new_node('tls',
+my $node = SfTest::new_node('tls', test_surface => 1,
 	conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 $node->safe_psql('postgres', qq{
 	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
@@ -172,7 +133,7 @@ for my $case ([ 'no ca_file', 'DROP ca_file', qr/unable to get local issuer cert
 	like($node->safe_psql('postgres',
 			q{SELECT step || ': ' || detail FROM sfexport.test_storage('sf') WHERE NOT ok}),
 		qr/SSL certificate problem/, "$label: test_storage reports the TLS problem");
-	my $err = SfSnowflake::psql_error($node, q{SELECT sfexport._storage_put('sf', 'probe.txt', 'x')});
+	my $err = SfSnowflake::psql_error($node, q{SELECT sfexport_test.storage_put('sf', 'probe.txt', 'x')});
 	like($err, qr/ERROR:  08006: \w+ https:\/\/127\.0\.0\.1:\d+\/tls\/\S* failed: SSL peer certificate or SSH remote key was not OK: SSL certificate problem: /,
 		"$label: storage fails with 08006 naming the TLS problem");
 	like($err, $why, "$label: the message says why");
@@ -205,7 +166,7 @@ wait_loaded(200, 'with the CA back, the pending rows go');
 
 # a CA file that does not exist: the same SQLSTATE, a message that says so
 $node->safe_psql('postgres', "ALTER SERVER sf OPTIONS (SET ca_file '$pki/missing.pem')");
-my $err = SfSnowflake::psql_error($node, q{SELECT sfexport._storage_put('sf', 'probe.txt', 'x')});
+my $err = SfSnowflake::psql_error($node, q{SELECT sfexport_test.storage_put('sf', 'probe.txt', 'x')});
 like($err, qr/ERROR:  08006: .*(CA cert|certificate file|CA file)/i,
 	'a missing ca_file: 08006 naming the CA file problem');
 like($err, qr/HINT:  .*missing\.pem/, 'the hint names the file');
@@ -234,7 +195,7 @@ wait_loaded(230, 'with the right URL, the staged file loads');
 my ($puser, $ppass) = ('sfproxy', 'Pr0xyPassw0rd-NotForLogs');
 SfTest::register_secret('forward proxy password', $ppass);
 my $fp = SfTest::start_service('forward_proxy',
-	[ SfTest::python(), "$src/test/emulators/forward_proxy.py", '--port', '0',
+	[ SfTest::emulator('forward_proxy'), '--port', '0',
 	  '--port-file', '{PORT_FILE}', '--auth', "$puser:$ppass" ]);
 my $fp_url = "http://127.0.0.1:$fp->{port}";
 sub proxy_log

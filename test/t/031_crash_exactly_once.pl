@@ -1,4 +1,4 @@
-# Exactly once across crashes (DESIGN.md promise 2).
+# Exactly once across crashes (README.md, "Delivery guarantees", 2).
 #
 # Cycle after cycle: insert a batch of rows (committed and acknowledged),
 # ask the worker to flush, wait a random moment, and SIGKILL the postmaster

@@ -1,4 +1,4 @@
-# Standby safety (DESIGN.md promise 8): on a hot standby no sfexport process
+# Standby safety (README.md, "Delivery guarantees", 8): on a hot standby no sfexport process
 # runs; after promotion the new primary exports what is pending without
 # duplicating what the old primary already loaded -- including a file whose
 # COPY the old primary started but never saw finish (it crashed while

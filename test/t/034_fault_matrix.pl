@@ -1,5 +1,5 @@
 # Fault matrix: exactly once under crashes, outages and rejected files
-# (DESIGN.md promises 1, 2, 3 and 4), with concurrent inserters.
+# (README.md, "Delivery guarantees" 1, 2, 3 and 4), with concurrent inserters.
 #
 # Staged files go to S3 (s3rver behind the SigV4-verifying front, which the
 # Snowflake emulator also reads the stage through), so every signature is

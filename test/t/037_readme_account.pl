@@ -70,7 +70,7 @@ my $s3 = SfStorageTest::start_s3(buckets => ['my-bucket'], region => 'eu-west-1'
 	policies => { AKIAREADME => $policy_file, AKIASNOWFLAKE => $policy_file });
 my $gcs = SfStorageTest::start_gcs(buckets => ['my-gcs-bucket']);
 # the service account Snowflake reads GCS as (STORAGE_GCP_SERVICE_ACCOUNT)
-system(SfTest::python(), "$src/test/emulators/gcs_keys.py", "$kdir/snowflake-sa.json",
+system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", "$kdir/snowflake-sa.json",
 	"$gcs->{endpoint}/token", '--email', 'snowflake-reader@sfc-prod.iam.gserviceaccount.com') == 0
   or die 'gcs_keys.py failed';
 chmod 0644, "$kdir/snowflake-sa.json";
@@ -303,6 +303,7 @@ is($gdesc{STORAGE_GCP_SERVICE_ACCOUNT}, 'snowflake-reader@sfc-prod.iam.gservicea
 # sfexport's own service-account key where the README puts it
 PostgreSQL::Test::Utils::append_to_file("${etc}gcs-key.json",
 	PostgreSQL::Test::Utils::slurp_file($gcs->{key_file}));
+chmod 0600, "${etc}gcs-key.json";	# README: install ... -m 600, like the private key
 for my $stmt (SfReadme::statements($gcs_pg))
 {
 	my ($rc, $out, $err) = $node->psql('postgres', pg_stmt($stmt));

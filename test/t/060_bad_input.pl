@@ -33,13 +33,12 @@ my $s3 = SfStorageTest::start_s3(keys => { AKIDBAD => 'bad-input-secret' },
 	region => 'us-east-1', buckets => ['bad']);
 my $gcs = SfStorageTest::start_gcs(buckets => ['gbad']);
 my $raw = SfTest::start_service('raw_reply',
-	[ SfTest::python(), SfTest::src_dir() . '/test/emulators/raw_reply.py',
-	  '--port', '0', '--port-file', '{PORT_FILE}' ]);
+	[ SfTest::emulator('raw_reply'), '--port', '0', '--port-file', '{PORT_FILE}' ]);
 my $raw_url = "http://127.0.0.1:$raw->{port}";
 my $stage = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $stage;
 
-my $node = SfTest::new_node('bad', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
+my $node = SfTest::new_node('bad', test_surface => 1, conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 my $start_time = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 my $pem = $lit->($key->{pem});
 SfTest::register_secret('token, passphrase or secret of a bad-input case', 'raw-token', 'wrong horse', 'wrong-secret');
@@ -235,7 +234,7 @@ case(group => 'credentials', name => 'service-account JSON truncated',
 		           location 'gcs://gbad/p/', endpoint '} . $gcs->{endpoint} . q{');
 		         CREATE USER MAPPING FOR CURRENT_USER SERVER gcsk OPTIONS (gcs_credentials }
 		  . $lit->(encode_json($j)) . q{);
-		         SELECT sfexport._storage_put('gcsk', 'k', '\x00')},
+		         SELECT sfexport_test.storage_put('gcsk', 'k', '\x00')},
 		state => '28000');
 }
 case(group => 'credentials', name => 'service-account JSON is an array',
@@ -246,21 +245,21 @@ case(group => 'credentials', name => 'AWS key the store does not know',
 	           location 's3://bad/p/', endpoint '} . $s3->{endpoint} . q{', region 'us-east-1');
 	         CREATE USER MAPPING FOR CURRENT_USER SERVER s3x
 	           OPTIONS (aws_access_key_id 'AKIDUNKNOWN', aws_secret_access_key 'nope');
-	         SELECT sfexport._storage_put('s3x', 'k', '\x00')},
+	         SELECT sfexport_test.storage_put('s3x', 'k', '\x00')},
 	state => '28000');
 case(group => 'credentials', name => 'AWS secret that does not match (SignatureDoesNotMatch)',
 	sql => q{CREATE SERVER s3y FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D',
 	           location 's3://bad/p/', endpoint '} . $s3->{endpoint} . q{', region 'us-east-1');
 	         CREATE USER MAPPING FOR CURRENT_USER SERVER s3y
 	           OPTIONS (aws_access_key_id 'AKIDBAD', aws_secret_access_key 'wrong-secret');
-	         SELECT sfexport._storage_put('s3y', 'k', '\x00')},
+	         SELECT sfexport_test.storage_put('s3y', 'k', '\x00')},
 	state => '28000');
 case(group => 'credentials', name => 'GCS key the token endpoint does not know',
 	sql => q{CREATE SERVER gcsx FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', database 'D',
 	           location 'gcs://gbad/p/', endpoint '} . $gcs->{endpoint} . q{');
 	         CREATE USER MAPPING FOR CURRENT_USER SERVER gcsx OPTIONS (gcs_credentials }
 	  . $lit->(PostgreSQL::Test::Utils::slurp_file($gcs->{unknown_key_file})) . q{);
-	         SELECT sfexport._storage_put('gcsx', 'k', '\x00')},
+	         SELECT sfexport_test.storage_put('gcsx', 'k', '\x00')},
 	state => '28000');
 
 # ---- server replies: Snowflake (emulator faults, then the raw reply server)
@@ -317,7 +316,7 @@ case(group => 'replies', name => 'redirect (not followed)', sql => $rq, state =>
 case(group => 'replies', name => '401 for a token (no renewal)', sql => $rq, state => '28000',
 	before => sub { raw_replies({ status => 401, body => '{"code": "390303", "message": "Invalid OAuth access token."}' }) });
 # storage replies
-my $put = sub { "SELECT sfexport._storage_put('$_[0]', 'bad/k.txt', '\\x616263')" };
+my $put = sub { "SELECT sfexport_test.storage_put('$_[0]', 'bad/k.txt', '\\x616263')" };
 case(group => 'replies', name => 'S3 AccessDenied', sql => $put->('s3'), state => '28000',
 	before => sub { s3_fault(kind => 'error', status => 403, code => 'AccessDenied', message => 'Access Denied') });
 case(group => 'replies', name => 'S3 NoSuchBucket', sql => $put->('s3'), state => '42704',
@@ -330,7 +329,7 @@ case(group => 'replies', name => 'S3 400 with a non-XML body', sql => $put->('s3
 case(group => 'replies', name => 'S3 502 HTML from a proxy', sql => $put->('s3raw'), state => '08006',
 	before => sub { raw_replies({ status => 502, headers => { 'Content-Type' => 'text/html' }, body => '<html><body>Bad Gateway</body></html>' }) });
 case(group => 'replies', name => 'S3 multipart start without UploadId',
-	sql => q{SET sfexport.upload_part_size = '5MB'; SELECT sfexport._storage_put('s3raw', 'big', convert_to(repeat('x', 6 * 1024 * 1024), 'UTF8'))},
+	sql => q{SET sfexport.upload_part_size = '5MB'; SELECT sfexport_test.storage_put('s3raw', 'big', convert_to(repeat('x', 6 * 1024 * 1024), 'UTF8'))},
 	state => 'HV000',
 	before => sub { raw_replies({ status => 200, body => '<InitiateMultipartUploadResult><Bucket>bad</Bucket></InitiateMultipartUploadResult>' }) });
 case(group => 'replies', name => 'GCS token endpoint answers HTML', sql => $put->('gcsraw'), state => 'HV000',

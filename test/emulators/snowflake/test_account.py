@@ -10,7 +10,7 @@ import unittest
 
 from cryptography.hazmat.primitives import serialization
 
-from test_emulator import ACCOUNT, Client, EmulatorTestCase, fingerprint, make_jwt, pub_pem
+from test_server import ACCOUNT, Client, EmulatorTestCase, fingerprint, make_jwt, pub_pem
 
 
 def body(key):

@@ -8,7 +8,7 @@ import time
 import unittest
 import urllib.parse
 
-from test_emulator import EmulatorTestCase
+from test_server import EmulatorTestCase
 
 
 def iso(t):
@@ -75,7 +75,7 @@ class SnowpipeTests(EmulatorTestCase):
         """A user made with CREATE USER (sfemu/account.py) submits to a pipe its role
         owns; the load is serverless: no warehouse needed."""
         from test_account import body
-        from test_emulator import make_jwt
+        from test_server import make_jwt
         c = self.client
         c.ok("CREATE ROLE R")
         c.ok("CREATE USER SVC DEFAULT_ROLE = R RSA_PUBLIC_KEY = '%s'" % body(self.key2))

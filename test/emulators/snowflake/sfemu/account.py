@@ -39,12 +39,14 @@ Users registered on the command line or through the admin API (and the
 admin query endpoint) are not managed: they act as ACCOUNTADMIN, as before.
 Deviations: ACCOUNTADMIN has every privilege on everything (in Snowflake it
 reaches objects of custom roles only through the role hierarchy);
-databases and schemas exist implicitly; no future grants, no SHOW GRANTS.
+databases and schemas exist implicitly; no future grants; SHOW GRANTS ON
+<object> only.
 """
 
 import base64
 import hashlib
 import json
+import time
 
 from .errors import SfError
 from .sqltok import quote_ident
@@ -151,6 +153,9 @@ class Account:
             "object_key TEXT NOT NULL, grantee_type TEXT NOT NULL, grantee TEXT NOT NULL, "
             "granted_by TEXT, PRIMARY KEY (privilege, object_type, object_key, grantee_type, "
             "grantee))")
+        # when each grant was made (SHOW GRANTS' created_on); older data dirs lack it
+        if "created_on" not in [r[1] for r in self.cat.db.execute("PRAGMA table_info(grants)")]:
+            self.cat.db.execute("ALTER TABLE grants ADD COLUMN created_on REAL")
         self.sync_auth()
 
     # -- catalog helpers ------------------------------------------------------
@@ -611,13 +616,78 @@ class Account:
     def _set_grant(self, priv, otype, parts, gtype, grantee, grant, session):
         if grant:
             self.cat.db.execute("INSERT OR REPLACE INTO grants (privilege, object_type, "
-                                "object_key, grantee_type, grantee, granted_by) VALUES "
-                                "(?, ?, ?, ?, ?, ?)", (priv, otype, key_of(parts), gtype,
-                                                       grantee, self.owner_for(session)))
+                                "object_key, grantee_type, grantee, granted_by, created_on) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (priv, otype, key_of(parts), gtype, grantee,
+                                 self.owner_for(session), time.time()))
         else:
             self.cat.db.execute("DELETE FROM grants WHERE privilege=? AND object_type=? AND "
                                 "object_key=? AND grantee_type=? AND grantee=?",
                                 (priv, otype, key_of(parts), gtype, grantee))
+
+    # -- grants of schema objects: replace, COPY GRANTS, SHOW GRANTS -------------
+    def object_grants(self, kind, fqn):
+        """The grants on an object (OWNERSHIP is the object's owner, not a grant)."""
+        cur = self.cat.db.execute("SELECT privilege, grantee_type, grantee, granted_by, "
+                                  "created_on FROM grants WHERE object_type=? AND object_key=? "
+                                  "ORDER BY created_on, privilege, grantee",
+                                  (kind, key_of(fqn)))
+        return [dict(zip(("privilege", "grantee_type", "grantee", "granted_by", "created_on"),
+                         r)) for r in cur]
+
+    def drop_object_grants(self, kind, fqn):
+        """A dropped (or replaced) object takes its grants with it."""
+        self.cat.db.execute("DELETE FROM grants WHERE object_type=? AND object_key=?",
+                            (kind, key_of(fqn)))
+
+    def copy_grants(self, kind, fqn, grants):
+        """COPY GRANTS: "copies all permissions, except OWNERSHIP, from the existing table
+        to the new table" (https://docs.snowflake.com/en/sql-reference/sql/create-external-table)."""
+        for g in grants:
+            if g["privilege"] == "OWNERSHIP":
+                continue
+            self.cat.db.execute("INSERT OR REPLACE INTO grants (privilege, object_type, "
+                                "object_key, grantee_type, grantee, granted_by, created_on) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (g["privilege"], kind, key_of(fqn), g["grantee_type"],
+                                 g["grantee"], g["granted_by"], g["created_on"]))
+
+    def show_grants(self, otype, parts, session):
+        """SHOW GRANTS ON <object_type> <name>: columns created_on, privilege, granted_on,
+        name, granted_to, grantee_name, grant_option, granted_by_role_type, granted_by
+        (https://docs.snowflake.com/en/sql-reference/sql/show-grants); the owner's
+        OWNERSHIP first.  The role needs some privilege on the object."""
+        ltz = {"type": "TIMESTAMP_LTZ", "scale": 9}
+        text = {"type": "TEXT", "length": 16777216}
+        names = ["created_on", "privilege", "granted_on", "name", "granted_to", "grantee_name",
+                 "grant_option", "granted_by_role_type", "granted_by"]
+        types = [ltz, text, text, text, text, text, text, text, text]
+        if otype == "ACCOUNT":
+            parts = ()
+            obj, label = {}, self.account
+        else:
+            obj = self._owner_object(otype, parts)
+            if obj is None and otype not in ("DATABASE", "SCHEMA"):
+                raise not_authorized(otype, ".".join(quote_ident(x) for x in parts))
+            obj = obj or {}
+            label = ".".join(quote_ident(x) for x in parts)
+            if session.roles is not None:
+                privs = self.privileges(session, otype, parts, owner=obj.get("owner") or "")
+                if privs is not None and not privs:
+                    raise not_authorized(otype, label)
+
+        def ts(t):
+            return None if t is None else "%.9f" % t
+        rows = []
+        if obj.get("owner"):
+            created = obj.get("created", obj.get("created_on"))
+            rows.append([ts(created), "OWNERSHIP", otype, label, "ROLE", obj["owner"], "true",
+                         "ROLE", obj["owner"]])
+        for g in self.object_grants(otype, parts):
+            rows.append([ts(g["created_on"]), g["privilege"], otype, label, g["grantee_type"],
+                         g["grantee"], "false", "ROLE" if g["granted_by"] else None,
+                         g["granted_by"] or ""])
+        return names, types, rows
 
     # -- DESCRIBE -------------------------------------------------------------
     def describe_integration(self, name, session):

@@ -42,6 +42,9 @@ class Catalog:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._txn_stack = []
+        self._savepoints = 0
+        self.reset_tables = []   # tables of other modules that reset() empties too
         if not recover:
             return
         # Statements that were running when the emulator stopped never finish.
@@ -50,15 +53,31 @@ class Catalog:
                                      "message": "SQL execution canceled"}),))
 
     # -- transactions -------------------------------------------------------
+    # begin() inside an open transaction (a statement inside an explicit
+    # transaction, sfemu/txn.py) opens a savepoint, so that commit() / rollback()
+    # end only that statement's changes.
     def begin(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.db.in_transaction:
+            self._savepoints += 1
+            name = "sfemu_%d" % self._savepoints
+            self.db.execute("SAVEPOINT " + name)
+            self._txn_stack.append(name)
+        else:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._txn_stack = [None]
 
     def commit(self):
-        self.db.execute("COMMIT")
+        name = self._txn_stack.pop() if self._txn_stack else None
+        self.db.execute("RELEASE " + name if name else "COMMIT")
 
     def rollback(self):
+        name = self._txn_stack.pop() if self._txn_stack else None
         try:
-            self.db.execute("ROLLBACK")
+            if name:
+                self.db.execute("ROLLBACK TO " + name)
+                self.db.execute("RELEASE " + name)
+            else:
+                self.db.execute("ROLLBACK")
         except sqlite3.OperationalError:
             pass
 
@@ -223,5 +242,6 @@ class Catalog:
         for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table' "
                                        "AND name LIKE 'data_%'").fetchall():
             self.db.execute('DROP TABLE "%s"' % name)
-        for t in ("objects", "load_metadata", "statement_log", "statements", "counters"):
+        for t in ["objects", "load_metadata", "statement_log", "statements", "counters"] + \
+                self.reset_tables:
             self.db.execute("DELETE FROM %s" % t)

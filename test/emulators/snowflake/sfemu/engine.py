@@ -21,6 +21,7 @@ from .sftypes import (ConvContext, Variant, convert, fmt_secs, infer_literal_typ
                       parse_json_text, row_type, sort_key, variant_text, NS)
 from .sqltok import quote_ident
 from .statements import parse_statement
+from .streaming_pipe import check_pipe as check_streaming_pipe
 
 VERSION = "9.5.0"
 
@@ -31,6 +32,10 @@ TEXT_T = {"type": "TEXT", "length": 16777216}
 FIXED0 = {"type": "FIXED", "precision": 18, "scale": 0}
 BOOL_T = {"type": "BOOLEAN"}
 VARIANT_T = {"type": "VARIANT"}
+
+# Statement kinds run by other modules: kind -> fn(engine, st, session, handle) -> Result
+# (filled by Engine.__init__: sfemu/dml.py, sfemu/txn.py, sfemu/exttables.py)
+HANDLERS = {}
 
 
 class Session:
@@ -133,6 +138,11 @@ class Engine:
             auth = Authenticator(account)
         # roles, users, warehouses, integrations, grants (sfemu/account.py)
         self.acct = Account(catalog, auth, storage_cfg, account)
+        from . import dml, exttables, txn
+        for mod in (dml, exttables, txn):
+            mod.register(HANDLERS)
+        exttables.init(self)
+        txn.drop_leftover_temporary(self)
 
     # -- names --------------------------------------------------------------
     def resolve(self, parts, session, op="query"):
@@ -157,8 +167,12 @@ class Engine:
     def execute(self, toks, sql, session, handle):
         st = parse_statement(toks, sql)
         kind = st["kind"]
+        from . import txn
         with self.lock:
             self.acct.prepare(session)
+            txn.before_statement(self, st, session)
+            if kind in HANDLERS:
+                return HANDLERS[kind](self, st, session, handle)
             if kind == "select":
                 return self.select(st, session)
             if kind == "copy":
@@ -180,30 +194,49 @@ class Engine:
         self.acct.check_schema(session, fqn, CREATE_PRIV[kind])
         existing = self.cat.get(kind, fqn)
         other = next((k for k in also if self.cat.get(k, fqn)), None)
+        st["_old_grants"] = []
         if existing or other:
             if st.get("if_not_exists"):
                 return fqn, "%s already exists, statement succeeded." % fqn[2]
             if not st.get("or_replace") or (other and not existing):
                 raise already_exists(fqn[2])
+            st["_old_grants"] = self.acct.object_grants(kind, fqn)
             self._drop_object(kind, fqn, existing)
         return fqn, None
 
     def _drop_object(self, kind, fqn, obj):
         if kind == "TABLE" and obj:
             self.cat.drop_data_table(obj["object_id"])
+        if kind == "EXTERNAL_TABLE" and obj:
+            from . import exttables
+            exttables.dropped(self, obj)
+        self.acct.drop_object_grants(kind, fqn)
         self.cat.delete(kind, fqn)
 
     def do_create_table(self, st, session):
+        if st.get("temporary"):
+            prev = self.cat.get("TABLE", self.resolve(st["name"], session, "CREATE TABLE"))
+            if prev and not prev.get("temporary"):
+                raise SfError("SQL compilation error:\nA temporary table cannot take the name of "
+                              "the existing table %s in the emulator." % fqn_text(prev["fqn"]),
+                              "002040", "0A000")
         fqn, msg = self._create_common(st, session, "TABLE", "CREATE TABLE", ("EXTERNAL_TABLE",))
         if msg:
             return status_result(msg)
         cols = []
         for i, c in enumerate(st["columns"]):
             cols.append({"name": c["name"], "type": c["type"], "nullable": c["nullable"],
-                         "sqlcol": "c%d" % i})
-        oid = self.cat.put("TABLE", fqn, {"columns": cols, "next_col": len(cols),
-                                          "owner": self.acct.owner_for(session)})
+                         "sqlcol": "c%d" % i, "primary_key": bool(c.get("primary_key"))})
+        d = {"columns": cols, "next_col": len(cols), "owner": self.acct.owner_for(session)}
+        if st.get("temporary"):
+            d["temporary"] = True
+            session.temp_tables.append(fqn)   # dropped at the end of the request
+        if st.get("transient"):
+            d["transient"] = True
+        oid = self.cat.put("TABLE", fqn, d)
         self.cat.create_data_table(oid, [c["sqlcol"] for c in cols])
+        if st.get("copy_grants"):
+            self.acct.copy_grants("TABLE", fqn, st["_old_grants"])
         return status_result("Table %s successfully created." % fqn[2])
 
     def do_create_external_table(self, st, session):
@@ -221,10 +254,15 @@ class Engine:
         fmt = self._format_from_option(ff, session) if ff is not None else None
         cols = [{"name": c["name"], "type": c["type"], "nullable": c["nullable"],
                  "expr": c.get("expr")} for c in st["columns"]]
+        copy_grants = props.pop("COPY_GRANTS", False)
         self.cat.put("EXTERNAL_TABLE", fqn, {
             "columns": cols, "partition_by": st["partition_by"], "location": loc,
             "file_format": fmt, "auto_refresh": props.pop("AUTO_REFRESH", True),
             "properties": props, "owner": self.acct.owner_for(session)})
+        if copy_grants:
+            self.acct.copy_grants("EXTERNAL_TABLE", fqn, st["_old_grants"])
+        from . import exttables
+        exttables.created(self, fqn, session, st)   # registration (REFRESH_ON_CREATE) ...
         return status_result("Table %s successfully created." % fqn[2])
 
     def do_create_file_format(self, st, session):
@@ -308,6 +346,8 @@ class Engine:
         opts = {k: (v[1] if isinstance(v, tuple) else v) for k, v in st["options"].items()}
         self.acct.check_object(session, "TABLE", tfqn, self.cat.get("TABLE", tfqn),
                                ("INSERT",))
+        if copy["source"].get("streaming"):     # Snowpipe Streaming (sfemu/streaming_pipe.py)
+            check_streaming_pipe(copy, self.cat.get("TABLE", tfqn))
         if "name" in copy["source"]:
             sfqn = self.resolve(copy["source"]["name"], session, "CREATE PIPE")
             stage = self.cat.get("STAGE", sfqn)
@@ -315,7 +355,8 @@ class Engine:
                 raise not_exist("Stage", fqn_text(sfqn))
             self.acct.check_object(session, "STAGE", sfqn, stage, ("USAGE", "READ"))
         self.cat.put("PIPE", fqn, {"copy_statement": st["copy_text"], "table": list(tfqn),
-                                   "options": opts, "owner": self.acct.owner_for(session)})
+                                   "options": opts, "owner": self.acct.owner_for(session),
+                                   "streaming": bool(copy["source"].get("streaming"))})
         return status_result("Pipe %s successfully created." % fqn[2])
 
     def do_create_container(self, st, session):
@@ -343,16 +384,49 @@ class Engine:
         self._drop_object(kind, fqn, obj)
         return status_result("%s successfully dropped." % fqn[2])
 
-    def do_alter_table_add(self, st, session):
+    def _altered_table(self, st, session, external_action):
+        """(fqn, table object, None), or (fqn, None, result) when done: a missing table
+        with IF EXISTS, or an external table (its columns: sfemu/exttables.py;
+        ALTER TABLE is how its columns change, per ALTER EXTERNAL TABLE's usage notes)."""
         fqn = self.resolve(st["name"], session, "ALTER TABLE")
-        obj = self.cat.get("TABLE", fqn)
+        kind = "TABLE" if self.cat.get("TABLE", fqn) else "EXTERNAL_TABLE"
+        obj = self.cat.get(kind, fqn)
         if not obj:
             if st["if_exists"]:
-                return status_result("Statement executed successfully.")
+                return fqn, None, status_result("Statement executed successfully.")
             raise not_exist("Table", fqn_text(fqn))
-        self.acct.check_object(session, "TABLE", fqn, obj, ("OWNERSHIP",))
+        self.acct.check_object(session, kind, fqn, obj, ("OWNERSHIP",))
+        if kind == "EXTERNAL_TABLE":
+            from . import exttables
+            return fqn, None, getattr(exttables, external_action)(self, fqn, obj, st)
+        return fqn, obj, None
+
+    def do_alter_table_drop_column(self, st, session):
+        fqn, obj, done = self._altered_table(st, session, "drop_columns")
+        if done:
+            return done
+        for name in st["columns"]:
+            if not any(c["name"] == name for c in obj["columns"]):
+                if st["column_if_exists"]:
+                    continue
+                raise SfError("SQL compilation error:\ninvalid identifier '%s'" % name,
+                              "000904", "42000")
+            if len(obj["columns"]) == 1:
+                raise SfError("SQL compilation error:\nCannot drop column '%s': a table needs "
+                              "at least one column." % name, "001003", "42000")
+            obj["columns"] = [c for c in obj["columns"] if c["name"] != name]
+        self.cat.put("TABLE", fqn, obj, object_id=obj["object_id"])
+        return status_result("Statement executed successfully.")
+
+    def do_alter_table_add(self, st, session):
+        fqn, obj, done = self._altered_table(st, session, "add_columns")
+        if done:
+            return done
         names = {c["name"] for c in obj["columns"]}
         for c in st["columns"]:
+            if c.get("expr"):
+                raise SfError("SQL compilation error:\nA column AS (<expr>) can only be added "
+                              "to an external table.", "001003", "42000")
             if c["name"] in names:
                 if c["if_not_exists"]:
                     continue
@@ -422,7 +496,8 @@ class Engine:
         rows = []
         for c in obj["columns"]:
             rows.append([c["name"], _type_display(c["type"]), "COLUMN",
-                         "Y" if c["nullable"] else "N", None, "N", "N", None,
+                         "Y" if c["nullable"] else "N", None,
+                         "Y" if c.get("primary_key") else "N", "N", None,
                          c.get("expr"), None])
         return Result(cols, rows)
 
@@ -790,41 +865,43 @@ class Engine:
 
     # -- SELECT -----------------------------------------------------------------
     def select(self, st, session):
-        tbl = None
-        tcols = []
-        rows_iter = [()]
-        if st["table"] is not None:
-            fqn = self.resolve(st["table"], session, "SELECT")
-            tbl = self.cat.get("TABLE", fqn)
-            if not tbl:
-                if self.cat.get("EXTERNAL_TABLE", fqn):
-                    raise SfError("External table %s has no files registered in the emulator."
-                                  % fqn[2], "002040", "0A000")
-                raise not_exist("Object", fqn_text(fqn))
-            self.acct.check_object(session, "TABLE", fqn, tbl, ("SELECT",))
-            self.acct.check_warehouse(session)
-            tcols = tbl["columns"]
-            rows_iter = None
+        q = self.query(st, session)
+        return Result(q.rowtype, q.rows)
+
+    def query(self, st, session):
+        """Evaluate a SELECT: FROM (sfemu/relations.py) -> WHERE -> GROUP BY / aggregates
+        or window functions -> QUALIFY -> ORDER BY -> DISTINCT -> LIMIT / OFFSET."""
+        from . import relations
+        src = relations.source_for(self, st.get("source"), session, "SELECT")
+        tbl = src.tbl
+        tcols = src.tcols
         env = SelectEnv(self, session, tcols, tbl)
         items = []
         for it in st["items"]:
             if it["expr"][0] == "star":
-                for c in tcols:
+                for c in src.star_columns():
                     items.append({"expr": ("col", (c["name"],)), "alias": c["name"],
                                   "text": c["name"]})
             else:
                 items.append(it)
         agg = any(_has_agg(it["expr"]) for it in items) or st["group"]
+        windows = relations.window_nodes([it["expr"] for it in items] +
+                                         ([st["qualify"]] if st.get("qualify") else []))
+        if windows and agg:
+            raise SfError("SQL compilation error:\nwindow functions together with GROUP BY or "
+                          "aggregates are not supported by the emulator.", "001003", "42000")
+        if st.get("qualify") and not windows:
+            raise SfError("SQL compilation error:\nQUALIFY needs a window function in the "
+                          "SELECT list or in the QUALIFY clause.", "001003", "42000")
         # Fast path: SELECT COUNT(*) FROM t with no WHERE
-        if (tbl and agg and not st["where"] and not st["group"] and len(items) == 1
-                and items[0]["expr"] == ("func", "COUNT", [("star",)])):
-            n = self.cat.count(tbl["object_id"])
-            return Result([row_type(_item_name(items[0]), FIXED0, nullable=False)], [[str(n)]])
-        if rows_iter is None:
-            sqlcols = [c["sqlcol"] for c in tcols]
-            rows_iter = self.cat.scan(tbl["object_id"], sqlcols).fetchall()
+        if (src.count is not None and agg and not st["where"] and not st["group"]
+                and len(items) == 1 and items[0]["expr"] == ("func", "COUNT", [("star",)])):
+            n = src.count()
+            return relations.QueryResult([_item_name(items[0])], [FIXED0], [[str(n)]],
+                                         [row_type(_item_name(items[0]), FIXED0,
+                                                   nullable=False)])
         filtered = []
-        for r in rows_iter:
+        for r in src.all_rows():
             env.row = r
             if st["where"] is not None and not _true(env.eval(st["where"])):
                 continue
@@ -849,19 +926,29 @@ class Engine:
                 env.group = groups[key]
                 env.row = groups[key][0] if groups[key] else None
                 vals = [env.eval(it["expr"]) for it in items]
-                keyed.append((vals, env.row))
+                keyed.append((vals, env.row, None))
             env.group = None
         else:
+            if windows:
+                relations.compute_windows(env, filtered, windows)
             keyed = []
-            for r in filtered:
+            names = [_item_name(it) for it in items]
+            for i, r in enumerate(filtered):
                 env.row = r
-                keyed.append(([env.eval(it["expr"]) for it in items], r))
+                env.row_pos = i
+                vals = [env.eval(it["expr"]) for it in items]
+                if st.get("qualify") is not None:
+                    env.aliases = dict(zip(names, vals))
+                    keep = _true(env.eval(st["qualify"]))
+                    env.aliases = None
+                    if not keep:
+                        continue
+                keyed.append((vals, r, i))
         if st["order"]:
             alias_idx = {(_item_name(it)): i for i, it in enumerate(items)}
 
             def okey(entry):
-                vals, r = entry
-                env.row = r
+                vals, env.row, env.row_pos = entry
                 ks = []
                 for o in st["order"]:
                     e = o["expr"]
@@ -879,16 +966,16 @@ class Engine:
         if st["distinct"]:
             seen = set()
             uniq = []
-            for vals, r in keyed:
-                k = tuple(v.s for v in vals)
+            for entry in keyed:
+                k = tuple(v.s for v in entry[0])
                 if k not in seen:
                     seen.add(k)
-                    uniq.append((vals, r))
+                    uniq.append(entry)
             keyed = uniq
         start = st["offset"] or 0
         end = start + st["limit"] if st["limit"] is not None else None
         keyed = keyed[start:end]
-        for vals, _ in keyed:
+        for vals, _, _ in keyed:
             out_rows.append([v.s for v in vals])
             for i, v in enumerate(vals):
                 if out_types[i] is None or (out_types[i] is TEXT_T and v.t is not TEXT_T):
@@ -902,6 +989,7 @@ class Engine:
                     t = env.eval(it["expr"]).t if not _has_agg(it["expr"]) else FIXED0
                 except Exception:
                     t = TEXT_T
+                out_types[i] = t
             nullable = True
             table = ""
             if it["expr"][0] == "col" and tbl:
@@ -912,7 +1000,7 @@ class Engine:
             cols.append(row_type(_item_name(it), t, nullable=nullable, table=table,
                                  database=tbl["fqn"][0] if table else "",
                                  schema=tbl["fqn"][1] if table else ""))
-        return Result(cols, out_rows)
+        return relations.QueryResult([_item_name(it) for it in items], out_types, out_rows, cols)
 
 
 # ---------------------------------------------------------------------------
@@ -1230,6 +1318,8 @@ def _item_name(it):
     e = it["expr"]
     if e[0] == "col":
         return e[1][-1]
+    if e[0] == "pos":
+        return "$%d" % e[1]
     return it["text"].upper()
 
 
@@ -1250,6 +1340,10 @@ class SelectEnv:
         self.index = {c["name"]: i for i, c in enumerate(tcols)}
         self.row = None
         self.group = None
+        self.row_pos = None      # index of the row among the filtered rows (window functions)
+        self.windows = {}        # id(window node) -> [Val per filtered row] (sfemu/relations.py)
+        self.aliases = None      # SELECT-list aliases visible to QUALIFY
+        self.subqueries = {}     # id(select) -> its result, for this statement
 
     def column(self, parts):
         name = parts[-1]
@@ -1257,18 +1351,24 @@ class SelectEnv:
             return self.tcols[self.index[name]]
         return None
 
+    def lookup(self, parts):
+        """The value of a column reference (subclasses resolve qualified names)."""
+        c = self.column(parts)
+        if c is None:
+            if self.aliases and len(parts) == 1 and parts[0] in self.aliases:
+                return self.aliases[parts[0]]
+            raise SfError("SQL compilation error: error line 1 at position 7\ninvalid "
+                          "identifier '%s'" % ".".join(parts), "000904", "42000")
+        if self.row is None:
+            return Val(None, c["type"])
+        return Val(self.row[self.index[c["name"]]], c["type"])
+
     def eval(self, e):
         k = e[0]
         if k == "lit":
             return lit_val(e[1], e[2])
         if k == "col":
-            c = self.column(e[1])
-            if c is None:
-                raise SfError("SQL compilation error: error line 1 at position 7\ninvalid "
-                              "identifier '%s'" % ".".join(e[1]), "000904", "42000")
-            if self.row is None:
-                return Val(None, c["type"])
-            return Val(self.row[self.index[c["name"]]], c["type"])
+            return self.lookup(e[1])
         if k == "bin":
             op = e[1]
             if op in ("AND", "OR"):
@@ -1344,11 +1444,67 @@ class SelectEnv:
         if k == "func":
             return self._func(e[1], e[2])
         if k == "pos":
-            raise SfError("SQL compilation error:\n$%d is only valid when querying staged files."
-                          % e[1], "001003", "42000")
+            if self.column(("$%d" % e[1],)) is None and not any(
+                    c["name"].startswith("$") for c in self.tcols):
+                raise SfError("SQL compilation error:\n$%d is only valid when querying staged "
+                              "files." % e[1], "001003", "42000")
+            if self.column(("$%d" % e[1],)) is None:
+                return Val(None, TEXT_T)   # a field the record does not have
+            return self.lookup(("$%d" % e[1],))
+        if k == "window":
+            vals = self.windows.get(id(e))
+            if vals is None or self.row_pos is None:
+                raise SfError("SQL compilation error:\nwindow function %s is not allowed here."
+                              % e[1], "001003", "42000")
+            return vals[self.row_pos]
+        if k == "case":
+            return self._case(e)
+        if k in ("subquery", "in_query", "exists"):
+            return self._subquery(e)
         if k == "star":
             raise SfError("SQL compilation error:\n* is not valid here", "001003", "42000")
         raise SfError("SQL compilation error:\nunsupported expression", "001003", "42000")
+
+    def _subquery(self, e):
+        """Uncorrelated subqueries: run once per statement (the result is kept on the
+        node's id).  A scalar subquery must give one column and at most one row."""
+        sub = e[2] if e[0] == "in_query" else e[1]
+        q = self.subqueries.get(id(sub))
+        if q is None:
+            q = self.subqueries[id(sub)] = self.engine.query(sub, self.session)
+        if e[0] == "exists":
+            return _bool(bool(q.rows))
+        if len(q.names) != 1:
+            raise SfError("SQL compilation error:\nSubquery has too many columns (%d)."
+                          % len(q.names), "002025", "42601")
+        if e[0] == "subquery":
+            if len(q.rows) > 1:
+                raise SfError("Single-row subquery returns more than one row.", "090150",
+                              "22000")
+            return Val(q.rows[0][0] if q.rows else None, q.types[0])
+        v = self.eval(e[1])
+        if v.s is None:
+            return _bool(None)
+        vals = [Val(r[0], q.types[0]) for r in q.rows]
+        found = any(self._cmp(v, x) == 0 for x in vals)
+        if not found and any(x.s is None for x in vals):
+            return _bool(None)
+        return _bool(found != e[3])
+
+    def _case(self, e):
+        _, operand, whens, other = e
+        base = self.eval(operand) if operand is not None else None
+        for w, then in whens:
+            if base is not None:
+                wv = self.eval(w)
+                hit = self._cmp(base, wv) == 0
+            else:
+                hit = _true(self.eval(w))
+            if hit:
+                return self.eval(then)
+        if other is not None:
+            return self.eval(other)
+        return Val(None, self.eval(whens[0][1]).t if self.row is not None else TEXT_T)
 
     def _cmp(self, a, b):
         if a.s is None or b.s is None:
@@ -1412,6 +1568,8 @@ class SelectEnv:
 
     def _func(self, name, args):
         sess = self.session
+        if name.startswith("METADATA$") and not args:
+            return self.lookup((name,))
         if name in _AGGS:
             rows = self._agg_rows()
             saved = self.row
@@ -1504,6 +1662,10 @@ class SelectEnv:
             raise SfError("SQL compilation error:\nHASH_AGG is not supported", "001003", "42000")
         if name in _CAST_FUNCS:
             return self.eval(("cast", args[0], make_type(_CAST_FUNCS[name])))
+        from . import sqlfuncs
+        v = sqlfuncs.call(name, vals)
+        if v is not None:
+            return v
         raise SfError("SQL compilation error:\nUnknown function %s" % name, "002140", "42601")
 
     def _arg_type(self, e):

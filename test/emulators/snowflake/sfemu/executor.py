@@ -221,27 +221,8 @@ class Executor:
         if expected != 0 and expected != len(parts):
             raise SfError("Actual statement count %d did not match the desired statement count %d."
                           % (len(parts), expected), "000008", "0A000")
-        handles = []
-        for ptoks in parts:
-            child = Stmt(new_handle(), s.request_id, s.user, s.sql[ptoks[0].pos:ptoks[-1].pos],
-                         int(time.time() * 1000))
-            with self.lock:
-                self.stmts[child.handle] = child
-            handles.append(child.handle)
-            kw = ptoks[0].value.upper() if ptoks[0].kind == "IDENT" else ""
-            try:
-                if kw in ("BEGIN", "COMMIT", "ROLLBACK") or (kw == "START" and len(ptoks) > 1):
-                    from .engine import status_result
-                    res = status_result("Statement executed successfully.")
-                else:
-                    res = self.engine.execute(substitute_binds(ptoks, None), s.sql, session,
-                                              child.handle)
-            except SfError as e:
-                self._finish(child, "failed", {"http_status": 422, "code": e.code,
-                                               "sqlState": e.sql_state, "message": e.message})
-                raise
-            self._finish(child, "success", _result_outcome(res))
-        return {"kind": "multi", "handles": handles}
+        from . import txn
+        return txn.run_multi(self, s, session, parts)
 
     def cancel(self, s):
         if s.status != "running":

@@ -18,6 +18,7 @@ from .auth import AuthError
 from .engine import Session
 from .errors import SfError
 from .sqltok import split_statements, substitute_binds, tokenize
+from .streaming import FAULT_ACTIONS as STREAMING_FAULT_ACTIONS
 
 
 class Faults:
@@ -37,7 +38,7 @@ class Faults:
     """
 
     ACTIONS = {"429", "500", "503", "504", "401", "drop", "drop_after", "delay", "202",
-               "pending", "slow", "hold", "422"}
+               "pending", "slow", "hold", "422"} | STREAMING_FAULT_ACTIONS
 
     def __init__(self):
         self.items = []
@@ -101,6 +102,7 @@ class App:
         self.account = account
         self.faults = Faults()
         self.snowpipe = None
+        self.streaming = None   # Snowpipe Streaming REST API (sfemu/streaming.py)
         self.sql_log = None     # file every SQL API statement is appended to
         self.sql_log_lock = threading.Lock()
         # arrival time, method and path (no query) of every API request, and
@@ -147,6 +149,11 @@ def make_handler(app):
 
         # -- plumbing ----------------------------------------------------
         def _body(self):
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                # the stand-ins' shared reader (test/emulators/lib, on the path
+                # through the entry point ../server.py)
+                from emu_common import read_body
+                return read_body(self, ())[0].read()
             n = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(n) if n > 0 else b""
 
@@ -172,6 +179,29 @@ def make_handler(app):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+        def _fault(self, method, path, statement):
+            """The fault queued for this request, if any (recorded and logged)."""
+            fault = app.faults.match(method, self.path, statement)
+            if fault:
+                with app.requests_lock:
+                    self._rec["fault"] = fault["action"]
+                sys.stderr.write("[sfemu] fault %s on %s %s\n" % (fault["action"], method, path))
+            return fault
+
+        def _canned(self, fault, busy_body):
+            """Answer a 429 (busy_body), 401, 408, 410 or 5xx fault."""
+            a = fault["action"]
+            if a == "429":
+                return self._send(429, busy_body, headers=retry_after_header(fault))
+            if a == "401":
+                return self._send(401, {"code": "390144",
+                                        "message": "JWT token is invalid. [injected]"})
+            text = {"408": "Request Timeout", "410": "Gone", "500": "Internal Server Error",
+                    "503": "Service Unavailable", "504": "Gateway Timeout"}[a]
+            # like a load balancer: an HTML body
+            return self._send(int(a), "<html><body><h1>%s %s</h1></body></html>" % (a, text),
+                              content_type="text/html", headers=retry_after_header(fault))
 
         def do_GET(self):
             self._dispatch("GET")
@@ -199,6 +229,8 @@ def make_handler(app):
                     return self._api(method, url.path, query, body)
                 if url.path.startswith("/v1/data/pipes/"):
                     return self._pipe(method, url.path, query, body)
+                if app.streaming is not None and app.streaming.owns(url.path):
+                    return app.streaming.serve(self, method, url.path, query, body)
                 self._send(404, {"code": "390404", "message": "Not found"})
             except (BrokenPipeError, ConnectionResetError):
                 pass
@@ -221,29 +253,17 @@ def make_handler(app):
                     doc = None
                 if isinstance(doc, dict) and isinstance(doc.get("statement"), str):
                     statement = doc["statement"]
-            fault = app.faults.match(method, self.path, statement)
+            fault = self._fault(method, path, statement)
             exec_fault = None
             if fault:
                 a = fault["action"]
-                with app.requests_lock:
-                    self._rec["fault"] = a
-                sys.stderr.write("[sfemu] fault %s on %s %s\n" % (a, method, path))
                 if a == "drop":
                     return self._drop()
                 if a == "delay":
                     time.sleep(fault["delay_ms"] / 1000.0)
-                elif a == "429":
-                    return self._send(429, {"code": "390505", "message": "Too many requests."},
-                                      headers=retry_after_header(fault))
-                elif a in ("500", "503", "504"):
-                    text = {"500": "Internal Server Error", "503": "Service Unavailable",
-                            "504": "Gateway Timeout"}[a]
-                    return self._send(int(a), "<html><body><h1>%s %s</h1></body></html>"
-                                      % (a, text), content_type="text/html",
-                                      headers=retry_after_header(fault))
-                elif a == "401":
-                    return self._send(401, {"code": "390144", "message":
-                                            "JWT token is invalid. [injected]"})
+                elif a in ("429", "500", "503", "504", "401"):
+                    return self._canned(fault, {"code": "390505",
+                                                "message": "Too many requests."})
                 elif a in ("202", "pending", "slow", "hold", "422"):
                     exec_fault = fault
             accept = self.headers.get("Accept") or ""
@@ -461,6 +481,18 @@ def make_handler(app):
                     if o.get("credentials"):
                         o["credentials"] = {k: "***" for k in o["credentials"]}
                 return self._send(200, {"objects": objs})
+            if name in ("external_tables", "external_tables/notify"):
+                from . import exttables   # registered files, grants; event notifications
+                with lock:
+                    if name == "external_tables":
+                        return self._send(200, exttables.admin_list(
+                            app.engine, query.get("table"), _table_matches))
+                    try:
+                        return self._send(200, exttables.admin_notify(app.engine, doc,
+                                                                      _table_matches))
+                    except SfError as e:
+                        return self._send(200, {"error": {"code": e.code, "sqlState":
+                                                          e.sql_state, "message": e.message}})
             if name == "account" and method == "GET":
                 with lock:
                     return self._send(200, app.engine.acct.dump())
@@ -475,6 +507,8 @@ def make_handler(app):
                 app.faults.clear()
                 if app.snowpipe is not None:
                     app.snowpipe.reset()
+                if app.streaming is not None:
+                    app.streaming.reset()
                 if doc.get("users"):
                     app.auth.users.clear()
                     app.auth.tokens.clear()
@@ -488,6 +522,8 @@ def make_handler(app):
                     if "suppress_reports" in doc:
                         sp.suppress_reports = bool(doc["suppress_reports"])
                 return self._send(200, sp.admin())
+            if (name == "streaming" or name.startswith("streaming/")) and app.streaming:
+                return app.streaming.admin(self, method, name, query, doc)
             if name == "config":
                 cfg = app.executor.cfg
                 if method == "POST":

@@ -1,10 +1,12 @@
 """Statement parser: turns one statement's tokens into a dict the engine runs.
 
 Supported: CREATE/DROP of TABLE, EXTERNAL TABLE, STAGE, FILE FORMAT, PIPE
-(DATABASE / SCHEMA are accepted as no-ops), ALTER TABLE ... ADD COLUMN,
-TRUNCATE TABLE, COPY INTO <table>, SELECT (simple), DESCRIBE TABLE.
-Statements the SQL API does not support (PUT, GET, USE, BEGIN, COMMIT,
-ROLLBACK, ALTER SESSION, temporary objects) are rejected:
+(DATABASE / SCHEMA are accepted as no-ops), ALTER TABLE ... ADD / DROP COLUMN,
+TRUNCATE TABLE, COPY INTO <table>, SELECT, DESCRIBE TABLE; DML, transactions,
+SHOW and ALTER EXTERNAL TABLE are parsed in sfemu/dmlparse.py.
+PUT and GET are rejected; explicit transactions, USE, ALTER SESSION and
+temporary tables are parsed here but run only inside a multi-statement
+request (the engine checks that):
 https://docs.snowflake.com/en/developer-guide/sql-api/intro#limitations-of-the-sql-api
 """
 
@@ -14,6 +16,7 @@ from .errors import SfError
 from .fileformat import parse_option_list, parse_option_value
 from .sftypes import parse_type
 from .sqltok import Parser, parse_qname_text, tokenize
+from .streaming_pipe import STREAMING_OPTIONS, parse_source as parse_streaming_source
 
 
 def unsupported(what):
@@ -26,12 +29,12 @@ def parse_statement(toks, sql):
     if t.kind != "IDENT":
         raise p.error()
     kw = t.value.upper()
-    if kw in ("PUT", "GET", "USE", "BEGIN", "COMMIT", "ROLLBACK"):
-        raise unsupported(kw if kw != "BEGIN" else "BEGIN_TRANSACTION")
-    if kw == "START" and p.peek().is_kw("TRANSACTION"):
-        raise unsupported("BEGIN_TRANSACTION")
-    if kw == "ALTER" and p.peek().is_kw("SESSION"):
-        raise unsupported("ALTER_SESSION")
+    if kw in ("PUT", "GET"):
+        raise unsupported(kw)
+    from . import dmlparse
+    handler = dmlparse.statement_parser(p)
+    if handler is not None:
+        return handler(p)
     if kw == "CREATE":
         return _create(p)
     if kw == "DROP":
@@ -73,9 +76,6 @@ def parse_statement(toks, sql):
         name = p.qname()
         p.expect_end()
         return {"kind": "describe", "object": kind, "name": name}
-    if kw == "SHOW":
-        raise SfError("SQL compilation error:\nSHOW is not supported by the emulator.",
-                      "001003", "42000")
     raise p.error()
 
 
@@ -85,13 +85,18 @@ def parse_statement(toks, sql):
 def _create(p):
     p.expect_kw("CREATE")
     or_replace = p.accept_kw("OR", "REPLACE")
-    for w in ("TEMP", "TEMPORARY", "VOLATILE", "LOCAL", "GLOBAL"):
-        if p.at_kw(w):
-            raise SfError("Temporary objects are not supported by the SQL API.",
-                          "002040", "0A000")
-    p.accept_kw("TRANSIENT")
+    # CREATE TABLE: "[ { [ { LOCAL | GLOBAL } ] TEMP | TEMPORARY | VOLATILE } | TRANSIENT ]"
+    # (https://docs.snowflake.com/en/sql-reference/sql/create-table)
+    p.accept_kw("LOCAL") or p.accept_kw("GLOBAL")
+    temporary = p.accept_kw("TEMP") or p.accept_kw("TEMPORARY") or p.accept_kw("VOLATILE")
+    transient = not temporary and p.accept_kw("TRANSIENT")
+    if temporary and not p.at_kw("TABLE"):
+        raise SfError("SQL compilation error:\nOnly temporary tables are supported by the "
+                      "emulator.", "002040", "0A000")
     if p.accept_kw("TABLE"):
-        return _create_table(p, or_replace)
+        st = _create_table(p, or_replace)
+        st["temporary"], st["transient"] = temporary, transient
+        return st
     if p.accept_kw("EXTERNAL", "TABLE"):
         return _create_external_table(p, or_replace)
     if p.accept_kw("FILE", "FORMAT"):
@@ -120,7 +125,7 @@ def _create(p):
             opts[key] = parse_option_value(p)
         p.expect_kw("AS")
         start = p.tok.pos
-        copy = _copy(p)
+        copy = _copy(p, in_pipe=True)
         return {"kind": "create_pipe", "name": name, "or_replace": or_replace,
                 "if_not_exists": if_not, "options": opts, "copy": copy,
                 "copy_text": p.sql[start:].strip()}
@@ -181,6 +186,12 @@ def _column_def(p):
             col["comment"] = p.string()
         elif p.at_kw("AS"):
             return col  # external table column expression, handled by caller
+        elif p.accept_kw("PRIMARY", "KEY"):
+            # "A PRIMARY KEY constraint implies that the column is both NOT NULL and
+            # UNIQUE"; only NOT NULL is enforced on standard tables
+            # (https://docs.snowflake.com/en/sql-reference/constraints-overview).
+            col["primary_key"] = True
+            col["nullable"] = False
         else:
             p.next()
             if p.at_op("("):
@@ -198,20 +209,50 @@ def _create_table(p, or_replace):
                       % p.tok.value.upper(), "001003", "42000")
     p.expect_op("(")
     cols = []
+    pkey = []
     while True:
         if p.at_kw("PRIMARY", "UNIQUE", "FOREIGN", "CONSTRAINT"):
+            # out-of-line constraint: [ CONSTRAINT <name> ] PRIMARY KEY ( <col> [ , ... ] ) ...
+            # (https://docs.snowflake.com/en/sql-reference/sql/create-table-constraint)
+            if p.accept_kw("CONSTRAINT"):
+                p.ident()
+            if p.accept_kw("PRIMARY", "KEY"):
+                pkey.extend(paren_list(p, p.ident))
             _skip_balanced_until(p, (",", ")"))
         else:
             cols.append(_column_def(p))
         if p.accept_op(")"):
             break
         p.expect_op(",")
-    # Trailing table properties (COMMENT, CLUSTER BY, DATA_RETENTION_TIME_IN_DAYS, ...)
+    for name_ in pkey:
+        col = next((c for c in cols if c["name"] == name_), None)
+        if col is None:
+            raise SfError("SQL compilation error:\ninvalid identifier '%s'" % name_,
+                          "000904", "42000")
+        col["primary_key"] = True
+        col["nullable"] = False
+    # Trailing table properties (COMMENT, CLUSTER BY, DATA_RETENTION_TIME_IN_DAYS, ...);
+    # COPY GRANTS keeps the grants of the table it replaces.
+    copy_grants = False
     while not p.at_end():
+        if p.accept_kw("COPY", "GRANTS"):
+            copy_grants = True
+            continue
         p.next()
     _check_dup_columns(cols)
     return {"kind": "create_table", "name": name, "or_replace": or_replace,
-            "if_not_exists": if_not, "columns": cols}
+            "if_not_exists": if_not, "columns": cols, "copy_grants": copy_grants}
+
+
+def paren_list(p, item):
+    """( <item> [ , ... ] ) -> [item(), ...]"""
+    p.expect_op("(")
+    out = []
+    while True:
+        out.append(item())
+        if p.accept_op(")"):
+            return out
+        p.expect_op(",")
 
 
 def _check_dup_columns(cols):
@@ -240,6 +281,15 @@ def _balanced_text(p):
                 return p.sql[start:t.pos].strip()
 
 
+def _expr_text(p):
+    """The source text of a column expression: `( ... )` or up to a top-level , or )."""
+    if p.at_op("("):
+        return _balanced_text(p)
+    start = p.tok.pos
+    _skip_balanced_until(p, (",", ")"))
+    return p.sql[start:p.tok.pos].strip()
+
+
 def _create_external_table(p, or_replace):
     if_not = p.accept_kw("IF", "NOT", "EXISTS")
     name = p.qname()
@@ -249,12 +299,7 @@ def _create_external_table(p, or_replace):
         while True:
             col = _column_def(p)
             if p.accept_kw("AS"):
-                if p.at_op("("):
-                    col["expr"] = _balanced_text(p)
-                else:
-                    start = p.tok.pos
-                    _skip_balanced_until(p, (",", ")"))
-                    col["expr"] = p.sql[start:p.tok.pos].strip()
+                col["expr"] = _expr_text(p)
             while not (p.at_op(",") or p.at_op(")") or p.at_end()):
                 p.next()
             cols.append(col)
@@ -267,14 +312,12 @@ def _create_external_table(p, or_replace):
     location = None
     while not p.at_end():
         if p.accept_kw("PARTITION", "BY"):
-            p.expect_op("(")
-            while True:
-                partition_by.append(p.ident())
-                if p.accept_op(")"):
-                    break
-                p.expect_op(",")
+            partition_by.extend(paren_list(p, p.ident))
             continue
         if p.accept_kw("WITH"):
+            continue
+        if p.accept_kw("COPY", "GRANTS"):
+            props["COPY_GRANTS"] = True
             continue
         key = p.ident()
         p.expect_op("=")
@@ -370,9 +413,19 @@ def _alter(p):
             p.accept_kw("COLUMN")
             adds = []
             while True:
+                # External tables: ADD COLUMN ( <col_name> <col_type> AS <expr> ) [, ...]
+                # (https://docs.snowflake.com/en/sql-reference/sql/alter-external-table,
+                # usage notes); the parentheses are optional here.
+                paren = p.accept_op("(")
                 if_not = p.accept_kw("IF", "NOT", "EXISTS")
                 col = _column_def(p)
+                if p.accept_kw("AS"):
+                    col["expr"] = _expr_text(p)
+                    while not (p.at_op(",") or p.at_op(")") or p.at_end()):
+                        p.next()
                 col["if_not_exists"] = if_not
+                if paren:
+                    p.expect_op(")")
                 adds.append(col)
                 if not p.accept_op(","):
                     break
@@ -380,11 +433,22 @@ def _alter(p):
             p.expect_end()
             return {"kind": "alter_table_add", "name": name, "if_exists": if_exists,
                     "columns": adds}
-        raise SfError("SQL compilation error:\nOnly ALTER TABLE ... ADD COLUMN is supported "
-                      "by the emulator.", "001003", "42000")
-    if p.accept_kw("EXTERNAL", "TABLE") or p.accept_kw("PIPE") or p.accept_kw("STAGE") \
-            or p.accept_kw("FILE", "FORMAT"):
-        # Recorded only (e.g. ALTER EXTERNAL TABLE t REFRESH).
+        if p.accept_kw("DROP"):
+            # ALTER TABLE <name> DROP [ COLUMN ] [ IF EXISTS ] <col_name> [, ...]
+            # (https://docs.snowflake.com/en/sql-reference/sql/alter-table)
+            p.accept_kw("COLUMN")
+            col_if_exists = p.accept_kw("IF", "EXISTS")
+            drops = [p.ident()]
+            while p.accept_op(","):
+                p.accept_kw("COLUMN")
+                drops.append(p.ident())
+            p.expect_end()
+            return {"kind": "alter_table_drop_column", "name": name, "if_exists": if_exists,
+                    "column_if_exists": col_if_exists, "columns": drops}
+        raise SfError("SQL compilation error:\nOnly ALTER TABLE ... ADD / DROP COLUMN is "
+                      "supported by the emulator.", "001003", "42000")
+    if p.accept_kw("PIPE") or p.accept_kw("STAGE") or p.accept_kw("FILE", "FORMAT"):
+        # Recorded only.
         if_exists = p.accept_kw("IF", "EXISTS")
         name = p.qname()
         while not p.at_end():
@@ -402,7 +466,7 @@ COPY_OPTIONS = {"ON_ERROR", "SIZE_LIMIT", "PURGE", "RETURN_FAILED_ONLY", "MATCH_
                 "FILE_FORMAT", "CREDENTIALS", "STORAGE_INTEGRATION", "ENCRYPTION"}
 
 
-def _copy(p):
+def _copy(p, in_pipe=False):
     p.expect_kw("COPY")
     p.expect_kw("INTO")
     if p.tok.kind in ("STAGE", "STRING"):
@@ -420,7 +484,9 @@ def _copy(p):
             p.expect_op(",")
     p.expect_kw("FROM")
     transform = None
-    if p.tok.kind == "STAGE":
+    if p.accept_kw("TABLE"):    # Snowpipe Streaming (sfemu/streaming_pipe.py)
+        source = parse_streaming_source(p, in_pipe)
+    elif p.tok.kind == "STAGE":
         source = parse_stage_ref(p.next().value)
     elif p.tok.kind == "STRING":
         source = {"url": p.next().value, "path": ""}
@@ -440,7 +506,9 @@ def _copy(p):
                 break
         p.expect_kw("FROM")
         t = p.next()
-        if t.kind == "STAGE":
+        if t.is_kw("TABLE"):
+            source = parse_streaming_source(p, in_pipe)
+        elif t.kind == "STAGE":
             source = parse_stage_ref(t.value)
         elif t.kind == "STRING":
             source = {"url": t.value, "path": ""}
@@ -460,7 +528,7 @@ def _copy(p):
     opts = parse_option_list(p, stop_ops=())
     p.expect_end()
     for k in opts:
-        if k not in COPY_OPTIONS:
+        if k not in COPY_OPTIONS and not (source.get("streaming") and k in STREAMING_OPTIONS):
             raise SfError("SQL compilation error:\ninvalid parameter '%s'" % k, "001008", "22023")
     files = opts.get("FILES")
     if files is not None:
@@ -488,6 +556,8 @@ def _copy(p):
 #        ("bin", op, l, r) ("not", e) ("neg", e) ("isnull", e, negated)
 #        ("in", e, [items], negated) ("like", e, pattern, negated)
 #        ("between", e, lo, hi, negated)
+#        ("subquery", select) ("in_query", e, select, negated) ("exists", select)
+#        ("window", NAME, args, partition, order) ("case", operand, whens, else)
 
 def parse_expr(p):
     return _or(p)
@@ -531,6 +601,11 @@ def _cmp(p):
         neg = p.accept_kw("NOT")
         if p.accept_kw("IN"):
             p.expect_op("(")
+            if p.at_kw("SELECT"):
+                sub = parse_select(p)
+                p.expect_op(")")
+                left = ("in_query", left, sub, neg)
+                continue
             items = [parse_expr(p)]
             while p.accept_op(","):
                 items.append(parse_expr(p))
@@ -605,6 +680,61 @@ def _postfix(p):
         return e
 
 
+def _call(p):
+    """name ( [DISTINCT] args )"""
+    t = p.next()
+    name = t.value.upper() if not t.quoted else t.value
+    p.next()
+    args = []
+    if p.accept_op(")"):
+        return ("func", name, args)
+    if p.accept_kw("DISTINCT"):
+        name += " DISTINCT"
+    while True:
+        args.append(parse_expr(p))
+        if p.accept_op(")"):
+            break
+        p.expect_op(",")
+    return ("func", name, args)
+
+
+def _window(p, func):
+    """<function> OVER ( [ PARTITION BY <expr> [, ...] ] [ ORDER BY ... ] )
+    (https://docs.snowflake.com/en/sql-reference/functions-window-syntax).
+    Node: ("window", NAME, args, [partition exprs], [order items])."""
+    p.expect_kw("OVER")
+    p.expect_op("(")
+    partition = []
+    if p.accept_kw("PARTITION", "BY"):
+        partition.append(parse_expr(p))
+        while p.accept_op(","):
+            partition.append(parse_expr(p))
+    order = parse_order_by(p) if p.accept_kw("ORDER", "BY") else []
+    if p.at_kw("ROWS", "RANGE"):
+        raise SfError("SQL compilation error:\nwindow frames are not supported by the emulator.",
+                      "001003", "42000")
+    p.expect_op(")")
+    return ("window", func[1], func[2], partition, order)
+
+
+def _case(p):
+    """CASE [ <expr> ] WHEN ... THEN ... [ ... ] [ ELSE ... ] END
+    (https://docs.snowflake.com/en/sql-reference/functions/case).
+    Node: ("case", operand or None, [(when, then)], else or None)."""
+    p.next()
+    operand = None if p.at_kw("WHEN") else parse_expr(p)
+    whens = []
+    while p.accept_kw("WHEN"):
+        w = parse_expr(p)
+        p.expect_kw("THEN")
+        whens.append((w, parse_expr(p)))
+    if not whens:
+        raise p.error("WHEN")
+    other = parse_expr(p) if p.accept_kw("ELSE") else None
+    p.expect_kw("END")
+    return ("case", operand, whens, other)
+
+
 def _path_key(p):
     t = p.next()
     if t.kind == "IDENT":
@@ -632,9 +762,21 @@ def _primary(p):
         return ("star",)
     if t.kind == "OP" and t.value == "(":
         p.next()
+        if p.at_kw("SELECT"):
+            # a scalar subquery (uncorrelated in the emulator)
+            sub = parse_select(p)
+            p.expect_op(")")
+            return ("subquery", sub)
         e = parse_expr(p)
         p.expect_op(")")
         return e
+    if t.kind == "IDENT" and t.is_kw("EXISTS") and p.peek().kind == "OP" and \
+            p.peek().value == "(" and p.peek(2).is_kw("SELECT"):
+        p.next()
+        p.next()
+        sub = parse_select(p)
+        p.expect_op(")")
+        return ("exists", sub)
     if t.kind == "IDENT":
         if t.btype is not None:  # NULL from a bind
             p.next()
@@ -654,20 +796,13 @@ def _primary(p):
             if up.startswith("METADATA$"):
                 p.next()
                 return ("func", up, [])
+        if not t.quoted and t.value.upper() == "CASE":
+            return _case(p)
         if p.peek().kind == "OP" and p.peek().value == "(":
-            name = p.next().value.upper() if not t.quoted else t.value
-            p.next()
-            args = []
-            if p.accept_op(")"):
-                return ("func", name, args)
-            if p.accept_kw("DISTINCT"):
-                name += " DISTINCT"
-            while True:
-                args.append(parse_expr(p))
-                if p.accept_op(")"):
-                    break
-                p.expect_op(",")
-            return ("func", name, args)
+            f = _call(p)
+            if p.at_kw("OVER"):
+                return _window(p, f)
+            return f
         parts = [p.ident()]
         while p.at_op("."):
             nt = p.peek()
@@ -700,21 +835,19 @@ def parse_select(p):
         if p.accept_kw("AS"):
             alias = p.ident()
         elif p.tok.kind == "IDENT" and not p.at_kw("FROM", "WHERE", "ORDER", "LIMIT", "GROUP",
-                                                       "UNION", "HAVING", "OFFSET", "FETCH"):
+                                                       "UNION", "HAVING", "OFFSET", "FETCH",
+                                                       "QUALIFY"):
             alias = p.ident()
         items.append({"expr": e, "alias": alias, "text": p.sql[start:end].strip()})
         if not p.accept_op(","):
             break
     table = None
     talias = None
+    source = None
     if p.accept_kw("FROM"):
-        if p.tok.kind == "STAGE":
-            raise SfError("SQL compilation error:\nQuerying staged files is not supported by "
-                          "the emulator.", "001003", "42000")
-        table = p.qname()
-        if p.tok.kind == "IDENT" and not p.at_kw("WHERE", "ORDER", "LIMIT", "GROUP", "OFFSET"):
-            p.accept_kw("AS")
-            talias = p.ident()
+        source = parse_from_item(p)
+        if source["kind"] == "table":
+            table, talias = source["name"], source["alias"]
     where = None
     if p.accept_kw("WHERE"):
         where = parse_expr(p)
@@ -723,23 +856,12 @@ def parse_select(p):
         group = [parse_expr(p)]
         while p.accept_op(","):
             group.append(parse_expr(p))
-    order = []
-    if p.accept_kw("ORDER", "BY"):
-        while True:
-            e = parse_expr(p)
-            desc = False
-            if p.accept_kw("DESC"):
-                desc = True
-            else:
-                p.accept_kw("ASC")
-            nulls_first = None
-            if p.accept_kw("NULLS", "FIRST"):
-                nulls_first = True
-            elif p.accept_kw("NULLS", "LAST"):
-                nulls_first = False
-            order.append({"expr": e, "desc": desc, "nulls_first": nulls_first})
-            if not p.accept_op(","):
-                break
+    # QUALIFY filters on window functions, after they are computed
+    # (https://docs.snowflake.com/en/sql-reference/constructs/qualify)
+    qualify = None
+    if p.accept_kw("QUALIFY"):
+        qualify = parse_expr(p)
+    order = parse_order_by(p) if p.accept_kw("ORDER", "BY") else []
     limit = None
     offset = 0
     if p.accept_kw("LIMIT"):
@@ -755,8 +877,87 @@ def parse_select(p):
         p.accept_kw("ROWS") or p.accept_kw("ROW")
         p.accept_kw("ONLY")
     return {"kind": "select", "distinct": distinct, "items": items, "table": table,
-            "table_alias": talias, "where": where, "group": group, "order": order,
-            "limit": limit, "offset": offset}
+            "table_alias": talias, "source": source, "where": where, "group": group,
+            "qualify": qualify, "order": order, "limit": limit, "offset": offset}
+
+
+def parse_order_by(p):
+    """ORDER BY items (after the ORDER BY keywords)."""
+    order = []
+    while True:
+        e = parse_expr(p)
+        desc = False
+        if p.accept_kw("DESC"):
+            desc = True
+        else:
+            p.accept_kw("ASC")
+        nulls_first = None
+        if p.accept_kw("NULLS", "FIRST"):
+            nulls_first = True
+        elif p.accept_kw("NULLS", "LAST"):
+            nulls_first = False
+        order.append({"expr": e, "desc": desc, "nulls_first": nulls_first})
+        if not p.accept_op(","):
+            return order
+
+
+_CLAUSE_WORDS = ("WHERE", "ORDER", "LIMIT", "GROUP", "OFFSET", "QUALIFY", "HAVING", "UNION",
+                 "FETCH", "ON", "USING", "WHEN", "SET", "JOIN", "INNER", "LEFT", "RIGHT",
+                 "FULL", "CROSS", "NATURAL", "MINUS", "EXCEPT", "INTERSECT")
+
+
+def parse_alias(p):
+    """[ AS ] alias, if one follows (not a clause keyword)."""
+    if p.accept_kw("AS"):
+        return p.ident()
+    if p.tok.kind == "IDENT" and p.tok.btype is None and not p.at_kw(*_CLAUSE_WORDS):
+        return p.ident()
+    return None
+
+
+def parse_from_item(p):
+    """One FROM item: a table, a subquery, or staged files.
+
+    Staged files (https://docs.snowflake.com/en/user-guide/querying-stage):
+      @[namespace.]stage[/path] [ ( FILE_FORMAT => '<namespace>.<format>',
+                                    PATTERN => '<regex>' ) ] [ alias ]
+    """
+    if p.tok.kind == "STAGE":
+        ref = parse_stage_ref(p.next().value)
+        opts = {}
+        if p.at_op("(") and p.peek().kind == "IDENT" and p.peek(2).kind == "OP" and \
+                p.peek(2).value == "=>":
+            p.next()
+            while True:
+                key = p.ident()
+                p.expect_op("=>")
+                t = p.next()
+                if key == "FILE_FORMAT" and t.kind == "IDENT":
+                    # an unquoted identifier names a format in the current namespace
+                    parts = [t.value if t.quoted else t.value.upper()]
+                    while p.accept_op("."):
+                        parts.append(p.ident())
+                    opts[key] = tuple(parts)
+                elif t.kind == "STRING":
+                    opts[key] = parse_qname_text(t.value) if key == "FILE_FORMAT" else t.value
+                else:
+                    raise p.error("string literal")
+                if key not in ("FILE_FORMAT", "PATTERN"):
+                    raise SfError("SQL compilation error:\ninvalid parameter '%s'" % key,
+                                  "001008", "22023")
+                if p.accept_op(")"):
+                    break
+                p.expect_op(",")
+        return {"kind": "stage", "stage": ref, "options": opts, "alias": parse_alias(p)}
+    if p.at_op("("):
+        p.next()
+        if not p.at_kw("SELECT"):
+            raise p.error("SELECT")
+        sub = parse_select(p)
+        p.expect_op(")")
+        return {"kind": "subquery", "select": sub, "alias": parse_alias(p)}
+    name = p.qname()
+    return {"kind": "table", "name": name, "alias": parse_alias(p)}
 
 
 def _int_lit(p):

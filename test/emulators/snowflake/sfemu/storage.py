@@ -40,6 +40,10 @@ class StorageError(Exception):
     pass
 
 
+class NoEndpoint(StorageError):
+    """The stage's cloud has no endpoint in this emulator (no --s3-endpoint ...)."""
+
+
 class StorageConfig:
     def __init__(self, s3_endpoint=None, s3_access_key=None, s3_secret_key=None,
                  s3_region="us-east-1", gcs_endpoint=None, timeout=30):
@@ -137,7 +141,7 @@ def _http(req, timeout):
 
 def _s3_request(method, bucket, key, creds, cfg, query=None):
     if not cfg.s3_endpoint:
-        raise StorageError("s3:// stage used but the emulator has no --s3-endpoint")
+        raise NoEndpoint("s3:// stage used but the emulator has no --s3-endpoint")
     check_loopback(cfg.s3_endpoint)
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -162,7 +166,7 @@ def _s3_request(method, bucket, key, creds, cfg, query=None):
 
 def _gcs_url(cfg, bucket, name=None, query=None):
     if not cfg.gcs_endpoint:
-        raise StorageError("gcs:// stage used but the emulator has no --gcs-endpoint")
+        raise NoEndpoint("gcs:// stage used but the emulator has no --gcs-endpoint")
     check_loopback(cfg.gcs_endpoint)
     url = "%s/storage/v1/b/%s/o" % (cfg.gcs_endpoint, urllib.parse.quote(bucket, safe=""))
     if name is not None:
