@@ -16,9 +16,9 @@
 #                                 else a build from source (scripts/build-postgres.sh,
 #                                 cached outside the checkout)
 #
-# The first version is built in the checkout and installed into that
-# PostgreSQL (as root); the others are built in a copy of the sources, so
-# the checkout's build stays the first version's.
+# The first version is built in the checkout and, if it is Debian's,
+# installed into that PostgreSQL (as root); the others are built in a copy
+# of the sources, so the checkout's build stays the first version's.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -85,7 +85,8 @@ for major in ${SFEXPORT_TEST_PG:-15 18}; do
 	if ! build "$dir" "$pgc"; then
 		rc=1
 	else
-		if [ $first -eq 1 ] && [ "$(id -u)" -eq 0 ]; then
+		# (into a system PostgreSQL only: a cached source build stays as built)
+		if [ $first -eq 1 ] && [ "$(id -u)" -eq 0 ] && [[ $pgc == /usr/lib/postgresql/* ]]; then
 			echo "== make install"
 			make -s -C "$dir" PG_CONFIG="$pgc" install >/dev/null
 		fi
