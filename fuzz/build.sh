@@ -39,7 +39,7 @@ SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-g -O1 -fno-omit-frame-pointer -Wall -Wno-unused-function -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-unused-command-line-argument -Wno-ignored-attributes \
 	-I$FUZZ -I$REPO/src -I$PGINC"
-LIBS="$PGLIB/libpgcommon.a $PGLIB/libpgport.a -ljansson -lssl -lcrypto -lz -lzstd -lm"
+LIBS="$PGLIB/libpgcommon.a $PGLIB/libpgport.a -lcurl -ljansson -lssl -lcrypto -lz -lzstd -lm"
 
 mkdir -p "$OUT/obj"
 compile() {	# src out [sanitize-fuzzer?]
@@ -52,10 +52,12 @@ compile() {	# src out [sanitize-fuzzer?]
 
 compile "$FUZZ/pgstub.c" "$OUT/obj/pgstub.o" "-fsanitize=address,undefined"
 compile "$FUZZ/fake_http.c" "$OUT/obj/fake_http.o" "-fsanitize=address,undefined"
+# the URL and header rules of the HTTP module are real (no transfers)
+compile "$REPO/src/http_url.c" "$OUT/obj/http_url.o" "-fsanitize=address,undefined"
 
 for t in $TARGETS; do
 	[ -n "${EXTRA[$t]+x}" ] || { echo "unknown fuzz target: $t" >&2; exit 2; }
-	objs=("$OUT/obj/fuzz_$t.o" "$OUT/obj/pgstub.o" "$OUT/obj/fake_http.o")
+	objs=("$OUT/obj/fuzz_$t.o" "$OUT/obj/pgstub.o" "$OUT/obj/fake_http.o" "$OUT/obj/http_url.o")
 	compile "$FUZZ/fuzz_$t.c" "$OUT/obj/fuzz_$t.o" "$SAN"
 	for e in ${EXTRA[$t]}; do
 		compile "$REPO/src/$e.c" "$OUT/obj/${t}_$e.o" "$SAN"

@@ -181,6 +181,12 @@ sf_http_perform(SfHttpRequest *req)
 	return resp;
 }
 
+/* No network here: a deadline changes no timeout worth modelling. */
+void
+sf_http_apply_deadline(SfHttpRequest *req)
+{
+}
+
 static bool
 retryable(long status)
 {
@@ -229,27 +235,4 @@ sf_http_header(SfHttpResponse *resp, const char *name)
 			return h + nlen + 2;
 	}
 	return NULL;
-}
-
-char *
-sf_http_url_encode(const char *s, bool keep_slash)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	StringInfoData out;
-
-	initStringInfo(&out);
-	for (const unsigned char *c = (const unsigned char *) s; *c; c++)
-	{
-		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-			(*c >= '0' && *c <= '9') || *c == '-' || *c == '_' ||
-			*c == '.' || *c == '~' || (keep_slash && *c == '/'))
-			appendStringInfoChar(&out, (char) *c);
-		else
-		{
-			appendStringInfoChar(&out, '%');
-			appendStringInfoChar(&out, hex[*c >> 4]);
-			appendStringInfoChar(&out, hex[*c & 0x0F]);
-		}
-	}
-	return out.data;
 }

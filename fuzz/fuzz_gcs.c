@@ -144,7 +144,8 @@ one(void *arg)
 			break;
 		default:
 			{
-				List	   *l = gcs_list(&st, "p/");
+				SfListBounds b = {.max_pages = SF_LIST_MAX_PAGES};
+				List	   *l = gcs_list(&st, "p/", &b);
 				ListCell   *lc;
 
 				foreach(lc, l)

@@ -152,7 +152,11 @@ CREATE TABLE sfexport.files (
     next_attempt_at    timestamptz,
     loaded_at          timestamptz,
     deleted_at         timestamptz,            -- removed from storage after loading
-    kept               boolean     NOT NULL DEFAULT false -- keep_files: left in storage
+    kept               boolean     NOT NULL DEFAULT false, -- keep_files: left in storage
+    -- a COPY naming the file was sent then and may have loaded it, and its
+    -- outcome is not recorded yet; NULL: no COPY can have loaded it
+    -- (load.c; docs/reliability.md, "Files Snowflake may skip")
+    in_doubt_since     timestamptz
 );
 CREATE INDEX files_pending_idx ON sfexport.files (state, next_attempt_at)
     WHERE state <> 'loaded' OR deleted_at IS NULL;
@@ -246,6 +250,10 @@ COMMENT ON FUNCTION sfexport.flush() IS
   'wake the export worker: flush every pending row and load staged files now';
 
 -- Queue failed files again (after fixing the cause), for one table or all.
+-- Who may: a superuser for every table; for one table, its owner; for a
+-- table that was dropped (its files outlive it), the owner of the server
+-- of every one of its files.  Checked against session_user: a SECURITY
+-- DEFINER function sees itself as current_user.
 CREATE FUNCTION sfexport.retry(foreign_table regclass DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -253,18 +261,37 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
+    owner oid;
+    is_super boolean := (SELECT rolsuper FROM pg_catalog.pg_roles
+                          WHERE rolname OPERATOR(pg_catalog.=) session_user);
 BEGIN
     IF foreign_table IS NULL THEN
-        IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+        IF NOT is_super THEN
             RAISE EXCEPTION 'permission denied to retry the files of every table'
               USING ERRCODE = 'insufficient_privilege',
                     HINT = 'Name a foreign table you own.';
         END IF;
-    ELSIF NOT pg_has_role(session_user,
-                          (SELECT relowner FROM pg_class WHERE oid = foreign_table),
-                          'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of foreign table %', foreign_table
-          USING ERRCODE = 'insufficient_privilege';
+    ELSE
+        SELECT c.relowner INTO owner FROM pg_catalog.pg_class c
+         WHERE c.oid OPERATOR(pg_catalog.=) foreign_table;
+        IF owner IS NULL THEN
+            -- the table is gone: its files belong to their servers' owners
+            IF NOT is_super AND EXISTS (
+                   SELECT 1 FROM sfexport.files f
+                     LEFT JOIN pg_catalog.pg_foreign_server s
+                            ON s.oid OPERATOR(pg_catalog.=) f.server
+                    WHERE f.relid OPERATOR(pg_catalog.=) foreign_table
+                      AND NOT coalesce(pg_catalog.pg_has_role(session_user, s.srvowner, 'USAGE'),
+                                       false)) THEN
+                RAISE EXCEPTION 'must be owner of the server of the files of dropped table %',
+                                foreign_table::pg_catalog.oid
+                  USING ERRCODE = 'insufficient_privilege',
+                        DETAIL = 'The foreign table no longer exists; its files are loaded with the user mapping of their server''s owner.';
+            END IF;
+        ELSIF NOT pg_catalog.pg_has_role(session_user, owner, 'USAGE') THEN
+            RAISE EXCEPTION 'must be owner of foreign table %', foreign_table
+              USING ERRCODE = 'insufficient_privilege';
+        END IF;
     END IF;
     -- A file Snowpipe failed to load is retried with COPY: Snowpipe skips a
     -- file name its pipe has seen, and the failed load inserted nothing
@@ -275,7 +302,7 @@ BEGIN
            load_via = CASE WHEN state = 'failed' AND load_via = 'snowpipe'
                            THEN 'copy' ELSE load_via END
      WHERE (state = 'failed' OR (state = 'staged' AND next_attempt_at IS NOT NULL))
-       AND (foreign_table IS NULL OR relid = foreign_table);
+       AND (foreign_table IS NULL OR relid OPERATOR(pg_catalog.=) foreign_table);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

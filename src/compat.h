@@ -34,10 +34,12 @@
  * 16 replaced the per-catalog permission checks (pg_foreign_server_aclcheck,
  * pg_foreign_server_ownercheck, ...) by object_aclcheck and
  * object_ownercheck, which take the catalog's OID (src/include/utils/acl.h
- * of REL_16_STABLE).  15 has only the per-catalog ones; sfexport checks
- * foreign servers only, and the static assertion keeps it so.
+ * of REL_16_STABLE).  15 has only the per-catalog ones.  The shims cover the
+ * catalogs sfexport checks (foreign servers; the ownership of databases),
+ * and their static assertions keep it so: classid is always a constant.
  */
 #if PG_VERSION_NUM < 160000
+#include "catalog/pg_database.h"
 #include "catalog/pg_foreign_server.h"
 
 #define object_aclcheck(classid, objectid, roleid, mode) \
@@ -45,9 +47,10 @@
 					  "the PostgreSQL 15 shim of object_aclcheck covers foreign servers only"), \
 	 pg_foreign_server_aclcheck((objectid), (roleid), (mode)))
 #define object_ownercheck(classid, objectid, roleid) \
-	(StaticAssertExpr((classid) == ForeignServerRelationId, \
-					  "the PostgreSQL 15 shim of object_ownercheck covers foreign servers only"), \
-	 pg_foreign_server_ownercheck((objectid), (roleid)))
+	(StaticAssertExpr((classid) == ForeignServerRelationId || (classid) == DatabaseRelationId, \
+					  "the PostgreSQL 15 shim of object_ownercheck covers foreign servers and databases only"), \
+	 (classid) == DatabaseRelationId ? pg_database_ownercheck((objectid), (roleid)) \
+	 : pg_foreign_server_ownercheck((objectid), (roleid)))
 #endif
 
 /*

@@ -185,7 +185,7 @@ insert_manifest_row(Oid relid, Oid serverid, const char *name, const char *targe
 							  " (relid, server, name, target, shape, columns, types,"
 							  "  compression, rows, bytes, raw_bytes, state, staged_at)"
 							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-							  "  'staged', now())",
+							  "  'staged', pg_catalog.now())",
 							  11, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into sfexport.files");
 }

@@ -8,7 +8,9 @@
  * target, the SHA-256 of the CREATE EXTERNAL TABLE statement it applied, so
  * that an unchanged table is not sent to Snowflake again.  The table is read
  * and written through SPI as its owner: callers of glue_sync need no
- * privilege on it.
+ * privilege on it.  That is a role switch, usually to a superuser, on
+ * behalf of any server owner: it runs with the safe search_path, restricted
+ * (elevated.c), and the statements are schema-qualified throughout.
  *
  * The periodic sync runs on the worker's housekeeping pass: for each server
  * with glue_sync_interval and glue_databases, once the interval has elapsed,
@@ -69,16 +71,22 @@ state_owner(void)
 	return owner;
 }
 
-/* Run one statement with text parameters as the state table's owner. */
+/*
+ * Run one statement with text parameters as the state table's owner, with
+ * the safe search_path and SECURITY_RESTRICTED_OPERATION (elevated.c): the
+ * caller of glue_sync chose its own search_path, and the owner is usually
+ * a superuser.  The statements name everything with its schema as well.
+ */
 static void
 state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols)
 {
-	Oid			saved_user;
-	int			saved_sec;
+	SfElevated	e;
+	Oid			owner = state_owner();
 	Oid			types[8];
 	Datum		values[8];
 	char		nulls[8];
 	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = false;
 	int			rc;
 
 	Assert(nargs <= 8);
@@ -88,8 +96,7 @@ state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols
 		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
 		nulls[i] = args[i] ? ' ' : 'n';
 	}
-	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(state_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	sf_elevated_begin(&e, owner);
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -119,10 +126,11 @@ state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols
 			}
 		}
 		SPI_finish();
+		ok = true;
 	}
 	PG_FINALLY();
 	{
-		SetUserIdAndSecContext(saved_user, saved_sec);
+		sf_elevated_end(&e, ok);
 	}
 	PG_END_TRY();
 }
@@ -137,9 +145,12 @@ sf_glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const cha
 	ListCell   *lc;
 	MemoryContext caller = CurrentMemoryContext;
 
-	state_exec("SELECT glue_table, target_table, definition_hash FROM sfexport.glue_sync_state "
-			   "WHERE server = $1::oid AND glue_database = $2 AND target_database = $3 "
-			   "AND target_schema = $4 ORDER BY glue_table",
+	state_exec("SELECT glue_table, target_table, definition_hash FROM sfexport.glue_sync_state"
+			   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+			   "   AND glue_database OPERATOR(pg_catalog.=) $2"
+			   "   AND target_database OPERATOR(pg_catalog.=) $3"
+			   "   AND target_schema OPERATOR(pg_catalog.=) $4"
+			   " ORDER BY glue_table",
 			   4, args, &rows, 3);
 	MemoryContextSwitchTo(caller);
 	foreach(lc, rows)
@@ -163,12 +174,12 @@ sf_glue_state_save(Oid serverid, const char *glue_db, const char *tdb, const cha
 	const char *args[7] = {psprintf("%u", serverid), glue_db, glue_table, tdb,
 	tschema, target_table, hash};
 
-	state_exec("INSERT INTO sfexport.glue_sync_state AS s (server, glue_database, glue_table, "
-			   "target_database, target_schema, target_table, definition_hash, applied_at) "
-			   "VALUES ($1::oid, $2, $3, $4, $5, $6, $7, now()) "
-			   "ON CONFLICT (server, glue_database, glue_table, target_database, target_schema) "
-			   "DO UPDATE SET target_table = EXCLUDED.target_table, "
-			   "definition_hash = EXCLUDED.definition_hash, applied_at = now()",
+	state_exec("INSERT INTO sfexport.glue_sync_state AS s (server, glue_database, glue_table,"
+			   " target_database, target_schema, target_table, definition_hash, applied_at)"
+			   " VALUES ($1::pg_catalog.oid, $2, $3, $4, $5, $6, $7, pg_catalog.now())"
+			   " ON CONFLICT (server, glue_database, glue_table, target_database, target_schema)"
+			   " DO UPDATE SET target_table = EXCLUDED.target_table,"
+			   " definition_hash = EXCLUDED.definition_hash, applied_at = pg_catalog.now()",
 			   7, args, NULL, 0);
 }
 
@@ -179,9 +190,12 @@ sf_glue_state_delete(Oid serverid, const char *glue_db, const char *tdb, const c
 {
 	const char *args[5] = {psprintf("%u", serverid), glue_db, glue_table, tdb, tschema};
 
-	state_exec("DELETE FROM sfexport.glue_sync_state WHERE server = $1::oid AND "
-			   "glue_database = $2 AND glue_table = $3 AND target_database = $4 "
-			   "AND target_schema = $5",
+	state_exec("DELETE FROM sfexport.glue_sync_state"
+			   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+			   "   AND glue_database OPERATOR(pg_catalog.=) $2"
+			   "   AND glue_table OPERATOR(pg_catalog.=) $3"
+			   "   AND target_database OPERATOR(pg_catalog.=) $4"
+			   "   AND target_schema OPERATOR(pg_catalog.=) $5",
 			   5, args, NULL, 0);
 }
 

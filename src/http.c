@@ -322,62 +322,6 @@ check_headers(SfHttpRequest *req)
 	}
 }
 
-/*
- * Whether a text can be sent in an HTTP header line: no control characters
- * (below 0x20, or DEL), tab included.
- */
-bool
-sf_http_header_value_ok(const char *value)
-{
-	for (const unsigned char *c = (const unsigned char *) value; *c; c++)
-		if (*c < 0x20 || *c == 0x7f)
-			return false;
-	return true;
-}
-
-/*
- * Whether url has the same origin as base (RFC 6454: scheme, host and
- * port, default ports made explicit) and carries no user information.
- * Both are parsed with libcurl's URL parser, as libcurl will parse them to
- * connect.  For URLs a service hands back (a GCS resumable session in a
- * Location header) before sending credentials to them.
- */
-bool
-sf_http_same_origin(const char *url, const char *base)
-{
-	CURLU	   *u[2] = {curl_url(), curl_url()};
-	const char *texts[2] = {url, base};
-	char	   *parts[2][3] = {{NULL, NULL, NULL}, {NULL, NULL, NULL}};
-	static const CURLUPart which[3] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT};
-	bool		same = u[0] != NULL && u[1] != NULL;
-
-	for (int i = 0; i < 2 && same; i++)
-	{
-		char	   *user = NULL;
-
-		if (curl_url_set(u[i], CURLUPART_URL, texts[i], 0) != CURLUE_OK)
-			same = false;
-		for (int j = 0; j < 3 && same; j++)
-			if (curl_url_get(u[i], which[j], &parts[i][j], CURLU_DEFAULT_PORT) != CURLUE_OK)
-				same = false;
-		if (same && curl_url_get(u[i], CURLUPART_USER, &user, 0) == CURLUE_OK)
-			same = false;		/* user information: never ours */
-		if (user)
-			curl_free(user);
-	}
-	for (int j = 0; j < 3 && same; j++)
-		same = pg_strcasecmp(parts[0][j], parts[1][j]) == 0;
-	for (int i = 0; i < 2; i++)
-	{
-		for (int j = 0; j < 3; j++)
-			if (parts[i][j])
-				curl_free(parts[i][j]);
-		if (u[i])
-			curl_url_cleanup(u[i]);
-	}
-	return same;
-}
-
 /* Split the raw header block into "name: value" strings, names lower-cased. */
 static List *
 parse_headers(const char *raw)
@@ -804,6 +748,27 @@ curl_error_hint(int code, const char *ca_file)
 }
 
 /*
+ * Cut a request's timeouts to its deadline, if it has one (at least 1 s
+ * for an attempt): the caller's time budget (listings, aborts at exit).
+ */
+void
+sf_http_apply_deadline(SfHttpRequest *req)
+{
+	long		left;
+	int			limit;
+
+	if (req->deadline == 0)
+		return;
+	left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), req->deadline);
+	limit = req->timeout_ms > 0 ? req->timeout_ms : SF_HTTP_DEFAULT_TIMEOUT_MS;
+	req->timeout_ms = (int) Max(Min((long) limit, left), 1000L);
+	req->connect_timeout_ms = Min(req->connect_timeout_ms > 0
+								  ? req->connect_timeout_ms
+								  : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS,
+								  req->timeout_ms);
+}
+
+/*
  * A request with retries (see the contract in sfexport.h).  Requests with a
  * streamed body (read_fn) are retried only when prepare is set, since only
  * prepare can rewind the stream.
@@ -827,6 +792,7 @@ sf_http_request(SfHttpRequest *req)
 		bool		retry;
 		int			delay;
 
+		sf_http_apply_deadline(req);
 		if (req->prepare)
 			req->prepare(req, attempt, req->prepare_arg);
 		resp = sf_http_perform(req);
@@ -852,6 +818,9 @@ sf_http_request(SfHttpRequest *req)
 
 			delay = (int) (pg_prng_double(&pg_global_prng_state) * ceiling);
 		}
+		if (req->deadline != 0 &&
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay) >= req->deadline)
+			break;				/* the time budget is spent: this is the answer */
 		ereport(DEBUG1,
 				(errmsg_internal("sfexport: retrying %s %s in %d ms (attempt %d of %d): %s",
 								 req->method, display_url(req), delay,
@@ -893,33 +862,4 @@ sf_http_header(SfHttpResponse *resp, const char *name)
 			return h + nlen + 2;
 	}
 	return NULL;
-}
-
-/*
- * Percent-encode s the way AWS SigV4 requires (which is also RFC 3986 for
- * URL components): only A-Z a-z 0-9 - _ . ~ are left bare, and '/' when
- * keep_slash; everything else is %XX with upper-case hex, byte by byte
- * (UTF-8 stays UTF-8).
- */
-char *
-sf_http_url_encode(const char *s, bool keep_slash)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	StringInfoData out;
-
-	initStringInfo(&out);
-	for (const unsigned char *c = (const unsigned char *) s; *c; c++)
-	{
-		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-			(*c >= '0' && *c <= '9') || *c == '-' || *c == '_' ||
-			*c == '.' || *c == '~' || (keep_slash && *c == '/'))
-			appendStringInfoChar(&out, (char) *c);
-		else
-		{
-			appendStringInfoChar(&out, '%');
-			appendStringInfoChar(&out, hex[*c >> 4]);
-			appendStringInfoChar(&out, hex[*c & 0x0F]);
-		}
-	}
-	return out.data;
 }

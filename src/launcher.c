@@ -15,8 +15,9 @@
  * Shared memory holds one slot per running worker: its database, its latch
  * (set by committing transactions that wrote to the outbox, so that the
  * worker learns about new rows without polling), the number of outbox bytes
- * committed since it started, a flush request flag (sfexport.flush()), and
- * the outbox segment inserters of that database write into (outbox.c).
+ * committed since it started, a flush request flag (sfexport.flush()) and
+ * whether that request may cut the backoffs short, and the outbox segment
+ * inserters of that database write into (outbox.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +42,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -58,11 +60,18 @@ typedef struct SfWorkerSlot
 	pid_t		pid;
 	Latch	   *latch;
 	bool		flush_requested;
+	bool		flush_cuts_backoffs;	/* asked by a privileged role */
 	pg_atomic_uint64 committed_bytes;
 	pg_atomic_uint32 segment;	/* the outbox segment inserters write into */
 } SfWorkerSlot;
 
 #define SF_FLUSH_PENDING 8
+
+typedef struct SfFlushPending
+{
+	Oid			dboid;			/* InvalidOid: free */
+	bool		cuts_backoffs;
+} SfFlushPending;
 
 typedef struct SfShared
 {
@@ -70,7 +79,7 @@ typedef struct SfShared
 	Latch	   *launcher_latch;
 	bool		rescan_requested;
 	/* databases whose flush() found no worker: their next worker flushes */
-	Oid			flush_pending[SF_FLUSH_PENDING];
+	SfFlushPending flush_pending[SF_FLUSH_PENDING];
 	int			nslots;
 	SfWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } SfShared;
@@ -167,6 +176,7 @@ release_slot(int code, Datum arg)
 	my_slot->pid = 0;
 	my_slot->latch = NULL;
 	my_slot->flush_requested = false;
+	my_slot->flush_cuts_backoffs = false;
 	LWLockRelease(sf_shared->lock);
 	my_slot = NULL;
 }
@@ -199,12 +209,15 @@ sf_worker_claim_slot(Oid dboid)
 		free_slot->pid = MyProcPid;
 		free_slot->latch = MyLatch;
 		free_slot->flush_requested = false;
+		free_slot->flush_cuts_backoffs = false;
 		for (int i = 0; i < SF_FLUSH_PENDING; i++)
 		{
-			if (sf_shared->flush_pending[i] == dboid)
+			if (sf_shared->flush_pending[i].dboid == dboid)
 			{
 				free_slot->flush_requested = true;
-				sf_shared->flush_pending[i] = InvalidOid;
+				free_slot->flush_cuts_backoffs = sf_shared->flush_pending[i].cuts_backoffs;
+				sf_shared->flush_pending[i].dboid = InvalidOid;
+				sf_shared->flush_pending[i].cuts_backoffs = false;
 			}
 		}
 		pg_atomic_write_u64(&free_slot->committed_bytes, 0);
@@ -217,15 +230,20 @@ sf_worker_claim_slot(Oid dboid)
 	return my_slot != NULL;
 }
 
-/* In the worker: was a flush requested since the last call?  Clears it. */
+/*
+ * In the worker: was a flush requested since the last call?  Clears it.
+ * *cut_backoffs: whether a role that may cut the backoffs short asked.
+ */
 bool
-sf_worker_take_flush_request(void)
+sf_worker_take_flush_request(bool *cut_backoffs)
 {
 	bool		requested;
 
 	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
 	requested = my_slot->flush_requested;
+	*cut_backoffs = requested && my_slot->flush_cuts_backoffs;
 	my_slot->flush_requested = false;
+	my_slot->flush_cuts_backoffs = false;
 	LWLockRelease(sf_shared->lock);
 	return requested;
 }
@@ -315,17 +333,35 @@ sf_notify_commit(uint64 bytes)
 }
 
 /*
+ * Whether the current role may have sfexport.flush() cut the backoffs of
+ * failed flushes and loads short: superusers and the owner of the database
+ * (or a member of the owning role).  Anyone else's flush() is honoured
+ * with the backoffs as they are: cutting them makes the worker run failing
+ * COPYs again at once, and in a loop that keeps a warehouse busy (credits)
+ * for everybody's tables.  A table's owner re-queues its own files with
+ * sfexport.retry(), which also ends their load backoff.
+ */
+static bool
+may_cut_backoffs(void)
+{
+	return object_ownercheck(DatabaseRelationId, MyDatabaseId, GetUserId());
+}
+
+/*
  * sfexport.flush(): ask this database's worker to flush and load everything
- * pending now, without waiting for flush_interval or flush_size.
+ * pending now, without waiting for flush_interval or flush_size; for a
+ * privileged caller (may_cut_backoffs) also without waiting out backoffs.
  */
 Datum
 sfexport_flush(PG_FUNCTION_ARGS)
 {
 	bool		found = false;
+	bool		cut;
 
 	sfexport_require_preload("sfexport.flush()");
 	if (sf_shared == NULL)
 		PG_RETURN_BOOL(false);
+	cut = may_cut_backoffs();
 
 	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < sf_shared->nslots; i++)
@@ -335,6 +371,7 @@ sfexport_flush(PG_FUNCTION_ARGS)
 		if (s->dboid == MyDatabaseId && s->latch)
 		{
 			s->flush_requested = true;
+			s->flush_cuts_backoffs |= cut;
 			SetLatch(s->latch);
 			found = true;
 			break;
@@ -350,15 +387,18 @@ sfexport_flush(PG_FUNCTION_ARGS)
 		int			i;
 
 		for (i = 0; i < SF_FLUSH_PENDING - 1; i++)
-			if (sf_shared->flush_pending[i] == MyDatabaseId ||
-				sf_shared->flush_pending[i] == InvalidOid)
+			if (sf_shared->flush_pending[i].dboid == MyDatabaseId ||
+				sf_shared->flush_pending[i].dboid == InvalidOid)
 				break;
-		if (sf_shared->flush_pending[i] != MyDatabaseId)
+		if (sf_shared->flush_pending[i].dboid != MyDatabaseId)
 		{
 			memmove(&sf_shared->flush_pending[1], &sf_shared->flush_pending[0],
-					sizeof(Oid) * i);
-			sf_shared->flush_pending[0] = MyDatabaseId;
+					sizeof(SfFlushPending) * i);
+			sf_shared->flush_pending[0].dboid = MyDatabaseId;
+			sf_shared->flush_pending[0].cuts_backoffs = cut;
 		}
+		else
+			sf_shared->flush_pending[i].cuts_backoffs |= cut;
 		sf_shared->rescan_requested = true;
 		if (sf_shared->launcher_latch)
 			SetLatch(sf_shared->launcher_latch);
@@ -491,6 +531,7 @@ sfexport_launcher_main(Datum arg)
 	/* shared catalogs only */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("sfexport launcher");
+	sf_lock_search_path();		/* it runs no SQL, but as a superuser (elevated.c) */
 
 	LWLockAcquire(sf_shared->lock, LW_EXCLUSIVE);
 	sf_shared->launcher_latch = MyLatch;

@@ -9,7 +9,7 @@
  *	  FROM (SELECT $1, PARSE_JSON($2), ... FROM @<stage>)
  *	  FILES = ('<name>', ...)				-- at most 1000, never a pattern
  *	  FILE_FORMAT = (FORMAT_NAME = '<file format>')
- *	  ON_ERROR = SKIP_FILE
+ *	  ON_ERROR = SKIP_FILE LOAD_UNCERTAIN_FILES = TRUE
  *
  * grouped by server, target and column shape.  ON_ERROR = SKIP_FILE makes
  * every file all-or-nothing: a file with a bad row is LOAD_FAILED, loads
@@ -23,8 +23,29 @@
  * crash between a successful COPY and recording its result is resolved by
  * running the same COPY again and reading an absent file as "loaded before"
  * (Snowflake docs, COPY INTO <table>, FILES and load metadata; "Loading
- * data").  A COPY that fails as a whole (422: missing table,
- * privileges, ...) leaves its files 'staged' with the error and a backoff.
+ * data").  A COPY that fails as a whole (422: missing table, privileges,
+ * ...) leaves its files 'staged' with the error and a backoff.
+ *
+ * Uncertain files (docs/reliability.md, "Files Snowflake may skip").  Load
+ * metadata expires after 64 days, and COPY silently skips a file whose load
+ * status it no longer knows: LAST_MODIFIED older than 64 days, the table's
+ * first load older than 64 days, and no load of the file in the last 64
+ * days ("COPY INTO <table>", LOAD_UNCERTAIN_FILES).  A file left staged or
+ * failed that long would be absent from the result without having been
+ * loaded.  So the manifest records, in in_doubt_since, when the first COPY
+ * naming the file whose outcome is not known was sent (committed before the
+ * COPY goes out; cleared when an outcome is recorded, when the attempt
+ * failed before its COPY went out, or when Snowflake rejected the
+ * statement, which then changed nothing).  Every COPY carries
+ * LOAD_UNCERTAIN_FILES = TRUE, which loads such files and still skips any
+ * file with unexpired load metadata.  That is safe for a file only while
+ * every COPY that may have loaded it is younger than the metadata, which is
+ * what in_doubt_since tells: NULL (none could have), or less than
+ * SF_LOAD_METADATA_SAFE_DAYS ago.  Then "absent" still means "loaded
+ * before".  A file whose doubt is older is not sent to COPY: Snowflake's
+ * ACCOUNT_USAGE.LOAD_HISTORY (365 days) says whether that COPY loaded it
+ * (resolve_doubt); if it did, the file is recorded as loaded, otherwise the
+ * doubt is cleared and the next COPY loads it.
  *
  * Loaded files are then deleted from storage unless the server keeps them.
  *
@@ -51,12 +72,22 @@
 
 #define MAX_FILES_PER_COPY	1000	/* Snowflake's limit for FILES = (...) */
 
+/*
+ * Load metadata expires after 64 days (Snowflake docs, "Loading data",
+ * "Loading older files"); a COPY that may have loaded a file longer ago
+ * than this (a margin for clocks) is checked in the load history instead.
+ */
+#define SF_LOAD_METADATA_SAFE_DAYS	60
+/* ACCOUNT_USAGE.LOAD_HISTORY keeps 365 days (Snowflake docs, "LOAD_HISTORY view") */
+#define SF_LOAD_HISTORY_DAYS		360
+
 /* One staged file, copied out of SPI memory. */
 typedef struct StagedFile
 {
 	int64		file_id;
 	char	   *name;
 	int64		rows;
+	TimestampTz in_doubt_since; /* before this attempt; 0: no COPY may have loaded it */
 } StagedFile;
 
 /* Files loaded by one COPY statement. */
@@ -68,6 +99,9 @@ typedef struct CopyBatch
 	Datum		columns;		/* text[] */
 	Datum		types;			/* text[] */
 	bool		snowpipe;		/* submit to the pipe instead of COPY */
+	bool		doubt;			/* files whose doubt is too old: resolve_doubt */
+	bool		copy_sent;		/* this attempt's COPY went out (it may have run) */
+	bool		rejected;		/* Snowflake rejected the COPY: it changed nothing */
 	List	   *files;			/* StagedFile * */
 } CopyBatch;
 
@@ -137,6 +171,9 @@ sf_copy_statement(SfServerConfig *srv, const char *target,
 											   sf_quote_ident(srv->database),
 											   sf_quote_ident(srv->schema),
 											   sf_quote_ident(srv->file_format))));
+	/* not in a pipe's COPY, which does not support it (CREATE PIPE) */
+	if (names != NIL)
+		appendStringInfoString(&sql, " LOAD_UNCERTAIN_FILES = TRUE");
 	return sql.data;
 }
 
@@ -156,6 +193,10 @@ table_uses_snowpipe(Oid relid, Oid server)
  * load metadata belongs to the table and Snowpipe's to the pipe, neither
  * sees the other, so a file that one of them may have loaded must never be
  * handed to the other (a crash after a COPY, then ALTER ... load_mode).
+ * For COPY, the same commit starts the file's doubt (in_doubt_since) unless
+ * an earlier COPY's already runs; files whose doubt is too old for load
+ * metadata go into batches of their own (doubt) that resolve_doubt checks
+ * in the load history instead of running a COPY.
  */
 static List *
 collect_batches(MemoryContext cxt)
@@ -164,11 +205,14 @@ collect_batches(MemoryContext cxt)
 	CopyBatch  *cur = NULL;
 	ListCell   *lc;
 
+	TimestampTz doubt_horizon = GetCurrentTimestamp() -
+		(int64) SF_LOAD_METADATA_SAFE_DAYS * USECS_PER_DAY;
+
 	if (SPI_execute("SELECT file_id, server, target, columns, types, name, rows, shape,"
-					"       relid, load_via"
+					"       relid, load_via, in_doubt_since"
 					"  FROM sfexport.files"
 					" WHERE state = 'staged'"
-					"   AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
+					"   AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now())"
 					" ORDER BY server, target, shape, file_id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.files");
@@ -185,16 +229,20 @@ collect_batches(MemoryContext cxt)
 		int64		shape = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
 		char	   *via = SPI_getvalue(tup, desc, 10);
+		Datum		doubt_d = SPI_getbinval(tup, desc, 11, &isnull);
+		TimestampTz in_doubt_since = isnull ? 0 : DatumGetTimestampTz(doubt_d);
 		bool		snowpipe;
+		bool		doubt;
 		MemoryContext old;
 		StagedFile *f;
 
 		snowpipe = via ? strcmp(via, "snowpipe") == 0 : table_uses_snowpipe(relid, server);
+		doubt = !snowpipe && in_doubt_since != 0 && in_doubt_since < doubt_horizon;
 		old = MemoryContextSwitchTo(cxt);
 
 		/* the shape hash stands for the column names and types */
 		if (cur == NULL || cur->serverid != server || strcmp(cur->target, target) != 0 ||
-			cur->shape != shape || cur->snowpipe != snowpipe ||
+			cur->shape != shape || cur->snowpipe != snowpipe || cur->doubt != doubt ||
 			list_length(cur->files) >= MAX_FILES_PER_COPY)
 		{
 			/* look for an open batch of the same key (modes may alternate) */
@@ -204,7 +252,7 @@ collect_batches(MemoryContext cxt)
 				CopyBatch  *b = (CopyBatch *) lfirst(lc);
 
 				if (b->serverid == server && strcmp(b->target, target) == 0 &&
-					b->shape == shape && b->snowpipe == snowpipe &&
+					b->shape == shape && b->snowpipe == snowpipe && b->doubt == doubt &&
 					list_length(b->files) < MAX_FILES_PER_COPY)
 					cur = b;
 			}
@@ -215,6 +263,7 @@ collect_batches(MemoryContext cxt)
 			cur->serverid = server;
 			cur->shape = shape;
 			cur->snowpipe = snowpipe;
+			cur->doubt = doubt;
 			cur->target = pstrdup(target);
 			cur->columns = datumCopy(columns, false, -1);
 			cur->types = datumCopy(types, false, -1);
@@ -224,16 +273,23 @@ collect_batches(MemoryContext cxt)
 		f->file_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		f->name = pstrdup(SPI_getvalue(tup, desc, 6));
 		f->rows = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+		f->in_doubt_since = in_doubt_since;
 		cur->files = lappend(cur->files, f);
 		MemoryContextSwitchTo(old);
 	}
 
-	/* pin every collected file to its path */
+	/*
+	 * Pin every collected file to its path; for a COPY, its doubt begins
+	 * now unless an earlier COPY's does (the COPY is sent after this
+	 * commits, so a crash in between leaves a doubt no COPY made: harmless).
+	 */
 	foreach(lc, batches)
 	{
 		CopyBatch  *b = (CopyBatch *) lfirst(lc);
 		ListCell   *fc;
 
+		if (b->doubt)
+			continue;			/* pinned to COPY already, not copied now */
 		foreach(fc, b->files)
 		{
 			Oid			argtypes[2] = {INT8OID, TEXTOID};
@@ -241,8 +297,13 @@ collect_batches(MemoryContext cxt)
 
 			values[0] = Int64GetDatum(((StagedFile *) lfirst(fc))->file_id);
 			values[1] = CStringGetTextDatum(b->snowpipe ? "snowpipe" : "copy");
-			if (SPI_execute_with_args("UPDATE sfexport.files SET load_via = $2"
-									  " WHERE file_id = $1 AND load_via IS NULL",
+			if (SPI_execute_with_args("UPDATE sfexport.files"
+									  " SET load_via = coalesce(load_via, $2),"
+									  "     in_doubt_since = CASE WHEN $2 = 'copy'"
+									  "       THEN coalesce(in_doubt_since, pg_catalog.now())"
+									  "       ELSE in_doubt_since END"
+									  " WHERE file_id = $1 AND (load_via IS NULL"
+									  "   OR ($2 = 'copy' AND in_doubt_since IS NULL))",
 									  2, argtypes, values, NULL, false, 0) < 0)
 				elog(ERROR, "could not update sfexport.files");
 		}
@@ -289,10 +350,10 @@ record_file(int64 file_id, const char *state, const char *rows_parsed,
 	if (SPI_execute_with_args("UPDATE sfexport.files SET state = $2,"
 							  " rows_parsed = $3, rows_loaded = $4, errors_seen = $5,"
 							  " first_error = $6, first_error_line = $7,"
-							  " first_error_column = $8, last_error = NULL,"
-							  " attempts = attempts + 1, last_attempt_at = now(),"
+							  " first_error_column = $8, last_error = NULL, in_doubt_since = NULL,"
+							  " attempts = attempts + 1, last_attempt_at = pg_catalog.now(),"
 							  " next_attempt_at = NULL,"
-							  " loaded_at = CASE WHEN $2 = 'loaded' THEN now() END"
+							  " loaded_at = CASE WHEN $2 = 'loaded' THEN pg_catalog.now() END"
 							  " WHERE file_id = $1",
 							  8, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update sfexport.files");
@@ -324,6 +385,8 @@ load_batch(CopyBatch *b)
 	SfSnowflakeResult *res;
 	int			status_col;
 
+	b->copy_sent = false;
+	b->rejected = false;
 	foreach(lc, b->files)
 		names = lappend(names, ((StagedFile *) lfirst(lc))->name);
 
@@ -334,9 +397,11 @@ load_batch(CopyBatch *b)
 	stmt.sql = sf_copy_statement(srv, b->target, DatumGetArrayTypeP(b->columns),
 								 DatumGetArrayTypeP(b->types), names);
 	stmt.query_tag = "sfexport";
+	stmt.rejected = &b->rejected;
 
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("loading %d files into %s", list_length(b->files), b->target));
+	b->copy_sent = true;
 	res = sf_snowflake_run(srv, usr, &stmt);
 	status_col = sf_result_column(res, "status");
 
@@ -363,7 +428,13 @@ load_batch(CopyBatch *b)
 
 		if (row < 0)
 		{
-			/* not processed: Snowflake's load metadata says it was loaded before */
+			/*
+			 * Not processed: Snowflake's load metadata says it was loaded
+			 * before.  With LOAD_UNCERTAIN_FILES = TRUE nothing else makes
+			 * COPY skip a file it was named (an uncertain one is loaded),
+			 * and every COPY that may have loaded this one is young enough
+			 * for its metadata to be there (collect_batches).
+			 */
 			char	   *rows = psprintf(INT64_FORMAT, f->rows);
 
 			record_file(f->file_id, "loaded", rows, rows, "0", NULL, NULL, NULL);
@@ -397,27 +468,177 @@ load_batch(CopyBatch *b)
 	SPI_finish();
 }
 
-/* After a failed COPY statement: keep the files staged, note error and backoff. */
+/*
+ * After a failed COPY statement: keep the files staged, note error and
+ * backoff.  When the COPY never went out (an earlier step failed), or
+ * Snowflake rejected it (it ran, failed, and changed nothing), the doubt
+ * this attempt began ends with it; a doubt from an earlier COPY stays (that
+ * one may have loaded the file).
+ */
 static void
 note_batch_error(CopyBatch *b, const char *message)
 {
 	ListCell   *lc;
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	foreach(lc, b->files)
 	{
 		StagedFile *f = (StagedFile *) lfirst(lc);
-		Datum		values[2] = {Int64GetDatum(f->file_id), CStringGetTextDatum(message)};
+		bool		ends_doubt = !b->doubt && f->in_doubt_since == 0 &&
+			(b->rejected || !b->copy_sent);
+		Datum		values[3];
+
+		values[0] = Int64GetDatum(f->file_id);
+		values[1] = CStringGetTextDatum(message);
+		values[2] = BoolGetDatum(ends_doubt);
 
 		/* backoff doubles per attempt: 10 s, 20 s, ... up to 10 min */
 		SPI_execute_with_args("UPDATE sfexport.files SET last_error = $2,"
-							  " attempts = attempts + 1, last_attempt_at = now(),"
-							  " next_attempt_at = now() + least(interval '10 min',"
-							  "   interval '10 s' * power(2, least(attempts, 6)))"
+							  " attempts = attempts + 1, last_attempt_at = pg_catalog.now(),"
+							  " next_attempt_at = pg_catalog.now() + LEAST(interval '10 min',"
+							  "   interval '10 s' * pg_catalog.power(2::double precision, LEAST(attempts, 6))),"
+							  " in_doubt_since = CASE WHEN $3 THEN NULL ELSE in_doubt_since END"
 							  " WHERE file_id = $1",
-							  2, argtypes, values, NULL, false, 0);
+							  3, argtypes, values, NULL, false, 0);
+	}
+	SPI_finish();
+}
+
+/*
+ * The unquoted parts of a target as sf_target_name writes it,
+ * "DB"."SCHEMA"."TABLE" (quotes inside a part doubled).
+ */
+static void
+split_target(const char *target, char *parts[3])
+{
+	const char *p = target;
+
+	for (int i = 0; i < 3; i++)
+	{
+		StringInfoData buf;
+
+		if (*p != '"')
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("malformed Snowflake target name %s in sfexport.files", target)));
+		initStringInfo(&buf);
+		for (p++; *p; p++)
+		{
+			if (*p == '"' && p[1] == '"')
+				p++;
+			else if (*p == '"')
+				break;
+			appendStringInfoChar(&buf, *p);
+		}
+		if (*p != '"' || (i < 2 && p[1] != '.') || (i == 2 && p[1] != '\0'))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("malformed Snowflake target name %s in sfexport.files", target)));
+		p += 2;
+		parts[i] = buf.data;
+	}
+}
+
+/*
+ * Files whose doubt is older than their load metadata can be: did the COPY
+ * that may have loaded them do so?  Snowflake's load history
+ * (SNOWFLAKE.ACCOUNT_USAGE.LOAD_HISTORY: one row per file of every COPY
+ * INTO <table> that ran to completion, for 365 days; Snowflake docs,
+ * "LOAD_HISTORY view") answers.  Loaded: recorded as loaded, no COPY.
+ * Not loaded: the doubt is cleared, and the next pass loads the file with
+ * LOAD_UNCERTAIN_FILES = TRUE (any load younger than 64 days would still
+ * be in the load metadata and skip it).  The view's latency (up to hours)
+ * does not matter: the COPY in question ran weeks ago.  In a transaction;
+ * an error (no access to the SNOWFLAKE database) leaves the files staged
+ * with the error and a backoff.
+ */
+static void
+resolve_doubt(CopyBatch *b)
+{
+	SfServerConfig *srv = sf_get_server_config(b->serverid);
+	SfUserConfig *usr = sf_get_user_config(b->serverid, sf_worker_user(b->serverid));
+	TimestampTz horizon = GetCurrentTimestamp() - (int64) SF_LOAD_HISTORY_DAYS * USECS_PER_DAY;
+	char	   *parts[3];
+	ListCell   *lc;
+
+	split_target(b->target, parts);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	foreach(lc, b->files)
+	{
+		StagedFile *f = (StagedFile *) lfirst(lc);
+		SfStatement stmt;
+		SfSnowflakeResult *res;
+		const char *binds[4];
+		int64		found = -1;
+		int			status_col;
+
+		CHECK_FOR_INTERRUPTS();
+		if (f->in_doubt_since < horizon)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot tell whether Snowflake loaded staged file \"%s\" into %s",
+							f->name, b->target),
+					 errdetail("A COPY naming the file may have loaded it on %s, longer ago than Snowflake keeps load metadata or load history.",
+							   timestamptz_to_str(f->in_doubt_since)),
+					 errhint("Look for the file in Snowflake; then set its state in sfexport.files to 'loaded', or clear its in_doubt_since to load it (docs/reliability.md).")));
+
+		memset(&stmt, 0, sizeof(stmt));
+		stmt.sql = "SELECT FILE_NAME, STATUS, ROW_COUNT, ROW_PARSED"
+			" FROM SNOWFLAKE.ACCOUNT_USAGE.LOAD_HISTORY"
+			" WHERE CATALOG_NAME = ? AND SCHEMA_NAME = ? AND TABLE_NAME = ?"
+			" AND FILE_NAME LIKE ?";
+		binds[0] = parts[0];
+		binds[1] = parts[1];
+		binds[2] = parts[2];
+		binds[3] = psprintf("%%%s", f->name);	/* '_' matches itself too */
+		stmt.nbinds = 4;
+		stmt.bind_values = binds;
+		stmt.query_tag = "sfexport";
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("looking up staged file %s in the load history", f->name));
+		res = sf_snowflake_run(srv, usr, &stmt);
+		status_col = sf_result_column(res, "STATUS");
+		for (int64 r = 0; r < res->nrows && status_col >= 0; r++)
+		{
+			char	   *file = cell(res, r, "FILE_NAME");
+			char	   *status = res->rows[r][status_col];
+
+			/* LOADED, LOAD FAILED or PARTIALLY LOADED */
+			if (file && status && same_file(file, f->name) &&
+				(pg_strcasecmp(status, "LOADED") == 0 ||
+				 pg_strcasecmp(status, "PARTIALLY LOADED") == 0))
+				found = r;
+		}
+		if (found >= 0)
+		{
+			bool		partly = pg_strcasecmp(res->rows[found][status_col], "LOADED") != 0;
+
+			ereport(LOG,
+					(errmsg("staged file \"%s\" was loaded into %s by an earlier COPY, as Snowflake's load history shows",
+							f->name, b->target)));
+			record_file(f->file_id, partly ? "partially_loaded" : "loaded",
+						cell(res, found, "ROW_PARSED"), cell(res, found, "ROW_COUNT"),
+						"0", NULL, NULL, NULL);
+		}
+		else
+		{
+			Oid			argtypes[1] = {INT8OID};
+			Datum		values[1] = {Int64GetDatum(f->file_id)};
+
+			ereport(LOG,
+					(errmsg("staged file \"%s\" is not in Snowflake's load history of %s: loading it",
+							f->name, b->target),
+					 errdetail("The COPY that named it on %s did not load it.",
+							   timestamptz_to_str(f->in_doubt_since))));
+			if (SPI_execute_with_args("UPDATE sfexport.files SET in_doubt_since = NULL,"
+									  " next_attempt_at = NULL, last_error = NULL"
+									  " WHERE file_id = $1",
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not update sfexport.files");
+		}
 	}
 	SPI_finish();
 }
@@ -494,8 +715,8 @@ submit_batch(CopyBatch *b)
 		CStringGetTextDatum(pipe)};
 
 		if (SPI_execute_with_args("UPDATE sfexport.files SET state = 'submitted', pipe = $2,"
-								  " submitted_at = now(), last_error = NULL,"
-								  " attempts = attempts + 1, last_attempt_at = now(),"
+								  " submitted_at = pg_catalog.now(), last_error = NULL,"
+								  " attempts = attempts + 1, last_attempt_at = pg_catalog.now(),"
 								  " next_attempt_at = NULL"
 								  " WHERE file_id = $1 AND state = 'staged'",
 								  2, argtypes, values, NULL, false, 0) < 0)
@@ -642,7 +863,7 @@ report_unit(void *arg)
 		nulls[2] = ' ';
 	}
 	if (SPI_execute_with_args("INSERT INTO sfexport.pipe_reports AS p"
-							  " (server, pipe, begin_mark, read_at) VALUES ($1, $2, $3, now())"
+							  " (server, pipe, begin_mark, read_at) VALUES ($1, $2, $3, pg_catalog.now())"
 							  " ON CONFLICT (server, pipe) DO UPDATE"
 							  " SET begin_mark = coalesce(EXCLUDED.begin_mark, p.begin_mark),"
 							  "     read_at = EXCLUDED.read_at",
@@ -676,7 +897,7 @@ overdue_unit(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args("SELECT name, staged_at FROM sfexport.files"
 							  " WHERE state = 'submitted' AND pipe = $1"
-							  "   AND submitted_at < now() - make_interval(secs => $2)"
+							  "   AND submitted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
 							  " ORDER BY file_id LIMIT 1000 FOR UPDATE",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.files");
@@ -724,8 +945,8 @@ overdue_unit(void *arg)
 			Oid			at[1] = {TEXTOID};
 			Datum		av[1] = {CStringGetTextDatum((char *) lfirst(lc))};
 
-			SPI_execute_with_args("UPDATE sfexport.files SET submitted_at = now(),"
-								  " attempts = attempts + 1, last_attempt_at = now()"
+			SPI_execute_with_args("UPDATE sfexport.files SET submitted_at = pg_catalog.now(),"
+								  " attempts = attempts + 1, last_attempt_at = pg_catalog.now()"
 								  " WHERE name = $1 AND state = 'submitted'",
 								  1, at, av, NULL, false, 0);
 		}
@@ -775,7 +996,12 @@ collect_unit(void *arg)
 static void
 load_unit(void *arg)
 {
-	load_batch((CopyBatch *) arg);
+	CopyBatch  *b = (CopyBatch *) arg;
+
+	if (b->doubt)
+		resolve_doubt(b);
+	else
+		load_batch(b);
 }
 
 typedef struct NoteArgs
@@ -882,7 +1108,7 @@ delete_unit(void *arg)
 		}
 		pgstat_report_activity(STATE_RUNNING, psprintf("deleting loaded file %s", name));
 		sf_storage_delete(st, name);
-		SPI_execute_with_args("UPDATE sfexport.files SET deleted_at = now() WHERE file_id = $1",
+		SPI_execute_with_args("UPDATE sfexport.files SET deleted_at = pg_catalog.now() WHERE file_id = $1",
 							  1, argtypes, values, NULL, false, 0);
 		(*deleted)++;
 	}
@@ -893,7 +1119,7 @@ delete_unit(void *arg)
 		Datum		values[1] = {Int32GetDatum(sfexport_manifest_retention_s)};
 
 		SPI_execute_with_args("DELETE FROM sfexport.files WHERE state = 'loaded'"
-							  " AND loaded_at < now() - make_interval(secs => $1)",
+							  " AND loaded_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 							  1, argtypes, values, NULL, false, 0);
 	}
 	SPI_finish();

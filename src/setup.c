@@ -178,8 +178,11 @@ sf_setup_snowflake_type(Oid typid, int32 typmod)
 
 /*
  * The Snowflake type for a PostgreSQL type named as format_type prints it
- * (sfexport.shapes.types).  A type that no longer resolves (dropped, or not
- * in the worker's search_path) gets VARCHAR, which holds any text.
+ * (sfexport.shapes.types).  The worker resolves names in pg_catalog only
+ * (elevated.c), so a type of another schema printed without it does not
+ * resolve: such a type gets VARCHAR, which holds any text, and an array of
+ * it ARRAY, as the encoder writes every array as a JSON array (load.c
+ * applies PARSE_JSON to "[]" types).
  */
 static char *
 snowflake_type_for_name(const char *pgtype)
@@ -187,9 +190,10 @@ snowflake_type_for_name(const char *pgtype)
 	Oid			typid;
 	int32		typmod;
 	ErrorSaveContext escontext = {T_ErrorSaveContext};
+	size_t		len = strlen(pgtype);
 
 	if (!parseTypeString(pgtype, &typid, &typmod, (Node *) &escontext))
-		return "VARCHAR";
+		return len > 2 && strcmp(pgtype + len - 2, "[]") == 0 ? "ARRAY" : "VARCHAR";
 	return sf_setup_snowflake_type(typid, typmod);
 }
 

@@ -296,6 +296,9 @@ struct SfHttpRequest
 								 * false to get the stored bytes */
 	int			backoff_base_ms;	/* first retry delay ceiling, default 250 */
 	int			backoff_max_ms; /* largest retry delay ceiling, default 20 s */
+	TimestampTz deadline;		/* 0, or sf_http_request gives up then: no
+								 * retry after it, each attempt's timeout_ms
+								 * cut to it (listings' time budget) */
 	/* set by the transfer, kept across attempts (never reset by a retry) */
 	bool		body_delivered; /* an attempt handed the whole request (and
 								 * body) to the network: the server may
@@ -319,6 +322,7 @@ extern void sf_http_init_request(SfHttpRequest *req, const char *method,
 								 const char *url);
 extern SfHttpResponse *sf_http_perform(SfHttpRequest *req);
 extern SfHttpResponse *sf_http_request(SfHttpRequest *req);
+extern void sf_http_apply_deadline(SfHttpRequest *req);
 extern const char *sf_http_header(SfHttpResponse *resp, const char *name);
 extern bool sf_http_header_value_ok(const char *value);
 extern bool sf_http_same_origin(const char *url, const char *base);
@@ -411,6 +415,8 @@ typedef struct SfStatement
 	const char **bind_values;	/* text values; a NULL entry binds SQL NULL */
 	int			timeout_s;		/* 0 = the server's statement_timeout */
 	const char *query_tag;		/* QUERY_TAG parameter, or NULL */
+	bool	   *rejected;		/* if set: true when Snowflake answered that the
+								 * statement failed (it ended, changing nothing) */
 } SfStatement;
 
 /* The result of a statement: every value as text (NULL for SQL NULL). */
@@ -433,6 +439,7 @@ extern SfSnowflakeResult *sf_snowflake_execute(SfServerConfig *srv, SfUserConfig
 											   const char **bind_types,
 											   const char **bind_values);
 extern int	sf_result_column(SfSnowflakeResult *res, const char *name);
+extern char *sf_remote_text(const char *utf8);
 extern char *sf_quote_ident(const char *ident);
 extern char *sf_quote_literal(const char *value);
 extern char *sf_redact_sql(const char *sql);
@@ -463,7 +470,7 @@ extern int	sfexport_launcher_naptime_s;	/* sfexport.launcher_naptime */
 extern void sf_launcher_register(void);
 extern void sf_launcher_request_shmem(void);
 extern bool sf_worker_claim_slot(Oid dboid);
-extern bool sf_worker_take_flush_request(void);
+extern bool sf_worker_take_flush_request(bool *cut_backoffs);
 extern uint64 sf_worker_committed_bytes(void);
 extern void sf_notify_commit(uint64 bytes);
 extern int	sf_outbox_current_segment(void);
@@ -614,6 +621,24 @@ extern bool sf_storage_head(SfStorage *st, const char *name, int64 *size);
 extern void sf_storage_delete(SfStorage *st, const char *name);	/* absent is fine */
 extern List *sf_storage_list(SfStorage *st, const char *prefix);	/* names, sorted */
 
+/*
+ * Bounds of one listing (sf_storage_list_bounded): a listing stops after
+ * max_pages requests or at deadline, whatever the store answers, so that an
+ * endpoint that pages forever (IsTruncated=true without end) or crawls can
+ * neither exhaust the worker's memory nor hold it.
+ */
+#define SF_LIST_MAX_PAGES	100		/* S3, GCS: up to 1000 names per page */
+#define SF_LIST_MAX_SECONDS 120
+typedef struct SfListBounds
+{
+	int			max_pages;		/* requests at most (0: SF_LIST_MAX_PAGES) */
+	TimestampTz deadline;		/* no request starts after it (0: none) */
+	const char *start_after;	/* a name: list only the names after it, or NULL */
+	bool		truncated;		/* out: stopped at a bound; more names may follow */
+	int			pages;			/* out: requests made */
+} SfListBounds;
+extern List *sf_storage_list_bounded(SfStorage *st, const char *prefix, SfListBounds *b);
+
 /* Internal to storage*.c: what a backend implements. Keys are full keys. */
 typedef struct SfStorageOps
 {
@@ -627,7 +652,8 @@ typedef struct SfStorageOps
 	bool		(*read) (SfStorage *st, const char *key, SfHttpWriteFn sink, void *arg);
 	bool		(*head) (SfStorage *st, const char *key, int64 *size);
 	void		(*del) (SfStorage *st, const char *key);
-	List	   *(*list) (SfStorage *st, const char *keyprefix);
+	/* b->start_after is a full key here; set b->truncated, b->pages */
+	List	   *(*list) (SfStorage *st, const char *keyprefix, SfListBounds *b);
 } SfStorageOps;
 
 struct SfStorage
@@ -638,6 +664,7 @@ struct SfStorage
 	char	   *bucket;			/* NULL for a local directory */
 	char	   *prefix;			/* key prefix, or the directory */
 	size_t		part_size;		/* bytes per part/chunk */
+	TimestampTz deadline;		/* 0, or requests give up then (SfHttpRequest) */
 	void	   *priv;			/* backend state */
 };
 
@@ -736,6 +763,24 @@ extern void sf_glue_state_delete(Oid serverid, const char *glue_db, const char *
 extern void sf_glue_periodic(void);	/* worker housekeeping, outside a transaction */
 
 /* ----------------------------------------------------------------
+ * elevated.c — SQL run with more rights than the caller's: a locked
+ * search_path for the launcher and workers, the role switch of glue_sync
+ * ----------------------------------------------------------------
+ */
+#define SF_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+
+typedef struct SfElevated
+{
+	Oid			saved_user;
+	int			saved_sec;
+	int			nestlevel;		/* GUC nest level of the safe search_path */
+} SfElevated;
+
+extern void sf_lock_search_path(void);
+extern void sf_elevated_begin(SfElevated *e, Oid role);
+extern void sf_elevated_end(SfElevated *e, bool commit);
+
+/* ----------------------------------------------------------------
  * sweep.c — orphaned objects (uploads whose transaction never committed)
  * ----------------------------------------------------------------
  */
@@ -750,7 +795,8 @@ extern int	sfexport_orphan_sweep_interval_s;	/* sfexport.orphan_sweep_interval *
 extern void sf_sweep_define_gucs(void);
 extern bool sf_parse_file_name(const char *name, Oid *dboid, TimestampTz *at,
 							   uint64 *sysid);
-extern List *sf_sweep_server(Oid serverid, int grace_s, bool delete);
+extern List *sf_sweep_server(Oid serverid, int grace_s, bool delete,
+							 SfListBounds *bounds, char **last);
 extern void sf_sweep_periodic(void);	/* worker housekeeping, outside a transaction */
 
 /* ----------------------------------------------------------------

@@ -42,10 +42,12 @@
 
 #include "sf_jansson.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -93,6 +95,66 @@ typedef struct SfExec
 	const char *body;			/* submit request body */
 	MemoryContext result_cxt;	/* where the result is built */
 } SfExec;
+
+/* ---------------------------------------------------------------------
+ * Text from Snowflake into the database
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * A string Snowflake sent (UTF-8: JSON) as text of the database encoding,
+ * fit to store in the manifest, return from a function or put in a message:
+ * bytes that are not valid UTF-8 become U+FFFD (or '?' where the database
+ * encoding has no such character), and a character the database encoding
+ * cannot hold becomes \uXXXX.  In a SQL_ASCII database the valid text is
+ * kept as it is, as PostgreSQL would.  NULL stays NULL.
+ */
+char *
+sf_remote_text(const char *utf8)
+{
+	int			enc = GetDatabaseEncoding();
+	int			len;
+	const unsigned char *p;
+	const unsigned char *end;
+	StringInfoData out;
+	Oid			proc = InvalidOid;
+
+	if (utf8 == NULL)
+		return NULL;
+	len = strlen(utf8);
+	if ((enc == PG_UTF8 || enc == PG_SQL_ASCII) &&
+		pg_verify_mbstr(PG_UTF8, utf8, len, true))
+		return pstrdup(utf8);
+	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
+		proc = FindDefaultConversionProc(PG_UTF8, enc);
+
+	initStringInfo(&out);
+	p = (const unsigned char *) utf8;
+	end = p + len;
+	while (p < end)
+	{
+		int			l = IS_HIGHBIT_SET(*p) ? pg_utf_mblen(p) : 1;
+		unsigned char conv[MAX_CONVERSION_GROWTH * 4 + 1];
+
+		if (l > end - p || !pg_utf8_islegal(p, l))
+		{
+			appendStringInfoString(&out, enc == PG_UTF8 || enc == PG_SQL_ASCII
+								   ? "\xEF\xBF\xBD" : "?");
+			p++;
+			continue;
+		}
+		if (l == 1 || !OidIsValid(proc))
+			appendBinaryStringInfo(&out, (const char *) p, l);
+		else if (pg_do_encoding_conversion_buf(proc, PG_UTF8, enc, (unsigned char *) p, l,
+											   conv, sizeof(conv), true) == l)
+			appendStringInfoString(&out, (const char *) conv);
+		else
+			appendStringInfo(&out, l < 4 ? "\\u%04X" : "\\U%08X",
+							 (unsigned int) utf8_to_unicode(p));
+		p += l;
+	}
+	return out.data;
+}
 
 /* ---------------------------------------------------------------------
  * Quoting for generated Snowflake SQL
@@ -354,7 +416,7 @@ json_member_str(json_t *obj, const char *name)
 	json_t	   *v = obj ? json_object_get(obj, name) : NULL;
 
 	if (json_is_string(v))
-		return pstrdup(json_string_value(v));
+		return sf_remote_text(json_string_value(v));
 	if (json_is_integer(v))
 		return psprintf("%lld", (long long) json_integer_value(v));
 	return NULL;
@@ -426,6 +488,8 @@ report_statement_error(SfExec *ex, SfHttpResponse *resp)
 	timeout = resp->status == 408 || (err.code && strcmp(err.code, "000630") == 0);
 	handle = err.handle ? err.handle : ex->handle ? ex->handle : "unknown";
 	ex->remote_error = true;
+	if (ex->stmt->rejected)
+		*ex->stmt->rejected = true;
 	ereport(ERROR,
 			(errcode(map_sqlstate(err.sql_state,
 								  timeout ? ERRCODE_QUERY_CANCELED : ERRCODE_FDW_ERROR)),
@@ -557,7 +621,7 @@ append_rows(SfExec *ex, SfSnowflakeResult *res, json_t *data, int64 *capacity)
 			json_t	   *v = json_array_get(row, j);
 
 			if (json_is_string(v))
-				vals[j] = pstrdup(json_string_value(v));
+				vals[j] = sf_remote_text(json_string_value(v));
 			else if (json_is_null(v))
 				vals[j] = NULL;
 			else

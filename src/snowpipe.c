@@ -264,8 +264,8 @@ pipe_call(PipeCall *c, const char *method, const char *query, const char *body)
 		json_t	   *msg = root ? json_object_get(root, "message") : NULL;
 		char	   *detail = json_is_string(msg)
 			? psprintf("Snowflake error %s: %s",
-					   json_is_string(code) ? json_string_value(code) : "unknown",
-					   json_string_value(msg))
+					   json_is_string(code) ? sf_remote_text(json_string_value(code)) : "unknown",
+					   sf_remote_text(json_string_value(msg)))
 			: NULL;
 
 		if (root)
@@ -336,7 +336,7 @@ member_text(json_t *obj, const char *name)
 	json_t	   *v = json_object_get(obj, name);
 
 	if (json_is_string(v))
-		return pstrdup(json_string_value(v));
+		return sf_remote_text(json_string_value(v));
 	if (json_is_integer(v))
 		return psprintf("%lld", (long long) json_integer_value(v));
 	return NULL;

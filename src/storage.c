@@ -12,6 +12,13 @@
  * full buffer is sent as one part (ops->mp_part), the rest at finish.  So
  * the single-request threshold equals the part size.
  *
+ * An upload in progress (multipart / resumable) is aborted by the caller's
+ * PG_CATCH on error (sf_storage_abort), and at the end of the process by
+ * an exit callback (abort_uploads_at_exit): SIGTERM of the worker and
+ * pg_terminate_backend() are FATAL errors, which leave the process without
+ * unwinding to any PG_CATCH.  (SIGKILL and crashes leave them to the
+ * bucket's lifecycle rule, README "Storage".)
+ *
  * The backends are storage_s3.c, storage_gcs.c and storage_local.c.
  *
  *-------------------------------------------------------------------------
@@ -23,6 +30,7 @@
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -110,6 +118,75 @@ full_key(SfStorage *st, const char *name)
 	return psprintf("%s%s", st->prefix, name);
 }
 
+/* ---------------------------------------------------------------------
+ * Uploads in progress, aborted when the process ends
+ * ---------------------------------------------------------------------
+ */
+static List *open_uploads = NIL;	/* SfStorageWriter *, TopMemoryContext cells */
+static bool exit_callback_registered = false;
+
+/* The writer's memory goes away (finished, aborted, or its transaction's). */
+static void
+forget_upload(void *arg)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	open_uploads = list_delete_ptr(open_uploads, arg);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * before_shmem_exit: abort every upload still in progress, one bounded
+ * attempt each (3 s: a dead store must not hold a shutdown).  This runs
+ * before the transaction is aborted (ShutdownPostgres was registered
+ * earlier, so runs later), while the writers' memory is still there;
+ * interrupts are held by proc_exit.
+ */
+static void
+abort_uploads_at_exit(int code, Datum arg)
+{
+	while (open_uploads != NIL)
+	{
+		SfStorageWriter *w = (SfStorageWriter *) linitial(open_uploads);
+		char	   *uri = NULL;
+
+		PG_TRY();
+		{
+			uri = sf_storage_uri(w->st, w->name);
+			w->st->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 3000);
+			sf_storage_abort(w);	/* deletes w->cxt: forget_upload */
+			ereport(LOG,
+					(errmsg("aborted the upload of \"%s\" as the process ends", uri)));
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			forget_upload(w);
+		}
+		PG_END_TRY();
+	}
+}
+
+/* A multipart / resumable upload has started: abort it if the process ends. */
+static void
+track_upload(SfStorageWriter *w)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(w->cxt, sizeof(MemoryContextCallback));
+	MemoryContext old;
+
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(abort_uploads_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	open_uploads = lappend(open_uploads, w);
+	MemoryContextSwitchTo(old);
+	cb->func = forget_upload;
+	cb->arg = w;
+	MemoryContextRegisterResetCallback(w->cxt, cb);
+}
+
 /*
  * Start writing an object.  Nothing is visible until sf_storage_finish().
  */
@@ -148,6 +225,7 @@ flush_part(SfStorageWriter *w)
 	{
 		w->st->ops->mp_start(w);
 		w->multipart = true;
+		track_upload(w);
 	}
 	w->nparts++;
 	w->st->ops->mp_part(w, w->buf.data, w->buf.len);
@@ -257,15 +335,34 @@ cmp_cstr(const ListCell *a, const ListCell *b)
 	return strcmp((const char *) lfirst(a), (const char *) lfirst(b));
 }
 
-/* Names (relative to the location prefix) that start with prefix, sorted. */
+/*
+ * Names (relative to the location prefix) that start with prefix and come
+ * after b->start_after (if set), sorted, within b's bounds: at most
+ * b->max_pages requests, none started after b->deadline, and no request
+ * (with its retries) running past it.  b->truncated says the listing
+ * stopped at a bound; listing again from the last name returned goes on.
+ */
 List *
-sf_storage_list(SfStorage *st, const char *prefix)
+sf_storage_list_bounded(SfStorage *st, const char *prefix, SfListBounds *b)
 {
-	List	   *keys = st->ops->list(st, psprintf("%s%s", st->prefix, prefix ? prefix : ""));
+	SfListBounds full = *b;		/* the backend's view: full keys */
+	List	   *keys;
 	List	   *out = NIL;
 	ListCell   *lc;
 	size_t		plen = strlen(st->prefix);
 
+	if (full.max_pages <= 0)
+		full.max_pages = SF_LIST_MAX_PAGES;
+	full.truncated = false;
+	full.pages = 0;
+	if (b->start_after)
+		full.start_after = psprintf("%s%s", st->prefix, b->start_after);
+	/* every request of the listing, retries included, ends by the deadline */
+	st->deadline = b->deadline;
+	keys = st->ops->list(st, psprintf("%s%s", st->prefix, prefix ? prefix : ""), &full);
+	st->deadline = 0;
+	b->truncated = full.truncated;
+	b->pages = full.pages;
 	foreach(lc, keys)
 	{
 		char	   *k = (char *) lfirst(lc);
@@ -274,6 +371,32 @@ sf_storage_list(SfStorage *st, const char *prefix)
 			out = lappend(out, pstrdup(k + plen));
 	}
 	list_sort(out, cmp_cstr);
+	return out;
+}
+
+/*
+ * The names below prefix, sorted, for interactive callers: within the
+ * default bounds (SF_LIST_MAX_PAGES, SF_LIST_MAX_SECONDS); a WARNING says
+ * when the listing stopped early.
+ */
+List *
+sf_storage_list(SfStorage *st, const char *prefix)
+{
+	SfListBounds b;
+	List	   *out;
+
+	memset(&b, 0, sizeof(b));
+	b.deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											 SF_LIST_MAX_SECONDS * 1000L);
+	out = sf_storage_list_bounded(st, prefix, &b);
+	if (b.truncated)
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("listing of %s stopped after %d requests",
+						sf_storage_uri(st, prefix ? prefix : ""), b.pages),
+				 errdetail("A listing reads at most %d pages and runs at most %d seconds; names after \"%s\" were not listed.",
+						   SF_LIST_MAX_PAGES, SF_LIST_MAX_SECONDS,
+						   out != NIL ? (char *) llast(out) : "")));
 	return out;
 }
 

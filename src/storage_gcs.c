@@ -40,6 +40,7 @@
 
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "sfexport.h"
 
@@ -302,6 +303,7 @@ gcs_init(SfStorage *st, SfHttpRequest *req, const char *method, const char *url,
 	req->connect_timeout_ms = st->srv->connect_timeout_ms;
 	req->timeout_ms = st->srv->request_timeout_ms;
 	req->ca_file = st->srv->ca_file;
+	req->deadline = st->deadline;
 }
 
 /* sf_http_request, once more with a fresh token after a 401. */
@@ -682,6 +684,8 @@ gcs_mp_abort(SfStorageWriter *w)
 	req.connect_timeout_ms = w->st->srv->connect_timeout_ms;
 	req.timeout_ms = Min(w->st->srv->request_timeout_ms, 30 * 1000);
 	req.ca_file = w->st->srv->ca_file;
+	req.deadline = w->st->deadline;
+	sf_http_apply_deadline(&req);
 	resp = sf_http_perform(&req);
 	/* 499 is GCS's answer to a cancelled session */
 	if (resp->curl_error != 0 || (resp->status >= 300 && resp->status != 499 &&
@@ -749,8 +753,13 @@ gcs_del(SfStorage *st, const char *key)
 	gcs_check(&req, resp);
 }
 
+/*
+ * objects.list page after page, within the bounds (storage.c); startOffset
+ * is inclusive, so the name it names is left out.  A page token that comes
+ * back unchanged would page forever.
+ */
 static List *
-gcs_list(SfStorage *st, const char *keyprefix)
+gcs_list(SfStorage *st, const char *keyprefix, SfListBounds *b)
 {
 	GcsConf    *conf = (GcsConf *) st->priv;
 	List	   *out = NIL;
@@ -765,13 +774,22 @@ gcs_list(SfStorage *st, const char *keyprefix)
 		json_t	   *items;
 		size_t		i;
 		const char *next;
-		char	   *url = psprintf("%s/storage/v1/b/%s/o?prefix=%s%s%s", conf->base,
+		char	   *url = psprintf("%s/storage/v1/b/%s/o?prefix=%s%s%s%s%s", conf->base,
 								   sf_http_url_encode(st->bucket, false),
 								   sf_http_url_encode(keyprefix, false),
 								   token ? "&pageToken=" : "",
-								   token ? sf_http_url_encode(token, false) : "");
+								   token ? sf_http_url_encode(token, false) : "",
+								   b->start_after ? "&startOffset=" : "",
+								   b->start_after ? sf_http_url_encode(b->start_after, false) : "");
 
 		CHECK_FOR_INTERRUPTS();
+		if (b->pages >= b->max_pages ||
+			(b->deadline != 0 && GetCurrentTimestamp() >= b->deadline))
+		{
+			b->truncated = true;
+			break;
+		}
+		b->pages++;
 		gcs_init(st, &req, "GET", url,
 				 psprintf("%s/storage/v1/b/%s/o", conf->base, st->bucket), NIL);
 		resp = gcs_send(&req);
@@ -786,10 +804,19 @@ gcs_list(SfStorage *st, const char *keyprefix)
 		{
 			const char *n = json_string_value(json_object_get(json_array_get(items, i), "name"));
 
-			if (n)
+			if (n && !(b->start_after && strcmp(n, b->start_after) == 0))
 				out = lappend(out, pstrdup(n));
 		}
 		next = json_string_value(json_object_get(root, "nextPageToken"));
+		if (next && token && strcmp(next, token) == 0)
+		{
+			json_decref(root);
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("GCS request GET %s returned the same page token twice", req.log_url),
+					 errdetail("objects.list answered nextPageToken without moving on; the listing stopped after %d pages.",
+							   b->pages)));
+		}
 		token = next ? pstrdup(next) : NULL;
 		json_decref(root);
 		if (token == NULL)

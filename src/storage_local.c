@@ -276,17 +276,26 @@ list_dir(const char *dir, const char *keyprefix, List **out)
 	FreeDir(d);
 }
 
+/* One directory walk (a "page"); names after start_after only. */
 static List *
-local_list(SfStorage *st, const char *keyprefix)
+local_list(SfStorage *st, const char *keyprefix, SfListBounds *b)
 {
 	List	   *out = NIL;
+	List	   *kept = NIL;
+	ListCell   *lc;
 	char	   *root = pstrdup(st->prefix);
 
 	/* walk from the location directory; keys are dir + relative name */
 	if (strlen(root) > 1 && root[strlen(root) - 1] == '/')
 		root[strlen(root) - 1] = '\0';
+	b->pages++;
 	list_dir(strcmp(root, "/") == 0 ? "" : root, keyprefix, &out);
-	return out;
+	if (b->start_after == NULL)
+		return out;
+	foreach(lc, out)
+		if (strcmp((char *) lfirst(lc), b->start_after) > 0)
+			kept = lappend(kept, lfirst(lc));
+	return kept;
 }
 
 const SfStorageOps sf_storage_local_ops = {

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "miscadmin.h"
+#include "utils/timestamp.h"
 
 #include "sfexport.h"
 
@@ -211,6 +212,7 @@ s3_call(SfStorage *st, const char *method, const char *key, const char *query,
 	req->connect_timeout_ms = st->srv->connect_timeout_ms;
 	req->timeout_ms = st->srv->request_timeout_ms;
 	req->ca_file = st->srv->ca_file;
+	req->deadline = st->deadline;
 	return sf_http_request(req);
 }
 
@@ -410,6 +412,8 @@ s3_mp_abort(SfStorageWriter *w)
 	req.connect_timeout_ms = w->st->srv->connect_timeout_ms;
 	req.timeout_ms = Min(w->st->srv->request_timeout_ms, 30 * 1000);
 	req.ca_file = w->st->srv->ca_file;
+	req.deadline = w->st->deadline;
+	sf_http_apply_deadline(&req);
 	s3_prepare(&req, 0, c);
 	resp = sf_http_perform(&req);
 	if (resp->curl_error != 0 || (resp->status != 204 && resp->status != 200 &&
@@ -468,9 +472,13 @@ s3_del(SfStorage *st, const char *key)
 	s3_check(&req, resp);
 }
 
-/* ListObjectsV2 over all pages. */
+/*
+ * ListObjectsV2 page after page, within the bounds (storage.c): the store
+ * decides how many pages there are (IsTruncated), we decide how many we
+ * read.  A continuation token that comes back unchanged would page forever.
+ */
 static List *
-s3_list(SfStorage *st, const char *keyprefix)
+s3_list(SfStorage *st, const char *keyprefix, SfListBounds *b)
 {
 	List	   *out = NIL;
 	char	   *token = NULL;
@@ -482,21 +490,39 @@ s3_list(SfStorage *st, const char *keyprefix)
 		const char *pos = NULL;
 		char	   *key;
 		char	   *trunc;
+		char	   *next;
 		StringInfoData q;
 
 		CHECK_FOR_INTERRUPTS();
+		if (b->pages >= b->max_pages ||
+			(b->deadline != 0 && GetCurrentTimestamp() >= b->deadline))
+		{
+			b->truncated = true;
+			break;
+		}
 		initStringInfo(&q);
 		if (token)
 			appendStringInfo(&q, "continuation-token=%s&", sf_http_url_encode(token, false));
 		appendStringInfo(&q, "list-type=2&prefix=%s", sf_http_url_encode(keyprefix, false));
+		if (token == NULL && b->start_after)
+			appendStringInfo(&q, "&start-after=%s", sf_http_url_encode(b->start_after, false));
+		b->pages++;
 		resp = s3_call(st, "GET", NULL, q.data, NULL, 0, NIL, NULL, NULL, &req);
 		s3_check(&req, resp);
 		while ((key = xml_next(resp->body.data, "Key", &pos)) != NULL)
 			out = lappend(out, key);
 		trunc = xml_get(resp->body.data, "IsTruncated");
-		token = xml_get(resp->body.data, "NextContinuationToken");
-		if (trunc == NULL || strcmp(trunc, "true") != 0 || token == NULL)
+		next = xml_get(resp->body.data, "NextContinuationToken");
+		if (trunc == NULL || strcmp(trunc, "true") != 0 || next == NULL)
 			break;
+		if (token && strcmp(token, next) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("S3 request GET %s returned the same continuation token twice",
+							req.log_url),
+					 errdetail("ListObjectsV2 answered IsTruncated=true without moving on; the listing stopped after %d pages.",
+							   b->pages)));
+		token = next;
 	}
 	return out;
 }

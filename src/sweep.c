@@ -32,7 +32,9 @@
  * deleting anything, for the DBA.
  *
  * Multipart uploads that a crash left incomplete are not objects and are
- * not listed; an S3 lifecycle rule aborts them (README, "Storage").
+ * not listed: an error aborts them (flush.c), the end of the process too
+ * (storage.c's exit callback), and after a SIGKILL or a crash an S3
+ * lifecycle rule does (README, "Storage").
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +50,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -56,7 +59,7 @@
 int			sfexport_orphan_grace_s = 3600;
 int			sfexport_orphan_sweep_interval_s = 3600;
 
-/* next time the worker sweeps; 0 = at its first housekeeping */
+/* next time the worker looks for servers to sweep; 0 = at its first housekeeping */
 static TimestampTz next_sweep = 0;
 
 void
@@ -146,9 +149,12 @@ in_manifest(const char *name)
  * The orphans of one server, optionally deleting them.  Runs in a
  * transaction; storage is accessed with the credentials of the server
  * owner's user mapping, as the worker does.  Returns a list of SfOrphan.
+ * With bounds, the listing stays within them (and says whether it stopped
+ * early, and where: the last name listed, in *last); without, the default
+ * bounds of an interactive listing apply.
  */
 List *
-sf_sweep_server(Oid serverid, int grace_s, bool delete)
+sf_sweep_server(Oid serverid, int grace_s, bool delete, SfListBounds *bounds, char **last)
 {
 	SfServerConfig *srv = sf_get_server_config(serverid);
 	SfStorage  *st;
@@ -163,7 +169,12 @@ sf_sweep_server(Oid serverid, int grace_s, bool delete)
 		return NIL;
 
 	st = sf_storage_open(srv, sf_get_user_config(serverid, sf_worker_user(serverid)));
-	names = sf_storage_list(st, psprintf("%u/", MyDatabaseId));
+	if (bounds)
+		names = sf_storage_list_bounded(st, psprintf("%u/", MyDatabaseId), bounds);
+	else
+		names = sf_storage_list(st, psprintf("%u/", MyDatabaseId));
+	if (last)
+		*last = names != NIL ? pstrdup((char *) llast(names)) : NULL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -197,14 +208,48 @@ sf_sweep_server(Oid serverid, int grace_s, bool delete)
 
 /* ---------------------------------------------------------------------
  * The worker's periodic sweep
+ *
+ * Every server on its own schedule, within bounds, so that one server's
+ * storage (down, slow, or paging without end) never holds back the others
+ * or the worker's loads: a listing reads at most SF_LIST_MAX_PAGES pages in
+ * at most SWEEP_SERVER_BUDGET_S seconds (every request, retries included,
+ * ends by then); a listing stopped by a bound goes on from its last name
+ * at the server's next turn, which comes sooner (SWEEP_PASS_BUDGET_S); a
+ * server that fails is tried again after orphan_sweep_interval, doubled
+ * per failure up to SWEEP_MAX_BACKOFF times; and a pass ends after
+ * SWEEP_PASS_BUDGET_S, servers due longest first, the rest keeping their
+ * turn for the next housekeeping pass.  A turn is counted from the end of
+ * the server's last sweep with the interval as it is now (a changed
+ * sfexport.orphan_sweep_interval applies at once); the servers the worker
+ * finds at its first pass are swept then, one created later after an
+ * interval, as when the worker swept all servers at once.
  * ---------------------------------------------------------------------
  */
+#define SWEEP_SERVER_BUDGET_S	30
+#define SWEEP_PASS_BUDGET_S		60
+#define SWEEP_MAX_BACKOFF		8	/* times orphan_sweep_interval */
+
+typedef struct SweepState
+{
+	Oid			serverid;		/* hash key */
+	TimestampTz last;			/* end of its last sweep (0: never, due now) */
+	int			failures;		/* in a row */
+	char	   *resume;			/* listing stopped early: go on after this name
+								 * (TopMemoryContext), or NULL */
+	bool		seen;			/* still a server (per pass) */
+} SweepState;
+
+static HTAB *sweep_states = NULL;
+static bool swept_once = false; /* the worker's first pass is done */
+
 typedef struct SweepWork
 {
 	MemoryContext cxt;
 	List	   *servers;		/* OIDs of sfexport servers */
-	Oid			serverid;		/* the server of sweep_unit */
+	SweepState *state;			/* the server of sweep_unit */
 	int			deleted;
+	bool		truncated;
+	char	   *last;			/* last name listed (cxt) */
 } SweepWork;
 
 static void
@@ -236,43 +281,157 @@ static void
 sweep_unit(void *arg)
 {
 	SweepWork  *w = (SweepWork *) arg;
-	List	   *orphans = sf_sweep_server(w->serverid, sfexport_orphan_grace_s, true);
+	SfListBounds b;
+	List	   *orphans;
+	char	   *last = NULL;
 
+	memset(&b, 0, sizeof(b));
+	b.deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											 SWEEP_SERVER_BUDGET_S * 1000L);
+	b.start_after = w->state->resume;
+	orphans = sf_sweep_server(w->state->serverid, sfexport_orphan_grace_s, true, &b, &last);
 	w->deleted = list_length(orphans);
+	w->truncated = b.truncated;
+	w->last = last ? MemoryContextStrdup(w->cxt, last) : NULL;
 	if (orphans != NIL)
 		ereport(LOG,
 				(errmsg("sfexport deleted %d orphaned file(s) from the stage of server \"%s\"",
-						list_length(orphans), GetForeignServer(w->serverid)->servername),
+						list_length(orphans), GetForeignServer(w->state->serverid)->servername),
 				 errdetail("First: %s. Their uploads never committed, so no COPY could name them.",
 						   ((SfOrphan *) linitial(orphans))->name)));
+	if (b.truncated)
+		ereport(LOG,
+				(errmsg("sfexport orphan sweep of server \"%s\" stopped after %d listing requests",
+						GetForeignServer(w->state->serverid)->servername, b.pages),
+				 errdetail("A sweep lists at most %d pages in %d seconds per server; the next one goes on after \"%s\".",
+						   SF_LIST_MAX_PAGES, SWEEP_SERVER_BUDGET_S, last ? last : "")));
+}
+
+/* When a server's turn comes, with the interval as it is now. */
+static TimestampTz
+turn_of(SweepState *s, int64 interval)
+{
+	if (s->last == 0)
+		return 0;
+	if (s->failures > 0)
+		return s->last + interval * Min(1 << Min(s->failures - 1, 10), SWEEP_MAX_BACKOFF);
+	if (s->resume)
+		return s->last + Min(interval, (int64) SWEEP_PASS_BUDGET_S * USECS_PER_SEC);
+	return s->last + interval;
+}
+
+static int64 sort_interval;		/* for cmp_turn */
+
+static int
+cmp_turn(const ListCell *a, const ListCell *b)
+{
+	TimestampTz x = turn_of((SweepState *) lfirst(a), sort_interval);
+	TimestampTz y = turn_of((SweepState *) lfirst(b), sort_interval);
+
+	return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /*
- * Worker housekeeping, outside a transaction: sweep every sfexport server
- * of this database once per sfexport.orphan_sweep_interval.  A server whose
- * storage fails is reported (WARNING) and tried again next time.
+ * Worker housekeeping, outside a transaction: sweep the sfexport servers of
+ * this database whose turn has come (see above).  A server whose storage
+ * fails is reported (WARNING) and backs off.
  */
 void
 sf_sweep_periodic(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz pass_end = TimestampTzPlusMilliseconds(now, SWEEP_PASS_BUDGET_S * 1000L);
+	int64		interval = (int64) sfexport_orphan_sweep_interval_s * USECS_PER_SEC;
 	SweepWork	w;
 	MemoryContext old;
 	ListCell   *lc;
+	List	   *due = NIL;
+	HASH_SEQ_STATUS seq;
+	SweepState *s;
 
 	if (sfexport_orphan_sweep_interval_s <= 0 || now < next_sweep)
 		return;
-	next_sweep = now + (int64) sfexport_orphan_sweep_interval_s * USECS_PER_SEC;
+	/* look for servers at most once a housekeeping pass */
+	next_sweep = TimestampTzPlusMilliseconds(now, 1000);
 
+	if (sweep_states == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(SweepState);
+		ctl.hcxt = TopMemoryContext;
+		sweep_states = hash_create("sfexport orphan sweep", 16, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	memset(&w, 0, sizeof(w));
 	w.cxt = AllocSetContextCreate(TopMemoryContext, "sfexport orphan sweep",
 								  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(w.cxt);
-	(void) sf_run_transaction(find_servers_unit, &w, NULL);
+	if (!sf_run_transaction(find_servers_unit, &w, NULL))
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(w.cxt);
+		return;
+	}
+
+	hash_seq_init(&seq, sweep_states);
+	while ((s = hash_seq_search(&seq)) != NULL)
+		s->seen = false;
 	foreach(lc, w.servers)
 	{
-		w.serverid = lfirst_oid(lc);
-		(void) sf_run_transaction(sweep_unit, &w, NULL);
+		Oid			serverid = lfirst_oid(lc);
+		bool		found;
+
+		s = hash_search(sweep_states, &serverid, HASH_ENTER, &found);
+		if (!found)
+		{
+			s->last = swept_once ? now : 0;
+			s->failures = 0;
+			s->resume = NULL;
+		}
+		s->seen = true;
+		if (turn_of(s, interval) <= now)
+			due = lappend(due, s);
+	}
+	swept_once = true;
+	/* forget dropped servers */
+	hash_seq_init(&seq, sweep_states);
+	while ((s = hash_seq_search(&seq)) != NULL)
+	{
+		if (!s->seen)
+		{
+			if (s->resume)
+				pfree(s->resume);
+			hash_search(sweep_states, &s->serverid, HASH_REMOVE, NULL);
+		}
+	}
+
+	sort_interval = interval;
+	list_sort(due, cmp_turn);
+	foreach(lc, due)
+	{
+		s = (SweepState *) lfirst(lc);
+		if (GetCurrentTimestamp() >= pass_end)
+			break;				/* the others keep their turn */
+		CHECK_FOR_INTERRUPTS();
+		w.state = s;
+		w.truncated = false;
+		w.last = NULL;
+		if (sf_run_transaction(sweep_unit, &w, NULL))
+		{
+			s->failures = 0;
+			if (s->resume)
+				pfree(s->resume);
+			s->resume = NULL;
+			/* more names: go on from the last one soon (turn_of) */
+			if (w.truncated && w.last)
+				s->resume = MemoryContextStrdup(TopMemoryContext, w.last);
+		}
+		else
+			s->failures++;
+		s->last = GetCurrentTimestamp();
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(w.cxt);
@@ -309,7 +468,7 @@ sfexport_orphans(PG_FUNCTION_ARGS)
 		ereport(NOTICE,
 				(errmsg("server \"%s\" keeps its files; they are never swept",
 						server->servername)));
-	orphans = sf_sweep_server(server->serverid, sfexport_orphan_grace_s, false);
+	orphans = sf_sweep_server(server->serverid, sfexport_orphan_grace_s, false, NULL, NULL);
 	foreach(lc, orphans)
 	{
 		SfOrphan   *o = (SfOrphan *) lfirst(lc);

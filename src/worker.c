@@ -185,15 +185,16 @@ cut_load_backoffs_unit(void *arg)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("UPDATE sfexport.files SET next_attempt_at = NULL"
-					" WHERE state = 'staged' AND next_attempt_at > now()",
+					" WHERE state = 'staged' AND next_attempt_at > pg_catalog.now()",
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update sfexport.files");
 	SPI_finish();
 }
 
 /*
- * sfexport.flush() means "now": whoever calls it has usually just fixed
- * what made a flush or a load fail, so the backoffs of both are forgotten.
+ * sfexport.flush() by a superuser or the database owner means "now":
+ * whoever calls it has usually just fixed what made a flush or a load
+ * fail, so the backoffs of both are forgotten (launcher.c says who may).
  * (Files Snowflake rejected stay failed: that takes sfexport.retry().)
  */
 static void
@@ -289,10 +290,11 @@ plan_unit(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	compute_triggers(&ps->min_interval_ms, &ps->min_flush_bytes);
 
-	if (SPI_execute("SELECT relid, shape, count(*), sum(octet_length(line) + 1)::bigint,"
-					"       min(inserted_at)"
+	if (SPI_execute("SELECT relid, shape, pg_catalog.count(*),"
+					"       pg_catalog.sum(pg_catalog.octet_length(line) + 1)::bigint,"
+					"       pg_catalog.min(inserted_at)"
 					"  FROM sfexport.outbox GROUP BY relid, shape"
-					" ORDER BY relid, min(inserted_at)", true, 0) != SPI_OK_SELECT)
+					" ORDER BY relid, pg_catalog.min(inserted_at)", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.outbox");
 	n = SPI_processed;
 
@@ -539,6 +541,13 @@ sfexport_worker_main(Datum arg)
 	pgstat_report_appname("sfexport worker");
 
 	/*
+	 * The worker is the bootstrap superuser: from here on its SQL resolves
+	 * names in pg_catalog only, whatever the database's or role's settings
+	 * say and whatever some role created in public (elevated.c).
+	 */
+	sf_lock_search_path();
+
+	/*
 	 * No JIT: the worker's queries are short aggregates, but over a large
 	 * outbox their cost passes jit_above_cost, and compiling them would load
 	 * LLVM into the worker (about 50 MB of resident memory, bench/flush) and
@@ -565,6 +574,7 @@ sfexport_worker_main(Datum arg)
 	{
 		TimestampTz now;
 		bool		flush_all;
+		bool		cut;
 		uint64		committed;
 		long		wait_ms;
 		int			staged = 0;
@@ -579,8 +589,8 @@ sfexport_worker_main(Datum arg)
 		MemoryContextSwitchTo(loopcxt);
 
 		now = GetCurrentTimestamp();
-		flush_all = sf_worker_take_flush_request();
-		if (flush_all)
+		flush_all = sf_worker_take_flush_request(&cut);
+		if (cut)
 			cut_backoffs();
 		committed = sf_worker_committed_bytes();
 

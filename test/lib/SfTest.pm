@@ -358,6 +358,35 @@ sub collect_store_evidence
 	};
 }
 
+# SIGKILL the postmaster of a node and all its children, as a power loss
+# would, and wait until they are gone; $node->start brings it back.
+sub kill_postmaster
+{
+	my ($node) = @_;
+	open my $fh, '<', $node->data_dir . '/postmaster.pid' or die "no pid file: $!";
+	my $pid = <$fh>;
+	close $fh;
+	chomp $pid;
+	my @children = grep { /^\d+$/ && _ppid($_) == $pid } map { s{.*/}{}r } glob('/proc/[0-9]*');
+	kill 'KILL', $pid, @children;
+	for (1 .. 100)
+	{
+		last unless grep { kill 0, $_ } ($pid, @children);
+		usleep(50_000);
+	}
+	$node->{_pid} = undef;
+}
+
+sub _ppid
+{
+	my ($p) = @_;
+	open my $fh, '<', "/proc/$p/stat" or return -1;
+	my $stat = <$fh>;
+	close $fh;
+	return -1 unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/;
+	return $1;
+}
+
 # Upper bounds on wall-clock time that tests assert are multiplied by
 # SFEXPORT_TIME_SCALE, which scripts/sanitize-tests.sh sets because ASan,
 # UBSan and valgrind slow every backend down.  It is 1 in normal runs, so the

@@ -50,34 +50,6 @@ sf(q{CREATE TABLE DB.PUBLIC.EV ("id" NUMBER, "cycle" NUMBER, "payload" VARCHAR)}
 # every statement takes a while: kills land during COPY too
 SfSnowflake::admin($emu, 'POST', 'config', { exec_delay_ms => 150 });
 
-# SIGKILL the postmaster and all its children, as a power loss would.
-sub kill_everything
-{
-	open my $fh, '<', $node->data_dir . '/postmaster.pid' or die "no pid file: $!";
-	my $pid = <$fh>;
-	close $fh;
-	chomp $pid;
-	my @children = grep { /^\d+$/ && _ppid($_) == $pid } map { s{.*/}{}r } glob('/proc/[0-9]*');
-	kill 'KILL', $pid, @children;
-	# wait until they are gone
-	for (1 .. 100)
-	{
-		last unless grep { kill 0, $_ } ($pid, @children);
-		usleep(50_000);
-	}
-	$node->{_pid} = undef;
-}
-
-sub _ppid
-{
-	my ($p) = @_;
-	open my $fh, '<', "/proc/$p/stat" or return -1;
-	my $stat = <$fh>;
-	close $fh;
-	return -1 unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/;
-	return $1;
-}
-
 my $next_id = 1;
 my $committed = 0;
 my $staged_at_kill = 0;
@@ -95,7 +67,7 @@ for my $cycle (1 .. $cycles)
 	usleep(int(rand(1_500_000)));
 	$staged_at_kill += $node->safe_psql('postgres',
 		q{SELECT count(*) FROM sfexport.files WHERE state = 'staged'});
-	kill_everything();
+	SfTest::kill_postmaster($node);
 	$node->start;
 }
 note "cycles: $cycles, files caught staged at a kill: $staged_at_kill";

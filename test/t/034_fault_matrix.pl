@@ -163,32 +163,6 @@ for my $w (1 .. $inserters)
 }
 
 # ---- helpers
-sub kill_everything
-{
-	open my $fh, '<', $node->data_dir . '/postmaster.pid' or die "no pid file: $!";
-	my $pid = <$fh>;
-	close $fh;
-	chomp $pid;
-	my @children = grep { /^\d+$/ && _ppid($_) == $pid } map { s{.*/}{}r } glob('/proc/[0-9]*');
-	kill 'KILL', $pid, @children;
-	for (1 .. 100)
-	{
-		last unless grep { kill 0, $_ } ($pid, @children);
-		usleep(50_000);
-	}
-	$node->{_pid} = undef;
-}
-
-sub _ppid
-{
-	my ($p) = @_;
-	open my $fh, '<', "/proc/$p/stat" or return -1;
-	my $stat = <$fh>;
-	close $fh;
-	return -1 unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/;
-	return $1;
-}
-
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
 sub clear_faults
@@ -349,7 +323,7 @@ for my $cycle (1 .. $cycles)
 	usleep(between(300_000, 2_500_000));
 	if ($kill)
 	{
-		kill_everything();
+		SfTest::kill_postmaster($node);
 		$kills++;
 		$node->start;
 	}

@@ -115,35 +115,11 @@ is(sq(q{SELECT load_via FROM sfexport.files WHERE relid = 'nums'::regclass}), 'c
 exactly('NUMS', 2, 'retry');
 
 # ---- SIGKILL while files are submitted
-sub kill_everything
-{
-	open my $fh, '<', $node->data_dir . '/postmaster.pid' or die "no pid file: $!";
-	my $pid = <$fh>;
-	close $fh;
-	chomp $pid;
-	my @children = grep { /^\d+$/ && _ppid($_) == $pid } map { s{.*/}{}r } glob('/proc/[0-9]*');
-	kill 'KILL', $pid, @children;
-	for (1 .. 100)
-	{
-		last unless grep { kill 0, $_ } ($pid, @children);
-		usleep(50_000);
-	}
-	$node->{_pid} = undef;
-}
-sub _ppid
-{
-	my ($p) = @_;
-	open my $fh, '<', "/proc/$p/stat" or return -1;
-	my $stat = <$fh>;
-	close $fh;
-	return -1 unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/;
-	return $1;
-}
 SfSnowflake::admin($emu, 'POST', 'snowpipe', { pipe_delay_ms => 3000 });
 sq(q{INSERT INTO ev SELECT g, 'row ' || g FROM generate_series(501, 1000) g; SELECT sfexport.flush()});
 ok($node->poll_query_until('postgres', q{SELECT submitted_files > 0 FROM sfexport.status WHERE foreign_table = 'ev'::regclass}),
 	'files submitted before the kill');
-kill_everything();
+SfTest::kill_postmaster($node);
 $node->start;
 drained('ev', 'after SIGKILL the submitted files are reported loaded');
 exactly('EV', 1000, 'crash while submitted');

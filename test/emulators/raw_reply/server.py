@@ -12,7 +12,9 @@ Admin API (JSON):
     GET  /_raw/requests                              [{"method", "path"}, ...]
 A REPLY is {"status": 200, "headers": {"Name": "value"}, "body": "text",
 "repeat": N (body repeated N times, default 1), "truncate": true (announce
-the full Content-Length, send half the body, close)}.  Replies are used in
+the full Content-Length, send half the body, close), "delay_ms": N (wait
+that long before answering), "number": true (every "{seq}" in the body
+becomes the request's number, 1, 2, ...: a reply that changes each time)}.  Replies are used in
 order; the last one is used again for every further request.  With no
 reply configured the answer is 200 with an empty body.
 
@@ -25,6 +27,7 @@ import signal
 import socketserver
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -99,8 +102,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, b"no such admin route")
         with st.lock:
             st.requests.append({"method": self.command, "path": self.path})
+            seq = len(st.requests)
         r = st.next_reply()
-        payload = r.get("body", "").encode("utf-8", "surrogateescape") * int(r.get("repeat", 1))
+        if r.get("delay_ms"):
+            time.sleep(int(r["delay_ms"]) / 1000.0)
+        text = r.get("body", "")
+        if r.get("number"):
+            text = text.replace("{seq}", str(seq))
+        payload = text.encode("utf-8", "surrogateescape") * int(r.get("repeat", 1))
         self._send(int(r.get("status", 200)), payload, r.get("headers"), bool(r.get("truncate")))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle

@@ -1,7 +1,15 @@
-"""SQLite persistence: catalog objects, table rows, load metadata, statements.
+"""SQLite persistence: catalog objects, table rows, load metadata, load
+history, statements, and the emulator's clock.
 
 One file, <data-dir>/snowflake.db, so state survives an emulator restart.
 All access goes through one connection guarded by the engine's lock.
+
+The clock (now()) is the wall clock plus an offset a test sets with
+POST /_emulator/clock, so that a test can let 64 days pass: load metadata,
+a staged file's LAST_MODIFIED and the load history are judged by it.  A
+file's LAST_MODIFIED on that clock is its store's time plus the offset in
+force when it was written (clock_log keeps when each offset began), so a
+file staged after the jump is new, one staged before it is old.
 """
 
 import json
@@ -29,6 +37,15 @@ CREATE TABLE IF NOT EXISTS statements (
   outcome TEXT, created_on INTEGER);
 CREATE INDEX IF NOT EXISTS statements_request ON statements (request_id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS clock_log (real_at REAL NOT NULL, offset_s INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS table_first_load (
+  table_id INTEGER PRIMARY KEY, loaded_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS load_history (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, table_id INTEGER NOT NULL, catalog_name TEXT,
+  schema_name TEXT, table_name TEXT, file_name TEXT, last_load_time REAL, status TEXT,
+  row_count INTEGER, row_parsed INTEGER, first_error_message TEXT,
+  first_error_line_number INTEGER, first_error_character_position INTEGER,
+  first_error_col_name TEXT, error_count INTEGER, error_limit INTEGER);
 """
 
 
@@ -143,11 +160,13 @@ class Catalog:
     def drop_data_table(self, object_id):
         self.db.execute('DROP TABLE IF EXISTS "%s"' % self.data_table(object_id))
         self.db.execute("DELETE FROM load_metadata WHERE table_id=?", (object_id,))
+        self.db.execute("DELETE FROM table_first_load WHERE table_id=?", (object_id,))
 
     def truncate_data_table(self, object_id):
         self.db.execute('DELETE FROM "%s"' % self.data_table(object_id))
         # TRUNCATE TABLE also deletes the table's load metadata.
         self.db.execute("DELETE FROM load_metadata WHERE table_id=?", (object_id,))
+        self.db.execute("DELETE FROM table_first_load WHERE table_id=?", (object_id,))
 
     def insert_rows(self, object_id, sqlcols, rows):
         """rows: iterable of (values tuple aligned with sqlcols, file, line, handle)."""
@@ -175,7 +194,7 @@ class Catalog:
                         "rows_parsed, rows_loaded, errors_seen, first_error, statement_handle, "
                         "loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (table_id, file, etag, status, parsed, loaded, errors, first_error,
-                         handle, time.time()))
+                         handle, self.now()))
 
     def load_meta_list(self, table_id):
         cur = self.db.execute("SELECT file, etag, status, rows_parsed, rows_loaded, errors_seen, "
@@ -184,6 +203,72 @@ class Catalog:
         keys = ["file", "etag", "status", "rows_parsed", "rows_loaded", "errors_seen",
                 "first_error", "statement_handle", "loaded_at"]
         return [dict(zip(keys, r)) for r in cur]
+
+    def first_load_get(self, table_id):
+        """When data was first loaded into the table (the "initial set of
+        data" of "Loading older files"), or None."""
+        row = self.db.execute("SELECT loaded_at FROM table_first_load WHERE table_id=?",
+                              (table_id,)).fetchone()
+        return row[0] if row else None
+
+    def first_load_put(self, table_id):
+        self.db.execute("INSERT OR IGNORE INTO table_first_load (table_id, loaded_at) "
+                        "VALUES (?, ?)", (table_id, self.now()))
+
+    def age_load_metadata(self, table_id, file, seconds):
+        """Test hook: make one file's load metadata (and the table's first
+        load) older by seconds.  Returns the number of files aged."""
+        q = "UPDATE load_metadata SET loaded_at = loaded_at - ? WHERE table_id=?"
+        args = [seconds, table_id]
+        if file:
+            q += " AND file=?"
+            args.append(file)
+        n = self.db.execute(q, args).rowcount
+        self.db.execute("UPDATE table_first_load SET loaded_at = loaded_at - ? WHERE table_id=?",
+                        (seconds, table_id))
+        return n
+
+    # -- load history (SNOWFLAKE.ACCOUNT_USAGE.LOAD_HISTORY) ----------------
+    def history_add(self, table_id, fqn, r):
+        self.db.execute("INSERT INTO load_history (table_id, catalog_name, schema_name, "
+                        "table_name, file_name, last_load_time, status, row_count, row_parsed, "
+                        "first_error_message, first_error_line_number, "
+                        "first_error_character_position, first_error_col_name, error_count, "
+                        "error_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (table_id, fqn[0], fqn[1], fqn[2], r["file"], self.now(),
+                         r["status"].replace("_", " "), r["rows_loaded"], r["rows_parsed"],
+                         r["first_error"], r["first_error_line"], r["first_error_character"],
+                         r["first_error_column_name"], r["errors_seen"], r["error_limit"]))
+
+    def history_list(self, since):
+        cur = self.db.execute("SELECT table_id, catalog_name, schema_name, table_name, file_name, "
+                              "last_load_time, status, row_count, row_parsed, "
+                              "first_error_message, first_error_line_number, "
+                              "first_error_character_position, first_error_col_name, "
+                              "error_count, error_limit FROM load_history "
+                              "WHERE last_load_time >= ? ORDER BY seq", (since,))
+        return cur.fetchall()
+
+    # -- the clock ------------------------------------------------------------
+    def now(self):
+        row = self.db.execute("SELECT value FROM counters WHERE name='clock_offset_s'").fetchone()
+        return time.time() + (row[0] if row else 0)
+
+    def clock_offset(self):
+        row = self.db.execute("SELECT value FROM counters WHERE name='clock_offset_s'").fetchone()
+        return row[0] if row else 0
+
+    def set_clock_offset(self, seconds):
+        self.db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES "
+                        "('clock_offset_s', ?)", (int(seconds),))
+        self.db.execute("INSERT INTO clock_log (real_at, offset_s) VALUES (?, ?)",
+                        (time.time(), int(seconds)))
+
+    def clock_at(self, real_ts):
+        """A wall-clock time (a file's mtime) on the emulator's clock."""
+        row = self.db.execute("SELECT offset_s FROM clock_log WHERE real_at <= ? "
+                              "ORDER BY real_at DESC, rowid DESC LIMIT 1", (real_ts,)).fetchone()
+        return real_ts + (row[0] if row else 0)
 
     # -- statements ---------------------------------------------------------
     def log_statement(self, **kw):
@@ -242,6 +327,6 @@ class Catalog:
         for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table' "
                                        "AND name LIKE 'data_%'").fetchall():
             self.db.execute('DROP TABLE "%s"' % name)
-        for t in ["objects", "load_metadata", "statement_log", "statements", "counters"] + \
-                self.reset_tables:
+        for t in ["objects", "load_metadata", "statement_log", "statements", "counters",
+                  "table_first_load", "load_history", "clock_log"] + self.reset_tables:
             self.db.execute("DELETE FROM %s" % t)

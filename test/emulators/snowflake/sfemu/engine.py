@@ -10,6 +10,7 @@ import math
 import re
 import threading
 import time
+import zlib
 from decimal import Decimal, InvalidOperation
 
 from . import storage
@@ -24,6 +25,22 @@ from .statements import parse_statement
 from .streaming_pipe import check_pipe as check_streaming_pipe
 
 VERSION = "9.5.0"
+
+# Load metadata expires after 64 days ("Loading data", "Loading older files":
+# https://docs.snowflake.com/en/user-guide/data-load-considerations-load#loading-older-files)
+METADATA_TTL_S = 64 * 86400
+LOADED_STATES = ("LOADED", "PARTIALLY_LOADED")
+# SNOWFLAKE.ACCOUNT_USAGE.LOAD_HISTORY, columns and types as documented
+# (https://docs.snowflake.com/en/sql-reference/account-usage/load_history); 365 days kept
+LOAD_HISTORY_FQN = ("SNOWFLAKE", "ACCOUNT_USAGE", "LOAD_HISTORY")
+LOAD_HISTORY_COLUMNS = (
+    ("TABLE_ID", "NUMBER"), ("TABLE_NAME", "VARCHAR"), ("SCHEMA_ID", "NUMBER"),
+    ("SCHEMA_NAME", "VARCHAR"), ("CATALOG_ID", "NUMBER"), ("CATALOG_NAME", "VARCHAR"),
+    ("FILE_NAME", "VARCHAR"), ("LAST_LOAD_TIME", "TIMESTAMP_LTZ"), ("STATUS", "VARCHAR"),
+    ("ROW_COUNT", "NUMBER"), ("ROW_PARSED", "NUMBER"), ("FIRST_ERROR_MESSAGE", "VARCHAR"),
+    ("FIRST_ERROR_LINE_NUMBER", "NUMBER"), ("FIRST_ERROR_CHARACTER_POSITION", "NUMBER"),
+    ("FIRST_ERROR_COL_NAME", "VARCHAR"), ("ERROR_COUNT", "NUMBER"), ("ERROR_LIMIT", "NUMBER"))
+LOAD_HISTORY_RETENTION_S = 365 * 86400
 
 KIND_LABEL = {"TABLE": "Table", "EXTERNAL_TABLE": "External table", "STAGE": "Stage",
               "FILE_FORMAT": "File format", "PIPE": "Pipe"}
@@ -552,6 +569,17 @@ class Engine:
         a file already loaded into this table with an unchanged ETag is skipped
         unless FORCE = TRUE. ABORT_STATEMENT aborts the whole statement on the
         first error; explicitly listed files that are missing abort it too.
+
+        The metadata expires after 64 days (METADATA_TTL_S, by the catalog's
+        clock).  A file's load status is then unknown ("uncertain") when all
+        of these hold (LOAD_UNCERTAIN_FILES in the COPY INTO reference,
+        "Loading older files"): its LAST_MODIFIED is older than 64 days, the
+        table's initial set of data was loaded more than 64 days ago, and no
+        successful load of the file is younger than 64 days.  Such a file is
+        skipped silently (absent from the result), unless LOAD_UNCERTAIN_FILES
+        = TRUE (which still skips files with unexpired metadata) or FORCE =
+        TRUE.  Every file of a COPY that runs to completion gets a row in
+        SNOWFLAKE.ACCOUNT_USAGE.LOAD_HISTORY (not Snowpipe's loads).
         """
         fqn = self.resolve(st["table"], session, "COPY")
         tbl = self.cat.get("TABLE", fqn)
@@ -603,6 +631,7 @@ class Engine:
             raise SfError("VALIDATION_MODE is not supported by the emulator.", "002040", "0A000")
         on_error = _parse_on_error(copt.get("ON_ERROR", "ABORT_STATEMENT"))
         force = _truthy(copt.get("FORCE", False))
+        load_uncertain = _truthy(copt.get("LOAD_UNCERTAIN_FILES", False))
         purge = _truthy(copt.get("PURGE", False))
         match_by = str(copt.get("MATCH_BY_COLUMN_NAME") or "NONE").upper()
         return_failed_only = _truthy(copt.get("RETURN_FAILED_ONLY", False))
@@ -659,6 +688,10 @@ class Engine:
         table_label = '"%s"' % fqn[2].replace('"', '""')
         positions = {c["name"]: i + 1 for i, c in enumerate(columns)}
 
+        now = self.cat.now()
+        expired = now - METADATA_TTL_S
+        first_load = self.cat.first_load_get(tbl["object_id"])
+        table_old = first_load is not None and first_load <= expired
         file_results = []
         pending_rows = []   # (file url, rows)
         seen = set()
@@ -668,7 +701,8 @@ class Engine:
             seen.add(url)
             rel = url[len(base_url):].lstrip("/") if url.startswith(base_url) else url
             try:
-                data, etag = storage.fetch(url, creds, self.storage_cfg)
+                data, etag, modified = storage.fetch(url, creds, self.storage_cfg,
+                                                     with_modified=True)
             except storage.NotFound:
                 msg = ("Remote file '%s' was not found. There are several potential causes. The "
                        "file might not exist. The required credentials may be missing or "
@@ -683,8 +717,15 @@ class Engine:
             except storage.StorageError as e:
                 raise SfError("Failure using stage area. Cause: [%s]" % e, "091003", "XX000")
             meta = self.cat.load_meta_get(tbl["object_id"], url)
-            if meta and meta[1] in ("LOADED", "PARTIALLY_LOADED") and meta[0] == etag and not force:
+            fresh = meta is not None and meta[2] is not None and meta[2] > expired
+            loaded_fresh = fresh and meta[1] in LOADED_STATES
+            if loaded_fresh and meta[0] == etag and not force:
                 continue  # load metadata: already loaded, unchanged
+            uncertain = (modified is not None and self.cat.clock_at(modified) <= expired
+                         and table_old and not loaded_fresh)
+            if uncertain and not force and not load_uncertain:
+                continue  # load status unknown: skipped by default
+
             res = self._load_file(url, rel, data, fmt, ctx, targets, columns, transform, match_by,
                                   on_error, table_label, positions, truncate_cols)
             res["etag"] = etag
@@ -701,11 +742,19 @@ class Engine:
             for url, rows in pending_rows:
                 self.cat.insert_rows(tbl["object_id"], sqlcols,
                                      ((vals, url, line, handle) for vals, line in rows))
+            # Snowpipe's loads run this COPY too (sfemu/snowpipe.py, handle
+            # "pipe-..."): LOAD_HISTORY leaves them out, as documented.
+            pipe_load = str(handle).startswith("pipe-")
             for r in file_results:
+                if not pipe_load:
+                    self.cat.history_add(tbl["object_id"], fqn, r)
+                if r["status"] in LOADED_STATES and r["rows_loaded"]:
+                    self.cat.first_load_put(tbl["object_id"])
                 if r.get("etag") is None:
                     continue
                 prev = self.cat.load_meta_get(tbl["object_id"], r["file"])
-                if r["status"] == "LOAD_FAILED" and prev and prev[1] in ("LOADED", "PARTIALLY_LOADED"):
+                if r["status"] == "LOAD_FAILED" and prev and prev[1] in LOADED_STATES and \
+                        prev[2] is not None and prev[2] > expired:
                     continue
                 self.cat.load_meta_put(tbl["object_id"], r["file"], r["etag"], r["status"],
                                        r["rows_parsed"], r["rows_loaded"], r["errors_seen"],
@@ -862,6 +911,38 @@ class Engine:
                 continue
             rows.append(([out.get(c["name"]) for c in columns], rec.line))
         return _file_result(url, mode, limit, parsed, rows, errors, first)
+
+    # -- SNOWFLAKE.ACCOUNT_USAGE.LOAD_HISTORY -----------------------------------
+    def load_history_source(self, session, alias=None):
+        """The LOAD_HISTORY view: one row per file of each COPY INTO <table>
+        that ran to completion in the last 365 days (Snowpipe loads are not
+        in it).  Reading ACCOUNT_USAGE takes ACCOUNTADMIN or IMPORTED
+        PRIVILEGES on the SNOWFLAKE database, and a warehouse
+        (https://docs.snowflake.com/en/sql-reference/account-usage#enabling-other-roles-to-use-schemas-in-the-snowflake-database).
+        The real view lags by up to 90 minutes (2 days for a quiet table);
+        the emulator's has no latency.  A relations.Source."""
+        if session.roles is not None and \
+                not self.acct.has(session, "DATABASE", ("SNOWFLAKE",), ("IMPORTED PRIVILEGES",)):
+            raise SfError("SQL compilation error:\nDatabase 'SNOWFLAKE' does not exist or not "
+                          "authorized.", "002003", "02000")
+        self.acct.check_warehouse(session)
+        tcols = []
+        for name, tname in LOAD_HISTORY_COLUMNS:
+            t = FIXED0 if tname == "NUMBER" else TEXT_T if tname == "VARCHAR" else \
+                make_type(tname)
+            tcols.append({"name": name, "type": t, "nullable": True, "sqlcol": name})
+        rows = []
+        for (tid, cat_name, sch, tname, fname, at, status, rc, rp, fe, fel, fec, fecol, ec,
+             el) in self.cat.history_list(self.cat.now() - LOAD_HISTORY_RETENTION_S):
+            # the emulator has no ids for databases and schemas: stable ones
+            schema_id = zlib.crc32(("%s.%s" % (cat_name, sch)).encode())
+            catalog_id = zlib.crc32(cat_name.encode())
+            rows.append((_s(tid), tname, _s(schema_id), sch, _s(catalog_id), cat_name, fname,
+                         fmt_secs(int(at * NS)), status, _s(rc), _s(rp), fe, _s(fel), _s(fec),
+                         fecol, _s(ec), _s(el)))
+        from . import relations
+        pseudo = {"fqn": list(LOAD_HISTORY_FQN), "columns": tcols, "object_id": None}
+        return relations.Source(tcols, rows, relations.qualifiers(LOAD_HISTORY_FQN, alias), pseudo)
 
     # -- SELECT -----------------------------------------------------------------
     def select(self, st, session):

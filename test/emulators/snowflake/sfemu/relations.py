@@ -77,6 +77,8 @@ def source_for(engine, item, session, op="SELECT"):
         return stage_source(engine, item, session)
     fqn = engine.resolve(item["name"], session, op)
     tbl = engine.cat.get("TABLE", fqn)
+    if tbl is None and tuple(x.upper() for x in fqn) == ("SNOWFLAKE", "ACCOUNT_USAGE", "LOAD_HISTORY"):
+        return engine.load_history_source(session, item.get("alias"))
     if tbl is None:
         ext = engine.cat.get("EXTERNAL_TABLE", fqn)
         if ext is not None:

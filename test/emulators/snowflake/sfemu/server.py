@@ -463,6 +463,29 @@ def make_handler(app):
                 with app.executor.loglock:
                     log = app.executor.cat.read_log(since)
                 return self._send(200, {"statements": log})
+            if name == "clock":
+                # the emulator's clock: wall clock + offset (load metadata expiry,
+                # LAST_MODIFIED of staged files, load history)
+                with lock:
+                    if method == "POST":
+                        offset = cat.clock_offset()
+                        if "offset_s" in doc:
+                            offset = int(doc["offset_s"])
+                        offset += int(doc.get("advance_s", 0)) + int(doc.get("advance_days", 0)) * 86400
+                        cat.set_clock_offset(offset)
+                    return self._send(200, {"now": cat.now(), "offset_s": cat.clock_offset()})
+            if name == "load_metadata" and method == "POST":
+                # age the load metadata of a table (or one file of it) by age_s
+                want = doc.get("table")
+                if not want or "age_s" not in doc:
+                    return self._send(400, {"error": "table and age_s required"})
+                with lock:
+                    n = 0
+                    for o in cat.list_objects("TABLE"):
+                        if _table_matches(want, o["fqn"]):
+                            n += cat.age_load_metadata(o["object_id"], doc.get("file"),
+                                                       float(doc["age_s"]))
+                return self._send(200, {"aged": n})
             if name == "load_metadata":
                 with lock:
                     tables = [o for o in cat.list_objects("TABLE")]

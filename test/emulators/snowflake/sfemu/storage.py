@@ -9,6 +9,7 @@ Only loopback endpoints are ever contacted.
 """
 
 import bz2
+import email.utils
 import gzip
 import hashlib
 import io
@@ -176,11 +177,13 @@ def _gcs_url(cfg, bucket, name=None, query=None):
     return url
 
 
-def fetch(url, creds, cfg):
-    """Returns (bytes, etag); with cfg.copy_dir, also keeps a copy of the file
-    (the test suite's secret scan searches the files sfexport staged, which
-    it deletes once they are loaded)."""
-    data, etag = _fetch(url, creds, cfg)
+def fetch(url, creds, cfg, with_modified=False):
+    """Returns (bytes, etag), or (bytes, etag, last_modified) with
+    with_modified: the object's LAST_MODIFIED as seconds since the epoch
+    (None when the store does not say).  With cfg.copy_dir, also keeps a
+    copy of the file (the test suite's secret scan searches the files
+    sfexport staged, which it deletes once they are loaded)."""
+    data, etag, modified = _fetch(url, creds, cfg)
     if cfg.copy_dir:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", url)[-180:] + "." + (etag or "x")[:32]
         try:
@@ -189,7 +192,18 @@ def fetch(url, creds, cfg):
                 f.write(data)
         except OSError as e:
             sys.stderr.write("[sfemu] cannot keep a copy of %s: %s\n" % (url, e))
-    return data, etag
+    return (data, etag, modified) if with_modified else (data, etag)
+
+
+def _http_date(headers):
+    """Last-Modified (an HTTP-date, RFC 9110) as seconds since the epoch."""
+    value = {k.lower(): v for k, v in headers.items()}.get("last-modified")
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def _fetch(url, creds, cfg):
@@ -204,18 +218,22 @@ def _fetch(url, creds, cfg):
             raise NotFound(key)
         except OSError as e:
             raise StorageError(str(e))
-        return data, hashlib.md5(data).hexdigest()
+        try:
+            modified = os.stat(key).st_mtime
+        except OSError:
+            modified = None
+        return data, hashlib.md5(data).hexdigest(), modified
     if scheme == "s3":
         _, headers, data = _s3_request("GET", bucket, key, creds, cfg)
         etag = {k.lower(): v for k, v in headers.items()}.get("etag", "").strip('"')
-        return data, etag or hashlib.md5(data).hexdigest()
+        return data, etag or hashlib.md5(data).hexdigest(), _http_date(headers)
     if scheme == "gcs":
         req = urllib.request.Request(_gcs_url(cfg, bucket, key, {"alt": "media"}),
                                      headers={"Authorization": cfg.gcs_auth()})
         _, headers, data = _http(req, cfg.timeout)
         low = {k.lower(): v for k, v in headers.items()}
         etag = low.get("etag", "").strip('"')
-        return data, etag or hashlib.md5(data).hexdigest()
+        return data, etag or hashlib.md5(data).hexdigest(), _http_date(headers)
     raise StorageError("unsupported stage URL %s" % url)
 
 
