@@ -27,9 +27,10 @@ cd "$REPO"
 # PostgreSQL versions", says why these and what they take): capture and the
 # outbox (001, 002), the SQL scripts and the version check (003, 004), the
 # Snowflake client's key-pair auth (020), the worker pipeline (030), crash
-# recovery and failover (031, 032), setup (040, 041), Glue (050, 051) and
-# the privilege model with ordinary roles (082; role management changed in
-# PostgreSQL 16).
+# recovery and failover (031, 032), setup (040, 041), Glue (050, 051), the
+# worker's SQL as other roles see it and flush() by the database owner
+# (080), and the privilege model with ordinary roles (082; role management
+# changed in PostgreSQL 16).
 # The whole TAP suite a second time does not fit CI's 30 minutes.
 SUBSET_TAP=(
 	test/t/001_capture_durability.pl
@@ -44,6 +45,7 @@ SUBSET_TAP=(
 	test/t/041_setup_pipeline.pl
 	test/t/050_glue_sync.pl
 	test/t/051_glue_errors.pl
+	test/t/080_security_sql.pl
 	test/t/082_security_roles.pl
 )
 

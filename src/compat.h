@@ -120,7 +120,7 @@ sf_compat_parseTypeString(const char *str, Oid *typeid_p, int32 *typmod_p,
 
 /*
  * 18 types the binary side of the base64 routines as uint8 (bytes) instead
- * of char.
+ * of char.  (sfexport encodes only.)
  */
 #if PG_VERSION_NUM < 180000
 static inline int
@@ -129,13 +129,6 @@ sf_compat_pg_b64_encode(const uint8 *src, int len, char *dst, int dstlen)
 	return pg_b64_encode((const char *) src, len, dst, dstlen);
 }
 #define pg_b64_encode sf_compat_pg_b64_encode
-
-static inline int
-sf_compat_pg_b64_decode(const char *src, int len, uint8 *dst, int dstlen)
-{
-	return pg_b64_decode(src, len, (char *) dst, dstlen);
-}
-#define pg_b64_decode sf_compat_pg_b64_decode
 #endif
 
 /*
