@@ -40,7 +40,7 @@ REGRESS_OPTS = --inputdir=test --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lzstd
+SHLIB_LINK = -lcurl -ljansson -lssl -lcrypto -lz -lzstd -lisal
 
 ifneq ($(filter 1 asan,$(SANITIZE)),)
 PG_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -54,6 +54,17 @@ endif
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Header dependencies.  PGXS generates them only in a PostgreSQL configured
+# with --enable-depend, and Debian's is not (Makefile.global: "autodepend ="),
+# so without this rule "make" keeps an object whose .c did not change after
+# a header did: it then disagrees with the rest about struct layouts.  (A
+# stale src/glue.o, built before SfStatement gained "rejected", left that
+# field to uninitialized stack and src/snowflake.c wrote through it: heap
+# corruption that crashed backends at exit.)  Every object and bitcode file
+# depends on every header of ours: cheap, and nothing to keep in sync when
+# code moves between files.  test/t/004_build_deps.pl checks it.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 
 .PHONY: test bench-insert bench-flush demo demo-up demo-down test-surface-installed
 # the suite creates sfexport_test: say how to install it instead of failing

@@ -1,45 +1,117 @@
 /*-------------------------------------------------------------------------
  *
  * compress.c
- *		Streaming compression of staged files: gzip (zlib), zstd (libzstd)
- *		or none.  Bytes go in with sf_compress_write(); compressed bytes come
- *		out through a sink callback in chunks of at most SF_COMPRESS_CHUNK, so
- *		memory does not grow with the file.
+ *		Streaming compression of staged files: gzip (ISA-L's igzip, or zlib
+ *		at the higher levels), zstd (libzstd) or none.  Bytes go in with
+ *		sf_compress_write(); compressed bytes come out through a sink
+ *		callback in chunks of at most SF_COMPRESS_CHUNK, so memory does not
+ *		grow with the file.
  *
- * The output is what Snowflake's COMPRESSION = GZIP / ZSTD / NONE read: a
- * gzip member (RFC 1952, zlib's deflateInit2 with windowBits 15 + 16) or a
- * zstd frame.
+ * The output is what Snowflake's COMPRESSION = GZIP / ZSTD / NONE read: one
+ * gzip member (RFC 1952) or one zstd frame, whichever library wrote it.
+ * Snowflake's documentation does not say whether it reads a gzip file of
+ * several members, so whole-buffer compressors that can only write one
+ * member per buffer (libdeflate) are not used.
  *
- * Levels: the server option compression_level (1-9 for gzip, 1-19 for
- * zstd), by default 1 for both.  Staging has to keep up with a PostgreSQL
- * that writes rows as fast as it can (bench/flush compares it with `COPY ...
- * | gzip -1`); level 1 costs about 15-25% larger files than zlib's default
- * level 6 and is three to four times faster, and Snowflake reads either.
+ * What is used, from bench/compress (docs/performance.md has the figures:
+ * CSV of bench/flush's row shape, per CPU second):
+ *
+ *	- gzip, compression_level 1-3: ISA-L's isal_deflate at its levels 1-3.
+ *	  Level 1 compresses about four times as fast as zlib's level 1 and
+ *	  makes slightly smaller files; levels 2 and 3 a little smaller still.
+ *	- gzip, compression_level 4-9: zlib's deflate at that level (ISA-L has
+ *	  no higher levels): smaller files, zlib's speed.
+ *	- zstd, compression_level 1-19: that zstd level.  At levels 1-12 one
+ *	  libzstd worker thread (ZSTD_c_nbWorkers) compresses beside the
+ *	  worker, which meanwhile renders the next rows: the worker's own
+ *	  thread spends a sixth to an eighth of the time on compression it
+ *	  spent before.  A running job cannot be interrupted, and from level 13 on a
+ *	  job takes 0.1 s to seconds (larger windows make jobs of 2-8 MB, and
+ *	  these levels compress 1-15 MB/s), so there the worker compresses
+ *	  itself, 128 KB per call.
+ *
+ * Records are a few hundred bytes; the libraries are fastest on large
+ * pieces (ISA-L at half speed when fed record by record), so input is
+ * collected into SF_COMPRESS_INPUT bytes before it goes to the library.
+ *
+ * libzstd's threads: PostgreSQL's signal handlers must only ever run on the
+ * backend's own thread.  A thread inherits the signal mask of the thread
+ * that creates it (POSIX pthread_create), and libzstd creates its workers
+ * inside ZSTD_compressStream2(), so every call into libzstd with workers is
+ * made with all signals blocked and the old mask restored afterwards: the
+ * workers start with every signal blocked (SIGQUIT too, which a backend's
+ * BlockSig leaves open), and a signal that arrives during the call waits
+ * the few milliseconds until it returns.  The threads run libzstd's code
+ * only (its own malloc'd memory, no PostgreSQL function); ZSTD_freeCCtx(),
+ * from the memory context reset callback, joins them, also on error.
+ * PostgreSQL itself runs libzstd with workers in a backend
+ * (src/backend/backup/basebackup_zstd.c).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <isa-l/igzip_lib.h>
 #include <zlib.h>
+/* ZSTD_getFrameProgression(), stable since libzstd 1.3.x */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "sfexport.h"
 
-#define SF_COMPRESS_CHUNK	(256 * 1024)
+#define SF_COMPRESS_CHUNK	(256 * 1024)	/* output handed to the sink */
+#define SF_COMPRESS_INPUT	(128 * 1024)	/* input collected per library call */
+
+/* gzip levels above this are zlib's */
+#define SF_ISAL_MAX_LEVEL	ISAL_DEF_MAX_LEVEL
+
+/*
+ * libzstd worker threads per zstd stream, the input each compresses as one
+ * job, and the highest level that uses them.  One worker keeps up with the
+ * rendering (bench/compress); a second only adds memory.  1 MB jobs take
+ * half the memory of libzstd's default at level 1 (4 window sizes) for the
+ * same ratio, and at level 12 one takes about 40 ms.
+ */
+#define SF_ZSTD_WORKERS		1
+#define SF_ZSTD_JOB_SIZE	(1024 * 1024)
+#define SF_ZSTD_THREADS_MAX_LEVEL 12
+
+typedef enum SfCodec
+{
+	CODEC_NONE,
+	CODEC_ISAL,
+	CODEC_ZLIB,
+	CODEC_ZSTD
+} SfCodec;
 
 struct SfCompressor
 {
-	SfCompression kind;
+	SfCodec		codec;
 	SfCompressSink sink;
 	void	   *sink_arg;
+	char	   *in;				/* SF_COMPRESS_INPUT bytes collected */
+	size_t		in_len;
 	char	   *out;			/* SF_COMPRESS_CHUNK bytes */
-	int64		in_bytes;
-	int64		out_bytes;
+	int64		in_bytes;		/* written by the caller */
+	int64		out_bytes;		/* emitted to the sink */
+	/* for sf_compress_out_bytes(): the library's progress */
+	int64		lib_in;			/* input handed to the library */
+	int64		lib_consumed;	/* of which compressed (zstd's workers lag) */
+	int64		lib_produced;	/* compressed bytes made, emitted or not */
 	bool		finished;
+	struct isal_zstream *isal;
 	z_stream	zs;
+	bool		zs_ready;
 	ZSTD_CCtx  *zctx;
+	bool		zstd_threads;	/* workers enabled: calls block signals */
 };
 
 /* Free the library state however we leave (also on error). */
@@ -48,11 +120,14 @@ compressor_reset_callback(void *arg)
 {
 	SfCompressor *c = (SfCompressor *) arg;
 
-	if (c->kind == SF_COMPRESSION_GZIP)
-		deflateEnd(&c->zs);
-	else if (c->kind == SF_COMPRESSION_ZSTD && c->zctx)
+	if (c->zs_ready)
 	{
-		ZSTD_freeCCtx(c->zctx);
+		deflateEnd(&c->zs);
+		c->zs_ready = false;
+	}
+	if (c->zctx)
+	{
+		ZSTD_freeCCtx(c->zctx); /* joins its worker threads */
 		c->zctx = NULL;
 	}
 }
@@ -80,9 +155,61 @@ emit(SfCompressor *c, const char *data, size_t len)
 	c->sink(data, len, c->sink_arg);
 }
 
+static void
+isal_begin(SfCompressor *c, int level)
+{
+	static const uint32 level_buf_size[SF_ISAL_MAX_LEVEL + 1] = {
+		ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
+		ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT
+	};
+
+	c->isal = palloc(sizeof(struct isal_zstream));
+	isal_deflate_init(c->isal);
+	c->isal->gzip_flag = IGZIP_GZIP;	/* gzip header and trailer */
+	c->isal->level = level;
+	c->isal->level_buf_size = level_buf_size[level];
+	c->isal->level_buf = level_buf_size[level] ? palloc(level_buf_size[level]) : NULL;
+}
+
+static void
+zlib_begin(SfCompressor *c, int level)
+{
+	c->zs.zalloc = zlib_alloc;
+	c->zs.zfree = zlib_free;
+	c->zs.opaque = CurrentMemoryContext;
+	/* windowBits 15 + 16: write a gzip header and trailer */
+	if (deflateInit2(&c->zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not initialize gzip compression")));
+	c->zs_ready = true;
+}
+
+static void
+zstd_begin(SfCompressor *c, int level)
+{
+	c->zctx = ZSTD_createCCtx();
+	if (c->zctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not initialize zstd compression")));
+	ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_compressionLevel, level);
+	ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_checksumFlag, 1);
+	/* a libzstd built without threads refuses: then it compresses inline */
+	if (level <= SF_ZSTD_THREADS_MAX_LEVEL &&
+		!ZSTD_isError(ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_nbWorkers, SF_ZSTD_WORKERS)))
+	{
+		c->zstd_threads = true;
+		ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_jobSize, SF_ZSTD_JOB_SIZE);
+	}
+}
+
 /*
- * Start a compressed stream.  All state lives in the current memory context;
- * deleting or resetting it releases the library state too.
+ * Start a compressed stream.  level 0 means the default of the compression
+ * (SF_GZIP_DEFAULT_LEVEL, SF_ZSTD_DEFAULT_LEVEL); the option validator
+ * keeps it within 1-9 for gzip and 1-19 for zstd.  All state lives in the
+ * current memory context; deleting or resetting it releases the library
+ * state too.
  */
 SfCompressor *
 sf_compress_begin(SfCompression kind, int level, SfCompressSink sink, void *sink_arg)
@@ -90,47 +217,79 @@ sf_compress_begin(SfCompression kind, int level, SfCompressSink sink, void *sink
 	SfCompressor *c = palloc0(sizeof(SfCompressor));
 	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
 
-	c->kind = kind;
 	c->sink = sink;
 	c->sink_arg = sink_arg;
-	c->out = palloc(SF_COMPRESS_CHUNK);
-
-	if (kind == SF_COMPRESSION_GZIP)
-	{
-		c->zs.zalloc = zlib_alloc;
-		c->zs.zfree = zlib_free;
-		c->zs.opaque = CurrentMemoryContext;
-		/* windowBits 15 + 16: write a gzip header and trailer */
-		if (deflateInit2(&c->zs, level > 0 ? level : SF_GZIP_DEFAULT_LEVEL, Z_DEFLATED, 15 + 16, 8,
-						 Z_DEFAULT_STRATEGY) != Z_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not initialize gzip compression")));
-	}
-	else if (kind == SF_COMPRESSION_ZSTD)
-	{
-		c->zctx = ZSTD_createCCtx();
-		if (c->zctx == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not initialize zstd compression")));
-		ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_compressionLevel,
-							   level > 0 ? level : SF_ZSTD_DEFAULT_LEVEL);
-		ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_checksumFlag, 1);
-	}
-
 	cb->func = compressor_reset_callback;
 	cb->arg = c;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+
+	switch (kind)
+	{
+		case SF_COMPRESSION_GZIP:
+			level = level > 0 ? Min(level, 9) : SF_GZIP_DEFAULT_LEVEL;
+			if (level <= SF_ISAL_MAX_LEVEL)
+			{
+				c->codec = CODEC_ISAL;
+				isal_begin(c, level);
+			}
+			else
+			{
+				c->codec = CODEC_ZLIB;
+				zlib_begin(c, level);
+			}
+			break;
+		case SF_COMPRESSION_ZSTD:
+			c->codec = CODEC_ZSTD;
+			zstd_begin(c, level > 0 ? Min(level, ZSTD_maxCLevel()) : SF_ZSTD_DEFAULT_LEVEL);
+			break;
+		case SF_COMPRESSION_NONE:
+			c->codec = CODEC_NONE;
+			return c;
+	}
+	c->in = palloc(SF_COMPRESS_INPUT);
+	c->out = palloc(SF_COMPRESS_CHUNK);
 	return c;
 }
 
+/* ISA-L: compress len bytes; with end, finish the member (the trailer). */
 static void
-gzip_run(SfCompressor *c, const char *data, size_t len, int flush)
+isal_run(SfCompressor *c, const char *data, size_t len, bool end)
 {
+	struct isal_zstream *zs = c->isal;
+
+	zs->next_in = (uint8_t *) data;
+	zs->avail_in = len;
+	zs->end_of_stream = end ? 1 : 0;
+	for (;;)
+	{
+		int			rc;
+
+		zs->next_out = (uint8_t *) c->out;
+		zs->avail_out = SF_COMPRESS_CHUNK;
+		rc = isal_deflate(zs);
+		if (rc != COMP_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("gzip compression failed"),
+					 errdetail_internal("isal_deflate returned %d.", rc)));
+		emit(c, c->out, SF_COMPRESS_CHUNK - zs->avail_out);
+		if (end ? zs->internal_state.state == ZSTATE_END
+			: zs->avail_in == 0 && zs->avail_out > 0)
+			break;
+	}
+	c->lib_consumed = c->lib_in;
+	c->lib_produced = c->out_bytes;
+}
+
+/* zlib: compress len bytes; with end, finish the member (Z_FINISH). */
+static void
+zlib_run(SfCompressor *c, const char *data, size_t len, bool end)
+{
+	int			flush = end ? Z_FINISH : Z_NO_FLUSH;
+
 	c->zs.next_in = (Bytef *) data;
 	c->zs.avail_in = len;
-	do
+	for (;;)
 	{
 		int			rc;
 
@@ -142,25 +301,81 @@ gzip_run(SfCompressor *c, const char *data, size_t len, int flush)
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("gzip compression failed")));
 		emit(c, c->out, SF_COMPRESS_CHUNK - c->zs.avail_out);
-	} while (c->zs.avail_out == 0 || (flush == Z_FINISH && c->zs.avail_in > 0));
+		if (end ? rc == Z_STREAM_END : c->zs.avail_in == 0 && c->zs.avail_out > 0)
+			break;
+	}
+	c->lib_consumed = c->lib_in;
+	c->lib_produced = c->out_bytes;
 }
 
-static void
-zstd_run(SfCompressor *c, const char *data, size_t len, ZSTD_EndDirective mode)
+/*
+ * One ZSTD_compressStream2() call; with worker threads, with all signals
+ * blocked, so that the threads libzstd may create in it never run
+ * PostgreSQL's signal handlers (see the file header).
+ */
+static size_t
+zstd_call(SfCompressor *c, ZSTD_outBuffer *out, ZSTD_inBuffer *in, ZSTD_EndDirective mode)
 {
+	sigset_t	all,
+				old;
+	size_t		rc;
+
+	if (!c->zstd_threads)
+		return ZSTD_compressStream2(c->zctx, out, in, mode);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = ZSTD_compressStream2(c->zctx, out, in, mode);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+/* zstd: compress len bytes; with end, finish the frame. */
+static void
+zstd_run(SfCompressor *c, const char *data, size_t len, bool end)
+{
+	ZSTD_EndDirective mode = end ? ZSTD_e_end : ZSTD_e_continue;
 	ZSTD_inBuffer in = {data, len, 0};
+	ZSTD_frameProgression fp;
 
 	for (;;)
 	{
 		ZSTD_outBuffer out = {c->out, SF_COMPRESS_CHUNK, 0};
-		size_t		remaining = ZSTD_compressStream2(c->zctx, &out, &in, mode);
+		size_t		remaining = zstd_call(c, &out, &in, mode);
 
 		if (ZSTD_isError(remaining))
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("zstd compression failed: %s", ZSTD_getErrorName(remaining))));
+					 errmsg("zstd compression failed"),
+					 errdetail_internal("%s", ZSTD_getErrorName(remaining))));
 		emit(c, c->out, out.pos);
-		if (mode == ZSTD_e_end ? remaining == 0 : in.pos == in.size)
+		if (end ? remaining == 0 : in.pos == in.size)
+			break;
+		/* with workers, a call returns once a part of a job is done */
+		CHECK_FOR_INTERRUPTS();
+	}
+	fp = ZSTD_getFrameProgression(c->zctx);
+	c->lib_consumed = fp.consumed;
+	c->lib_produced = fp.produced;
+}
+
+/* Hand len bytes to the library; with end, finish the stream. */
+static void
+compress_run(SfCompressor *c, const char *data, size_t len, bool end)
+{
+	c->lib_in += len;
+	switch (c->codec)
+	{
+		case CODEC_ISAL:
+			isal_run(c, data, len, end);
+			break;
+		case CODEC_ZLIB:
+			zlib_run(c, data, len, end);
+			break;
+		case CODEC_ZSTD:
+			zstd_run(c, data, len, end);
+			break;
+		case CODEC_NONE:
+			Assert(false);
 			break;
 	}
 }
@@ -171,17 +386,28 @@ sf_compress_write(SfCompressor *c, const char *data, size_t len)
 {
 	Assert(!c->finished);
 	c->in_bytes += len;
-	switch (c->kind)
+	if (c->codec == CODEC_NONE)
 	{
-		case SF_COMPRESSION_GZIP:
-			gzip_run(c, data, len, Z_NO_FLUSH);
-			break;
-		case SF_COMPRESSION_ZSTD:
-			zstd_run(c, data, len, ZSTD_e_continue);
-			break;
-		case SF_COMPRESSION_NONE:
-			emit(c, data, len);
-			break;
+		emit(c, data, len);
+		return;
+	}
+	if (c->in_len + len <= SF_COMPRESS_INPUT)
+	{
+		memcpy(c->in + c->in_len, data, len);
+		c->in_len += len;
+		return;
+	}
+	if (c->in_len > 0)
+	{
+		compress_run(c, c->in, c->in_len, false);
+		c->in_len = 0;
+	}
+	if (len >= SF_COMPRESS_INPUT)
+		compress_run(c, data, len, false);
+	else
+	{
+		memcpy(c->in, data, len);
+		c->in_len = len;
 	}
 }
 
@@ -191,10 +417,11 @@ sf_compress_finish(SfCompressor *c)
 {
 	if (c->finished)
 		return;
-	if (c->kind == SF_COMPRESSION_GZIP)
-		gzip_run(c, NULL, 0, Z_FINISH);
-	else if (c->kind == SF_COMPRESSION_ZSTD)
-		zstd_run(c, NULL, 0, ZSTD_e_end);
+	if (c->codec != CODEC_NONE)
+	{
+		compress_run(c, c->in, c->in_len, true);
+		c->in_len = 0;
+	}
 	c->finished = true;
 }
 
@@ -204,8 +431,98 @@ sf_compress_in_bytes(SfCompressor *c)
 	return c->in_bytes;
 }
 
+/*
+ * The compressed size of everything written so far: exact after
+ * sf_compress_finish(); before, what the library made, plus the input it
+ * has not compressed yet (ours not yet handed over, zstd's workers' backlog
+ * of up to a few MB) at the ratio seen so far.  The caller ends a file when
+ * this reaches max_file_size (at least 1 MB), so a file overshoots it by
+ * little.  Before anything has been compressed the ratio is unknown: a zstd
+ * worker starts on a job only once SF_ZSTD_JOB_SIZE bytes are there, so
+ * that much input counts as nothing yet and the rest as uncompressed.
+ */
 int64
 sf_compress_out_bytes(SfCompressor *c)
 {
-	return c->out_bytes;
+	int64		pending;
+
+	if (c->finished || c->codec == CODEC_NONE)
+		return c->out_bytes;
+	pending = c->in_bytes - c->lib_consumed;
+	if (c->lib_consumed == 0)
+		return c->lib_produced + Max(pending - SF_ZSTD_JOB_SIZE, 0);
+	return c->lib_produced + (int64) ((double) pending * c->lib_produced / c->lib_consumed);
+}
+
+/* ---------------------------------------------------------------------
+ * Test surface (docs/ARCHITECTURE.md, "Test surface")
+ * ---------------------------------------------------------------------
+ */
+static void
+collect_sink(const char *data, size_t len, void *arg)
+{
+	StringInfo	buf = (StringInfo) arg;
+
+	if ((size_t) buf->len + len >= MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("compressed output is larger than 1 GB")));
+	appendBinaryStringInfo(buf, data, len);
+}
+
+PG_FUNCTION_INFO_V1(sfexport_compress);
+
+/*
+ * sfexport_test.compress(compression, level, data, chunk, times) → bytea:
+ * one stream of data repeated times times, written in pieces of chunk
+ * bytes, as a staged file would be compressed.
+ */
+Datum
+sfexport_compress(PG_FUNCTION_ARGS)
+{
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int			level = PG_GETARG_INT32(1);
+	bytea	   *data = PG_GETARG_BYTEA_PP(2);
+	int			chunk = PG_GETARG_INT32(3);
+	int			times = PG_GETARG_INT32(4);
+	const char *p = VARDATA_ANY(data);
+	size_t		len = VARSIZE_ANY_EXHDR(data);
+	SfCompression comp;
+	SfCompressor *c;
+	StringInfoData buf;
+	bytea	   *res;
+
+	if (strcmp(kind, "gzip") == 0)
+		comp = SF_COMPRESSION_GZIP;
+	else if (strcmp(kind, "zstd") == 0)
+		comp = SF_COMPRESSION_ZSTD;
+	else if (strcmp(kind, "none") == 0)
+		comp = SF_COMPRESSION_NONE;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown compression \"%s\"", kind)));
+	if (chunk <= 0 || times < 0 || level < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chunk must be positive, times and level not negative")));
+
+	initStringInfo(&buf);
+	c = sf_compress_begin(comp, level, collect_sink, &buf);
+	for (int i = 0; i < times; i++)
+	{
+		for (size_t off = 0; off < len; off += chunk)
+		{
+			sf_compress_write(c, p + off, Min((size_t) chunk, len - off));
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	sf_compress_finish(c);
+	if (sf_compress_in_bytes(c) != (int64) len * times ||
+		sf_compress_out_bytes(c) != buf.len)
+		elog(ERROR, "sfexport: compressor byte counts are wrong");
+	res = palloc(VARHDRSZ + buf.len);
+	SET_VARSIZE(res, VARHDRSZ + buf.len);
+	memcpy(VARDATA(res), buf.data, buf.len);
+	PG_RETURN_BYTEA_P(res);
 }

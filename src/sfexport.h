@@ -458,6 +458,7 @@ extern SfCompressor *sf_compress_begin(SfCompression kind, int level,
 extern void sf_compress_write(SfCompressor *c, const char *data, size_t len);
 extern void sf_compress_finish(SfCompressor *c);
 extern int64 sf_compress_in_bytes(SfCompressor *c);
+/* exact after sf_compress_finish(); before, with an estimate for buffered input */
 extern int64 sf_compress_out_bytes(SfCompressor *c);
 
 /* ----------------------------------------------------------------

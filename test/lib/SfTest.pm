@@ -7,6 +7,9 @@
 #   my $svc  = SfTest::start_service('s3', [cmd...], port_file => $f);
 #   $svc->{port}                                  # the port it listens on
 #
+# A server process of any node that was terminated by a signal (a crash,
+# even one at exit after its last query) fails the test file (END below).
+#
 # Services are started on 127.0.0.1 only and stopped at the end of the test
 # file (or with SfTest::stop_service); a stand-in with SfTest::emulator('NAME'),
 # the command test/emulators/start NAME.  Every service writes the port it
@@ -134,6 +137,35 @@ END
 	}
 	collect_store_evidence();
 	stop_service($_) for @services;
+}
+
+# A server process that died of a signal (SIGSEGV, an assertion's SIGABRT)
+# fails the test file even when no later step noticed, as when a backend
+# crashes in its exit handlers after its last query.  The postmaster logs it
+# as "... (PID n) was terminated by signal n: ..." (LogChildExit in
+# postmaster.c).  kill_postmaster() kills the postmaster first, which then
+# logs nothing.  This END block runs before PostgreSQL::Test::Cluster's, so
+# the exit status set here also keeps the data directories (and any core).
+sub server_crashes
+{
+	my @crashes;
+	for my $node (@nodes)
+	{
+		next unless -f $node->logfile;
+		push @crashes, grep { /was terminated by (?:signal|exception)/ }
+		  split /\n/, PostgreSQL::Test::Utils::slurp_file($node->logfile);
+	}
+	return @crashes;
+}
+
+END
+{
+	my @crashes = server_crashes();
+	if (@crashes)
+	{
+		diag("a server process crashed (see the server log):\n" . join("\n", @crashes));
+		$? = 1 unless $?;
+	}
 }
 
 # ---- secrets registry and evidence (see the head of this file)

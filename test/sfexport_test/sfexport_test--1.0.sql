@@ -54,8 +54,17 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'sfexport_hive_to_snowflake'
 LANGUAGE C STRICT IMMUTABLE;
 
+-- The compressor of staged files (src/compress.c): one stream of data
+-- repeated times times, written in pieces of chunk bytes; level 0 is the
+-- compression's default.
+CREATE FUNCTION sfexport_test.compress(compression text, level integer, data bytea,
+    chunk integer DEFAULT 65536, times integer DEFAULT 1)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'sfexport_compress'
+LANGUAGE C STRICT VOLATILE;
+
 REVOKE ALL ON FUNCTION sfexport_test.sigv4_sign, sfexport_test.storage_put,
     sfexport_test.storage_get, sfexport_test.storage_head,
     sfexport_test.storage_delete, sfexport_test.storage_list,
-    sfexport_test.hive_to_snowflake
+    sfexport_test.hive_to_snowflake, sfexport_test.compress
   FROM PUBLIC;
