@@ -8,8 +8,9 @@
  *	  its context; reset and delete free them (and run reset callbacks), so
  *	  AddressSanitizer sees use-after-reset and LeakSanitizer sees leaks of
  *	  anything NOT allocated with palloc (jansson objects, OpenSSL objects).
- *	  The context pointer sits right before each chunk, as the server's
- *	  GetMemoryChunkContext() expects.
+ *	  The context pointer sits right before each chunk, as PostgreSQL 15's
+ *	  inline GetMemoryChunkContext() expects (from 16 on it is a server
+ *	  function, which nothing here calls).
  *	- ereport: errstart/errfinish collect the error; ERROR longjmps to the
  *	  innermost PG_TRY (PG_exception_stack) exactly as the server does, so a
  *	  thrown error is a handled outcome of a fuzz iteration.  An ERROR
@@ -36,6 +37,7 @@
 #include "utils/timestamp.h"
 
 #include "pgstub.h"
+#include "sfexport.h"
 
 /* ---------------------------------------------------------------------
  * Globals the server would define
@@ -588,8 +590,7 @@ geterrcode(void)
 	return cur()->sqlerrcode;
 }
 
-static void
-throw_current(void) pg_attribute_noreturn();
+pg_noreturn static void throw_current(void);
 
 static void
 throw_current(void)
@@ -802,7 +803,7 @@ grow(List *l)
 
 	if (l->elements == l->initial_elements)
 	{
-		ListCell   *e = MemoryContextAlloc(GetMemoryChunkContext(l), cap * sizeof(ListCell));
+		ListCell   *e = MemoryContextAlloc(CHUNK_OF(l)->cxt, cap * sizeof(ListCell));
 
 		memcpy(e, l->elements, l->length * sizeof(ListCell));
 		l->elements = e;
@@ -947,6 +948,18 @@ void
 ResetLatch(Latch *latch)
 {
 }
+
+/*
+ * The server's custom wait events (PostgreSQL 17 on; compat.h makes it a
+ * constant before), which waits.c's sf_wait_event asks for.
+ */
+#ifndef WaitEventExtensionNew
+uint32
+WaitEventExtensionNew(const char *wait_event_name)
+{
+	return PG_WAIT_EXTENSION;
+}
+#endif
 
 void
 SetLatch(Latch *latch)

@@ -10,11 +10,14 @@
 #                                        five TAP files with a sanitizer build
 #                                        (scripts/sanitize-tests.sh asan quick)
 #
-# The build is installed into a private tree under a work directory (as
-# PostgreSQL's own "make check" does), so test runs of different checkouts
-# never share an installation.  Clusters run as an unprivileged user: when
-# started as root, everything below runs as "postgres" in that work
-# directory, which it can write.
+# The build is installed into a private tree under a work directory
+# (${TMPDIR:-/tmp}/sfexport-test.*), as PostgreSQL's own "make check" does,
+# so test runs of different checkouts never share an installation.  Clusters
+# run as an unprivileged user: when started as root, everything below runs
+# as "postgres" in that work directory, which it can write.  PG_CONFIG picks
+# the PostgreSQL to test against (default: the pg_config on PATH): the
+# private installation, pg_regress, the PostgreSQL::Test modules, the fuzz
+# build and the sanitizer build all follow it.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +26,7 @@ TEST_USER=${SFEXPORT_TEST_USER:-postgres}
 
 if [ "${1:-}" != "--inner" ]; then
 	# ---- preparation, as the invoking user (root on CI) ----
-	WORK=$(mktemp -d /tmp/sfexport-test.XXXXXX)
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/sfexport-test.XXXXXX")
 	chmod 755 "$WORK"
 	bash "$REPO/scripts/private-install.sh" "$WORK/install"
 	# SFEXPORT_SANITIZE=asan|ubsan|valgrind: run postgres under that checker
@@ -82,10 +85,14 @@ run_tap() {
 	# the secret scan (test/lib/SfTest.pm, scripts/secret-scan.py)
 	install -m 600 /dev/null "$WORK/secrets.registry"
 	tap_ran=1
+	# clusters and logs under $WORK/tap/tmp_check: PostgreSQL 15's
+	# PostgreSQL::Test::Utils derives them from TESTDIR, later ones (18) take
+	# TESTDATADIR and TESTLOGDIR (else ./tmp_check and ./log)
 	SFEXPORT_SECRETS_FILE="$WORK/secrets.registry" SFEXPORT_EVIDENCE_DIR="$WORK/evidence" \
-	TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+	TESTDIR="$WORK/tap" TESTDATADIR="$WORK/tap/tmp_check" TESTLOGDIR="$WORK/tap/tmp_check/log" \
+	PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
 	SFEXPORT_SRC="$SRC" \
-		prove -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
+		prove --timer -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
 			failed=1
 			for f in "$WORK"/tap/tmp_check/log/*; do
 				[ -f "$f" ] || continue

@@ -787,7 +787,7 @@ sf_encode_payload(SfRowEncoder *enc, TupleTableSlot *slot, bool allow_binary,
 			enc->values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
 																   DatumGetPointer(enc->values[i])));
 	}
-	mt = heap_form_minimal_tuple(enc->bindesc, enc->values, enc->nulls);
+	mt = heap_form_minimal_tuple(enc->bindesc, enc->values, enc->nulls, 0);
 	enlargeStringInfo(out, 1 + strlen(zone) + 1 + mt->t_len - MINIMAL_TUPLE_DATA_OFFSET);
 	appendStringInfoChar(out, SF_PAYLOAD_BINARY);
 	appendBinaryStringInfo(out, zone, strlen(zone) + 1);

@@ -16,7 +16,7 @@
 #include "postgres.h"
 
 #include "access/reloptions.h"
-#include "commands/explain.h"
+#include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "nodes/nodes.h"
 #include "nodes/pathnodes.h"

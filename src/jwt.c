@@ -219,7 +219,7 @@ base64_std(const unsigned char *data, int len)
 {
 	int			enclen = pg_b64_enc_len(len);
 	char	   *out = palloc(enclen + 1);
-	int			n = pg_b64_encode((const char *) data, len, out, enclen);
+	int			n = pg_b64_encode(data, len, out, enclen);
 
 	if (n < 0)
 		elog(ERROR, "base64 encoding failed");

@@ -28,7 +28,7 @@
 #include "tables.h"
 #include "worker.h"
 
-PG_MODULE_MAGIC;
+PG_MODULE_MAGIC_EXT(.name = "sfexport", .version = SFEXPORT_VERSION);
 
 void		_PG_init(void);
 

@@ -9,6 +9,7 @@
 
 #include "glue_client.h"
 
+#include "catalog/pg_foreign_server.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -63,7 +64,7 @@ sfexport_glue_sync(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
-	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
+	if (!object_ownercheck(ForeignServerRelationId, server->serverid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to run glue_sync on server \"%s\"", server->servername),

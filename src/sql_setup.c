@@ -34,6 +34,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
@@ -69,7 +70,7 @@ check_setup_privilege(ForeignServer *server)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the sfexport foreign-data wrapper",
 						server->servername)));
-	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
+	if (!object_ownercheck(ForeignServerRelationId, server->serverid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to set up Snowflake objects for server \"%s\"",

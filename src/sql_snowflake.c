@@ -34,7 +34,7 @@ lookup_server(Name servername, SfServerConfig **srv, SfUserConfig **usr)
 	ForeignServer *server = GetForeignServerByName(NameStr(*servername), false);
 	AclResult	aclresult;
 
-	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	aclresult = object_aclcheck(ForeignServerRelationId, server->serverid, GetUserId(), ACL_USAGE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 	*srv = sf_get_server_config(server->serverid);

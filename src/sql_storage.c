@@ -35,7 +35,7 @@ storage_for_server(const char *servername)
 	ForeignServer *server = GetForeignServerByName(servername, false);
 	AclResult	aclresult;
 
-	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	aclresult = object_aclcheck(ForeignServerRelationId, server->serverid, GetUserId(), ACL_USAGE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 	return sf_storage_open(sf_get_server_config(server->serverid),

@@ -33,7 +33,7 @@ PG_FUNCTION_INFO_V1(sfexport_launcher_wakeup);
 static bool
 may_cut_backoffs(void)
 {
-	return pg_database_ownercheck(MyDatabaseId, GetUserId());
+	return object_ownercheck(DatabaseRelationId, MyDatabaseId, GetUserId());
 }
 
 /*

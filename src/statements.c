@@ -287,10 +287,10 @@ sf_snowflake_type_for_name(const char *pgtype)
 {
 	Oid			typid;
 	int32		typmod;
+	ErrorSaveContext escontext = {T_ErrorSaveContext};
 	size_t		len = strlen(pgtype);
 
-	parseTypeString(pgtype, &typid, &typmod, true);
-	if (!OidIsValid(typid))
+	if (!parseTypeString(pgtype, &typid, &typmod, (Node *) &escontext))
 		return len > 2 && strcmp(pgtype + len - 2, "[]") == 0 ? "ARRAY" : "VARCHAR";
 	return sf_snowflake_type(typid, typmod);
 }

@@ -43,8 +43,12 @@ SELECT * FROM sfexport.snowflake_query('sf', 'SELECT 1');
 RESET ROLE;
 GRANT USAGE ON FOREIGN SERVER sf TO sf_nobody;
 SET ROLE sf_nobody;
+-- PostgreSQL's own message, reworded in newer releases (18: "for user ..., server ..."): matched, not printed
+\set VERBOSITY sqlstate
 SELECT * FROM sfexport.test_connection('sf');
+\set VERBOSITY default
 \echo SQLSTATE :SQLSTATE
+SELECT :'LAST_ERROR_MESSAGE' ~ '^user mapping not found for (user )?"sf_nobody"' AS no_user_mapping;
 RESET ROLE;
 SELECT * FROM sfexport.test_connection('no_such_server');
 \echo SQLSTATE :SQLSTATE

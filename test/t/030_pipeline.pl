@@ -2,7 +2,8 @@
 # Snowflake emulator:
 #  - sfexport.setup() creates the file format, stage and table;
 #  - the launcher starts a worker in the database; it shows in
-#    pg_stat_activity;
+#    pg_stat_activity, waiting under its own wait event from PostgreSQL 17
+#    on; on 18 pg_get_loaded_modules() shows the library's version;
 #  - committed rows are staged, loaded with COPY INTO and arrive exactly
 #    once with their values; rolled-back rows never do;
 #  - staged files are deleted after loading (and kept with keep_files);
@@ -61,6 +62,27 @@ like($node->safe_psql('postgres', q{SELECT * FROM sfexport.setup('sf')}),
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sfexport worker'}),
 	'the launcher started a worker for the database');
+
+# Between rounds the launcher and the worker wait on their latch: from
+# PostgreSQL 17 on under wait events of their own (WaitEventExtensionNew),
+# before that under the generic "Extension".
+my $pgversion = $node->safe_psql('postgres', 'SHOW server_version_num');
+for my $w (['sfexport launcher', 'SfexportLauncherMain'], ['sfexport worker', 'SfexportWorkerMain'])
+{
+	my $event = $pgversion >= 170000 ? $w->[1] : 'Extension';
+	ok($node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		 WHERE backend_type = '$w->[0]' AND wait_event_type = 'Extension' AND wait_event = '$event'}),
+		"the $w->[0] waits as wait event $event");
+}
+# PostgreSQL 18 lists modules with their name and version (PG_MODULE_MAGIC_EXT)
+SKIP:
+{
+	skip 'pg_get_loaded_modules() is new in PostgreSQL 18', 1 if $pgversion < 180000;
+	is($node->safe_psql('postgres',
+		q{SELECT module_name || ' ' || version FROM pg_get_loaded_modules() WHERE file_name = 'sfexport.so'}),
+		'sfexport 0.2.0', 'the library names itself and its version');
+}
 
 # ---- rows arrive exactly once
 $node->safe_psql('postgres', q{
