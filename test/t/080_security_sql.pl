@@ -179,6 +179,10 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM sfexport.glue_sync_state')
 # ---- critical 2: the worker, with a hostile search_path set for its role
 # (sessions of "admin", a superuser of the test, do not get it)
 as_role('admin', q{ALTER ROLE postgres IN DATABASE postgres SET search_path = public, pg_catalog});
+# (the worker may still be starting: wait for it before reading its pid)
+$node->poll_query_until('postgres', q{SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 1
+	FROM pg_catalog.pg_stat_activity WHERE backend_type OPERATOR(pg_catalog.=) 'sfexport worker'})
+  or die 'the sfexport worker did not start';
 my $pid = as_role('admin', q{SELECT pid FROM pg_catalog.pg_stat_activity
 	WHERE backend_type OPERATOR(pg_catalog.=) 'sfexport worker'});
 as_role('admin', "SELECT pg_catalog.pg_terminate_backend($pid)");
