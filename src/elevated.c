@@ -36,15 +36,21 @@
  * policy fires, as it writes only the extension's own tables, which only
  * their owner could give one; type names it reads (sfexport.shapes.types)
  * are parsed, never executed (statements.c).  The one SQL-level role switch is
- * glue_sync's state; the one SECURITY DEFINER function is sfexport.retry(),
+ * glue_sync's state, and sfexport.orphans() reads the manifest the same way
+ * (sweep.c: a server's owner may list its orphans without SELECT on
+ * sfexport.files); the one SECURITY DEFINER function is sfexport.retry(),
  * with its own SET search_path.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "sfexport.h"
 
@@ -89,4 +95,29 @@ sf_elevated_end(SfElevated *e, bool commit)
 {
 	AtEOXact_GUC(commit, e->nestlevel);
 	SetUserIdAndSecContext(e->saved_user, e->saved_sec);
+}
+
+/*
+ * The owner of the extension table sfexport.<relname> (usually the
+ * superuser who created the extension): whom sf_elevated_begin switches to
+ * for statements on that table.
+ */
+Oid
+sf_extension_table_owner(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname,
+										  get_namespace_oid(SFEXPORT_SCHEMA, false));
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s.%s does not exist", SFEXPORT_SCHEMA, relname)));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }

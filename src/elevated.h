@@ -22,5 +22,6 @@ typedef struct SfElevated
 extern void sf_lock_search_path(void);
 extern void sf_elevated_begin(SfElevated *e, Oid role);
 extern void sf_elevated_end(SfElevated *e, bool commit);
+extern Oid	sf_extension_table_owner(const char *relname);
 
 #endif							/* SF_ELEVATED_H */

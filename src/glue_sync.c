@@ -703,26 +703,6 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
  * ---------------------------------------------------------------------
  */
 
-static Oid
-state_owner(void)
-{
-	Oid			relid = get_relname_relid("glue_sync_state",
-										  get_namespace_oid(SFEXPORT_SCHEMA, false));
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table sfexport.glue_sync_state does not exist")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
  * Run one statement with text parameters as the state table's owner, with
  * the safe search_path and SECURITY_RESTRICTED_OPERATION (elevated.c): the
@@ -733,7 +713,7 @@ static void
 state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols)
 {
 	SfElevated	e;
-	Oid			owner = state_owner();
+	Oid			owner = sf_extension_table_owner("glue_sync_state");
 	Oid			types[8];
 	Datum		values[8];
 	char		nulls[8];

@@ -57,6 +57,7 @@
 #include "sfexport.h"
 
 #include "config.h"
+#include "elevated.h"
 #include "file_names.h"
 #include "hashtab.h"
 #include "storage.h"
@@ -90,15 +91,35 @@ sf_sweep_define_gucs(void)
 							NULL, NULL, NULL);
 }
 
-/* Is name recorded in the manifest?  In a transaction, SPI connected. */
+/*
+ * Is name recorded in the manifest?  In a transaction, SPI connected.
+ * Read as the owner of sfexport.files (elevated.c): sfexport.orphans()
+ * runs as the server's owner, who need not be allowed to read the
+ * manifest of the whole database (README, Security).
+ */
 static bool
 in_manifest(const char *name)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
+	SfElevated	e;
+	int			rc;
 
-	if (SPI_execute_with_args("SELECT 1 FROM sfexport.files WHERE name = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+	sf_elevated_begin(&e, sf_extension_table_owner("files"));
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args("SELECT 1 FROM sfexport.files"
+								   " WHERE name OPERATOR(pg_catalog.=) $1",
+								   1, argtypes, values, NULL, true, 1);
+	}
+	PG_CATCH();
+	{
+		sf_elevated_end(&e, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sf_elevated_end(&e, true);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.files");
 	return SPI_processed > 0;
 }

@@ -98,6 +98,23 @@ $node->safe_psql('postgres', q{CREATE ROLE somebody LOGIN; GRANT USAGE ON FOREIG
 	q{SET ROLE somebody; SELECT * FROM sfexport.orphans('s1')}, extra_params => ['-v', 'VERBOSITY=verbose']);
 like($err, qr/42501: must be owner of server "s1"/, 'a non-owner may not list orphans (42501)');
 
+# the owner of a server need not be a superuser, nor be able to read the
+# manifest (sfexport.files): orphans() reads it as the extension's owner
+$node->safe_psql('postgres', q{
+	CREATE ROLE keeper LOGIN;
+	CREATE SERVER s_owned FOREIGN DATA WRAPPER sfexport OPTIONS (account 'a', url 'http://127.0.0.1:9',
+	  database 'DB', location 'file://} . $stage . q{/');
+	CREATE USER MAPPING FOR keeper SERVER s_owned OPTIONS (user 'U', private_key } . $pem . q{);
+	ALTER SERVER s_owned OWNER TO keeper;
+});
+is($node->safe_psql('postgres', q{SELECT has_table_privilege('keeper', 'sfexport.files', 'SELECT')}), 'f',
+	'the non-superuser owner may not read the manifest');
+($ret, $out, $err) = $node->psql('postgres',
+	q{SET ROLE keeper; SELECT string_agg(object, ' ' ORDER BY object) FROM sfexport.orphans('s_owned')});
+is($out, join(' ', sort($f{old}, $f{old_zst})),
+	'a non-superuser server owner lists its orphans; files in the manifest are not orphans') or diag($err);
+$node->safe_psql('postgres', q{DROP USER MAPPING FOR keeper SERVER s_owned; DROP SERVER s_owned});
+
 # a short grace: the recent plant is an orphan now, the real files are not
 $node->safe_psql('postgres', q{ALTER SYSTEM SET sfexport.orphan_grace = '1s'; SELECT pg_reload_conf()});
 sleep 2;
