@@ -79,7 +79,12 @@ tap_all=0
 run_tap() {
 	local files=("$@")
 	[ ${#files[@]} -eq 0 ] && { files=(test/t/*.pl); tap_all=1; }
-	echo "== TAP: ${#files[@]} files"
+	# SFEXPORT_TAP_JOBS files at a time (prove -j; default 3): the files
+	# mostly wait on timers and services, each cluster and stand-in takes a
+	# free port of its own and PostgreSQL::Test::Cluster locks the ports it
+	# picks, so they run side by side (docs/testing.md, "Isolation")
+	local jobs=${SFEXPORT_TAP_JOBS:-3}
+	echo "== TAP: ${#files[@]} files, $jobs at a time"
 	mkdir -p "$WORK/tap" "$WORK/evidence"
 	# the suite-wide secrets registry and the evidence the tests leave for
 	# the secret scan (test/lib/SfTest.pm, scripts/secret-scan.py)
@@ -92,7 +97,7 @@ run_tap() {
 	TESTDIR="$WORK/tap" TESTDATADIR="$WORK/tap/tmp_check" TESTLOGDIR="$WORK/tap/tmp_check/log" \
 	PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
 	SFEXPORT_SRC="$SRC" \
-		prove --timer -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
+		prove --timer -j "$jobs" -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
 			failed=1
 			for f in "$WORK"/tap/tmp_check/log/*; do
 				[ -f "$f" ] || continue
