@@ -78,6 +78,10 @@ typedef struct GlueState		/* a row of sfexport.glue_sync_state */
 	char	   *glue_table;
 	char	   *target_table;
 	char	   *hash;			/* SHA-256 of the statement applied */
+	char	   *shape_hash;		/* SHA-256 of it without the data columns; NULL = unknown */
+	List	   *columns;		/* char *: the data column definitions */
+	List	   *partitions;		/* char *: partition directories, sorted */
+	bool		partitions_known;	/* false: synced before partitions were recorded */
 	bool		seen;			/* for glue_sync: still in Glue */
 } GlueState;
 
@@ -89,6 +93,10 @@ typedef struct GluePlan
 	char	   *skip_reason;	/* non-NULL: skipped */
 	char	   *statement;		/* CREATE OR REPLACE EXTERNAL TABLE ... */
 	char	   *hash;
+	char	   *shape_hash;		/* hash of the statement without the data columns */
+	List	   *columns;		/* char *: data column definitions, "NAME" type AS (expr) */
+	List	   *partitions;		/* char *: partition directories below the location, sorted */
+	char	   *table_sql;		/* "DB"."SCHEMA"."TABLE" */
 } GluePlan;
 
 /* ---------------------------------------------------------------------
@@ -319,6 +327,7 @@ typedef struct LayoutScan
 	bool		first;
 	bool		hive_layout;
 	char	   *reason;
+	List	   *dirs;			/* char * in cxt: each partition's directory below the table */
 } LayoutScan;
 
 /* One partition location (sf_glue_partition_locations); false: a reason found. */
@@ -373,6 +382,12 @@ layout_of_partition(void *arg, const char *loc)
 	}
 	ls->hive_layout = hive;
 	ls->first = false;
+	{
+		MemoryContext old = MemoryContextSwitchTo(ls->cxt);
+
+		ls->dirs = lappend(ls->dirs, pstrdup(pk + strlen(ls->key)));
+		MemoryContextSwitchTo(old);
+	}
 	return true;
 }
 
@@ -380,12 +395,20 @@ layout_of_partition(void *arg, const char *loc)
  * The directory layout of a table's partitions, from the locations Glue
  * reports for them (every page, one page in memory at a time):
  * *hive_layout true for key=value directories, false for plain ones.  A
- * table without partitions yet is taken as hive style.  Returns NULL, or
- * why the table cannot be mirrored.
+ * table without partitions yet is taken as hive style.  *dirs gets the
+ * partitions' directories below the table location, sorted (what the next
+ * sync compares with; the only thing kept of each partition).  Returns
+ * NULL, or why the table cannot be mirrored.
  */
+static int
+cmp_strings(const ListCell *a, const ListCell *b)
+{
+	return strcmp((const char *) lfirst(a), (const char *) lfirst(b));
+}
+
 static char *
 partition_layout(SfGlueClient *gc, const char *glue_db, SfGlueTable *t, const char *bucket,
-				 const char *key, bool *hive_layout)
+				 const char *key, bool *hive_layout, List **dirs)
 {
 	LayoutScan	ls;
 	ListCell   *lc;
@@ -406,6 +429,12 @@ partition_layout(SfGlueClient *gc, const char *glue_db, SfGlueTable *t, const ch
 	}
 	sf_glue_partition_locations(gc, glue_db, t->name, layout_of_partition, &ls);
 	*hive_layout = ls.hive_layout;
+	/* sorted and without duplicates, to compare with the last sync's */
+	list_sort(ls.dirs, cmp_strings);
+	*dirs = NIL;
+	foreach(lc, ls.dirs)
+		if (*dirs == NIL || strcmp(llast(*dirs), lfirst(lc)) != 0)
+			*dirs = lappend(*dirs, lfirst(lc));
 	return ls.reason;
 }
 
@@ -489,6 +518,9 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 	char	   *relpath = NULL;
 	StringInfoData sql;
 	StringInfoData pby;
+	StringInfoData head;
+	StringInfoData tail;
+	List	   *pcols = NIL;
 	List	   *seen = NIL;
 	ListCell   *lc;
 	int			pos = 0;
@@ -555,7 +587,8 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 	/* partition layout: look at where Glue says the partitions are */
 	if (t->partition_keys != NIL)
 	{
-		char	   *why = partition_layout(gc, glue_db, t, bucket, key, &hive_layout);
+		char	   *why = partition_layout(gc, glue_db, t, bucket, key, &hive_layout,
+											   &plan->partitions);
 
 		if (why)
 		{
@@ -564,12 +597,19 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 		}
 	}
 
-	/* the statement */
+	/*
+	 * The statement: head, the data columns, the partition columns, the
+	 * rest.  The data columns are kept apart (plan->columns) so that a later
+	 * sync can tell a change Snowflake applies in place (columns added or
+	 * dropped, nothing else) from one that needs CREATE OR REPLACE.
+	 */
 	initStringInfo(&sql);
 	initStringInfo(&pby);
-	appendStringInfo(&sql, "CREATE OR REPLACE EXTERNAL TABLE %s.%s.%s (",
-					 sf_quote_ident(target_db), sf_quote_ident(target_schema),
-					 sf_quote_ident(plan->target_table));
+	initStringInfo(&head);
+	initStringInfo(&tail);
+	plan->table_sql = psprintf("%s.%s.%s", sf_quote_ident(target_db),
+							   sf_quote_ident(target_schema), sf_quote_ident(plan->target_table));
+	appendStringInfo(&head, "CREATE OR REPLACE EXTERNAL TABLE %s (", plan->table_sql);
 	foreach(lc, t->columns)
 	{
 		SfGlueColumn *c = (SfGlueColumn *) lfirst(lc);
@@ -601,11 +641,13 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 		/* CSV holds nested values as text in Hive's own delimited form */
 		type = (fmt == FMT_CSV && ht.kind != SF_HIVE_PRIMITIVE) ? "VARCHAR" : ht.snowflake;
 		if (fmt == FMT_CSV)
-			appendStringInfo(&sql, "%s\n  %s %s AS (value:c%d::%s)", pos > 1 ? "," : "",
-							 sf_quote_ident(colname), type, pos, type);
+			plan->columns = lappend(plan->columns,
+									psprintf("%s %s AS (value:c%d::%s)",
+											 sf_quote_ident(colname), type, pos, type));
 		else
-			appendStringInfo(&sql, "%s\n  %s %s AS (%s::%s)", pos > 1 ? "," : "",
-							 sf_quote_ident(colname), type, column_path(t, c->name), type);
+			plan->columns = lappend(plan->columns,
+									psprintf("%s %s AS (%s::%s)", sf_quote_ident(colname),
+											 type, column_path(t, c->name), type));
 	}
 
 	depth = count_segments(relpath);
@@ -655,15 +697,25 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 			(strncmp(ht.snowflake, "VARCHAR", 7) == 0 || strncmp(ht.snowflake, "CHAR", 4) == 0 ||
 			 strncmp(ht.snowflake, "TIMESTAMP", 9) == 0))
 			segment = hive_unescape_sql(segment);
-		appendStringInfo(&sql, ",\n  %s %s AS (%s::%s)", sf_quote_ident(colname),
-						 ht.snowflake, segment, ht.snowflake);
+		pcols = lappend(pcols, psprintf("%s %s AS (%s::%s)", sf_quote_ident(colname),
+										ht.snowflake, segment, ht.snowflake));
 		appendStringInfo(&pby, "%s%s", pby.len ? ", " : "", sf_quote_ident(colname));
 	}
-	appendStringInfoString(&sql, "\n)");
+	foreach(lc, pcols)
+		appendStringInfo(&tail, ",\n  %s", (char *) lfirst(lc));
+	appendStringInfoString(&tail, "\n)");
 	if (pby.len > 0)
-		appendStringInfo(&sql, "\nPARTITION BY (%s)", pby.data);
-	appendStringInfo(&sql, "\nLOCATION = @%s/%s", stage->stage_sql, relpath);
-	appendStringInfoString(&sql, "\nAUTO_REFRESH = FALSE");
+		appendStringInfo(&tail, "\nPARTITION BY (%s)", pby.data);
+	appendStringInfo(&tail, "\nLOCATION = @%s/%s", stage->stage_sql, relpath);
+
+	/*
+	 * AUTO_REFRESH = TRUE (glue_auto_refresh): Snowflake refreshes the
+	 * metadata from the S3 event notifications the user routes to the
+	 * table's notification_channel (SHOW EXTERNAL TABLES); an S3 location
+	 * needs no INTEGRATION, which CREATE EXTERNAL TABLE requires for GCS and
+	 * Azure only ("Refresh external tables automatically for Amazon S3").
+	 */
+	appendStringInfoString(&tail, conf->auto_refresh ? "\nAUTO_REFRESH = TRUE" : "\nAUTO_REFRESH = FALSE");
 	switch (fmt)
 	{
 		case FMT_CSV:
@@ -685,9 +737,18 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 			ff = "TYPE = AVRO";
 			break;
 	}
-	appendStringInfo(&sql, "\nFILE_FORMAT = (%s)", ff);
+	appendStringInfo(&tail, "\nFILE_FORMAT = (%s)", ff);
+
+	/* the same text as before the columns were kept apart: the same hash */
+	appendStringInfoString(&sql, head.data);
+	foreach(lc, plan->columns)
+		appendStringInfo(&sql, "%s\n  %s", foreach_current_index(lc) > 0 ? "," : "",
+						 (char *) lfirst(lc));
+	appendStringInfoString(&sql, tail.data);
 	plan->statement = sql.data;
 	plan->hash = sf_sha256_hex(sql.data, sql.len);
+	appendStringInfoString(&head, tail.data);
+	plan->shape_hash = sf_sha256_hex(head.data, head.len);
 }
 
 /* ---------------------------------------------------------------------
@@ -714,14 +775,14 @@ state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols
 {
 	SfElevated	e;
 	Oid			owner = sf_extension_table_owner("glue_sync_state");
-	Oid			types[8];
-	Datum		values[8];
-	char		nulls[8];
+	Oid			types[12];
+	Datum		values[12];
+	char		nulls[12];
 	MemoryContext caller = CurrentMemoryContext;
 	volatile bool ok = false;
 	int			rc;
 
-	Assert(nargs <= 8);
+	Assert(nargs <= 12);
 	for (int i = 0; i < nargs; i++)
 	{
 		types[i] = TEXTOID;
@@ -766,6 +827,40 @@ state_exec(const char *sql, int nargs, const char **args, List **rows, int ncols
 	PG_END_TRY();
 }
 
+/* A JSON array of strings (array_to_json of a text[]) as a List of char *. */
+static List *
+json_text_list(const char *text)
+{
+	json_t	   *arr;
+	json_error_t jerr;
+	size_t		i;
+	json_t	   *v;
+	List	   *out = NIL;
+
+	if (text == NULL)
+		return NIL;
+	arr = json_loads(text, 0, &jerr);
+	if (arr == NULL)
+		return NIL;
+	sf_json_tracked(arr);
+	json_array_foreach(arr, i, v)
+		if (json_is_string(v))
+			out = lappend(out, pstrdup(json_string_value(v)));
+	return out;
+}
+
+/* A List of char * as a JSON array text. */
+static char *
+list_json_text(List *l)
+{
+	json_t	   *arr = sf_json_tracked(json_array());
+	ListCell   *lc;
+
+	foreach(lc, l)
+		json_array_append_new(arr, json_string((char *) lfirst(lc)));
+	return sf_json_dumps(arr);
+}
+
 /* The rows of one server, Glue database and target, as GlueState *. */
 static List *
 glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *tschema)
@@ -776,13 +871,16 @@ glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *
 	ListCell   *lc;
 	MemoryContext caller = CurrentMemoryContext;
 
-	state_exec("SELECT glue_table, target_table, definition_hash FROM sfexport.glue_sync_state"
+	state_exec("SELECT glue_table, target_table, definition_hash, shape_hash,"
+			   " pg_catalog.array_to_json(columns)::pg_catalog.text,"
+			   " pg_catalog.array_to_json(partitions)::pg_catalog.text"
+			   " FROM sfexport.glue_sync_state"
 			   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
 			   "   AND glue_database OPERATOR(pg_catalog.=) $2"
 			   "   AND target_database OPERATOR(pg_catalog.=) $3"
 			   "   AND target_schema OPERATOR(pg_catalog.=) $4"
 			   " ORDER BY glue_table",
-			   4, args, &rows, 3);
+			   4, args, &rows, 6);
 	MemoryContextSwitchTo(caller);
 	foreach(lc, rows)
 	{
@@ -792,6 +890,10 @@ glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *
 		st->glue_table = row[0];
 		st->target_table = row[1];
 		st->hash = row[2];
+		st->shape_hash = row[3];
+		st->columns = json_text_list(row[4]);
+		st->partitions = json_text_list(row[5]);
+		st->partitions_known = row[5] != NULL;
 		out = lappend(out, st);
 	}
 	return out;
@@ -800,18 +902,66 @@ glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *
 /* Record (or update) what was applied for one Glue table and target. */
 static void
 glue_state_save(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
-				   const char *glue_table, const char *target_table, const char *hash)
+				GluePlan *plan)
 {
-	const char *args[7] = {psprintf("%u", serverid), glue_db, glue_table, tdb,
-	tschema, target_table, hash};
+	const char *args[10] = {psprintf("%u", serverid), glue_db, plan->glue_table, tdb,
+		tschema, plan->target_table, plan->hash, plan->shape_hash,
+	list_json_text(plan->columns), list_json_text(plan->partitions)};
 
 	state_exec("INSERT INTO sfexport.glue_sync_state AS s (server, glue_database, glue_table,"
-			   " target_database, target_schema, target_table, definition_hash, applied_at)"
-			   " VALUES ($1::pg_catalog.oid, $2, $3, $4, $5, $6, $7, pg_catalog.now())"
+			   " target_database, target_schema, target_table, definition_hash, applied_at,"
+			   " shape_hash, columns, partitions)"
+			   " VALUES ($1::pg_catalog.oid, $2, $3, $4, $5, $6, $7, pg_catalog.now(), $8,"
+			   " ARRAY(SELECT pg_catalog.json_array_elements_text($9::pg_catalog.json)),"
+			   " ARRAY(SELECT pg_catalog.json_array_elements_text($10::pg_catalog.json)))"
 			   " ON CONFLICT (server, glue_database, glue_table, target_database, target_schema)"
 			   " DO UPDATE SET target_table = EXCLUDED.target_table,"
-			   " definition_hash = EXCLUDED.definition_hash, applied_at = pg_catalog.now()",
-			   7, args, NULL, 0);
+			   " definition_hash = EXCLUDED.definition_hash, applied_at = pg_catalog.now(),"
+			   " shape_hash = EXCLUDED.shape_hash, columns = EXCLUDED.columns,"
+			   " partitions = EXCLUDED.partitions",
+			   10, args, NULL, 0);
+}
+
+/*
+ * What one sync did to one Glue table, for the view glue_sync_status:
+ * sfexport.glue_sync_log, one row per server, Glue database and table (""
+ * for the Glue database as a whole, when reading it failed), written as the
+ * table's owner like the state.  Reasons and errors hold Glue's and
+ * Snowflake's messages and our own, never a credential.
+ */
+static void
+glue_log_save(Oid serverid, const char *glue_db, const char *glue_table, const char *action,
+			  const char *reason, bool periodic)
+{
+	const char *args[6] = {psprintf("%u", serverid), glue_db, glue_table ? glue_table : "",
+	action, reason, periodic ? "true" : "false"};
+
+	state_exec("INSERT INTO sfexport.glue_sync_log AS l (server, glue_database, glue_table,"
+			   " synced_at, action, reason, periodic)"
+			   " VALUES ($1::pg_catalog.oid, $2, $3, pg_catalog.now(), $4, $5, $6::pg_catalog.bool)"
+			   " ON CONFLICT (server, glue_database, glue_table)"
+			   " DO UPDATE SET synced_at = pg_catalog.now(), action = EXCLUDED.action,"
+			   " reason = EXCLUDED.reason, periodic = EXCLUDED.periodic",
+			   6, args, NULL, 0);
+	/* a successful table means its database was read: forget its failure */
+	if (glue_table && *glue_table)
+		state_exec("DELETE FROM sfexport.glue_sync_log"
+				   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+				   "   AND glue_database OPERATOR(pg_catalog.=) $2"
+				   "   AND glue_table OPERATOR(pg_catalog.=) ''",
+				   2, args, NULL, 0);
+}
+
+/*
+ * The periodic sync could not sync a Glue database at all (Glue or
+ * Snowflake unreachable, credentials refused, ...): say so in the log, in
+ * the row of the database as a whole.  Runs in a transaction of its own
+ * (glue_periodic.c).
+ */
+void
+sf_glue_sync_record_failure(Oid serverid, const char *glue_db, const char *message)
+{
+	glue_log_save(serverid, glue_db, "", "failed", message, true);
 }
 
 /* Forget one Glue table of a target (its external table was dropped). */
@@ -835,6 +985,28 @@ glue_state_delete(Oid serverid, const char *glue_db, const char *tdb, const char
  * ---------------------------------------------------------------------
  */
 
+#define GLUE_REFRESH_MAX 100	/* more changed partitions: one REFRESH of the whole location */
+#define GLUE_SHOW_PAGE 10000	/* SHOW returns at most 10,000 rows; LIMIT ... FROM pages */
+
+/*
+ * Errors that stop the whole sync rather than one table: the remote side
+ * unreachable, credentials refused, cancel and shutdown.  Anything else
+ * (Snowflake refusing one statement, Glue refusing one table's partitions)
+ * concerns that table only.
+ */
+static bool
+stops_the_sync(ErrorData *edata)
+{
+	int			cls = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+
+	return cls == ERRCODE_CONNECTION_EXCEPTION ||
+		cls == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION ||
+		cls == ERRCODE_OPERATOR_INTERVENTION ||
+		cls == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
+		cls == ERRCODE_INSUFFICIENT_RESOURCES ||
+		edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+}
+
 /*
  * Run a Snowflake statement for one table.  Errors Snowflake reports for
  * the statement (SQL compilation errors, a name that exists as another kind
@@ -847,6 +1019,7 @@ typedef struct TableStatement
 	SfServerConfig *srv;
 	SfUserConfig *usr;
 	const char *sql;
+	SfSnowflakeResult *res;
 } TableStatement;
 
 static void
@@ -858,32 +1031,250 @@ table_statement(void *arg)
 	memset(&st, 0, sizeof(st));
 	st.sql = t->sql;
 	st.query_tag = "sfexport glue_sync";
-	(void) sf_snowflake_run(t->srv, t->usr, &st);
+	t->res = sf_snowflake_run(t->srv, t->usr, &st);
 }
 
 static char *
-run_table_statement(SfServerConfig *srv, SfUserConfig *usr, const char *sql)
+run_statement(SfServerConfig *srv, SfUserConfig *usr, const char *sql, SfSnowflakeResult **res)
 {
-	TableStatement t = {srv, usr, sql};
+	TableStatement t = {srv, usr, sql, NULL};
 	ErrorData  *edata = sf_run_subtransaction(table_statement, &t);
-	int			cls;
 	char	   *reason;
 
+	if (res)
+		*res = t.res;
 	if (edata == NULL)
 		return NULL;
-	cls = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
-	if (cls == ERRCODE_CONNECTION_EXCEPTION ||
-		cls == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION ||
-		cls == ERRCODE_OPERATOR_INTERVENTION ||
-		cls == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
-		cls == ERRCODE_INSUFFICIENT_RESOURCES ||
-		edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	if (stops_the_sync(edata))
 		ReThrowError(edata);
 	reason = psprintf("Snowflake refused the statement (SQLSTATE %s): %s%s%s",
 					  unpack_sql_state(edata->sqlerrcode), edata->message,
 					  edata->detail ? " " : "", edata->detail ? edata->detail : "");
 	FreeErrorData(edata);
 	return reason;
+}
+
+static char *
+run_table_statement(SfServerConfig *srv, SfUserConfig *usr, const char *sql)
+{
+	return run_statement(srv, usr, sql, NULL);
+}
+
+/*
+ * The external tables of the target schema, as names (upper case as
+ * Snowflake stores them), from SHOW TERSE EXTERNAL TABLES IN SCHEMA, once
+ * per sync: which of the tables glue_sync created are gone (dropped by
+ * hand, or with their schema).  SHOW returns at most 10,000 rows; larger
+ * schemas are read in pages with LIMIT ... FROM '<last name>' ("SHOW
+ * EXTERNAL TABLES": LIMIT rows [ FROM 'name_string' ]).  *known is false
+ * when Snowflake refused the SHOW (a schema that does not exist, no
+ * privilege on it): then nothing is taken as missing.
+ */
+static List *
+existing_tables(SfServerConfig *srv, SfUserConfig *usr, const char *tdb, const char *tschema,
+				bool *known)
+{
+	List	   *names = NIL;
+	char	   *from = NULL;
+
+	for (;;)
+	{
+		SfSnowflakeResult *res = NULL;
+		char	   *sql = psprintf("SHOW TERSE EXTERNAL TABLES IN SCHEMA %s.%s LIMIT %d%s%s",
+								   sf_quote_ident(tdb), sf_quote_ident(tschema), GLUE_SHOW_PAGE,
+								   from ? " FROM " : "", from ? sf_quote_literal(from) : "");
+		char	   *reason = run_statement(srv, usr, sql, &res);
+		int			col;
+
+		*known = reason == NULL && res != NULL;
+		if (!*known)
+			return NIL;
+		col = sf_result_column(res, "name");
+		if (col < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("unexpected answer from Snowflake to SHOW EXTERNAL TABLES"),
+					 errdetail("The result has no column \"name\".")));
+		for (int64 i = 0; i < res->nrows; i++)
+			if (res->rows[i][col])
+				names = lappend(names, res->rows[i][col]);
+		if (res->nrows < GLUE_SHOW_PAGE || res->rows[res->nrows - 1][col] == NULL)
+			return names;
+		from = res->rows[res->nrows - 1][col];
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static bool
+list_has_string(List *l, const char *s)
+{
+	ListCell   *lc;
+
+	foreach(lc, l)
+		if (strcmp((const char *) lfirst(lc), s) == 0)
+			return true;
+	return false;
+}
+
+/* The name at the start of a column definition ("NAME" type AS ...). */
+static char *
+definition_name(const char *def)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (*def != '"')
+		return buf.data;
+	for (const char *c = def + 1; *c; c++)
+	{
+		if (*c == '"')
+		{
+			if (c[1] != '"')
+				break;
+			c++;
+		}
+		appendStringInfoChar(&buf, *c);
+	}
+	return buf.data;
+}
+
+/*
+ * The ALTER TABLE statements that turn the columns last applied into the
+ * planned ones in place, or false when that takes CREATE OR REPLACE.  In
+ * place: only columns dropped (the others in their order) and columns added
+ * at the end, nothing else changed (same shape hash: partitions, location,
+ * format).  External tables change columns with ALTER TABLE ... ADD COLUMN
+ * <name> <type> AS (<expr>) and DROP COLUMN (ALTER TABLE, "External table
+ * column actions"; ALTER EXTERNAL TABLE has no column actions).  A column
+ * whose type or expression changed is a drop and an add of the same name:
+ * that would move it to the end, so it is replaced instead.
+ */
+static bool
+in_place_changes(GlueState *prev, GluePlan *plan, List **stmts)
+{
+	ListCell   *lc;
+	int			next = 0;
+	List	   *dropped = NIL;
+
+	if (prev->shape_hash == NULL || strcmp(prev->shape_hash, plan->shape_hash) != 0 ||
+		prev->columns == NIL)
+		return false;
+	/* the kept columns, in order, are a prefix of the planned ones */
+	foreach(lc, prev->columns)
+	{
+		char	   *def = (char *) lfirst(lc);
+
+		if (next < list_length(plan->columns) &&
+			strcmp(def, (char *) list_nth(plan->columns, next)) == 0)
+			next++;
+		else
+			dropped = lappend(dropped, definition_name(def));
+	}
+	if (next == 0)
+		return false;			/* keep at least one column */
+	foreach(lc, dropped)
+		*stmts = lappend(*stmts, psprintf("ALTER TABLE %s DROP COLUMN %s", plan->table_sql,
+										  sf_quote_ident((char *) lfirst(lc))));
+	for (int i = next; i < list_length(plan->columns); i++)
+	{
+		char	   *def = (char *) list_nth(plan->columns, i);
+
+		if (list_has_string(dropped, definition_name(def)))
+			return false;		/* a changed column */
+		*stmts = lappend(*stmts, psprintf("ALTER TABLE %s ADD COLUMN %s", plan->table_sql, def));
+	}
+	return *stmts != NIL;
+}
+
+/*
+ * The REFRESH statements for the partitions that changed since the last
+ * sync: ALTER EXTERNAL TABLE ... REFRESH '<directory>' for each directory
+ * added or removed ("Optionally specify a relative path to refresh the
+ * metadata for a specific subset of the data files": new files in the path
+ * are registered, files no longer there are removed), or one REFRESH of the
+ * whole location for more than GLUE_REFRESH_MAX changes or when the last
+ * sync did not record partitions.  With AUTO_REFRESH = TRUE Snowflake
+ * follows the event notifications and nothing is sent.  *summary says what
+ * changed (NULL: nothing).
+ */
+static List *
+refresh_statements(GlueState *prev, GluePlan *plan, bool auto_refresh, char **summary)
+{
+	List	   *changed = NIL;
+	int			added = 0;
+	int			removed = 0;
+	ListCell   *a;
+	ListCell   *b;
+	int			i = 0;
+	int			j = 0;
+
+	*summary = NULL;
+	if (!prev->partitions_known)
+	{
+		if (plan->partitions == NIL)
+			return NIL;
+		*summary = "partitions not recorded by the last sync: refreshed the whole location";
+		if (auto_refresh)
+			return NIL;
+		return list_make1(psprintf("ALTER EXTERNAL TABLE %s REFRESH", plan->table_sql));
+	}
+	/* both sorted: a merge finds the symmetric difference */
+	while (i < list_length(prev->partitions) || j < list_length(plan->partitions))
+	{
+		int			c;
+
+		a = i < list_length(prev->partitions) ? list_nth_cell(prev->partitions, i) : NULL;
+		b = j < list_length(plan->partitions) ? list_nth_cell(plan->partitions, j) : NULL;
+		c = a == NULL ? 1 : b == NULL ? -1 : strcmp(lfirst(a), lfirst(b));
+		if (c == 0)
+		{
+			i++;
+			j++;
+			continue;
+		}
+		if (c < 0)
+		{
+			changed = lappend(changed, lfirst(a));
+			removed++;
+			i++;
+		}
+		else
+		{
+			changed = lappend(changed, lfirst(b));
+			added++;
+			j++;
+		}
+	}
+	if (changed == NIL)
+		return NIL;
+	*summary = psprintf("partitions: %d added, %d removed%s", added, removed,
+						auto_refresh ? " (AUTO_REFRESH = TRUE: left to Snowflake)" :
+						list_length(changed) > GLUE_REFRESH_MAX ? " (refreshed the whole location)" : "");
+	if (auto_refresh)
+		return NIL;
+	if (list_length(changed) > GLUE_REFRESH_MAX)
+		return list_make1(psprintf("ALTER EXTERNAL TABLE %s REFRESH", plan->table_sql));
+	{
+		List	   *stmts = NIL;
+		ListCell   *lc;
+
+		foreach(lc, changed)
+			stmts = lappend(stmts, psprintf("ALTER EXTERNAL TABLE %s REFRESH %s", plan->table_sql,
+											sf_quote_literal((char *) lfirst(lc))));
+		return stmts;
+	}
+}
+
+static char *
+join_statements(List *stmts)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, stmts)
+		appendStringInfo(&buf, "%s%s", buf.len ? ";\n" : "", (char *) lfirst(lc));
+	return buf.data;
 }
 
 static int
@@ -923,6 +1314,44 @@ resolve_target(SfGlueSyncArgs *a, SfServerConfig *srv, char **tdb, char **tschem
 				 errdetail("Names must be 1 to %d bytes without control characters.", SF_GLUE_NAME_MAX)));
 }
 
+/* One sync: where its rows go (the caller, and the log unless dry run). */
+typedef struct SyncOut
+{
+	SfGlueSyncArgs *a;
+	SfGlueEmitFn emit;
+	void	   *emit_arg;
+} SyncOut;
+
+static void
+report(SyncOut *o, const char *glue_table, const char *action, const char *reason,
+	   const char *statement)
+{
+	o->emit(o->emit_arg, glue_table, action, reason, statement);
+	if (!o->a->dry_run)
+		glue_log_save(o->a->serverid, o->a->glue_database, glue_table, action, reason,
+					  o->a->periodic);
+}
+
+/* Planning one table in a subtransaction: Glue may refuse its partitions. */
+typedef struct PlanCall
+{
+	SfGlueClient *gc;
+	SfGlueConfig *conf;
+	const char *glue_db;
+	SfGlueTable *t;
+	const char *tdb;
+	const char *tschema;
+	GluePlan   *plan;
+} PlanCall;
+
+static void
+plan_call(void *arg)
+{
+	PlanCall   *p = (PlanCall *) arg;
+
+	plan_table(p->gc, p->conf, p->glue_db, p->t, p->tdb, p->tschema, p->plan);
+}
+
 /*
  * The sync itself; emits one row per Glue table (and per table gone from
  * Glue).  Also run by the worker's periodic sync (glue_periodic.c).
@@ -933,16 +1362,22 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 	SfGlueConfig *conf = sf_get_glue_config(a->serverid);
 	SfUserConfig *usr = sf_get_user_config(a->serverid, a->userid);
 	SfGlueClient *gc = sf_glue_client(conf, usr);
+	SyncOut		out = {a, emit, emit_arg};
 	char	   *tdb;
 	char	   *tschema;
 	List	   *tables;
 	List	   *state;
+	List	   *existing = NIL;
+	bool		existing_known = false;
 	ListCell   *lc;
 
 	resolve_target(a, conf->srv, &tdb, &tschema);
 	tables = sf_glue_list_tables(gc, a->glue_database, a->pattern);
 	list_sort(tables, cmp_plan_names);
 	state = glue_state_load(a->serverid, a->glue_database, tdb, tschema);
+	/* drift: which of the tables created earlier still exist (one SHOW) */
+	if (state != NIL)
+		existing = existing_tables(conf->srv, usr, tdb, tschema, &existing_known);
 
 	foreach(lc, tables)
 	{
@@ -951,10 +1386,14 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 		GlueState  *prev = NULL;
 		ListCell   *sc;
 		const char *action;
-		char	   *reason;
+		char	   *reason = NULL;
+		char	   *summary = NULL;
+		List	   *stmts = NIL;
+		bool		missing;
+		PlanCall	pc = {gc, conf, a->glue_database, t, tdb, tschema, &plan};
+		ErrorData  *edata;
 
 		CHECK_FOR_INTERRUPTS();
-		plan_table(gc, conf, a->glue_database, t, tdb, tschema, &plan);
 		foreach(sc, state)
 		{
 			GlueState  *s = (GlueState *) lfirst(sc);
@@ -965,31 +1404,68 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 				s->seen = true;
 			}
 		}
+		edata = sf_run_subtransaction(plan_call, &pc);
+		if (edata)
+		{
+			if (stops_the_sync(edata))
+				ReThrowError(edata);
+			report(&out, t->name, "failed", psprintf("reading the table from AWS Glue failed: %s",
+													 edata->message), NULL);
+			FreeErrorData(edata);
+			continue;
+		}
 		if (plan.skip_reason)
 		{
-			emit(emit_arg, t->name, "skipped", plan.skip_reason, NULL);
+			report(&out, t->name, "skipped", plan.skip_reason, NULL);
 			continue;
 		}
-		if (prev && strcmp(prev->hash, plan.hash) == 0)
+		missing = prev && existing_known && !list_has_string(existing, plan.target_table);
+		if (prev && !missing &&
+			(strcmp(prev->hash, plan.hash) == 0 || in_place_changes(prev, &plan, &stmts)))
 		{
-			emit(emit_arg, t->name, "unchanged", NULL, NULL);
-			continue;
+			/* the table stays: columns changed in place, partitions refreshed */
+			action = stmts ? "altered" : "unchanged";
+			stmts = list_concat(stmts, refresh_statements(prev, &plan, conf->auto_refresh, &summary));
+			if (stmts == NIL && summary == NULL && strcmp(action, "unchanged") == 0)
+			{
+				report(&out, t->name, "unchanged", NULL, NULL);
+				continue;
+			}
+			if (strcmp(action, "unchanged") == 0 && stmts != NIL)
+				action = "refreshed";
 		}
-		action = prev ? "replaced" : "created";
+		else
+		{
+			action = prev == NULL ? "created" : missing ? "repaired" : "replaced";
+			/*
+			 * COPY GRANTS: the replaced table's grants stay (CREATE EXTERNAL
+			 * TABLE: "[ COPY GRANTS ]" after FILE_FORMAT); also when repairing,
+			 * in case the table came back since the SHOW.
+			 */
+			stmts = list_make1(prev != NULL
+							   ? psprintf("%s\nCOPY GRANTS", plan.statement) : plan.statement);
+			if (missing)
+				summary = psprintf("the external table %s was missing in Snowflake: created again",
+								   plan.table_sql);
+		}
 		if (a->dry_run)
 		{
-			emit(emit_arg, t->name, action, NULL, plan.statement);
+			report(&out, t->name, action, summary, stmts ? join_statements(stmts) : NULL);
 			continue;
 		}
-		reason = run_table_statement(conf->srv, usr, plan.statement);
+		foreach(sc, stmts)
+		{
+			reason = run_table_statement(conf->srv, usr, (char *) lfirst(sc));
+			if (reason)
+				break;
+		}
 		if (reason)
 		{
-			emit(emit_arg, t->name, "skipped", reason, plan.statement);
+			report(&out, t->name, "skipped", reason, join_statements(stmts));
 			continue;
 		}
-		glue_state_save(a->serverid, a->glue_database, tdb, tschema, plan.glue_table,
-						   plan.target_table, plan.hash);
-		emit(emit_arg, t->name, action, NULL, plan.statement);
+		glue_state_save(a->serverid, a->glue_database, tdb, tschema, &plan);
+		report(&out, t->name, action, summary, stmts ? join_statements(stmts) : NULL);
 	}
 
 	/* tables we created earlier that Glue no longer has */
@@ -1008,23 +1484,23 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 					   sf_quote_ident(tschema), sf_quote_ident(s->target_table));
 		if (!a->drop_missing)
 		{
-			emit(emit_arg, s->glue_table, "skipped",
-				 "the table is no longer in AWS Glue; pass drop_missing => true to drop its external table",
-				 NULL);
+			report(&out, s->glue_table, "skipped",
+				   "the table is no longer in AWS Glue; pass drop_missing => true to drop its external table",
+				   NULL);
 			continue;
 		}
 		if (a->dry_run)
 		{
-			emit(emit_arg, s->glue_table, "dropped", NULL, sql);
+			report(&out, s->glue_table, "dropped", NULL, sql);
 			continue;
 		}
 		reason = run_table_statement(conf->srv, usr, sql);
 		if (reason)
 		{
-			emit(emit_arg, s->glue_table, "skipped", reason, sql);
+			report(&out, s->glue_table, "skipped", reason, sql);
 			continue;
 		}
 		glue_state_delete(a->serverid, a->glue_database, tdb, tschema, s->glue_table);
-		emit(emit_arg, s->glue_table, "dropped", NULL, sql);
+		report(&out, s->glue_table, "dropped", NULL, sql);
 	}
 }
