@@ -450,8 +450,9 @@ sf_glue_shown_name(const char *name)
 }
 
 /*
- * The storage location of every partition of a table (GetPartitions, every
- * page, one page in memory at a time), given to fn one at a time until fn
+ * The storage location and values of every partition of a table
+ * (GetPartitions, every page, one page in memory at a time), given to fn
+ * one at a time until fn
  * returns false.  fn runs in a memory context that is reset after each
  * page: what it keeps must be allocated elsewhere.
  */
@@ -488,7 +489,7 @@ sf_glue_partition_locations(SfGlueClient *gc, const char *glue_db, const char *t
 
 			if (loc == NULL)
 				continue;
-			if (!fn(arg, loc))
+			if (!fn(arg, loc, json_object_get(p, "Values")))
 			{
 				stopped = true;
 				break;

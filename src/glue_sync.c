@@ -97,6 +97,9 @@ typedef struct GluePlan
 	List	   *columns;		/* char *: data column definitions, "NAME" type AS (expr) */
 	List	   *partitions;		/* char *: partition directories below the location, sorted */
 	char	   *table_sql;		/* "DB"."SCHEMA"."TABLE" */
+	bool		user_specified; /* PARTITION_TYPE = USER_SPECIFIED: values from Glue */
+	char	   *user_specified_why;	/* why the directories do not give the values */
+	List	   *part_names;		/* char *: the partition columns' Snowflake names */
 } GluePlan;
 
 /* ---------------------------------------------------------------------
@@ -328,11 +331,19 @@ typedef struct LayoutScan
 	bool		hive_layout;
 	char	   *reason;
 	List	   *dirs;			/* char * in cxt: each partition's directory below the table */
+	List	   *entries;		/* char * in cxt: ["<directory>", "<value>", ...] JSON */
+	char	   *user_reason;	/* in cxt: why the paths cannot give the values, or NULL */
+	char	   *bad_values;		/* in cxt: a partition without one string value per key */
 } LayoutScan;
 
-/* One partition location (sf_glue_partition_locations); false: a reason found. */
+/*
+ * One partition (sf_glue_partition_locations); false: a reason found.  A
+ * partition whose directory cannot give its values (layouts mixed, keys out
+ * of order) does not stop the scan: the table then takes its partitions
+ * from Glue's values (USER_SPECIFIED, ls->user_reason says why).
+ */
 static bool
-layout_of_partition(void *arg, const char *loc)
+layout_of_partition(void *arg, const char *loc, json_t *values)
 {
 	LayoutScan *ls = (LayoutScan *) arg;
 	char	   *pb;
@@ -340,6 +351,9 @@ layout_of_partition(void *arg, const char *loc)
 	const char *rel;
 	bool		hive;
 	ListCell   *lc;
+	json_t	   *entry;
+	size_t		i;
+	json_t	   *v;
 
 	if (!split_s3(loc, &pb, &pk) || strcmp(pb, ls->bucket) != 0 ||
 		strncmp(pk, ls->key, strlen(ls->key)) != 0 ||
@@ -353,39 +367,60 @@ layout_of_partition(void *arg, const char *loc)
 		MemoryContextSwitchTo(old);
 		return false;
 	}
+	/* Glue's values of the partition, needed only for USER_SPECIFIED */
 	rel = pk + strlen(ls->key);
-	hive = strncmp(rel, linitial(ls->esc_keys), strlen(linitial(ls->esc_keys))) == 0;
-	if (!ls->first && hive != ls->hive_layout)
+	entry = sf_json_tracked(json_array());
+	json_array_append_new(entry, json_string(rel));
+	if (!json_is_array(values) || json_array_size(values) != (size_t) list_length(ls->t->partition_keys))
+		values = NULL;
+	json_array_foreach(values, i, v)
 	{
-		ls->reason = MemoryContextStrdup(ls->cxt,
-										 "partitions mix hive-style (key=value) and plain directories");
-		return false;
+		if (!json_is_string(v))
+			values = NULL;
+		else
+			json_array_append(entry, v);
 	}
-	if (hive)
+	if (values == NULL && ls->bad_values == NULL)
 	{
+		MemoryContext old = MemoryContextSwitchTo(ls->cxt);
+
+		ls->bad_values = psprintf("partition \"%s\" does not have one string value per partition key",
+								  sf_glue_shown_name(loc));
+		MemoryContextSwitchTo(old);
+	}
+	hive = strncmp(rel, linitial(ls->esc_keys), strlen(linitial(ls->esc_keys))) == 0;
+	if (ls->user_reason == NULL && !ls->first && hive != ls->hive_layout)
+		ls->user_reason = MemoryContextStrdup(ls->cxt,
+											  "partitions mix hive-style (key=value) and plain directories");
+	if (ls->user_reason == NULL && hive)
+	{
+		const char *r = rel;
+
 		/* every key in its place: k1=../k2=../ */
 		foreach(lc, ls->esc_keys)
 		{
 			const char *k = (const char *) lfirst(lc);
 
-			if (strncmp(rel, k, strlen(k)) != 0)
+			if (strncmp(r, k, strlen(k)) != 0)
 			{
 				MemoryContext old = MemoryContextSwitchTo(ls->cxt);
 
-				ls->reason = psprintf("partition location \"%s\" does not have the partition keys in order as key=value directories",
-									  sf_glue_shown_name(loc));
+				ls->user_reason = psprintf("partition location \"%s\" does not have the partition keys in order as key=value directories",
+										   sf_glue_shown_name(loc));
 				MemoryContextSwitchTo(old);
-				return false;
+				break;
 			}
-			rel = strchr(rel, '/') + 1;
+			r = strchr(r, '/') + 1;
 		}
 	}
-	ls->hive_layout = hive;
+	if (ls->first)
+		ls->hive_layout = hive;
 	ls->first = false;
 	{
 		MemoryContext old = MemoryContextSwitchTo(ls->cxt);
 
-		ls->dirs = lappend(ls->dirs, pstrdup(pk + strlen(ls->key)));
+		ls->dirs = lappend(ls->dirs, pstrdup(rel));
+		ls->entries = lappend(ls->entries, sf_json_dumps(entry));
 		MemoryContextSwitchTo(old);
 	}
 	return true;
@@ -395,10 +430,14 @@ layout_of_partition(void *arg, const char *loc)
  * The directory layout of a table's partitions, from the locations Glue
  * reports for them (every page, one page in memory at a time):
  * *hive_layout true for key=value directories, false for plain ones.  A
- * table without partitions yet is taken as hive style.  *dirs gets the
- * partitions' directories below the table location, sorted (what the next
- * sync compares with; the only thing kept of each partition).  Returns
- * NULL, or why the table cannot be mirrored.
+ * table without partitions yet is taken as hive style.  When the
+ * directories cannot give the values (layouts mixed, keys out of order),
+ * *user_specified is set: the table takes each partition's values from
+ * Glue (PARTITION_TYPE = USER_SPECIFIED, ALTER EXTERNAL TABLE ... ADD
+ * PARTITION).  *dirs gets what the next sync compares with, sorted: the
+ * partitions' directories below the table location, or for USER_SPECIFIED
+ * ["<directory>", "<value>", ...] as JSON text.  Returns NULL, or why the
+ * table cannot be mirrored.
  */
 static int
 cmp_strings(const ListCell *a, const ListCell *b)
@@ -408,7 +447,7 @@ cmp_strings(const ListCell *a, const ListCell *b)
 
 static char *
 partition_layout(SfGlueClient *gc, const char *glue_db, SfGlueTable *t, const char *bucket,
-				 const char *key, bool *hive_layout, List **dirs)
+				 const char *key, bool *hive_layout, char **user_specified, List **dirs)
 {
 	LayoutScan	ls;
 	ListCell   *lc;
@@ -429,6 +468,11 @@ partition_layout(SfGlueClient *gc, const char *glue_db, SfGlueTable *t, const ch
 	}
 	sf_glue_partition_locations(gc, glue_db, t->name, layout_of_partition, &ls);
 	*hive_layout = ls.hive_layout;
+	*user_specified = ls.user_reason;
+	if (ls.reason == NULL && ls.user_reason && ls.bad_values)
+		ls.reason = psprintf("%s, and %s", ls.user_reason, ls.bad_values);
+	if (ls.user_reason)
+		ls.dirs = ls.entries;
 	/* sorted and without duplicates, to compare with the last sync's */
 	list_sort(ls.dirs, cmp_strings);
 	*dirs = NIL;
@@ -588,7 +632,9 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 	if (t->partition_keys != NIL)
 	{
 		char	   *why = partition_layout(gc, glue_db, t, bucket, key, &hive_layout,
-											   &plan->partitions);
+											   &plan->user_specified_why, &plan->partitions);
+
+		plan->user_specified = plan->user_specified_why != NULL;
 
 		if (why)
 		{
@@ -685,6 +731,28 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 			return;
 		}
 		seen = lappend(seen, makeString(colname));
+		plan->part_names = lappend(plan->part_names, colname);
+		if (plan->user_specified)
+		{
+			/*
+			 * USER_SPECIFIED: the values ADD PARTITION gave, as JSON in
+			 * METADATA$EXTERNAL_TABLE_PARTITION ("Partitions added and
+			 * removed manually": part_col AS (PARSE_JSON(
+			 * METADATA$EXTERNAL_TABLE_PARTITION):COL::type)), whose names
+			 * may have 32 characters at most.
+			 */
+			if (strlen(colname) > 32)
+			{
+				skip(plan, "partition key \"%s\" is longer than the 32 characters of a user-specified partition column, and the partition directories do not give the values",
+					 sf_glue_shown_name(c->name));
+				return;
+			}
+			pcols = lappend(pcols, psprintf("%s %s AS (PARSE_JSON(METADATA$EXTERNAL_TABLE_PARTITION):%s::%s)",
+											sf_quote_ident(colname), ht.snowflake,
+											sf_quote_ident(colname), ht.snowflake));
+			appendStringInfo(&pby, "%s%s", pby.len ? ", " : "", sf_quote_ident(colname));
+			continue;
+		}
 		segment = psprintf("SPLIT_PART(METADATA$FILENAME, '/', %d)", part);
 		if (hive_layout)
 			segment = psprintf("SPLIT_PART(%s, '=', 2)", segment);
@@ -707,6 +775,8 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 	if (pby.len > 0)
 		appendStringInfo(&tail, "\nPARTITION BY (%s)", pby.data);
 	appendStringInfo(&tail, "\nLOCATION = @%s/%s", stage->stage_sql, relpath);
+	if (plan->user_specified)
+		appendStringInfoString(&tail, "\nPARTITION_TYPE = USER_SPECIFIED");
 
 	/*
 	 * AUTO_REFRESH = TRUE (glue_auto_refresh): Snowflake refreshes the
@@ -715,7 +785,8 @@ plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, SfGlueTabl
 	 * needs no INTEGRATION, which CREATE EXTERNAL TABLE requires for GCS and
 	 * Azure only ("Refresh external tables automatically for Amazon S3").
 	 */
-	appendStringInfoString(&tail, conf->auto_refresh ? "\nAUTO_REFRESH = TRUE" : "\nAUTO_REFRESH = FALSE");
+	if (!plan->user_specified)	/* ADD PARTITION registers its files */
+		appendStringInfoString(&tail, conf->auto_refresh ? "\nAUTO_REFRESH = TRUE" : "\nAUTO_REFRESH = FALSE");
 	switch (fmt)
 	{
 		case FMT_CSV:
@@ -1186,6 +1257,31 @@ in_place_changes(GlueState *prev, GluePlan *plan, List **stmts)
 	return *stmts != NIL;
 }
 
+static char *user_partition_statement(GluePlan *plan, const char *entry, bool add);
+
+/*
+ * USER_SPECIFIED: the partitions gone or changed since the last sync are
+ * dropped, then the new or changed ones added (from nothing: all added).
+ */
+static List *
+user_partition_changes(List *prev, GluePlan *plan, char **summary)
+{
+	List	   *drops = NIL;
+	List	   *adds = NIL;
+	ListCell   *lc;
+
+	foreach(lc, prev)
+		if (!list_has_string(plan->partitions, (char *) lfirst(lc)))
+			drops = lappend(drops, user_partition_statement(plan, (char *) lfirst(lc), false));
+	foreach(lc, plan->partitions)
+		if (!list_has_string(prev, (char *) lfirst(lc)))
+			adds = lappend(adds, user_partition_statement(plan, (char *) lfirst(lc), true));
+	if (drops != NIL || adds != NIL)
+		*summary = psprintf("partitions: %d added, %d removed (USER_SPECIFIED, values from AWS Glue: %s)",
+							list_length(adds), list_length(drops), plan->user_specified_why);
+	return list_concat(drops, adds);
+}
+
 /*
  * The REFRESH statements for the partitions that changed since the last
  * sync: ALTER EXTERNAL TABLE ... REFRESH '<directory>' for each directory
@@ -1209,6 +1305,9 @@ refresh_statements(GlueState *prev, GluePlan *plan, bool auto_refresh, char **su
 	int			j = 0;
 
 	*summary = NULL;
+	if (plan->user_specified)
+		return user_partition_changes(prev->partitions_known ? prev->partitions : NIL,
+									  plan, summary);
 	if (!prev->partitions_known)
 	{
 		if (plan->partitions == NIL)
@@ -1263,6 +1362,49 @@ refresh_statements(GlueState *prev, GluePlan *plan, bool auto_refresh, char **su
 											sf_quote_literal((char *) lfirst(lc))));
 		return stmts;
 	}
+}
+
+/*
+ * USER_SPECIFIED partitions: ALTER EXTERNAL TABLE ... ADD PARTITION
+ * ("K1" = 'v1', ...) LOCATION '<directory>' ("Adding a partition also adds
+ * any new or updated files in the location to the external table
+ * metadata"), or DROP PARTITION LOCATION '<directory>' ("Dropping a
+ * partition also removes any files in the location"); the location is
+ * relative to the table's.  entry is ["<directory>", "<value>", ...].
+ */
+static char *
+user_partition_statement(GluePlan *plan, const char *entry, bool add)
+{
+	json_error_t jerr;
+	json_t	   *arr = json_loads(entry, 0, &jerr);
+	StringInfoData buf;
+	size_t		i;
+	json_t	   *v;
+
+	if (arr == NULL || !json_is_array(arr) || json_array_size(arr) < 1)
+		elog(ERROR, "invalid partition entry in sfexport.glue_sync_state");
+	sf_json_tracked(arr);
+	initStringInfo(&buf);
+	if (!add)
+	{
+		appendStringInfo(&buf, "ALTER EXTERNAL TABLE %s DROP PARTITION LOCATION %s", plan->table_sql,
+						 sf_quote_literal(json_string_value(json_array_get(arr, 0))));
+		return buf.data;
+	}
+	appendStringInfo(&buf, "ALTER EXTERNAL TABLE %s ADD PARTITION (", plan->table_sql);
+	json_array_foreach(arr, i, v)
+	{
+		if (i == 0)
+			continue;
+		if (i > (size_t) list_length(plan->part_names))
+			break;
+		appendStringInfo(&buf, "%s%s = %s", i > 1 ? ", " : "",
+						 sf_quote_ident((char *) list_nth(plan->part_names, i - 1)),
+						 sf_quote_literal(json_string_value(v) ? json_string_value(v) : ""));
+	}
+	appendStringInfo(&buf, ") LOCATION %s",
+					 sf_quote_literal(json_string_value(json_array_get(arr, 0))));
+	return buf.data;
 }
 
 static char *
@@ -1444,6 +1586,9 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 			 */
 			stmts = list_make1(prev != NULL
 							   ? psprintf("%s\nCOPY GRANTS", plan.statement) : plan.statement);
+			/* USER_SPECIFIED: a new table has no partitions; add them all */
+			if (plan.user_specified)
+				stmts = list_concat(stmts, user_partition_changes(NIL, &plan, &summary));
 			if (missing)
 				summary = psprintf("the external table %s was missing in Snowflake: created again",
 								   plan.table_sql);

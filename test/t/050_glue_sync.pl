@@ -363,8 +363,13 @@ like($r->{strict}{statement}, qr/\Q"USERID" VARCHAR AS (value:"userid"::VARCHAR)
 is($r->{many_ok}{action}, 'created', 'hive partitions over three pages: mirrored');
 ok(index($r->{many_ok}{statement}, q{SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/', 3), '=', 2)::NUMBER(10,0)}) >= 0,
 	'... as hive style');
-is($r->{many_mixed}{action}, 'skipped', 'a plain directory on the third page of partitions is seen');
-like($r->{many_mixed}{reason}, qr/mix hive-style/, '... and the mix is refused');
+is($r->{many_mixed}{action}, 'created', 'a plain directory on the third page of partitions is seen:');
+like($r->{many_mixed}{reason}, qr/^partitions: 250 added, 0 removed \(USER_SPECIFIED, values from AWS Glue: partitions mix hive-style/,
+	'... the mix takes the values from Glue');
+like($r->{many_mixed}{statement}, qr/\nPARTITION_TYPE = USER_SPECIFIED\nFILE_FORMAT/,
+	'... PARTITION_TYPE = USER_SPECIFIED');
+is(scalar(() = $r->{many_mixed}{statement} =~ /;\nALTER EXTERNAL TABLE "LAKE"."MORE"."MANY_MIXED" ADD PARTITION \("N" = 'v'\) LOCATION '(?:n=\d+|250)\/'/g),
+	250, '... and every partition added by its location');
 my @pages = grep { $_->{body}{TableName} eq 'many_ok' } @{ SfGlue::requests($glue, 'GetPartitions') };
 is(scalar @pages, 3, 'GetPartitions followed NextToken: three pages of at most 100');
 ok(!defined $pages[0]{body}{NextToken} && defined $pages[2]{body}{NextToken}, '... passing NextToken on');

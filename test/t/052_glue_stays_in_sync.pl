@@ -75,10 +75,15 @@ my %lake = (
 			SfGlue::table('users', 'json', "$W/users/", [ id => 'bigint', name => 'string' ]),
 			SfGlue::table('secret', 'parquet', "$W/secret/", [ id => 'bigint' ],
 				partition_keys => [ dt => 'string' ]),
+			# directories that do not give the values: USER_SPECIFIED
+			SfGlue::table('logs', 'json', "$W/logs/", [ msg => 'string' ],
+				partition_keys => [ region => 'string' ]),
 		],
 	},
 	partitions => { lake__raw => {
-		events => SfGlue::partitions("$W/events/dt=2024-01-01/", "$W/events/dt=2024-01-02/") } });
+		events => SfGlue::partitions("$W/events/dt=2024-01-01/", "$W/events/dt=2024-01-02/"),
+		logs => [ { Values => ['eu'], StorageDescriptor => { Location => "$W/logs/region=eu/" } },
+			{ Values => ['us'], StorageDescriptor => { Location => "$W/logs/us-1/" } } ] } });
 # the tables are in the other account's catalog only
 sub publish { SfGlue::write_catalog($glue, { databases => [], catalogs => { $CATALOG => \%lake } }); }
 publish();
@@ -90,7 +95,8 @@ sub registered
 	my $t = ext_table($_[0]);
 	return join(',', sort map { $_->{relative_path} } @{ $t ? $t->{files} : [] });
 }
-put($_) for qw(events/dt=2024-01-01/part-0.parquet events/dt=2024-01-02/part-0.parquet);
+put($_) for qw(events/dt=2024-01-01/part-0.parquet events/dt=2024-01-02/part-0.parquet
+  logs/region=eu/a.json logs/us-1/b.json logs/asia/c.json);
 
 sub sync
 {
@@ -132,6 +138,14 @@ is_deeply([ grep { ($_->{body}{CatalogId} // '') ne $CATALOG } @reqs ], [],
 ok(ext_table('EVENTS') && ext_table('USERS'), 'both external tables exist');
 is(registered('EVENTS'), 'dt=2024-01-01/part-0.parquet,dt=2024-01-02/part-0.parquet',
 	'... with the files of both partitions');
+is($r->{logs}{action}, 'created', 'a table whose directories mix layouts: created');
+like($r->{logs}{statement}, qr/"REGION" VARCHAR AS \(PARSE_JSON\(METADATA\$EXTERNAL_TABLE_PARTITION\):"REGION"::VARCHAR\).*\nPARTITION_TYPE = USER_SPECIFIED\n/s,
+	'... with PARTITION_TYPE = USER_SPECIFIED, values from METADATA$EXTERNAL_TABLE_PARTITION');
+like($r->{logs}{statement}, qr/;\nALTER EXTERNAL TABLE "LAKE"."RAW"."LOGS" ADD PARTITION \("REGION" = 'eu'\) LOCATION 'region=eu\/';\nALTER EXTERNAL TABLE "LAKE"."RAW"."LOGS" ADD PARTITION \("REGION" = 'us'\) LOCATION 'us-1\/'\z/,
+	'... and each partition added with Glue\'s values');
+is_deeply([ map { "$_->{location}=$_->{values}{REGION}" } @{ ext_table('LOGS')->{partitions} } ],
+	[ 'region=eu/=eu', 'us-1/=us' ], 'Snowflake has both partitions');
+is(registered('LOGS'), 'region=eu/a.json,us-1/b.json', '... and their files, not the unannounced one');
 sent();
 
 # ---- a grant on the table, kept below
@@ -173,6 +187,18 @@ is(registered('EVENTS'), 'dt=2024-01-02/part-0.parquet,dt=2024-01-03/part-0.parq
 	'... and its file left the metadata');
 is($node->safe_psql('postgres', q{SELECT array_to_string(partitions, ',') FROM sfexport.glue_sync_state WHERE glue_table = 'events'}),
 	'dt=2024-01-02/,dt=2024-01-03/', 'the partitions synced are recorded');
+
+# ---- USER_SPECIFIED: a partition added, one removed
+push @{ $lake{partitions}{lake__raw}{logs} }, { Values => ['asia'], StorageDescriptor => { Location => "$W/logs/asia/" } };
+splice @{ $lake{partitions}{lake__raw}{logs} }, 1, 1;
+publish();
+$r = sync('');
+is($r->{logs}{action}, 'refreshed', 'USER_SPECIFIED partitions changed: refreshed');
+is_deeply([ grep { !/^SHOW/ } @{ sent() } ],
+	[ q{ALTER EXTERNAL TABLE "LAKE"."RAW"."LOGS" DROP PARTITION LOCATION 'us-1/'},
+	  q{ALTER EXTERNAL TABLE "LAKE"."RAW"."LOGS" ADD PARTITION ("REGION" = 'asia') LOCATION 'asia/'} ],
+	'... DROP PARTITION for the removed one, ADD PARTITION for the new one, nothing else');
+is(registered('LOGS'), 'asia/c.json,region=eu/a.json', '... and Snowflake\'s files follow');
 
 # ---- partitions not recorded (synced before 0.2.0): one full refresh
 $node->safe_psql('postgres', q{UPDATE sfexport.glue_sync_state SET partitions = NULL WHERE glue_table = 'events'});
@@ -223,7 +249,7 @@ is($r->{users}{action}, 'unchanged', 'next sync: unchanged');
 # ---- the view: per table, for the server's owner only
 my $st = $node->safe_psql('postgres',
 	q{SELECT string_agg(glue_table || ':' || action, ',' ORDER BY glue_table) FROM sfexport.glue_sync_status});
-is($st, 'events:unchanged,secret:failed,users:unchanged', 'glue_sync_status: what the last sync did per table');
+is($st, 'events:unchanged,logs:unchanged,secret:failed,users:unchanged', 'glue_sync_status: what the last sync did per table');
 $node->safe_psql('postgres', q{CREATE ROLE nobody_052});
 is($node->safe_psql('postgres', q{SET ROLE nobody_052; SELECT count(*) FROM sfexport.glue_sync_status}),
 	'0', 'another role sees none of the server\'s rows');
@@ -236,7 +262,7 @@ $node->safe_psql('postgres',
 # the worker syncs on its housekeeping pass; flush() asks for one now
 $node->safe_psql('postgres', q{SELECT sfexport.flush()});
 ok($node->poll_query_until('postgres', q{
-	SELECT count(*) = 4 FROM sfexport.glue_sync_status WHERE periodic}),
+	SELECT count(*) = 5 FROM sfexport.glue_sync_status WHERE periodic}),
 	'the worker synced lake__raw after missing__db failed');
 is($node->safe_psql('postgres',
 		q{SELECT action || ': ' || reason FROM sfexport.glue_sync_status WHERE glue_database = 'missing__db'}),
