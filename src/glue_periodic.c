@@ -6,7 +6,10 @@
  * The periodic sync runs on the worker's housekeeping pass: for each server
  * with glue_sync_interval and glue_databases, once the interval has elapsed,
  * each listed Glue database is synced in its own transaction with the user
- * mapping of the server's owner.
+ * mapping of the server's owner.  A database that fails (Glue unreachable,
+ * a missing database, credentials refused) is recorded as failed in
+ * sfexport.glue_sync_log, in a transaction of its own, and the next one is
+ * synced regardless.
  *
  *-------------------------------------------------------------------------
  */

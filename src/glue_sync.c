@@ -30,9 +30,20 @@
  *	  https://docs.snowflake.com/en/sql-reference/sql/create-external-table).
  *
  * Idempotency: sfexport.glue_sync_state, which this file alone reads and
- * writes, remembers the SHA-256 of the statement applied per Glue table and
- * target; an unchanged table is not touched, a changed one is re-created
- * with CREATE OR REPLACE.
+ * writes, remembers per Glue table and target the SHA-256 of the statement
+ * applied, its data columns, and the partition directories seen.  Each
+ * sync then does the least that brings Snowflake in line (docs/glue.md,
+ * "Keeping in step"):
+ *	- same statement: nothing, or ALTER EXTERNAL TABLE ... REFRESH
+ *	  '<directory>' for the partitions added or removed in Glue
+ *	  (USER_SPECIFIED tables: ADD PARTITION / DROP PARTITION LOCATION);
+ *	- only data columns dropped or appended: ALTER TABLE ... DROP COLUMN /
+ *	  ADD COLUMN in place;
+ *	- anything else: CREATE OR REPLACE ... COPY GRANTS (grants kept);
+ *	- a table created earlier that SHOW EXTERNAL TABLES (once per sync)
+ *	  does not list: created again ("repaired").
+ * What each sync did goes to sfexport.glue_sync_log (the view
+ * glue_sync_status), written like the state as the tables' owner.
  *
  *-------------------------------------------------------------------------
  */
@@ -1259,6 +1270,32 @@ in_place_changes(GlueState *prev, GluePlan *plan, List **stmts)
 
 static char *user_partition_statement(GluePlan *plan, const char *entry, bool add);
 
+/* What is only in old and only in new, two sorted lists of strings (a merge). */
+static void
+diff_sorted(List *old, List *cur, List **removed, List **added)
+{
+	int			i = 0;
+	int			j = 0;
+
+	*removed = NIL;
+	*added = NIL;
+	while (i < list_length(old) || j < list_length(cur))
+	{
+		int			c = i >= list_length(old) ? 1 : j >= list_length(cur) ? -1 :
+			strcmp(list_nth(old, i), list_nth(cur, j));
+
+		if (c == 0)
+		{
+			i++;
+			j++;
+		}
+		else if (c < 0)
+			*removed = lappend(*removed, list_nth(old, i++));
+		else
+			*added = lappend(*added, list_nth(cur, j++));
+	}
+}
+
 /*
  * USER_SPECIFIED: the partitions gone or changed since the last sync are
  * dropped, then the new or changed ones added (from nothing: all added).
@@ -1266,16 +1303,17 @@ static char *user_partition_statement(GluePlan *plan, const char *entry, bool ad
 static List *
 user_partition_changes(List *prev, GluePlan *plan, char **summary)
 {
+	List	   *removed;
+	List	   *added;
 	List	   *drops = NIL;
 	List	   *adds = NIL;
 	ListCell   *lc;
 
-	foreach(lc, prev)
-		if (!list_has_string(plan->partitions, (char *) lfirst(lc)))
-			drops = lappend(drops, user_partition_statement(plan, (char *) lfirst(lc), false));
-	foreach(lc, plan->partitions)
-		if (!list_has_string(prev, (char *) lfirst(lc)))
-			adds = lappend(adds, user_partition_statement(plan, (char *) lfirst(lc), true));
+	diff_sorted(prev, plan->partitions, &removed, &added);
+	foreach(lc, removed)
+		drops = lappend(drops, user_partition_statement(plan, (char *) lfirst(lc), false));
+	foreach(lc, added)
+		adds = lappend(adds, user_partition_statement(plan, (char *) lfirst(lc), true));
 	if (drops != NIL || adds != NIL)
 		*summary = psprintf("partitions: %d added, %d removed (USER_SPECIFIED, values from AWS Glue: %s)",
 							list_length(adds), list_length(drops), plan->user_specified_why);
@@ -1296,13 +1334,11 @@ user_partition_changes(List *prev, GluePlan *plan, char **summary)
 static List *
 refresh_statements(GlueState *prev, GluePlan *plan, bool auto_refresh, char **summary)
 {
-	List	   *changed = NIL;
-	int			added = 0;
-	int			removed = 0;
-	ListCell   *a;
-	ListCell   *b;
-	int			i = 0;
-	int			j = 0;
+	List	   *changed;
+	List	   *gone;
+	List	   *arrived;
+	int			added;
+	int			removed;
 
 	*summary = NULL;
 	if (plan->user_specified)
@@ -1317,33 +1353,10 @@ refresh_statements(GlueState *prev, GluePlan *plan, bool auto_refresh, char **su
 			return NIL;
 		return list_make1(psprintf("ALTER EXTERNAL TABLE %s REFRESH", plan->table_sql));
 	}
-	/* both sorted: a merge finds the symmetric difference */
-	while (i < list_length(prev->partitions) || j < list_length(plan->partitions))
-	{
-		int			c;
-
-		a = i < list_length(prev->partitions) ? list_nth_cell(prev->partitions, i) : NULL;
-		b = j < list_length(plan->partitions) ? list_nth_cell(plan->partitions, j) : NULL;
-		c = a == NULL ? 1 : b == NULL ? -1 : strcmp(lfirst(a), lfirst(b));
-		if (c == 0)
-		{
-			i++;
-			j++;
-			continue;
-		}
-		if (c < 0)
-		{
-			changed = lappend(changed, lfirst(a));
-			removed++;
-			i++;
-		}
-		else
-		{
-			changed = lappend(changed, lfirst(b));
-			added++;
-			j++;
-		}
-	}
+	diff_sorted(prev->partitions, plan->partitions, &gone, &arrived);
+	removed = list_length(gone);
+	added = list_length(arrived);
+	changed = list_concat(gone, arrived);
 	if (changed == NIL)
 		return NIL;
 	*summary = psprintf("partitions: %d added, %d removed%s", added, removed,
