@@ -1025,13 +1025,26 @@ glue_log_save(Oid serverid, const char *glue_db, const char *glue_table, const c
 			   " DO UPDATE SET synced_at = pg_catalog.now(), action = EXCLUDED.action,"
 			   " reason = EXCLUDED.reason, periodic = EXCLUDED.periodic",
 			   6, args, NULL, 0);
-	/* a successful table means its database was read: forget its failure */
-	if (glue_table && *glue_table)
-		state_exec("DELETE FROM sfexport.glue_sync_log"
-				   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
-				   "   AND glue_database OPERATOR(pg_catalog.=) $2"
-				   "   AND glue_table OPERATOR(pg_catalog.=) ''",
-				   2, args, NULL, 0);
+}
+
+/*
+ * After a sync of the tables matching pattern: the rows of the tables it
+ * did not report (gone from Glue, never created) and of the database as a
+ * whole (it was read) leave the log.
+ */
+static void
+glue_log_forget(Oid serverid, const char *glue_db, const char *pattern, List *reported)
+{
+	const char *args[4] = {psprintf("%u", serverid), glue_db, pattern, list_json_text(reported)};
+
+	state_exec("DELETE FROM sfexport.glue_sync_log"
+			   " WHERE server OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+			   "   AND glue_database OPERATOR(pg_catalog.=) $2"
+			   "   AND (glue_table OPERATOR(pg_catalog.=) ''"
+			   "        OR (pg_catalog.textlike(glue_table, $3)"
+			   "            AND glue_table OPERATOR(pg_catalog.<>) ALL"
+			   "                (ARRAY(SELECT pg_catalog.json_array_elements_text($4::pg_catalog.json)))))",
+			   4, args, NULL, 0);
 }
 
 /*
@@ -1475,6 +1488,7 @@ typedef struct SyncOut
 	SfGlueSyncArgs *a;
 	SfGlueEmitFn emit;
 	void	   *emit_arg;
+	List	   *reported;		/* char *: the Glue tables reported */
 } SyncOut;
 
 static void
@@ -1482,9 +1496,12 @@ report(SyncOut *o, const char *glue_table, const char *action, const char *reaso
 	   const char *statement)
 {
 	o->emit(o->emit_arg, glue_table, action, reason, statement);
-	if (!o->a->dry_run)
+	if (!o->a->dry_run && glue_table)
+	{
 		glue_log_save(o->a->serverid, o->a->glue_database, glue_table, action, reason,
 					  o->a->periodic);
+		o->reported = lappend(o->reported, pstrdup(glue_table));
+	}
 }
 
 /* Planning one table in a subtransaction: Glue may refuse its partitions. */
@@ -1517,7 +1534,7 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 	SfGlueConfig *conf = sf_get_glue_config(a->serverid);
 	SfUserConfig *usr = sf_get_user_config(a->serverid, a->userid);
 	SfGlueClient *gc = sf_glue_client(conf, usr);
-	SyncOut		out = {a, emit, emit_arg};
+	SyncOut		out = {a, emit, emit_arg, NIL};
 	char	   *tdb;
 	char	   *tschema;
 	List	   *tables;
@@ -1661,4 +1678,6 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 		glue_state_delete(a->serverid, a->glue_database, tdb, tschema, s->glue_table);
 		report(&out, s->glue_table, "dropped", NULL, sql);
 	}
+	if (!a->dry_run)
+		glue_log_forget(a->serverid, a->glue_database, a->pattern, out.reported);
 }

@@ -256,6 +256,16 @@ is($node->safe_psql('postgres', q{SET ROLE nobody_052; SELECT count(*) FROM sfex
 like(SfSnowflake::psql_error($node, q{SET ROLE nobody_052; SELECT * FROM sfexport.glue_sync_log}),
 	qr/42501/, '... and cannot read the table behind the view');
 
+# ---- a table gone from Glue that was never created leaves the log
+my @all_tables = @{ $lake{tables}{lake__raw} };
+@{ $lake{tables}{lake__raw} } = grep { $_->{Name} ne 'secret' } @all_tables;
+publish();
+sync('');
+is($node->safe_psql('postgres', q{SELECT string_agg(glue_table, ',' ORDER BY glue_table) FROM sfexport.glue_sync_status}),
+	'events,logs,users', 'a table no longer in Glue and never created leaves glue_sync_status');
+@{ $lake{tables}{lake__raw} } = @all_tables;
+publish();
+
 # ---- periodic sync: a Glue database it cannot read fails alone
 $node->safe_psql('postgres',
 	q{ALTER SERVER sf OPTIONS (ADD glue_sync_interval '1min', ADD glue_databases 'missing__db, lake__raw')});
