@@ -10,8 +10,9 @@
 #    TABLES and created again ('repaired');
 #  - a table Glue refuses to show (AccessDenied on its partitions) fails
 #    alone; the periodic sync records per table what it did in
-#    glue_sync_status, a Glue database it cannot read as 'failed', and goes
-#    on with the next; the view shows a server's rows to its owner only;
+#    glue_sync_status, a Glue database it cannot read (missing, or Glue
+#    unreachable) as 'failed', and goes on with the next; the view shows a
+#    server's rows to its owner only;
 #  - glue_auto_refresh gives AUTO_REFRESH = TRUE.
 use strict;
 use warnings;
@@ -266,16 +267,29 @@ is($node->safe_psql('postgres', q{SELECT string_agg(glue_table, ',' ORDER BY glu
 @{ $lake{tables}{lake__raw} } = @all_tables;
 publish();
 
-# ---- periodic sync: a Glue database it cannot read fails alone
-$node->safe_psql('postgres',
-	q{ALTER SERVER sf OPTIONS (ADD glue_sync_interval '1min', ADD glue_databases 'missing__db, lake__raw')});
+# ---- periodic sync: a Glue database it cannot read fails alone, and so
+# does a server whose Glue endpoint is down
+$node->safe_psql('postgres', qq{
+	SET log_min_error_statement = panic;
+	CREATE SERVER sf_down FOREIGN DATA WRAPPER sfexport OPTIONS (
+		account 'testacct', url '$emu->{url}', database 'DB',
+		location 's3://lake/warehouse/', glue_endpoint 'http://127.0.0.1:1',
+		connect_timeout '1s', glue_sync_interval '1min', glue_databases 'lake__raw',
+		region 'us-east-1', endpoint '$s3->{endpoint}');
+	CREATE USER MAPPING FOR PUBLIC SERVER sf_down OPTIONS (user 'LOADER',
+		private_key $pem, aws_access_key_id 'AKIDGLUE', aws_secret_access_key '$SECRET');
+	ALTER SERVER sf OPTIONS (ADD glue_sync_interval '1min', ADD glue_databases 'missing__db, lake__raw');
+});
 # the worker syncs on its housekeeping pass; flush() asks for one now
 $node->safe_psql('postgres', q{SELECT sfexport.flush()});
 ok($node->poll_query_until('postgres', q{
-	SELECT count(*) = 5 FROM sfexport.glue_sync_status WHERE periodic}),
-	'the worker synced lake__raw after missing__db failed');
+	SELECT count(*) = 6 FROM sfexport.glue_sync_status WHERE periodic}),
+	'the worker synced lake__raw after missing__db failed, and tried sf_down');
+like($node->safe_psql('postgres',
+		q{SELECT action || ': ' || reason FROM sfexport.glue_sync_status WHERE server = 'sf_down'}),
+	qr/^failed: .*(GetTables|connect)/i, 'the server whose Glue is down: failed, with the error');
 is($node->safe_psql('postgres',
-		q{SELECT action || ': ' || reason FROM sfexport.glue_sync_status WHERE glue_database = 'missing__db'}),
+		q{SELECT action || ': ' || reason FROM sfexport.glue_sync_status WHERE server = 'sf' AND glue_database = 'missing__db'}),
 	'failed: AWS Glue database "missing__db" does not exist', '... which is recorded as failed');
 
 # ---- options
