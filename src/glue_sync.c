@@ -984,18 +984,20 @@ glue_state_load(Oid serverid, const char *glue_db, const char *tdb, const char *
 /* Record (or update) what was applied for one Glue table and target. */
 static void
 glue_state_save(Oid serverid, const char *glue_db, const char *tdb, const char *tschema,
-				GluePlan *plan)
+				GluePlan *plan, List *partitions, bool partitions_known)
 {
 	const char *args[10] = {psprintf("%u", serverid), glue_db, plan->glue_table, tdb,
 		tschema, plan->target_table, plan->hash, plan->shape_hash,
-	list_json_text(plan->columns), list_json_text(plan->partitions)};
+		list_json_text(plan->columns),
+	partitions_known ? list_json_text(partitions) : NULL};
 
 	state_exec("INSERT INTO sfexport.glue_sync_state AS s (server, glue_database, glue_table,"
 			   " target_database, target_schema, target_table, definition_hash, applied_at,"
 			   " shape_hash, columns, partitions)"
 			   " VALUES ($1::pg_catalog.oid, $2, $3, $4, $5, $6, $7, pg_catalog.now(), $8,"
 			   " ARRAY(SELECT pg_catalog.json_array_elements_text($9::pg_catalog.json)),"
-			   " ARRAY(SELECT pg_catalog.json_array_elements_text($10::pg_catalog.json)))"
+			   " CASE WHEN $10 IS NOT NULL THEN"
+			   " ARRAY(SELECT pg_catalog.json_array_elements_text($10::pg_catalog.json)) END)"
 			   " ON CONFLICT (server, glue_database, glue_table, target_database, target_schema)"
 			   " DO UPDATE SET target_table = EXCLUDED.target_table,"
 			   " definition_hash = EXCLUDED.definition_hash, applied_at = pg_catalog.now(),"
@@ -1211,6 +1213,19 @@ list_has_string(List *l, const char *s)
 	return false;
 }
 
+/* A copy of l without the strings equal to s. */
+static List *
+list_without_string(List *l, const char *s)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, l)
+		if (strcmp((const char *) lfirst(lc), s) != 0)
+			out = lappend(out, lfirst(lc));
+	return out;
+}
+
 /* The name at the start of a column definition ("NAME" type AS ...). */
 static char *
 definition_name(const char *def)
@@ -1283,6 +1298,30 @@ in_place_changes(GlueState *prev, GluePlan *plan, List **stmts)
 
 static char *user_partition_statement(GluePlan *plan, const char *entry, bool add);
 
+/*
+ * One statement that brings a table's partitions in line: a REFRESH
+ * (entry NULL: idempotent, tried again as a whole if one fails), or the ADD
+ * or DROP PARTITION of one USER_SPECIFIED entry (recorded one by one, so
+ * that a sync that stops half-way does not add a partition twice).
+ */
+typedef struct PartStep
+{
+	char	   *sql;
+	const char *entry;
+	bool		add;
+} PartStep;
+
+static PartStep *
+part_step(char *sql, const char *entry, bool add)
+{
+	PartStep   *ps = palloc0(sizeof(PartStep));
+
+	ps->sql = sql;
+	ps->entry = entry;
+	ps->add = add;
+	return ps;
+}
+
 /* What is only in old and only in new, two sorted lists of strings (a merge). */
 static void
 diff_sorted(List *old, List *cur, List **removed, List **added)
@@ -1324,9 +1363,11 @@ user_partition_changes(List *prev, GluePlan *plan, char **summary)
 
 	diff_sorted(prev, plan->partitions, &removed, &added);
 	foreach(lc, removed)
-		drops = lappend(drops, user_partition_statement(plan, (char *) lfirst(lc), false));
+		drops = lappend(drops, part_step(user_partition_statement(plan, (char *) lfirst(lc), false),
+										 (char *) lfirst(lc), false));
 	foreach(lc, added)
-		adds = lappend(adds, user_partition_statement(plan, (char *) lfirst(lc), true));
+		adds = lappend(adds, part_step(user_partition_statement(plan, (char *) lfirst(lc), true),
+									   (char *) lfirst(lc), true));
 	if (drops != NIL || adds != NIL)
 		*summary = psprintf("partitions: %d added, %d removed (USER_SPECIFIED, values from AWS Glue: %s)",
 							list_length(adds), list_length(drops), plan->user_specified_why);
@@ -1364,7 +1405,8 @@ refresh_statements(GlueState *prev, GluePlan *plan, bool auto_refresh, char **su
 		*summary = "partitions not recorded by the last sync: refreshed the whole location";
 		if (auto_refresh)
 			return NIL;
-		return list_make1(psprintf("ALTER EXTERNAL TABLE %s REFRESH", plan->table_sql));
+		return list_make1(part_step(psprintf("ALTER EXTERNAL TABLE %s REFRESH", plan->table_sql),
+									NULL, false));
 	}
 	diff_sorted(prev->partitions, plan->partitions, &gone, &arrived);
 	removed = list_length(gone);
@@ -1378,15 +1420,18 @@ refresh_statements(GlueState *prev, GluePlan *plan, bool auto_refresh, char **su
 	if (auto_refresh)
 		return NIL;
 	if (list_length(changed) > GLUE_REFRESH_MAX)
-		return list_make1(psprintf("ALTER EXTERNAL TABLE %s REFRESH", plan->table_sql));
+		return list_make1(part_step(psprintf("ALTER EXTERNAL TABLE %s REFRESH", plan->table_sql),
+									NULL, false));
 	{
-		List	   *stmts = NIL;
+		List	   *steps = NIL;
 		ListCell   *lc;
 
 		foreach(lc, changed)
-			stmts = lappend(stmts, psprintf("ALTER EXTERNAL TABLE %s REFRESH %s", plan->table_sql,
-											sf_quote_literal((char *) lfirst(lc))));
-		return stmts;
+			steps = lappend(steps, part_step(psprintf("ALTER EXTERNAL TABLE %s REFRESH %s",
+													  plan->table_sql,
+													  sf_quote_literal((char *) lfirst(lc))),
+											 NULL, false));
+		return steps;
 	}
 }
 
@@ -1560,7 +1605,11 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 		const char *action;
 		char	   *reason = NULL;
 		char	   *summary = NULL;
-		List	   *stmts = NIL;
+		List	   *stmts = NIL;	/* the table's definition: CREATE, or ALTER TABLE */
+		List	   *steps = NIL;	/* then its partitions: PartStep * */
+		List	   *applied;		/* the partitions in Snowflake after stmts */
+		bool		applied_known;
+		List	   *shown;
 		bool		missing;
 		PlanCall	pc = {gc, conf, a->glue_database, t, tdb, tschema, &plan};
 		ErrorData  *edata;
@@ -1597,14 +1646,16 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 		{
 			/* the table stays: columns changed in place, partitions refreshed */
 			action = stmts ? "altered" : "unchanged";
-			stmts = list_concat(stmts, refresh_statements(prev, &plan, conf->auto_refresh, &summary));
-			if (stmts == NIL && summary == NULL && strcmp(action, "unchanged") == 0)
+			steps = refresh_statements(prev, &plan, conf->auto_refresh, &summary);
+			if (stmts == NIL && steps == NIL && summary == NULL)
 			{
 				report(&out, t->name, "unchanged", NULL, NULL);
 				continue;
 			}
-			if (strcmp(action, "unchanged") == 0 && stmts != NIL)
+			if (stmts == NIL && steps != NIL)
 				action = "refreshed";
+			applied = prev->partitions;
+			applied_known = prev->partitions_known;
 		}
 		else
 		{
@@ -1616,16 +1667,24 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 			 */
 			stmts = list_make1(prev != NULL
 							   ? psprintf("%s\nCOPY GRANTS", plan.statement) : plan.statement);
-			/* USER_SPECIFIED: a new table has no partitions; add them all */
+			/*
+			 * CREATE registers every file below the location; a
+			 * USER_SPECIFIED table has no partitions yet: add them all.
+			 */
+			applied = plan.user_specified ? NIL : plan.partitions;
+			applied_known = true;
 			if (plan.user_specified)
-				stmts = list_concat(stmts, user_partition_changes(NIL, &plan, &summary));
+				steps = user_partition_changes(NIL, &plan, &summary);
 			if (missing)
 				summary = psprintf("the external table %s was missing in Snowflake: created again",
 								   plan.table_sql);
 		}
+		shown = list_copy(stmts);
+		foreach(sc, steps)
+			shown = lappend(shown, ((PartStep *) lfirst(sc))->sql);
 		if (a->dry_run)
 		{
-			report(&out, t->name, action, summary, stmts ? join_statements(stmts) : NULL);
+			report(&out, t->name, action, summary, shown ? join_statements(shown) : NULL);
 			continue;
 		}
 		foreach(sc, stmts)
@@ -1636,11 +1695,39 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 		}
 		if (reason)
 		{
-			report(&out, t->name, "skipped", reason, join_statements(stmts));
+			report(&out, t->name, "skipped", reason, join_statements(shown));
 			continue;
 		}
-		glue_state_save(a->serverid, a->glue_database, tdb, tschema, &plan);
-		report(&out, t->name, action, summary, stmts ? join_statements(stmts) : NULL);
+		/* the definition is in place: record it before the partitions */
+		if (stmts != NIL)
+			glue_state_save(a->serverid, a->glue_database, tdb, tschema, &plan,
+							applied, applied_known);
+		foreach(sc, steps)
+		{
+			PartStep   *ps = (PartStep *) lfirst(sc);
+
+			reason = run_table_statement(conf->srv, usr, ps->sql);
+			if (reason)
+				break;
+			/* USER_SPECIFIED: what is added or dropped is recorded as it goes */
+			if (ps->entry)
+				applied = ps->add ? lappend(list_copy(applied), (char *) ps->entry) :
+					list_without_string(applied, ps->entry);
+		}
+		if (reason)
+		{
+			if (plan.user_specified)
+			{
+				list_sort(applied, cmp_strings);
+				glue_state_save(a->serverid, a->glue_database, tdb, tschema, &plan,
+								applied, applied_known);
+			}
+			report(&out, t->name, "skipped", reason, join_statements(shown));
+			continue;
+		}
+		glue_state_save(a->serverid, a->glue_database, tdb, tschema, &plan,
+						plan.partitions, true);
+		report(&out, t->name, action, summary, shown ? join_statements(shown) : NULL);
 	}
 
 	/* tables we created earlier that Glue no longer has */

@@ -201,6 +201,36 @@ is_deeply([ grep { !/^SHOW/ } @{ sent() } ],
 	'... DROP PARTITION for the removed one, ADD PARTITION for the new one, nothing else');
 is(registered('LOGS'), 'asia/c.json,region=eu/a.json', '... and Snowflake\'s files follow');
 
+# ---- statements Snowflake refuses: the table is skipped with the error,
+# nothing is lost, the next sync does what is left
+sub refuse
+{
+	SfSnowflake::admin($emu, 'POST', 'faults', { action => '422', count => 1, statement => $_[0],
+		code => '091003', sql_state => 'XX000', message => 'Failure using stage area (injected).' });
+}
+push @{ $lake{partitions}{lake__raw}{logs} },
+  { Values => ['apac'], StorageDescriptor => { Location => "$W/logs/apac/" } },
+  { Values => ['emea'], StorageDescriptor => { Location => "$W/logs/emea/" } };
+push @{ $lake{partitions}{lake__raw}{events} }, @{ SfGlue::partitions("$W/events/dt=2024-01-04/") };
+put($_) for qw(logs/apac/d.json logs/emea/e.json events/dt=2024-01-04/part-0.parquet);
+publish();
+refuse(q{ADD PARTITION \("REGION" = 'emea'\)});
+refuse(q{REFRESH 'dt=2024-01-04/'});
+$r = sync('');
+is($r->{logs}{action}, 'skipped', 'an ADD PARTITION refused: skipped');
+like($r->{logs}{reason}, qr/Snowflake refused the statement \(SQLSTATE XX000\): .*Failure using stage area/,
+	'... with Snowflake\'s error');
+is($r->{events}{action}, 'skipped', 'a REFRESH refused: skipped');
+sent();
+$r = sync('');
+is_deeply([ $r->{logs}{action}, $r->{events}{action} ], [qw(refreshed refreshed)], 'next sync: both refreshed');
+is_deeply([ grep { !/^SHOW/ } @{ sent() } ],
+	[ q{ALTER EXTERNAL TABLE "LAKE"."RAW"."EVENTS" REFRESH 'dt=2024-01-04/'},
+	  q{ALTER EXTERNAL TABLE "LAKE"."RAW"."LOGS" ADD PARTITION ("REGION" = 'emea') LOCATION 'emea/'} ],
+	'... the refused REFRESH again, and only the partition not added before');
+is(registered('LOGS'), 'apac/d.json,asia/c.json,emea/e.json,region=eu/a.json', '... every file is there');
+like(registered('EVENTS'), qr/dt=2024-01-04\/part-0.parquet/, '... and the new day\'s file');
+
 # ---- partitions not recorded (synced before 0.2.0): one full refresh
 $node->safe_psql('postgres', q{UPDATE sfexport.glue_sync_state SET partitions = NULL WHERE glue_table = 'events'});
 $r = sync('');
@@ -208,7 +238,7 @@ is($r->{events}{action}, 'refreshed', 'no partitions recorded: refreshed');
 is_deeply([ grep { !/^SHOW/ } @{ sent() } ], [q{ALTER EXTERNAL TABLE "LAKE"."RAW"."EVENTS" REFRESH}],
 	'... the whole location, once');
 is(registered('EVENTS'),
-	'dt=2024-01-02/part-0.parquet,dt=2024-01-02/part-1.parquet,dt=2024-01-03/part-0.parquet',
+	'dt=2024-01-02/part-0.parquet,dt=2024-01-02/part-1.parquet,dt=2024-01-03/part-0.parquet,dt=2024-01-04/part-0.parquet',
 	'... which registers every file');
 
 # ---- a column added in Glue: in place
