@@ -1254,8 +1254,10 @@ definition_name(const char *def)
  * place: only columns dropped (the others in their order) and columns added
  * at the end, nothing else changed (same shape hash: partitions, location,
  * format).  External tables change columns with ALTER TABLE ... ADD COLUMN
- * <name> <type> AS (<expr>) and DROP COLUMN (ALTER TABLE, "External table
- * column actions"; ALTER EXTERNAL TABLE has no column actions).  A column
+ * <name> <type> AS (<expr>) and DROP COLUMN (ALTER TABLE, extTableColumnAction;
+ * ALTER EXTERNAL TABLE has no column actions), with IF NOT EXISTS / IF
+ * EXISTS: the state is written once all of them ran, so a sync that stopped
+ * half-way repeats the ones done.  A column
  * whose type or expression changed is a drop and an add of the same name:
  * that would move it to the end, so it is replaced instead.
  */
@@ -1283,7 +1285,7 @@ in_place_changes(GlueState *prev, GluePlan *plan, List **stmts)
 	if (next == 0)
 		return false;			/* keep at least one column */
 	foreach(lc, dropped)
-		*stmts = lappend(*stmts, psprintf("ALTER TABLE %s DROP COLUMN %s", plan->table_sql,
+		*stmts = lappend(*stmts, psprintf("ALTER TABLE %s DROP COLUMN IF EXISTS %s", plan->table_sql,
 										  sf_quote_ident((char *) lfirst(lc))));
 	for (int i = next; i < list_length(plan->columns); i++)
 	{
@@ -1291,7 +1293,8 @@ in_place_changes(GlueState *prev, GluePlan *plan, List **stmts)
 
 		if (list_has_string(dropped, definition_name(def)))
 			return false;		/* a changed column */
-		*stmts = lappend(*stmts, psprintf("ALTER TABLE %s ADD COLUMN %s", plan->table_sql, def));
+		*stmts = lappend(*stmts, psprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s",
+										  plan->table_sql, def));
 	}
 	return *stmts != NIL;
 }

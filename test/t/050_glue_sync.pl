@@ -245,7 +245,7 @@ SfGlue::write_catalog($glue, \%catalog);
 $r = sync(q{'analytics__raw'});
 is($r->{orders}{action}, 'altered', 'a new column: added in place');
 is($r->{orders}{statement},
-	'ALTER TABLE "ANALYTICS"."RAW"."ORDERS" ADD COLUMN "EXTRA" NUMBER(10,0) AS (value:c5::NUMBER(10,0))',
+	'ALTER TABLE "ANALYTICS"."RAW"."ORDERS" ADD COLUMN IF NOT EXISTS "EXTRA" NUMBER(10,0) AS (value:c5::NUMBER(10,0))',
 	'... with ALTER TABLE ... ADD COLUMN');
 is($r->{avro_t}{action}, 'replaced', 'partitions found in plain layout: replaced');
 ok(index($r->{avro_t}{statement},

@@ -247,11 +247,19 @@ publish();
 $r = sync('');
 is($r->{users}{action}, 'altered', 'a new column: altered in place');
 is_deeply([ grep { !/^SHOW/ } @{ sent() } ],
-	[q{ALTER TABLE "LAKE"."RAW"."USERS" ADD COLUMN "EMAIL" VARCHAR AS (GET_IGNORE_CASE(value, 'email')::VARCHAR)}],
+	[q{ALTER TABLE "LAKE"."RAW"."USERS" ADD COLUMN IF NOT EXISTS "EMAIL" VARCHAR AS (GET_IGNORE_CASE(value, 'email')::VARCHAR)}],
 	'... with ALTER TABLE ADD COLUMN only');
 ok((grep { $_->{name} eq 'EMAIL' } map { @{ $_->{columns} } }
 	grep { $_->{fqn}[2] eq 'USERS' } @{ SfSnowflake::admin($emu, 'GET', 'objects?kind=EXTERNAL_TABLE')->{objects} }),
 	'Snowflake has the new column');
+
+# ---- a column dropped in Glue: in place too
+splice @{ $lake{tables}{lake__raw}[1]{StorageDescriptor}{Columns} }, 1, 1;    # name
+publish();
+$r = sync('');
+is($r->{users}{action}, 'altered', 'a dropped column: altered in place');
+is_deeply([ grep { !/^SHOW/ } @{ sent() } ], [q{ALTER TABLE "LAKE"."RAW"."USERS" DROP COLUMN IF EXISTS "NAME"}],
+	'... with ALTER TABLE DROP COLUMN only');
 
 # ---- a type changed: replaced, the grant kept
 $lake{tables}{lake__raw}[0]{StorageDescriptor}{Columns}[0]{Type} = 'string';
