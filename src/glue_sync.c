@@ -1202,6 +1202,37 @@ existing_tables(SfServerConfig *srv, SfUserConfig *usr, const char *tdb, const c
 	}
 }
 
+/*
+ * The notification_channel of a new AUTO_REFRESH table (SHOW EXTERNAL
+ * TABLES: "Amazon Resource Name of the Amazon SQS queue for the external
+ * table"), where the S3 bucket's event notifications must go; NULL when
+ * Snowflake does not say.  LIKE may match more names ("_" and "%" are
+ * wildcards there): the row whose name is the table's is taken.
+ */
+static char *
+notification_channel(SfServerConfig *srv, SfUserConfig *usr, const char *tdb,
+					 const char *tschema, const char *table)
+{
+	SfSnowflakeResult *res = NULL;
+	char	   *sql = psprintf("SHOW EXTERNAL TABLES LIKE %s IN SCHEMA %s.%s",
+							   sf_quote_literal(table), sf_quote_ident(tdb),
+							   sf_quote_ident(tschema));
+	int			name;
+	int			channel;
+
+	if (run_statement(srv, usr, sql, &res) != NULL || res == NULL)
+		return NULL;
+	name = sf_result_column(res, "name");
+	channel = sf_result_column(res, "notification_channel");
+	if (name < 0 || channel < 0)
+		return NULL;
+	for (int64 i = 0; i < res->nrows; i++)
+		if (res->rows[i][name] && strcmp(res->rows[i][name], table) == 0 &&
+			res->rows[i][channel] && *res->rows[i][channel])
+			return res->rows[i][channel];
+	return NULL;
+}
+
 static bool
 list_has_string(List *l, const char *s)
 {
@@ -1730,6 +1761,16 @@ sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg)
 		}
 		glue_state_save(a->serverid, a->glue_database, tdb, tschema, &plan,
 						plan.partitions, true);
+		/* a new AUTO_REFRESH table: say where the S3 events must go */
+		if (conf->auto_refresh && !plan.user_specified && steps == NIL &&
+			strcmp(action, "altered") != 0 && strcmp(action, "unchanged") != 0)
+		{
+			char	   *ch = notification_channel(conf->srv, usr, tdb, tschema, plan.target_table);
+
+			if (ch)
+				summary = psprintf("%s%sAUTO_REFRESH = TRUE: send the S3 event notifications of the table's location to %s",
+								   summary ? summary : "", summary ? "; " : "", ch);
+		}
 		report(&out, t->name, action, summary, shown ? join_statements(shown) : NULL);
 	}
 

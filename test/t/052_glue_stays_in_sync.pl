@@ -13,7 +13,8 @@
 #    glue_sync_status, a Glue database it cannot read (missing, or Glue
 #    unreachable) as 'failed', and goes on with the next; the view shows a
 #    server's rows to its owner only;
-#  - glue_auto_refresh gives AUTO_REFRESH = TRUE.
+#  - glue_auto_refresh gives AUTO_REFRESH = TRUE, names the SQS queue the
+#    S3 events must go to, and leaves new partitions to Snowflake.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -334,8 +335,22 @@ is($node->safe_psql('postgres',
 $r = sync(q{, dry_run => true});
 like($r->{events}{statement} // '', qr/^$/, 'dry run of an unchanged table: no statement');
 $node->safe_psql('postgres', q{ALTER SERVER sf OPTIONS (ADD glue_auto_refresh 'true')});
-$r = sync(q{, dry_run => true});
-like($r->{events}{statement}, qr/\nAUTO_REFRESH = TRUE\n/, 'glue_auto_refresh: AUTO_REFRESH = TRUE');
+sent();
+$r = sync('');
+is($r->{events}{action}, 'replaced', 'glue_auto_refresh: replaced');
+like($r->{events}{statement}, qr/\nAUTO_REFRESH = TRUE\n/, '... with AUTO_REFRESH = TRUE');
+like($r->{events}{reason}, qr/send the S3 event notifications of the table's location to arn:aws:sqs:/,
+	'... and the reason names the SQS queue of its notification channel');
+is($r->{logs}{action}, 'unchanged', 'a USER_SPECIFIED table has no AUTO_REFRESH: unchanged');
+ok(ext_table('EVENTS')->{auto_refresh}, 'Snowflake refreshes EVENTS from the notifications');
+push @{ $lake{partitions}{lake__raw}{events} }, @{ SfGlue::partitions("$W/events/dt=2024-01-05/") };
+publish();
+sent();
+$r = sync('');
+is($r->{events}{action}, 'unchanged', 'a new partition with AUTO_REFRESH: unchanged');
+like($r->{events}{reason}, qr/^partitions: 1 added, 0 removed \(AUTO_REFRESH = TRUE: left to Snowflake\)$/,
+	'... the reason counts it');
+is_deeply([ grep { !/^SHOW/ } @{ sent() } ], [], '... and no REFRESH is sent');
 like(SfSnowflake::psql_error($node, q{ALTER SERVER sf OPTIONS (SET glue_catalog_id '} . ('1' x 256) . q{')}),
 	qr/22023|HV00D|invalid value for option "glue_catalog_id"/, 'a catalog id over 255 characters is refused');
 
