@@ -343,6 +343,8 @@ like($r->{events}{reason}, qr/send the S3 event notifications of the table's loc
 	'... and the reason names the SQS queue of its notification channel');
 is($r->{logs}{action}, 'unchanged', 'a USER_SPECIFIED table has no AUTO_REFRESH: unchanged');
 ok(ext_table('EVENTS')->{auto_refresh}, 'Snowflake refreshes EVENTS from the notifications');
+ok((grep { $_->{privilege} eq 'SELECT' && $_->{grantee} eq 'ANALYST' } @{ ext_table('EVENTS')->{grants} }),
+	'... and SELECT to ANALYST is still granted');
 push @{ $lake{partitions}{lake__raw}{events} }, @{ SfGlue::partitions("$W/events/dt=2024-01-05/") };
 publish();
 sent();
