@@ -437,6 +437,12 @@ layout_of_partition(void *arg, const char *loc, json_t *values)
 	return true;
 }
 
+static int
+cmp_strings(const ListCell *a, const ListCell *b)
+{
+	return strcmp((const char *) lfirst(a), (const char *) lfirst(b));
+}
+
 /*
  * The directory layout of a table's partitions, from the locations Glue
  * reports for them (every page, one page in memory at a time):
@@ -450,12 +456,6 @@ layout_of_partition(void *arg, const char *loc, json_t *values)
  * ["<directory>", "<value>", ...] as JSON text.  Returns NULL, or why the
  * table cannot be mirrored.
  */
-static int
-cmp_strings(const ListCell *a, const ListCell *b)
-{
-	return strcmp((const char *) lfirst(a), (const char *) lfirst(b));
-}
-
 static char *
 partition_layout(SfGlueClient *gc, const char *glue_db, SfGlueTable *t, const char *bucket,
 				 const char *key, bool *hive_layout, char **user_specified, List **dirs)
