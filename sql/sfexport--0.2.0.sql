@@ -484,3 +484,35 @@ CREATE EVENT TRIGGER sfexport_ddl_check ON ddl_command_end
   WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
                'IMPORT FOREIGN SCHEMA', 'CREATE SERVER', 'ALTER SERVER')
   EXECUTE FUNCTION sfexport._ddl_check();
+
+-- Glue sync that stays in sync: partitions refreshed, grants kept, drift repaired
+ALTER TABLE sfexport.glue_sync_state
+    ADD COLUMN shape_hash text,     -- SHA-256 of the statement without its data columns
+    ADD COLUMN columns    text[],   -- the data column definitions applied
+    ADD COLUMN partitions text[];   -- partition directories below the location, sorted
+                                    -- (NULL: synced before 0.2.0 recorded them)
+CREATE TABLE sfexport.glue_sync_log (
+    server        oid         NOT NULL,   -- the sfexport server
+    glue_database text        NOT NULL,
+    glue_table    text        NOT NULL,   -- '' : the Glue database as a whole (it could not be read)
+    synced_at     timestamptz NOT NULL,
+    action        text        NOT NULL,   -- created, replaced, altered, refreshed, repaired, unchanged, dropped, skipped, failed
+    reason        text,                   -- why skipped or failed, or what changed
+    periodic      boolean     NOT NULL,   -- run by the worker (else by glue_sync())
+    PRIMARY KEY (server, glue_database, glue_table)
+);
+COMMENT ON TABLE sfexport.glue_sync_log IS
+  'what the last glue sync did to each AWS Glue table (read it through sfexport.glue_sync_status)';
+REVOKE ALL ON sfexport.glue_sync_log FROM PUBLIC;
+GRANT SELECT ON sfexport.glue_sync_log TO pg_monitor;
+-- Each server's rows for its owner (and members), every row for pg_monitor.
+CREATE VIEW sfexport.glue_sync_status WITH (security_barrier) AS
+SELECT s.srvname AS server, l.glue_database, l.glue_table, l.synced_at AS last_sync,
+       l.action, l.reason, l.periodic
+  FROM sfexport.glue_sync_log l
+  JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) l.server
+ WHERE pg_catalog.pg_has_role(s.srvowner, 'USAGE')
+    OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW sfexport.glue_sync_status IS
+  'what the last glue sync (periodic or glue_sync()) did to each AWS Glue table; rows of the servers one owns';
+GRANT SELECT ON sfexport.glue_sync_status TO PUBLIC;

@@ -895,6 +895,10 @@ sf_get_glue_config(Oid serverid)
 		}
 		else if (strcmp(def->defname, "glue_drop_missing") == 0)
 			(void) parse_bool(v, &conf->drop_missing);
+		else if (strcmp(def->defname, "glue_catalog_id") == 0)
+			conf->catalog_id = v;
+		else if (strcmp(def->defname, "glue_auto_refresh") == 0)
+			(void) parse_bool(v, &conf->auto_refresh);
 		else if (strcmp(def->defname, "glue_stage_map") == 0)
 			stage_map = v;
 	}

@@ -128,6 +128,8 @@ typedef struct SfGlueConfig
 	int			sync_interval_s;	/* 0 = no periodic sync */
 	List	   *databases;		/* char *: Glue databases of the periodic sync */
 	bool		drop_missing;	/* periodic sync drops tables gone from Glue */
+	char	   *catalog_id;		/* CatalogId of every request; NULL = the caller's account */
+	bool		auto_refresh;	/* external tables with AUTO_REFRESH = TRUE */
 	List	   *stages;			/* SfGlueStage * */
 } SfGlueConfig;
 

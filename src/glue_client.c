@@ -19,8 +19,10 @@
  * GetTables (pages with NextToken, MaxResults at most 100:
  * CatalogGetterPageSize; the LIKE pattern also sent as Expression where a
  * regular expression can stand for it) and GetPartitions (every page, one
- * at a time, to tell hive-style from plain partition directories).  API
- * reference:
+ * at a time, to tell hive-style from plain partition directories, and
+ * which partitions changed since the last sync).  With the glue_catalog_id
+ * option every request names the catalog (CatalogId) of another account.
+ * API reference:
  * https://docs.aws.amazon.com/glue/latest/webapi/API_GetTables.html
  *
  *-------------------------------------------------------------------------
@@ -139,10 +141,19 @@ glue_call(SfGlueClient *gc, const char *op, json_t *body, bool missing_ok)
 		"ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
 		"InvalidAccessKeyId", NULL
 	};
-	char	   *payload = sf_json_dumps(body);
+	char	   *payload;
 	GlueCall   *call = palloc0(sizeof(GlueCall));
 	int			delay_ms = 250;
 
+	/*
+	 * CatalogId (every operation used here has it: "The ID of the Data
+	 * Catalog where the tables reside. If none is provided, the Amazon Web
+	 * Services account ID is used by default."): another account's catalog,
+	 * the glue_catalog_id option.
+	 */
+	if (gc->conf->catalog_id)
+		json_object_set_new(body, "CatalogId", json_string(gc->conf->catalog_id));
+	payload = sf_json_dumps(body);
 	call->gc = gc;
 	call->op = op;
 	call->payload_hash = sf_sha256_hex(payload, strlen(payload));
@@ -439,8 +450,9 @@ sf_glue_shown_name(const char *name)
 }
 
 /*
- * The storage location of every partition of a table (GetPartitions, every
- * page, one page in memory at a time), given to fn one at a time until fn
+ * The storage location and values of every partition of a table
+ * (GetPartitions, every page, one page in memory at a time), given to fn
+ * one at a time until fn
  * returns false.  fn runs in a memory context that is reset after each
  * page: what it keeps must be allocated elsewhere.
  */
@@ -477,7 +489,7 @@ sf_glue_partition_locations(SfGlueClient *gc, const char *glue_db, const char *t
 
 			if (loc == NULL)
 				continue;
-			if (!fn(arg, loc))
+			if (!fn(arg, loc, json_object_get(p, "Values")))
 			{
 				stopped = true;
 				break;

@@ -40,8 +40,11 @@ typedef struct SfGlueTable
 	List	   *partition_keys; /* SfGlueColumn * */
 } SfGlueTable;
 
-/* called with each partition location; false stops the listing */
-typedef bool (*SfGlueLocationFn) (void *arg, const char *location);
+/*
+ * called with each partition's location and its Values (a JSON array of
+ * strings, or NULL); false stops the listing
+ */
+typedef bool (*SfGlueLocationFn) (void *arg, const char *location, json_t *values);
 
 extern SfGlueClient *sf_glue_client(SfGlueConfig *conf, SfUserConfig *usr);
 extern List *sf_glue_list_tables(SfGlueClient *gc, const char *database,

@@ -6,7 +6,10 @@
  * The periodic sync runs on the worker's housekeeping pass: for each server
  * with glue_sync_interval and glue_databases, once the interval has elapsed,
  * each listed Glue database is synced in its own transaction with the user
- * mapping of the server's owner.
+ * mapping of the server's owner.  A database that fails (Glue unreachable,
+ * a missing database, credentials refused) is recorded as failed in
+ * sfexport.glue_sync_log, in a transaction of its own, and the next one is
+ * synced regardless.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,7 +68,7 @@ typedef struct PeriodicWork
 
 typedef struct PeriodicCounts
 {
-	int			counts[5];		/* created, replaced, unchanged, dropped, skipped */
+	int			counts[9];		/* as names[] in count_action */
 } PeriodicCounts;
 
 static void
@@ -73,12 +76,13 @@ count_action(void *arg, const char *glue_table, const char *action,
 			 const char *reason, const char *statement)
 {
 	PeriodicCounts *c = (PeriodicCounts *) arg;
-	static const char *const names[] = {"created", "replaced", "unchanged", "dropped", "skipped"};
+	static const char *const names[] = {"created", "replaced", "unchanged", "dropped",
+	"skipped", "altered", "refreshed", "repaired", "failed"};
 
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < (int) lengthof(names); i++)
 		if (strcmp(action, names[i]) == 0)
 			c->counts[i]++;
-	if (strcmp(action, "skipped") == 0 && reason)
+	if ((strcmp(action, "skipped") == 0 || strcmp(action, "failed") == 0) && reason)
 		ereport(DEBUG1,
 				(errmsg_internal("sfexport glue sync skipped table \"%s\": %s",
 								 sf_glue_shown_name(glue_table), reason)));
@@ -162,11 +166,29 @@ periodic_one(void *arg)
 	a.glue_database = p->database;
 	a.pattern = "%";
 	a.drop_missing = sf_get_glue_config(p->serverid)->drop_missing;
+	a.periodic = true;
 	sf_glue_sync_run(&a, count_action, &c);
 	ereport(LOG,
-			(errmsg("sfexport glue sync of server \"%s\", AWS Glue database \"%s\": %d created, %d replaced, %d unchanged, %d dropped, %d skipped",
+			(errmsg("sfexport glue sync of server \"%s\", AWS Glue database \"%s\": %d created, %d replaced, %d altered, %d refreshed, %d repaired, %d unchanged, %d dropped, %d skipped, %d failed",
 					server->servername, sf_glue_shown_name(p->database), c.counts[0], c.counts[1],
-					c.counts[2], c.counts[3], c.counts[4])));
+					c.counts[5], c.counts[6], c.counts[7], c.counts[2], c.counts[3], c.counts[4],
+					c.counts[8])));
+}
+
+typedef struct PeriodicFailure
+{
+	Oid			serverid;
+	char	   *database;
+	char	   *message;
+} PeriodicFailure;
+
+/* A Glue database that could not be synced, in the log (glue_sync_status). */
+static void
+record_failure(void *arg)
+{
+	PeriodicFailure *f = (PeriodicFailure *) arg;
+
+	sf_glue_sync_record_failure(f->serverid, f->database, f->message);
 }
 
 typedef struct PeriodicDbs
@@ -233,11 +255,19 @@ sf_glue_periodic(void)
 		foreach(dc, d.databases)
 		{
 			PeriodicOne p;
+			PeriodicFailure f;
 
 			p.serverid = d.serverid;
 			p.database = (char *) lfirst(dc);
 			pgstat_report_activity(STATE_RUNNING, "sfexport glue sync");
-			(void) sf_run_transaction(periodic_one, &p, NULL);
+			/* one database failing (Glue down, ...) leaves the others alone */
+			f.message = NULL;
+			if (!sf_run_transaction(periodic_one, &p, &f.message))
+			{
+				f.serverid = p.serverid;
+				f.database = p.database;
+				(void) sf_run_transaction(record_failure, &f, NULL);
+			}
 		}
 	}
 	MemoryContextSwitchTo(old);

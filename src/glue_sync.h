@@ -19,6 +19,7 @@ typedef struct SfGlueSyncArgs
 	bool		drop_missing;
 	char	   *target_database;	/* NULL = derived */
 	char	   *target_schema;
+	bool		periodic;		/* run by the worker (recorded in the log) */
 } SfGlueSyncArgs;
 
 /* called once per Glue table (and per table gone from Glue) */
@@ -26,5 +27,7 @@ typedef void (*SfGlueEmitFn) (void *arg, const char *glue_table, const char *act
 							  const char *reason, const char *statement);
 
 extern void sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg);
+extern void sf_glue_sync_record_failure(Oid serverid, const char *glue_db,
+										const char *message);
 
 #endif							/* SF_GLUE_SYNC_H */

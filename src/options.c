@@ -64,7 +64,8 @@ typedef enum SfOptKind
 	OPT_HEADER_TEXT,			/* text sent in an HTTP header: no control characters */
 	OPT_TOKEN_TYPE,				/* OAUTH | PROGRAMMATIC_ACCESS_TOKEN | KEYPAIR_JWT */
 	OPT_GCS_JSON,				/* service-account key JSON */
-	OPT_GLUE_STAGE_MAP			/* STAGE=s3://bucket/prefix/, ... (config.c) */
+	OPT_GLUE_STAGE_MAP,			/* STAGE=s3://bucket/prefix/, ... (config.c) */
+	OPT_GLUE_CATALOG_ID			/* Glue CatalogIdString: 1..255, no control characters */
 } SfOptKind;
 
 typedef struct SfOption
@@ -113,6 +114,8 @@ static const SfOption sf_options[] = {
 	{"glue_databases", ForeignServerRelationId, OPT_TEXT},
 	{"glue_sync_interval", ForeignServerRelationId, OPT_DURATION_S, false, 60, 7 * DAY_S},
 	{"glue_drop_missing", ForeignServerRelationId, OPT_BOOL},
+	{"glue_catalog_id", ForeignServerRelationId, OPT_GLUE_CATALOG_ID},
+	{"glue_auto_refresh", ForeignServerRelationId, OPT_BOOL},
 	/* server: names derived from PostgreSQL identifiers (see sf_identifier_case) */
 	{"upper_case_identifiers", ForeignServerRelationId, OPT_BOOL},
 	/* server: how staged files are loaded (load.c, snowpipe.c) */
@@ -395,6 +398,14 @@ validate_value(const SfOption *opt, const char *value)
 									 "Example: glue_stage_map 'LAKE_STAGE=s3://lake/warehouse/, ANALYTICS.RAW.LOGS=s3://logs/'.");
 				break;
 			}
+
+		case OPT_GLUE_CATALOG_ID:
+			/* CatalogIdString in the Glue API: 1 to 255 characters, single line */
+			if (strlen(value) > SF_GLUE_NAME_MAX || !sf_http_header_value_ok(value))
+				report_bad_value(opt, value,
+								 "A Glue catalog ID has 1 to 255 characters and no control characters.",
+								 "It is the AWS account ID that owns the catalog, e.g. glue_catalog_id '123456789012'.");
+			break;
 
 		case OPT_GCS_JSON:
 			{

@@ -63,6 +63,11 @@ ALTER SERVER g OPTIONS (SET glue_endpoint 'ftp://x');
 ALTER SERVER g OPTIONS (SET glue_sync_interval '5s');
 ALTER SERVER g OPTIONS (SET glue_sync_interval 'often');
 ALTER SERVER g OPTIONS (SET glue_drop_missing 'maybe');
+-- another account's catalog, auto-refresh
+ALTER SERVER g OPTIONS (ADD glue_catalog_id '210987654321', ADD glue_auto_refresh 'true');
+ALTER SERVER g OPTIONS (SET glue_catalog_id E'1234\n5678');
+ALTER SERVER g OPTIONS (SET glue_auto_refresh 'sometimes');
+ALTER SERVER g OPTIONS (DROP glue_catalog_id, DROP glue_auto_refresh);
 
 -- only the server's owner (or a superuser) may run glue_sync
 CREATE ROLE glue_nobody;

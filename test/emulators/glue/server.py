@@ -48,6 +48,15 @@ A bad pattern is 400 InvalidInputException.  GetPartitions' Expression (a partit
 predicate) is not emulated: 400 InvalidInputException.  Missing database or
 table: 400 EntityNotFoundException.
 
+CatalogId (every operation above: "The ID of the Data Catalog ... If none is
+provided, the Amazon Web Services account ID is used by default."): 1 to 255
+characters (CatalogIdString), else 400 ValidationException.  The fixture's
+top level is the catalog of --account-id; other accounts' catalogs are under
+"catalogs": {"<id>": {"databases": ..., "tables": ..., "partitions": ...}}.
+A CatalogId that is neither is refused as AWS refuses a catalog the caller
+has no grant on: 400 AccessDeniedException on arn:aws:glue:<region>:<id>:catalog.
+IAM resources (below) name the catalog's account.
+
 Fixture (JSON, re-read whenever the file changes, or replaced with POST
 /_emulator/fixture):
   {"databases": [{"Name": "sales__raw", ...}],
@@ -235,16 +244,31 @@ class Catalog:
         self.path = path
         self.mtime = None
         self.data = {"databases": [], "tables": {}, "partitions": {}}
+        self.others = {}
         self.maybe_reload()
+
+    @staticmethod
+    def _shape(data):
+        return {"databases": list(data.get("databases", [])),
+                "tables": dict(data.get("tables", {})),
+                "partitions": dict(data.get("partitions", {}))}
 
     def set(self, data):
         if not isinstance(data, dict):
             raise ValueError("fixture must be a JSON object")
         with self.lock:
-            self.data = {"databases": list(data.get("databases", [])),
-                         "tables": dict(data.get("tables", {})),
-                         "partitions": dict(data.get("partitions", {}))}
+            self.data = self._shape(data)
+            self.others = {k: self._shape(v) for k, v in dict(data.get("catalogs", {})).items()}
             self.path = None
+
+    def view(self, catalog_id):
+        """The catalog of another account (CatalogId), or None."""
+        if catalog_id not in self.others:
+            return None
+        v = Catalog()
+        v.data = self.others[catalog_id]
+        v.expression_mode = self.expression_mode
+        return v
 
     def maybe_reload(self):
         if not self.path:
@@ -258,9 +282,8 @@ class Catalog:
                 return
             with open(self.path) as f:
                 data = json.load(f)
-            self.data = {"databases": list(data.get("databases", [])),
-                         "tables": dict(data.get("tables", {})),
-                         "partitions": dict(data.get("partitions", {}))}
+            self.data = self._shape(data)
+            self.others = {k: self._shape(v) for k, v in dict(data.get("catalogs", {})).items()}
             self.mtime = (st.st_mtime_ns, st.st_size)
 
     def database(self, name):
@@ -477,10 +500,25 @@ class Handler(BaseHTTPRequestHandler):
                                 "Content-Type must be %s" % JSON_TYPE)
             if not isinstance(record["body"], dict):
                 raise GlueError(400, "SerializationException", "The body is not a JSON object.")
-            st.authorize(record["access_key"], op, record["body"])
             st.catalog.maybe_reload()
+            catalog_id = record["body"].get("CatalogId")
+            if catalog_id is not None and (not isinstance(catalog_id, str) or
+                                           not 1 <= len(catalog_id) <= 255):
+                raise GlueError(400, "ValidationException",
+                                "1 validation error detected: Value at 'catalogId' failed to "
+                                "satisfy constraint: Member must have length between 1 and 255")
+            st.authorize(record["access_key"], op, record["body"])
             with st.catalog.lock:
-                answer = OPS[op](st.catalog, record["body"])
+                cat = st.catalog
+                if catalog_id is not None and catalog_id != st.account_id:
+                    cat = st.catalog.view(catalog_id)
+                    if cat is None:
+                        raise GlueError(400, "AccessDeniedException",
+                                        "User: arn:aws:iam::%s:user/%s is not authorized to "
+                                        "perform: glue:%s on resource: arn:aws:glue:%s:%s:catalog"
+                                        % (st.account_id, record["access_key"], op, st.region,
+                                           catalog_id))
+                answer = OPS[op](cat, record["body"])
             record["status"] = 200
             self._send(200, answer)
         except GlueError as e:
@@ -563,7 +601,7 @@ class State:
                 raise SystemExit("--policy %s: %s" % (path, e))
 
     def resources(self, op, body):
-        base = "arn:aws:glue:%s:%s:" % (self.region, self.account_id)
+        base = "arn:aws:glue:%s:%s:" % (self.region, body.get("CatalogId") or self.account_id)
         db = body.get("DatabaseName") if op != "GetDatabase" else body.get("Name")
         out = [base + "catalog"]
         if op == "GetDatabases":

@@ -43,6 +43,8 @@ def table(name, fmt="parquet", loc=None):
 
 
 FIXTURE = {
+    "catalogs": {"210987654321": {"databases": [{"Name": "shared"}],
+                                  "tables": {"shared": [table("other_account")]}}},
     "databases": [{"Name": "sales__raw", "Description": "sales"}, {"Name": "logs"}],
     "tables": {"sales__raw": [table("t%02d" % i) for i in range(25)],
                "logs": [table("web"), table("app")]},
@@ -170,6 +172,17 @@ class GlueEmulatorTest(unittest.TestCase):
         self.assertEqual(self.code(c.get_tables, DatabaseName="nope"), "EntityNotFoundException")
         self.assertEqual(self.code(c.get_table, DatabaseName="logs", Name="nope"),
                          "EntityNotFoundException")
+
+    def test_catalog_id(self):
+        c = self.client()
+        names = lambda r: [t["Name"] for t in r["TableList"]]  # noqa: E731
+        self.assertEqual(names(c.get_tables(DatabaseName="shared", CatalogId="210987654321")),
+                         ["other_account"])
+        self.assertEqual(names(c.get_tables(DatabaseName="logs", CatalogId="123456789012")),
+                         ["web", "app"])
+        self.assertEqual(self.code(c.get_tables, DatabaseName="shared"), "EntityNotFoundException")
+        self.assertEqual(self.code(c.get_tables, DatabaseName="shared", CatalogId="999999999999"),
+                         "AccessDeniedException")
 
     def test_partitions(self):
         c = self.client()
