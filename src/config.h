@@ -72,6 +72,10 @@ typedef struct SfServerConfig
 	int			batch_size;		/* -1 = not set here */
 	bool		upper_case_identifiers; /* upper-case names derived from
 										 * PostgreSQL identifiers */
+	/* AWS credential chain (aws_credentials.c) */
+	char	   *aws_profile;	/* profile of the shared files, NULL = default */
+	char	   *aws_role_arn;	/* role to assume, NULL = none */
+	char	   *aws_external_id;
 } SfServerConfig;
 
 /* User mapping options: credentials.  Never log or print these. */
@@ -91,6 +95,8 @@ typedef struct SfUserConfig
 	Oid			serverid;
 	Oid			userid;			/* whose mapping was asked for */
 	bool		host_credentials_allowed;	/* sf_server_may_use_host_credentials() */
+	char	   *aws_role_arn;	/* role to assume (else the server's) */
+	char	   *aws_external_id;
 	bool		aws_from_host;	/* the AWS keys are the database server's own
 								 * (environment): sign with them, never give
 								 * them to Snowflake */
@@ -153,7 +159,8 @@ extern const char *sf_compression_extension(SfCompression c);
 
 /* credentials */
 extern bool sf_server_may_use_host_credentials(Oid serverid);
-extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
+extern bool sf_aws_role_arn_ok(const char *v);
+extern bool sf_aws_external_id_ok(const char *v);
 extern Oid	sf_worker_user(Oid serverid);
 extern SfUserConfig *sf_get_worker_user_config(Oid serverid);
 extern void sf_check_secret_file_mode(const char *path, const char *option,

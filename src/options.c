@@ -64,7 +64,9 @@ typedef enum SfOptKind
 	OPT_HEADER_TEXT,			/* text sent in an HTTP header: no control characters */
 	OPT_TOKEN_TYPE,				/* OAUTH | PROGRAMMATIC_ACCESS_TOKEN | KEYPAIR_JWT */
 	OPT_GCS_JSON,				/* service-account key JSON */
-	OPT_GLUE_STAGE_MAP			/* STAGE=s3://bucket/prefix/, ... (config.c) */
+	OPT_GLUE_STAGE_MAP,			/* STAGE=s3://bucket/prefix/, ... (config.c) */
+	OPT_AWS_ROLE_ARN,			/* arn:PARTITION:iam::ACCOUNT:role/NAME */
+	OPT_AWS_EXTERNAL_ID			/* STS ExternalId: 2-1224 of [\w+=,.@:/-] */
 } SfOptKind;
 
 typedef struct SfOption
@@ -117,6 +119,10 @@ static const SfOption sf_options[] = {
 	{"upper_case_identifiers", ForeignServerRelationId, OPT_BOOL},
 	/* server: how staged files are loaded (load.c, snowpipe.c) */
 	{"load_mode", ForeignServerRelationId, OPT_LOAD_MODE},
+	/* server: AWS credential chain (aws_credentials.c, docs/credentials.md) */
+	{"aws_profile", ForeignServerRelationId, OPT_HEADER_TEXT},
+	{"aws_role_arn", ForeignServerRelationId, OPT_AWS_ROLE_ARN},
+	{"aws_external_id", ForeignServerRelationId, OPT_AWS_EXTERNAL_ID},
 
 	/* user mapping: credentials */
 	{"user", UserMappingRelationId, OPT_TEXT},
@@ -130,6 +136,8 @@ static const SfOption sf_options[] = {
 	{"aws_session_token", UserMappingRelationId, OPT_HEADER_TEXT, true},
 	{"gcs_credentials", UserMappingRelationId, OPT_GCS_JSON, true},
 	{"gcs_credentials_file", UserMappingRelationId, OPT_SECRET_FILE},
+	{"aws_role_arn", UserMappingRelationId, OPT_AWS_ROLE_ARN},
+	{"aws_external_id", UserMappingRelationId, OPT_AWS_EXTERNAL_ID},
 
 	/* foreign table */
 	{"table", ForeignTableRelationId, OPT_TEXT},
@@ -375,6 +383,20 @@ validate_value(const SfOption *opt, const char *value)
 			if (!sf_http_header_value_ok(value))
 				report_bad_value(opt, value,
 								 "The value must not contain control characters such as carriage return or line feed: it is sent in an HTTP header.",
+								 NULL);
+			break;
+
+		case OPT_AWS_ROLE_ARN:
+			if (!sf_aws_role_arn_ok(value))
+				report_bad_value(opt, value,
+								 "A role ARN has the form arn:aws:iam::ACCOUNT:role/NAME (20 to 2048 characters, no spaces).",
+								 "Example: arn:aws:iam::123456789012:role/sfexport.");
+			break;
+
+		case OPT_AWS_EXTERNAL_ID:
+			if (!sf_aws_external_id_ok(value))
+				report_bad_value(opt, value,
+								 "An external ID has 2 to 1224 characters among letters, digits and +=,.@:/-_ (AWS STS AssumeRole).",
 								 NULL);
 			break;
 
