@@ -2,7 +2,8 @@
 #
 #   my $s3 = SfStorageTest::start_s3(keys => {ID => SECRET}, tokens => {ID => TOKEN},
 #                                    region => 'eu-west-1', buckets => ['b'],
-#                                    policies => {ID => 'iam-policy.json'});
+#                                    policies => {ID => 'iam-policy.json'},
+#                                    issued => ['issued.json'], upstream_key => ID);
 #   $s3->{endpoint}            http://127.0.0.1:PORT of the verifying front
 #   SfStorageTest::front($s3, 'POST', '/_front/faults', {kind => 'slowdown'});
 #
@@ -36,7 +37,10 @@ sub start_s3
 		  '--port-file', '{PORT_FILE}', '--upstream', "http://127.0.0.1:$s3rver->{port}",
 		  '--region', $o{region}, @keys,
 		  (map { ('--policy', "$_=$o{policies}{$_}") } sort keys %{ $o{policies} // {} }),
-		  (map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }) ]);
+		  (map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }),
+		  # credentials handed out by the credential stand-ins (issued_creds.py)
+		  (map { ('--issued-credentials', $_) } @{ $o{issued} // [] }),
+		  ($o{upstream_key} ? ('--upstream-key', $o{upstream_key}) : ()) ]);
 	return { s3rver => $s3rver, front => $front, dir => $dir,
 		endpoint => "http://127.0.0.1:$front->{port}" };
 }
