@@ -969,7 +969,8 @@ resolve_base(Chain *ch, SfAwsCredentials *out)
 	SfUserConfig *usr = ch->usr;
 	char	   *role;
 
-	if (usr->aws_access_key_id && usr->aws_secret_access_key)
+	if (usr->aws_access_key_id && usr->aws_secret_access_key &&
+		!(usr->aws_from_host && ch->srv->aws_profile))
 	{
 		out->access_key_id = usr->aws_access_key_id;
 		out->secret_access_key = usr->aws_secret_access_key;
@@ -990,8 +991,15 @@ resolve_base(Chain *ch, SfAwsCredentials *out)
 						 role ? quote_identifier(role) : "the role", quote_identifier(ch->srv->servername))));
 	}
 	out->from_host = true;
-	/* config.c put environment keys into usr (aws_from_host): step 2 found none */
-	tried(ch, "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set");
+	/*
+	 * config.c put environment keys into usr (aws_from_host): step 2 found
+	 * none, or the server names a profile, and then the environment is
+	 * skipped as botocore's EnvProvider is for an explicit profile.
+	 */
+	if (usr->aws_from_host)
+		tried(ch, "environment: skipped, the server names aws_profile");
+	else
+		tried(ch, "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set");
 	if (from_web_identity(ch, out) || from_profile(ch, out) ||
 		from_container(ch, out) || from_instance_metadata(ch, out))
 	{
@@ -1123,7 +1131,8 @@ sf_aws_credentials(SfServerConfig *srv, SfUserConfig *usr)
 	role_of(srv, usr, &role, &ext);
 
 	/* long-term keys of the mapping or the environment: nothing to cache */
-	if (role == NULL && usr->aws_access_key_id && usr->aws_secret_access_key)
+	if (role == NULL && usr->aws_access_key_id && usr->aws_secret_access_key &&
+		!(usr->aws_from_host && srv->aws_profile))
 	{
 		memset(&direct, 0, sizeof(direct));
 		direct.access_key_id = usr->aws_access_key_id;
