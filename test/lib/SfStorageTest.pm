@@ -58,7 +58,9 @@ sub start_gcs
 	my $gcs = SfTest::start_service('gcs',
 		[ SfTest::emulator('gcs'), '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data",
-		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }) ],
+		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }),
+		  # tokens handed out by gce_metadata (issued_creds.py)
+		  (map { ('--issued-tokens', $_) } @{ $o{issued} // [] }) ],
 		store => "$dir/data");
 	my $token_uri = "http://127.0.0.1:$gcs->{port}/token";
 	system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", $key_file, $token_uri) == 0
