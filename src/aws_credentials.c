@@ -300,8 +300,9 @@ sts_prepare(SfHttpRequest *req, int attempt, void *arg)
 }
 
 /*
- * The STS endpoint: AWS_ENDPOINT_URL_STS ("Service-specific endpoints" of
- * the SDK reference), else the regional endpoint of the server's region
+ * The STS endpoint: the server's sts_endpoint (a VPC endpoint, a stand-in),
+ * else AWS_ENDPOINT_URL_STS ("Service-specific endpoints" of the SDK
+ * reference), else the regional endpoint of the server's region
  * (or AWS_REGION / AWS_DEFAULT_REGION), else the global one signed for
  * us-east-1 (sdkref "AWS STS Regionalized endpoints").
  */
@@ -313,7 +314,9 @@ sts_endpoint(SfServerConfig *srv, char **base, char **host, const char **region)
 	if (r == NULL)
 		r = env("AWS_DEFAULT_REGION");
 	*region = r ? r : "us-east-1";
-	if (env("AWS_ENDPOINT_URL_STS"))
+	if (srv->sts_endpoint)
+		sf_aws_split_endpoint(srv->sts_endpoint, base, host);
+	else if (env("AWS_ENDPOINT_URL_STS"))
 		sf_aws_split_endpoint(env("AWS_ENDPOINT_URL_STS"), base, host);
 	else if (r)
 	{
@@ -805,8 +808,7 @@ home_file(const char *envname, const char *rel)
 	return home ? psprintf("%s/%s", home, rel) : NULL;
 }
 
-static void
-profile_error(const char *profile, const char *what) pg_attribute_noreturn();
+pg_noreturn static void profile_error(const char *profile, const char *what);
 
 static void
 profile_error(const char *profile, const char *what)

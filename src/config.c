@@ -432,6 +432,8 @@ sf_get_server_config(Oid serverid)
 			cfg->endpoint = v;
 		else if (strcmp(n, "aws_profile") == 0)
 			cfg->aws_profile = v;
+		else if (strcmp(n, "sts_endpoint") == 0)
+			cfg->sts_endpoint = v;
 		else if (strcmp(n, "aws_role_arn") == 0)
 			cfg->aws_role_arn = v;
 		else if (strcmp(n, "aws_external_id") == 0)

@@ -76,6 +76,7 @@ typedef struct SfServerConfig
 	char	   *aws_profile;	/* profile of the shared files, NULL = default */
 	char	   *aws_role_arn;	/* role to assume, NULL = none */
 	char	   *aws_external_id;
+	char	   *sts_endpoint;	/* STS endpoint override, NULL = the default */
 } SfServerConfig;
 
 /* User mapping options: credentials.  Never log or print these. */

@@ -123,6 +123,7 @@ static const SfOption sf_options[] = {
 	{"aws_profile", ForeignServerRelationId, OPT_HEADER_TEXT},
 	{"aws_role_arn", ForeignServerRelationId, OPT_AWS_ROLE_ARN},
 	{"aws_external_id", ForeignServerRelationId, OPT_AWS_EXTERNAL_ID},
+	{"sts_endpoint", ForeignServerRelationId, OPT_HTTP_URL},
 
 	/* user mapping: credentials */
 	{"user", UserMappingRelationId, OPT_TEXT},

@@ -74,9 +74,9 @@ EOF
 
 my $node = SfTest::new_node('creds_prof', conf => "sfexport.orphan_sweep_interval = 0\n", env => {
 	AWS_ACCESS_KEY_ID => 'AKIDENVKEYS0025', AWS_SECRET_ACCESS_KEY => $key{AKIDENVKEYS0025},
-	AWS_CONFIG_FILE => "$dir/config", AWS_SHARED_CREDENTIALS_FILE => "$dir/credentials",
-	AWS_ENDPOINT_URL_STS => $sts->{url} });
-my $srv = "account 'a', database 'D', region 'eu-west-1', endpoint '$s3->{endpoint}', location 's3://credsbucket/p/'";
+	AWS_CONFIG_FILE => "$dir/config", AWS_SHARED_CREDENTIALS_FILE => "$dir/credentials" });
+# STS through the server option here (023 and 024 use AWS_ENDPOINT_URL_STS)
+my $srv = "account 'a', database 'D', region 'eu-west-1', endpoint '$s3->{endpoint}', location 's3://credsbucket/p/', sts_endpoint '$sts->{url}'";
 my $ddl = "SET log_statement = 'none';\n";
 for my $s ([ 'mapped', '' ], [ 'envsrv', '' ], [ 'loader', ", aws_profile 'loader'" ],
 		   [ 'static', ", aws_profile 'base'" ], [ 'fromenv', ", aws_profile 'fromenv'" ],
