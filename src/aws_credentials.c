@@ -52,6 +52,7 @@
 #include "aws_credentials.h"
 #include "config.h"
 #include "http.h"
+#include "iso8601.h"
 #include "sigv4.h"
 #include "xml_scan.h"
 
@@ -109,34 +110,6 @@ tried(Chain *ch, const char *fmt,...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	appendStringInfo(&ch->tried, "%s%s", ch->tried.len ? "; " : "", buf);
-}
-
-/*
- * An ISO 8601 UTC time as AWS gives it (2026-01-01T01:00:00Z, also with
- * fractional seconds or +00:00).
- */
-static bool
-parse_iso8601(const char *s, time_t *out)
-{
-	struct tm	tm;
-	int			n = 0;
-	const char *rest;
-
-	memset(&tm, 0, sizeof(tm));
-	if (s == NULL ||
-		sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-			   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n == 0)
-		return false;
-	rest = s + n;
-	if (*rest == '.')
-		while (isdigit((unsigned char) *++rest))
-			;
-	if (strcmp(rest, "Z") != 0 && strcmp(rest, "+00:00") != 0 && *rest != '\0')
-		return false;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	*out = timegm(&tm);
-	return *out != (time_t) -1;
 }
 
 /*
@@ -254,7 +227,7 @@ from_json(const char *body, SfAwsCredentials *out, const char **why)
 		*why = "the answer's Code is not Success";
 	else if (ak == NULL || sk == NULL || *ak == '\0' || *sk == '\0')
 		*why = "the answer has no AccessKeyId and SecretAccessKey";
-	else if (exp && !parse_iso8601(exp, &out->expiration))
+	else if (exp && !sf_parse_iso8601_utc(exp, &out->expiration))
 		*why = "the answer's Expiration is not an ISO 8601 time";
 	else
 	{
@@ -393,7 +366,7 @@ sts_call(Chain *ch, const char *action, const char *params,
 	out->session_token = sf_xml_get(resp->body.data, "SessionToken");
 	exp = sf_xml_get(resp->body.data, "Expiration");
 	if (out->access_key_id == NULL || out->secret_access_key == NULL ||
-		out->session_token == NULL || !parse_iso8601(exp, &out->expiration))
+		out->session_token == NULL || !sf_parse_iso8601_utc(exp, &out->expiration))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("AWS STS %s answered without usable credentials", action),
@@ -659,7 +632,7 @@ from_environment(Chain *ch, SfAwsCredentials *out)
 	out->secret_access_key = pstrdup(secret);
 	out->session_token = token ? pstrdup(token) : NULL;
 	if (env("AWS_CREDENTIAL_EXPIRATION") &&
-		!parse_iso8601(env("AWS_CREDENTIAL_EXPIRATION"), &out->expiration))
+		!sf_parse_iso8601_utc(env("AWS_CREDENTIAL_EXPIRATION"), &out->expiration))
 		out->expiration = 0;
 	check_received(out, "the database server's environment");
 	out->source = pstrdup("environment");

@@ -535,6 +535,7 @@ sf_get_user_config(Oid serverid, Oid userid)
 
 	cfg->serverid = serverid;
 	cfg->userid = userid;
+	cfg->mapping_user = um->userid;
 	foreach(lc, um->options)
 	{
 		DefElem    *def = lfirst_node(DefElem, lc);

@@ -95,6 +95,8 @@ typedef struct SfUserConfig
 	char	   *gcs_credentials_file;
 	Oid			serverid;
 	Oid			userid;			/* whose mapping was asked for */
+	Oid			mapping_user;	/* the mapping's own user, InvalidOid for
+								 * PUBLIC (made by the server's owner) */
 	bool		host_credentials_allowed;	/* sf_server_may_use_host_credentials() */
 	char	   *aws_role_arn;	/* role to assume (else the server's) */
 	char	   *aws_external_id;

@@ -434,7 +434,20 @@ validate_value(const SfOption *opt, const char *value)
 									 "The value is not a JSON object.",
 									 "Give the service-account key file downloaded from Google Cloud, as JSON text.");
 				}
-				if (!json_is_string(json_object_get(root, "client_email")))
+				if (json_is_string(json_object_get(root, "type")) &&
+					strcmp(json_string_value(json_object_get(root, "type")), "external_account") == 0)
+				{
+					/* workload identity federation (gcp_credentials.c) */
+					if (!json_is_string(json_object_get(root, "audience")))
+						missing = "audience";
+					else if (!json_is_string(json_object_get(root, "token_url")))
+						missing = "token_url";
+					else if (!json_is_string(json_object_get(root, "subject_token_type")))
+						missing = "subject_token_type";
+					else if (!json_is_object(json_object_get(root, "credential_source")))
+						missing = "credential_source";
+				}
+				else if (!json_is_string(json_object_get(root, "client_email")))
 					missing = "client_email";
 				else if (!json_is_string(json_object_get(root, "private_key")))
 					missing = "private_key";

@@ -62,6 +62,7 @@ typedef struct GcsConf
 	char	   *private_key_id;
 	char	   *token_uri;
 	bool		metadata;		/* tokens from the GCE metadata server */
+	char	   *external;		/* external-account JSON, or NULL */
 } GcsConf;
 
 /* Cached bearer token (TopMemoryContext). */
@@ -209,6 +210,8 @@ get_token(SfStorage *st)
 
 	if (conf->metadata)
 		return sf_gcp_metadata_token(st->srv, GCS_SCOPE, NULL);
+	if (conf->external)
+		return sf_gcp_external_account_token(st->srv, conf->external, GCS_SCOPE, NULL);
 	if (cached_token.token && strcmp(cached_token.cache_key, key) == 0 &&
 		cached_token.expires_at - now > 300)
 		return cached_token.token;
@@ -306,6 +309,7 @@ gcs_send(SfHttpRequest *req)
 	{
 		forget_token();
 		sf_gcp_metadata_forget();
+		sf_gcp_external_account_forget();
 		resp = sf_http_request(req);
 	}
 	return resp;
@@ -395,26 +399,54 @@ gcs_open(SfStorage *st)
 	else
 	{
 		root = json_loads(st->user->gcs_credentials, 0, &jerr);
-		if (root == NULL || !json_is_string(json_object_get(root, "client_email")) ||
-			!json_is_string(json_object_get(root, "private_key")))
+		v = root ? json_string_value(json_object_get(root, "type")) : NULL;
+		if (v && strcmp(v, "external_account") == 0)
 		{
-			if (root)
-				json_decref(root);
-			/* jerr.text may quote the key: do not pass it on */
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("invalid GCS credentials for server \"%s\"", st->srv->servername),
-					 errdetail("The service-account key is not JSON with client_email and private_key.")));
+			const char *who = NULL;
+
+			json_decref(root);
+
+			/*
+			 * The JSON names a file of the host (or a URL) whose contents are
+			 * sent to its token_url: only for a server that may use the
+			 * host's credentials, from a mapping a superuser made (its own,
+			 * or PUBLIC, which only the server's owner can create).
+			 */
+			if (!st->user->host_credentials_allowed ||
+				(OidIsValid(st->user->mapping_user) && !superuser_arg(st->user->mapping_user)))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("external account credentials cannot be used for server \"%s\"",
+								st->srv->servername),
+						 errdetail("External account credentials read a file or URL of the database server's host; only a superuser's server, with a user mapping of a superuser or PUBLIC, may use them."),
+						 errhint("Use a service-account key in gcs_credentials, or ask a superuser to set up the mapping.")));
+			conf->external = pstrdup(st->user->gcs_credentials);
+			(void) sf_gcp_external_account_token(st->srv, conf->external, GCS_SCOPE, &who);
+			st->credential_source = psprintf("the user mapping's external account, %s", who);
 		}
-		conf->client_email = pstrdup(json_string_value(json_object_get(root, "client_email")));
-		conf->private_key = pstrdup(json_string_value(json_object_get(root, "private_key")));
-		v = json_string_value(json_object_get(root, "private_key_id"));
-		conf->private_key_id = v ? pstrdup(v) : NULL;
-		v = json_string_value(json_object_get(root, "token_uri"));
-		conf->token_uri = pstrdup(v ? v : GCS_DEFAULT_TOKEN_URI);
-		json_decref(root);
-		st->credential_source = psprintf("the user mapping's service-account key (%s)",
-										 conf->client_email);
+		else
+		{
+			if (root == NULL || !json_is_string(json_object_get(root, "client_email")) ||
+				!json_is_string(json_object_get(root, "private_key")))
+			{
+				if (root)
+					json_decref(root);
+				/* jerr.text may quote the key: do not pass it on */
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid GCS credentials for server \"%s\"", st->srv->servername),
+						 errdetail("The service-account key is not JSON with client_email and private_key.")));
+			}
+			conf->client_email = pstrdup(json_string_value(json_object_get(root, "client_email")));
+			conf->private_key = pstrdup(json_string_value(json_object_get(root, "private_key")));
+			v = json_string_value(json_object_get(root, "private_key_id"));
+			conf->private_key_id = v ? pstrdup(v) : NULL;
+			v = json_string_value(json_object_get(root, "token_uri"));
+			conf->token_uri = pstrdup(v ? v : GCS_DEFAULT_TOKEN_URI);
+			json_decref(root);
+			st->credential_source = psprintf("the user mapping's service-account key (%s)",
+											 conf->client_email);
+		}
 	}
 
 	/*
