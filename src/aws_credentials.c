@@ -1153,7 +1153,11 @@ sf_aws_credentials(SfServerConfig *srv, SfUserConfig *usr)
 		}
 		PG_END_TRY();
 		if (!ok)
+		{
+			/* not again at every request: in a while, before hard_at */
+			e->refresh_at = now + Max(1, Min(30, (e->hard_at - now) / 4));
 			return &e->cr;
+		}
 	}
 	else
 		resolve(&ch, role, ext, &fresh);

@@ -2,7 +2,7 @@
 # in the postmaster's environment, exchanged with STS AssumeRoleWithWebIdentity
 # (test/emulators/aws_sts: the JWT checked against the OIDC provider's JWKS,
 # the trust policy's aud and sub).  The source shows in test_storage; the
-# temporary credentials (10 s here) are renewed past half their life with the
+# temporary credentials (16 s here) are renewed past half their life with the
 # token file read again; a failed renewal keeps the still-valid credentials
 # with a WARNING, and once they are in their last quarter nothing is sent
 # with them: the error is STS's refusal.
@@ -33,7 +33,7 @@ SfCreds::write_file("$dir/sts.json", JSON::PP::encode_json({
 	oidc_providers => [ { arn => "arn:aws:iam::$acct:oidc-provider/$cond", url => $issuer,
 						  client_ids => ['sts.amazonaws.com'], jwks => { keys => [ $key->{jwk} ] } } ] }));
 my $sts = SfCreds::start('aws_sts', '--config', "$dir/sts.json", '--region', 'eu-west-1',
-	'--lifetime', '10', '--issued-file', "$dir/sts-issued.json");
+	'--lifetime', '16', '--issued-file', "$dir/sts-issued.json");
 my $s3 = SfStorageTest::start_s3(keys => { AKIDFRONTCREDS => 'front-secret-creds-024' },
 	region => 'eu-west-1', buckets => ['credsbucket'], upstream_key => 'AKIDFRONTCREDS',
 	issued => [ "$dir/sts-issued.json" ]);
@@ -71,7 +71,7 @@ sub passes { return scalar(grep { /\|true\|/ } split /\n/, $_[0]); }
 my $rows = $node->safe_psql('postgres',
 	SfCreds::test_storage_sql('web')
 	  # wait for the clock, not for an event: the subject is the lifetime
-	  . "SELECT pg_sleep(5.5);\n"
+	  . "SELECT pg_sleep(8.5);\n"
 	  . SfCreds::test_storage_sql('web'));
 is(passes($rows), 12, 'test_storage passes with web identity credentials, before and after renewal')
   or diag $rows;
@@ -88,9 +88,10 @@ SfCreds::admin($sts, 'DELETE', '/_sts/requests');
 my ($ret, $out, $err) = $node->psql('postgres',
 	SfCreds::test_storage_sql('web')
 	  . "COPY (SELECT 'not-a-jwt') TO '$dir/token';\n"
-	  . "SELECT pg_sleep(5.5);\n"
+	  # renewal due after 8 s, the credentials unusable after 12 s
+	  . "SELECT pg_sleep(8.5);\n"
 	  . SfCreds::test_storage_sql('web')
-	  . "SELECT pg_sleep(2.5);\n"
+	  . "SELECT pg_sleep(4);\n"
 	  . SfCreds::test_storage_sql('web'));
 my @out = grep { length } split /\n/, $out;
 is(passes(join "\n", @out[0 .. 11]), 12, 'test_storage passes while a renewal fails but the credentials are valid')
