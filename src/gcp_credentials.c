@@ -122,10 +122,21 @@ metadata_get(SfServerConfig *srv, const char *base, const char *path)
 	req.log_url = psprintf("%s%s", base, GCE_SA_PATH);
 	req.headers = list_make1("Metadata-Flavor: Google");
 	req.no_proxy = true;
-	req.connect_timeout_ms = 3000;	/* google-auth: 3 s */
+	req.connect_timeout_ms = 3000;	/* google-auth: 3 s, 3 attempts */
 	req.timeout_ms = 3000;
-	req.max_attempts = 3;
-	resp = sf_http_request(&req);
+	for (int attempt = 0;; attempt++)
+	{
+		resp = sf_http_perform(&req);
+		if ((resp->status != 0 && resp->status < 500) || attempt == 2)
+			break;
+	}
+	if (resp->status == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("no GCS credentials for server \"%s\": the GCE metadata server at %s did not answer",
+						srv->servername, base),
+				 errdetail_internal("%s", resp->error_text ? resp->error_text : "no response"),
+				 errhint("Outside GCE give gcs_credentials or gcs_credentials_file in the user mapping (NO_GCE_CHECK=True in the server's environment skips the metadata server); on GCE check GCE_METADATA_HOST.")));
 	flavor = sf_http_header(resp, "metadata-flavor");
 	if (resp->status == 200 && (flavor == NULL || strcmp(flavor, "Google") != 0))
 		ereport(ERROR,

@@ -54,7 +54,9 @@ sub config
 	return $j;
 }
 
-my $node = SfTest::new_node('creds_wif', conf => "sfexport.orphan_sweep_interval = 0\n");
+# (no GCE metadata server answers at the address this cluster is given)
+my $node = SfTest::new_node('creds_wif', conf => "sfexport.orphan_sweep_interval = 0\n",
+	env => { NO_GCE_CHECK => '', GCE_METADATA_HOST => '127.0.0.1:1' });
 my $srv = "account 'a', database 'D', endpoint '$gcs->{endpoint}'";
 # (log_statement = none: the harness logs every statement; gcs_credentials
 # is a user-mapping secret to the secret scan)
@@ -66,6 +68,8 @@ $node->safe_psql('postgres', qq{
 	CREATE USER MAPPING FOR CURRENT_USER SERVER direct OPTIONS (gcs_credentials '@{[ config("$dir/subject", 0) ]}');
 	CREATE SERVER other FOREIGN DATA WRAPPER sfexport OPTIONS ($srv, location 'gcs://credsbucket/other/');
 	CREATE USER MAPPING FOR CURRENT_USER SERVER other OPTIONS (gcs_credentials '@{[ config("$dir/other-subject", 1) ]}');
+	CREATE SERVER nokey FOREIGN DATA WRAPPER sfexport OPTIONS ($srv, location 'gcs://credsbucket/nokey/');
+	CREATE USER MAPPING FOR CURRENT_USER SERVER nokey;
 	CREATE ROLE alice LOGIN;
 	GRANT USAGE ON FOREIGN SERVER wif TO alice;
 	CREATE USER MAPPING FOR alice SERVER wif OPTIONS (gcs_credentials '@{[ config('/etc/passwd', 0) ]}');
@@ -101,5 +105,10 @@ like($out, qr/^configuration\|false\|external account credentials cannot be used
 	"external account JSON in a non-superuser's own mapping is refused");
 is(SfCreds::admin($gsts, 'GET', '/_gsts/stats')->{requests}, $before, 'and nothing was sent');
 unlike($out . $err, qr/root:/, 'nothing of the named file is shown');
+
+# 5. no key and no metadata server
+($ret, $out, $err) = $node->psql('postgres', SfCreds::test_storage_sql('nokey'));
+like($out, qr/^configuration\|false\|no GCS credentials for server "nokey": the GCE metadata server at http:\/\/127.0.0.1:1 did not answer.*Hint: Outside GCE give gcs_credentials/m,
+	'no key and no metadata server: the error says where it asked, with a hint');
 
 done_testing();
