@@ -37,6 +37,7 @@
 
 #include "sf_jansson.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <time.h>
@@ -431,14 +432,18 @@ container_http_host_ok(const char *url)
 	const char *h = url + strlen("http://");
 	size_t		len;
 	char	   *host;
+	struct in_addr a4;
 
 	len = (*h == '[') ? strcspn(h, "]") + 1 : strcspn(h, ":/?#");
 	host = pnstrdup(h, len);
 	if (strchr(host, '@'))
 		return false;
-	return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
-		strcmp(host, "[::1]") == 0 || strcmp(host, "169.254.170.2") == 0 ||
-		strcmp(host, "169.254.170.23") == 0 || strcmp(host, "[fd00:ec2::23]") == 0;
+	/* 127.0.0.0/8 as an address, never a name that merely starts so */
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127 ||
+			strcmp(host, "169.254.170.2") == 0 || strcmp(host, "169.254.170.23") == 0;
+	return strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+		strcmp(host, "[fd00:ec2::23]") == 0;
 }
 
 static bool

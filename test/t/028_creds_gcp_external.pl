@@ -6,7 +6,8 @@
 # issued).  The source shows in test_storage; tokens are cached per
 # backend; a principal the service account does not trust fails with IAM's
 # answer; such a JSON in a non-superuser's own mapping is refused before
-# any file is read.
+# any file is read.  Also, in this cluster: no metadata server answering, and
+# (AWS) a container credentials URL that only looks like loopback.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -56,7 +57,9 @@ sub config
 
 # (no GCE metadata server answers at the address this cluster is given)
 my $node = SfTest::new_node('creds_wif', conf => "sfexport.orphan_sweep_interval = 0\n",
-	env => { NO_GCE_CHECK => '', GCE_METADATA_HOST => '127.0.0.1:1' });
+	env => { NO_GCE_CHECK => '', GCE_METADATA_HOST => '127.0.0.1:1',
+			 # and a container credentials URL that only looks like loopback
+			 AWS_CONTAINER_CREDENTIALS_FULL_URI => 'http://127.0.0.1.nip.example/creds' });
 my $srv = "account 'a', database 'D', endpoint '$gcs->{endpoint}'";
 # (log_statement = none: the harness logs every statement; gcs_credentials
 # is a user-mapping secret to the secret scan)
@@ -68,6 +71,9 @@ $node->safe_psql('postgres', qq{
 	CREATE USER MAPPING FOR CURRENT_USER SERVER direct OPTIONS (gcs_credentials '@{[ config("$dir/subject", 0) ]}');
 	CREATE SERVER other FOREIGN DATA WRAPPER sfexport OPTIONS ($srv, location 'gcs://credsbucket/other/');
 	CREATE USER MAPPING FOR CURRENT_USER SERVER other OPTIONS (gcs_credentials '@{[ config("$dir/other-subject", 1) ]}');
+	CREATE SERVER s3ecs FOREIGN DATA WRAPPER sfexport
+	  OPTIONS (account 'a', database 'D', location 's3://credsbucket/x/', endpoint 'http://127.0.0.1:1');
+	CREATE USER MAPPING FOR CURRENT_USER SERVER s3ecs;
 	CREATE SERVER nokey FOREIGN DATA WRAPPER sfexport OPTIONS ($srv, location 'gcs://credsbucket/nokey/');
 	CREATE USER MAPPING FOR CURRENT_USER SERVER nokey;
 	CREATE ROLE alice LOGIN;
@@ -110,5 +116,10 @@ unlike($out . $err, qr/root:/, 'nothing of the named file is shown');
 ($ret, $out, $err) = $node->psql('postgres', SfCreds::test_storage_sql('nokey'));
 like($out, qr/^configuration\|false\|no GCS credentials for server "nokey": the GCE metadata server at http:\/\/127.0.0.1:1 did not answer.*Hint: Outside GCE give gcs_credentials/m,
 	'no key and no metadata server: the error says where it asked, with a hint');
+
+# 6. (AWS) a plain-http container URL to a name, not a loopback address
+($ret, $out, $err) = $node->psql('postgres', SfCreds::test_storage_sql('s3ecs'));
+like($out, qr/^configuration\|false\|AWS_CONTAINER_CREDENTIALS_FULL_URI is not an allowed container credentials URL/m,
+	'a container credentials URL over http to a host name is refused before any request');
 
 done_testing();
