@@ -89,6 +89,9 @@ for my $s ([ 'mapped', '' ], [ 'envsrv', '' ], [ 'loader', ", aws_profile 'loade
 		 ? " OPTIONS (aws_access_key_id 'AKIDBASEPROFILE', aws_secret_access_key '$key{AKIDBASEPROFILE}')" : '')
 	  . ";\n";
 }
+$ddl .= "CREATE SERVER rolemapped FOREIGN DATA WRAPPER sfexport OPTIONS ($srv);\n"
+  . "CREATE USER MAPPING FOR CURRENT_USER SERVER rolemapped OPTIONS (aws_access_key_id 'AKIDBASEPROFILE', "
+  . "aws_secret_access_key '$key{AKIDBASEPROFILE}', aws_role_arn '$loader', aws_external_id 'ext-4711');\n";
 $node->safe_psql('postgres', $ddl);
 
 sub storage
@@ -100,6 +103,7 @@ sub storage
 sub passes { return scalar(grep { /\|true\|/ } split /\n/, $_[0]); }
 
 my %expect = (
+	rolemapped => "user mapping, then role $loader",
 	mapped => 'user mapping',
 	envsrv => 'environment',
 	static => 'profile "base"',
@@ -127,5 +131,11 @@ like(storage('twosrc'), qr/^configuration\|false\|AWS profile "both" cannot be u
 	'source_profile with credential_source is refused');
 like(storage('nosuch'), qr/^configuration\|false\|AWS profile "nosuch" cannot be used: no such profile in the shared files.*Hint: Check the profile/m,
 	'a profile named by aws_profile must exist');
+
+# the stage cannot be given an assumed role's temporary credentials
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT sfexport.setup_stage('rolemapped', true)");
+like($err, qr/no way for Snowflake to read s3:\/\/credsbucket\/p\/ with an assumed role.*\n.*DETAIL:  .*aws_role_arn.*\n.*HINT:  Create a storage integration/,
+	'setup_stage refuses to give Snowflake the keys a role is assumed with');
+unlike($err, qr/\Q$key{AKIDBASEPROFILE}\E/, 'and shows no key');
 
 done_testing();
