@@ -1105,9 +1105,6 @@ sf_aws_credentials(SfServerConfig *srv, SfUserConfig *usr)
 	SfAwsCredentials fresh;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	ch.srv = srv;
-	ch.usr = usr;
-	initStringInfo(&ch.tried);
 	role_of(srv, usr, &role, &ext);
 
 	/* long-term keys of the mapping or the environment: nothing to cache */
@@ -1128,6 +1125,10 @@ sf_aws_credentials(SfServerConfig *srv, SfUserConfig *usr)
 	if (e && now < e->refresh_at && now < e->hard_at)
 		return &e->cr;
 
+	/* (re)fetch: only now the chain's bookkeeping */
+	ch.srv = srv;
+	ch.usr = usr;
+	initStringInfo(&ch.tried);
 	memset(&fresh, 0, sizeof(fresh));
 	if (e && now < e->hard_at)
 	{
