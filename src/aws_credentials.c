@@ -475,17 +475,17 @@ from_container(Chain *ch, SfAwsCredentials *out)
 					 errmsg("AWS_CONTAINER_CREDENTIALS_FULL_URI is not an allowed container credentials URL"),
 					 errdetail("Over plain http only loopback addresses, 169.254.170.2 (ECS) and 169.254.170.23 or fd00:ec2::23 (EKS Pod Identity) are allowed; anything else must be https."),
 					 errhint("Check the environment the database server was started with.")));
-		/* the token goes only with the full URI (botocore) */
-		if (token_file)
-			token = read_token_file(token_file, "container authorization token file");
-		else if (env("AWS_CONTAINER_AUTHORIZATION_TOKEN"))
-			token = pstrdup(env("AWS_CONTAINER_AUTHORIZATION_TOKEN"));
-		if (token && (strchr(token, '\r') || strchr(token, '\n') || !sf_http_header_value_ok(token)))
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("the container authorization token contains control characters"),
-					 errhint("Check AWS_CONTAINER_AUTHORIZATION_TOKEN or the file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE names (no trailing line break).")));
 	}
+	/* the file wins over the variable (botocore ContainerProvider._build_headers) */
+	if (token_file)
+		token = read_token_file(token_file, "container authorization token file");
+	else if (env("AWS_CONTAINER_AUTHORIZATION_TOKEN"))
+		token = pstrdup(env("AWS_CONTAINER_AUTHORIZATION_TOKEN"));
+	if (token && (strchr(token, '\r') || strchr(token, '\n') || !sf_http_header_value_ok(token)))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("the container authorization token contains control characters"),
+				 errhint("Check AWS_CONTAINER_AUTHORIZATION_TOKEN or the file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE names (no trailing line break).")));
 	sf_http_init_request(&req, "GET", url);
 	req.log_url = url;
 	if (token)
