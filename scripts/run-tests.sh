@@ -58,6 +58,13 @@ BINDIR="$WORK/install$($PG_CONFIG --bindir)"
 SYS_PG_CONFIG=$(command -v "$PG_CONFIG")	# headers and libs (fuzz build)
 export PATH="$BINDIR:$PATH"
 export PYTHON=/usr/bin/python3
+# The tests' clusters never ask this machine's own cloud identity: no EC2 or
+# GCE metadata, no ~/.aws of the user running them (the credential tests,
+# 023-029, point these at their stand-ins; docs/credentials.md)
+export AWS_EC2_METADATA_DISABLED=true NO_GCE_CHECK=True
+export AWS_CONFIG_FILE=/nonexistent/aws-config AWS_SHARED_CREDENTIALS_FILE=/nonexistent/aws-credentials
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE \
+	AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_CREDENTIALS_FULL_URI
 cd "$SRC"
 
 what=${1:-all}

@@ -430,6 +430,14 @@ sf_get_server_config(Oid serverid)
 			cfg->region = v;
 		else if (strcmp(n, "endpoint") == 0)
 			cfg->endpoint = v;
+		else if (strcmp(n, "aws_profile") == 0)
+			cfg->aws_profile = v;
+		else if (strcmp(n, "sts_endpoint") == 0)
+			cfg->sts_endpoint = v;
+		else if (strcmp(n, "aws_role_arn") == 0)
+			cfg->aws_role_arn = v;
+		else if (strcmp(n, "aws_external_id") == 0)
+			cfg->aws_external_id = v;
 		else if (strcmp(n, "storage_integration") == 0)
 			cfg->storage_integration = v;
 		else if (strcmp(n, "compression") == 0)
@@ -527,6 +535,7 @@ sf_get_user_config(Oid serverid, Oid userid)
 
 	cfg->serverid = serverid;
 	cfg->userid = userid;
+	cfg->mapping_user = um->userid;
 	foreach(lc, um->options)
 	{
 		DefElem    *def = lfirst_node(DefElem, lc);
@@ -551,6 +560,10 @@ sf_get_user_config(Oid serverid, Oid userid)
 			cfg->aws_secret_access_key = v;
 		else if (strcmp(n, "aws_session_token") == 0)
 			cfg->aws_session_token = v;
+		else if (strcmp(n, "aws_role_arn") == 0)
+			cfg->aws_role_arn = v;
+		else if (strcmp(n, "aws_external_id") == 0)
+			cfg->aws_external_id = v;
 		else if (strcmp(n, "gcs_credentials") == 0)
 			cfg->gcs_credentials = v;
 		else if (strcmp(n, "gcs_credentials_file") == 0)
@@ -593,31 +606,36 @@ sf_get_user_config(Oid serverid, Oid userid)
 }
 
 /*
- * Error out unless usr has AWS keys, from its user mapping or, for a
- * server that may use them, the host (S3 storage, Glue).  The message is
- * the same whether or not the host has keys: it tells nobody what the
- * database server's environment holds.
+ * The forms STS accepts (botocore data/sts/2011-06-15/service-2.json:
+ * arnType 20..2048 characters, externalIdType 2..1224 of [\w+=,.@:/-]*);
+ * a role ARN is checked a little further, arn:PARTITION:iam::ACCOUNT:role/NAME.
  */
-void
-sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr)
+bool
+sf_aws_role_arn_ok(const char *v)
 {
-	char	   *role;
+	size_t		len = strlen(v);
+	const char *p;
 
-	if (usr->aws_access_key_id != NULL && usr->aws_secret_access_key != NULL)
-		return;
-	role = OidIsValid(usr->userid) ? GetUserNameFromId(usr->userid, true) : NULL;
-	if (usr->host_credentials_allowed)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("no AWS credentials for server \"%s\"", srv->servername),
-				 errdetail("Neither the user mapping nor the database server's environment gives an access key."),
-				 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the database server's environment.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-			 errmsg("no AWS credentials for server \"%s\"", srv->servername),
-			 errdetail("The user mapping gives no access key, and only servers owned by a superuser may use the database server's own AWS credentials."),
-			 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping for %s on server %s (CREATE or ALTER USER MAPPING ... OPTIONS (aws_access_key_id '...', aws_secret_access_key '...')).",
-					 role ? quote_identifier(role) : "the role", quote_identifier(srv->servername))));
+	if (len < 20 || len > 2048 || strncmp(v, "arn:", 4) != 0)
+		return false;
+	for (p = v; *p; p++)
+		if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f)
+			return false;
+	p = strstr(v, ":iam::");
+	return p != NULL && strstr(p, ":role/") != NULL;
+}
+
+bool
+sf_aws_external_id_ok(const char *v)
+{
+	size_t		len = strlen(v);
+
+	if (len < 2 || len > 1224)
+		return false;
+	for (const char *p = v; *p; p++)
+		if (!isalnum((unsigned char) *p) && strchr("_+=,.@:/-", *p) == NULL)
+			return false;
+	return true;
 }
 
 /* Merge a "not set" (-1) value with a fallback. */

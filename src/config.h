@@ -72,6 +72,11 @@ typedef struct SfServerConfig
 	int			batch_size;		/* -1 = not set here */
 	bool		upper_case_identifiers; /* upper-case names derived from
 										 * PostgreSQL identifiers */
+	/* AWS credential chain (aws_credentials.c) */
+	char	   *aws_profile;	/* profile of the shared files, NULL = default */
+	char	   *aws_role_arn;	/* role to assume, NULL = none */
+	char	   *aws_external_id;
+	char	   *sts_endpoint;	/* STS endpoint override, NULL = the default */
 } SfServerConfig;
 
 /* User mapping options: credentials.  Never log or print these. */
@@ -90,7 +95,11 @@ typedef struct SfUserConfig
 	char	   *gcs_credentials_file;
 	Oid			serverid;
 	Oid			userid;			/* whose mapping was asked for */
+	Oid			mapping_user;	/* the mapping's own user, InvalidOid for
+								 * PUBLIC (made by the server's owner) */
 	bool		host_credentials_allowed;	/* sf_server_may_use_host_credentials() */
+	char	   *aws_role_arn;	/* role to assume (else the server's) */
+	char	   *aws_external_id;
 	bool		aws_from_host;	/* the AWS keys are the database server's own
 								 * (environment): sign with them, never give
 								 * them to Snowflake */
@@ -155,7 +164,8 @@ extern const char *sf_compression_extension(SfCompression c);
 
 /* credentials */
 extern bool sf_server_may_use_host_credentials(Oid serverid);
-extern void sf_require_aws_credentials(SfServerConfig *srv, SfUserConfig *usr);
+extern bool sf_aws_role_arn_ok(const char *v);
+extern bool sf_aws_external_id_ok(const char *v);
 extern Oid	sf_worker_user(Oid serverid);
 extern SfUserConfig *sf_get_worker_user_config(Oid serverid);
 extern void sf_check_secret_file_mode(const char *path, const char *option,

@@ -43,6 +43,7 @@
 
 #include "sfexport.h"
 
+#include "aws_credentials.h"
 #include "config.h"
 #include "http.h"
 #include "sigv4.h"
@@ -56,6 +57,7 @@
 struct SfGlueClient
 {
 	SfGlueConfig *conf;
+	SfUserConfig *usr;			/* whose credentials (aws_credentials.c) */
 	SfAwsRequestSigning sign;
 	char	   *url;			/* base URL + "/" */
 };
@@ -79,7 +81,7 @@ sf_glue_client(SfGlueConfig *conf, SfUserConfig *usr)
 	char	   *base;
 	char	   *host;
 
-	sf_require_aws_credentials(conf->srv, usr);
+	(void) sf_aws_credentials(conf->srv, usr);	/* fails now if there are none */
 	if (conf->endpoint)
 		sf_aws_split_endpoint(conf->endpoint, &base, &host);
 	else
@@ -94,9 +96,7 @@ sf_glue_client(SfGlueConfig *conf, SfUserConfig *usr)
 	gc->sign.service = "glue";
 	gc->sign.s3_path_rules = false;
 	gc->sign.content_sha256 = false;
-	gc->sign.access_key_id = usr->aws_access_key_id;
-	gc->sign.secret_access_key = usr->aws_secret_access_key;
-	gc->sign.session_token = usr->aws_session_token;
+	gc->usr = usr;
 	return gc;
 }
 
@@ -106,7 +106,12 @@ glue_prepare(SfHttpRequest *req, int attempt, void *arg)
 {
 	GlueCall   *c = (GlueCall *) arg;
 	char		amz_date[17];
+	const SfAwsCredentials *cr = sf_aws_credentials(c->gc->conf->srv, c->gc->usr);
 
+	/* current credentials: temporary ones are renewed before they expire */
+	c->gc->sign.access_key_id = cr->access_key_id;
+	c->gc->sign.secret_access_key = cr->secret_access_key;
+	c->gc->sign.session_token = cr->session_token;
 	sf_sigv4_amz_date(time(NULL), amz_date);
 	req->headers = sf_sigv4_request_headers(&c->gc->sign, "POST", "/", NULL,
 											list_make2(psprintf("X-Amz-Target: AWSGlue.%s", c->op),

@@ -479,6 +479,8 @@ sf_http_perform(SfHttpRequest *req)
 		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+		if (req->no_proxy)
+			curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 						 (long) (req->connect_timeout_ms > 0 ? req->connect_timeout_ms
 								 : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS));

@@ -84,6 +84,9 @@ struct SfHttpRequest
 	TimestampTz deadline;		/* 0, or sf_http_request gives up then: no
 								 * retry after it, each attempt's timeout_ms
 								 * cut to it (listings' time budget) */
+	bool		no_proxy;		/* never through a proxy, whatever the
+								 * environment says (link-local metadata
+								 * services refuse X-Forwarded-For) */
 	/* set by the transfer, kept across attempts (never reset by a retry) */
 	bool		body_delivered; /* an attempt handed the whole request (and
 								 * body) to the network: the server may

@@ -65,7 +65,9 @@ typedef enum SfOptKind
 	OPT_TOKEN_TYPE,				/* OAUTH | PROGRAMMATIC_ACCESS_TOKEN | KEYPAIR_JWT */
 	OPT_GCS_JSON,				/* service-account key JSON */
 	OPT_GLUE_STAGE_MAP,			/* STAGE=s3://bucket/prefix/, ... (config.c) */
-	OPT_GLUE_CATALOG_ID			/* Glue CatalogIdString: 1..255, no control characters */
+	OPT_GLUE_CATALOG_ID,		/* Glue CatalogIdString: 1..255, no control characters */
+	OPT_AWS_ROLE_ARN,			/* arn:PARTITION:iam::ACCOUNT:role/NAME */
+	OPT_AWS_EXTERNAL_ID			/* STS ExternalId: 2-1224 of [\w+=,.@:/-] */
 } SfOptKind;
 
 typedef struct SfOption
@@ -120,6 +122,11 @@ static const SfOption sf_options[] = {
 	{"upper_case_identifiers", ForeignServerRelationId, OPT_BOOL},
 	/* server: how staged files are loaded (load.c, snowpipe.c) */
 	{"load_mode", ForeignServerRelationId, OPT_LOAD_MODE},
+	/* server: AWS credential chain (aws_credentials.c, docs/credentials.md) */
+	{"aws_profile", ForeignServerRelationId, OPT_HEADER_TEXT},
+	{"aws_role_arn", ForeignServerRelationId, OPT_AWS_ROLE_ARN},
+	{"aws_external_id", ForeignServerRelationId, OPT_AWS_EXTERNAL_ID},
+	{"sts_endpoint", ForeignServerRelationId, OPT_HTTP_URL},
 
 	/* user mapping: credentials */
 	{"user", UserMappingRelationId, OPT_TEXT},
@@ -133,6 +140,8 @@ static const SfOption sf_options[] = {
 	{"aws_session_token", UserMappingRelationId, OPT_HEADER_TEXT, true},
 	{"gcs_credentials", UserMappingRelationId, OPT_GCS_JSON, true},
 	{"gcs_credentials_file", UserMappingRelationId, OPT_SECRET_FILE},
+	{"aws_role_arn", UserMappingRelationId, OPT_AWS_ROLE_ARN},
+	{"aws_external_id", UserMappingRelationId, OPT_AWS_EXTERNAL_ID},
 
 	/* foreign table */
 	{"table", ForeignTableRelationId, OPT_TEXT},
@@ -381,6 +390,20 @@ validate_value(const SfOption *opt, const char *value)
 								 NULL);
 			break;
 
+		case OPT_AWS_ROLE_ARN:
+			if (!sf_aws_role_arn_ok(value))
+				report_bad_value(opt, value,
+								 "A role ARN has the form arn:aws:iam::ACCOUNT:role/NAME (20 to 2048 characters, no spaces).",
+								 "Example: arn:aws:iam::123456789012:role/sfexport.");
+			break;
+
+		case OPT_AWS_EXTERNAL_ID:
+			if (!sf_aws_external_id_ok(value))
+				report_bad_value(opt, value,
+								 "An external ID has 2 to 1224 characters among letters, digits and +=,.@:/-_ (AWS STS AssumeRole).",
+								 NULL);
+			break;
+
 		case OPT_TOKEN_TYPE:
 			if (strcmp(value, "OAUTH") != 0 &&
 				strcmp(value, "PROGRAMMATIC_ACCESS_TOKEN") != 0 &&
@@ -422,7 +445,20 @@ validate_value(const SfOption *opt, const char *value)
 									 "The value is not a JSON object.",
 									 "Give the service-account key file downloaded from Google Cloud, as JSON text.");
 				}
-				if (!json_is_string(json_object_get(root, "client_email")))
+				if (json_is_string(json_object_get(root, "type")) &&
+					strcmp(json_string_value(json_object_get(root, "type")), "external_account") == 0)
+				{
+					/* workload identity federation (gcp_credentials.c) */
+					if (!json_is_string(json_object_get(root, "audience")))
+						missing = "audience";
+					else if (!json_is_string(json_object_get(root, "token_url")))
+						missing = "token_url";
+					else if (!json_is_string(json_object_get(root, "subject_token_type")))
+						missing = "subject_token_type";
+					else if (!json_is_object(json_object_get(root, "credential_source")))
+						missing = "credential_source";
+				}
+				else if (!json_is_string(json_object_get(root, "client_email")))
 					missing = "client_email";
 				else if (!json_is_string(json_object_get(root, "private_key")))
 					missing = "private_key";

@@ -269,6 +269,9 @@ probe_step(void *arg)
 			*p->st = storage_for_server(p->servername);
 			p->detail = psprintf("%s storage at %s", sf_storage_kind(*p->st),
 								 sf_storage_uri(*p->st, ""));
+			if (sf_storage_credential_source(*p->st))
+				p->detail = psprintf("%s, credentials from %s", p->detail,
+									 sf_storage_credential_source(*p->st));
 			break;
 		case STEP_WRITE:
 			put_chunks(*p->st, p->name, p->probe->data, p->probe->len, p->probe->len, false);

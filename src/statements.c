@@ -351,6 +351,14 @@ sf_stage_statements(SfServerConfig *srv, SfUserConfig *usr)
 								   srv->servername),
 						 errhint("Create a storage integration in Snowflake and set it with ALTER SERVER %s OPTIONS (ADD storage_integration '...'), or give aws_access_key_id and aws_secret_access_key for Snowflake in the owner's user mapping.",
 								 quote_identifier(srv->servername))));
+			else if (usr->aws_role_arn || srv->aws_role_arn)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+						 errmsg("no way for Snowflake to read %s with an assumed role", srv->location_text),
+						 errdetail("Server \"%s\" assumes the role %s (aws_role_arn): its credentials are temporary, and the user mapping's keys are only what the role is assumed with.",
+								   srv->servername, usr->aws_role_arn ? usr->aws_role_arn : srv->aws_role_arn),
+						 errhint("Create a storage integration for that role in Snowflake and set it with ALTER SERVER %s OPTIONS (ADD storage_integration '...').",
+								 quote_identifier(srv->servername))));
 			else if (usr->aws_access_key_id && usr->aws_secret_access_key)
 			{
 				appendStringInfo(&stage, " CREDENTIALS = (AWS_KEY_ID = %s AWS_SECRET_KEY = %s",

@@ -102,6 +102,13 @@ sf_storage_kind(SfStorage *st)
 	return st->ops->name;
 }
 
+/* Where the storage's credentials come from ("user mapping", ...), or NULL. */
+const char *
+sf_storage_credential_source(SfStorage *st)
+{
+	return st->credential_source;
+}
+
 static char *
 full_key(SfStorage *st, const char *name)
 {

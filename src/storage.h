@@ -46,6 +46,7 @@ extern int	sfexport_upload_part_size_kb;	/* sfexport.upload_part_size */
 extern void sf_storage_define_gucs(void);
 extern SfStorage *sf_storage_open(SfServerConfig *srv, SfUserConfig *user);
 extern const char *sf_storage_kind(SfStorage *st);
+extern const char *sf_storage_credential_source(SfStorage *st);
 extern char *sf_storage_uri(SfStorage *st, const char *name);
 extern SfStorageWriter *sf_storage_begin_write(SfStorage *st, const char *name,
 											   const char *content_type);

@@ -43,6 +43,8 @@ struct SfStorage
 	size_t		part_size;		/* bytes per part/chunk */
 	TimestampTz deadline;		/* 0, or requests give up then (SfHttpRequest) */
 	void	   *priv;			/* backend state */
+	char	   *credential_source;	/* where its credentials come from (set
+									 * by open; NULL: none needed) */
 };
 
 struct SfStorageWriter

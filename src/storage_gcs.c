@@ -45,6 +45,7 @@
 #include "sfexport.h"
 
 #include "config.h"
+#include "gcp_credentials.h"
 #include "http.h"
 #include "storage.h"
 #include "storage_backend.h"
@@ -60,6 +61,8 @@ typedef struct GcsConf
 	char	   *private_key;	/* PEM */
 	char	   *private_key_id;
 	char	   *token_uri;
+	bool		metadata;		/* tokens from the GCE metadata server */
+	char	   *external;		/* external-account JSON, or NULL */
 } GcsConf;
 
 /* Cached bearer token (TopMemoryContext). */
@@ -205,6 +208,10 @@ get_token(SfStorage *st)
 	const char *tok;
 	json_int_t	expires_in;
 
+	if (conf->metadata)
+		return sf_gcp_metadata_token(st->srv, GCS_SCOPE, NULL);
+	if (conf->external)
+		return sf_gcp_external_account_token(st->srv, conf->external, GCS_SCOPE, NULL);
 	if (cached_token.token && strcmp(cached_token.cache_key, key) == 0 &&
 		cached_token.expires_at - now > 300)
 		return cached_token.token;
@@ -301,6 +308,8 @@ gcs_send(SfHttpRequest *req)
 	if (resp->status == 401 && resp->sink_bytes == 0)
 	{
 		forget_token();
+		sf_gcp_metadata_forget();
+		sf_gcp_external_account_forget();
 		resp = sf_http_request(req);
 	}
 	return resp;
@@ -372,30 +381,73 @@ gcs_open(SfStorage *st)
 	json_error_t jerr;
 	const char *v;
 
-	if (st->user->gcs_credentials == NULL)
+	if (st->user->gcs_credentials == NULL && !st->user->host_credentials_allowed)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("no GCS credentials for server \"%s\"", st->srv->servername),
+				 errdetail("The user mapping gives no service-account key, and only servers owned by a superuser may use the GCE metadata server's service account."),
 				 errhint("Set gcs_credentials or gcs_credentials_file in the user mapping to a service-account key.")));
-	root = json_loads(st->user->gcs_credentials, 0, &jerr);
-	if (root == NULL || !json_is_string(json_object_get(root, "client_email")) ||
-		!json_is_string(json_object_get(root, "private_key")))
+	if (st->user->gcs_credentials == NULL)
 	{
-		if (root)
-			json_decref(root);
-		/* jerr.text may quote the key: do not pass it on */
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid GCS credentials for server \"%s\"", st->srv->servername),
-				 errdetail("The service-account key is not JSON with client_email and private_key.")));
+		const char *email = NULL;
+
+		/* the host's service account; asked now, so that open fails early */
+		conf->metadata = true;
+		(void) sf_gcp_metadata_token(st->srv, GCS_SCOPE, &email);
+		st->credential_source = psprintf("the GCE metadata server (service account %s)", email);
 	}
-	conf->client_email = pstrdup(json_string_value(json_object_get(root, "client_email")));
-	conf->private_key = pstrdup(json_string_value(json_object_get(root, "private_key")));
-	v = json_string_value(json_object_get(root, "private_key_id"));
-	conf->private_key_id = v ? pstrdup(v) : NULL;
-	v = json_string_value(json_object_get(root, "token_uri"));
-	conf->token_uri = pstrdup(v ? v : GCS_DEFAULT_TOKEN_URI);
-	json_decref(root);
+	else
+	{
+		root = json_loads(st->user->gcs_credentials, 0, &jerr);
+		v = root ? json_string_value(json_object_get(root, "type")) : NULL;
+		if (v && strcmp(v, "external_account") == 0)
+		{
+			const char *who = NULL;
+
+			json_decref(root);
+
+			/*
+			 * The JSON names a file of the host (or a URL) whose contents are
+			 * sent to its token_url: only for a server that may use the
+			 * host's credentials, from a mapping a superuser made (its own,
+			 * or PUBLIC, which only the server's owner can create).
+			 */
+			if (!st->user->host_credentials_allowed ||
+				(OidIsValid(st->user->mapping_user) && !superuser_arg(st->user->mapping_user)))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("external account credentials cannot be used for server \"%s\"",
+								st->srv->servername),
+						 errdetail("External account credentials read a file or URL of the database server's host; only a superuser's server, with a user mapping of a superuser or PUBLIC, may use them."),
+						 errhint("Use a service-account key in gcs_credentials, or ask a superuser to set up the mapping.")));
+			conf->external = pstrdup(st->user->gcs_credentials);
+			(void) sf_gcp_external_account_token(st->srv, conf->external, GCS_SCOPE, &who);
+			st->credential_source = psprintf("the user mapping's external account, %s", who);
+		}
+		else
+		{
+			if (root == NULL || !json_is_string(json_object_get(root, "client_email")) ||
+				!json_is_string(json_object_get(root, "private_key")))
+			{
+				if (root)
+					json_decref(root);
+				/* jerr.text may quote the key: do not pass it on */
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid GCS credentials for server \"%s\"", st->srv->servername),
+						 errdetail("The service-account key is not JSON with client_email and private_key.")));
+			}
+			conf->client_email = pstrdup(json_string_value(json_object_get(root, "client_email")));
+			conf->private_key = pstrdup(json_string_value(json_object_get(root, "private_key")));
+			v = json_string_value(json_object_get(root, "private_key_id"));
+			conf->private_key_id = v ? pstrdup(v) : NULL;
+			v = json_string_value(json_object_get(root, "token_uri"));
+			conf->token_uri = pstrdup(v ? v : GCS_DEFAULT_TOKEN_URI);
+			json_decref(root);
+			st->credential_source = psprintf("the user mapping's service-account key (%s)",
+											 conf->client_email);
+		}
+	}
 
 	/*
 	 * STORAGE_EMULATOR_HOST is the host's word on where GCS is: only a

@@ -34,9 +34,11 @@
 
 #include "sfexport.h"
 
+#include "aws_credentials.h"
 #include "config.h"
 #include "http.h"
 #include "sigv4.h"
+#include "xml_scan.h"
 #include "storage.h"
 #include "storage_backend.h"
 
@@ -48,9 +50,8 @@ typedef struct S3Conf
 	char	   *host;			/* Host header value */
 	char	   *bucket_path;	/* "" (virtual-hosted) or "/bucket" (path style) */
 	char	   *region;
-	char	   *access_key_id;
-	char	   *secret_access_key;
-	char	   *session_token;
+	SfServerConfig *srv;		/* whose credentials (aws_credentials.c) */
+	SfUserConfig *usr;
 } S3Conf;
 
 typedef struct S3Upload
@@ -70,86 +71,6 @@ typedef struct S3Call
 } S3Call;
 
 /* ---------------------------------------------------------------------
- * Small XML helpers: S3 answers are flat enough for a tag scanner.
- * ---------------------------------------------------------------------
- */
-
-/* Undo the five predefined XML entities and numeric references. */
-static char *
-xml_unescape(const char *s, size_t len)
-{
-	StringInfoData out;
-
-	initStringInfo(&out);
-	for (size_t i = 0; i < len; i++)
-	{
-		if (s[i] == '&')
-		{
-			const char *semi = memchr(s + i, ';', len - i);
-
-			if (semi)
-			{
-				size_t		elen = semi - (s + i) + 1;
-
-				if (strncmp(s + i, "&amp;", elen) == 0 && elen == 5)
-					appendStringInfoChar(&out, '&');
-				else if (elen == 4 && strncmp(s + i, "&lt;", 4) == 0)
-					appendStringInfoChar(&out, '<');
-				else if (elen == 4 && strncmp(s + i, "&gt;", 4) == 0)
-					appendStringInfoChar(&out, '>');
-				else if (elen == 6 && strncmp(s + i, "&quot;", 6) == 0)
-					appendStringInfoChar(&out, '"');
-				else if (elen == 6 && strncmp(s + i, "&apos;", 6) == 0)
-					appendStringInfoChar(&out, '\'');
-				else if (elen > 3 && s[i + 1] == '#')
-				{
-					long		cp = (s[i + 2] == 'x')
-						? strtol(s + i + 3, NULL, 16) : strtol(s + i + 2, NULL, 10);
-
-					if (cp > 0 && cp < 0x80)
-						appendStringInfoChar(&out, (char) cp);
-					else
-						appendBinaryStringInfo(&out, s + i, elen);
-				}
-				else
-					appendBinaryStringInfo(&out, s + i, elen);
-				i += elen - 1;
-				continue;
-			}
-		}
-		appendStringInfoChar(&out, s[i]);
-	}
-	return out.data;
-}
-
-/* Text of the first <tag>...</tag> at or after *pos; advances *pos. */
-static char *
-xml_next(const char *doc, const char *tag, const char **pos)
-{
-	char	   *open = psprintf("<%s>", tag);
-	char	   *close = psprintf("</%s>", tag);
-	const char *start = strstr(*pos ? *pos : doc, open);
-	const char *end;
-
-	if (start == NULL)
-		return NULL;
-	start += strlen(open);
-	end = strstr(start, close);
-	if (end == NULL)
-		return NULL;
-	*pos = end + strlen(close);
-	return xml_unescape(start, end - start);
-}
-
-static char *
-xml_get(const char *doc, const char *tag)
-{
-	const char *pos = NULL;
-
-	return doc ? xml_next(doc, tag, &pos) : NULL;
-}
-
-/* ---------------------------------------------------------------------
  * Requests
  * ---------------------------------------------------------------------
  */
@@ -162,6 +83,7 @@ s3_prepare(SfHttpRequest *req, int attempt, void *arg)
 	S3Conf	   *conf = c->conf;
 	SfAwsRequestSigning s;
 	char		amz_date[17];
+	const SfAwsCredentials *cr = sf_aws_credentials(conf->srv, conf->usr);
 
 	memset(&s, 0, sizeof(s));
 	s.host = conf->host;
@@ -169,9 +91,9 @@ s3_prepare(SfHttpRequest *req, int attempt, void *arg)
 	s.service = "s3";
 	s.s3_path_rules = true;
 	s.content_sha256 = true;
-	s.access_key_id = conf->access_key_id;
-	s.secret_access_key = conf->secret_access_key;
-	s.session_token = conf->session_token;
+	s.access_key_id = cr->access_key_id;
+	s.secret_access_key = cr->secret_access_key;
+	s.session_token = cr->session_token;
 	sf_sigv4_amz_date(time(NULL), amz_date);
 	req->headers = sf_sigv4_request_headers(&s, req->method, c->path, c->query,
 											c->extra_headers, c->payload_hash,
@@ -191,6 +113,7 @@ s3_call(SfStorage *st, const char *method, const char *key, const char *query,
 	S3Conf	   *conf = (S3Conf *) st->priv;
 	S3Call	   *c = palloc0(sizeof(S3Call));
 	SfHttpRequest *req = reqout;
+	SfHttpResponse *resp;
 	char	   *url;
 
 	c->conf = conf;
@@ -217,7 +140,26 @@ s3_call(SfStorage *st, const char *method, const char *key, const char *query,
 	req->decode_content = false;	/* objects are read byte for byte */
 	sf_http_server_settings(req, st->srv);
 	req->deadline = st->deadline;
-	return sf_http_request(req);
+	resp = sf_http_request(req);
+
+	/*
+	 * Temporary credentials the service says have expired (revoked, or a
+	 * clock behind the issuer's): drop them and try once more with new
+	 * ones.  "ExpiredToken: The provided token has expired." (S3 error
+	 * responses); long-term keys never expire and are not retried.
+	 */
+	if ((resp->status == 400 || resp->status == 403) && resp->sink_bytes == 0 &&
+		sf_aws_credentials(conf->srv, conf->usr)->expiration != 0)
+	{
+		char	   *code = sf_xml_get(resp->body.data, "Code");
+
+		if (code && strcmp(code, "ExpiredToken") == 0)
+		{
+			sf_aws_credentials_forget(conf->srv, conf->usr);
+			resp = sf_http_request(req);
+		}
+	}
+	return resp;
 }
 
 /* Throw for a non-2xx response, with S3's error Code and Message. */
@@ -229,15 +171,15 @@ s3_check(SfHttpRequest *req, SfHttpResponse *resp)
 
 	if (resp->status >= 200 && resp->status < 300)
 		return;
-	code = xml_get(resp->body.data, "Code");
-	message = xml_get(resp->body.data, "Message");
+	code = sf_xml_get(resp->body.data, "Code");
+	message = sf_xml_get(resp->body.data, "Message");
 	if (code == NULL && resp->status == 404)
 		code = "NoSuchKey";
 	if (code == NULL && resp->status == 403)
 		code = "AccessDenied";
 	if (code && strcmp(code, "NoSuchBucket") == 0)
 	{
-		char	   *bucket = xml_get(resp->body.data, "BucketName");
+		char	   *bucket = sf_xml_get(resp->body.data, "BucketName");
 
 		message = psprintf("The bucket \"%s\" does not exist%s%s",
 						   bucket ? bucket : "", message ? ": " : ".",
@@ -257,10 +199,10 @@ s3_open(SfStorage *st)
 	S3Conf	   *conf = palloc0(sizeof(S3Conf));
 	SfUserConfig *u = st->user;
 
-	sf_require_aws_credentials(st->srv, u);
-	conf->access_key_id = u->aws_access_key_id;
-	conf->secret_access_key = u->aws_secret_access_key;
-	conf->session_token = u->aws_session_token;
+	/* the chain is asked now, so that a missing credential fails at open */
+	st->credential_source = pstrdup(sf_aws_credentials(st->srv, u)->source);
+	conf->srv = st->srv;
+	conf->usr = u;
 	conf->region = st->srv->region ? st->srv->region : "us-east-1";
 
 	if (st->srv->endpoint)
@@ -311,7 +253,7 @@ s3_mp_start(SfStorageWriter *w)
 				   list_make1(psprintf("Content-Type: %s", w->content_type)),
 				   NULL, NULL, &req);
 	s3_check(&req, resp);
-	up->upload_id = xml_get(resp->body.data, "UploadId");
+	up->upload_id = sf_xml_get(resp->body.data, "UploadId");
 	if (up->upload_id == NULL || up->upload_id[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
@@ -427,7 +369,7 @@ s3_mp_abort(SfStorageWriter *w)
 						sf_storage_uri(w->st, w->name)),
 				 resp->curl_error ? errdetail_internal("%s", resp->error_text)
 				 : errdetail_internal("HTTP %ld %s", resp->status,
-									  xml_get(resp->body.data, "Code") ? xml_get(resp->body.data, "Code") : ""),
+									  sf_xml_get(resp->body.data, "Code") ? sf_xml_get(resp->body.data, "Code") : ""),
 				 errhint("A lifecycle rule with AbortIncompleteMultipartUpload removes such uploads.")));
 }
 
@@ -439,8 +381,8 @@ s3_read(SfStorage *st, const char *key, SfHttpWriteFn sink, void *arg)
 
 	/* the sink gets 2xx bodies only (http.c); errors stay in resp->body */
 	resp = s3_call(st, "GET", key, NULL, NULL, 0, NIL, sink, arg, &req);
-	if (resp->status == 404 && !(xml_get(resp->body.data, "Code") &&
-								 strcmp(xml_get(resp->body.data, "Code"), "NoSuchBucket") == 0))
+	if (resp->status == 404 && !(sf_xml_get(resp->body.data, "Code") &&
+								 strcmp(sf_xml_get(resp->body.data, "Code"), "NoSuchBucket") == 0))
 		return false;
 	s3_check(&req, resp);
 	return true;
@@ -469,8 +411,8 @@ s3_del(SfStorage *st, const char *key)
 	SfHttpResponse *resp;
 
 	resp = s3_call(st, "DELETE", key, NULL, NULL, 0, NIL, NULL, NULL, &req);
-	if (resp->status == 404 && xml_get(resp->body.data, "Code") &&
-		strcmp(xml_get(resp->body.data, "Code"), "NoSuchKey") == 0)
+	if (resp->status == 404 && sf_xml_get(resp->body.data, "Code") &&
+		strcmp(sf_xml_get(resp->body.data, "Code"), "NoSuchKey") == 0)
 		return;
 	s3_check(&req, resp);
 }
@@ -512,10 +454,10 @@ s3_list(SfStorage *st, const char *keyprefix, SfListBounds *b)
 		b->pages++;
 		resp = s3_call(st, "GET", NULL, q.data, NULL, 0, NIL, NULL, NULL, &req);
 		s3_check(&req, resp);
-		while ((key = xml_next(resp->body.data, "Key", &pos)) != NULL)
+		while ((key = sf_xml_next(resp->body.data, "Key", &pos)) != NULL)
 			out = lappend(out, key);
-		trunc = xml_get(resp->body.data, "IsTruncated");
-		next = xml_get(resp->body.data, "NextContinuationToken");
+		trunc = sf_xml_get(resp->body.data, "IsTruncated");
+		next = sf_xml_get(resp->body.data, "NextContinuationToken");
 		if (trunc == NULL || strcmp(trunc, "true") != 0 || next == NULL)
 			break;
 		if (token && strcmp(token, next) == 0)

@@ -2,7 +2,8 @@
 #
 #   my $s3 = SfStorageTest::start_s3(keys => {ID => SECRET}, tokens => {ID => TOKEN},
 #                                    region => 'eu-west-1', buckets => ['b'],
-#                                    policies => {ID => 'iam-policy.json'});
+#                                    policies => {ID => 'iam-policy.json'},
+#                                    issued => ['issued.json'], upstream_key => ID);
 #   $s3->{endpoint}            http://127.0.0.1:PORT of the verifying front
 #   SfStorageTest::front($s3, 'POST', '/_front/faults', {kind => 'slowdown'});
 #
@@ -36,7 +37,10 @@ sub start_s3
 		  '--port-file', '{PORT_FILE}', '--upstream', "http://127.0.0.1:$s3rver->{port}",
 		  '--region', $o{region}, @keys,
 		  (map { ('--policy', "$_=$o{policies}{$_}") } sort keys %{ $o{policies} // {} }),
-		  (map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }) ]);
+		  (map { ('--session-token', "$_=$o{tokens}{$_}") } sort keys %{ $o{tokens} // {} }),
+		  # credentials handed out by the credential stand-ins (issued_creds.py)
+		  (map { ('--issued-credentials', $_) } @{ $o{issued} // [] }),
+		  ($o{upstream_key} ? ('--upstream-key', $o{upstream_key}) : ()) ]);
 	return { s3rver => $s3rver, front => $front, dir => $dir,
 		endpoint => "http://127.0.0.1:$front->{port}" };
 }
@@ -54,7 +58,9 @@ sub start_gcs
 	my $gcs = SfTest::start_service('gcs',
 		[ SfTest::emulator('gcs'), '--port', '0',
 		  '--port-file', '{PORT_FILE}', '--data-dir', "$dir/data",
-		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }) ],
+		  '--service-account', $key_file, (map { ('--bucket', $_) } @{ $o{buckets} }),
+		  # tokens handed out by gce_metadata (issued_creds.py)
+		  (map { ('--issued-tokens', $_) } @{ $o{issued} // [] }) ],
 		store => "$dir/data");
 	my $token_uri = "http://127.0.0.1:$gcs->{port}/token";
 	system(SfTest::python(), "$src/test/emulators/lib/gcs_keys.py", $key_file, $token_uri) == 0
