@@ -219,3 +219,20 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Everyday ergonomics: flush that waits, long cadences, a JSON events table
+
+-- Ask this database's worker to flush and load everything now; with wait,
+-- return once every row committed before the call is loaded (true) or in
+-- a file Snowflake rejected (false, a WARNING names the files), or fail
+-- after timeout (src/sql_flush.c, docs/flush.md).  NULL foreign_table:
+-- every table.  Replaces 0.1.0's flush(), which flush() still calls.
+DROP FUNCTION sfexport.flush();
+CREATE FUNCTION sfexport.flush(foreign_table regclass DEFAULT NULL,
+                               wait boolean DEFAULT false,
+                               timeout interval DEFAULT '10 minutes')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sfexport_flush_wait'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sfexport.flush(regclass, boolean, interval) IS
+  'wake the export worker: flush pending rows and load staged files now; with wait, until the rows committed before the call are loaded';

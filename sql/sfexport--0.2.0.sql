@@ -240,14 +240,7 @@ COMMENT ON VIEW sfexport.status IS
 
 GRANT SELECT ON sfexport.status TO PUBLIC;
 
--- Ask this database's worker to flush and load everything now.
-CREATE FUNCTION sfexport.flush()
-RETURNS boolean
-AS 'MODULE_PATHNAME', 'sfexport_flush'
-LANGUAGE C VOLATILE;
-
-COMMENT ON FUNCTION sfexport.flush() IS
-  'wake the export worker: flush every pending row and load staged files now';
+-- sfexport.flush(): see "Everyday ergonomics" at the end of this file.
 
 -- Queue failed files again (after fixing the cause), for one table or all.
 -- Who may: a superuser for every table; for one table, its owner; for a
@@ -484,3 +477,19 @@ CREATE EVENT TRIGGER sfexport_ddl_check ON ddl_command_end
   WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
                'IMPORT FOREIGN SCHEMA', 'CREATE SERVER', 'ALTER SERVER')
   EXECUTE FUNCTION sfexport._ddl_check();
+
+-- Everyday ergonomics: flush that waits, long cadences, a JSON events table
+
+-- Ask this database's worker to flush and load everything now; with wait,
+-- return once every row committed before the call is loaded (true) or in
+-- a file Snowflake rejected (false, a WARNING names the files), or fail
+-- after timeout (src/sql_flush.c, docs/flush.md).  NULL foreign_table:
+-- every table.  Replaces 0.1.0's flush(), which flush() still calls.
+CREATE FUNCTION sfexport.flush(foreign_table regclass DEFAULT NULL,
+                               wait boolean DEFAULT false,
+                               timeout interval DEFAULT '10 minutes')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sfexport_flush_wait'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sfexport.flush(regclass, boolean, interval) IS
+  'wake the export worker: flush pending rows and load staged files now; with wait, until the rows committed before the call are loaded';
