@@ -42,6 +42,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -53,6 +54,7 @@
 
 #include "sfexport.h"
 
+#include "config.h"
 #include "elevated.h"
 #include "shmem.h"
 #include "tables.h"
@@ -321,4 +323,32 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 	SPI_finish();
 	UnregisterSnapshot(callsnap);
 	PG_RETURN_BOOL(failed == 0);
+}
+
+PG_FUNCTION_INFO_V1(sfexport_next_flush_at);
+
+/*
+ * sfexport.next_flush_at(foreign_table, oldest): when the worker flushes
+ * the table if its oldest pending row was written at oldest: after its
+ * flush_interval or at the next minute of its flush_at schedule, whichever
+ * comes first (config.c).  flush_size or flush() may make it sooner.
+ */
+Datum
+sfexport_next_flush_at(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	TimestampTz oldest = PG_GETARG_TIMESTAMPTZ(1);
+	ForeignTable *ft;
+
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE ||
+		strcmp(GetForeignDataWrapper(GetForeignServer((ft = GetForeignTable(relid))->serverid)->fdwid)->fdwname,
+			   "sfexport") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation with OID %u is not an sfexport foreign table", relid),
+				 errdetail("Only sfexport foreign tables have a flush schedule."),
+				 errhint("Name a foreign table of an sfexport server.")));
+	if (TIMESTAMP_NOT_FINITE(oldest))
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(sf_table_flush_deadline(sf_get_table_config(relid), oldest));
 }
