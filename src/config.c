@@ -667,6 +667,8 @@ sf_get_table_config(Oid relid)
 			continue;
 		else if (strcmp(n, "flush_at") == 0)
 			flush_at = v;
+		else if (strcmp(n, "file_format") == 0)
+			cfg->json = strcmp(v, "json") == 0;
 	}
 
 	/*

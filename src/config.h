@@ -111,6 +111,7 @@ typedef struct SfTableConfig
 	int			batch_size;		/* the table's batch_size option, -1 if unset */
 	int			batch_size_option;	/* table or server option, -1 if unset */
 	SfLoadMode	load_mode;		/* table option, else the server's */
+	bool		json;			/* file_format 'json': staged as NDJSON */
 	bool		has_flush_at;	/* flush_at set on the table or its server */
 	SfCron		flush_at;		/* its schedule (UTC) */
 } SfTableConfig;

@@ -67,7 +67,8 @@ typedef enum SfOptKind
 	OPT_TOKEN_TYPE,				/* OAUTH | PROGRAMMATIC_ACCESS_TOKEN | KEYPAIR_JWT */
 	OPT_GCS_JSON,				/* service-account key JSON */
 	OPT_GLUE_STAGE_MAP,			/* STAGE=s3://bucket/prefix/, ... (config.c) */
-	OPT_CRON					/* five-field cron schedule, UTC (cron.c) */
+	OPT_CRON,					/* five-field cron schedule, UTC (cron.c) */
+	OPT_STAGED_FORMAT			/* csv | json: how a table's rows are staged */
 } SfOptKind;
 
 typedef struct SfOption
@@ -144,6 +145,7 @@ static const SfOption sf_options[] = {
 	{"max_file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignTableRelationId, OPT_COUNT, false, 1, 10000},
 	{"load_mode", ForeignTableRelationId, OPT_LOAD_MODE},
+	{"file_format", ForeignTableRelationId, OPT_STAGED_FORMAT},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},
@@ -389,6 +391,13 @@ validate_value(const SfOption *opt, const char *value)
 				strcmp(value, "KEYPAIR_JWT") != 0)
 				report_bad_value(opt, value, NULL,
 								 "Valid values are OAUTH, PROGRAMMATIC_ACCESS_TOKEN and KEYPAIR_JWT.");
+			break;
+
+		case OPT_STAGED_FORMAT:
+			if (strcmp(value, "csv") != 0 && strcmp(value, "json") != 0)
+				report_bad_value(opt, value,
+								 "A foreign table's rows are staged as CSV or as NDJSON.",
+								 "Valid values are csv and json (docs/json.md).");
 			break;
 
 		case OPT_CRON:
