@@ -45,6 +45,8 @@ $node->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sfexport worker'})
   or die 'no worker';
 
+my ($ret, $out, $err);
+
 # ---- the asynchronous forms still answer at once (flush_interval is 1 h)
 is($sql->('SELECT sfexport.flush()'), 't', 'flush() asks the worker');
 is($sql->(q{SELECT sfexport.flush('ev')}), 't', q{flush('ev') asks the worker});
@@ -76,8 +78,18 @@ is($sql->(q{SELECT pending_rows FROM sfexport.status WHERE foreign_table = 'ev2'
 is($sql->(q{SELECT sfexport.flush('ev2', true)}), 't', 'positional arguments work');
 is(sfcount('EV2'), 51, 'and load it');
 
+# ---- a role that is not a superuser (it cannot read sfexport.files or the
+# outbox itself) may wait for its rows
+$sql->(q{CREATE ROLE app LOGIN; GRANT INSERT ON ev TO app});
+is($node->safe_psql('postgres', q{INSERT INTO ev VALUES (-5, 'app');
+	SELECT sfexport.flush('ev', wait => true, timeout => '60 s')}, extra_params => ['-U', 'app']),
+	't', 'a plain role waits for its rows');
+is(sfcount('EV'), 601, 'and they are loaded');
+($ret, $out, $err) = $node->psql('postgres', q{SELECT count(*) FROM sfexport.files}, extra_params => ['-U', 'app']);
+like($err, qr/permission denied/, 'the manifest itself stays closed to it');
+
 # ---- a file Snowflake rejects: false, a WARNING names it, nothing lost
-my ($ret, $out, $err) = $node->psql('postgres',
+($ret, $out, $err) = $node->psql('postgres',
 	q{INSERT INTO strict_t VALUES ('1'), ('too long a value');
 	  SELECT sfexport.flush('strict_t', wait => true, timeout => '60 s')});
 is($out, 'f', 'flush(wait) returns false when a file failed to load');
