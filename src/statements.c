@@ -450,8 +450,9 @@ sf_file_is_json(const char *name)
  * each line, loaded with SELECT $1 into that column (a VARIANT); any other
  * table has an object per line whose keys are the target column names,
  * loaded with MATCH_BY_COLUMN_NAME = CASE_SENSITIVE (our names are quoted,
- * so case-sensitive), which takes neither a column list nor a
- * transformation (Snowflake docs, COPY INTO <table>, copy options).
+ * so case-sensitive), which cannot be combined with a transformation
+ * ("match_by_column_name is not supported with copy transform": Snowflake
+ * behavior change bundle 2024_02, BCR-1514; COPY INTO <table>, copy options).
  */
 char *
 sf_copy_statement(SfServerConfig *srv, const char *target,
