@@ -78,13 +78,23 @@ is($sql->(q{SELECT pending_rows FROM sfexport.status WHERE foreign_table = 'ev2'
 is($sql->(q{SELECT sfexport.flush('ev2', true)}), 't', 'positional arguments work');
 is(sfcount('EV2'), 51, 'and load it');
 
+# ---- called in a transaction that inserted rows itself: those are not
+# committed before the call and are not waited for; the others are
+$sql->(q{INSERT INTO ev VALUES (-2, 'before')});
+is($sql->(q{BEGIN; INSERT INTO ev VALUES (-3, 'mine');
+	SELECT sfexport.flush('ev', wait => true, timeout => '60 s'); COMMIT}), 't',
+	'flush(wait) in a transaction that wrote rows itself');
+is(sfcount('EV'), 601, 'the row committed before it is loaded, not the caller\'s own');
+is($sql->(q{SELECT sfexport.flush('ev', wait => true, timeout => '60 s')}), 't', 'and the next call');
+is(sfcount('EV'), 602, 'loads the caller\'s row once it committed');
+
 # ---- a role that is not a superuser (it cannot read sfexport.files or the
 # outbox itself) may wait for its rows
 $sql->(q{CREATE ROLE app LOGIN; GRANT INSERT ON ev TO app});
 is($node->safe_psql('postgres', q{INSERT INTO ev VALUES (-5, 'app');
 	SELECT sfexport.flush('ev', wait => true, timeout => '60 s')}, extra_params => ['-U', 'app']),
 	't', 'a plain role waits for its rows');
-is(sfcount('EV'), 601, 'and they are loaded');
+is(sfcount('EV'), 603, 'and they are loaded');
 ($ret, $out, $err) = $node->psql('postgres', q{SELECT count(*) FROM sfexport.files}, extra_params => ['-U', 'app']);
 like($err, qr/permission denied/, 'the manifest itself stays closed to it');
 
