@@ -242,6 +242,7 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 			/* every row is in the manifest now, in a file up to here */
 			manifest_query("SELECT pg_catalog.max(file_id) FROM sfexport.files", 0, NULL, NULL);
 			bound = spi_int8(0, 1);
+			SPI_freetuptable(SPI_tuptable);
 		}
 		if (bound >= 0)
 		{
@@ -254,6 +255,7 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 						   FILES_OF("$1"), 2, argtypes, args);
 			left_files = spi_int8(0, 1);
 			retried_files = spi_int8(0, 2);
+			SPI_freetuptable(SPI_tuptable);	/* a long wait stays small */
 			if (left_files == 0)
 				break;
 		}
