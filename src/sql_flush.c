@@ -22,9 +22,11 @@
  *
  * The manifest is read as the owner of sfexport.files (elevated.c): the
  * caller learns counts and generated file names, nothing row-derived.
- * Each round waits on the latch (cancel and shutdown honoured), at first
- * briefly, then up to a second; the flush request is repeated every few
- * seconds (without cutting backoffs again) in case the worker was starting.
+ * Between looks it sleeps on a condition variable the workers broadcast
+ * after each round that staged or loaded (shmem.c), at most 20 ms at first,
+ * then up to a second (its latch: cancel and shutdown honoured); the flush
+ * request is repeated every few seconds (without cutting backoffs again) in
+ * case the worker was starting.
  *
  *-------------------------------------------------------------------------
  */
@@ -232,6 +234,7 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 	manifest_query("SELECT pg_catalog.max(file_id) FROM sfexport.files", 0, NULL, NULL);
 	max_before = spi_int8(0, 1);
 
+	sf_progress_wait_begin();
 	for (;;)
 	{
 		TimestampTz now;
@@ -277,9 +280,11 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 		}
 		if (deadline != 0)
 			nap = Min(nap, Max(1, TimestampDifferenceMilliseconds(now, deadline)));
-		sf_wait(nap, SF_WAIT_FLUSH, SF_WAIT_FULL_TIME);
+		sf_progress_wait(nap, sf_wait_event(SF_WAIT_FLUSH));
 		nap = Min(nap * 2, FLUSH_WAIT_MAX_MS);
 	}
+
+	sf_progress_wait_end();
 
 	/* what of it Snowflake rejected: files new since the call, or pending at it */
 	args[1] = Int64GetDatum(bound);

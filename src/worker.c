@@ -639,6 +639,7 @@ sfexport_worker_main(Datum arg)
 			sf_delete_loaded_files();
 			sf_glue_periodic();
 			sf_sweep_periodic();
+			sf_worker_broadcast_progress();	/* sfexport.flush(wait => true) */
 			/* files submitted to Snowpipe: poll its reports sooner */
 			next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															sf_pipe_files_pending ?
