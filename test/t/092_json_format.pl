@@ -3,6 +3,7 @@
 # FILE_FORMAT = (TYPE = JSON) into a VARIANT column that setup() creates;
 # any other table is staged as one object per row and loaded by column
 # name.  Staged files are valid NDJSON (json's own line breaks removed);
+# snowpipe mode's pipe reads them with the same COPY;
 # rows pending when file_format changes still load in their own format;
 # a bad value is refused at DDL time (docs/json.md).
 use strict;
@@ -27,7 +28,8 @@ sub sf { return SfSnowflake::emu_query($emu, $_[0])->{rows}; }
 my $jtext = JSON::PP->new->allow_nonref;
 sub dj { return $jtext->decode($_[0]); }
 
-my $node = SfTest::new_node('jsonfmt', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
+my $node = SfTest::new_node('jsonfmt', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n"
+	  . "sfexport.snowpipe_poll_interval = 200ms\n");
 my $sql = sub { return $node->safe_psql('postgres', $_[0]); };
 $sql->(qq{
 	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (account 'testacct', url '$emu->{url}',
@@ -36,6 +38,8 @@ $sql->(qq{
 	  private_key @{[ SfSnowflake::lit($key->{pem}) ]});
 	CREATE FOREIGN TABLE events (event jsonb) SERVER sf OPTIONS (table 'EVENTS', file_format 'json');
 	CREATE FOREIGN TABLE raw_events (doc json) SERVER sf OPTIONS (table 'RAW_EVENTS', file_format 'json');
+	CREATE FOREIGN TABLE piped (event jsonb) SERVER sf OPTIONS (table 'PIPED', file_format 'json',
+	  load_mode 'snowpipe');
 	CREATE FOREIGN TABLE wide (id int, name text, tags jsonb, ok boolean, score float8,
 	  big numeric, at timestamptz, nothing text) SERVER sf OPTIONS (table 'WIDE', file_format 'json');
 });
@@ -99,6 +103,15 @@ like(join("\n", map { $_->{statement} } @{ SfSnowflake::statement_log($emu, qr/C
 like(join("\n", map { $_->{statement} } @{ SfSnowflake::statement_log($emu, qr/COPY INTO "DB"."PUBLIC"."WIDE"/) }),
 	qr/COPY INTO "DB"."PUBLIC"."WIDE" FROM \@"DB"."PUBLIC"."SFEXPORT_STAGE" FILES = \('[^']+'\) FILE_FORMAT = \(TYPE = JSON COMPRESSION = AUTO\) MATCH_BY_COLUMN_NAME = CASE_SENSITIVE/,
 	'the COPY of another table matches columns by name');
+
+# ---- snowpipe mode: the pipe's COPY is the same JSON statement
+$sql->(q{INSERT INTO piped SELECT jsonb_build_object('p', g) FROM generate_series(1, 20) g});
+is($sql->(q{SELECT sfexport.flush('piped', wait => true, timeout => '60 s')}), 't',
+	'snowpipe: flush(wait) returns once the pipe loaded the file');
+is(sf(q{SELECT COUNT(*) FROM DB.PUBLIC.PIPED})->[0][0], 20, 'snowpipe: the documents arrived');
+like(join("\n", map { $_->{statement} } @{ SfSnowflake::statement_log($emu, qr/CREATE PIPE/) }),
+	qr/CREATE PIPE IF NOT EXISTS .* AS COPY INTO "DB"."PUBLIC"."PIPED" \("event"\) FROM \(SELECT \$1 FROM [^)]+\) FILE_FORMAT = \(TYPE = JSON COMPRESSION = AUTO\) ON_ERROR = SKIP_FILE/,
+	'snowpipe: the pipe reads NDJSON');
 
 # ---- file_format changed with rows pending: each row loads in its own format
 $sql->(q{INSERT INTO events VALUES ('{"n": 1001}');
