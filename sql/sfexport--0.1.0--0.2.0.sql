@@ -251,3 +251,82 @@ SELECT s.srvname AS server, l.glue_database, l.glue_table, l.synced_at AS last_s
 COMMENT ON VIEW sfexport.glue_sync_status IS
   'what the last glue sync (periodic or glue_sync()) did to each AWS Glue table; rows of the servers one owns';
 GRANT SELECT ON sfexport.glue_sync_status TO PUBLIC;
+-- Everyday ergonomics: flush that waits, long cadences, a JSON events table
+
+-- Ask this database's worker to flush and load everything now; with wait,
+-- return once every row committed before the call is loaded (true) or in
+-- a file Snowflake rejected (false, a WARNING names the files), or fail
+-- after timeout (src/sql_flush.c, docs/flush.md).  NULL foreign_table:
+-- every table.  Replaces 0.1.0's flush(), which flush() still calls.
+DROP FUNCTION sfexport.flush();
+CREATE FUNCTION sfexport.flush(foreign_table regclass DEFAULT NULL,
+                               wait boolean DEFAULT false,
+                               timeout interval DEFAULT '10 minutes')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sfexport_flush_wait'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sfexport.flush(regclass, boolean, interval) IS
+  'wake the export worker: flush pending rows and load staged files now; with wait, until the rows committed before the call are loaded';
+
+-- When the worker flushes a table whose oldest pending row was written at
+-- oldest_pending: its flush_interval after, or the next minute of its
+-- flush_at schedule (UTC), whichever comes first (src/config.c).
+CREATE FUNCTION sfexport.next_flush_at(foreign_table regclass, oldest_pending timestamptz)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'sfexport_next_flush_at'
+LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION sfexport.next_flush_at(regclass, timestamptz) IS
+  'when the worker flushes a foreign table whose oldest pending row was written at oldest_pending';
+
+-- sfexport.status gains how long the oldest pending row has waited and when
+-- the worker plans to flush the table (NULL: nothing pending).  Both come
+-- from insert times and options, nothing row-derived; still security_barrier.
+CREATE OR REPLACE VIEW sfexport.status WITH (security_barrier) AS
+SELECT c.oid::regclass                        AS foreign_table,
+       s.srvname                              AS server,
+       coalesce(o.pending_rows, 0)            AS pending_rows,
+       coalesce(o.pending_bytes, 0)           AS pending_bytes,
+       o.oldest_pending                       AS oldest_pending,
+       coalesce(f.staged_files, 0)            AS staged_files,
+       coalesce(f.staged_rows, 0)             AS staged_rows,
+       coalesce(f.submitted_files, 0)         AS submitted_files,
+       coalesce(f.submitted_rows, 0)          AS submitted_rows,
+       coalesce(f.failed_files, 0)            AS failed_files,
+       coalesce(f.loaded_files, 0)            AS loaded_files,
+       coalesce(f.loaded_rows, 0)             AS loaded_rows,
+       f.last_loaded_at                       AS last_loaded_at,
+       CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
+              OR pg_catalog.has_table_privilege(c.oid, 'SELECT')
+              OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+            THEN f.last_error END             AS last_error,
+       pg_catalog.now() OPERATOR(pg_catalog.-) o.oldest_pending
+                                              AS oldest_pending_age,
+       CASE WHEN o.oldest_pending IS NOT NULL
+            THEN sfexport.next_flush_at(c.oid, o.oldest_pending) END
+                                              AS next_flush_at
+  FROM pg_catalog.pg_foreign_table ft
+  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  LEFT JOIN (SELECT relid,
+                    count(*)                               AS pending_rows,
+                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
+                    min(inserted_at)                       AS oldest_pending
+               FROM sfexport.outbox
+              GROUP BY relid) o ON o.relid = c.oid
+  LEFT JOIN (SELECT relid,
+                    count(*) FILTER (WHERE state = 'staged')              AS staged_files,
+                    sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
+                    count(*) FILTER (WHERE state = 'submitted')           AS submitted_files,
+                    sum(rows) FILTER (WHERE state = 'submitted')          AS submitted_rows,
+                    count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
+                    count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
+                    sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
+                    max(loaded_at)                                        AS last_loaded_at,
+                    (array_agg(coalesce(last_error, first_error) ORDER BY file_id DESC)
+                       FILTER (WHERE state <> 'loaded'
+                                 AND coalesce(last_error, first_error) IS NOT NULL))[1]
+                                                                          AS last_error
+               FROM sfexport.files
+              GROUP BY relid) f ON f.relid = c.oid
+ WHERE w.fdwname = 'sfexport';

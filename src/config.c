@@ -28,11 +28,13 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "sfexport.h"
 
 #include "compress.h"
 #include "config.h"
+#include "cron.h"
 #include "http.h"
 #include "quote.h"
 
@@ -49,7 +51,7 @@ sf_config_define_gucs(void)
 							"Longest time rows wait in the outbox before a flush.",
 							"Overridden per server or foreign table by the flush_interval option.",
 							&sfexport_flush_interval_s,
-							600, 1, 7 * 24 * 3600,
+							600, 1, SF_MAX_FLUSH_INTERVAL_S,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
@@ -457,6 +459,8 @@ sf_get_server_config(Oid serverid)
 		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
 									 &cfg->max_file_size_kb, &cfg->batch_size))
 			continue;
+		else if (strcmp(n, "flush_at") == 0)
+			cfg->flush_at = v;
 		else if (strcmp(n, "upper_case_identifiers") == 0)
 			(void) parse_bool(v, &cfg->upper_case_identifiers);
 	}
@@ -655,6 +659,7 @@ sf_get_table_config(Oid relid)
 	SfServerConfig *srv = sf_get_server_config(ft->serverid);
 	SfTableConfig *cfg = palloc0(sizeof(SfTableConfig));
 	ListCell   *lc;
+	const char *flush_at = NULL;
 
 	cfg->relid = relid;
 	cfg->serverid = ft->serverid;
@@ -678,8 +683,34 @@ sf_get_table_config(Oid relid)
 		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
 									 &cfg->max_file_size_kb, &cfg->batch_size))
 			continue;
+		else if (strcmp(n, "flush_at") == 0)
+			flush_at = v;
+		else if (strcmp(n, "file_format") == 0)
+			cfg->json = strcmp(v, "json") == 0;
 	}
 
+	/*
+	 * flush_at (the table's, else the server's): rows wait for the next
+	 * scheduled minute, or flush_interval if set on the table or server
+	 * (whichever comes first), else at most SF_MAX_FLUSH_INTERVAL_S; the
+	 * GUC's default interval does not apply (docs/flush.md).
+	 */
+	if (flush_at == NULL)
+		flush_at = srv->flush_at;
+	if (flush_at != NULL)
+	{
+		const char *why;
+
+		cfg->has_flush_at = sf_cron_parse(flush_at, &cfg->flush_at, &why);
+		if (!cfg->has_flush_at)
+			ereport(WARNING,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("ignoring the invalid flush_at of foreign table \"%s\"", get_rel_name(relid)),
+					 errdetail("%s.", why),
+					 errhint("Set a valid schedule with ALTER FOREIGN TABLE or ALTER SERVER.")));
+	}
+	if (cfg->has_flush_at && cfg->flush_interval_s < 0 && srv->flush_interval_s < 0)
+		cfg->flush_interval_s = SF_MAX_FLUSH_INTERVAL_S;
 	cfg->flush_interval_s = inherit(cfg->flush_interval_s,
 									inherit(srv->flush_interval_s, sfexport_flush_interval_s));
 	cfg->flush_size_kb = inherit(cfg->flush_size_kb,
@@ -692,6 +723,26 @@ sf_get_table_config(Oid relid)
 	 */
 	cfg->batch_size_option = inherit(cfg->batch_size, srv->batch_size);
 	return cfg;
+}
+
+/*
+ * When a table whose oldest pending row was written at oldest is due: after
+ * its flush_interval, or at the first minute of its flush_at schedule after
+ * that row, whichever comes first.  (flush_size may make it due earlier.)
+ */
+TimestampTz
+sf_table_flush_deadline(const SfTableConfig *cfg, TimestampTz oldest)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(oldest, cfg->flush_interval_s * 1000L);
+
+	if (cfg->has_flush_at)
+	{
+		TimestampTz next = sf_cron_next(&cfg->flush_at, oldest);
+
+		if (next != 0 && next < deadline)
+			deadline = next;
+	}
+	return deadline;
 }
 
 /*

@@ -16,6 +16,7 @@
 #include "nodes/pg_list.h"
 
 #include "compress.h"
+#include "cron.h"
 #include "http.h"
 
 typedef enum SfLocationKind
@@ -70,6 +71,7 @@ typedef struct SfServerConfig
 	int			flush_size_kb;	/* -1 = not set here */
 	int			max_file_size_kb;	/* -1 = not set here */
 	int			batch_size;		/* -1 = not set here */
+	char	   *flush_at;		/* cron schedule (cron.c), NULL = not set */
 	bool		upper_case_identifiers; /* upper-case names derived from
 										 * PostgreSQL identifiers */
 	/* AWS credential chain (aws_credentials.c) */
@@ -118,7 +120,13 @@ typedef struct SfTableConfig
 	int			batch_size;		/* the table's batch_size option, -1 if unset */
 	int			batch_size_option;	/* table or server option, -1 if unset */
 	SfLoadMode	load_mode;		/* table option, else the server's */
+	bool		json;			/* file_format 'json': staged as NDJSON */
+	bool		has_flush_at;	/* flush_at set on the table or its server */
+	SfCron		flush_at;		/* its schedule (UTC) */
 } SfTableConfig;
+
+/* longest flush_interval, and a flush_at table's wait without one */
+#define SF_MAX_FLUSH_INTERVAL_S	(31 * 24 * 3600)
 
 /* A stage and the s3:// location it covers (glue_stage_map). */
 typedef struct SfGlueStage
@@ -154,6 +162,7 @@ extern void sf_config_define_gucs(void);
 extern SfServerConfig *sf_get_server_config(Oid serverid);
 extern SfUserConfig *sf_get_user_config(Oid serverid, Oid userid);
 extern SfTableConfig *sf_get_table_config(Oid relid);
+extern TimestampTz sf_table_flush_deadline(const SfTableConfig *cfg, TimestampTz oldest);
 extern SfGlueConfig *sf_get_glue_config(Oid serverid);
 extern bool sf_parse_location(const char *text, SfLocation *loc, char **why);
 extern bool sf_glue_parse_stage_map(const char *value, const char *db,

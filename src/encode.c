@@ -69,6 +69,7 @@
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -122,6 +123,8 @@ struct SfRowEncoder
 	uint64		shape;
 	int			encoding;		/* database encoding */
 	bool		defer;			/* rows may be stored in binary form */
+	bool		json;			/* file_format 'json': NDJSON lines, not CSV */
+	bool		json_document;	/* json: the single json/jsonb column is the line */
 	bool		has_tstz;		/* a timestamptz column: the payload names the zone */
 	TupleDesc	bindesc;		/* layout of binary payloads (base types) */
 	Datum	   *values;			/* one row, in column order */
@@ -347,10 +350,25 @@ sf_encoder_create(Relation rel)
 		appendStringInfo(&shape, "%s%c%s%c%u%c", col->target_name, '\0',
 						 col->type_name, '\0', base, '\0');
 	}
+	/*
+	 * file_format 'json': another shape (its files are NDJSON, loaded with
+	 * TYPE = JSON), never binary payloads (the line is made at INSERT)
+	 */
+	if (OidIsValid(RelationGetRelid(rel)) &&
+		rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE &&
+		sf_get_table_config(RelationGetRelid(rel))->json)
+	{
+		enc->json = true;
+		enc->json_document = enc->ncols == 1 &&
+			(enc->cols[0].basetype == JSONOID || enc->cols[0].basetype == JSONBOID);
+		appendStringInfo(&shape, "%cjson", '\0');
+	}
 	enc->shape = hash_bytes_extended((const unsigned char *) shape.data,
 									 shape.len, 0x5f0e);
 	pfree(shape.data);
 	finish_encoder(enc);
+	if (enc->json)
+		enc->defer = false;
 	return enc;
 }
 
@@ -624,6 +642,83 @@ render_value(SfRowEncoder *enc, SfColumnEncoder *col, Datum value, pg_tz *zone)
  * out.  zone is the time zone timestamptz values are shown in (NULL: the
  * session's).  Temporary allocations are freed before returning.
  */
+/*
+ * Append a JSON text on one line: json's own text may hold line breaks
+ * between tokens (inside strings they are escaped), which become spaces.
+ */
+static void
+append_json_one_line(StringInfo out, const char *text, int len)
+{
+	int			start = out->len;
+
+	appendBinaryStringInfo(out, text, len);
+	for (int i = start; i < out->len; i++)
+		if (out->data[i] == '\n' || out->data[i] == '\r')
+			out->data[i] = ' ';
+}
+
+/*
+ * Whether a column of this type renders as a JSON number (when finite).
+ * Not int8 and numeric: many JSON readers parse numbers as doubles, which
+ * round beyond 2^53; as strings they convert exactly into a NUMBER column.
+ */
+static bool
+json_number_type(Oid type)
+{
+	return type == INT2OID || type == INT4OID || type == FLOAT4OID ||
+		type == FLOAT8OID || type == OIDOID;
+}
+
+/*
+ * One row as an NDJSON line (file_format 'json'): the document itself for a
+ * table whose single column is json or jsonb (NULL: null), else an object
+ * of the target column names: int2, int4, float and booleans as such,
+ * json, jsonb and arrays as JSON, NULL as null, everything else (int8 and
+ * numeric too) as a string of its CSV rendering (ISO 8601 times, hex
+ * bytea, ...).
+ */
+static void
+encode_json_values(SfRowEncoder *enc, Datum *values, bool *nulls, pg_tz *zone,
+				   StringInfo out)
+{
+	if (enc->json_document)
+	{
+		if (nulls[0])
+			appendStringInfoString(out, "null");
+		else
+		{
+			(void) render_value(enc, &enc->cols[0], values[0], zone);
+			append_json_one_line(out, enc->field.data, enc->field.len);
+		}
+		return;
+	}
+	appendStringInfoChar(out, '{');
+	for (int i = 0; i < enc->ncols; i++)
+	{
+		SfColumnEncoder *col = &enc->cols[i];
+
+		if (i > 0)
+			appendStringInfoChar(out, ',');
+		escape_json(out, col->target_name);
+		appendStringInfoChar(out, ':');
+		if (nulls[i])
+		{
+			appendStringInfoString(out, "null");
+			continue;
+		}
+		(void) render_value(enc, col, values[i], zone);
+		if (col->kind == ENC_BOOL || col->basetype == JSONOID ||
+			col->basetype == JSONBOID || col->kind == ENC_ARRAY ||
+			(json_number_type(col->basetype) &&
+			 strspn(enc->field.data, "0123456789+-.eE") == (size_t) enc->field.len &&
+			 enc->field.len > 0))
+			append_json_one_line(out, enc->field.data, enc->field.len);
+		else
+			escape_json(out, enc->field.data);
+	}
+	appendStringInfoChar(out, '}');
+}
+
 static void
 encode_values(SfRowEncoder *enc, Datum *values, bool *nulls, pg_tz *zone,
 			  StringInfo out)
@@ -633,18 +728,23 @@ encode_values(SfRowEncoder *enc, Datum *values, bool *nulls, pg_tz *zone,
 
 	/* scratch space lives only for this row: a huge value is not kept */
 	initStringInfo(&enc->field);
-	for (int i = 0; i < enc->ncols; i++)
+	if (enc->json)
+		encode_json_values(enc, values, nulls, zone, out);
+	else
 	{
-		SfColumnEncoder *col = &enc->cols[i];
+		for (int i = 0; i < enc->ncols; i++)
+		{
+			SfColumnEncoder *col = &enc->cols[i];
 
-		if (i > 0)
-			appendStringInfoChar(out, ',');
-		if (nulls[i])
-			continue;			/* NULL: empty unenclosed field */
-		if (render_value(enc, col, values[i], zone))
-			append_enclosed(out, enc->field.data, enc->field.len);
-		else
-			appendBinaryStringInfo(out, enc->field.data, enc->field.len);
+			if (i > 0)
+				appendStringInfoChar(out, ',');
+			if (nulls[i])
+				continue;			/* NULL: empty unenclosed field */
+			if (render_value(enc, col, values[i], zone))
+				append_enclosed(out, enc->field.data, enc->field.len);
+			else
+				appendBinaryStringInfo(out, enc->field.data, enc->field.len);
+		}
 	}
 
 	/* Snowflake reads UTF-8 (the file format says ENCODING = 'UTF8'). */
@@ -754,6 +854,12 @@ sf_encode_payload(SfRowEncoder *enc, TupleTableSlot *slot, bool allow_binary,
 	MemoryContext oldcxt;
 	MinimalTuple mt;
 
+	if (enc->json)
+	{
+		appendStringInfoChar(out, SF_PAYLOAD_JSON);
+		sf_encode_row(enc, slot, out);
+		return;
+	}
 	if (!allow_binary || !enc->defer ||
 		(enc->has_tstz && (zone = session_zone_name()) == NULL))
 	{
@@ -907,6 +1013,11 @@ sf_outbox_render(bytea *payload, SfRowDecoder *dec, StringInfo buf, int *len)
 		*len = plen;			/* a CSV record */
 		return p;
 	}
+	if ((unsigned char) p[0] == SF_PAYLOAD_JSON)
+	{
+		*len = plen - 1;		/* an NDJSON line */
+		return p + 1;
+	}
 	resetStringInfo(buf);
 	render_binary(p, plen, dec, buf);
 	*len = buf->len;
@@ -1009,4 +1120,12 @@ sf_csv_format_options(void)
 		" TIME_FORMAT = AUTO"
 		" TIMESTAMP_FORMAT = AUTO"
 		" ENCODING = 'UTF8'";
+}
+
+/* Whether an outbox payload is an NDJSON line (file_format 'json'). */
+bool
+sf_payload_is_json(bytea *payload)
+{
+	return VARSIZE_ANY_EXHDR(payload) > 0 &&
+		(unsigned char) VARDATA_ANY(payload)[0] == SF_PAYLOAD_JSON;
 }

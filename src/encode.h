@@ -19,6 +19,11 @@ typedef struct SfRowDecoder SfRowDecoder;
 
 /* first byte of a binary outbox payload (a CSV payload never starts below 0x20) */
 #define SF_PAYLOAD_BINARY		0x01
+/*
+ * first byte of a JSON outbox payload (file_format 'json'): the byte, then
+ * the NDJSON line (UTF-8, no newline) the worker writes as it is
+ */
+#define SF_PAYLOAD_JSON			0x02
 /* rows whose detoasted values exceed this are encoded to CSV at INSERT */
 #define SF_DEFER_MAX_ROW_BYTES	(1024 * 1024)
 
@@ -39,5 +44,6 @@ extern SfRowDecoder *sf_decoder_create(Oid relid, int64 shape);
 extern const char *sf_outbox_render(bytea *payload, SfRowDecoder *dec,
 									StringInfo buf, int *len);
 extern const char *sf_csv_format_options(void);
+extern bool sf_payload_is_json(bytea *payload);
 
 #endif							/* SF_ENCODE_H */

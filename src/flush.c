@@ -150,6 +150,7 @@ typedef struct FileStager
 	FlushSink	sink;
 	SfCompressor *comp;
 	int64		rows;
+	bool		json;			/* NDJSON lines (file_format 'json'), not CSV */
 } FileStager;
 
 static void
@@ -196,9 +197,18 @@ stager_add(FileStager *fs, const char *data, size_t len)
 											ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(fs->filecxt);
 		fs->name = sf_new_file_name(fs->relid, fs->srv->compression);
+		if (fs->json)
+		{
+			/* ".csv[.gz|.zst]" -> ".json[...]": load.c reads the format back */
+			char	   *ext = strstr(fs->name, ".csv");
+
+			if (ext != NULL)
+				fs->name = psprintf("%.*s.json%s", (int) (ext - fs->name), fs->name, ext + 4);
+		}
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("staging %s into %s", get_rel_name(fs->relid), fs->name));
-		fs->sink.writer = sf_storage_begin_write(fs->st, fs->name, "text/csv");
+		fs->sink.writer = sf_storage_begin_write(fs->st, fs->name,
+												 fs->json ? "application/x-ndjson" : "text/csv");
 		fs->comp = sf_compress_begin(fs->srv->compression, fs->srv->compression_level,
 									 flush_sink, &fs->sink);
 		MemoryContextSwitchTo(old);
@@ -251,7 +261,10 @@ stage_tuple(FileStager *fs, HeapTuple tup, TupleDesc desc, bool *full)
 	int			reclen;
 
 	stager_prepare(fs);
-	record = sf_outbox_render(line, fs->dec, &fs->rec, &reclen);	/* payload -> CSV */
+	/* the rows of one (table, shape) are all CSV or all JSON (encode.c) */
+	if (fs->sink.writer == NULL)
+		fs->json = sf_payload_is_json(line);
+	record = sf_outbox_render(line, fs->dec, &fs->rec, &reclen);	/* payload -> CSV or NDJSON */
 	*full = stager_add(fs, record, reclen);
 	if ((Pointer) line != DatumGetPointer(d))
 		pfree(line);

@@ -362,7 +362,8 @@ load_batch(CopyBatch *b)
 					DatumGetArrayTypeP(b->types));
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.sql = sf_copy_statement(srv, b->target, DatumGetArrayTypeP(b->columns),
-								 DatumGetArrayTypeP(b->types), names);
+								 DatumGetArrayTypeP(b->types), names,
+								 names != NIL && sf_file_is_json((const char *) linitial(names)));
 	stmt.query_tag = "sfexport";
 	stmt.rejected = &b->rejected;
 
@@ -607,7 +608,9 @@ ensure_pipe(SfServerConfig *srv, SfUserConfig *usr, CopyBatch *b, const char *pi
 			return;
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.sql = sf_pipe_statement(srv, b->target, b->shape, DatumGetArrayTypeP(b->columns),
-								 DatumGetArrayTypeP(b->types));
+								 DatumGetArrayTypeP(b->types),
+								 b->files != NIL &&
+								 sf_file_is_json(((StagedFile *) linitial(b->files))->name));
 	stmt.query_tag = "sfexport";
 	(void) sf_snowflake_run(srv, usr, &stmt);
 	old = MemoryContextSwitchTo(TopMemoryContext);

@@ -35,10 +35,12 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "sfexport.h"
 
 #include "config.h"
+#include "cron.h"
 #include "http.h"
 #include "jwt.h"
 #include "options.h"
@@ -67,7 +69,9 @@ typedef enum SfOptKind
 	OPT_GLUE_STAGE_MAP,			/* STAGE=s3://bucket/prefix/, ... (config.c) */
 	OPT_GLUE_CATALOG_ID,		/* Glue CatalogIdString: 1..255, no control characters */
 	OPT_AWS_ROLE_ARN,			/* arn:PARTITION:iam::ACCOUNT:role/NAME */
-	OPT_AWS_EXTERNAL_ID			/* STS ExternalId: 2-1224 of [\w+=,.@:/-] */
+	OPT_AWS_EXTERNAL_ID,		/* STS ExternalId: 2-1224 of [\w+=,.@:/-] */
+	OPT_CRON,					/* five-field cron schedule, UTC (cron.c) */
+	OPT_STAGED_FORMAT			/* csv | json: how a table's rows are staged */
 } SfOptKind;
 
 typedef struct SfOption
@@ -105,7 +109,8 @@ static const SfOption sf_options[] = {
 	{"connect_timeout", ForeignServerRelationId, OPT_DURATION_MS, false, 100, 600 * 1000},
 	{"request_timeout", ForeignServerRelationId, OPT_DURATION_MS, false, 100, 3600 * 1000},
 	/* server defaults for the per-table flush settings */
-	{"flush_interval", ForeignServerRelationId, OPT_DURATION_S, false, 1, 7 * DAY_S},
+	{"flush_interval", ForeignServerRelationId, OPT_DURATION_S, false, 1, SF_MAX_FLUSH_INTERVAL_S},
+	{"flush_at", ForeignServerRelationId, OPT_CRON},
 	{"flush_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignServerRelationId, OPT_COUNT, false, 1, 10000},
@@ -146,11 +151,13 @@ static const SfOption sf_options[] = {
 	/* foreign table */
 	{"table", ForeignTableRelationId, OPT_TEXT},
 	{"schema", ForeignTableRelationId, OPT_TEXT},
-	{"flush_interval", ForeignTableRelationId, OPT_DURATION_S, false, 1, 7 * DAY_S},
+	{"flush_interval", ForeignTableRelationId, OPT_DURATION_S, false, 1, SF_MAX_FLUSH_INTERVAL_S},
+	{"flush_at", ForeignTableRelationId, OPT_CRON},
 	{"flush_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignTableRelationId, OPT_COUNT, false, 1, 10000},
 	{"load_mode", ForeignTableRelationId, OPT_LOAD_MODE},
+	{"file_format", ForeignTableRelationId, OPT_STAGED_FORMAT},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},
@@ -411,6 +418,29 @@ validate_value(const SfOption *opt, const char *value)
 				report_bad_value(opt, value, NULL,
 								 "Valid values are OAUTH, PROGRAMMATIC_ACCESS_TOKEN and KEYPAIR_JWT.");
 			break;
+
+		case OPT_STAGED_FORMAT:
+			if (strcmp(value, "csv") != 0 && strcmp(value, "json") != 0)
+				report_bad_value(opt, value,
+								 "A foreign table's rows are staged as CSV or as NDJSON.",
+								 "Valid values are csv and json (docs/json.md).");
+			break;
+
+		case OPT_CRON:
+			{
+				SfCron		cron;
+				const char *why = NULL;
+
+				if (!sf_cron_parse(value, &cron, &why))
+					report_bad_value(opt, value, psprintf("%s.", why),
+									 "Give minute hour day-of-month month day-of-week in UTC, for example '0 3 * * *' for 03:00 UTC every day, or @daily.");
+				if (sf_cron_next(&cron, GetCurrentTimestamp()) == 0)
+					report_bad_value(opt, value,
+									 psprintf("The schedule matches no minute in the next %d years.",
+											  SF_CRON_HORIZON_YEARS),
+									 "Check the day of month against the month (there is no February 30).");
+				break;
+			}
 
 		case OPT_GLUE_STAGE_MAP:
 			{

@@ -23,6 +23,7 @@
 
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -64,6 +65,8 @@ typedef struct SfShared
 	LWLock	   *lock;
 	Latch	   *launcher_latch;
 	bool		rescan_requested;
+	/* broadcast by workers after each round that staged or loaded */
+	ConditionVariable progress_cv;
 	/* databases whose flush() found no worker: their next worker flushes */
 	SfFlushPending flush_pending[SF_FLUSH_PENDING];
 	int			nslots;
@@ -155,6 +158,7 @@ shmem_startup(void)
 		memset(sf_shared, 0, shared_size());
 		sf_shared->lock = &(GetNamedLWLockTranche("sfexport"))->lock;
 		sf_shared->nslots = sfexport_max_workers;
+		ConditionVariableInit(&sf_shared->progress_cv);
 		for (int i = 0; i < sf_shared->nslots; i++)
 		{
 			pg_atomic_init_u64(&sf_shared->slots[i].committed_bytes, 0);
@@ -446,4 +450,43 @@ sf_launcher_take_rescan(void)
 	sf_shared->rescan_requested = false;
 	LWLockRelease(sf_shared->lock);
 	return rescan;
+}
+
+/* ---------------------------------------------------------------------
+ * Progress: sfexport.flush(wait => true) waits for the workers' rounds
+ * ---------------------------------------------------------------------
+ */
+
+/* Worker: a round staged or loaded files; wake whoever waits for that. */
+void
+sf_worker_broadcast_progress(void)
+{
+	if (sf_shared != NULL)
+		ConditionVariableBroadcast(&sf_shared->progress_cv);
+}
+
+/*
+ * Sleep until a worker's next round, or ms at most (cancel and shutdown
+ * honoured: ConditionVariableTimedSleep checks interrupts).  Between
+ * sf_progress_wait_begin and _end; an error ends the sleep too
+ * (AbortTransaction cancels it).
+ */
+void
+sf_progress_wait_begin(void)
+{
+	if (sf_shared != NULL)
+		ConditionVariablePrepareToSleep(&sf_shared->progress_cv);
+}
+
+void
+sf_progress_wait(long ms, uint32 wait_event)
+{
+	if (sf_shared != NULL)
+		(void) ConditionVariableTimedSleep(&sf_shared->progress_cv, ms, wait_event);
+}
+
+void
+sf_progress_wait_end(void)
+{
+	ConditionVariableCancelSleep();
 }

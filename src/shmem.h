@@ -33,6 +33,10 @@ extern void sf_notify_commit(uint64 bytes);
 
 /* SQL functions (sql_worker.c) */
 extern bool sf_request_flush(bool cut_backoffs);
+extern void sf_worker_broadcast_progress(void);
+extern void sf_progress_wait_begin(void);
+extern void sf_progress_wait(long ms, uint32 wait_event);
+extern void sf_progress_wait_end(void);
 extern void sf_request_rescan(void);
 
 /* the launcher */

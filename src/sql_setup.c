@@ -211,7 +211,8 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 		emit(rsinfo, srv, usr,
 			 sf_pipe_statement(srv, target, (int64) sf_encoder_shape(enc),
 							   construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT),
-							   construct_array(types, n, TEXTOID, -1, false, TYPALIGN_INT)),
+							   construct_array(types, n, TEXTOID, -1, false, TYPALIGN_INT),
+							   tbl->json),
 			 dry_run);
 		relation_close(rel, AccessShareLock);
 	}

@@ -440,14 +440,33 @@ is_json_type(const char *type)
 		(len > 2 && strcmp(type + len - 2, "[]") == 0);
 }
 
+/* Whether a staged file holds NDJSON (flush.c names them ".json..."). */
+bool
+sf_file_is_json(const char *name)
+{
+	const char *base = strrchr(name, '/');
+
+	return strstr(base ? base : name, ".json") != NULL;
+}
+
 /*
  * The COPY statement for files of one target and shape.  Identifiers go
  * through sf_quote_ident, file names through sf_quote_literal.
+ *
+ * json (file_format 'json', NDJSON files): FILE_FORMAT = (TYPE = JSON).  A
+ * table whose single column is json or jsonb has the document itself on
+ * each line, loaded with SELECT $1 into that column (a VARIANT); any other
+ * table has an object per line whose keys are the target column names,
+ * loaded with MATCH_BY_COLUMN_NAME = CASE_SENSITIVE (our names are quoted,
+ * so case-sensitive), which cannot be combined with a transformation
+ * ("match_by_column_name is not supported with copy transform": Snowflake
+ * behavior change bundle 2024_02, BCR-1514; COPY INTO <table>, copy options).
  */
 char *
 sf_copy_statement(SfServerConfig *srv, const char *target,
-				  ArrayType *columns, ArrayType *types, List *names)
+				  ArrayType *columns, ArrayType *types, List *names, bool json)
 {
+	bool		document;
 	Datum	   *cols;
 	Datum	   *typs;
 	int			ncols;
@@ -463,21 +482,32 @@ sf_copy_statement(SfServerConfig *srv, const char *target,
 				 errmsg("malformed column shape for %s", target)));
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "COPY INTO %s (", target);
-	for (int i = 0; i < ncols; i++)
-		appendStringInfo(&sql, "%s%s", i ? ", " : "",
-						 sf_quote_ident(TextDatumGetCString(cols[i])));
-	appendStringInfoString(&sql, ") FROM (SELECT ");
-	for (int i = 0; i < ncols; i++)
+	document = ncols == 1 && (strcmp(TextDatumGetCString(typs[0]), "json") == 0 ||
+							  strcmp(TextDatumGetCString(typs[0]), "jsonb") == 0);
+	if (json && !document)
+		appendStringInfo(&sql, "COPY INTO %s FROM @%s.%s.%s FILES = (", target,
+						 sf_quote_ident(srv->database), sf_quote_ident(srv->schema),
+						 sf_quote_ident(srv->stage));
+	else
 	{
-		if (is_json_type(TextDatumGetCString(typs[i])))
-			appendStringInfo(&sql, "%sPARSE_JSON($%d)", i ? ", " : "", i + 1);
-		else
-			appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
+		appendStringInfo(&sql, "COPY INTO %s (", target);
+		for (int i = 0; i < ncols; i++)
+			appendStringInfo(&sql, "%s%s", i ? ", " : "",
+							 sf_quote_ident(TextDatumGetCString(cols[i])));
+		appendStringInfoString(&sql, ") FROM (SELECT ");
+		for (int i = 0; i < ncols; i++)
+		{
+			if (json)
+				appendStringInfoString(&sql, "$1");	/* the document */
+			else if (is_json_type(TextDatumGetCString(typs[i])))
+				appendStringInfo(&sql, "%sPARSE_JSON($%d)", i ? ", " : "", i + 1);
+			else
+				appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
+		}
+		appendStringInfo(&sql, " FROM @%s.%s.%s) FILES = (",
+						 sf_quote_ident(srv->database), sf_quote_ident(srv->schema),
+						 sf_quote_ident(srv->stage));
 	}
-	appendStringInfo(&sql, " FROM @%s.%s.%s) FILES = (",
-					 sf_quote_ident(srv->database), sf_quote_ident(srv->schema),
-					 sf_quote_ident(srv->stage));
 	foreach(lc, names)
 		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) ? ", " : "",
 						 sf_quote_literal((const char *) lfirst(lc)));
@@ -489,8 +519,12 @@ sf_copy_statement(SfServerConfig *srv, const char *target,
 	}
 	else
 		appendStringInfoChar(&sql, ')');
-	appendStringInfo(&sql, " FILE_FORMAT = (FORMAT_NAME = %s) ON_ERROR = SKIP_FILE",
-					 sf_quote_literal(file_format_name(srv)));
+	if (json)
+		appendStringInfo(&sql, " FILE_FORMAT = (TYPE = JSON COMPRESSION = AUTO)%s ON_ERROR = SKIP_FILE",
+						 document ? "" : " MATCH_BY_COLUMN_NAME = CASE_SENSITIVE");
+	else
+		appendStringInfo(&sql, " FILE_FORMAT = (FORMAT_NAME = %s) ON_ERROR = SKIP_FILE",
+						 sf_quote_literal(file_format_name(srv)));
 	/* not in a pipe's COPY, which does not support it (CREATE PIPE) */
 	if (names != NIL)
 		appendStringInfoString(&sql, " LOAD_UNCERTAIN_FILES = TRUE");
@@ -504,9 +538,9 @@ sf_copy_statement(SfServerConfig *srv, const char *target,
  */
 char *
 sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
-				  ArrayType *columns, ArrayType *types)
+				  ArrayType *columns, ArrayType *types, bool json)
 {
 	return psprintf("CREATE PIPE IF NOT EXISTS %s AS %s",
 					sf_pipe_sql_name(target, shape),
-					sf_copy_statement(srv, target, columns, types, NIL));
+					sf_copy_statement(srv, target, columns, types, NIL, json));
 }

@@ -36,8 +36,9 @@ extern char *sf_pipe_sql_name(const char *target, int64 shape);
 extern char *sf_pipe_rest_name(const char *target, int64 shape);
 extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
 							   ArrayType *columns, ArrayType *types,
-							   List *names);	/* NIL: no FILES clause (a pipe) */
+							   List *names, bool json);
+extern bool sf_file_is_json(const char *name);	/* NIL: no FILES clause (a pipe) */
 extern char *sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
-							   ArrayType *columns, ArrayType *types);
+							   ArrayType *columns, ArrayType *types, bool json);
 
 #endif							/* SF_STATEMENTS_H */

@@ -52,6 +52,7 @@ sf_wait_event(SfWaitEvent which)
 		[SF_WAIT_GLUE_BACKOFF] = "SfexportGlueBackoff",
 		[SF_WAIT_TRUNCATE_LOCK] = "SfexportTruncateLock",
 		[SF_WAIT_OUTBOX_SEGMENT] = "SfexportOutboxSegment",
+		[SF_WAIT_FLUSH] = "SfexportFlushWait",
 	};
 	static uint32 ids[lengthof(names)];
 

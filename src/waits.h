@@ -23,8 +23,10 @@ typedef enum SfWaitEvent
 	SF_WAIT_GLUE_BACKOFF,		/* before retrying a throttled Glue call */
 	SF_WAIT_TRUNCATE_LOCK,		/* before asking again for a drained
 								 * segment's lock, for its TRUNCATE */
-	SF_WAIT_OUTBOX_SEGMENT		/* inserter: before trying the outbox
+	SF_WAIT_OUTBOX_SEGMENT,		/* inserter: before trying the outbox
 								 * segments again */
+	SF_WAIT_FLUSH				/* sfexport.flush(wait => true): between
+								 * looks at the outbox and the manifest */
 } SfWaitEvent;
 
 /* whether a latch wake-up ends a wait (sf_wait) */

@@ -6,7 +6,8 @@
  *		cleans up, each unit of work in its own transaction.
  *
  * Scheduling.  A table is flushed when its oldest pending row is older than
- * its flush_interval, when its pending bytes reach its flush_size, or when
+ * its flush_interval, when a minute of its flush_at schedule (UTC) has come
+ * since that row, when its pending bytes reach its flush_size, or when
  * sfexport.flush() asks.  Committing transactions that wrote to the outbox
  * wake the worker (shmem.c) and add to a byte counter, so the worker
  * learns about new rows without polling; it only scans the outbox when a
@@ -223,7 +224,22 @@ compute_triggers(long *min_interval_ms, int64 *min_flush_bytes)
 																				  SPI_tuptable->tupdesc,
 																				  1, &isnull)));
 
-		*min_interval_ms = Min(*min_interval_ms, cfg->flush_interval_s * 1000L);
+		long		interval_ms = cfg->flush_interval_s * 1000L;
+
+		/*
+		 * flush_at: a first row committed from now on is due at the next
+		 * scheduled minute (the main loop adds this to the commit time, so
+		 * it plans at most the age of this value late: a second)
+		 */
+		if (cfg->has_flush_at)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz next = sf_cron_next(&cfg->flush_at, now);
+
+			if (next != 0)
+				interval_ms = Min(interval_ms, (long) ((next - now) / 1000) + 1);
+		}
+		*min_interval_ms = Min(*min_interval_ms, interval_ms);
 		*min_flush_bytes = Min(*min_flush_bytes, (int64) cfg->flush_size_kb * 1024);
 	}
 }
@@ -299,8 +315,7 @@ plan_unit(void *arg)
 		if (OidIsValid(prev_relid) && (p == NULL || p->relid != prev_relid))
 		{
 			SfTableConfig *cfg = sf_get_table_config(prev_relid);
-			TimestampTz deadline = TimestampTzPlusMilliseconds(rel_oldest,
-															   cfg->flush_interval_s * 1000L);
+			TimestampTz deadline = sf_table_flush_deadline(cfg, rel_oldest);
 			int64		flush_bytes = (int64) cfg->flush_size_kb * 1024;
 			TimestampTz until;
 
@@ -624,6 +639,7 @@ sfexport_worker_main(Datum arg)
 			sf_delete_loaded_files();
 			sf_glue_periodic();
 			sf_sweep_periodic();
+			sf_worker_broadcast_progress();	/* sfexport.flush(wait => true) */
 			/* files submitted to Snowpipe: poll its reports sooner */
 			next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															sf_pipe_files_pending ?

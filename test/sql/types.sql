@@ -172,8 +172,8 @@ SELECT o.relid::regclass, get_byte(o.line, 0) = 1 AS is_binary,
 SELECT columns, type_oids::regtype[], type_mods, type_lens, type_byvals, type_aligns
   FROM sfexport.shapes WHERE relid = 'f_text'::regclass;
 
--- a payload that is neither CSV nor binary is refused, not guessed at
-SELECT sfexport.outbox_record(0, 0, '\x02');
+-- a payload that is neither CSV, binary nor JSON (0x02) is refused, not guessed at
+SELECT sfexport.outbox_record(0, 0, '\x03');
 SELECT sfexport.outbox_record(0, 0, '\x0100');
 -- a binary row whose recorded type layout no longer matches is not decoded
 UPDATE sfexport.shapes SET type_lens = '{8,-1}' WHERE relid = 'f_text'::regclass;

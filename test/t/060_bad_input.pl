@@ -182,7 +182,9 @@ sub table_opt
 table_opt('unknown option', q{bogus 'x'}, 'HV00D');
 table_opt('server option on a table', q{account 'x'}, 'HV00D');
 table_opt('flush_interval soon', q{flush_interval 'soon'}, 'HV024');
-table_opt('flush_interval above 7 days', q{flush_interval '8d'}, 'HV024');
+table_opt('flush_interval above 31 days', q{flush_interval '32d'}, 'HV024');
+table_opt('flush_at not a schedule', q{flush_at '0 3 * *'}, 'HV024');
+table_opt('file_format not csv or json', q{file_format 'xml'}, 'HV024');
 table_opt('max_file_size 2TB', q{max_file_size '2TB'}, 'HV024');
 table_opt('batch_size -1', q{batch_size '-1'}, 'HV024');
 table_opt('unknown column option', '', 'HV00D', q{bogus 'x'});
