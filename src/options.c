@@ -104,6 +104,7 @@ static const SfOption sf_options[] = {
 	/* server defaults for the per-table flush settings */
 	{"flush_interval", ForeignServerRelationId, OPT_DURATION_S, false, 1, 7 * DAY_S},
 	{"flush_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
+	{"file_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignServerRelationId, OPT_COUNT, false, 1, 10000},
 	/* server: AWS Glue sync (glue_sync.c, docs/glue.md) */
@@ -136,6 +137,7 @@ static const SfOption sf_options[] = {
 	{"schema", ForeignTableRelationId, OPT_TEXT},
 	{"flush_interval", ForeignTableRelationId, OPT_DURATION_S, false, 1, 7 * DAY_S},
 	{"flush_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
+	{"file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignTableRelationId, OPT_COUNT, false, 1, 10000},
 	{"load_mode", ForeignTableRelationId, OPT_LOAD_MODE},
