@@ -32,6 +32,10 @@
  */
 #include "postgres.h"
 
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
 #include "sfexport.h"
 
 #include "file_size.h"
@@ -50,7 +54,17 @@ typedef struct RatioEntry
 	double		file_bytes;
 } RatioEntry;
 
+typedef struct SeedCount
+{
+	RatioKey	key;			/* hash key */
+	int			files;
+} SeedCount;
+
 static HTAB *ratios = NULL;
+static bool seeded = false;
+
+#define SEED_FILES		4		/* newest files per table read at start */
+#define SEED_SCAN		1000	/* newest manifest rows looked at */
 
 /* Compressed bytes per outbox byte assumed before a table's first file. */
 static double
@@ -68,28 +82,96 @@ prior_ratio(SfCompression compression)
 	return 1.0;
 }
 
-/* flush.c: a file of relid was staged (or written, even if not committed). */
-void
-sf_file_size_note(Oid relid, SfCompression compression, int64 outbox_bytes,
-				  int64 file_bytes)
+static RatioEntry *
+ratio_entry(Oid relid, SfCompression compression, bool *found)
 {
 	RatioKey	key;
-	RatioEntry *e;
-	bool		found;
 
-	if (outbox_bytes <= 0 || file_bytes <= 0)
-		return;
 	if (ratios == NULL)
 		ratios = sf_hash_create("sfexport compression ratios", 32, sizeof(RatioKey),
 								sizeof(RatioEntry), TopMemoryContext);
 	memset(&key, 0, sizeof(key));
 	key.relid = relid;
 	key.compression = (int) compression;
-	e = hash_search(ratios, &key, HASH_ENTER, &found);
+	return hash_search(ratios, &key, HASH_ENTER, found);
+}
+
+/* flush.c: a file of relid was staged (or written, even if not committed). */
+void
+sf_file_size_note(Oid relid, SfCompression compression, int64 outbox_bytes,
+				  int64 file_bytes)
+{
+	RatioEntry *e;
+	bool		found;
+
+	if (outbox_bytes <= 0 || file_bytes <= 0)
+		return;
+	e = ratio_entry(relid, compression, &found);
 	if (!found)
 		e->outbox_bytes = e->file_bytes = 0;
 	e->outbox_bytes = e->outbox_bytes / 2 + (double) outbox_bytes;
 	e->file_bytes = e->file_bytes / 2 + (double) file_bytes;
+}
+
+/*
+ * Once per worker: the ratios of the newest files in the manifest (see the
+ * header).  Call within SPI, before reading an SPI result of the caller's
+ * (this replaces SPI_tuptable).  The worker's search_path is pg_catalog
+ * only (elevated.c); the query names everything with its schema anyway.
+ */
+void
+sf_file_size_seed(void)
+{
+	static const SfCompression kinds[] = {SF_COMPRESSION_GZIP, SF_COMPRESSION_ZSTD,
+	SF_COMPRESSION_NONE};
+	HTAB	   *counts;
+
+	if (seeded || !OidIsValid(get_extension_oid("sfexport", true)))
+		return;
+	seeded = true;				/* also if the query fails: then priors */
+	if (SPI_execute("SELECT relid, compression, bytes, raw_bytes FROM sfexport.files"
+					" WHERE raw_bytes OPERATOR(pg_catalog.>) 0 AND bytes OPERATOR(pg_catalog.>) 0"
+					" ORDER BY file_id DESC LIMIT " CppAsString2(SEED_SCAN),
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sfexport.files");
+	counts = sf_hash_create("sfexport ratio seed", 32, sizeof(RatioKey), sizeof(SeedCount),
+							CurrentMemoryContext);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		int64		bytes = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		int64		raw = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+
+		for (int k = 0; k < (int) lengthof(kinds); k++)
+		{
+			RatioKey	key;
+			SeedCount  *seen;
+			RatioEntry *e;
+			bool		found;
+
+			if (strcmp(name, sf_compression_name(kinds[k])) != 0)
+				continue;
+			memset(&key, 0, sizeof(key));
+			key.relid = relid;
+			key.compression = (int) kinds[k];
+			seen = (SeedCount *) hash_search(counts, &key, HASH_ENTER, &found);
+			if (!found)
+				seen->files = 0;
+			if (seen->files >= SEED_FILES)
+				break;
+			seen->files++;
+			e = ratio_entry(relid, kinds[k], &found);
+			if (!found)
+				e->outbox_bytes = e->file_bytes = 0;
+			e->outbox_bytes += (double) raw;
+			e->file_bytes += (double) bytes;
+		}
+	}
+	hash_destroy(counts);
 }
 
 /* Compressed bytes per outbox byte of relid's recent files (or the prior). */
@@ -103,7 +185,7 @@ sf_file_size_ratio(Oid relid, SfCompression compression)
 	key.relid = relid;
 	key.compression = (int) compression;
 	if (ratios != NULL)
-		e = hash_search(ratios, &key, HASH_FIND, NULL);
+		e = (RatioEntry *) hash_search(ratios, &key, HASH_FIND, NULL);
 	if (e == NULL || e->outbox_bytes <= 0)
 		return prior_ratio(compression);
 	return e->file_bytes / e->outbox_bytes;

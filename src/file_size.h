@@ -15,6 +15,7 @@
 
 extern void sf_file_size_note(Oid relid, SfCompression compression,
 							  int64 outbox_bytes, int64 file_bytes);
+extern void sf_file_size_seed(void);
 extern double sf_file_size_ratio(Oid relid, SfCompression compression);
 extern int64 sf_file_size_due_bytes(const SfTableConfig *cfg);
 

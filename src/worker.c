@@ -217,6 +217,7 @@ compute_triggers(long *min_interval_ms, int64 *min_flush_bytes)
 {
 	*min_interval_ms = sfexport_flush_interval_s * 1000L;
 	*min_flush_bytes = PG_INT64_MAX / 2;
+	sf_file_size_seed();		/* once: ratios of the manifest's newest files */
 	if (SPI_execute("SELECT ft.ftrelid FROM pg_catalog.pg_foreign_table ft"
 					"  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver"
 					"  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"

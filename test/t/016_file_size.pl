@@ -10,6 +10,8 @@
 #    after it are close to file_size although the rows compress about 20:1
 #    in outbox bytes; what is left below file_size stays pending; a
 #    flush() then stages it and every row is in exactly one file;
+#  - a restarted worker seeds its ratios from the manifest: its first file
+#    is close to file_size too;
 #  - flush_interval still bounds how long a row waits when file_size is
 #    far away.
 # Staging goes to a local directory (files kept), loads to the Snowflake
@@ -122,6 +124,31 @@ for my $f (@files)
 }
 is(scalar(keys %seen), $rows, 'the staged files hold every row');
 is($dups, 0, 'and none twice');
+
+# ---- a restarted worker: the ratio comes from the manifest's newest files
+my $old_pid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sfexport worker'});
+sql("SELECT pg_terminate_backend($old_pid)");
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'sfexport worker' AND pid <> $old_pid}), 'the launcher starts a new worker');
+my $before = sql(q{SELECT count(*) FROM sfexport.files WHERE relid = 'ev'::regclass});
+my $more = 24;
+for my $b ($batches .. $batches + $more - 1)
+{
+	my ($lo, $hi) = ($b * $batch + 1, ($b + 1) * $batch);
+	sql(qq{INSERT INTO ev SELECT g, 'event ' || (g % 100) || ' ' || repeat(chr(97 + (g % 26)), 180)
+	       FROM generate_series($lo, $hi) g});
+	$node->poll_query_until('postgres', $idle) or die 'the worker is never idle';
+}
+my @after = split /\n/, sql(qq{SELECT bytes FROM sfexport.files WHERE relid = 'ev'::regclass
+	ORDER BY name OFFSET $before});
+note('file sizes after the restart: ' . join(' ', @after));
+ok(@after >= 1, 'the new worker stages the stream by itself');
+cmp_ok($after[0] // 0, '>=', 0.6 * $target, "its first file is near file_size (" . ($after[0] // 0) . ' bytes)');
+cmp_ok($after[0] // 0, '<=', 1.6 * $target, 'and not far above it');
+$rows += $batch * $more;
+sql('SELECT sfexport.flush()');
+ok($node->poll_query_until('postgres', qq{SELECT coalesce(sum(rows), 0) = $rows FROM sfexport.files
+	WHERE relid = 'ev'::regclass}), 'every row is staged');
 
 # ---- flush_interval still bounds a row's wait
 $t0 = time;
