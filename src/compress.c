@@ -19,6 +19,9 @@
  *	- gzip, compression_level 1-3: ISA-L's isal_deflate at its levels 1-3.
  *	  Level 1 compresses about four times as fast as zlib's level 1 and
  *	  makes slightly smaller files; levels 2 and 3 a little smaller still.
+ *	  A helper thread of ours runs isal_deflate on one input block while
+ *	  the caller renders and collects the next (IsalHelper below): the
+ *	  same calls on the same blocks as without it, so the same bytes.
  *	- gzip, compression_level 4-9: zlib's deflate at that level (ISA-L has
  *	  no higher levels): smaller files, zlib's speed.
  *	- zstd, compression_level 1-19: that zstd level.  At levels 1-12 one
@@ -46,6 +49,15 @@
  * from the memory context reset callback, joins them, also on error.
  * PostgreSQL itself runs libzstd with workers in a backend
  * (src/backend/backup/basebackup_zstd.c).
+ *
+ * The ISA-L helper follows the same rules: created with every signal
+ * blocked, it runs isal_deflate only, on buffers the backend allocated
+ * before and does not touch while a block is with the helper (the handoff
+ * is a mutex and a condition variable); errors come back as return codes
+ * that the backend reports.  A block takes well under a millisecond at
+ * levels 1-3, so the backend's wait for it needs no interrupt check.  The
+ * memory context reset callback stops and joins the thread before the
+ * buffers are freed, also on error.
  *
  *-------------------------------------------------------------------------
  */
@@ -84,6 +96,29 @@
 #define SF_ZSTD_JOB_SIZE	(1024 * 1024)
 #define SF_ZSTD_THREADS_MAX_LEVEL 12
 
+/*
+ * The ISA-L helper thread: one block of input at a time.  Fields below mu
+ * are shared; the backend reads in, in_len and out only while busy is
+ * false.
+ */
+typedef struct IsalHelper
+{
+	pthread_t	thread;
+	bool		started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool		busy;			/* a block is with the helper */
+	bool		quit;
+	struct isal_zstream *zs;	/* the stream (touched by whoever has the block) */
+	char	   *in;				/* the block */
+	size_t		in_len;
+	char	   *out;			/* its output, out_cap bytes */
+	size_t		out_cap;
+	size_t		out_len;
+	int			rc;				/* isal_deflate's last result */
+	bool		more;			/* out filled before the block was consumed */
+} IsalHelper;
+
 typedef enum SfCodec
 {
 	CODEC_NONE,
@@ -108,6 +143,7 @@ struct SfCompressor
 	int64		lib_produced;	/* compressed bytes made, emitted or not */
 	bool		finished;
 	struct isal_zstream *isal;
+	IsalHelper *helper;			/* NULL: ISA-L runs on the caller's thread */
 	z_stream	zs;
 	bool		zs_ready;
 	ZSTD_CCtx  *zctx;
@@ -120,6 +156,19 @@ compressor_reset_callback(void *arg)
 {
 	SfCompressor *c = (SfCompressor *) arg;
 
+	if (c->helper && c->helper->started)
+	{
+		IsalHelper *h = c->helper;
+
+		pthread_mutex_lock(&h->mu);
+		h->quit = true;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(h->thread, NULL);	/* after the block it may be on */
+		pthread_cond_destroy(&h->cv);
+		pthread_mutex_destroy(&h->mu);
+		h->started = false;
+	}
 	if (c->zs_ready)
 	{
 		deflateEnd(&c->zs);
@@ -169,6 +218,92 @@ isal_begin(SfCompressor *c, int level)
 	c->isal->level = level;
 	c->isal->level_buf_size = level_buf_size[level];
 	c->isal->level_buf = level_buf_size[level] ? palloc(level_buf_size[level]) : NULL;
+}
+
+/*
+ * The helper's loop: wait for a block, compress it into out, hand it back.
+ * Runs ISA-L only (no PostgreSQL function, no allocation).
+ */
+static void *
+isal_helper_main(void *arg)
+{
+	IsalHelper *h = (IsalHelper *) arg;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;)
+	{
+		struct isal_zstream *zs;
+
+		while (!h->busy && !h->quit)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->quit)
+			break;
+		pthread_mutex_unlock(&h->mu);
+
+		zs = h->zs;
+		zs->next_in = (uint8_t *) h->in;
+		zs->avail_in = h->in_len;
+		zs->end_of_stream = 0;
+		h->out_len = 0;
+		h->more = false;
+		for (;;)
+		{
+			zs->next_out = (uint8_t *) h->out + h->out_len;
+			zs->avail_out = h->out_cap - h->out_len;
+			h->rc = isal_deflate(zs);
+			h->out_len = h->out_cap - zs->avail_out;
+			if (h->rc != COMP_OK || (zs->avail_in == 0 && zs->avail_out > 0))
+				break;
+			if (zs->avail_out == 0)
+			{
+				h->more = true; /* the backend goes on from here */
+				break;
+			}
+		}
+
+		pthread_mutex_lock(&h->mu);
+		h->busy = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/*
+ * Start the helper, with every signal blocked so that it inherits that
+ * mask; without it (no thread could be made) ISA-L runs on our thread.
+ */
+static void
+isal_helper_start(SfCompressor *c)
+{
+	IsalHelper *h = palloc0(sizeof(IsalHelper));
+	sigset_t	all,
+				old;
+	int			rc;
+
+	h->zs = c->isal;
+	h->in = palloc(SF_COMPRESS_INPUT);
+	h->out_cap = SF_COMPRESS_CHUNK;
+	h->out = palloc(h->out_cap);
+	if (pthread_mutex_init(&h->mu, NULL) != 0)
+		return;
+	if (pthread_cond_init(&h->cv, NULL) != 0)
+	{
+		pthread_mutex_destroy(&h->mu);
+		return;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&h->thread, NULL, isal_helper_main, h);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+	{
+		pthread_cond_destroy(&h->cv);
+		pthread_mutex_destroy(&h->mu);
+		return;
+	}
+	h->started = true;
+	c->helper = h;
 }
 
 static void
@@ -231,6 +366,7 @@ sf_compress_begin(SfCompression kind, int level, SfCompressSink sink, void *sink
 			{
 				c->codec = CODEC_ISAL;
 				isal_begin(c, level);
+				isal_helper_start(c);
 			}
 			else
 			{
@@ -251,12 +387,81 @@ sf_compress_begin(SfCompression kind, int level, SfCompressSink sink, void *sink
 	return c;
 }
 
+static void
+isal_report(int rc)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("gzip compression failed"),
+			 errdetail_internal("isal_deflate returned %d.", rc)));
+}
+
+/*
+ * Take back the block the helper has (if any): wait for it, emit its
+ * output, and finish the block here if its output did not fit.
+ */
+static void
+isal_helper_collect(SfCompressor *c)
+{
+	IsalHelper *h = c->helper;
+	struct isal_zstream *zs = c->isal;
+
+	pthread_mutex_lock(&h->mu);
+	while (h->busy)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	if (h->rc != COMP_OK)
+		isal_report(h->rc);
+	emit(c, h->out, h->out_len);
+	h->out_len = 0;
+	while (h->more)
+	{
+		int			rc;
+
+		zs->next_out = (uint8_t *) c->out;
+		zs->avail_out = SF_COMPRESS_CHUNK;
+		rc = isal_deflate(zs);
+		if (rc != COMP_OK)
+			isal_report(rc);
+		emit(c, c->out, SF_COMPRESS_CHUNK - zs->avail_out);
+		if (zs->avail_in == 0 && zs->avail_out > 0)
+			h->more = false;
+	}
+	c->lib_consumed = c->lib_in;
+	c->lib_produced = c->out_bytes;
+}
+
+/*
+ * Give the helper the block in c->in (it swaps with the helper's buffer),
+ * after taking back the one before.  The caller goes on filling c->in.
+ */
+static void
+isal_helper_submit(SfCompressor *c)
+{
+	IsalHelper *h = c->helper;
+	char	   *tmp;
+
+	isal_helper_collect(c);
+	tmp = h->in;
+	h->in = c->in;
+	h->in_len = c->in_len;
+	c->in = tmp;
+	c->in_len = 0;
+	c->lib_in += h->in_len;
+	pthread_mutex_lock(&h->mu);
+	h->busy = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
 /* ISA-L: compress len bytes; with end, finish the member (the trailer). */
 static void
 isal_run(SfCompressor *c, const char *data, size_t len, bool end)
 {
 	struct isal_zstream *zs = c->isal;
 
+	if (c->helper)
+		isal_helper_collect(c); /* the stream's blocks stay in order */
 	zs->next_in = (uint8_t *) data;
 	zs->avail_in = len;
 	zs->end_of_stream = end ? 1 : 0;
@@ -268,10 +473,7 @@ isal_run(SfCompressor *c, const char *data, size_t len, bool end)
 		zs->avail_out = SF_COMPRESS_CHUNK;
 		rc = isal_deflate(zs);
 		if (rc != COMP_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("gzip compression failed"),
-					 errdetail_internal("isal_deflate returned %d.", rc)));
+			isal_report(rc);
 		emit(c, c->out, SF_COMPRESS_CHUNK - zs->avail_out);
 		if (end ? zs->internal_state.state == ZSTATE_END
 			: zs->avail_in == 0 && zs->avail_out > 0)
@@ -397,7 +599,9 @@ sf_compress_write(SfCompressor *c, const char *data, size_t len)
 		c->in_len += len;
 		return;
 	}
-	if (c->in_len > 0)
+	if (c->in_len > 0 && c->helper && len < SF_COMPRESS_INPUT)
+		isal_helper_submit(c);	/* compressed while the caller goes on */
+	else if (c->in_len > 0)
 	{
 		compress_run(c, c->in, c->in_len, false);
 		c->in_len = 0;

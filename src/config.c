@@ -40,10 +40,14 @@
 
 /* GUCs: the defaults of the flush settings (README.md, Configuration) */
 int			sfexport_flush_interval_s = 600;
-int			sfexport_flush_size_kb = 64 * 1024;
+int			sfexport_flush_size_kb = 0;	/* 0: off, file_size decides */
+int			sfexport_file_size_kb = 150 * 1024;
 int			sfexport_max_file_size_kb = 200 * 1024;
 
-/* From _PG_init: the defaults of the options flush_interval, flush_size and max_file_size. */
+/*
+ * From _PG_init: the defaults of the options flush_interval, flush_size,
+ * file_size and max_file_size.
+ */
 void
 sf_config_define_gucs(void)
 {
@@ -57,10 +61,24 @@ sf_config_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("sfexport.flush_size",
-							"Pending bytes of one foreign table that trigger an early flush.",
-							"Overridden per server or foreign table by the flush_size option.",
+							"Pending outbox bytes of one foreign table that trigger an early flush; 0 turns this trigger off.",
+							"Overridden per server or foreign table by the flush_size option.  sfexport.file_size is the trigger on compressed bytes.",
 							&sfexport_flush_size_kb,
-							64 * 1024, 1, INT_MAX / 2,
+							0, 0, INT_MAX / 2,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	/*
+	 * Snowflake: "aim to produce data files roughly 100-250 MB (or larger)
+	 * in size compressed" (Preparing your data files, docs.snowflake.com);
+	 * 150 MB leaves room below max_file_size for an estimate that is low.
+	 */
+	DefineCustomIntVariable("sfexport.file_size",
+							"Compressed size of the staged files the worker aims for.",
+							"A table is flushed once its pending rows are estimated to compress to this size (file_size.c).  Overridden per server or foreign table by the file_size option.",
+							&sfexport_file_size_kb,
+							150 * 1024, 1, INT_MAX / 2,
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
@@ -237,12 +255,14 @@ parse_unit_value(const char *value, int unit)
  */
 static bool
 parse_flush_setting(const char *n, const char *v, int *interval_s, int *size_kb,
-					int *max_file_kb, int *batch)
+					int *file_kb, int *max_file_kb, int *batch)
 {
 	if (strcmp(n, "flush_interval") == 0)
 		*interval_s = parse_unit_value(v, GUC_UNIT_S);
 	else if (strcmp(n, "flush_size") == 0)
 		*size_kb = parse_unit_value(v, GUC_UNIT_KB);
+	else if (strcmp(n, "file_size") == 0)
+		*file_kb = parse_unit_value(v, GUC_UNIT_KB);
 	else if (strcmp(n, "max_file_size") == 0)
 		*max_file_kb = parse_unit_value(v, GUC_UNIT_KB);
 	else if (strcmp(n, "batch_size") == 0)
@@ -401,6 +421,7 @@ sf_get_server_config(Oid serverid)
 	cfg->request_timeout_ms = 300 * 1000;
 	cfg->statement_timeout_s = 3600;
 	cfg->flush_interval_s = cfg->flush_size_kb = cfg->max_file_size_kb = cfg->batch_size = -1;
+	cfg->file_size_kb = -1;
 
 	foreach(lc, server->options)
 	{
@@ -457,7 +478,8 @@ sf_get_server_config(Oid serverid)
 		else if (strcmp(n, "request_timeout") == 0)
 			cfg->request_timeout_ms = parse_unit_value(v, GUC_UNIT_MS);
 		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
-									 &cfg->max_file_size_kb, &cfg->batch_size))
+									 &cfg->file_size_kb, &cfg->max_file_size_kb,
+									 &cfg->batch_size))
 			continue;
 		else if (strcmp(n, "flush_at") == 0)
 			cfg->flush_at = v;
@@ -667,6 +689,7 @@ sf_get_table_config(Oid relid)
 	cfg->schema = srv->schema;
 	cfg->load_mode = srv->load_mode;
 	cfg->flush_interval_s = cfg->flush_size_kb = cfg->max_file_size_kb = cfg->batch_size = -1;
+	cfg->file_size_kb = -1;
 
 	foreach(lc, ft->options)
 	{
@@ -681,7 +704,8 @@ sf_get_table_config(Oid relid)
 		else if (strcmp(n, "load_mode") == 0)
 			cfg->load_mode = strcmp(v, "snowpipe") == 0 ? SF_LOAD_SNOWPIPE : SF_LOAD_COPY;
 		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
-									 &cfg->max_file_size_kb, &cfg->batch_size))
+									 &cfg->file_size_kb, &cfg->max_file_size_kb,
+									 &cfg->batch_size))
 			continue;
 		else if (strcmp(n, "flush_at") == 0)
 			flush_at = v;
@@ -715,6 +739,8 @@ sf_get_table_config(Oid relid)
 									inherit(srv->flush_interval_s, sfexport_flush_interval_s));
 	cfg->flush_size_kb = inherit(cfg->flush_size_kb,
 								 inherit(srv->flush_size_kb, sfexport_flush_size_kb));
+	cfg->file_size_kb = inherit(cfg->file_size_kb,
+								inherit(srv->file_size_kb, sfexport_file_size_kb));
 	cfg->max_file_size_kb = inherit(cfg->max_file_size_kb,
 									inherit(srv->max_file_size_kb, sfexport_max_file_size_kb));
 	/*

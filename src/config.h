@@ -69,6 +69,7 @@ typedef struct SfServerConfig
 	int			statement_timeout_s;
 	int			flush_interval_s;	/* -1 = not set here */
 	int			flush_size_kb;	/* -1 = not set here */
+	int			file_size_kb;	/* -1 = not set here */
 	int			max_file_size_kb;	/* -1 = not set here */
 	int			batch_size;		/* -1 = not set here */
 	char	   *flush_at;		/* cron schedule (cron.c), NULL = not set */
@@ -115,7 +116,8 @@ typedef struct SfTableConfig
 	char	   *table;			/* Snowflake target table */
 	char	   *schema;			/* Snowflake schema; server's when not set */
 	int			flush_interval_s;
-	int			flush_size_kb;
+	int			flush_size_kb;	/* 0 = off */
+	int			file_size_kb;	/* compressed size aimed for (file_size.c) */
 	int			max_file_size_kb;
 	int			batch_size;		/* the table's batch_size option, -1 if unset */
 	int			batch_size_option;	/* table or server option, -1 if unset */
@@ -155,6 +157,7 @@ typedef struct SfGlueConfig
 /* the defaults of the flush settings */
 extern int	sfexport_flush_interval_s;	/* sfexport.flush_interval */
 extern int	sfexport_flush_size_kb; /* sfexport.flush_size */
+extern int	sfexport_file_size_kb;	/* sfexport.file_size */
 extern int	sfexport_max_file_size_kb;	/* sfexport.max_file_size */
 extern void sf_config_define_gucs(void);
 

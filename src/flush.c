@@ -70,6 +70,7 @@
 #include "config.h"
 #include "encode.h"
 #include "file_names.h"
+#include "file_size.h"
 #include "flush.h"
 #include "shapes.h"
 #include "shmem.h"
@@ -151,6 +152,7 @@ typedef struct FileStager
 	SfCompressor *comp;
 	int64		rows;
 	bool		json;			/* NDJSON lines (file_format 'json'), not CSV */
+	int64		outbox_bytes;	/* as the plan counts them (file_size.c) */
 } FileStager;
 
 static void
@@ -233,10 +235,12 @@ stager_finish(FileStager *fs, SfFlushResult *res)
 	insert_manifest_row(fs->relid, fs->tbl->serverid, fs->name, fs->target, fs->shape,
 						fs->columns, fs->types, fs->srv->compression, fs->rows,
 						bytes, sf_compress_in_bytes(fs->comp));
+	sf_file_size_note(fs->relid, fs->srv->compression, fs->outbox_bytes, bytes);
 	res->files++;
 	res->rows += fs->rows;
 	res->bytes += bytes;
 	fs->rows = 0;
+	fs->outbox_bytes = 0;
 	fs->comp = NULL;
 	MemoryContextDelete(fs->filecxt);
 	fs->filecxt = NULL;
@@ -266,6 +270,7 @@ stage_tuple(FileStager *fs, HeapTuple tup, TupleDesc desc, bool *full)
 		fs->json = sf_payload_is_json(line);
 	record = sf_outbox_render(line, fs->dec, &fs->rec, &reclen);	/* payload -> CSV or NDJSON */
 	*full = stager_add(fs, record, reclen);
+	fs->outbox_bytes += VARSIZE_ANY_EXHDR(line) + 1;
 	if ((Pointer) line != DatumGetPointer(d))
 		pfree(line);
 }

@@ -112,6 +112,7 @@ static const SfOption sf_options[] = {
 	{"flush_interval", ForeignServerRelationId, OPT_DURATION_S, false, 1, SF_MAX_FLUSH_INTERVAL_S},
 	{"flush_at", ForeignServerRelationId, OPT_CRON},
 	{"flush_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
+	{"file_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignServerRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignServerRelationId, OPT_COUNT, false, 1, 10000},
 	/* server: AWS Glue sync (glue_sync.c, docs/glue.md) */
@@ -154,6 +155,7 @@ static const SfOption sf_options[] = {
 	{"flush_interval", ForeignTableRelationId, OPT_DURATION_S, false, 1, SF_MAX_FLUSH_INTERVAL_S},
 	{"flush_at", ForeignTableRelationId, OPT_CRON},
 	{"flush_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
+	{"file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1, INT_MAX / 2},
 	{"max_file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignTableRelationId, OPT_COUNT, false, 1, 10000},
 	{"load_mode", ForeignTableRelationId, OPT_LOAD_MODE},

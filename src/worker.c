@@ -7,7 +7,8 @@
  *
  * Scheduling.  A table is flushed when its oldest pending row is older than
  * its flush_interval, when a minute of its flush_at schedule (UTC) has come
- * since that row, when its pending bytes reach its flush_size, or when
+ * since that row, when its pending rows are estimated to compress to its
+ * file_size (file_size.c) or their bytes reach its flush_size, or when
  * sfexport.flush() asks.  Committing transactions that wrote to the outbox
  * wake the worker (shmem.c) and add to a byte counter, so the worker
  * learns about new rows without polling; it only scans the outbox when a
@@ -51,6 +52,7 @@
 
 #include "config.h"
 #include "elevated.h"
+#include "file_size.h"
 #include "flush.h"
 #include "glue_periodic.h"
 #include "hashtab.h"
@@ -111,7 +113,10 @@ typedef struct SfPlan
 	TimestampTz now;
 	List	   *due;			/* PendingShape * to flush, in order */
 	TimestampTz next_deadline;	/* earliest deadline of what is not due */
-	int64		min_flush_bytes;	/* smallest flush_size of all tables */
+	int64		min_flush_bytes;	/* smallest due bytes of all tables */
+	int64		left_bytes;		/* smallest due bytes minus pending bytes of
+								 * the tables not due: plan again once this
+								 * much more is committed */
 	long		min_interval_ms;	/* smallest flush_interval of all tables */
 	bool		extension_present;
 	MemoryContext cxt;			/* where results go */
@@ -204,14 +209,16 @@ purge_orphans(void)
 }
 
 /*
- * The smallest flush_interval and flush_size over every sfexport foreign
- * table of the database, pending or not.  Call within SPI.
+ * The smallest flush_interval and due bytes (sf_file_size_due_bytes) over
+ * every sfexport foreign table of the database, pending or not.  Call
+ * within SPI.
  */
 static void
 compute_triggers(long *min_interval_ms, int64 *min_flush_bytes)
 {
 	*min_interval_ms = sfexport_flush_interval_s * 1000L;
-	*min_flush_bytes = (int64) sfexport_flush_size_kb * 1024;
+	*min_flush_bytes = PG_INT64_MAX / 2;
+	sf_file_size_seed();		/* once: ratios of the manifest's newest files */
 	if (SPI_execute("SELECT ft.ftrelid FROM pg_catalog.pg_foreign_table ft"
 					"  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver"
 					"  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
@@ -240,7 +247,7 @@ compute_triggers(long *min_interval_ms, int64 *min_flush_bytes)
 				interval_ms = Min(interval_ms, (long) ((next - now) / 1000) + 1);
 		}
 		*min_interval_ms = Min(*min_interval_ms, interval_ms);
-		*min_flush_bytes = Min(*min_flush_bytes, (int64) cfg->flush_size_kb * 1024);
+		*min_flush_bytes = Min(*min_flush_bytes, sf_file_size_due_bytes(cfg));
 	}
 }
 
@@ -316,7 +323,7 @@ plan_unit(void *arg)
 		{
 			SfTableConfig *cfg = sf_get_table_config(prev_relid);
 			TimestampTz deadline = sf_table_flush_deadline(cfg, rel_oldest);
-			int64		flush_bytes = (int64) cfg->flush_size_kb * 1024;
+			int64		flush_bytes = sf_file_size_due_bytes(cfg);
 			TimestampTz until;
 
 			if (in_backoff(prev_relid, ps->now, &until))
@@ -329,7 +336,10 @@ plan_unit(void *arg)
 				MemoryContextSwitchTo(old);
 			}
 			else
+			{
 				ps->next_deadline = Min(ps->next_deadline, deadline);
+				ps->left_bytes = Min(ps->left_bytes, flush_bytes - rel_bytes);
+			}
 			rel_bytes = 0;
 			rel_oldest = 0;
 			rel_shapes = NIL;
@@ -512,7 +522,8 @@ sfexport_worker_main(Datum arg)
 	TimestampTz next_housekeeping = 0;
 	uint64		bytes_at_plan;
 	uint64		bytes_seen;
-	int64		min_flush_bytes = (int64) sfexport_flush_size_kb * 1024;
+	int64		min_flush_bytes = PG_INT64_MAX / 2;	/* until triggers are read */
+	int64		left_bytes = PG_INT64_MAX / 2;
 	long		min_interval_ms = sfexport_flush_interval_s * 1000L;
 	TimestampTz last_triggers = 0;
 	bool		present = false;
@@ -595,7 +606,7 @@ sfexport_worker_main(Datum arg)
 		}
 
 		if (flush_all || now >= next_plan ||
-			committed - bytes_at_plan >= (uint64) min_flush_bytes)
+			committed - bytes_at_plan >= (uint64) Min(min_flush_bytes, left_bytes))
 		{
 			SfPlan	ps;
 
@@ -603,7 +614,7 @@ sfexport_worker_main(Datum arg)
 			ps.flush_all = flush_all;
 			ps.now = now;
 			ps.next_deadline = TimestampTzPlusMilliseconds(now, IDLE_REPLAN_MS);
-			ps.min_flush_bytes = (int64) sfexport_flush_size_kb * 1024;
+			ps.min_flush_bytes = ps.left_bytes = PG_INT64_MAX / 2;
 			ps.min_interval_ms = sfexport_flush_interval_s * 1000L;
 			ps.cxt = loopcxt;
 			bytes_at_plan = committed;
@@ -620,6 +631,7 @@ sfexport_worker_main(Datum arg)
 			}
 			next_plan = ps.next_deadline;
 			min_flush_bytes = ps.min_flush_bytes;
+			left_bytes = ps.left_bytes;
 			min_interval_ms = ps.min_interval_ms;
 
 			staged += flush_due(ps.due);
