@@ -396,6 +396,20 @@ isal_report(int rc)
 			 errdetail_internal("isal_deflate returned %d.", rc)));
 }
 
+/* One isal_deflate call into c->out, whose output goes on (emit). */
+static void
+isal_step(SfCompressor *c, struct isal_zstream *zs)
+{
+	int			rc;
+
+	zs->next_out = (uint8_t *) c->out;
+	zs->avail_out = SF_COMPRESS_CHUNK;
+	rc = isal_deflate(zs);
+	if (rc != COMP_OK)
+		isal_report(rc);
+	emit(c, c->out, SF_COMPRESS_CHUNK - zs->avail_out);
+}
+
 /*
  * Take back the block the helper has (if any): wait for it, emit its
  * output, and finish the block here if its output did not fit.
@@ -416,14 +430,7 @@ isal_helper_collect(SfCompressor *c)
 	h->out_len = 0;
 	while (h->more)
 	{
-		int			rc;
-
-		zs->next_out = (uint8_t *) c->out;
-		zs->avail_out = SF_COMPRESS_CHUNK;
-		rc = isal_deflate(zs);
-		if (rc != COMP_OK)
-			isal_report(rc);
-		emit(c, c->out, SF_COMPRESS_CHUNK - zs->avail_out);
+		isal_step(c, zs);
 		if (zs->avail_in == 0 && zs->avail_out > 0)
 			h->more = false;
 	}
@@ -467,14 +474,7 @@ isal_run(SfCompressor *c, const char *data, size_t len, bool end)
 	zs->end_of_stream = end ? 1 : 0;
 	for (;;)
 	{
-		int			rc;
-
-		zs->next_out = (uint8_t *) c->out;
-		zs->avail_out = SF_COMPRESS_CHUNK;
-		rc = isal_deflate(zs);
-		if (rc != COMP_OK)
-			isal_report(rc);
-		emit(c, c->out, SF_COMPRESS_CHUNK - zs->avail_out);
+		isal_step(c, zs);
 		if (end ? zs->internal_state.state == ZSTATE_END
 			: zs->avail_in == 0 && zs->avail_out > 0)
 			break;
