@@ -37,7 +37,8 @@ typedef struct SfLocation
 typedef enum SfLoadMode
 {
 	SF_LOAD_COPY,
-	SF_LOAD_SNOWPIPE
+	SF_LOAD_SNOWPIPE,
+	SF_LOAD_STREAMING			/* Snowpipe Streaming: rows, no files (stream_load.c) */
 } SfLoadMode;
 
 /* Server options (CREATE SERVER ... OPTIONS), with defaults applied. */
@@ -109,6 +110,8 @@ typedef struct SfTableConfig
 	int			batch_size;		/* the table's batch_size option, -1 if unset */
 	int			batch_size_option;	/* table or server option, -1 if unset */
 	SfLoadMode	load_mode;		/* table option, else the server's */
+	char	   *streaming_pipe; /* streaming: the pipe, NULL = the table's
+								 * default pipe <table>-STREAMING */
 } SfTableConfig;
 
 /* A stage and the s3:// location it covers (glue_stage_map). */
@@ -162,6 +165,7 @@ extern char *sf_read_secret_file(const char *path, const char *option);
 
 /* names derived from PostgreSQL identifiers */
 extern char *sf_identifier_case(bool upper, const char *name);
+extern SfLoadMode sf_parse_load_mode(const char *value);
 extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
 
 /*
