@@ -336,6 +336,9 @@ BEGIN
        AND (partial OR rows_rejected OPERATOR(pg_catalog.>=) rows)
        AND (foreign_table IS NULL OR relid OPERATOR(pg_catalog.=) foreign_table);
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF n OPERATOR(pg_catalog.>) 0 THEN
+        PERFORM sfexport.flush();   -- wake the worker
+    END IF;
     RETURN n;
 END
 $$;

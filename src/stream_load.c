@@ -417,13 +417,19 @@ collect_unit(void *arg)
 									1, argtypes, values, NULL, true, 0);
 	while (!full)
 	{
+		SPITupleTable *tt;
+		uint64		ntup;
+
+		/* kept: the statements run below replace SPI_tuptable */
 		SPI_cursor_fetch(cur, true, 1000);
-		if (SPI_processed == 0)
+		tt = SPI_tuptable;
+		ntup = SPI_processed;
+		if (ntup == 0)
 			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (uint64 i = 0; i < ntup; i++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
+			HeapTuple	tup = tt->vals[i];
+			TupleDesc	desc = tt->tupdesc;
 			bool		isnull;
 			Oid			seg = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 			ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull));
@@ -635,7 +641,7 @@ reconcile(ChannelState *cs, SfStreamStatus *st)
 		nulls[8] = st->last_error_message ? ' ' : 'n';
 		if (SPI_execute_with_args("UPDATE sfexport.stream_batches"
 								  "   SET state = 'rejected',"
-								  "       rows_rejected = pg_catalog.least(rows, $8),"
+								  "       rows_rejected = LEAST(rows, $8),"
 								  "       error = $9, rejected_at = pg_catalog.now()"
 								  " WHERE batch_id OPERATOR(pg_catalog.=) ("
 								  "  SELECT coalesce(pg_catalog.max(batch_id) FILTER"
@@ -709,6 +715,7 @@ ship_unit(void *arg)
 	Datum		values[6];
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		n;
+	SPITupleTable *tt;
 	bool		more;
 
 	a->wake = 0;
@@ -752,14 +759,13 @@ ship_unit(void *arg)
 							  6, types, values, NULL, true, APPENDS_PER_ROUND + 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read sfexport.stream_batches");
 	n = SPI_processed;
+	tt = SPI_tuptable;
 	more = n > APPENDS_PER_ROUND;
 	for (uint64 i = 0; i < Min(n, APPENDS_PER_ROUND); i++)
 	{
 		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc, 1, &isnull));
-		bytea	   *body = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i],
-														 SPI_tuptable->tupdesc, 2, &isnull));
+		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		bytea	   *body = DatumGetByteaPP(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
 		char		token[24];
 		char	   *next;
 		int			retry_after_ms;

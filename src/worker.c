@@ -655,6 +655,7 @@ sfexport_worker_main(Datum arg)
 			}
 			sf_load_staged();
 			sf_delete_loaded_files();
+			next_stream = sf_stream_ship();
 			sf_glue_periodic();
 			sf_sweep_periodic();
 			/* files submitted to Snowpipe: poll its reports sooner */
