@@ -87,7 +87,7 @@
 int			sfexport_streaming_poll_interval_ms = 1000;
 
 #define BATCHES_PER_TRANSACTION	8
-#define APPENDS_PER_ROUND		5	/* below the documented 10 requests/s */
+#define APPENDS_PER_ROUND		5	/* per round, rounds 500 ms apart at most */
 #define BACKOFF_MIN_MS			1000
 #define BACKOFF_MAX_MS			(60 * 1000)
 
@@ -805,8 +805,9 @@ ship_unit(void *arg)
 		return;
 	}
 	cs->backoff_ms = 0;
+	/* five appends per half second: the documented 10 requests/s per channel */
 	if (more)
-		a->wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 100);
+		a->wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 500);
 	else if (cs->appended > cs->committed)
 		a->wake = cs->next_poll;
 	SPI_finish();
