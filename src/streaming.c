@@ -27,11 +27,12 @@
  * so it must be a plain host[:port]; it is reached with the scheme of the
  * server's url.
  *
- * Credentials: a key-pair JWT is exchanged for a scoped token (cached per
- * server and user for 30 minutes, its lifetime being undocumented; a 401
- * drops it).  OAuth and programmatic access tokens
- * are sent to the ingest host as they are (the documents do not say how
- * they are used with this API; docs/streaming.md section 9).
+ * Credentials: the mapping's credential (key-pair JWT, OAuth token or
+ * PAT) is exchanged for a scoped token (cached per server and user for 30
+ * minutes, its lifetime being undocumented; a 401 drops it).  The exchange
+ * is documented for JWTs only: an OAuth token or PAT the account host
+ * refuses to exchange (4xx) is sent to the ingest host as it is
+ * (docs/streaming.md sections 9 and 10).
  *
  * Errors (section 6): 429 and 5xx are retried by sf_http_request with
  * backoff and Retry-After; an append that still fails is "throttled" (429)
@@ -76,6 +77,8 @@ typedef struct StreamHost
 	char	   *host;
 	char	   *token;			/* scoped token, NULL = none yet */
 	TimestampTz token_until;
+	bool		no_exchange;	/* OAuth/PAT the account host would not
+								 * exchange: sent as it is */
 	struct StreamHost *next;
 } StreamHost;
 
@@ -273,9 +276,11 @@ stream_host(SfServerConfig *srv, SfUserConfig *usr)
 		MemoryContextSwitchTo(old);
 	}
 
-	if (strcmp(usr->token_type, "KEYPAIR_JWT") == 0 &&
+	if (!h->no_exchange &&
 		(h->token == NULL || GetCurrentTimestamp() >= h->token_until))
 	{
+		bool		jwt = strcmp(usr->token_type, "KEYPAIR_JWT") == 0;
+
 		char	   *body;
 		char	   *token;
 
@@ -284,6 +289,17 @@ stream_host(SfServerConfig *srv, SfUserConfig *usr)
 						sf_http_url_encode(h->host, false));
 		resp = account_call(srv, usr, "POST", "/oauth/token", body,
 							"application/x-www-form-urlencoded");
+
+		/*
+		 * The exchange is documented for key-pair JWTs.  An OAuth token or
+		 * a PAT that cannot be exchanged is sent to the ingest host as it
+		 * is (docs/streaming.md, section 10).
+		 */
+		if (resp->status != 200 && !jwt && resp->status >= 400 && resp->status < 500)
+		{
+			h->no_exchange = true;
+			return h;
+		}
 		if (resp->status != 200)
 			report_failure(resp, "scoped token exchange", srv->servername);
 		token = reply_text(resp, "token");

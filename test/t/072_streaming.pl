@@ -30,8 +30,11 @@ use Time::HiRes ();
 my $kdir = tempdir('sf_keys_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $kdir;
 my $key = SfSnowflake::gen_key($kdir, 'main');
+my $pat = 'pat-Secret-Streaming-4242';
 my $emu = SfSnowflake::start_emulator(account => 'TESTACCT', users => { LOADER => $key->{pub} },
+	tokens => ["PATUSER=$pat:PROGRAMMATIC_ACCESS_TOKEN"],
 	args => [ '--stream-commit-delay-ms', '200' ]);
+SfTest::register_secret('PAT', $pat);
 my $lit = \&SfSnowflake::lit;
 my $stage = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $stage;
@@ -199,5 +202,19 @@ is(sq(q{SELECT sfexport.stream_retry('nums')}), '1', 'stream_retry after the fix
 drained('nums', 'the retried batch is committed');
 is(sq(q{SELECT count(*) FROM sfexport.stream_batches}), '0', 'no batch left');
 exactly('NUMS', 3, 'rejected and retried');
+
+# ---- a programmatic access token: exchanged for a scoped token as well
+# (the ingest endpoints take nothing else here: require_scoped_token)
+sf(q{CREATE TABLE DB.PUBLIC.PT ("ID" NUMBER(10,0))});
+sq(qq{CREATE SERVER sfpat FOREIGN DATA WRAPPER sfexport OPTIONS (
+		account 'testacct', url '$emu->{url}', database 'DB', schema 'PUBLIC',
+		location 'file://$stage/', flush_interval '1s',
+		upper_case_identifiers 'true', load_mode 'streaming');
+	CREATE USER MAPPING FOR PUBLIC SERVER sfpat
+		OPTIONS (user 'PATUSER', token @{[ $lit->($pat) ]}, token_type 'PROGRAMMATIC_ACCESS_TOKEN');
+	CREATE FOREIGN TABLE pt (id int) SERVER sfpat;
+	INSERT INTO pt SELECT g FROM generate_series(1, 50) g; SELECT sfexport.flush()});
+drained('pt', 'a PAT user mapping streams');
+exactly('PT', 50, 'PAT');
 
 done_testing();
