@@ -696,6 +696,29 @@ reconcile(ChannelState *cs, SfStreamStatus *st)
 		cs->appended = cs->committed;
 }
 
+/* A batch Snowflake can never take (a row above the request limit). */
+static void
+reject_too_large(int64 id, int64 bytes)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(psprintf("the batch is " INT64_FORMAT " bytes, above the 4 MB request limit of Snowpipe Streaming (a row too large to stream)",
+											 bytes));
+	if (SPI_execute_with_args("UPDATE sfexport.stream_batches"
+							  "   SET state = 'rejected', rows_rejected = rows, error = $2,"
+							  "       rejected_at = pg_catalog.now()"
+							  " WHERE batch_id OPERATOR(pg_catalog.=) $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update sfexport.stream_batches");
+	ereport(WARNING,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("batch " INT64_FORMAT " cannot be sent to Snowpipe Streaming", id),
+			 errdetail("It is " INT64_FORMAT " bytes; a request may carry at most 4 MB.", bytes),
+			 errhint("Its rows stay in sfexport.stream_batches as rejected; load such rows with load_mode copy.")));
+}
+
 typedef struct ShipArgs
 {
 	ChannelState *cs;
@@ -774,8 +797,17 @@ ship_unit(void *arg)
 		snprintf(token, sizeof(token), "%020lld", (long long) id);
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("appending batch " INT64_FORMAT " to channel %s", id, cs->channel));
-		r = sf_stream_append(srv, usr, &ch, cs->continuation, VARDATA_ANY(body),
-							 VARSIZE_ANY_EXHDR(body), token, &next, &retry_after_ms);
+		if (VARSIZE_ANY_EXHDR(body) > SF_STREAM_MAX_REQUEST_BYTES)
+			r = SF_STREAM_TOO_LARGE;	/* one row above the limit */
+		else
+			r = sf_stream_append(srv, usr, &ch, cs->continuation, VARDATA_ANY(body),
+								 VARSIZE_ANY_EXHDR(body), token, &next, &retry_after_ms);
+		if (r == SF_STREAM_TOO_LARGE)
+		{
+			/* never sendable: kept as rejected, the channel goes on */
+			reject_too_large(id, VARSIZE_ANY_EXHDR(body));
+			continue;
+		}
 		if (r == SF_STREAM_APPENDED)
 		{
 			forget_continuation(cs);

@@ -536,6 +536,8 @@ sf_stream_append(SfServerConfig *srv, SfUserConfig *usr, const SfStreamChannel *
 		*retry_after_ms = ra ? Min(atoi(ra), 600) * 1000 : 0;
 		return SF_STREAM_THROTTLED;
 	}
+	if (resp->status == 413)
+		return SF_STREAM_TOO_LARGE;
 	if (resp->status == 410)
 		sf_stream_forget_hosts();
 	(void) error_detail(resp, &code);

@@ -42,6 +42,7 @@ typedef enum SfStreamAppendResult
 {
 	SF_STREAM_APPENDED,			/* received (not yet committed) */
 	SF_STREAM_THROTTLED,		/* 429 after the retries: slow down */
+	SF_STREAM_TOO_LARGE,		/* 413: this body can never be appended */
 	SF_STREAM_REOPEN			/* stale token, invalid channel, unknown
 								 * outcome: reopen and resume from the
 								 * committed offset token */

@@ -203,6 +203,19 @@ drained('nums', 'the retried batch is committed');
 is(sq(q{SELECT count(*) FROM sfexport.stream_batches}), '0', 'no batch left');
 exactly('NUMS', 3, 'rejected and retried');
 
+# ---- a row above the 4 MB request limit: its batch is rejected, the
+# channel goes on with the next one
+sf(q{CREATE TABLE DB.PUBLIC.BIG ("ID" NUMBER(10,0), "T" VARCHAR)});
+sq(q{CREATE FOREIGN TABLE big (id int, t text) SERVER sf;
+	INSERT INTO big VALUES (1, repeat('x', 4500000)); INSERT INTO big VALUES (2, 'small');
+	SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres', q{SELECT rejected_batches = 1 AND rejected_rows = 1 AND pending_batches = 0
+	FROM sfexport.stream_status WHERE foreign_table = 'big'::regclass}), 'a row too large to stream: its batch is rejected')
+  or diag(sq(q{SELECT batch_id, state, rows, bytes, error FROM sfexport.stream_batches WHERE relid = 'big'::regclass}));
+like(sq(q{SELECT last_error FROM sfexport.stream_status WHERE foreign_table = 'big'::regclass}),
+	qr/above the 4 MB request limit/, 'with the reason');
+is(join(',', map { $_->[0] } @{ sf(q{SELECT "ID" FROM DB.PUBLIC.BIG})->{rows} }), '2', 'the next row arrived, the big one not');
+
 # ---- a programmatic access token: exchanged for a scoped token as well
 # (the ingest endpoints take nothing else here: require_scoped_token)
 sf(q{CREATE TABLE DB.PUBLIC.PT ("ID" NUMBER(10,0))});
