@@ -39,5 +39,7 @@ extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
 							   List *names);	/* NIL: no FILES clause (a pipe) */
 extern char *sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
 							   ArrayType *columns, ArrayType *types);
+extern char *sf_streaming_pipe_statement(SfServerConfig *srv, SfTableConfig *tbl,
+										 const char *target, ArrayType *columns);
 
 #endif							/* SF_STATEMENTS_H */

@@ -216,6 +216,21 @@ like(sq(q{SELECT last_error FROM sfexport.stream_status WHERE foreign_table = 'b
 	qr/above the 4 MB request limit/, 'with the reason');
 is(join(',', map { $_->[0] } @{ sf(q{SELECT "ID" FROM DB.PUBLIC.BIG})->{rows} }), '2', 'the next row arrived, the big one not');
 
+# ---- a named streaming pipe that setup_table creates (streaming_pipe)
+sq(q{CREATE FOREIGN TABLE np (id int, b bytea) SERVER sf OPTIONS (streaming_pipe 'NP_PIPE')});
+like(sq(q{SELECT string_agg(s, E'\n') FROM sfexport.setup_table('np', dry_run => true) s}),
+	qr/^CREATE PIPE IF NOT EXISTS "DB"\."PUBLIC"\."NP_PIPE" AS COPY INTO "DB"\."PUBLIC"\."NP" \("ID", "B"\) FROM \(SELECT \$1:"ID", \$1:"B" FROM TABLE\(DATA_SOURCE\(TYPE => 'STREAMING'\)\)\)$/m,
+	'setup_table shows the streaming pipe');
+sq(q{SELECT count(*) FROM sfexport.setup_table('np')});
+sq(q{INSERT INTO np SELECT g, '\xdeadbeef'::bytea FROM generate_series(1, 20) g; SELECT sfexport.flush()});
+drained('np', 'rows through the named pipe');
+exactly('NP', 20, 'named pipe');
+my $np = SfSnowflake::admin($emu, 'GET', 'streaming/rows?table=DB.PUBLIC.NP');
+is(join(',', sort keys %{ { map { $_->{pipe} => 1 } @{ $np->{rows} } } }), 'DB.PUBLIC.NP_PIPE',
+	'every row came through NP_PIPE');
+like(sf(q{SELECT TO_VARCHAR("B") FROM DB.PUBLIC.NP WHERE "ID" = 1})->{rows}[0][0], qr/^deadbeef$/i,
+	'bytea arrives as hex through a named pipe (BINARY_INPUT_FORMAT HEX)');
+
 # ---- a programmatic access token: exchanged for a scoped token as well
 # (the ingest endpoints take nothing else here: require_scoped_token)
 sf(q{CREATE TABLE DB.PUBLIC.PT ("ID" NUMBER(10,0))});
