@@ -108,6 +108,7 @@ exactly('EV', 500, 'end to end');
 my $row = sf(q{SELECT "PAYLOAD", "DOC":g::NUMBER, TO_VARCHAR("TS") FROM DB.PUBLIC.EV WHERE "ID" = 7})->{rows}[0];
 is($row->[0], 'row 7 "q" ,x', 'text with quotes and commas arrives as it was');
 is($row->[1], '7', 'jsonb arrives as JSON (a VARIANT object)');
+like($row->[2], qr/^2024-05-06 05:08:09(?:\.0+)? \+00:00$/, 'timestamptz arrives as the same instant (2024-05-06 05:08:09 UTC)');
 my $ch = channel();
 ok($ch, 'a channel SFEXPORT_<sysid>_<db>_<table> on the default pipe EV-STREAMING');
 is($ch->{status}{last_committed_offset_token},
