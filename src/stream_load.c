@@ -518,6 +518,8 @@ typedef struct ChannelState
 	TimestampTz next_poll;
 	TimestampTz not_before;		/* backoff */
 	int			backoff_ms;
+	int			reopen_ms;		/* wait before the next reopen after an append
+								 * that asked for one: 0, 100 ms, doubling */
 	struct ChannelState *next;
 } ChannelState;
 
@@ -766,6 +768,9 @@ ship_unit(void *arg)
 		{
 			/* gone or invalidated: reopen (what was not committed is resent) */
 			forget_continuation(cs);
+			cs->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cs->reopen_ms);
+			cs->reopen_ms = Min(Max(cs->reopen_ms * 2, 100), BACKOFF_MAX_MS);
+			a->wake = cs->not_before;
 			SPI_finish();
 			return;
 		}
@@ -810,6 +815,7 @@ ship_unit(void *arg)
 		}
 		if (r == SF_STREAM_APPENDED)
 		{
+			cs->reopen_ms = 0;
 			forget_continuation(cs);
 			cs->continuation = MemoryContextStrdup(TopMemoryContext, next);
 			if (cs->appended <= cs->committed)
@@ -830,9 +836,15 @@ ship_unit(void *arg)
 			SPI_finish();
 			return;
 		}
-		/* unknown outcome, stale token, invalid channel: reopen now */
+		/*
+		 * Unknown outcome, stale token, invalid channel: reopen, at once the
+		 * first time, then backing off (a channel Snowflake keeps
+		 * invalidating must not be reopened in a tight loop).
+		 */
 		forget_continuation(cs);
-		a->wake = GetCurrentTimestamp();
+		cs->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cs->reopen_ms);
+		cs->reopen_ms = Min(Max(cs->reopen_ms * 2, 100), BACKOFF_MAX_MS);
+		a->wake = cs->not_before;
 		SPI_finish();
 		return;
 	}

@@ -171,10 +171,21 @@ insert_ev(1101, 1200);
 drained('ev', 'after a superseded channel the worker reopens and resends');
 exactly('EV', 1200, 'superseded channel');
 
+# ---- the service invalidates the channel at four appends in a row: the
+# worker reopens each time, backing off (no tight loop), and the rows land
+SfSnowflake::admin($emu, 'DELETE', 'requests');
+SfSnowflake::admin($emu, 'POST', 'faults', { action => 'invalidate', path => '/rows', count => 4,
+	code => 'ERR_CHANNEL_MUST_BE_REOPENED' });
+insert_ev(1201, 1250);
+drained('ev', 'after repeated invalidations the rows land');
+my $opens = grep { $_->{method} eq 'PUT' } @{ SfSnowflake::admin($emu, 'GET', 'requests')->{requests} };
+ok($opens >= 4 && $opens <= 6, "one reopen per invalidation ($opens opens)");
+exactly('EV', 1250, 'repeated invalidations');
+
 # ---- throttling and an outage
 my $logpos = -s $node->logfile;
 SfSnowflake::admin($emu, 'POST', 'faults', { action => '429', path => '/rows', count => 6, retry_after => '1' });
-insert_ev(1201, 1300);
+insert_ev(1251, 1300);
 drained('ev', 'throttled appends land');
 ok($node->log_contains(qr/throttles channel SFEXPORT_/, $logpos), 'the worker slowed down (logged)');
 SfSnowflake::admin($emu, 'POST', 'faults', { action => '503', path => '/rows', count => 12 });
