@@ -75,6 +75,7 @@
 
 #include "sfexport.h"
 
+#include "compress.h"
 #include "config.h"
 #include "encode.h"
 #include "shapes.h"
@@ -698,6 +699,12 @@ reconcile(ChannelState *cs, SfStreamStatus *st)
 		cs->appended = cs->committed;
 }
 
+static void
+wire_sink(const char *data, size_t len, void *arg)
+{
+	appendBinaryStringInfo((StringInfo) arg, data, len);
+}
+
 /* A batch Snowflake can never take (a row above the request limit). */
 static void
 reject_too_large(int64 id, int64 bytes)
@@ -804,9 +811,25 @@ ship_unit(void *arg)
 							   psprintf("appending batch " INT64_FORMAT " to channel %s", id, cs->channel));
 		if (VARSIZE_ANY_EXHDR(body) > SF_STREAM_MAX_REQUEST_BYTES)
 			r = SF_STREAM_TOO_LARGE;	/* one row above the limit */
-		else
+		else if (srv->compression == SF_COMPRESSION_NONE)
 			r = sf_stream_append(srv, usr, &ch, cs->continuation, VARDATA_ANY(body),
-								 VARSIZE_ANY_EXHDR(body), token, &next, &retry_after_ms);
+								 VARSIZE_ANY_EXHDR(body), NULL, token, &next, &retry_after_ms);
+		else
+		{
+			/* the server's compression, as for staged files */
+			StringInfoData wire;
+			SfCompressor *comp;
+
+			initStringInfo(&wire);
+			comp = sf_compress_begin(srv->compression, srv->compression_level,
+									 wire_sink, &wire);
+			sf_compress_write(comp, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
+			sf_compress_finish(comp);
+			r = sf_stream_append(srv, usr, &ch, cs->continuation, wire.data, wire.len,
+								 srv->compression == SF_COMPRESSION_ZSTD ? "zstd" : "gzip",
+								 token, &next, &retry_after_ms);
+			pfree(wire.data);
+		}
 		if (r == SF_STREAM_TOO_LARGE)
 		{
 			/* never sendable: kept as rejected, the channel goes on */

@@ -326,7 +326,7 @@ stream_host(SfServerConfig *srv, SfUserConfig *usr)
 /* Headers for the ingest host. */
 static List *
 ingest_headers(SfServerConfig *srv, SfUserConfig *usr, StreamHost *h,
-			   const char *content_type)
+			   const char *content_type, const char *content_encoding)
 {
 	List	   *l = NIL;
 
@@ -337,6 +337,9 @@ ingest_headers(SfServerConfig *srv, SfUserConfig *usr, StreamHost *h,
 	l = lappend(l, pstrdup("Accept: application/json"));
 	if (content_type)
 		l = lappend(l, psprintf("Content-Type: %s", content_type));
+	/* the reference's request headers: gzip or zstd, compressed by us */
+	if (content_encoding)
+		l = lappend(l, psprintf("Content-Encoding: %s", content_encoding));
 	return l;
 }
 
@@ -347,7 +350,7 @@ ingest_headers(SfServerConfig *srv, SfUserConfig *usr, StreamHost *h,
 static SfHttpResponse *
 ingest_call(SfServerConfig *srv, SfUserConfig *usr, const char *method,
 			const char *path, const char *query, const char *body, size_t len,
-			const char *content_type, int attempts)
+			const char *content_type, const char *content_encoding, int attempts)
 {
 	SfHttpRequest req;
 	SfHttpResponse *resp;
@@ -361,7 +364,7 @@ ingest_call(SfServerConfig *srv, SfUserConfig *usr, const char *method,
 	req.log_url = base;
 	sf_http_server_settings(&req, srv);
 	req.max_attempts = attempts;
-	req.headers = ingest_headers(srv, usr, h, content_type);
+	req.headers = ingest_headers(srv, usr, h, content_type, content_encoding);
 	req.body = body;
 	req.body_len = len;
 	resp = sf_http_request(&req);
@@ -372,7 +375,7 @@ ingest_call(SfServerConfig *srv, SfUserConfig *usr, const char *method,
 		else
 			(void) sf_auth_token(srv, usr, true);
 		h = stream_host(srv, usr);
-		req.headers = ingest_headers(srv, usr, h, content_type);
+		req.headers = ingest_headers(srv, usr, h, content_type, content_encoding);
 		resp = sf_http_request(&req);
 	}
 	return resp;
@@ -475,7 +478,7 @@ sf_stream_open(SfServerConfig *srv, SfUserConfig *usr, const SfStreamChannel *ch
 	const char *body = "{}";
 
 	resp = ingest_call(srv, usr, "PUT", channel_path(ch, false), NULL, body, strlen(body),
-					   "application/json", STREAM_ATTEMPTS);
+					   "application/json", NULL, STREAM_ATTEMPTS);
 	if (resp->status == 410)
 		sf_stream_forget_hosts();
 	if (resp->status != 200)
@@ -501,8 +504,8 @@ sf_stream_open(SfServerConfig *srv, SfUserConfig *usr, const SfStreamChannel *ch
 SfStreamAppendResult
 sf_stream_append(SfServerConfig *srv, SfUserConfig *usr, const SfStreamChannel *ch,
 				 const char *continuation, const char *body, size_t len,
-				 const char *offset_token, char **next_continuation,
-				 int *retry_after_ms)
+				 const char *content_encoding, const char *offset_token,
+				 char **next_continuation, int *retry_after_ms)
 {
 	SfHttpResponse *resp;
 	json_t	   *root;
@@ -522,7 +525,8 @@ sf_stream_append(SfServerConfig *srv, SfUserConfig *usr, const SfStreamChannel *
 					 sf_http_url_encode(offset_token, false),
 					 sf_http_url_encode(offset_token, false));
 	resp = ingest_call(srv, usr, "POST", psprintf("%s/rows", channel_path(ch, true)),
-					   query, body, len, "application/x-ndjson", STREAM_ATTEMPTS);
+					   query, body, len, "application/x-ndjson", content_encoding,
+					   STREAM_ATTEMPTS);
 	if (resp->status == 200)
 	{
 		root = reply_object(resp, "append rows");
@@ -567,7 +571,7 @@ sf_stream_status(SfServerConfig *srv, SfUserConfig *usr, const SfStreamChannel *
 					sf_http_url_encode(ch->schema, false),
 					sf_http_url_encode(ch->pipe, false));
 	resp = ingest_call(srv, usr, "POST", path, NULL, body, strlen(body),
-					   "application/json", STREAM_ATTEMPTS);
+					   "application/json", NULL, STREAM_ATTEMPTS);
 	if (resp->status == 410)
 		sf_stream_forget_hosts();
 	if (resp->status != 200)

@@ -54,6 +54,7 @@ extern SfStreamAppendResult sf_stream_append(SfServerConfig *srv, SfUserConfig *
 											 const SfStreamChannel *ch,
 											 const char *continuation,
 											 const char *body, size_t len,
+											 const char *content_encoding,
 											 const char *offset_token,
 											 char **next_continuation,
 											 int *retry_after_ms);

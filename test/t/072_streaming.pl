@@ -248,13 +248,13 @@ like(sf(q{SELECT TO_VARCHAR("B") FROM DB.PUBLIC.NP WHERE "ID" = 1})->{rows}[0][0
 sf(q{CREATE TABLE DB.PUBLIC.PT ("ID" NUMBER(10,0))});
 sq(qq{CREATE SERVER sfpat FOREIGN DATA WRAPPER sfexport OPTIONS (
 		account 'testacct', url '$emu->{url}', database 'DB', schema 'PUBLIC',
-		location 'file://$stage/', flush_interval '1s',
+		location 'file://$stage/', flush_interval '1s', compression 'zstd',
 		upper_case_identifiers 'true', load_mode 'streaming');
 	CREATE USER MAPPING FOR PUBLIC SERVER sfpat
 		OPTIONS (user 'PATUSER', token @{[ $lit->($pat) ]}, token_type 'PROGRAMMATIC_ACCESS_TOKEN');
 	CREATE FOREIGN TABLE pt (id int) SERVER sfpat;
 	INSERT INTO pt SELECT g FROM generate_series(1, 50) g; SELECT sfexport.flush()});
-drained('pt', 'a PAT user mapping streams');
+drained('pt', 'a PAT user mapping streams (zstd bodies)');
 exactly('PT', 50, 'PAT');
 
 done_testing();
