@@ -655,7 +655,9 @@ sfexport_worker_main(Datum arg)
 			}
 			sf_load_staged();
 			sf_delete_loaded_files();
-			next_stream = sf_stream_ship();
+			/* batches nobody woke the worker for (e.g. a retry) */
+			if (next_stream == 0)
+				next_stream = sf_stream_ship();
 			sf_glue_periodic();
 			sf_sweep_periodic();
 			/* files submitted to Snowpipe: poll its reports sooner */
