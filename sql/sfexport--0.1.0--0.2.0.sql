@@ -335,10 +335,9 @@ BEGIN
      WHERE state OPERATOR(pg_catalog.=) 'rejected'
        AND (partial OR rows_rejected OPERATOR(pg_catalog.>=) rows)
        AND (foreign_table IS NULL OR relid OPERATOR(pg_catalog.=) foreign_table);
+    -- the worker sends them within sfexport's housekeeping interval (10 s),
+    -- or at once after sfexport.flush() (called after this commits)
     GET DIAGNOSTICS n = ROW_COUNT;
-    IF n OPERATOR(pg_catalog.>) 0 THEN
-        PERFORM sfexport.flush();   -- wake the worker
-    END IF;
     RETURN n;
 END
 $$;
