@@ -587,3 +587,126 @@ SELECT c.oid::regclass                        AS foreign_table,
                FROM sfexport.files
               GROUP BY relid) f ON f.relid = c.oid
  WHERE w.fdwname = 'sfexport';
+-- Seconds from commit to query: Snowpipe Streaming as a load mode
+-- (load_mode 'streaming', src/stream_load.c; docs/streaming.md, "The
+-- sfexport client").  A batch is a run of outbox rows of one table, as the
+-- NDJSON body of one append request; its batch_id is the offset token the
+-- channel commits it with.  Rows move here from the outbox in one
+-- transaction, and a batch is deleted only once the channel's committed
+-- offset token covers it (or kept as 'rejected' when Snowflake refused some
+-- of its rows).
+CREATE TABLE sfexport.stream_batches (
+    batch_id       bigserial   PRIMARY KEY,  -- the offset token
+    relid          oid         NOT NULL,     -- the foreign table
+    server         oid         NOT NULL,
+    database_name  text        NOT NULL,     -- the channel: database, schema,
+    schema_name    text        NOT NULL,     -- pipe and name, as in the
+    pipe_name      text        NOT NULL,     -- REST API's paths
+    channel_name   text        NOT NULL,
+    rows           bigint      NOT NULL,
+    bytes          bigint      NOT NULL,
+    body           bytea       NOT NULL,     -- the NDJSON rows
+    state          text        NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'rejected')),
+    rows_rejected  bigint,
+    error          text,                     -- Snowflake's last_error_message
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    rejected_at    timestamptz
+);
+CREATE INDEX stream_batches_channel_idx ON sfexport.stream_batches
+    (server, database_name, schema_name, pipe_name, channel_name, batch_id);
+COMMENT ON TABLE sfexport.stream_batches IS
+  'Snowpipe Streaming: rows taken from the outbox, until their channel commits them';
+REVOKE ALL ON sfexport.stream_batches FROM PUBLIC;
+REVOKE ALL ON SEQUENCE sfexport.stream_batches_batch_id_seq FROM PUBLIC;
+
+-- Per channel: what the worker last saw of it (the committed offset token
+-- and the error counter, to tell which batches Snowflake refused rows of).
+CREATE TABLE sfexport.stream_channels (
+    server          oid         NOT NULL,
+    database_name   text        NOT NULL,
+    schema_name     text        NOT NULL,
+    pipe_name       text        NOT NULL,
+    channel_name    text        NOT NULL,
+    committed_token text,                    -- last_committed_offset_token
+    rows_inserted   bigint,
+    rows_errors     bigint      NOT NULL DEFAULT 0,
+    status_code     text,
+    seen_at         timestamptz NOT NULL,
+    PRIMARY KEY (server, database_name, schema_name, pipe_name, channel_name)
+);
+COMMENT ON TABLE sfexport.stream_channels IS
+  'Snowpipe Streaming: the state of each channel as the worker last saw it';
+REVOKE ALL ON sfexport.stream_channels FROM PUBLIC;
+GRANT SELECT ON sfexport.stream_channels TO pg_monitor;
+
+-- One row per foreign table with batches: counts for everyone, the error
+-- text only for those who may read the table (as in sfexport.status).
+CREATE VIEW sfexport.stream_status WITH (security_barrier) AS
+SELECT c.oid::pg_catalog.regclass               AS foreign_table,
+       b.channel_name                           AS channel,
+       b.pending_batches, b.pending_rows,
+       b.rejected_batches, b.rejected_rows,
+       CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
+              OR pg_catalog.has_table_privilege(c.oid, 'SELECT')
+              OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+            THEN b.last_error END               AS last_error
+  FROM (SELECT relid, channel_name,
+               count(*) FILTER (WHERE state = 'pending')          AS pending_batches,
+               coalesce(sum(rows) FILTER (WHERE state = 'pending'), 0)::bigint AS pending_rows,
+               count(*) FILTER (WHERE state = 'rejected')         AS rejected_batches,
+               coalesce(sum(rows_rejected) FILTER (WHERE state = 'rejected'), 0)::bigint AS rejected_rows,
+               (array_agg(error ORDER BY batch_id DESC)
+                  FILTER (WHERE error IS NOT NULL))[1]            AS last_error
+          FROM sfexport.stream_batches
+         GROUP BY relid, channel_name) b
+  JOIN pg_catalog.pg_class c ON c.oid = b.relid;
+COMMENT ON VIEW sfexport.stream_status IS
+  'per foreign table in load_mode streaming: batches waiting for their channel, and rejected ones';
+GRANT SELECT ON sfexport.stream_status TO PUBLIC;
+
+-- Send rejected batches again (after fixing the cause) with new offset
+-- tokens.  Only batches whose every row was rejected, unless partial: the
+-- rows Snowflake accepted from a partly rejected batch would land twice.
+-- Who may: as sfexport.retry().
+CREATE FUNCTION sfexport.stream_retry(foreign_table regclass DEFAULT NULL,
+                                      partial boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    owner oid;
+    is_super boolean := (SELECT rolsuper FROM pg_catalog.pg_roles
+                          WHERE rolname OPERATOR(pg_catalog.=) session_user);
+BEGIN
+    IF foreign_table IS NULL THEN
+        IF NOT is_super THEN
+            RAISE EXCEPTION 'permission denied to retry the batches of every table'
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Name a foreign table you own.';
+        END IF;
+    ELSE
+        SELECT c.relowner INTO owner FROM pg_catalog.pg_class c
+         WHERE c.oid OPERATOR(pg_catalog.=) foreign_table;
+        IF NOT is_super AND (owner IS NULL OR
+                             NOT pg_catalog.pg_has_role(session_user, owner, 'USAGE')) THEN
+            RAISE EXCEPTION 'must be owner of foreign table %', foreign_table
+              USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    UPDATE sfexport.stream_batches
+       SET batch_id = pg_catalog.nextval('sfexport.stream_batches_batch_id_seq'::pg_catalog.regclass),
+           state = 'pending', rows_rejected = NULL, error = NULL, rejected_at = NULL
+     WHERE state OPERATOR(pg_catalog.=) 'rejected'
+       AND (partial OR rows_rejected OPERATOR(pg_catalog.>=) rows)
+       AND (foreign_table IS NULL OR relid OPERATOR(pg_catalog.=) foreign_table);
+    -- the worker sends them within sfexport's housekeeping interval (10 s),
+    -- or at once after sfexport.flush() (called after this commits)
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION sfexport.stream_retry(regclass, boolean) IS
+  'send rejected Snowpipe Streaming batches of a foreign table (or all) again';

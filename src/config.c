@@ -470,7 +470,7 @@ sf_get_server_config(Oid serverid)
 		else if (strcmp(n, "keep_files") == 0)
 			(void) parse_bool(v, &cfg->keep_files);
 		else if (strcmp(n, "load_mode") == 0)
-			cfg->load_mode = strcmp(v, "snowpipe") == 0 ? SF_LOAD_SNOWPIPE : SF_LOAD_COPY;
+			cfg->load_mode = sf_parse_load_mode(v);
 		else if (strcmp(n, "ca_file") == 0)
 			cfg->ca_file = v;
 		else if (strcmp(n, "connect_timeout") == 0)
@@ -701,8 +701,10 @@ sf_get_table_config(Oid relid)
 			cfg->table = v;
 		else if (strcmp(n, "schema") == 0)
 			cfg->schema = v;
+		else if (strcmp(n, "streaming_pipe") == 0)
+			cfg->streaming_pipe = v;
 		else if (strcmp(n, "load_mode") == 0)
-			cfg->load_mode = strcmp(v, "snowpipe") == 0 ? SF_LOAD_SNOWPIPE : SF_LOAD_COPY;
+			cfg->load_mode = sf_parse_load_mode(v);
 		else if (parse_flush_setting(n, v, &cfg->flush_interval_s, &cfg->flush_size_kb,
 									 &cfg->file_size_kb, &cfg->max_file_size_kb,
 									 &cfg->batch_size))
@@ -749,6 +751,17 @@ sf_get_table_config(Oid relid)
 	 */
 	cfg->batch_size_option = inherit(cfg->batch_size, srv->batch_size);
 	return cfg;
+}
+
+/* The value of a load_mode option (checked by the validator). */
+SfLoadMode
+sf_parse_load_mode(const char *value)
+{
+	if (strcmp(value, "snowpipe") == 0)
+		return SF_LOAD_SNOWPIPE;
+	if (strcmp(value, "streaming") == 0)
+		return SF_LOAD_STREAMING;
+	return SF_LOAD_COPY;
 }
 
 /*

@@ -38,7 +38,8 @@ typedef struct SfLocation
 typedef enum SfLoadMode
 {
 	SF_LOAD_COPY,
-	SF_LOAD_SNOWPIPE
+	SF_LOAD_SNOWPIPE,
+	SF_LOAD_STREAMING			/* Snowpipe Streaming: rows, no files (stream_load.c) */
 } SfLoadMode;
 
 /* Server options (CREATE SERVER ... OPTIONS), with defaults applied. */
@@ -125,6 +126,8 @@ typedef struct SfTableConfig
 	bool		json;			/* file_format 'json': staged as NDJSON */
 	bool		has_flush_at;	/* flush_at set on the table or its server */
 	SfCron		flush_at;		/* its schedule (UTC) */
+	char	   *streaming_pipe; /* streaming: the pipe, NULL = the table's
+								 * default pipe <table>-STREAMING */
 } SfTableConfig;
 
 /* longest flush_interval, and a flush_at table's wait without one */
@@ -186,6 +189,7 @@ extern char *sf_read_secret_file(const char *path, const char *option);
 
 /* names derived from PostgreSQL identifiers */
 extern char *sf_identifier_case(bool upper, const char *name);
+extern SfLoadMode sf_parse_load_mode(const char *value);
 extern char *sf_column_target_name(Oid relid, AttrNumber attnum);
 
 /*

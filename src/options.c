@@ -54,7 +54,7 @@ typedef enum SfOptKind
 	OPT_LOCATION,				/* s3://, gcs:// or file:/// */
 	OPT_REGION,					/* cloud region name */
 	OPT_COMPRESSION,			/* gzip | zstd | none */
-	OPT_LOAD_MODE,				/* copy | snowpipe */
+	OPT_LOAD_MODE,				/* copy | snowpipe | streaming */
 	OPT_BOOL,
 	OPT_DURATION_S,				/* GUC-style duration, stored in seconds */
 	OPT_DURATION_MS,			/* GUC-style duration, stored in milliseconds */
@@ -160,6 +160,8 @@ static const SfOption sf_options[] = {
 	{"batch_size", ForeignTableRelationId, OPT_COUNT, false, 1, 10000},
 	{"load_mode", ForeignTableRelationId, OPT_LOAD_MODE},
 	{"file_format", ForeignTableRelationId, OPT_STAGED_FORMAT},
+	/* load_mode streaming: the pipe of the table's channel (stream_load.c) */
+	{"streaming_pipe", ForeignTableRelationId, OPT_TEXT},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},
@@ -326,8 +328,9 @@ validate_value(const SfOption *opt, const char *value)
 			break;
 
 		case OPT_LOAD_MODE:
-			if (strcmp(value, "copy") != 0 && strcmp(value, "snowpipe") != 0)
-				report_bad_value(opt, value, NULL, "Valid values are copy and snowpipe.");
+			if (strcmp(value, "copy") != 0 && strcmp(value, "snowpipe") != 0 &&
+				strcmp(value, "streaming") != 0)
+				report_bad_value(opt, value, NULL, "Valid values are copy, snowpipe and streaming.");
 			break;
 
 		case OPT_BOOL:

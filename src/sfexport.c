@@ -24,6 +24,7 @@
 #include "shmem.h"
 #include "snowflake.h"
 #include "storage.h"
+#include "stream_load.h"
 #include "sweep.h"
 #include "tables.h"
 #include "worker.h"
@@ -47,6 +48,7 @@ _PG_init(void)
 	sf_shmem_define_gucs();
 	sf_launcher_define_gucs();
 	sf_worker_define_gucs();
+	sf_stream_define_gucs();
 
 	MarkGUCPrefixReserved("sfexport");
 

@@ -198,8 +198,13 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 		foreach(lc, sf_evolve_statements(srv, usr, target, ncols, cols))
 			emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
 
-	/* Snowpipe: the pipe of the table's current record shape */
-	if (tbl->load_mode == SF_LOAD_SNOWPIPE)
+	/*
+	 * Snowpipe: the pipe of the table's current record shape; streaming:
+	 * the pipe its streaming_pipe option names (else the default pipe,
+	 * which Snowflake creates itself)
+	 */
+	if (tbl->load_mode == SF_LOAD_SNOWPIPE ||
+		(tbl->load_mode == SF_LOAD_STREAMING && tbl->streaming_pipe))
 	{
 		Relation	rel = relation_open(relid, AccessShareLock);
 		SfRowEncoder *enc = sf_encoder_create(rel);
@@ -208,12 +213,18 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 		Datum	   *types = palloc(sizeof(Datum) * Max(n, 1));
 
 		sf_encoder_shape_arrays(enc, names, types);
-		emit(rsinfo, srv, usr,
-			 sf_pipe_statement(srv, target, (int64) sf_encoder_shape(enc),
-							   construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT),
-							   construct_array(types, n, TEXTOID, -1, false, TYPALIGN_INT),
-							   tbl->json),
-			 dry_run);
+		if (tbl->load_mode == SF_LOAD_STREAMING)
+			emit(rsinfo, srv, usr,
+				 sf_streaming_pipe_statement(srv, tbl, target,
+											 construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT)),
+				 dry_run);
+		else
+			emit(rsinfo, srv, usr,
+				 sf_pipe_statement(srv, target, (int64) sf_encoder_shape(enc),
+								   construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT),
+								   construct_array(types, n, TEXTOID, -1, false, TYPALIGN_INT),
+								   tbl->json),
+				 dry_run);
 		relation_close(rel, AccessShareLock);
 	}
 	return (Datum) 0;

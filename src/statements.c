@@ -544,3 +544,38 @@ sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
 					sf_pipe_sql_name(target, shape),
 					sf_copy_statement(srv, target, columns, types, NIL, json));
 }
+
+/*
+ * CREATE PIPE of the streaming pipe a foreign table names (load_mode
+ * 'streaming', option streaming_pipe), in the target's database and
+ * schema, in the form "CREATE PIPE" documents for Snowpipe Streaming
+ * (https://docs.snowflake.com/en/sql-reference/sql/create-pipe): COPY INTO
+ * <target> (<columns>) FROM (SELECT $1:"<column>", ... FROM
+ * TABLE(DATA_SOURCE(TYPE => 'STREAMING'))).  The rows' JSON keys are the
+ * Snowflake column names (stream_load.c), quoted in the paths to keep
+ * their case.  IF NOT EXISTS: a pipe is never replaced under its channels.
+ */
+char *
+sf_streaming_pipe_statement(SfServerConfig *srv, SfTableConfig *tbl, const char *target,
+							ArrayType *columns)
+{
+	Datum	   *cols;
+	int			ncols;
+	StringInfoData list;
+	StringInfoData select;
+
+	deconstruct_array(columns, TEXTOID, -1, false, TYPALIGN_INT, &cols, NULL, &ncols);
+	initStringInfo(&list);
+	initStringInfo(&select);
+	for (int i = 0; i < ncols; i++)
+	{
+		char	   *q = sf_quote_ident(TextDatumGetCString(cols[i]));
+
+		appendStringInfo(&list, "%s%s", i ? ", " : "", q);
+		appendStringInfo(&select, "%s$1:%s", i ? ", " : "", q);
+	}
+	return psprintf("CREATE PIPE IF NOT EXISTS %s.%s.%s AS COPY INTO %s (%s)"
+					" FROM (SELECT %s FROM TABLE(DATA_SOURCE(TYPE => 'STREAMING')))",
+					sf_quote_ident(srv->database), sf_quote_ident(tbl->schema),
+					sf_quote_ident(tbl->streaming_pipe), target, list.data, select.data);
+}

@@ -36,9 +36,11 @@ extern char *sf_pipe_sql_name(const char *target, int64 shape);
 extern char *sf_pipe_rest_name(const char *target, int64 shape);
 extern char *sf_copy_statement(SfServerConfig *srv, const char *target,
 							   ArrayType *columns, ArrayType *types,
-							   List *names, bool json);
-extern bool sf_file_is_json(const char *name);	/* NIL: no FILES clause (a pipe) */
+							   List *names, bool json);	/* NIL: no FILES clause (a pipe) */
+extern bool sf_file_is_json(const char *name);
 extern char *sf_pipe_statement(SfServerConfig *srv, const char *target, int64 shape,
 							   ArrayType *columns, ArrayType *types, bool json);
+extern char *sf_streaming_pipe_statement(SfServerConfig *srv, SfTableConfig *tbl,
+										 const char *target, ArrayType *columns);
 
 #endif							/* SF_STATEMENTS_H */

@@ -58,6 +58,7 @@
 #include "hashtab.h"
 #include "load.h"
 #include "shmem.h"
+#include "stream_load.h"
 #include "sweep.h"
 #include "transaction.h"
 #include "waits.h"
@@ -91,6 +92,7 @@ typedef struct PendingShape
 	int64		rows;
 	int64		bytes;
 	TimestampTz oldest;
+	bool		streaming;		/* load_mode streaming: batches, not files */
 } PendingShape;
 
 /* Per-table backoff after a failed flush. */
@@ -326,6 +328,13 @@ plan_unit(void *arg)
 			int64		flush_bytes = sf_file_size_due_bytes(cfg);
 			TimestampTz until;
 
+			if (cfg->load_mode == SF_LOAD_STREAMING)
+			{
+				ListCell   *sc;
+
+				foreach(sc, rel_shapes)
+					((PendingShape *) lfirst(sc))->streaming = true;
+			}
 			if (in_backoff(prev_relid, ps->now, &until))
 				ps->next_deadline = Min(ps->next_deadline, until);
 			else if (ps->flush_all || rel_bytes >= flush_bytes || ps->now >= deadline)
@@ -441,8 +450,25 @@ flush_due(List *due)
 	int			files = 0;
 	bool		drained;
 
+	/* load_mode streaming: into batches for its channel (stream_load.c) */
+	{
+		List	   *files_due = NIL;
+		Oid			last = InvalidOid;
+
+		foreach(lc, due)
+		{
+			PendingShape *p = (PendingShape *) lfirst(lc);
+
+			if (!p->streaming)
+				files_due = lappend(files_due, p);
+			else if (p->relid != last)
+				files += sf_stream_collect(p->relid) > 0;
+			last = p->relid;
+		}
+		due = files_due;
+	}
 	if (due == NIL)
-		return 0;
+		return files;
 	memset(&d, 0, sizeof(d));
 	d.due = palloc(sizeof(SfShapeKey) * list_length(due));
 	foreach(lc, due)
@@ -520,6 +546,7 @@ sfexport_worker_main(Datum arg)
 	MemoryContext loopcxt;
 	TimestampTz next_plan = 0;
 	TimestampTz next_housekeeping = 0;
+	TimestampTz next_stream;	/* streaming batches wait; 0 = none */
 	uint64		bytes_at_plan;
 	uint64		bytes_seen;
 	int64		min_flush_bytes = PG_INT64_MAX / 2;	/* until triggers are read */
@@ -567,6 +594,7 @@ sfexport_worker_main(Datum arg)
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "sfexport worker loop",
 									ALLOCSET_DEFAULT_SIZES);
 	bytes_at_plan = bytes_seen = sf_worker_committed_bytes();
+	next_stream = GetCurrentTimestamp();	/* batches left by a crash */
 
 	for (;;)
 	{
@@ -637,6 +665,11 @@ sfexport_worker_main(Datum arg)
 			staged += flush_due(ps.due);
 		}
 
+		/* load_mode streaming: append batches, learn what is committed */
+		if (staged > 0 || flush_all ||
+			(next_stream != 0 && GetCurrentTimestamp() >= next_stream))
+			next_stream = sf_stream_ship();
+
 		if (flush_all || staged > 0 || now >= next_housekeeping)
 		{
 			sf_run_transaction(check_extension_unit, &present, NULL);
@@ -649,6 +682,9 @@ sfexport_worker_main(Datum arg)
 			}
 			sf_load_staged();
 			sf_delete_loaded_files();
+			/* batches nobody woke the worker for (e.g. a retry) */
+			if (next_stream == 0)
+				next_stream = sf_stream_ship();
 			sf_glue_periodic();
 			sf_sweep_periodic();
 			sf_worker_broadcast_progress();	/* sfexport.flush(wait => true) */
@@ -662,8 +698,13 @@ sfexport_worker_main(Datum arg)
 
 		pgstat_report_activity(STATE_IDLE, NULL);
 		now = GetCurrentTimestamp();
-		wait_ms = (long) Min(next_plan, next_housekeeping) > now ?
-			(long) ((Min(next_plan, next_housekeeping) - now) / 1000) : 0;
+		{
+			TimestampTz until = Min(next_plan, next_housekeeping);
+
+			if (next_stream != 0)
+				until = Min(until, next_stream);
+			wait_ms = until > now ? (long) ((until - now) / 1000) : 0;
+		}
 
 		/*
 		 * Code run in this iteration may have waited on MyLatch and reset

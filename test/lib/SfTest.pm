@@ -146,14 +146,27 @@ END
 # postmaster.c).  kill_postmaster() kills the postmaster first, which then
 # logs nothing.  This END block runs before PostgreSQL::Test::Cluster's, so
 # the exit status set here also keeps the data directories (and any core).
+# Processes a test killed with SIGKILL on purpose (kill_server_process):
+# their "terminated by signal 9" lines are not crashes.
+my %killed_on_purpose;
+
+sub kill_server_process
+{
+	my ($pid) = @_;
+	$killed_on_purpose{$pid} = 1;
+	return kill 'KILL', $pid;
+}
+
 sub server_crashes
 {
 	my @crashes;
 	for my $node (@nodes)
 	{
 		next unless -f $node->logfile;
-		push @crashes, grep { /was terminated by (?:signal|exception)/ }
-		  split /\n/, PostgreSQL::Test::Utils::slurp_file($node->logfile);
+		push @crashes, grep {
+			/was terminated by (?:signal|exception)/
+			  && !(/\(PID (\d+)\) was terminated by signal 9:/ && $killed_on_purpose{$1})
+		} split /\n/, PostgreSQL::Test::Utils::slurp_file($node->logfile);
 	}
 	return @crashes;
 }
