@@ -139,6 +139,9 @@ static const SfOption sf_options[] = {
 	{"max_file_size", ForeignTableRelationId, OPT_SIZE_KB, false, 1024, INT_MAX / 2},
 	{"batch_size", ForeignTableRelationId, OPT_COUNT, false, 1, 10000},
 	{"load_mode", ForeignTableRelationId, OPT_LOAD_MODE},
+	/* foreign table: the changes of a tracked table (sfexport.track, docs/tracking.md) */
+	{"merge_into", ForeignTableRelationId, OPT_TEXT},
+	{"merge_keys", ForeignTableRelationId, OPT_TEXT},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},

@@ -55,6 +55,7 @@
 #include "evolve.h"
 #include "quote.h"
 #include "statements.h"
+#include "track.h"
 
 /*
  * The sfexport server by name or of a foreign table, after checking that
@@ -173,7 +174,14 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	int			ncols;
 	char	   *target;
 	ListCell   *lc;
+	Oid			tracked = InvalidOid;
 
+	/* a tracked table: its changes table, then its mirror (docs/tracking.md) */
+	if (get_rel_relkind(relid) == RELKIND_RELATION)
+	{
+		tracked = relid;
+		relid = sf_track_changes_of(tracked, false);
+	}
 	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -197,6 +205,18 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	if (!dry_run)
 		foreach(lc, sf_evolve_statements(srv, usr, target, ncols, cols))
 			emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+
+	/* the mirror of a tracked table, with its primary key */
+	if (OidIsValid(tracked))
+	{
+		char	   *mirror = sf_track_target_name(srv, relid);
+
+		emit(rsinfo, srv, usr, sf_track_create_target_statement(srv, relid), dry_run);
+		if (!dry_run)
+			foreach(lc, sf_evolve_statements(srv, usr, mirror, ncols - SF_TRACK_META_COLUMNS,
+											 cols + SF_TRACK_META_COLUMNS))
+				emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+	}
 
 	/* Snowpipe: the pipe of the table's current record shape */
 	if (tbl->load_mode == SF_LOAD_SNOWPIPE)

@@ -54,6 +54,7 @@
 #include "glue_periodic.h"
 #include "hashtab.h"
 #include "load.h"
+#include "merge_apply.h"
 #include "shmem.h"
 #include "sweep.h"
 #include "transaction.h"
@@ -621,6 +622,7 @@ sfexport_worker_main(Datum arg)
 				proc_exit(0);
 			}
 			sf_load_staged();
+			sf_merge_apply();
 			sf_delete_loaded_files();
 			sf_glue_periodic();
 			sf_sweep_periodic();

@@ -1,0 +1,188 @@
+# Tracked tables (sfexport.track, docs/tracking.md), against the emulator:
+#  - track() refuses a table without a primary key or replica identity
+#    index (SQLSTATE 55000, with the hint), and a relation that is not a
+#    table; a replica identity index is accepted;
+#  - setup_table() on a tracked table creates the changes table and the
+#    mirror with its primary key;
+#  - rows that existed before tracking arrive through the chunked snapshot
+#    (sfexport.snapshot, one block per chunk) while four pgbench clients
+#    run random INSERT / upsert / UPDATE / key-changing UPDATE / DELETE /
+#    TRUNCATE: the mirror equals the source row for row;
+#  - a SIGKILL of the whole server (worker included) while the MERGE
+#    request runs in Snowflake: after the restart the worker sends it
+#    again, it finds the changes consumed, and the mirror still equals
+#    the source;
+#  - untrack() stops the capture and keeps what was captured.
+use strict;
+use warnings;
+use lib $ENV{SFEXPORT_SRC} . '/test/lib';
+use SfTest;
+use SfSnowflake qw();
+use File::Temp qw(tempdir);
+use IPC::Run;
+use Time::HiRes qw(usleep);
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $kdir = tempdir('sf_keys_XXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $kdir;
+my $key = SfSnowflake::gen_key($kdir, 'main');
+my $emu = SfSnowflake::start_emulator(account => 'TESTACCT', users => { LOADER => $key->{pub} });
+my $stage = tempdir('sf_stage_XXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $stage;
+
+my $node = SfTest::new_node('track', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
+$node->safe_psql('postgres', qq{
+	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
+		account 'testacct', url '$emu->{url}', database 'DB', schema 'PUBLIC',
+		warehouse 'WH', location 'file://$stage/', flush_interval '1s');
+	CREATE USER MAPPING FOR PUBLIC SERVER sf
+		OPTIONS (user 'LOADER', private_key @{[ SfSnowflake::lit($key->{pem}) ]});
+});
+
+sub sq { return $node->safe_psql('postgres', $_[0]); }
+sub sfrows { return SfSnowflake::emu_query($emu, $_[0])->{rows}; }
+
+# ---- refusals
+sq(q{CREATE TABLE nokey (a int, b text)});
+my ($rc, $out, $err) = $node->psql('postgres', q{\set VERBOSITY verbose
+SELECT sfexport.track('nokey', 'sf')});
+like($err, qr/ERROR:  55000: table public.nokey has no primary key or replica identity index/,
+	'a table without a key is refused');
+like($err, qr/HINT:  Add a primary key/, 'with a hint');
+is(sq(q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'nokey'::regclass}), '0',
+	'and nothing is left behind');
+sq(q{CREATE VIEW v AS SELECT 1 AS a});
+($rc, $out, $err) = $node->psql('postgres', q{SELECT sfexport.track('v', 'sf')});
+like($err, qr/"public.v" is not an ordinary table/, 'a view is refused');
+sq(q{CREATE TABLE ri (a int NOT NULL, b text); CREATE UNIQUE INDEX ri_a ON ri (a);
+	ALTER TABLE ri REPLICA IDENTITY USING INDEX ri_a});
+sq(q{SELECT sfexport.setup_stage('sf')});
+is(sq(q{SELECT sfexport.track('ri', 'sf')}), 'ri_sfexport_changes',
+	'a replica identity index is a key');
+like(sq(q{SELECT ftoptions::text FROM pg_foreign_table WHERE ftrelid = 'ri_sfexport_changes'::regclass}),
+	qr/merge_into=ri,merge_keys=a/, 'the changes table names the mirror and its key');
+($rc, $out, $err) = $node->psql('postgres', q{SELECT sfexport.track('ri', 'sf')});
+like($err, qr/table public.ri is tracked already/, 'tracking twice is refused');
+
+# ---- the source: rows before tracking, spread over many blocks
+sq(q{SELECT sfexport.setup_table('ri')});
+sq(q{CREATE TABLE src (id int PRIMARY KEY, v text NOT NULL, n int, pad text);
+	INSERT INTO src SELECT g, md5(g::text), g, repeat('p', 200) FROM generate_series(1, 1500) g});
+is(sq(q{SELECT sfexport.track('src', 'sf', snapshot => false)}), 'src_sfexport_changes',
+	'track() returns the changes foreign table');
+my $setup = sq(q{SELECT string_agg(s, E'\n') FROM sfexport.setup_table('src') s});
+like($setup, qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."src_sfexport_changes" \("_sf_op" VARCHAR, "_sf_seq" NUMBER\(19,0\), "id"/,
+	'setup creates the changes table');
+like($setup, qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."src" \("id" NUMBER\(10,0\), "v" VARCHAR, "n" NUMBER\(10,0\), "pad" VARCHAR, PRIMARY KEY \("id"\)\)/,
+	'setup_table() on a tracked table creates its mirror with the primary key');
+
+# ---- random changes from four clients while the snapshot runs in chunks
+my $script = "$kdir/workload.sql";
+open my $fh, '>', $script or die;
+print $fh <<'EOS';
+\set k random(1, 400)
+\set r random(1, 1000)
+\if :r <= :trunc
+TRUNCATE src;
+\elif :r <= 350
+INSERT INTO src VALUES (:k, md5(:r::text), :r, 'i') ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = src.n + 1;
+\elif :r <= 650
+UPDATE src SET n = n + 1, v = v || 'u' WHERE id = :k;
+\elif :r <= 750
+UPDATE src SET id = id + 1000000 WHERE id = :k AND NOT EXISTS (SELECT 1 FROM src WHERE id = :k + 1000000);
+\elif :r <= 800
+BEGIN;
+UPDATE src SET n = -1 WHERE id = :k;
+DELETE FROM src WHERE id = :k;
+INSERT INTO src VALUES (:k, 'again', 0, NULL) ON CONFLICT DO NOTHING;
+COMMIT;
+\else
+DELETE FROM src WHERE id = :k OR id = :k + 1000000;
+\endif
+EOS
+close $fh;
+sub pgbench
+{
+	my ($trunc, $out, $err) = @_;
+	return IPC::Run::start(
+		[ 'pgbench', '-n', '-f', $script, '-c', '4', '-j', '2', '-t', '1000', '--max-tries=20',
+		  '-D', "trunc=$trunc", '-h', $node->host, '-p', $node->port, 'postgres' ],
+		'>', $out, '2>', $err);
+}
+# first without TRUNCATE, so that the snapshot's rows matter in the end
+my ($pgb_out, $pgb_err) = ('', '');
+my $pgb = pgbench(0, \$pgb_out, \$pgb_err);
+sq(q{CALL sfexport.snapshot('src', 1)});
+ok($pgb->finish, 'the clients ran') or diag($pgb_err);
+note $pgb_out =~ /(number of transactions actually processed: \S+|number of failed transactions: .*)/g;
+cmp_ok(sq(q{SELECT count(*) FROM sfexport.outbox WHERE relid = 'src_sfexport_changes'::regclass}),
+	'>', 1500, 'snapshot rows and changes were captured');
+cmp_ok(sq(q{SELECT count(*) FROM src WHERE id > 400 AND id <= 1500}), '>', 1000,
+	'rows only the snapshot exports are there');
+
+sub source_rows
+{
+	return sq(q{SELECT coalesce(string_agg(concat_ws('|', id, v, n, pad), E'\n' ORDER BY id), '') FROM src});
+}
+sub mirror_rows
+{
+	my $rows = sfrows(q{SELECT "id", "v", "n", "pad" FROM DB.PUBLIC."src" ORDER BY "id"});
+	return join("\n", map { join('|', grep { defined } @$_) } @$rows);
+}
+# poll until the mirror equals the source (or the deadline)
+sub mirror_equals
+{
+	my ($deadline) = @_;
+	my $want = source_rows();
+	my $got = '';
+	my $t0 = time;
+	while (time - $t0 < $deadline)
+	{
+		$got = mirror_rows();
+		return 1 if $got eq $want;
+		sq(q{SELECT sfexport.flush()});
+		usleep(300_000);
+	}
+	my @w = split /\n/, $want;
+	my @g = split /\n/, $got;
+	diag("source " . scalar(@w) . " rows, mirror " . scalar(@g) . " rows");
+	for my $i (0 .. $#w) { if (($g[$i] // '') ne $w[$i]) { diag("first difference: source '$w[$i]' mirror '" . ($g[$i] // '') . "'"); last; } }
+	diag(sq(q{SELECT state, last_error FROM sfexport.files WHERE state <> 'loaded'}));
+	return 0;
+}
+sq(q{SELECT sfexport.flush()});
+ok(mirror_equals(SfTest::secs(40)), 'the mirror equals the source row for row');
+
+# then with TRUNCATE now and then (3 in 1000 transactions)
+$pgb = pgbench(3, \$pgb_out, \$pgb_err);
+ok($pgb->finish, 'the clients ran again, with TRUNCATE') or diag($pgb_err);
+sq(q{SELECT sfexport.flush()});
+ok(mirror_equals(SfTest::secs(40)), 'the mirror equals the source after TRUNCATEs too');
+cmp_ok(sq(q{SELECT count(*) FROM src}), '>', 20, 'with rows left to compare');
+is(sfrows(q{SELECT COUNT(*) FROM DB.PUBLIC."src_sfexport_changes"})->[0][0], '0',
+	'the merged changes are gone from the changes table');
+
+# ---- SIGKILL while the MERGE runs in Snowflake
+my $merges_before = scalar @{ SfSnowflake::statement_log($emu, qr/MERGE INTO/) };
+SfSnowflake::admin($emu, 'POST', 'faults',
+	{ action => 'slow', delay_ms => 2500, statement => 'MERGE INTO', count => 1 });
+sq(q{UPDATE src SET n = n + 100 WHERE id % 3 = 0; DELETE FROM src WHERE id % 7 = 0;
+	INSERT INTO src VALUES (5000000, 'after', 1, NULL)});
+sq(q{SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'merging the changes of%'}),
+	'the worker is merging');
+SfTest::kill_postmaster($node);
+$node->start;
+ok(mirror_equals(SfTest::secs(40)), 'after the kill the mirror still equals the source');
+cmp_ok(scalar @{ SfSnowflake::statement_log($emu, qr/MERGE INTO/) }, '>=', $merges_before + 2,
+	'the merge was sent again after the restart');
+
+# ---- untrack: no more capture, what was captured stays
+is(sq(q{SELECT sfexport.untrack('src')}), 'src_sfexport_changes', 'untrack() returns the changes table');
+sq(q{INSERT INTO src VALUES (6000000, 'untracked', 1, NULL)});
+is(sq(q{SELECT count(*) FROM sfexport.outbox WHERE relid = 'src_sfexport_changes'::regclass}), '0',
+	'changes after untrack() are not captured');
+
+done_testing();
