@@ -230,25 +230,25 @@ CREATE SEQUENCE sfexport.track_seq;
 COMMENT ON SEQUENCE sfexport.track_seq IS
   'numbers the changes of tracked tables: two changes of one key are numbered in the order they happened';
 
-CREATE FUNCTION sfexport._track_row()
+CREATE FUNCTION sfexport.track_row_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'sfexport_track_row'
 LANGUAGE C;
-COMMENT ON FUNCTION sfexport._track_row() IS
+COMMENT ON FUNCTION sfexport.track_row_trigger() IS
   'row trigger of a tracked table: the change into the outbox (created by sfexport.track)';
 
-CREATE FUNCTION sfexport._track_truncate()
+CREATE FUNCTION sfexport.track_truncate_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'sfexport_track_truncate'
 LANGUAGE C;
-COMMENT ON FUNCTION sfexport._track_truncate() IS
+COMMENT ON FUNCTION sfexport.track_truncate_trigger() IS
   'TRUNCATE trigger of a tracked table (created by sfexport.track)';
 
-CREATE FUNCTION sfexport._track_snapshot_chunk(tbl regclass, first_block bigint, nblocks bigint)
+CREATE FUNCTION sfexport.snapshot_chunk(tbl regclass, first_block bigint, nblocks bigint)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'sfexport_track_snapshot_chunk'
 LANGUAGE C STRICT VOLATILE;
-COMMENT ON FUNCTION sfexport._track_snapshot_chunk(regclass, bigint, bigint) IS
+COMMENT ON FUNCTION sfexport.snapshot_chunk(regclass, bigint, bigint) IS
   'one chunk of the initial snapshot of a tracked table: its rows in a block range, read FOR SHARE, as upserts (sfexport.snapshot)';
 
 CREATE FUNCTION sfexport.track(tbl regclass, server name, target text DEFAULT NULL,
@@ -334,13 +334,13 @@ BEGIN
     EXECUTE format('COMMENT ON FOREIGN TABLE %I.%I IS %L', r.nspname, changes,
                    format('changes of tracked table %s (sfexport.track)', tbl));
     EXECUTE format('CREATE TRIGGER sfexport_track AFTER INSERT OR UPDATE OR DELETE ON %I.%I'
-                   ' FOR EACH ROW EXECUTE FUNCTION sfexport._track_row(%L, %L)',
+                   ' FOR EACH ROW EXECUTE FUNCTION sfexport.track_row_trigger(%L, %L)',
                    r.nspname, r.relname, r.nspname, changes);
     EXECUTE format('CREATE TRIGGER sfexport_track_truncate AFTER TRUNCATE ON %I.%I'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION sfexport._track_truncate(%L, %L)',
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sfexport.track_truncate_trigger(%L, %L)',
                    r.nspname, r.relname, r.nspname, changes);
     IF snapshot THEN
-        PERFORM sfexport._track_snapshot_chunk(tbl, 0, 4294967295);
+        PERFORM sfexport.snapshot_chunk(tbl, 0, 4294967295);
     END IF;
     RETURN format('%I.%I', r.nspname, changes)::regclass;
 END
@@ -399,7 +399,7 @@ BEGIN
     nblocks := pg_catalog.pg_relation_size(tbl) OPERATOR(pg_catalog./)
                pg_catalog.current_setting('block_size')::pg_catalog.int8;
     WHILE first OPERATOR(pg_catalog.<) nblocks LOOP
-        PERFORM sfexport._track_snapshot_chunk(tbl, first, chunk_blocks);
+        PERFORM sfexport.snapshot_chunk(tbl, first, chunk_blocks);
         COMMIT;
         first := first OPERATOR(pg_catalog.+) chunk_blocks;
     END LOOP;

@@ -2,9 +2,9 @@
  *
  * sql_track.c
  *		What PostgreSQL calls for tracked tables (docs/tracking.md): the row
- *		and TRUNCATE triggers that capture changes (sfexport._track_row,
- *		sfexport._track_truncate) and one chunk of the initial snapshot
- *		(sfexport._track_snapshot_chunk).  sfexport.track(), untrack() and
+ *		and TRUNCATE triggers that capture changes (sfexport.track_row_trigger,
+ *		sfexport.track_truncate_trigger) and one chunk of the initial snapshot
+ *		(sfexport.snapshot_chunk).  sfexport.track(), untrack() and
  *		snapshot() are SQL (sfexport--0.2.0.sql).
  *
  *-------------------------------------------------------------------------
@@ -68,7 +68,8 @@ trigger_capture(FunctionCallInfo fcinfo, TriggerData *td)
 				 errhint("Stop tracking with sfexport.untrack(), or track it again.")));
 
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	fcinfo->flinfo->fn_extra = sf_track_capture_begin(changes, RelationGetDescr(td->tg_relation));
+	fcinfo->flinfo->fn_extra = sf_track_capture_begin(changes, RelationGetDescr(td->tg_relation),
+													   td->tg_relation->rd_rel->relowner);
 	MemoryContextSwitchTo(old);
 	return (SfTrackCapture *) fcinfo->flinfo->fn_extra;
 }
@@ -82,7 +83,7 @@ check_trigger(FunctionCallInfo fcinfo, bool row)
 		(row ? !TRIGGER_FIRED_FOR_ROW(td->tg_event) : !TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("%s must be an AFTER %s trigger", row ? "sfexport._track_row" : "sfexport._track_truncate",
+				 errmsg("%s must be an AFTER %s trigger", row ? "sfexport.track_row_trigger" : "sfexport.track_truncate_trigger",
 						row ? "INSERT OR UPDATE OR DELETE FOR EACH ROW" : "TRUNCATE"),
 				 errhint("Use sfexport.track() to create the triggers.")));
 	return td;
@@ -138,7 +139,7 @@ rel_owner(Oid relid)
 }
 
 /*
- * sfexport._track_snapshot_chunk(tbl regclass, first_block bigint,
+ * sfexport.snapshot_chunk(tbl regclass, first_block bigint,
  * nblocks bigint) returns bigint: every row of tbl stored in blocks
  * [first_block, first_block + nblocks) becomes an S change (an upsert),
  * read FOR SHARE, in the caller's transaction; returns how many.
@@ -197,7 +198,7 @@ sfexport_track_snapshot_chunk(PG_FUNCTION_ARGS)
 		{
 			MemoryContext old = MemoryContextSwitchTo(caller);
 
-			c = sf_track_capture_begin(changes, SPI_tuptable->tupdesc);
+			c = sf_track_capture_begin(changes, SPI_tuptable->tupdesc, rel_owner(relid));
 			MemoryContextSwitchTo(old);
 		}
 		for (uint64 i = 0; i < SPI_processed; i++)

@@ -35,6 +35,8 @@
 #include "commands/sequence.h"
 #include "executor/tuptable.h"
 #include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -153,7 +155,7 @@ sf_track_changes_of(Oid relid, bool missing_ok)
  * statement: the trigger's fn_mcxt).
  */
 SfTrackCapture *
-sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc)
+sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc, Oid src_owner)
 {
 	SfTrackCapture *c = palloc0(sizeof(SfTrackCapture));
 	SfTrackInfo *info = sf_track_info(changes_relid, false);
@@ -161,6 +163,21 @@ sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc)
 	TupleDesc	desc = RelationGetDescr(rel);
 	ListCell   *lc;
 	int			k = 0;
+
+	/*
+	 * The trigger's arguments name the changes table; anyone may write a
+	 * trigger.  Rows reach the changes table's Snowflake tables only if the
+	 * owner of the table they come from may INSERT into it (track() makes
+	 * the owner of the tracked table the owner of its changes table), as
+	 * for any INSERT into a foreign table.
+	 */
+	if (pg_class_aclcheck(changes_relid, src_owner, ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to capture changes into \"%s\"", RelationGetRelationName(rel)),
+				 errdetail("The owner of the tracked table (role %s) may not insert into this changes foreign table.",
+						   GetUserNameFromId(src_owner, true) ? GetUserNameFromId(src_owner, true) : "?"),
+				 errhint("Track tables with sfexport.track(), which creates their changes tables.")));
 
 	c->changes_relid = changes_relid;
 	c->seq_relid = get_relname_relid("track_seq", get_namespace_oid(SFEXPORT_SCHEMA, false));

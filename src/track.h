@@ -43,7 +43,8 @@ typedef struct SfTrackInfo
 
 extern SfTrackInfo *sf_track_info(Oid changes_relid, bool missing_ok);
 extern Oid	sf_track_changes_of(Oid relid, bool missing_ok);
-extern SfTrackCapture *sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc);
+extern SfTrackCapture *sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc,
+											  Oid src_owner);
 extern void sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup);
 extern bool sf_track_key_changed(SfTrackCapture *c, HeapTuple oldtup, HeapTuple newtup);
 extern char *sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid,

@@ -12,7 +12,8 @@
 #    request runs in Snowflake: after the restart the worker sends it
 #    again, it finds the changes consumed, and the mirror still equals
 #    the source;
-#  - untrack() stops the capture and keeps what was captured.
+#  - untrack() stops the capture and keeps what was captured;
+#  - a trigger of another role's table naming these changes is refused.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -184,5 +185,18 @@ is(sq(q{SELECT sfexport.untrack('src')}), 'src_sfexport_changes', 'untrack() ret
 sq(q{INSERT INTO src VALUES (6000000, 'untracked', 1, NULL)});
 is(sq(q{SELECT count(*) FROM sfexport.outbox WHERE relid = 'src_sfexport_changes'::regclass}), '0',
 	'changes after untrack() are not captured');
+
+# ---- a trigger of another role's table cannot write into these changes
+sq(q{CREATE ROLE mallory LOGIN; GRANT CREATE ON SCHEMA public TO mallory});
+($rc, $out, $err) = $node->psql('postgres', q{
+	SET ROLE mallory;
+	CREATE TABLE m (id int PRIMARY KEY, v text NOT NULL, n int, pad text);
+	CREATE TRIGGER sfexport_track AFTER INSERT ON m FOR EACH ROW
+	  EXECUTE FUNCTION sfexport.track_row_trigger('public', 'src_sfexport_changes');
+	INSERT INTO m VALUES (1, 'forged', 1, NULL)});
+like($err, qr/permission denied to capture changes into "src_sfexport_changes"/,
+	'a forged trigger is refused');
+is(sq(q{SELECT count(*) FROM sfexport.outbox WHERE relid = 'src_sfexport_changes'::regclass}), '0',
+	'and wrote nothing');
 
 done_testing();
