@@ -407,3 +407,54 @@ END
 $$;
 COMMENT ON PROCEDURE sfexport.snapshot(regclass, integer) IS
   'export the rows of a tracked table as upserts, chunk by chunk, each chunk its own transaction (consistent with the changes that run meanwhile)';
+
+-- Columns added to a tracked table go to its changes foreign table too
+-- (the worker then adds them to the changes table and the mirror in
+-- Snowflake before it loads or merges); other changes of the columns make
+-- the capture fail with a hint (track.c).  Runs as the user of the ALTER
+-- TABLE, who must own the changes table.
+CREATE FUNCTION sfexport.track_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    col record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT t.tgrelid, n.nspname, c.relname,
+               convert_from(substring(t.tgargs FROM 1 FOR position('\x00'::bytea IN t.tgargs) - 1),
+                            getdatabaseencoding()) AS changes_nsp,
+               convert_from(substring(t.tgargs FROM position('\x00'::bytea IN t.tgargs) + 1
+                                      FOR length(t.tgargs) - position('\x00'::bytea IN t.tgargs) - 1),
+                            getdatabaseencoding()) AS changes_name
+          FROM pg_event_trigger_ddl_commands() d
+          JOIN pg_trigger t ON t.tgrelid = d.objid AND t.tgname = 'sfexport_track'
+          JOIN pg_class c ON c.oid = t.tgrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+    LOOP
+        FOR col IN
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ
+              FROM pg_attribute a
+             WHERE a.attrelid = r.tgrelid AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT EXISTS (SELECT 1 FROM pg_attribute b
+                                JOIN pg_class bc ON bc.oid = b.attrelid
+                                JOIN pg_namespace bn ON bn.oid = bc.relnamespace
+                               WHERE bn.nspname = r.changes_nsp AND bc.relname = r.changes_name
+                                 AND b.attname = a.attname AND NOT b.attisdropped)
+             ORDER BY a.attnum
+        LOOP
+            EXECUTE format('ALTER FOREIGN TABLE %I.%I ADD COLUMN %I %s',
+                           r.changes_nsp, r.changes_name, col.attname, col.typ);
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION sfexport.track_ddl() IS
+  'event trigger: columns added to a tracked table are added to its changes foreign table';
+REVOKE ALL ON FUNCTION sfexport.track_ddl() FROM PUBLIC;
+CREATE EVENT TRIGGER sfexport_track_ddl ON ddl_command_end
+  WHEN TAG IN ('ALTER TABLE')
+  EXECUTE FUNCTION sfexport.track_ddl();

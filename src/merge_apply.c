@@ -47,6 +47,7 @@
 #include "sfexport.h"
 
 #include "config.h"
+#include "evolve.h"
 #include "merge_apply.h"
 #include "snowflake.h"
 #include "track.h"
@@ -144,6 +145,8 @@ apply_unit(void *arg)
 	SfServerConfig *srv;
 	SfUserConfig *usr;
 	SfStatement stmt;
+	ArrayType  *columns;
+	ArrayType  *types;
 	int			n;
 
 	if (get_rel_relkind(st->relid) != RELKIND_FOREIGN_TABLE ||
@@ -170,6 +173,10 @@ apply_unit(void *arg)
 
 	srv = sf_get_server_config(sf_get_table_config(st->relid)->serverid);
 	usr = sf_get_worker_user_config(srv->serverid);
+	/* columns added to the tracked table: to the mirror too, as before a COPY */
+	sf_track_mirror_columns(st->relid, &columns, &types);
+	sf_evolve_target(srv, usr, sf_track_target_name(srv, st->relid), columns, types);
+
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.sql = sf_track_apply_sql(srv, st->relid, bound, &n);
 	stmt.multi_statements = n;
@@ -206,6 +213,7 @@ sf_merge_apply(void)
 		if (!sf_run_transaction(apply_unit, st, NULL))
 		{
 			failures++;
+			sf_evolve_forget(); /* check the mirror again next time */
 			st->held_back = true;	/* try again next round */
 		}
 	}

@@ -31,6 +31,7 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/sequence.h"
 #include "executor/tuptable.h"
@@ -208,7 +209,20 @@ sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc, Oid src_owner)
 			Form_pg_attribute s = TupleDescAttr(srcdesc, j);
 
 			if (!s->attisdropped && strcmp(NameStr(s->attname), NameStr(att->attname)) == 0)
+			{
+				/* the encoder reads the value with the changes column's type */
+				if (s->atttypid != att->atttypid || s->atttypmod != att->atttypmod)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATATYPE_MISMATCH),
+							 errmsg("column \"%s\" of a tracked table has type %s, its changes table \"%s\" has %s",
+									NameStr(s->attname),
+									format_type_with_typemod(s->atttypid, s->atttypmod),
+									RelationGetRelationName(rel),
+									format_type_with_typemod(att->atttypid, att->atttypmod)),
+							 errdetail("A change is written with the types of the changes foreign table; nothing was written."),
+							 errhint("Change the column of the changes foreign table to the same type (ALTER FOREIGN TABLE ... ALTER COLUMN ... TYPE), and the Snowflake columns to match.")));
 				c->srcatt[i] = j + 1;
+			}
 		}
 	}
 
@@ -464,6 +478,34 @@ sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid, int64 bound, int *nst
 	appendStringInfoString(&sql, "COMMIT");
 	*nstatements = 5;
 	return sql.data;
+}
+
+/*
+ * The mirror's columns as a load's manifest has them (Snowflake names,
+ * PostgreSQL type names), for schema evolution before a merge (evolve.c).
+ */
+void
+sf_track_mirror_columns(Oid changes_relid, ArrayType **columns, ArrayType **types)
+{
+	Relation	rel = relation_open(changes_relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *names = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	Datum	   *typs = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	int			n = 0;
+
+	for (int i = SF_TRACK_META_COLUMNS; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		names[n] = CStringGetTextDatum(sf_column_target_name(changes_relid, att->attnum));
+		typs[n] = CStringGetTextDatum(format_type_with_typemod(att->atttypid, att->atttypmod));
+		n++;
+	}
+	relation_close(rel, AccessShareLock);
+	*columns = construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
+	*types = construct_array(typs, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
 /*

@@ -13,6 +13,7 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "nodes/pg_list.h"
+#include "utils/array.h"
 
 #include "config.h"
 
@@ -50,6 +51,8 @@ extern bool sf_track_key_changed(SfTrackCapture *c, HeapTuple oldtup, HeapTuple 
 extern char *sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid,
 								int64 bound, int *nstatements);
 extern char *sf_track_target_name(SfServerConfig *srv, Oid changes_relid);
+extern void sf_track_mirror_columns(Oid changes_relid, ArrayType **columns,
+									ArrayType **types);
 extern char *sf_track_create_target_statement(SfServerConfig *srv, Oid changes_relid);
 
 #endif							/* SF_TRACK_H */
