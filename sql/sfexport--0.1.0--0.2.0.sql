@@ -252,7 +252,7 @@ COMMENT ON FUNCTION sfexport.snapshot_chunk(regclass, bigint, bigint) IS
   'one chunk of the initial snapshot of a tracked table: its rows in a block range, read FOR SHARE, as upserts (sfexport.snapshot)';
 
 CREATE FUNCTION sfexport.track(tbl regclass, server name, target text DEFAULT NULL,
-                               snapshot boolean DEFAULT true)
+                               snapshot boolean DEFAULT true, history boolean DEFAULT false)
 RETURNS regclass
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -318,19 +318,23 @@ BEGIN
       FROM pg_attribute a
      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
     changes := left(r.relname, 46) || '_sfexport_changes';
+    SELECT coalesce(bool_or(o.option_value IN ('true', 'on', 'yes', '1')), false) INTO upper_names
+      FROM pg_foreign_server s, pg_options_to_table(s.srvoptions) o
+     WHERE s.srvname = server AND o.option_name = 'upper_case_identifiers';
     IF target IS NULL THEN
-        SELECT coalesce(bool_or(o.option_value IN ('true', 'on', 'yes', '1')), false) INTO upper_names
-          FROM pg_foreign_server s, pg_options_to_table(s.srvoptions) o
-         WHERE s.srvname = server AND o.option_name = 'upper_case_identifiers';
         target := CASE WHEN upper_names
                        THEN translate(r.relname, 'abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ')
                        ELSE r.relname END;
     END IF;
 
-    EXECUTE format('CREATE FOREIGN TABLE %I.%I (_sf_op text, _sf_seq bigint, %s) SERVER %I'
-                   ' OPTIONS (merge_into %L, merge_keys %L)',
+    EXECUTE format('CREATE FOREIGN TABLE %I.%I (_sf_op text, _sf_seq bigint, _sf_at timestamptz, %s) SERVER %I'
+                   ' OPTIONS (merge_into %L, merge_keys %L%s)',
                    r.nspname, changes, cols, server, target,
-                   (SELECT string_agg(quote_ident(k), ',') FROM unnest(keys) k));
+                   (SELECT string_agg(quote_ident(k), ',') FROM unnest(keys) k),
+                   CASE WHEN history
+                        THEN format(', merge_history %L',
+                                    target || CASE WHEN upper_names THEN '_HISTORY' ELSE '_history' END)
+                        ELSE '' END);
     EXECUTE format('COMMENT ON FOREIGN TABLE %I.%I IS %L', r.nspname, changes,
                    format('changes of tracked table %s (sfexport.track)', tbl));
     EXECUTE format('CREATE TRIGGER sfexport_track AFTER INSERT OR UPDATE OR DELETE ON %I.%I'
@@ -345,8 +349,8 @@ BEGIN
     RETURN format('%I.%I', r.nspname, changes)::regclass;
 END
 $$;
-COMMENT ON FUNCTION sfexport.track(regclass, name, text, boolean) IS
-  'mirror an ordinary table with a primary key in Snowflake: capture its changes from now on (and, with snapshot, its rows) through a changes foreign table';
+COMMENT ON FUNCTION sfexport.track(regclass, name, text, boolean, boolean) IS
+  'mirror an ordinary table with a primary key in Snowflake: capture its changes from now on (and, with snapshot, its rows) through a changes foreign table; with history, also append every change to <target>_history';
 
 CREATE FUNCTION sfexport.untrack(tbl regclass)
 RETURNS regclass

@@ -147,6 +147,7 @@ apply_unit(void *arg)
 	SfStatement stmt;
 	ArrayType  *columns;
 	ArrayType  *types;
+	char	   *history;
 	int			n;
 
 	if (get_rel_relkind(st->relid) != RELKIND_FOREIGN_TABLE ||
@@ -174,8 +175,13 @@ apply_unit(void *arg)
 	srv = sf_get_server_config(sf_get_table_config(st->relid)->serverid);
 	usr = sf_get_worker_user_config(srv->serverid);
 	/* columns added to the tracked table: to the mirror too, as before a COPY */
-	sf_track_mirror_columns(st->relid, &columns, &types);
+	sf_track_mirror_columns(st->relid, false, &columns, &types);
 	sf_evolve_target(srv, usr, sf_track_target_name(srv, st->relid), columns, types);
+	if ((history = sf_track_history_name(srv, st->relid)) != NULL)
+	{
+		sf_track_mirror_columns(st->relid, true, &columns, &types);
+		sf_evolve_target(srv, usr, history, columns, types);
+	}
 
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.sql = sf_track_apply_sql(srv, st->relid, bound, &n);

@@ -142,6 +142,7 @@ static const SfOption sf_options[] = {
 	/* foreign table: the changes of a tracked table (sfexport.track, docs/tracking.md) */
 	{"merge_into", ForeignTableRelationId, OPT_TEXT},
 	{"merge_keys", ForeignTableRelationId, OPT_TEXT},
+	{"merge_history", ForeignTableRelationId, OPT_TEXT},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},

@@ -206,16 +206,26 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 		foreach(lc, sf_evolve_statements(srv, usr, target, ncols, cols))
 			emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
 
-	/* the mirror of a tracked table, with its primary key */
+	/* the mirror of a tracked table, with its primary key, and its history */
 	if (OidIsValid(tracked))
 	{
 		char	   *mirror = sf_track_target_name(srv, relid);
+		char	   *history = sf_track_history_name(srv, relid);
 
 		emit(rsinfo, srv, usr, sf_track_create_target_statement(srv, relid), dry_run);
 		if (!dry_run)
 			foreach(lc, sf_evolve_statements(srv, usr, mirror, ncols - SF_TRACK_META_COLUMNS,
 											 cols + SF_TRACK_META_COLUMNS))
 				emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+
+		/* history mode: every change, with the columns of the changes table */
+		if (history)
+		{
+			emit(rsinfo, srv, usr, sf_create_table_statement(history, ncols, cols), dry_run);
+			if (!dry_run)
+				foreach(lc, sf_evolve_statements(srv, usr, history, ncols, cols))
+					emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+		}
 	}
 
 	/* Snowpipe: the pipe of the table's current record shape */

@@ -5,9 +5,11 @@
  *		becomes in the outbox, and the Snowflake SQL that applies changes.
  *
  * A tracked table T has a changes foreign table C on an sfexport server:
- * columns _sf_op (I, U, D, T or S), _sf_seq (sfexport.track_seq) and then
- * T's columns by name; options merge_into (the Snowflake table that mirrors
- * T) and merge_keys (T's key columns).  T's row and TRUNCATE triggers
+ * columns _sf_op (I, U, D, T or S), _sf_seq (sfexport.track_seq), _sf_at
+ * (the changing transaction's now()) and then T's columns by name; options
+ * merge_into (the Snowflake table that mirrors T), merge_keys (T's key
+ * columns) and, in history mode, merge_history (a Snowflake table every
+ * change is appended to).  T's row and TRUNCATE triggers
  * (sql_track.c) write each change as a row of C through the outbox, in the
  * changing transaction, so C's rows travel like any foreign table's: staged
  * files, COPY into C's Snowflake table (the changes table), exactly once.
@@ -29,6 +31,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
@@ -85,6 +88,8 @@ sf_track_info(Oid changes_relid, bool missing_ok)
 				info->merge_into = defGetString(def);
 			else if (strcmp(def->defname, "merge_keys") == 0)
 				keys = pstrdup(defGetString(def));
+			else if (strcmp(def->defname, "merge_history") == 0)
+				info->history = defGetString(def);
 		}
 	}
 	if (info->merge_into == NULL || keys == NULL ||
@@ -190,11 +195,16 @@ sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc, Oid src_owner)
 
 	if (desc->natts < SF_TRACK_META_COLUMNS ||
 		strcmp(NameStr(TupleDescAttr(desc, 0)->attname), SF_TRACK_OP_COLUMN) != 0 ||
-		strcmp(NameStr(TupleDescAttr(desc, 1)->attname), SF_TRACK_SEQ_COLUMN) != 0)
+		TupleDescAttr(desc, 0)->atttypid != TEXTOID ||
+		strcmp(NameStr(TupleDescAttr(desc, 1)->attname), SF_TRACK_SEQ_COLUMN) != 0 ||
+		TupleDescAttr(desc, 1)->atttypid != INT8OID ||
+		strcmp(NameStr(TupleDescAttr(desc, 2)->attname), SF_TRACK_AT_COLUMN) != 0 ||
+		TupleDescAttr(desc, 2)->atttypid != TIMESTAMPTZOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("changes table \"%s\" does not begin with columns %s and %s",
-						RelationGetRelationName(rel), SF_TRACK_OP_COLUMN, SF_TRACK_SEQ_COLUMN),
+				 errmsg("changes table \"%s\" does not begin with columns %s text, %s bigint, %s timestamptz",
+						RelationGetRelationName(rel), SF_TRACK_OP_COLUMN, SF_TRACK_SEQ_COLUMN,
+						SF_TRACK_AT_COLUMN),
 				 errhint("Track the table again: sfexport.untrack(), then sfexport.track().")));
 
 	/* every column of the changes table after the first two: by name */
@@ -308,6 +318,11 @@ sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup)
 			slot->tts_values[i] = Int64GetDatum(nextval_internal(c->seq_relid, false));
 			slot->tts_isnull[i] = false;
 		}
+		else if (i == 2)
+		{
+			slot->tts_values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+			slot->tts_isnull[i] = false;
+		}
 		else if (tup != NULL && c->srcatt[i] != 0)
 			slot->tts_values[i] = heap_getattr(tup, c->srcatt[i], c->srcdesc,
 											   &slot->tts_isnull[i]);
@@ -396,6 +411,20 @@ merge_target(SfServerConfig *srv, Oid changes_relid, SfTrackInfo *info)
 	return sf_target_name(srv, &tgt);
 }
 
+/* The quoted, qualified Snowflake name of the history table, or NULL. */
+char *
+sf_track_history_name(SfServerConfig *srv, Oid changes_relid)
+{
+	SfTrackInfo *info = sf_track_info(changes_relid, false);
+	SfTableConfig tgt;
+
+	if (info->history == NULL)
+		return NULL;
+	tgt = *sf_get_table_config(changes_relid);
+	tgt.table = info->history;
+	return sf_target_name(srv, &tgt);
+}
+
 /* The quoted, qualified Snowflake name of a tracked table's mirror. */
 char *
 sf_track_target_name(SfServerConfig *srv, Oid changes_relid)
@@ -474,18 +503,34 @@ sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid, int64 bound, int *nst
 						 sf_quote_ident(cols[i]));
 	appendStringInfoString(&sql, ");\n");
 
+	*nstatements = 5;
+	if (info->history)
+	{
+		/* history mode: every change, in the same transaction */
+		char	   *list;
+		StringInfoData l;
+
+		initStringInfo(&l);
+		for (int i = 0; i < ncols; i++)
+			appendStringInfo(&l, "%s%s", i ? ", " : "", sf_quote_ident(cols[i]));
+		list = l.data;
+		appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s;\n",
+						 sf_track_history_name(srv, changes_relid), list, list, changes, below);
+		(*nstatements)++;
+	}
 	appendStringInfo(&sql, "DELETE FROM %s WHERE %s;\n", changes, below);
 	appendStringInfoString(&sql, "COMMIT");
-	*nstatements = 5;
 	return sql.data;
 }
 
 /*
- * The mirror's columns as a load's manifest has them (Snowflake names,
- * PostgreSQL type names), for schema evolution before a merge (evolve.c).
+ * The mirror's columns (with_meta: the history table's, _sf_op, _sf_seq and
+ * _sf_at first) as a load's manifest has them (Snowflake names, PostgreSQL
+ * type names), for schema evolution before a merge (evolve.c).
  */
 void
-sf_track_mirror_columns(Oid changes_relid, ArrayType **columns, ArrayType **types)
+sf_track_mirror_columns(Oid changes_relid, bool with_meta, ArrayType **columns,
+						ArrayType **types)
 {
 	Relation	rel = relation_open(changes_relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -493,7 +538,7 @@ sf_track_mirror_columns(Oid changes_relid, ArrayType **columns, ArrayType **type
 	Datum	   *typs = palloc(sizeof(Datum) * Max(desc->natts, 1));
 	int			n = 0;
 
-	for (int i = SF_TRACK_META_COLUMNS; i < desc->natts; i++)
+	for (int i = with_meta ? 0 : SF_TRACK_META_COLUMNS; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 

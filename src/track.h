@@ -27,7 +27,8 @@
 /* the leading columns of a changes foreign table, before the row's */
 #define SF_TRACK_OP_COLUMN	"_sf_op"
 #define SF_TRACK_SEQ_COLUMN "_sf_seq"
-#define SF_TRACK_META_COLUMNS	2
+#define SF_TRACK_AT_COLUMN	"_sf_at"	/* the changing transaction's now() */
+#define SF_TRACK_META_COLUMNS	3
 
 /* the row trigger's name on a tracked table */
 #define SF_TRACK_TRIGGER	"sfexport_track"
@@ -40,6 +41,7 @@ typedef struct SfTrackInfo
 	Oid			changes_relid;	/* the changes foreign table */
 	char	   *merge_into;		/* Snowflake table the changes are merged into */
 	List	   *keys;			/* char *: PostgreSQL names of the key columns */
+	char	   *history;		/* Snowflake table every change is appended to, or NULL */
 } SfTrackInfo;
 
 extern SfTrackInfo *sf_track_info(Oid changes_relid, bool missing_ok);
@@ -51,8 +53,9 @@ extern bool sf_track_key_changed(SfTrackCapture *c, HeapTuple oldtup, HeapTuple 
 extern char *sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid,
 								int64 bound, int *nstatements);
 extern char *sf_track_target_name(SfServerConfig *srv, Oid changes_relid);
-extern void sf_track_mirror_columns(Oid changes_relid, ArrayType **columns,
-									ArrayType **types);
+extern void sf_track_mirror_columns(Oid changes_relid, bool with_meta,
+									ArrayType **columns, ArrayType **types);
+extern char *sf_track_history_name(SfServerConfig *srv, Oid changes_relid);
 extern char *sf_track_create_target_statement(SfServerConfig *srv, Oid changes_relid);
 
 #endif							/* SF_TRACK_H */

@@ -15,6 +15,8 @@
 #  - ALTER TABLE ADD COLUMN reaches the changes table (event trigger) and
 #    the mirror (the worker's schema evolution); a changed column type
 #    fails the capture with SQLSTATE 42804 and the statement with it;
+#  - history mode appends every change (op, number, time, row) in the
+#    merging transaction;
 #  - untrack() stops the capture and keeps what was captured;
 #  - a trigger of another role's table naming these changes is refused.
 use strict;
@@ -76,7 +78,7 @@ sq(q{CREATE TABLE src (id int PRIMARY KEY, v text NOT NULL, n int, pad text);
 is(sq(q{SELECT sfexport.track('src', 'sf', snapshot => false)}), 'src_sfexport_changes',
 	'track() returns the changes foreign table');
 my $setup = sq(q{SELECT string_agg(s, E'\n') FROM sfexport.setup_table('src') s});
-like($setup, qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."src_sfexport_changes" \("_sf_op" VARCHAR, "_sf_seq" NUMBER\(19,0\), "id"/,
+like($setup, qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."src_sfexport_changes" \("_sf_op" VARCHAR, "_sf_seq" NUMBER\(19,0\), "_sf_at" TIMESTAMP_TZ[^,]*, "id"/,
 	'setup creates the changes table');
 like($setup, qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."src" \("id" NUMBER\(10,0\), "v" VARCHAR, "n" NUMBER\(10,0\), "pad" VARCHAR, PRIMARY KEY \("id"\)\)/,
 	'setup_table() on a tracked table creates its mirror with the primary key');
@@ -205,6 +207,28 @@ INSERT INTO ri VALUES (1, 'abc')});
 like($err, qr/ERROR:  42804: column "b" of a tracked table has type character varying\(5\), its changes table "ri_sfexport_changes" has text/,
 	'a changed column type fails the capture clearly');
 is(sq(q{SELECT count(*) FROM ri}), '0', 'and the row was not written either');
+
+# ---- history mode: every change appended too, in order, with its time
+sq(q{CREATE TABLE h (k int PRIMARY KEY, v text)});
+sq(q{SELECT sfexport.track('h', 'sf', history => true)});
+like(sq(q{SELECT string_agg(s, E'\n') FROM sfexport.setup_table('h') s}),
+	qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."h_history" \("_sf_op" VARCHAR, "_sf_seq" NUMBER\(19,0\), "_sf_at" TIMESTAMP_TZ[^,]*, "k" NUMBER\(10,0\), "v" VARCHAR\)/,
+	'setup_table() creates the history table');
+sq($_) for (q{INSERT INTO h VALUES (1, 'a'), (2, 'b')}, q{UPDATE h SET v = 'c' WHERE k = 1},
+	q{DELETE FROM h WHERE k = 2}, q{UPDATE h SET k = 3 WHERE k = 1});
+sq(q{SELECT sfexport.flush()});
+my $hist = '';
+for (1 .. 100)
+{
+	my $rows = eval { sfrows(
+		q{SELECT "_sf_op", "k", "v" FROM DB.PUBLIC."h_history" WHERE "_sf_at" IS NOT NULL ORDER BY "_sf_seq"}) } // [];
+	$hist = join(' ', map { join(':', grep { defined } @$_) } @$rows);
+	last if $hist =~ /U:3/;
+	usleep(200_000);
+}
+is($hist, 'I:1:a I:2:b U:1:c D:2:b D:1:c U:3:c', 'the history has every change in order, a key change as D and U');
+is(join(' ', map { join(':', @$_) } @{ sfrows(q{SELECT "k", "v" FROM DB.PUBLIC."h" ORDER BY "k"}) }), '3:c',
+	'and the mirror the last state');
 
 # ---- untrack: no more capture, what was captured stays
 is(sq(q{SELECT sfexport.untrack('src')}), 'src_sfexport_changes', 'untrack() returns the changes table');
