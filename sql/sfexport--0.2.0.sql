@@ -583,6 +583,12 @@ BEGIN
       FROM pg_attribute a
      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
     changes := left(r.relname, 46) || '_sfexport_changes';
+    IF to_regclass(format('%I.%I', r.nspname, changes)) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation %.% exists already', quote_ident(r.nspname), quote_ident(changes)
+          USING ERRCODE = 'duplicate_table',
+                DETAIL = 'It is the changes table of an earlier tracking of this table, or another relation of that name.',
+                HINT = 'Once sfexport.status shows nothing pending for it, drop it (DROP FOREIGN TABLE), then track again.';
+    END IF;
     SELECT coalesce(bool_or(o.option_value IN ('true', 'on', 'yes', '1')), false) INTO upper_names
       FROM pg_foreign_server s, pg_options_to_table(s.srvoptions) o
      WHERE s.srvname = server AND o.option_name = 'upper_case_identifiers';

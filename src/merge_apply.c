@@ -166,8 +166,10 @@ apply_unit(void *arg)
 		SPI_finish();
 		return;
 	}
-	lowest = query_value("SELECT pg_catalog.min(pg_catalog.split_part(pg_catalog.encode("
-						 "         pg_catalog.substring(line, 1, 32), 'escape'), ',', 2)::pg_catalog.int8)"
+	/* a record begins "<op>",<_sf_seq>, (CSV, text enclosed: encode.c) */
+	lowest = query_value("SELECT pg_catalog.min(pg_catalog.substring(pg_catalog.encode("
+						 "         pg_catalog.substring(line, 1, 32), 'escape'),"
+						 "         '^\"[IUDTS]\",([0-9]+),')::pg_catalog.int8)"
 						 "  FROM sfexport.outbox WHERE relid OPERATOR(pg_catalog.=) $1", st->relid);
 	bound = lowest ? pg_strtoint64(lowest) : PG_INT64_MAX;
 	SPI_finish();

@@ -233,6 +233,9 @@ is(join(' ', map { join(':', @$_) } @{ sfrows(q{SELECT "k", "v" FROM DB.PUBLIC."
 # ---- untrack: no more capture, what was captured stays
 is(sq(q{SELECT sfexport.untrack('src')}), 'src_sfexport_changes', 'untrack() returns the changes table');
 sq(q{INSERT INTO src VALUES (6000000, 'untracked', 1, NULL)});
+($rc, $out, $err) = $node->psql('postgres', q{SELECT sfexport.track('src', 'sf')});
+like($err, qr/relation public.src_sfexport_changes exists already.*HINT:  Once sfexport.status shows nothing pending/s,
+	'tracking again while the old changes table exists is refused with a hint');
 is(sq(q{SELECT count(*) FROM sfexport.outbox WHERE relid = 'src_sfexport_changes'::regclass}), '0',
 	'changes after untrack() are not captured');
 
