@@ -614,6 +614,11 @@ BEGIN
     EXECUTE format('CREATE TRIGGER sfexport_track_truncate AFTER TRUNCATE ON %I.%I'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sfexport.track_truncate_trigger(%L, %L)',
                    r.nspname, r.relname, r.nspname, changes);
+    -- also under session_replication_role = replica (a logical replication
+    -- subscriber's apply, pg_restore --disable-triggers): a change the
+    -- triggers miss would be missing from the mirror for good
+    EXECUTE format('ALTER TABLE %I.%I ENABLE ALWAYS TRIGGER sfexport_track,'
+                   ' ENABLE ALWAYS TRIGGER sfexport_track_truncate', r.nspname, r.relname);
     IF snapshot THEN
         PERFORM sfexport.snapshot_chunk(tbl, 0, 4294967295);
     END IF;

@@ -17,6 +17,8 @@
 #    fails the capture with SQLSTATE 42804 and the statement with it;
 #  - history mode appends every change (op, number, time, row) in the
 #    merging transaction;
+#  - a change whose COPY failed holds back the merge of a later change of
+#    the same key that loaded first; both loaded, the later one wins;
 #  - untrack() stops the capture and keeps what was captured;
 #  - a trigger of another role's table naming these changes is refused.
 use strict;
@@ -66,6 +68,8 @@ sq(q{CREATE TABLE ri (a int NOT NULL, b text); CREATE UNIQUE INDEX ri_a ON ri (a
 sq(q{SELECT sfexport.setup_stage('sf')});
 is(sq(q{SELECT sfexport.track('ri', 'sf')}), 'ri_sfexport_changes',
 	'a replica identity index is a key');
+is(sq(q{SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'ri'::regclass}),
+	'sfexport_track:A,sfexport_track_truncate:A', 'its triggers fire always, under session_replication_role = replica too');
 like(sq(q{SELECT ftoptions::text FROM pg_foreign_table WHERE ftrelid = 'ri_sfexport_changes'::regclass}),
 	qr/merge_into=ri,merge_keys=a/, 'the changes table names the mirror and its key');
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT sfexport.track('ri', 'sf')});
@@ -229,6 +233,38 @@ for (1 .. 100)
 is($hist, 'I:1:a I:2:b U:1:c D:2:b D:1:c U:3:c', 'the history has every change in order, a key change as D and U');
 is(join(' ', map { join(':', @$_) } @{ sfrows(q{SELECT "k", "v" FROM DB.PUBLIC."h" ORDER BY "k"}) }), '3:c',
 	'and the mirror the last state');
+
+# ---- an earlier change whose COPY failed holds back a later one of the same key
+SfSnowflake::admin($emu, 'POST', 'faults',
+	{ action => '422', statement => 'COPY INTO "DB"."PUBLIC"."h_sfexport_changes"', count => 1,
+	  code => '000603', sql_state => 'XX000', message => 'SQL execution internal error' });
+sq(q{UPDATE h SET v = 'old' WHERE k = 3});
+sq(q{SELECT sfexport.flush()});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM sfexport.files
+	WHERE relid = 'h_sfexport_changes'::regclass AND state = 'staged' AND last_error IS NOT NULL}),
+	'the COPY of the earlier change failed; its file waits');
+my $failed_file = sq(q{SELECT file_id FROM sfexport.files WHERE relid = 'h_sfexport_changes'::regclass AND state = 'staged'});
+sq(q{UPDATE h SET v = 'new' WHERE k = 3});
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM sfexport.files
+	WHERE relid = 'h_sfexport_changes'::regclass AND state = 'loaded' AND file_id > $failed_file}),
+	'the later change is loaded first');
+my $held = 1;
+for (1 .. 8)
+{
+	my $m = join(' ', map { join(':', @$_) } @{ sfrows(q{SELECT "k", "v" FROM DB.PUBLIC."h" ORDER BY "k"}) });
+	$held = 0 if $m ne '3:c';
+	usleep(200_000);
+}
+ok($held, 'and not merged while the earlier one is not loaded');
+sq(q{SELECT sfexport.flush()});		# a superuser's flush() ends the backoff
+my $mirror = '';
+for (1 .. 150)
+{
+	$mirror = join(' ', map { join(':', @$_) } @{ sfrows(q{SELECT "k", "v" FROM DB.PUBLIC."h" ORDER BY "k"}) });
+	last if $mirror ne '3:c';
+	usleep(200_000);
+}
+is($mirror, '3:new', 'once both are loaded the later one wins');
 
 # ---- untrack: no more capture, what was captured stays
 is(sq(q{SELECT sfexport.untrack('src')}), 'src_sfexport_changes', 'untrack() returns the changes table');
