@@ -19,12 +19,14 @@
 #    merging transaction;
 #  - a change whose COPY failed holds back the merge of a later change of
 #    the same key that loaded first; both loaded, the later one wins;
+#  - README's example runs as written and mirrors its table;
 #  - untrack() stops the capture and keeps what was captured;
 #  - a trigger of another role's table naming these changes is refused.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
 use SfTest;
+use SfReadme;
 use SfSnowflake qw();
 use File::Temp qw(tempdir);
 use IPC::Run;
@@ -265,6 +267,28 @@ for (1 .. 150)
 	usleep(200_000);
 }
 is($mirror, '3:new', 'once both are loaded the later one wins');
+
+# ---- README's example, as written
+my ($readme) = grep { /sfexport\.track\(/ } SfReadme::blocks(qr/Tracked tables/, 'sql');
+ok($readme, 'README has the tracking example');
+sq(q{CREATE TABLE public.orders (id bigint PRIMARY KEY, customer text, total numeric(12,2));
+	INSERT INTO orders VALUES (1, 'a', 1.50), (2, 'b', 2.25)});
+for my $stmt (SfReadme::statements($readme))
+{
+	my ($rc1, $out1, $err1) = $node->psql('postgres', $stmt);
+	is($rc1, 0, "README: $stmt") or diag($err1);
+}
+sq(q{UPDATE orders SET total = 9.99 WHERE id = 2});
+my $orders = '';
+for (1 .. 150)
+{
+	my $rows = eval { sfrows(q{SELECT "id", "total" FROM DB.PUBLIC."orders" ORDER BY "id"}) } // [];
+	$orders = join(' ', map { join(':', @$_) } @$rows);
+	last if $orders eq '1:1.50 2:9.99';
+	sq(q{SELECT sfexport.flush()});
+	usleep(200_000);
+}
+is($orders, '1:1.50 2:9.99', 'the README example mirrors the table');
 
 # ---- untrack: no more capture, what was captured stays
 is(sq(q{SELECT sfexport.untrack('src')}), 'src_sfexport_changes', 'untrack() returns the changes table');
