@@ -199,7 +199,9 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	target = sf_target_name(srv, tbl);
 	cols = table_columns(relid, &ncols);
 
-	emit(rsinfo, srv, usr, sf_create_table_statement(target, ncols, cols), dry_run);
+	emit(rsinfo, srv, usr, sf_track_info(relid, true) != NULL ?
+		 sf_track_create_changes_statement(target, ncols, cols) :
+		 sf_create_table_statement(target, ncols, cols), dry_run);
 
 	/* an existing table: add what it lacks, refuse what cannot load */
 	if (!dry_run)

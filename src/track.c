@@ -554,6 +554,26 @@ sf_track_mirror_columns(Oid changes_relid, bool with_meta, ArrayType **columns,
 }
 
 /*
+ * CREATE TRANSIENT TABLE IF NOT EXISTS for a changes table: its rows live
+ * from a COPY to the next merge, so Snowflake's Fail-safe days of a
+ * permanent table would only cost storage
+ * (docs.snowflake.com/en/user-guide/tables-temp-transient).
+ */
+char *
+sf_track_create_changes_statement(const char *target, int ncols, const SfColumnDef *cols)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TRANSIENT TABLE IF NOT EXISTS %s (", target);
+	for (int i = 0; i < ncols; i++)
+		appendStringInfo(&sql, "%s%s %s", i ? ", " : "",
+						 sf_quote_ident(cols[i].name), cols[i].sftype);
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
  * CREATE TABLE IF NOT EXISTS for the mirror of a tracked table: its
  * columns (not _sf_op, _sf_seq) with the primary key declared.  Snowflake
  * does not enforce it (it implies NOT NULL); it documents the key for

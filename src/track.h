@@ -16,6 +16,7 @@
 #include "utils/array.h"
 
 #include "config.h"
+#include "statements.h"
 
 /* the operations of a change (the first column of the changes table) */
 #define SF_TRACK_INSERT		'I'
@@ -56,6 +57,8 @@ extern char *sf_track_target_name(SfServerConfig *srv, Oid changes_relid);
 extern void sf_track_mirror_columns(Oid changes_relid, bool with_meta,
 									ArrayType **columns, ArrayType **types);
 extern char *sf_track_history_name(SfServerConfig *srv, Oid changes_relid);
+extern char *sf_track_create_changes_statement(const char *target, int ncols,
+											   const SfColumnDef *cols);
 extern char *sf_track_create_target_statement(SfServerConfig *srv, Oid changes_relid);
 
 #endif							/* SF_TRACK_H */
