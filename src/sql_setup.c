@@ -177,7 +177,8 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	Oid			tracked = InvalidOid;
 
 	/* a tracked table: its changes table, then its mirror (docs/tracking.md) */
-	if (get_rel_relkind(relid) == RELKIND_RELATION)
+	if (get_rel_relkind(relid) == RELKIND_RELATION &&
+		OidIsValid(sf_track_changes_of(relid, true)))
 	{
 		tracked = relid;
 		relid = sf_track_changes_of(tracked, false);
