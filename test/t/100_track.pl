@@ -290,6 +290,21 @@ for (1 .. 150)
 }
 is($orders, '1:1.50 2:9.99', 'the README example mirrors the table');
 
+# ---- track() with its default snapshot: the rows a table has, in the same transaction
+sq(q{CREATE TABLE s2 (id int PRIMARY KEY, v text); INSERT INTO s2 VALUES (1, 'x'), (2, 'y'), (3, NULL)});
+sq(q{SELECT sfexport.track('s2', 'sf')});
+sq(q{SELECT sfexport.setup_table('s2')});
+my $s2 = '';
+for (1 .. 150)
+{
+	my $rows = eval { sfrows(q{SELECT "id", "v" FROM DB.PUBLIC."s2" ORDER BY "id"}) } // [];
+	$s2 = join(' ', map { join(':', grep { defined } @$_) } @$rows);
+	last if $s2 eq '1:x 2:y 3';
+	sq(q{SELECT sfexport.flush()});
+	usleep(200_000);
+}
+is($s2, '1:x 2:y 3', 'track() exports the rows the table had');
+
 # ---- untrack: no more capture, what was captured stays
 is(sq(q{SELECT sfexport.untrack('src')}), 'src_sfexport_changes', 'untrack() returns the changes table');
 sq(q{INSERT INTO src VALUES (6000000, 'untracked', 1, NULL)});
