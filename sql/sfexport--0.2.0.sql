@@ -517,7 +517,8 @@ COMMENT ON FUNCTION sfexport.snapshot_chunk(regclass, bigint, bigint) IS
   'one chunk of the initial snapshot of a tracked table: its rows in a block range, read FOR SHARE, as upserts (sfexport.snapshot)';
 
 CREATE FUNCTION sfexport.track(tbl regclass, server name, target text DEFAULT NULL,
-                               snapshot boolean DEFAULT true, history boolean DEFAULT false)
+                               snapshot boolean DEFAULT true, history boolean DEFAULT false,
+                               mirror boolean DEFAULT true)
 RETURNS regclass
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -550,6 +551,12 @@ BEGIN
           USING ERRCODE = 'undefined_object',
                 DETAIL = 'The changes travel through a foreign table of an sfexport server.',
                 HINT = 'Name a server created with FOREIGN DATA WRAPPER sfexport.';
+    END IF;
+    IF NOT mirror AND NOT history THEN
+        RAISE EXCEPTION 'a tracked table needs a mirror or a history'
+          USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'With mirror => false the changes go only to the history table.',
+                HINT = 'Pass history => true with mirror => false.';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'sfexport_track') THEN
         RAISE EXCEPTION 'table % is tracked already', tbl
@@ -599,13 +606,14 @@ BEGIN
     END IF;
 
     EXECUTE format('CREATE FOREIGN TABLE %I.%I (_sf_op text, _sf_seq bigint, _sf_at timestamptz, %s) SERVER %I'
-                   ' OPTIONS (merge_into %L, merge_keys %L%s)',
+                   ' OPTIONS (merge_into %L, merge_keys %L%s%s)',
                    r.nspname, changes, cols, server, target,
                    (SELECT string_agg(quote_ident(k), ',') FROM unnest(keys) k),
                    CASE WHEN history
                         THEN format(', merge_history %L',
                                     target || CASE WHEN upper_names THEN '_HISTORY' ELSE '_history' END)
-                        ELSE '' END);
+                        ELSE '' END,
+                   CASE WHEN mirror THEN '' ELSE ', merge_mirror ''false''' END);
     EXECUTE format('COMMENT ON FOREIGN TABLE %I.%I IS %L', r.nspname, changes,
                    format('changes of tracked table %s (sfexport.track)', tbl));
     EXECUTE format('CREATE TRIGGER sfexport_track AFTER INSERT OR UPDATE OR DELETE ON %I.%I'
@@ -625,8 +633,8 @@ BEGIN
     RETURN format('%I.%I', r.nspname, changes)::regclass;
 END
 $$;
-COMMENT ON FUNCTION sfexport.track(regclass, name, text, boolean, boolean) IS
-  'mirror an ordinary table with a primary key in Snowflake: capture its changes from now on (and, with snapshot, its rows) through a changes foreign table; with history, also append every change to <target>_history';
+COMMENT ON FUNCTION sfexport.track(regclass, name, text, boolean, boolean, boolean) IS
+  'mirror an ordinary table with a primary key in Snowflake: capture its changes from now on (and, with snapshot, its rows) through a changes foreign table; with history, also (with mirror => false: only) append every change to <target>_history';
 
 CREATE FUNCTION sfexport.untrack(tbl regclass)
 RETURNS regclass

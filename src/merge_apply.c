@@ -177,8 +177,11 @@ apply_unit(void *arg)
 	srv = sf_get_server_config(sf_get_table_config(st->relid)->serverid);
 	usr = sf_get_worker_user_config(srv->serverid);
 	/* columns added to the tracked table: to the mirror too, as before a COPY */
-	sf_track_mirror_columns(st->relid, false, &columns, &types);
-	sf_evolve_target(srv, usr, sf_track_target_name(srv, st->relid), columns, types);
+	if (sf_track_info(st->relid, false)->mirror)
+	{
+		sf_track_mirror_columns(st->relid, false, &columns, &types);
+		sf_evolve_target(srv, usr, sf_track_target_name(srv, st->relid), columns, types);
+	}
 	if ((history = sf_track_history_name(srv, st->relid)) != NULL)
 	{
 		sf_track_mirror_columns(st->relid, true, &columns, &types);

@@ -143,6 +143,7 @@ static const SfOption sf_options[] = {
 	{"merge_into", ForeignTableRelationId, OPT_TEXT},
 	{"merge_keys", ForeignTableRelationId, OPT_TEXT},
 	{"merge_history", ForeignTableRelationId, OPT_TEXT},
+	{"merge_mirror", ForeignTableRelationId, OPT_BOOL},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},

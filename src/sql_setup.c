@@ -215,11 +215,14 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 		char	   *mirror = sf_track_target_name(srv, relid);
 		char	   *history = sf_track_history_name(srv, relid);
 
-		emit(rsinfo, srv, usr, sf_track_create_target_statement(srv, relid), dry_run);
-		if (!dry_run)
-			foreach(lc, sf_evolve_statements(srv, usr, mirror, ncols - SF_TRACK_META_COLUMNS,
-											 cols + SF_TRACK_META_COLUMNS))
-				emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+		if (sf_track_info(relid, false)->mirror)
+		{
+			emit(rsinfo, srv, usr, sf_track_create_target_statement(srv, relid), dry_run);
+			if (!dry_run)
+				foreach(lc, sf_evolve_statements(srv, usr, mirror, ncols - SF_TRACK_META_COLUMNS,
+												 cols + SF_TRACK_META_COLUMNS))
+					emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+		}
 
 		/* history mode: every change, with the columns of the changes table */
 		if (history)

@@ -78,6 +78,7 @@ sf_track_info(Oid changes_relid, bool missing_ok)
 	char	   *keys = NULL;
 
 	info->changes_relid = changes_relid;
+	info->mirror = true;
 	if (get_rel_relkind(changes_relid) == RELKIND_FOREIGN_TABLE)
 	{
 		foreach(lc, GetForeignTable(changes_relid)->options)
@@ -90,6 +91,8 @@ sf_track_info(Oid changes_relid, bool missing_ok)
 				keys = pstrdup(defGetString(def));
 			else if (strcmp(def->defname, "merge_history") == 0)
 				info->history = defGetString(def);
+			else if (strcmp(def->defname, "merge_mirror") == 0)
+				info->mirror = defGetBoolean(def);
 		}
 	}
 	if (info->merge_into == NULL || keys == NULL ||
@@ -475,35 +478,39 @@ sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid, int64 bound, int *nst
 							 seq, changes, op, below);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "BEGIN TRANSACTION;\n");
-	appendStringInfo(&sql, "DELETE FROM %s WHERE EXISTS (SELECT 1 FROM %s WHERE %s = 'T' AND %s);\n",
-					 target, changes, op, below);
+	*nstatements = 3;
+	if (info->mirror)			/* else history only */
+	{
+		appendStringInfo(&sql, "DELETE FROM %s WHERE EXISTS (SELECT 1 FROM %s WHERE %s = 'T' AND %s);\n",
+						 target, changes, op, below);
 
-	appendStringInfo(&sql, "MERGE INTO %s AS t USING (SELECT ", target);
-	for (int i = 0; i < ncols; i++)
-		appendStringInfo(&sql, "%s%s", i ? ", " : "", sf_quote_ident(cols[i]));
-	appendStringInfo(&sql, " FROM %s WHERE %s AND %s <> 'T' AND %s > %s QUALIFY ROW_NUMBER() OVER (PARTITION BY ",
-					 changes, below, op, seq, last_truncate);
-	for (int k = 0; k < nkeys; k++)
-		appendStringInfo(&sql, "%s%s", k ? ", " : "", sf_quote_ident(keys[k]));
-	appendStringInfo(&sql, " ORDER BY %s DESC) = 1) AS c ON ", seq);
-	for (int k = 0; k < nkeys; k++)
-		appendStringInfo(&sql, "%st.%s = c.%s", k ? " AND " : "",
-						 sf_quote_ident(keys[k]), sf_quote_ident(keys[k]));
-	appendStringInfo(&sql, " WHEN MATCHED AND c.%s = 'D' THEN DELETE WHEN MATCHED THEN UPDATE SET ", op);
-	for (int i = SF_TRACK_META_COLUMNS; i < ncols; i++)
-		appendStringInfo(&sql, "%s%s = c.%s", i > SF_TRACK_META_COLUMNS ? ", " : "",
-						 sf_quote_ident(cols[i]), sf_quote_ident(cols[i]));
-	appendStringInfo(&sql, " WHEN NOT MATCHED AND c.%s <> 'D' THEN INSERT (", op);
-	for (int i = SF_TRACK_META_COLUMNS; i < ncols; i++)
-		appendStringInfo(&sql, "%s%s", i > SF_TRACK_META_COLUMNS ? ", " : "",
-						 sf_quote_ident(cols[i]));
-	appendStringInfoString(&sql, ") VALUES (");
-	for (int i = SF_TRACK_META_COLUMNS; i < ncols; i++)
-		appendStringInfo(&sql, "%sc.%s", i > SF_TRACK_META_COLUMNS ? ", " : "",
-						 sf_quote_ident(cols[i]));
-	appendStringInfoString(&sql, ");\n");
+		appendStringInfo(&sql, "MERGE INTO %s AS t USING (SELECT ", target);
+		for (int i = 0; i < ncols; i++)
+			appendStringInfo(&sql, "%s%s", i ? ", " : "", sf_quote_ident(cols[i]));
+		appendStringInfo(&sql, " FROM %s WHERE %s AND %s <> 'T' AND %s > %s QUALIFY ROW_NUMBER() OVER (PARTITION BY ",
+						 changes, below, op, seq, last_truncate);
+		for (int k = 0; k < nkeys; k++)
+			appendStringInfo(&sql, "%s%s", k ? ", " : "", sf_quote_ident(keys[k]));
+		appendStringInfo(&sql, " ORDER BY %s DESC) = 1) AS c ON ", seq);
+		for (int k = 0; k < nkeys; k++)
+			appendStringInfo(&sql, "%st.%s = c.%s", k ? " AND " : "",
+							 sf_quote_ident(keys[k]), sf_quote_ident(keys[k]));
+		appendStringInfo(&sql, " WHEN MATCHED AND c.%s = 'D' THEN DELETE WHEN MATCHED THEN UPDATE SET ", op);
+		for (int i = SF_TRACK_META_COLUMNS; i < ncols; i++)
+			appendStringInfo(&sql, "%s%s = c.%s", i > SF_TRACK_META_COLUMNS ? ", " : "",
+							 sf_quote_ident(cols[i]), sf_quote_ident(cols[i]));
+		appendStringInfo(&sql, " WHEN NOT MATCHED AND c.%s <> 'D' THEN INSERT (", op);
+		for (int i = SF_TRACK_META_COLUMNS; i < ncols; i++)
+			appendStringInfo(&sql, "%s%s", i > SF_TRACK_META_COLUMNS ? ", " : "",
+							 sf_quote_ident(cols[i]));
+		appendStringInfoString(&sql, ") VALUES (");
+		for (int i = SF_TRACK_META_COLUMNS; i < ncols; i++)
+			appendStringInfo(&sql, "%sc.%s", i > SF_TRACK_META_COLUMNS ? ", " : "",
+							 sf_quote_ident(cols[i]));
+		appendStringInfoString(&sql, ");\n");
+		*nstatements += 2;
+	}
 
-	*nstatements = 5;
 	if (info->history)
 	{
 		/* history mode: every change, in the same transaction */

@@ -43,6 +43,7 @@ typedef struct SfTrackInfo
 	char	   *merge_into;		/* Snowflake table the changes are merged into */
 	List	   *keys;			/* char *: PostgreSQL names of the key columns */
 	char	   *history;		/* Snowflake table every change is appended to, or NULL */
+	bool		mirror;			/* merge into merge_into (false: history only) */
 } SfTrackInfo;
 
 extern SfTrackInfo *sf_track_info(Oid changes_relid, bool missing_ok);

@@ -16,7 +16,7 @@
 #    the mirror (the worker's schema evolution); a changed column type
 #    fails the capture with SQLSTATE 42804 and the statement with it;
 #  - history mode appends every change (op, number, time, row) in the
-#    merging transaction;
+#    merging transaction; history only (mirror => false) too;
 #  - a change whose COPY failed holds back the merge of a later change of
 #    the same key that loaded first; both loaded, the later one wins;
 #  - README's example runs as written and mirrors its table;
@@ -235,6 +235,26 @@ for (1 .. 100)
 is($hist, 'I:1:a I:2:b U:1:c D:2:b D:1:c U:3:c', 'the history has every change in order, a key change as D and U');
 is(join(' ', map { join(':', @$_) } @{ sfrows(q{SELECT "k", "v" FROM DB.PUBLIC."h" ORDER BY "k"}) }), '3:c',
 	'and the mirror the last state');
+
+# history only (mirror => false): a changelog, no mirror
+($rc, $out, $err) = $node->psql('postgres', q{SELECT sfexport.track('h', 'sf', mirror => false)});
+like($err, qr/a tracked table needs a mirror or a history/, 'mirror => false needs history => true');
+sq(q{CREATE TABLE ho (k int PRIMARY KEY, v text)});
+sq(q{SELECT sfexport.track('ho', 'sf', history => true, mirror => false)});
+my $ho_setup = sq(q{SELECT string_agg(s, E'\n') FROM sfexport.setup_table('ho') s});
+like($ho_setup, qr/"ho_history"/, 'history only: setup_table() creates the history table');
+unlike($ho_setup, qr/"ho" \(/, 'and no mirror');
+sq($_) for (q{INSERT INTO ho VALUES (1, 'a')}, q{DELETE FROM ho});
+sq(q{SELECT sfexport.flush()});
+$hist = '';
+for (1 .. 100)
+{
+	my $rows = eval { sfrows(q{SELECT "_sf_op", "k", "v" FROM DB.PUBLIC."ho_history" ORDER BY "_sf_seq"}) } // [];
+	$hist = join(' ', map { join(':', grep { defined } @$_) } @$rows);
+	last if $hist =~ /D/;
+	usleep(200_000);
+}
+is($hist, 'I:1:a D:1:a', 'the history-only table gets every change');
 
 # ---- an earlier change whose COPY failed holds back a later one of the same key
 SfSnowflake::admin($emu, 'POST', 'faults',
