@@ -435,16 +435,16 @@ sf_track_target_name(SfServerConfig *srv, Oid changes_relid)
 	return merge_target(srv, changes_relid, sf_track_info(changes_relid, false));
 }
 
-
 /*
  * The request that applies the changes numbered below bound, as one
  * Snowflake transaction (*nstatements statements):
  *
  *	BEGIN;
- *	a TRUNCATE among them: delete every row of the target;
- *	MERGE the last change of each key after the last TRUNCATE: D deletes,
- *	  anything else is an upsert of the whole row;
- *	delete the merged changes from the changes table;
+ *	(unless history only) a TRUNCATE among them: delete every row of the
+ *	  target; MERGE the last change of each key after the last TRUNCATE:
+ *	  D deletes, anything else is an upsert of the whole row;
+ *	(history mode) append them all to the history table;
+ *	delete them from the changes table;
  *	COMMIT.
  *
  * Deleting the changes in the same transaction is what makes a repeated
