@@ -192,6 +192,16 @@ ok($node->poll_query_until('postgres',
 	'the worker is merging');
 SfTest::kill_postmaster($node);
 $node->start;
+# the killed worker's request still runs in Snowflake (nothing cancelled
+# it); let it end first, so that the comparisons below see its effect too
+my $running = 1;
+for (1 .. 150)
+{
+	$running = grep { ($_->{status} // '') eq 'running' } @{ SfSnowflake::statement_log($emu, qr/MERGE INTO/) };
+	last unless $running;
+	usleep(100_000);
+}
+is($running, 0, "the killed worker's request has ended in Snowflake");
 ok(mirror_equals(SfTest::secs(40)), 'after the kill the mirror still equals the source');
 cmp_ok(scalar @{ SfSnowflake::statement_log($emu, qr/MERGE INTO/) }, '>=', $merges_before + 2,
 	'the merge was sent again after the restart');
