@@ -148,6 +148,8 @@ apply_unit(void *arg)
 	ArrayType  *columns;
 	ArrayType  *types;
 	char	   *history;
+	SfSnowflakeResult *wm;
+	int64		batch;
 	int			n;
 
 	if (get_rel_relkind(st->relid) != RELKIND_FOREIGN_TABLE ||
@@ -188,8 +190,21 @@ apply_unit(void *arg)
 		sf_evolve_target(srv, usr, history, columns, types);
 	}
 
+	/* the batch number this request advances (track.c: the fence) */
+	wm = sf_snowflake_execute(srv, usr, sf_track_watermark_query(srv, st->relid), 0, NULL, NULL);
+	if (wm->nrows != 1 || wm->ncolumns != 2 || wm->rows[0][0] == NULL ||
+		strcmp(wm->rows[0][1], "1") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the batch number table of %s does not hold one row",
+						get_rel_name(st->relid)),
+				 errdetail("Each merge advances the one row of %s.",
+						   sf_track_watermark_name(srv, st->relid)),
+				 errhint("Run sfexport.setup_table() on the tracked table.")));
+	batch = pg_strtoint64(wm->rows[0][0]);
+
 	memset(&stmt, 0, sizeof(stmt));
-	stmt.sql = sf_track_apply_sql(srv, st->relid, bound, &n);
+	stmt.sql = sf_track_apply_sql(srv, st->relid, bound, batch, &n);
 	stmt.multi_statements = n;
 	stmt.query_tag = "sfexport merge";
 	pgstat_report_activity(STATE_RUNNING,

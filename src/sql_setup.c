@@ -224,6 +224,10 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 					emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
 		}
 
+		/* the batch number every merge advances */
+		foreach(lc, sf_track_watermark_statements(srv, relid))
+			emit(rsinfo, srv, usr, (const char *) lfirst(lc), dry_run);
+
 		/* history mode: every change, with the columns of the changes table */
 		if (history)
 		{

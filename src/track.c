@@ -54,6 +54,7 @@
 #include "config.h"
 #include "outbox.h"
 #include "quote.h"
+#include "snowflake.h"
 #include "statements.h"
 #include "track.h"
 
@@ -428,6 +429,49 @@ sf_track_history_name(SfServerConfig *srv, Oid changes_relid)
 	return sf_target_name(srv, &tgt);
 }
 
+/*
+ * The batch number of a changes table in Snowflake: the table
+ * <changes>_applied, one row ("batch", "request"), that every apply
+ * request advances (sf_track_apply_sql).
+ */
+char *
+sf_track_watermark_name(SfServerConfig *srv, Oid changes_relid)
+{
+	SfTableConfig tgt = *sf_get_table_config(changes_relid);
+
+	tgt.table = psprintf("%s%s", tgt.table,
+						 sf_identifier_case(srv->upper_case_identifiers, "_applied"));
+	return sf_target_name(srv, &tgt);
+}
+
+static char *
+wm_column(SfServerConfig *srv, const char *name)
+{
+	return sf_quote_ident(sf_identifier_case(srv->upper_case_identifiers, name));
+}
+
+/* setup_table's statements for the batch number table (row 0 if empty). */
+List *
+sf_track_watermark_statements(SfServerConfig *srv, Oid changes_relid)
+{
+	char	   *wm = sf_track_watermark_name(srv, changes_relid);
+	char	   *batch = wm_column(srv, "batch");
+	char	   *request = wm_column(srv, "request");
+
+	return list_make2(psprintf("CREATE TABLE IF NOT EXISTS %s (%s NUMBER(19,0), %s VARCHAR)",
+							   wm, batch, request),
+					  psprintf("INSERT INTO %s (%s, %s) SELECT 0, NULL WHERE NOT EXISTS (SELECT 1 FROM %s)",
+							   wm, batch, request, wm));
+}
+
+/* The query that reads the batch number before a request. */
+char *
+sf_track_watermark_query(SfServerConfig *srv, Oid changes_relid)
+{
+	return psprintf("SELECT MAX(%s), COUNT(*) FROM %s", wm_column(srv, "batch"),
+					sf_track_watermark_name(srv, changes_relid));
+}
+
 /* The quoted, qualified Snowflake name of a tracked table's mirror. */
 char *
 sf_track_target_name(SfServerConfig *srv, Oid changes_relid)
@@ -440,6 +484,7 @@ sf_track_target_name(SfServerConfig *srv, Oid changes_relid)
  * Snowflake transaction (*nstatements statements):
  *
  *	BEGIN;
+ *	advance the table's batch number from batch, or fail (the fence below);
  *	(unless history only) a TRUNCATE among them: delete every row of the
  *	  target; MERGE the last change of each key after the last TRUNCATE:
  *	  D deletes, anything else is an upsert of the whole row;
@@ -458,7 +503,8 @@ sf_track_target_name(SfServerConfig *srv, Oid changes_relid)
  * QUALIFY: docs.snowflake.com/en/sql-reference/constructs/qualify.
  */
 char *
-sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid, int64 bound, int *nstatements)
+sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid, int64 bound, int64 batch,
+				   int *nstatements)
 {
 	SfTrackInfo *info = sf_track_info(changes_relid, false);
 	char	   *changes = sf_target_name(srv, sf_get_table_config(changes_relid));
@@ -472,13 +518,30 @@ sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid, int64 bound, int *nst
 	char	   *seq = sf_quote_ident(cols[1]);
 	char	   *below = psprintf("%s < " INT64_FORMAT, seq, bound);
 	char	   *last_truncate;
+	char		request[37];
+	char	   *wm = sf_track_watermark_name(srv, changes_relid);
 	StringInfoData sql;
 
 	last_truncate = psprintf("(SELECT COALESCE(MAX(%s), -1) FROM %s WHERE %s = 'T' AND %s)",
 							 seq, changes, op, below);
+
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "BEGIN TRANSACTION;\n");
-	*nstatements = 3;
+
+	/*
+	 * The fence: advance the batch number from the one read before this
+	 * request, marked with this request's own token; if another request
+	 * advanced it meanwhile (one a killed worker sent, still running),
+	 * nothing carries the token, the division fails, the request stops and
+	 * its open transaction is rolled back.
+	 */
+	sf_snowflake_request_id(request);
+	appendStringInfo(&sql, "UPDATE %s SET %s = " INT64_FORMAT ", %s = %s WHERE %s = " INT64_FORMAT ";\n",
+					 wm, wm_column(srv, "batch"), batch + 1, wm_column(srv, "request"),
+					 sf_quote_literal(request), wm_column(srv, "batch"), batch);
+	appendStringInfo(&sql, "SELECT 1 / (SELECT COUNT(*) FROM %s WHERE %s = %s);\n",
+					 wm, wm_column(srv, "request"), sf_quote_literal(request));
+	*nstatements = 5;
 	if (info->mirror)			/* else history only */
 	{
 		appendStringInfo(&sql, "DELETE FROM %s WHERE EXISTS (SELECT 1 FROM %s WHERE %s = 'T' AND %s);\n",

@@ -52,8 +52,11 @@ extern SfTrackCapture *sf_track_capture_begin(Oid changes_relid, TupleDesc srcde
 											  Oid src_owner);
 extern void sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup);
 extern bool sf_track_key_changed(SfTrackCapture *c, HeapTuple oldtup, HeapTuple newtup);
+extern char *sf_track_watermark_name(SfServerConfig *srv, Oid changes_relid);
+extern List *sf_track_watermark_statements(SfServerConfig *srv, Oid changes_relid);
+extern char *sf_track_watermark_query(SfServerConfig *srv, Oid changes_relid);
 extern char *sf_track_apply_sql(SfServerConfig *srv, Oid changes_relid,
-								int64 bound, int *nstatements);
+								int64 bound, int64 batch, int *nstatements);
 extern char *sf_track_target_name(SfServerConfig *srv, Oid changes_relid);
 extern void sf_track_mirror_columns(Oid changes_relid, bool with_meta,
 									ArrayType **columns, ArrayType **types);

@@ -88,6 +88,8 @@ like($setup, qr/CREATE TRANSIENT TABLE IF NOT EXISTS "DB"."PUBLIC"."src_sfexport
 	'setup_table() on a tracked table creates its changes table, transient');
 like($setup, qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."src" \("id" NUMBER\(10,0\), "v" VARCHAR, "n" NUMBER\(10,0\), "pad" VARCHAR, PRIMARY KEY \("id"\)\)/,
 	'setup_table() on a tracked table creates its mirror with the primary key');
+like($setup, qr/CREATE TABLE IF NOT EXISTS "DB"."PUBLIC"."src_sfexport_changes_applied" \("batch" NUMBER\(19,0\), "request" VARCHAR\)/,
+	'and the table of its batch number');
 
 # ---- random changes from four clients while the snapshot runs in chunks
 my $script = "$kdir/workload.sql";
@@ -202,9 +204,14 @@ for (1 .. 150)
 	usleep(100_000);
 }
 is($running, 0, "the killed worker's request has ended in Snowflake");
+note 'apply requests refused by the batch number fence: '
+  . scalar(grep { ($_->{status} // '') ne 'succeeded' && ($_->{message} // '') =~ /Division by zero/ }
+	  @{ SfSnowflake::statement_log($emu, qr/MERGE INTO/) });
 ok(mirror_equals(SfTest::secs(40)), 'after the kill the mirror still equals the source');
 cmp_ok(scalar @{ SfSnowflake::statement_log($emu, qr/MERGE INTO/) }, '>=', $merges_before + 2,
 	'the merge was sent again after the restart');
+cmp_ok(sfrows(q{SELECT "batch" FROM DB.PUBLIC."src_sfexport_changes_applied"})->[0][0], '>', 1,
+	'each applied request advanced the batch number');
 
 # ---- schema evolution: a column added to the tracked table reaches the mirror
 sq(q{ALTER TABLE src ADD COLUMN extra text});
