@@ -453,3 +453,264 @@ END
 $$;
 COMMENT ON FUNCTION sfexport.stream_retry(regclass, boolean) IS
   'send rejected Snowpipe Streaming batches of a foreign table (or all) again';
+-- Mirror ordinary tables: INSERT, UPDATE and DELETE applied in Snowflake with MERGE, no replication slot
+-- (docs/tracking.md; src/track.c, src/sql_track.c, src/merge_apply.c).  A
+-- tracked table's row and TRUNCATE triggers write each change, in the
+-- changing transaction, as a row of its changes foreign table (op, number,
+-- the row); the worker loads those like any foreign table's rows, then
+-- merges them into the mirror in Snowflake.
+CREATE SEQUENCE sfexport.track_seq;
+COMMENT ON SEQUENCE sfexport.track_seq IS
+  'numbers the changes of tracked tables: two changes of one key are numbered in the order they happened';
+
+CREATE FUNCTION sfexport.track_row_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'sfexport_track_row'
+LANGUAGE C;
+COMMENT ON FUNCTION sfexport.track_row_trigger() IS
+  'row trigger of a tracked table: the change into the outbox (created by sfexport.track)';
+
+CREATE FUNCTION sfexport.track_truncate_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'sfexport_track_truncate'
+LANGUAGE C;
+COMMENT ON FUNCTION sfexport.track_truncate_trigger() IS
+  'TRUNCATE trigger of a tracked table (created by sfexport.track)';
+
+CREATE FUNCTION sfexport.snapshot_chunk(tbl regclass, first_block bigint, nblocks bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sfexport_track_snapshot_chunk'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION sfexport.snapshot_chunk(regclass, bigint, bigint) IS
+  'one chunk of the initial snapshot of a tracked table: its rows in a block range, read FOR SHARE, as upserts (sfexport.snapshot)';
+
+CREATE FUNCTION sfexport.track(tbl regclass, server name, target text DEFAULT NULL,
+                               snapshot boolean DEFAULT true, history boolean DEFAULT false,
+                               mirror boolean DEFAULT true)
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    keys text[];
+    cols text;
+    changes text;
+    upper_names boolean;
+BEGIN
+    SELECT c.relname, n.nspname, c.relkind, c.relowner INTO r
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl;
+    IF r.relkind IS DISTINCT FROM 'r' THEN
+        RAISE EXCEPTION '"%" is not an ordinary table', tbl
+          USING ERRCODE = 'wrong_object_type',
+                DETAIL = 'Only ordinary tables can be tracked: their row triggers capture the changes.',
+                HINT = 'Track each partition of a partitioned table; export other relations with a foreign table.';
+    END IF;
+    IF NOT pg_has_role(r.relowner, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to track table %', tbl
+          USING ERRCODE = 'insufficient_privilege',
+                DETAIL = 'Tracking creates triggers on the table.',
+                HINT = 'Only the table''s owner (or a member of its role) may track it.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                    WHERE s.srvname = server AND w.fdwname = 'sfexport') THEN
+        RAISE EXCEPTION 'server "%" is not an sfexport server', server
+          USING ERRCODE = 'undefined_object',
+                DETAIL = 'The changes travel through a foreign table of an sfexport server.',
+                HINT = 'Name a server created with FOREIGN DATA WRAPPER sfexport.';
+    END IF;
+    IF NOT mirror AND NOT history THEN
+        RAISE EXCEPTION 'a tracked table needs a mirror or a history'
+          USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'With mirror => false the changes go only to the history table.',
+                HINT = 'Pass history => true with mirror => false.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'sfexport_track') THEN
+        RAISE EXCEPTION 'table % is tracked already', tbl
+          USING ERRCODE = 'duplicate_object',
+                DETAIL = 'It has the trigger sfexport_track.',
+                HINT = 'Stop tracking it first with sfexport.untrack().';
+    END IF;
+
+    -- the key: the primary key, else the replica identity index
+    SELECT array_agg(a.attname::text ORDER BY k.ord) INTO keys
+      FROM pg_index i
+     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = tbl AND i.indisprimary;
+    IF keys IS NULL THEN
+        SELECT array_agg(a.attname::text ORDER BY k.ord) INTO keys
+          FROM pg_index i
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = tbl AND i.indisreplident;
+    END IF;
+    IF keys IS NULL THEN
+        RAISE EXCEPTION 'table % has no primary key or replica identity index', tbl
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                DETAIL = 'Changes are applied in Snowflake by key: each UPDATE and DELETE must name the one row it changes.',
+                HINT = 'Add a primary key (ALTER TABLE ... ADD PRIMARY KEY), or a unique index on NOT NULL columns and ALTER TABLE ... REPLICA IDENTITY USING INDEX.';
+    END IF;
+
+    SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+      INTO cols
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+    changes := left(r.relname, 46) || '_sfexport_changes';
+    IF to_regclass(format('%I.%I', r.nspname, changes)) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation %.% exists already', quote_ident(r.nspname), quote_ident(changes)
+          USING ERRCODE = 'duplicate_table',
+                DETAIL = 'It is the changes table of an earlier tracking of this table, or another relation of that name.',
+                HINT = 'Once sfexport.status shows nothing pending for it, drop it (DROP FOREIGN TABLE), then track again.';
+    END IF;
+    SELECT coalesce(bool_or(o.option_value IN ('true', 'on', 'yes', '1')), false) INTO upper_names
+      FROM pg_foreign_server s, pg_options_to_table(s.srvoptions) o
+     WHERE s.srvname = server AND o.option_name = 'upper_case_identifiers';
+    IF target IS NULL THEN
+        target := CASE WHEN upper_names
+                       THEN translate(r.relname, 'abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ')
+                       ELSE r.relname END;
+    END IF;
+
+    EXECUTE format('CREATE FOREIGN TABLE %I.%I (_sf_op text, _sf_seq bigint, _sf_at timestamptz, %s) SERVER %I'
+                   ' OPTIONS (merge_into %L, merge_keys %L%s%s)',
+                   r.nspname, changes, cols, server, target,
+                   (SELECT string_agg(quote_ident(k), ',') FROM unnest(keys) k),
+                   CASE WHEN history
+                        THEN format(', merge_history %L',
+                                    target || CASE WHEN upper_names THEN '_HISTORY' ELSE '_history' END)
+                        ELSE '' END,
+                   CASE WHEN mirror THEN '' ELSE ', merge_mirror ''false''' END);
+    EXECUTE format('COMMENT ON FOREIGN TABLE %I.%I IS %L', r.nspname, changes,
+                   format('changes of tracked table %s (sfexport.track)', tbl));
+    EXECUTE format('CREATE TRIGGER sfexport_track AFTER INSERT OR UPDATE OR DELETE ON %I.%I'
+                   ' FOR EACH ROW EXECUTE FUNCTION sfexport.track_row_trigger(%L, %L)',
+                   r.nspname, r.relname, r.nspname, changes);
+    EXECUTE format('CREATE TRIGGER sfexport_track_truncate AFTER TRUNCATE ON %I.%I'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sfexport.track_truncate_trigger(%L, %L)',
+                   r.nspname, r.relname, r.nspname, changes);
+    -- also under session_replication_role = replica (a logical replication
+    -- subscriber's apply, pg_restore --disable-triggers): a change the
+    -- triggers miss would be missing from the mirror for good
+    EXECUTE format('ALTER TABLE %I.%I ENABLE ALWAYS TRIGGER sfexport_track,'
+                   ' ENABLE ALWAYS TRIGGER sfexport_track_truncate', r.nspname, r.relname);
+    IF snapshot THEN
+        PERFORM sfexport.snapshot_chunk(tbl, 0, 4294967295);
+    END IF;
+    RETURN format('%I.%I', r.nspname, changes)::regclass;
+END
+$$;
+COMMENT ON FUNCTION sfexport.track(regclass, name, text, boolean, boolean, boolean) IS
+  'mirror an ordinary table with a primary key in Snowflake: capture its changes from now on (and, with snapshot, its rows) through a changes foreign table; with history, also (with mirror => false: only) append every change to <target>_history';
+
+CREATE FUNCTION sfexport.untrack(tbl regclass)
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    changes regclass;
+BEGIN
+    SELECT c.relname, n.nspname INTO r
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    -- the trigger's arguments: schema and name of the changes table, each ending in a zero byte
+    SELECT format('%I.%I',
+                  convert_from(substring(t.tgargs FROM 1 FOR position('\x00'::bytea IN t.tgargs) - 1),
+                               getdatabaseencoding()),
+                  convert_from(substring(t.tgargs FROM position('\x00'::bytea IN t.tgargs) + 1
+                                         FOR length(t.tgargs) - position('\x00'::bytea IN t.tgargs) - 1),
+                               getdatabaseencoding()))::regclass
+      INTO changes
+      FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'sfexport_track';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not tracked', tbl
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                DETAIL = 'A tracked table has the trigger sfexport_track.',
+                HINT = 'Start tracking it with sfexport.track().';
+    END IF;
+    EXECUTE format('DROP TRIGGER sfexport_track ON %I.%I', r.nspname, r.relname);
+    EXECUTE format('DROP TRIGGER IF EXISTS sfexport_track_truncate ON %I.%I', r.nspname, r.relname);
+    RETURN changes;
+END
+$$;
+COMMENT ON FUNCTION sfexport.untrack(regclass) IS
+  'stop capturing the changes of a tracked table; the changes already captured are still applied, then the changes foreign table it returns can be dropped';
+
+-- No SET search_path here: a procedure with one cannot COMMIT.  Every name is qualified.
+CREATE PROCEDURE sfexport.snapshot(tbl regclass, chunk_blocks integer DEFAULT 1024)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    nblocks bigint;
+    first bigint := 0;
+BEGIN
+    IF chunk_blocks IS NULL OR chunk_blocks OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'chunk_blocks must be at least 1'
+          USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'Each chunk reads this many blocks of the table in its own transaction.',
+                HINT = 'The default is 1024 blocks (8 MB).';
+    END IF;
+    nblocks := pg_catalog.pg_relation_size(tbl) OPERATOR(pg_catalog./)
+               pg_catalog.current_setting('block_size')::pg_catalog.int8;
+    WHILE first OPERATOR(pg_catalog.<) nblocks LOOP
+        PERFORM sfexport.snapshot_chunk(tbl, first, chunk_blocks);
+        COMMIT;
+        first := first OPERATOR(pg_catalog.+) chunk_blocks;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE sfexport.snapshot(regclass, integer) IS
+  'export the rows of a tracked table as upserts, chunk by chunk, each chunk its own transaction (consistent with the changes that run meanwhile)';
+
+-- Columns added to a tracked table go to its changes foreign table too
+-- (the worker then adds them to the changes table and the mirror in
+-- Snowflake before it loads or merges); other changes of the columns make
+-- the capture fail with a hint (track.c).  Runs as the user of the ALTER
+-- TABLE, who must own the changes table.
+CREATE FUNCTION sfexport.track_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    col record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT t.tgrelid, n.nspname, c.relname,
+               convert_from(substring(t.tgargs FROM 1 FOR position('\x00'::bytea IN t.tgargs) - 1),
+                            getdatabaseencoding()) AS changes_nsp,
+               convert_from(substring(t.tgargs FROM position('\x00'::bytea IN t.tgargs) + 1
+                                      FOR length(t.tgargs) - position('\x00'::bytea IN t.tgargs) - 1),
+                            getdatabaseencoding()) AS changes_name
+          FROM pg_event_trigger_ddl_commands() d
+          JOIN pg_trigger t ON t.tgrelid = d.objid AND t.tgname = 'sfexport_track'
+          JOIN pg_class c ON c.oid = t.tgrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+    LOOP
+        FOR col IN
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ
+              FROM pg_attribute a
+             WHERE a.attrelid = r.tgrelid AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT EXISTS (SELECT 1 FROM pg_attribute b
+                                JOIN pg_class bc ON bc.oid = b.attrelid
+                                JOIN pg_namespace bn ON bn.oid = bc.relnamespace
+                               WHERE bn.nspname = r.changes_nsp AND bc.relname = r.changes_name
+                                 AND b.attname = a.attname AND NOT b.attisdropped)
+             ORDER BY a.attnum
+        LOOP
+            EXECUTE format('ALTER FOREIGN TABLE %I.%I ADD COLUMN %I %s',
+                           r.changes_nsp, r.changes_name, col.attname, col.typ);
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION sfexport.track_ddl() IS
+  'event trigger: columns added to a tracked table are added to its changes foreign table';
+REVOKE ALL ON FUNCTION sfexport.track_ddl() FROM PUBLIC;
+CREATE EVENT TRIGGER sfexport_track_ddl ON ddl_command_end
+  WHEN TAG IN ('ALTER TABLE')
+  EXECUTE FUNCTION sfexport.track_ddl();

@@ -162,6 +162,11 @@ static const SfOption sf_options[] = {
 	{"file_format", ForeignTableRelationId, OPT_STAGED_FORMAT},
 	/* load_mode streaming: the pipe of the table's channel (stream_load.c) */
 	{"streaming_pipe", ForeignTableRelationId, OPT_TEXT},
+	/* foreign table: the changes of a tracked table (sfexport.track, docs/tracking.md) */
+	{"merge_into", ForeignTableRelationId, OPT_TEXT},
+	{"merge_keys", ForeignTableRelationId, OPT_TEXT},
+	{"merge_history", ForeignTableRelationId, OPT_TEXT},
+	{"merge_mirror", ForeignTableRelationId, OPT_BOOL},
 
 	/* column */
 	{"column_name", AttributeRelationId, OPT_TEXT},

@@ -19,6 +19,7 @@ extern bool sfexport_capture_binary;	/* sfexport.capture_binary */
 extern void sf_outbox_define_gucs(void);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
+extern void sf_outbox_csv_only(SfOutboxWriter *w);
 extern void sf_outbox_end(SfOutboxWriter *w);
 extern int	sf_outbox_batch_size(SfOutboxWriter *w);
 extern void sf_outbox_init(void);

@@ -636,8 +636,25 @@ build_body(SfExec *ex)
 		}
 		SET("bindings", binds);
 	}
-	if (st->query_tag)
-		SET("parameters", json_pack("{s:s}", "query_tag", st->query_tag));
+	if (st->query_tag || st->multi_statements > 0)
+	{
+		json_t	   *params = json_pack("{}");
+
+		ok = ok && params != NULL;
+		if (ok && st->query_tag)
+			ok = json_object_set_new(params, "query_tag", json_string(st->query_tag)) == 0;
+
+		/*
+		 * Several statements in one request: the SQL API runs them only with
+		 * MULTI_STATEMENT_COUNT, the exact count as a string (0 = any),
+		 * without bind variables; BEGIN/COMMIT work only in such a request
+		 * (docs.snowflake.com/en/developer-guide/sql-api/submitting-multiple-statements).
+		 */
+		if (ok && st->multi_statements > 0)
+			ok = json_object_set_new(params, "MULTI_STATEMENT_COUNT",
+									 json_string(psprintf("%d", st->multi_statements))) == 0;
+		SET("parameters", params);
+	}
 #undef SET
 
 	text = ok ? json_dumps(body, JSON_COMPACT) : NULL;

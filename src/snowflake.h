@@ -41,6 +41,9 @@ typedef struct SfStatement
 	const char *query_tag;		/* QUERY_TAG parameter, or NULL */
 	bool	   *rejected;		/* if set: true when Snowflake answered that the
 								 * statement failed (it ended, changing nothing) */
+	int			multi_statements;	/* > 0: sql holds this many statements
+									 * separated by ';' (MULTI_STATEMENT_COUNT);
+									 * no binds then */
 } SfStatement;
 
 /* The result of a statement: every value as text (NULL for SQL NULL). */

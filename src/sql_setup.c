@@ -55,6 +55,7 @@
 #include "evolve.h"
 #include "quote.h"
 #include "statements.h"
+#include "track.h"
 
 /*
  * The sfexport server by name or of a foreign table, after checking that
@@ -173,7 +174,15 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	int			ncols;
 	char	   *target;
 	ListCell   *lc;
+	Oid			tracked = InvalidOid;
 
+	/* a tracked table: its changes table, then its mirror (docs/tracking.md) */
+	if (get_rel_relkind(relid) == RELKIND_RELATION &&
+		OidIsValid(sf_track_changes_of(relid, true)))
+	{
+		tracked = relid;
+		relid = sf_track_changes_of(tracked, false);
+	}
 	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -191,12 +200,43 @@ sfexport_setup_table(PG_FUNCTION_ARGS)
 	target = sf_target_name(srv, tbl);
 	cols = table_columns(relid, &ncols);
 
-	emit(rsinfo, srv, usr, sf_create_table_statement(target, ncols, cols), dry_run);
+	emit(rsinfo, srv, usr, sf_track_info(relid, true) != NULL ?
+		 sf_track_create_changes_statement(target, ncols, cols) :
+		 sf_create_table_statement(target, ncols, cols), dry_run);
 
 	/* an existing table: add what it lacks, refuse what cannot load */
 	if (!dry_run)
 		foreach(lc, sf_evolve_statements(srv, usr, target, ncols, cols))
 			emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+
+	/* the mirror of a tracked table, with its primary key, and its history */
+	if (OidIsValid(tracked))
+	{
+		char	   *mirror = sf_track_target_name(srv, relid);
+		char	   *history = sf_track_history_name(srv, relid);
+
+		if (sf_track_info(relid, false)->mirror)
+		{
+			emit(rsinfo, srv, usr, sf_track_create_target_statement(srv, relid), dry_run);
+			if (!dry_run)
+				foreach(lc, sf_evolve_statements(srv, usr, mirror, ncols - SF_TRACK_META_COLUMNS,
+												 cols + SF_TRACK_META_COLUMNS))
+					emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+		}
+
+		/* the batch number every merge advances */
+		foreach(lc, sf_track_watermark_statements(srv, relid))
+			emit(rsinfo, srv, usr, (const char *) lfirst(lc), dry_run);
+
+		/* history mode: every change, with the columns of the changes table */
+		if (history)
+		{
+			emit(rsinfo, srv, usr, sf_create_table_statement(history, ncols, cols), dry_run);
+			if (!dry_run)
+				foreach(lc, sf_evolve_statements(srv, usr, history, ncols, cols))
+					emit(rsinfo, srv, usr, (const char *) lfirst(lc), false);
+		}
+	}
 
 	/*
 	 * Snowpipe: the pipe of the table's current record shape; streaming:

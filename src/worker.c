@@ -57,6 +57,7 @@
 #include "glue_periodic.h"
 #include "hashtab.h"
 #include "load.h"
+#include "merge_apply.h"
 #include "shmem.h"
 #include "stream_load.h"
 #include "sweep.h"
@@ -681,6 +682,7 @@ sfexport_worker_main(Datum arg)
 				proc_exit(0);
 			}
 			sf_load_staged();
+			sf_merge_apply();
 			sf_delete_loaded_files();
 			/* batches nobody woke the worker for (e.g. a retry) */
 			if (next_stream == 0)
