@@ -29,7 +29,7 @@ TARGETS=${*:-$ALL_TARGETS}
 # extra src/ objects (besides the file the harness includes) per target
 declare -A EXTRA=(
 	[snowflake]="quote waits"
-	[s3]="storage_common sigv4"
+	[s3]="storage_common sigv4 xml_scan"
 	[gcs]="storage_common sf_jansson"
 	[encode]=""
 	[sigv4]=""

@@ -17,7 +17,8 @@
  *
  * The same input is also handed to sf_outbox_render() as an outbox
  * payload: a CSV payload (first byte 0x20 or above, or empty) must come back
- * unchanged; an unknown format byte, and a binary payload (0x01) whose time
+ * unchanged, a JSON payload (0x02) as its line without that byte; an
+ * unknown format byte, and a binary payload (0x01) whose time
  * zone name is unterminated or whose tuple is too short, must be refused
  * with ERRCODE_DATA_CORRUPTED before anything is decoded (these checks run
  * before the decoder reads the shape registry, which the harness has not).
@@ -196,7 +197,13 @@ render_one(void *arg)
 		memcpy(VARDATA(b), pl, pl_len);
 	initStringInfo(&buf);
 	rec = sf_outbox_render(b, dec, &buf, &len);
-	if ((size_t) len != pl_len || (pl_len > 0 && memcmp(rec, pl, pl_len) != 0))
+	if (pl_len > 0 && pl[0] == SF_PAYLOAD_JSON)
+	{
+		/* an NDJSON line: the payload without its format byte */
+		if ((size_t) len != pl_len - 1 || memcmp(rec, pl + 1, pl_len - 1) != 0)
+			fuzz_fail("a JSON payload did not come back as its line");
+	}
+	else if ((size_t) len != pl_len || (pl_len > 0 && memcmp(rec, pl, pl_len) != 0))
 		fuzz_fail("a CSV payload did not pass through unchanged");
 }
 
@@ -224,7 +231,7 @@ payloads(void)
 	/* as given: CSV, or an unknown format byte */
 	pl_reset();
 	pl_add(in, in_len);
-	if (in_len == 0 || in[0] >= 0x20)
+	if (in_len == 0 || in[0] >= 0x20 || in[0] == SF_PAYLOAD_JSON)
 		check_render(true);
 	else if (in[0] != SF_PAYLOAD_BINARY)
 		check_render(false);
