@@ -8,7 +8,7 @@
 #  - a streaming table: sfexport.status shows its pending rows and
 #    next_flush_at, and flush(wait => true) returns only once the channel
 #    committed every row (the emulator commits 1 s after the append), with
-#    nothing pending after it;
+#    nothing pending after it; flush_at gives its next_flush_at;
 #  - a table tracked on a snowpipe server: its changes load through the
 #    pipe and the mirror equals the source (flush(wait => true) waits for
 #    the changes table, the MERGE follows).
@@ -111,6 +111,12 @@ is(sq(q{SELECT pending_rows, oldest_pending_age IS NULL, next_flush_at IS NULL, 
 	FROM sfexport.status s LEFT JOIN sfexport.stream_batches b ON b.relid = s.foreign_table
 	WHERE foreign_table = 'st'::regclass GROUP BY 1, 2, 3}), '0|t|t|0',
 	'and nothing is pending or in a batch');
+
+# flush_at applies to streaming tables as to the others (the worker's plan
+# is the same): the next matching minute, before the server's 1h interval
+sq(q{ALTER FOREIGN TABLE st OPTIONS (ADD flush_at '*/5 * * * *')});
+is(sq(q{SELECT sfexport.next_flush_at('st', '2026-01-01 00:11:30+00') AT TIME ZONE 'UTC'}),
+	'2026-01-01 00:15:00', 'flush_at on a streaming table: the next scheduled minute');
 
 # ---- a table tracked on a snowpipe server
 sq(q{SELECT sfexport.setup_stage('sfp')});
