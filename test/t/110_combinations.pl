@@ -8,7 +8,8 @@
 #  - a streaming table: sfexport.status shows its pending rows and
 #    next_flush_at, and flush(wait => true) returns only once the channel
 #    committed every row (the emulator commits 1 s after the append), with
-#    nothing pending after it; flush_at gives its next_flush_at;
+#    nothing pending after it; a rejected row makes it return false with a
+#    WARNING, the batch kept; flush_at gives its next_flush_at;
 #  - a table tracked on a snowpipe server: its changes load through the
 #    pipe and the mirror equals the source (flush(wait => true) waits for
 #    the changes table, the MERGE follows).
@@ -111,6 +112,18 @@ is(sq(q{SELECT pending_rows, oldest_pending_age IS NULL, next_flush_at IS NULL, 
 	FROM sfexport.status s LEFT JOIN sfexport.stream_batches b ON b.relid = s.foreign_table
 	WHERE foreign_table = 'st'::regclass GROUP BY 1, 2, 3}), '0|t|t|0',
 	'and nothing is pending or in a batch');
+
+# a row Snowflake rejects: flush(wait => true) says so, the batch stays
+sf(q{CREATE TABLE DB.PUBLIC.NUMS ("ID" NUMBER(10,0), "V" NUMBER(10,2))});
+sq(q{CREATE FOREIGN TABLE nums (id int, v numeric) SERVER sfs; INSERT INTO nums VALUES (1, 1.5), (2, 'NaN')});
+my ($rc, $out, $werr) = $node->psql('postgres', q{SELECT sfexport.flush('nums', wait => true, timeout => '60s')});
+is($out, 'f', 'flush(wait => true) of a streaming table with a rejected row returns false');
+like($werr, qr/WARNING:  Snowflake rejected 1 rows of 1 streaming batches committed before sfexport.flush\(\)/,
+	'with a WARNING counting them');
+is(join('/', @{ sf(q{SELECT COUNT(*), MAX("ID") FROM DB.PUBLIC.NUMS})->{rows}[0] }), '1/1',
+	'the valid row landed');
+is(sq(q{SELECT rejected_batches || '/' || rejected_rows FROM sfexport.stream_status WHERE foreign_table = 'nums'::regclass}),
+	'1/1', 'and the rejected batch stays for stream_retry()');
 
 # flush_at applies to streaming tables as to the others (the worker's plan
 # is the same): the next matching minute, before the server's 1h interval
