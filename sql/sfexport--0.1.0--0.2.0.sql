@@ -714,3 +714,85 @@ REVOKE ALL ON FUNCTION sfexport.track_ddl() FROM PUBLIC;
 CREATE EVENT TRIGGER sfexport_track_ddl ON ddl_command_end
   WHEN TAG IN ('ALTER TABLE')
   EXECUTE FUNCTION sfexport.track_ddl();
+
+-- features merged today must work together (or refuse clearly)
+--
+-- docs/combinations.md.  A tracked table's changes must reach its changes
+-- table in Snowflake as staged files (COPY or Snowpipe): the worker's merge
+-- (src/merge_apply.c) holds back until every file of the changes table is
+-- loaded, and bounds what it merges by the smallest _sf_seq of the changes
+-- still in the outbox, read from their CSV records.  load_mode 'streaming'
+-- moves rows out of the outbox into stream batches that bound does not
+-- see (a later change of a key could be merged before an earlier one
+-- committed in Snowflake), and file_format 'json' writes records the bound
+-- cannot read.  So a changes table refuses both, whichever command brings
+-- them: sfexport.track() (its CREATE FOREIGN TABLE), ALTER FOREIGN TABLE,
+-- or ALTER SERVER of the server its load_mode comes from.  Any table also
+-- refuses file_format 'json' with load_mode 'streaming': streaming sends
+-- its own JSON objects and stages no files.  For superusers too: this
+-- protects the rows, not privileges.
+CREATE FUNCTION sfexport.combination_check()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT t.ftrelid::pg_catalog.regclass AS ft, s.srvname,
+               COALESCE((SELECT o.option_value FROM pg_catalog.pg_options_to_table(t.ftoptions) o
+                          WHERE o.option_name OPERATOR(pg_catalog.=) 'load_mode'),
+                        (SELECT o.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+                          WHERE o.option_name OPERATOR(pg_catalog.=) 'load_mode'),
+                        'copy') AS load_mode,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_table(t.ftoptions) o
+                        WHERE o.option_name OPERATOR(pg_catalog.=) 'load_mode') AS own_mode,
+               COALESCE((SELECT o.option_value FROM pg_catalog.pg_options_to_table(t.ftoptions) o
+                          WHERE o.option_name OPERATOR(pg_catalog.=) 'file_format'),
+                        'csv') AS file_format,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_table(t.ftoptions) o
+                        WHERE o.option_name OPERATOR(pg_catalog.=) 'merge_into') AS changes
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_foreign_table t
+            ON (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                AND t.ftrelid OPERATOR(pg_catalog.=) c.objid)
+            OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_foreign_server'::pg_catalog.regclass
+                AND t.ftserver OPERATOR(pg_catalog.=) c.objid)
+          JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) t.ftserver
+          JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+         WHERE w.fdwname OPERATOR(pg_catalog.=) 'sfexport'
+    LOOP
+        IF r.load_mode OPERATOR(pg_catalog.=) 'streaming' AND r.file_format OPERATOR(pg_catalog.=) 'json' THEN
+            RAISE EXCEPTION 'foreign table % cannot use file_format json with load_mode streaming', r.ft
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = 'Streamed rows are sent as JSON objects keyed by column name in any case; file_format chooses how staged files are written, and a streaming table stages none.',
+                    HINT = 'Drop the option (ALTER FOREIGN TABLE ... OPTIONS (DROP file_format)), or use load_mode copy or snowpipe for NDJSON files (docs/combinations.md).';
+        END IF;
+        CONTINUE WHEN NOT r.changes;
+        IF r.load_mode OPERATOR(pg_catalog.=) 'streaming' THEN
+            RAISE EXCEPTION 'changes table % of a tracked table cannot use load_mode streaming', r.ft
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = pg_catalog.format('Its load_mode comes from %s. The merge into the mirror needs the changes loaded as staged files, in the order the bound of each merge assumes; streamed rows leave the outbox before Snowflake commits them.',
+                                               CASE WHEN r.own_mode THEN 'the table''s own option'
+                                                    ELSE pg_catalog.format('server %I', r.srvname) END),
+                    HINT = CASE WHEN r.own_mode
+                                THEN 'Use load_mode copy or snowpipe for the changes table (docs/combinations.md).'
+                                ELSE pg_catalog.format('Track the table on a server with load_mode copy or snowpipe, or give the changes table its own option: ALTER FOREIGN TABLE %s OPTIONS (ADD load_mode ''copy'') (docs/combinations.md).', r.ft) END;
+        END IF;
+        IF r.file_format OPERATOR(pg_catalog.=) 'json' THEN
+            RAISE EXCEPTION 'changes table % of a tracked table cannot use file_format json', r.ft
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = 'The worker reads the order of pending changes from their CSV records before each merge into the mirror.',
+                    HINT = 'Keep file_format csv (the default) for changes tables; the mirror in Snowflake has typed columns either way (docs/combinations.md).';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION sfexport.combination_check() IS
+  'event trigger: refuses load_mode streaming and file_format json on changes tables, and file_format json with load_mode streaming (docs/combinations.md)';
+REVOKE ALL ON FUNCTION sfexport.combination_check() FROM PUBLIC;
+CREATE EVENT TRIGGER sfexport_combination_check ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
+               'IMPORT FOREIGN SCHEMA', 'ALTER SERVER')
+  EXECUTE FUNCTION sfexport.combination_check();

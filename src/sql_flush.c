@@ -165,6 +165,8 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 	TimestampTz last_request;
 	int64		max_before;		/* largest file_id at the call */
 	int64		bound = -1;		/* phase 2: largest file_id holding our rows */
+	int64		stream_bound = -1;	/* and largest stream batch (streaming) */
+	int64		left_batches = 0;
 	Datum	   *pending_ids;
 	int			npending;
 	long		nap = FLUSH_WAIT_MIN_MS;
@@ -246,8 +248,29 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 			manifest_query("SELECT pg_catalog.max(file_id) FROM sfexport.files", 0, NULL, NULL);
 			bound = spi_int8(0, 1);
 			SPI_freetuptable(SPI_tuptable);
+			/* load_mode streaming: the rows left in batches up to here */
+			manifest_query("SELECT pg_catalog.max(batch_id) FROM sfexport.stream_batches", 0, NULL, NULL);
+			stream_bound = spi_int8(0, 1);
+			SPI_freetuptable(SPI_tuptable);
 		}
 		if (bound >= 0)
+		{
+			/*
+			 * A streaming table's rows leave the outbox into
+			 * sfexport.stream_batches, deleted once the channel's committed
+			 * offset token covers them (stream_load.c): wait for those
+			 * numbered up to the bound, except rejected ones (reported
+			 * below).
+			 */
+			args[1] = Int64GetDatum(stream_bound);
+			manifest_query("SELECT pg_catalog.count(*) FROM sfexport.stream_batches"
+						   " WHERE batch_id OPERATOR(pg_catalog.<=) $2"
+						   "   AND state OPERATOR(pg_catalog.=) 'pending'"
+						   FILES_OF("$1"), 2, argtypes, args);
+			left_batches = spi_int8(0, 1);
+			SPI_freetuptable(SPI_tuptable);
+		}
+		if (bound >= 0 && left_batches == 0)
 		{
 			args[1] = Int64GetDatum(bound);
 			manifest_query("SELECT pg_catalog.count(*),"
@@ -270,6 +293,9 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 					 errmsg("sfexport.flush() timed out before the rows committed before it were loaded"),
 					 bound < 0
 					 ? errdetail("Some of the rows are not staged yet.")
+					 : left_batches > 0
+					 ? errdetail("%lld streaming batches are not committed by their channel yet.",
+								 (long long) left_batches)
 					 : errdetail("%lld staged files are not loaded yet, %lld of them after failed load attempts.",
 								 (long long) left_files, (long long) retried_files),
 					 errhint("Look at sfexport.status (pending_rows, staged_files, last_error) and the server log; call again with a longer timeout.")));
@@ -326,6 +352,32 @@ sfexport_flush_wait(PG_FUNCTION_ARGS)
 						failed, rows),
 				 errdetail("Failed files: %s.", names.data),
 				 errhint("Their errors are in sfexport.status (last_error) and sfexport.files; fix the cause and call sfexport.retry().")));
+	}
+	/* streaming: batches of ours Snowflake rejected rows of during the wait */
+	{
+		Oid			types[3] = {OIDOID, INT8OID, TIMESTAMPTZOID};
+		Datum		vals[3] = {args[0], Int64GetDatum(stream_bound), TimestampTzGetDatum(start)};
+		int64		batches;
+		int64		rows;
+
+		manifest_query("SELECT pg_catalog.count(*), pg_catalog.sum(rows_rejected)::pg_catalog.int8"
+					   "  FROM sfexport.stream_batches"
+					   " WHERE batch_id OPERATOR(pg_catalog.<=) $2"
+					   "   AND state OPERATOR(pg_catalog.=) 'rejected'"
+					   "   AND rejected_at OPERATOR(pg_catalog.>=) $3"
+					   FILES_OF("$1"), 3, types, vals);
+		batches = spi_int8(0, 1);
+		rows = spi_int8(0, 2);
+		if (batches > 0)
+		{
+			failed += (int) batches;
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("Snowflake rejected " INT64_FORMAT " rows of " INT64_FORMAT " streaming batches committed before sfexport.flush()",
+							rows, batches),
+					 errdetail("The batches stay in sfexport.stream_batches as rejected, with Snowflake's error."),
+					 errhint("See sfexport.stream_status; fix the cause and call sfexport.stream_retry().")));
+		}
 	}
 	SPI_finish();
 	UnregisterSnapshot(callsnap);
