@@ -796,3 +796,65 @@ CREATE EVENT TRIGGER sfexport_combination_check ON ddl_command_end
   WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
                'IMPORT FOREIGN SCHEMA', 'ALTER SERVER')
   EXECUTE FUNCTION sfexport.combination_check();
+
+-- sfexport.status and load_mode 'streaming': rows the worker moved from the
+-- outbox into stream batches are not in Snowflake until their channel
+-- commits them.  streaming_rows counts them (rows of rejected batches are
+-- in sfexport.stream_status), and oldest_pending_age covers them too (from
+-- when their batch was made), so "rows waiting longer than N" sees them.
+CREATE OR REPLACE VIEW sfexport.status WITH (security_barrier) AS
+SELECT c.oid::regclass                        AS foreign_table,
+       s.srvname                              AS server,
+       coalesce(o.pending_rows, 0)            AS pending_rows,
+       coalesce(o.pending_bytes, 0)           AS pending_bytes,
+       o.oldest_pending                       AS oldest_pending,
+       coalesce(f.staged_files, 0)            AS staged_files,
+       coalesce(f.staged_rows, 0)             AS staged_rows,
+       coalesce(f.submitted_files, 0)         AS submitted_files,
+       coalesce(f.submitted_rows, 0)          AS submitted_rows,
+       coalesce(f.failed_files, 0)            AS failed_files,
+       coalesce(f.loaded_files, 0)            AS loaded_files,
+       coalesce(f.loaded_rows, 0)             AS loaded_rows,
+       f.last_loaded_at                       AS last_loaded_at,
+       CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
+              OR pg_catalog.has_table_privilege(c.oid, 'SELECT')
+              OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+            THEN f.last_error END             AS last_error,
+       pg_catalog.now() OPERATOR(pg_catalog.-) LEAST(o.oldest_pending, sb.oldest)
+                                              AS oldest_pending_age,	-- LEAST skips NULLs
+       CASE WHEN o.oldest_pending IS NOT NULL
+            THEN sfexport.next_flush_at(c.oid, o.oldest_pending) END
+                                              AS next_flush_at,
+       coalesce(sb.streaming_rows, 0)         AS streaming_rows
+  FROM pg_catalog.pg_foreign_table ft
+  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  LEFT JOIN (SELECT relid,
+                    count(*)                               AS pending_rows,
+                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
+                    min(inserted_at)                       AS oldest_pending
+               FROM sfexport.outbox
+              GROUP BY relid) o ON o.relid = c.oid
+  LEFT JOIN (SELECT relid,
+                    count(*) FILTER (WHERE state = 'staged')              AS staged_files,
+                    sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
+                    count(*) FILTER (WHERE state = 'submitted')           AS submitted_files,
+                    sum(rows) FILTER (WHERE state = 'submitted')          AS submitted_rows,
+                    count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
+                    count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
+                    sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
+                    max(loaded_at)                                        AS last_loaded_at,
+                    (array_agg(coalesce(last_error, first_error) ORDER BY file_id DESC)
+                       FILTER (WHERE state <> 'loaded'
+                                 AND coalesce(last_error, first_error) IS NOT NULL))[1]
+                                                                          AS last_error
+               FROM sfexport.files
+              GROUP BY relid) f ON f.relid = c.oid
+  LEFT JOIN (SELECT relid,
+                    sum(rows)       AS streaming_rows,
+                    min(created_at) AS oldest
+               FROM sfexport.stream_batches
+              WHERE state OPERATOR(pg_catalog.=) 'pending'
+              GROUP BY relid) sb ON sb.relid = c.oid
+ WHERE w.fdwname = 'sfexport';

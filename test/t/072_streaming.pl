@@ -192,6 +192,12 @@ SfSnowflake::admin($emu, 'POST', 'faults', { action => '503', path => '/rows', c
 insert_ev(1301, 1400);
 ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM sfexport.stream_batches WHERE relid = 'ev'::regclass}),
 	'during the outage the rows wait in their batch');
+ok($node->poll_query_until('postgres', q{
+	SELECT streaming_rows > 0 AND oldest_pending_age IS NOT NULL
+	   AND streaming_rows = (SELECT sum(rows) FROM sfexport.stream_batches
+	                          WHERE relid = 'ev'::regclass AND state = 'pending')
+	  FROM sfexport.status WHERE foreign_table = 'ev'::regclass}),
+	'sfexport.status counts them as streaming_rows, and oldest_pending_age sees them');
 drained('ev', 'and land after it');
 exactly('EV', 1400, 'throttling and outage');
 
