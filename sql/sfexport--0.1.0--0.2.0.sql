@@ -732,6 +732,13 @@ CREATE EVENT TRIGGER sfexport_track_ddl ON ddl_command_end
 -- its own JSON objects and stages no files.  For superusers too: this
 -- protects the rows, not privileges.
 CREATE FUNCTION sfexport.combination_check()
+-- Security review of the features merged on 2026-12-04
+-- sfexport_track_ddl runs as whoever ran the ALTER TABLE (a superuser
+-- too) and follows the arguments of a trigger named sfexport_track, which
+-- the altered table's owner wrote: it acts only where those arguments name
+-- a foreign table of the same owner and the trigger is sfexport's own, as
+-- sfexport.track() makes them (docs/security-review.md).
+CREATE OR REPLACE FUNCTION sfexport.track_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -858,3 +865,45 @@ SELECT c.oid::regclass                        AS foreign_table,
               WHERE state OPERATOR(pg_catalog.=) 'pending'
               GROUP BY relid) sb ON sb.relid = c.oid
  WHERE w.fdwname = 'sfexport';
+    col record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT t.tgrelid, n.nspname, c.relname,
+               convert_from(substring(t.tgargs FROM 1 FOR position('\x00'::bytea IN t.tgargs) - 1),
+                            getdatabaseencoding()) AS changes_nsp,
+               convert_from(substring(t.tgargs FROM position('\x00'::bytea IN t.tgargs) + 1
+                                      FOR length(t.tgargs) - position('\x00'::bytea IN t.tgargs) - 1),
+                            getdatabaseencoding()) AS changes_name
+          FROM pg_event_trigger_ddl_commands() d
+          JOIN pg_trigger t ON t.tgrelid = d.objid AND t.tgname = 'sfexport_track'
+          JOIN pg_class c ON c.oid = t.tgrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+           AND t.tgfoid = 'sfexport.track_row_trigger()'::regprocedure
+           AND t.tgnargs = 2
+    LOOP
+        -- the changes table: a foreign table owned by the tracked table's owner
+        IF NOT EXISTS (SELECT 1 FROM pg_class bc
+                         JOIN pg_namespace bn ON bn.oid = bc.relnamespace
+                         JOIN pg_class tc ON tc.oid = r.tgrelid
+                        WHERE bn.nspname = r.changes_nsp AND bc.relname = r.changes_name
+                          AND bc.relkind = 'f' AND bc.relowner = tc.relowner) THEN
+            CONTINUE;
+        END IF;
+        FOR col IN
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ
+              FROM pg_attribute a
+             WHERE a.attrelid = r.tgrelid AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT EXISTS (SELECT 1 FROM pg_attribute b
+                                JOIN pg_class bc ON bc.oid = b.attrelid
+                                JOIN pg_namespace bn ON bn.oid = bc.relnamespace
+                               WHERE bn.nspname = r.changes_nsp AND bc.relname = r.changes_name
+                                 AND b.attname = a.attname AND NOT b.attisdropped)
+             ORDER BY a.attnum
+        LOOP
+            EXECUTE format('ALTER FOREIGN TABLE %I.%I ADD COLUMN %I %s',
+                           r.changes_nsp, r.changes_name, col.attname, col.typ);
+        END LOOP;
+    END LOOP;
+END
+$$;

@@ -993,12 +993,46 @@ resolve_base(Chain *ch, SfAwsCredentials *out)
 			 errhint("Set aws_access_key_id and aws_secret_access_key in the user mapping, or give the database server credentials of its host: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (EKS), a profile in ~/.aws, a task role (ECS) or an instance profile (EC2).")));
 }
 
+/*
+ * A role (or external ID) that a user mapping names is assumed with the
+ * base credentials.  When the mapping brings no keys those are the host's
+ * (steps 2 to 6), and the mapping's maker would choose which role the
+ * host's identity assumes: any role that trusts the host, not only the
+ * one the superuser who owns the server configured.  So, as for GCS
+ * external accounts (storage_gcs.c), only a mapping a superuser made (its
+ * own, or PUBLIC, which only the server's owner can create) may name them
+ * there; others bring keys of their own (docs/security-review.md).
+ * Checked before any host source is asked.
+ */
+static void
+check_mapping_role(Chain *ch)
+{
+	SfUserConfig *usr = ch->usr;
+	bool		own_keys = usr->aws_access_key_id && usr->aws_secret_access_key &&
+		!usr->aws_from_host;
+
+	if ((usr->aws_role_arn || usr->aws_external_id) && !own_keys &&
+		usr->host_credentials_allowed &&
+		OidIsValid(usr->mapping_user) && !superuser_arg(usr->mapping_user))
+	{
+		const char *who = GetUserNameFromId(usr->mapping_user, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the user mapping for %s on server \"%s\" may not name aws_role_arn or aws_external_id without keys of its own",
+						who ? quote_identifier(who) : "its role", ch->srv->servername),
+				 errdetail("Without aws_access_key_id in the mapping the role would be assumed with the database server's own AWS credentials, and only a superuser may choose which role those assume."),
+				 errhint("Give the mapping aws_access_key_id and aws_secret_access_key, or drop aws_role_arn and aws_external_id from it and ask a superuser to set them on the server or on the PUBLIC mapping.")));
+	}
+}
+
 /* The whole chain: base credentials, then aws_role_arn if set. */
 static void
 resolve(Chain *ch, const char *role_arn, const char *external_id, SfAwsCredentials *out)
 {
 	SfAwsCredentials base;
 
+	check_mapping_role(ch);
 	memset(&base, 0, sizeof(base));
 	resolve_base(ch, &base);
 	if (role_arn == NULL)

@@ -59,6 +59,7 @@
 #include "config.h"
 #include "http.h"
 #include "jwt.h"
+#include "sigv4.h"
 #include "snowflake.h"
 #include "streaming.h"
 
@@ -73,6 +74,7 @@ typedef struct StreamHost
 {
 	Oid			serverid;
 	Oid			userid;
+	char	   *config;			/* what it was found with (config_key) */
 	char	   *base;			/* scheme://ingest-host */
 	char	   *host;
 	char	   *token;			/* scoped token, NULL = none yet */
@@ -98,6 +100,7 @@ sf_stream_forget_hosts(void)
 			explicit_bzero(h->token, strlen(h->token));
 			pfree(h->token);
 		}
+		pfree(h->config);
 		pfree(h->base);
 		pfree(h->host);
 		pfree(h);
@@ -233,6 +236,54 @@ account_call(SfServerConfig *srv, SfUserConfig *usr, const char *method,
 	return resp;
 }
 
+/*
+ * What a cached ingest host and scoped token were obtained with: the
+ * server's url and account and the mapping's credentials, as a SHA-256 (no
+ * secret in clear).  After ALTER SERVER ... url or a changed mapping the
+ * old host and token are not used again: rows go where the server now
+ * points, with the credentials it now has (docs/security-review.md).
+ */
+static char *
+config_key(SfServerConfig *srv, SfUserConfig *usr)
+{
+	StringInfoData buf;
+	char	   *hash;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s\n%s\n%s\n%s\n", srv->url ? srv->url : "",
+					 srv->account ? srv->account : "", usr->user ? usr->user : "",
+					 usr->token_type ? usr->token_type : "");
+	if (usr->token)
+		appendStringInfoString(&buf, usr->token);
+	appendStringInfoChar(&buf, '\n');
+	if (usr->private_key)
+		appendStringInfoString(&buf, usr->private_key);
+	hash = sf_sha256_hex(buf.data, buf.len);
+	explicit_bzero(buf.data, buf.len);
+	pfree(buf.data);
+	return hash;
+}
+
+static void
+drop_host(StreamHost *gone)
+{
+	StreamHost **pp = &stream_hosts;
+
+	while (*pp && *pp != gone)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = gone->next;
+	if (gone->token)
+	{
+		explicit_bzero(gone->token, strlen(gone->token));
+		pfree(gone->token);
+	}
+	pfree(gone->config);
+	pfree(gone->base);
+	pfree(gone->host);
+	pfree(gone);
+}
+
 /* The ingest host of a server (discovered once) with a valid scoped token. */
 static StreamHost *
 stream_host(SfServerConfig *srv, SfUserConfig *usr)
@@ -242,10 +293,16 @@ stream_host(SfServerConfig *srv, SfUserConfig *usr)
 	char	   *host;
 	const char *scheme_end;
 	MemoryContext old;
+	char	   *config = config_key(srv, usr);
 
 	for (h = stream_hosts; h; h = h->next)
 		if (h->serverid == srv->serverid && h->userid == usr->userid)
 			break;
+	if (h != NULL && strcmp(h->config, config) != 0)
+	{
+		drop_host(h);
+		h = NULL;
+	}
 	if (h == NULL)
 	{
 		resp = account_call(srv, usr, "GET", "/v2/streaming/hostname", NULL, NULL);
@@ -268,6 +325,7 @@ stream_host(SfServerConfig *srv, SfUserConfig *usr)
 		h = palloc0(sizeof(StreamHost));
 		h->serverid = srv->serverid;
 		h->userid = usr->userid;
+		h->config = pstrdup(config);
 		h->host = pstrdup(host);
 		h->base = psprintf("%.*s://%s", scheme_end ? (int) (scheme_end - srv->url) : 5,
 						   scheme_end ? srv->url : "https", host);
