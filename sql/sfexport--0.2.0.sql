@@ -989,13 +989,6 @@ CREATE EVENT TRIGGER sfexport_track_ddl ON ddl_command_end
 -- its own JSON objects and stages no files.  For superusers too: this
 -- protects the rows, not privileges.
 CREATE FUNCTION sfexport.combination_check()
--- Security review of the features merged on 2026-12-04
--- sfexport_track_ddl runs as whoever ran the ALTER TABLE (a superuser
--- too) and follows the arguments of a trigger named sfexport_track, which
--- the altered table's owner wrote: it acts only where those arguments name
--- a foreign table of the same owner and the trigger is sfexport's own, as
--- sfexport.track() makes them (docs/security-review.md).
-CREATE OR REPLACE FUNCTION sfexport.track_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1122,6 +1115,21 @@ SELECT c.oid::regclass                        AS foreign_table,
               WHERE state OPERATOR(pg_catalog.=) 'pending'
               GROUP BY relid) sb ON sb.relid = c.oid
  WHERE w.fdwname = 'sfexport';
+
+
+-- Security review of the features merged on 2026-12-04
+-- sfexport_track_ddl runs as whoever ran the ALTER TABLE (a superuser
+-- too) and follows the arguments of a trigger named sfexport_track, which
+-- the altered table's owner wrote: it acts only where those arguments name
+-- a foreign table of the same owner and the trigger is sfexport's own, as
+-- sfexport.track() makes them (docs/security-review.md).
+CREATE OR REPLACE FUNCTION sfexport.track_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
     col record;
 BEGIN
     FOR r IN
