@@ -29,8 +29,9 @@ cd "$REPO"
 # Snowflake client's key-pair auth (020), the worker pipeline (030), crash
 # recovery and failover (031, 032), setup (040, 041), Glue (050, 051), the
 # worker's SQL as other roles see it and flush() by the database owner
-# (080), and the privilege model with ordinary roles (082; role management
-# changed in PostgreSQL 16).
+# (080), the privilege model with ordinary roles (082; role management
+# changed in PostgreSQL 16), flush(wait => true) with its own wait event
+# (090) and tracked tables' C triggers and snapshot (100).
 # The whole TAP suite a second time does not fit CI's 30 minutes.
 SUBSET_TAP=(
 	test/t/001_capture_durability.pl
@@ -47,6 +48,8 @@ SUBSET_TAP=(
 	test/t/051_glue_errors.pl
 	test/t/080_security_sql.pl
 	test/t/082_security_roles.pl
+	test/t/090_flush_wait.pl
+	test/t/100_track.pl
 )
 
 bash scripts/setup-machine.sh
