@@ -86,52 +86,8 @@ ALTER TABLE sfexport.files ADD COLUMN in_doubt_since timestamptz;
 UPDATE sfexport.files SET in_doubt_since = staged_at
  WHERE state = 'staged' AND load_via = 'copy';
 
--- sfexport.status shows error text (which quotes row values) only to those
--- who may read the table; everyone else sees the counts.
-CREATE OR REPLACE VIEW sfexport.status WITH (security_barrier) AS
-SELECT c.oid::regclass                        AS foreign_table,
-       s.srvname                              AS server,
-       coalesce(o.pending_rows, 0)            AS pending_rows,
-       coalesce(o.pending_bytes, 0)           AS pending_bytes,
-       o.oldest_pending                       AS oldest_pending,
-       coalesce(f.staged_files, 0)            AS staged_files,
-       coalesce(f.staged_rows, 0)             AS staged_rows,
-       coalesce(f.submitted_files, 0)         AS submitted_files,
-       coalesce(f.submitted_rows, 0)          AS submitted_rows,
-       coalesce(f.failed_files, 0)            AS failed_files,
-       coalesce(f.loaded_files, 0)            AS loaded_files,
-       coalesce(f.loaded_rows, 0)             AS loaded_rows,
-       f.last_loaded_at                       AS last_loaded_at,
-       CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
-              OR pg_catalog.has_table_privilege(c.oid, 'SELECT')
-              OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
-            THEN f.last_error END             AS last_error
-  FROM pg_catalog.pg_foreign_table ft
-  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
-  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
-  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-  LEFT JOIN (SELECT relid,
-                    count(*)                               AS pending_rows,
-                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
-                    min(inserted_at)                       AS oldest_pending
-               FROM sfexport.outbox
-              GROUP BY relid) o ON o.relid = c.oid
-  LEFT JOIN (SELECT relid,
-                    count(*) FILTER (WHERE state = 'staged')              AS staged_files,
-                    sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
-                    count(*) FILTER (WHERE state = 'submitted')           AS submitted_files,
-                    sum(rows) FILTER (WHERE state = 'submitted')          AS submitted_rows,
-                    count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
-                    count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
-                    sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
-                    max(loaded_at)                                        AS last_loaded_at,
-                    (array_agg(coalesce(last_error, first_error) ORDER BY file_id DESC)
-                       FILTER (WHERE state <> 'loaded'
-                                 AND coalesce(last_error, first_error) IS NOT NULL))[1]
-                                                                          AS last_error
-               FROM sfexport.files
-              GROUP BY relid) f ON f.relid = c.oid
- WHERE w.fdwname = 'sfexport';
+-- sfexport.status: replaced at the end of this file, after next_flush_at()
+-- and sfexport.stream_batches, which it reads.
 
 -- Who may decide what a server loads into, and where a superuser's server
 -- sends the database server's own credentials (README, Security).  The
@@ -278,58 +234,6 @@ LANGUAGE C STRICT STABLE;
 COMMENT ON FUNCTION sfexport.next_flush_at(regclass, timestamptz) IS
   'when the worker flushes a foreign table whose oldest pending row was written at oldest_pending';
 
--- sfexport.status gains how long the oldest pending row has waited and when
--- the worker plans to flush the table (NULL: nothing pending).  Both come
--- from insert times and options, nothing row-derived; still security_barrier.
-CREATE OR REPLACE VIEW sfexport.status WITH (security_barrier) AS
-SELECT c.oid::regclass                        AS foreign_table,
-       s.srvname                              AS server,
-       coalesce(o.pending_rows, 0)            AS pending_rows,
-       coalesce(o.pending_bytes, 0)           AS pending_bytes,
-       o.oldest_pending                       AS oldest_pending,
-       coalesce(f.staged_files, 0)            AS staged_files,
-       coalesce(f.staged_rows, 0)             AS staged_rows,
-       coalesce(f.submitted_files, 0)         AS submitted_files,
-       coalesce(f.submitted_rows, 0)          AS submitted_rows,
-       coalesce(f.failed_files, 0)            AS failed_files,
-       coalesce(f.loaded_files, 0)            AS loaded_files,
-       coalesce(f.loaded_rows, 0)             AS loaded_rows,
-       f.last_loaded_at                       AS last_loaded_at,
-       CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
-              OR pg_catalog.has_table_privilege(c.oid, 'SELECT')
-              OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
-            THEN f.last_error END             AS last_error,
-       pg_catalog.now() OPERATOR(pg_catalog.-) o.oldest_pending
-                                              AS oldest_pending_age,
-       CASE WHEN o.oldest_pending IS NOT NULL
-            THEN sfexport.next_flush_at(c.oid, o.oldest_pending) END
-                                              AS next_flush_at
-  FROM pg_catalog.pg_foreign_table ft
-  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
-  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
-  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-  LEFT JOIN (SELECT relid,
-                    count(*)                               AS pending_rows,
-                    sum(pg_catalog.octet_length(line) + 1) AS pending_bytes,
-                    min(inserted_at)                       AS oldest_pending
-               FROM sfexport.outbox
-              GROUP BY relid) o ON o.relid = c.oid
-  LEFT JOIN (SELECT relid,
-                    count(*) FILTER (WHERE state = 'staged')              AS staged_files,
-                    sum(rows) FILTER (WHERE state = 'staged')             AS staged_rows,
-                    count(*) FILTER (WHERE state = 'submitted')           AS submitted_files,
-                    sum(rows) FILTER (WHERE state = 'submitted')          AS submitted_rows,
-                    count(*) FILTER (WHERE state IN ('failed', 'partially_loaded')) AS failed_files,
-                    count(*) FILTER (WHERE state = 'loaded')              AS loaded_files,
-                    sum(rows_loaded) FILTER (WHERE state = 'loaded')      AS loaded_rows,
-                    max(loaded_at)                                        AS last_loaded_at,
-                    (array_agg(coalesce(last_error, first_error) ORDER BY file_id DESC)
-                       FILTER (WHERE state <> 'loaded'
-                                 AND coalesce(last_error, first_error) IS NOT NULL))[1]
-                                                                          AS last_error
-               FROM sfexport.files
-              GROUP BY relid) f ON f.relid = c.oid
- WHERE w.fdwname = 'sfexport';
 -- Seconds from commit to query: Snowpipe Streaming as a load mode
 -- (load_mode 'streaming', src/stream_load.c; docs/streaming.md, "The
 -- sfexport client").  A batch is a run of outbox rows of one table, as the
@@ -667,8 +571,11 @@ COMMENT ON PROCEDURE sfexport.snapshot(regclass, integer) IS
 -- Columns added to a tracked table go to its changes foreign table too
 -- (the worker then adds them to the changes table and the mirror in
 -- Snowflake before it loads or merges); other changes of the columns make
--- the capture fail with a hint (track.c).  Runs as the user of the ALTER
--- TABLE, who must own the changes table.
+-- the capture fail with a hint (track.c).  It runs as whoever ran the
+-- ALTER TABLE (a superuser too) and follows the arguments of a trigger named sfexport_track, which
+-- the altered table's owner wrote: it acts only where those arguments name
+-- a foreign table of the same owner and the trigger is sfexport's own, as
+-- sfexport.track() makes them (docs/security-review.md).
 CREATE FUNCTION sfexport.track_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -690,7 +597,17 @@ BEGIN
           JOIN pg_class c ON c.oid = t.tgrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+           AND t.tgfoid = 'sfexport.track_row_trigger()'::regprocedure
+           AND t.tgnargs = 2
     LOOP
+        -- the changes table: a foreign table owned by the tracked table's owner
+        IF NOT EXISTS (SELECT 1 FROM pg_class bc
+                         JOIN pg_namespace bn ON bn.oid = bc.relnamespace
+                         JOIN pg_class tc ON tc.oid = r.tgrelid
+                        WHERE bn.nspname = r.changes_nsp AND bc.relname = r.changes_name
+                          AND bc.relkind = 'f' AND bc.relowner = tc.relowner) THEN
+            CONTINUE;
+        END IF;
         FOR col IN
             SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ
               FROM pg_attribute a
@@ -797,8 +714,14 @@ CREATE EVENT TRIGGER sfexport_combination_check ON ddl_command_end
                'IMPORT FOREIGN SCHEMA', 'ALTER SERVER')
   EXECUTE FUNCTION sfexport.combination_check();
 
--- sfexport.status and load_mode 'streaming': rows the worker moved from the
--- outbox into stream batches are not in Snowflake until their channel
+-- sfexport.status shows error text (which quotes row values) only to those
+-- who may read the table; everyone else sees the counts.
+--
+-- oldest_pending_age is how long the oldest pending row has waited,
+-- next_flush_at when the worker plans to flush the table (NULL: nothing
+-- pending); both come from insert times and options, nothing row-derived.
+-- load_mode 'streaming': rows the worker moved from the outbox into stream
+-- batches are not in Snowflake until their channel
 -- commits them.  streaming_rows counts them (rows of rejected batches are
 -- in sfexport.stream_status), and oldest_pending_age covers them too (from
 -- when their batch was made), so "rows waiting longer than N" sees them.
@@ -858,60 +781,3 @@ SELECT c.oid::regclass                        AS foreign_table,
               WHERE state OPERATOR(pg_catalog.=) 'pending'
               GROUP BY relid) sb ON sb.relid = c.oid
  WHERE w.fdwname = 'sfexport';
-
-
--- Security review of the features merged on 2026-12-04
--- sfexport_track_ddl runs as whoever ran the ALTER TABLE (a superuser
--- too) and follows the arguments of a trigger named sfexport_track, which
--- the altered table's owner wrote: it acts only where those arguments name
--- a foreign table of the same owner and the trigger is sfexport's own, as
--- sfexport.track() makes them (docs/security-review.md).
-CREATE OR REPLACE FUNCTION sfexport.track_ddl()
-RETURNS event_trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r record;
-    col record;
-BEGIN
-    FOR r IN
-        SELECT DISTINCT t.tgrelid, n.nspname, c.relname,
-               convert_from(substring(t.tgargs FROM 1 FOR position('\x00'::bytea IN t.tgargs) - 1),
-                            getdatabaseencoding()) AS changes_nsp,
-               convert_from(substring(t.tgargs FROM position('\x00'::bytea IN t.tgargs) + 1
-                                      FOR length(t.tgargs) - position('\x00'::bytea IN t.tgargs) - 1),
-                            getdatabaseencoding()) AS changes_name
-          FROM pg_event_trigger_ddl_commands() d
-          JOIN pg_trigger t ON t.tgrelid = d.objid AND t.tgname = 'sfexport_track'
-          JOIN pg_class c ON c.oid = t.tgrelid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
-           AND t.tgfoid = 'sfexport.track_row_trigger()'::regprocedure
-           AND t.tgnargs = 2
-    LOOP
-        -- the changes table: a foreign table owned by the tracked table's owner
-        IF NOT EXISTS (SELECT 1 FROM pg_class bc
-                         JOIN pg_namespace bn ON bn.oid = bc.relnamespace
-                         JOIN pg_class tc ON tc.oid = r.tgrelid
-                        WHERE bn.nspname = r.changes_nsp AND bc.relname = r.changes_name
-                          AND bc.relkind = 'f' AND bc.relowner = tc.relowner) THEN
-            CONTINUE;
-        END IF;
-        FOR col IN
-            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ
-              FROM pg_attribute a
-             WHERE a.attrelid = r.tgrelid AND a.attnum > 0 AND NOT a.attisdropped
-               AND NOT EXISTS (SELECT 1 FROM pg_attribute b
-                                JOIN pg_class bc ON bc.oid = b.attrelid
-                                JOIN pg_namespace bn ON bn.oid = bc.relnamespace
-                               WHERE bn.nspname = r.changes_nsp AND bc.relname = r.changes_name
-                                 AND b.attname = a.attname AND NOT b.attisdropped)
-             ORDER BY a.attnum
-        LOOP
-            EXECUTE format('ALTER FOREIGN TABLE %I.%I ADD COLUMN %I %s',
-                           r.changes_nsp, r.changes_name, col.attname, col.typ);
-        END LOOP;
-    END LOOP;
-END
-$$;
