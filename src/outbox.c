@@ -178,6 +178,9 @@ typedef struct SfRelCacheData
 	MemoryContext cxt;			/* holds this struct and the encoder */
 	SfRowEncoder *enc;
 	int			batch_option;	/* table or server batch_size, -1 if unset */
+	MemoryContext statecxt;		/* a caller's state (sf_outbox_cached_state) */
+	void	   *state;
+	Oid			state_relid;	/* the other relation the state depends on */
 	int			pins;			/* writers using it now */
 	bool		detached;		/* no longer in the hash table */
 } SfRelCacheData;
@@ -207,7 +210,10 @@ detach(SfRelCacheData *d)
 	}
 }
 
-/* Drop the entry of relid, or every entry when relid is InvalidOid. */
+/*
+ * Drop the entry of relid and every entry whose caller's state depends on
+ * relid, or every entry when relid is InvalidOid.
+ */
 static void
 forget_rel_cache(Oid relid)
 {
@@ -216,19 +222,12 @@ forget_rel_cache(Oid relid)
 
 	if (rel_cache == NULL)
 		return;
-	if (OidIsValid(relid))
-	{
-		e = hash_search(rel_cache, &relid, HASH_FIND, NULL);
-		if (e)
-		{
-			detach(e->data);
-			hash_search(rel_cache, &relid, HASH_REMOVE, NULL);
-		}
-		return;
-	}
 	hash_seq_init(&seq, rel_cache);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
+		if (OidIsValid(relid) && e->relid != relid &&
+			(e->data->state == NULL || e->data->state_relid != relid))
+			continue;
 		detach(e->data);
 		hash_search(rel_cache, &e->relid, HASH_REMOVE, NULL);
 	}
@@ -334,6 +333,9 @@ sf_outbox_init(void)
 	CacheRegisterSyscacheCallback(FOREIGNTABLEREL, rel_cache_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, rel_cache_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, rel_cache_syscache_callback, (Datum) 0);
+	/* a caller's state may hold a privilege check (sf_outbox_cached_state) */
+	CacheRegisterSyscacheCallback(AUTHOID, rel_cache_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, rel_cache_syscache_callback, (Datum) 0);
 }
 
 /*
@@ -494,6 +496,38 @@ sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot)
 			w->bistate = GetBulkInsertState();
 		outbox_write_buffer(w);
 	}
+}
+
+/*
+ * State that the caller keeps with the cached state of the writer's foreign
+ * table (ftrel), so that a statement does not rebuild it: built by
+ * build(ftrel, arg) in a memory context of the cache entry when missing or
+ * made for another relation than about, and valid while the writer lives.
+ * It is dropped with the entry: on an invalidation of ftrel (any DDL, and
+ * GRANT or REVOKE on it: they rewrite its pg_class row) or of about, of
+ * foreign table or server options, types, roles or role memberships
+ * (sf_outbox_init), so it may hold what those decide, privilege checks
+ * included.
+ */
+void *
+sf_outbox_cached_state(SfOutboxWriter *w, Relation ftrel, Oid about,
+					   void *(*build) (Relation ftrel, void *arg), void *arg)
+{
+	SfRelCacheData *d = w->cache;
+	MemoryContext oldcxt;
+
+	if (d->state != NULL && d->state_relid == about)
+		return d->state;
+	if (d->statecxt == NULL)
+		d->statecxt = AllocSetContextCreate(d->cxt, "sfexport relation cache state",
+											ALLOCSET_SMALL_SIZES);
+	d->state = NULL;
+	MemoryContextReset(d->statecxt);
+	oldcxt = MemoryContextSwitchTo(d->statecxt);
+	d->state = build(ftrel, arg);
+	MemoryContextSwitchTo(oldcxt);
+	d->state_relid = about;
+	return d->state;
 }
 
 /*

@@ -20,6 +20,9 @@ extern void sf_outbox_define_gucs(void);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
 extern void sf_outbox_csv_only(SfOutboxWriter *w);
+extern void *sf_outbox_cached_state(SfOutboxWriter *w, Relation ftrel, Oid about,
+									void *(*build) (Relation ftrel, void *arg),
+									void *arg);
 extern void sf_outbox_end(SfOutboxWriter *w);
 extern int	sf_outbox_batch_size(SfOutboxWriter *w);
 extern void sf_outbox_init(void);

@@ -35,20 +35,20 @@ PG_FUNCTION_INFO_V1(sfexport_track_truncate);
 PG_FUNCTION_INFO_V1(sfexport_track_snapshot_chunk);
 
 /*
- * The capture of this trigger, made at its first call in the query and
- * kept in fn_extra: the changes table named by the trigger's two arguments
- * (schema, name).
+ * The changes table of this trigger, named by its two arguments (schema,
+ * name), looked up at its first call in the query and kept in fn_extra.
+ * What a change needs besides is cached across statements
+ * (sf_track_capture_row).
  */
-static SfTrackCapture *
-trigger_capture(FunctionCallInfo fcinfo, TriggerData *td)
+static Oid
+trigger_changes_table(FunctionCallInfo fcinfo, TriggerData *td)
 {
 	Trigger    *trig = td->tg_trigger;
-	MemoryContext old;
 	Oid			nspid;
 	Oid			changes;
 
 	if (fcinfo->flinfo->fn_extra)
-		return (SfTrackCapture *) fcinfo->flinfo->fn_extra;
+		return *(Oid *) fcinfo->flinfo->fn_extra;
 	if (trig->tgnargs != 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
@@ -67,11 +67,9 @@ trigger_capture(FunctionCallInfo fcinfo, TriggerData *td)
 				 errdetail("The changes of a tracked table go through its changes foreign table; none was written."),
 				 errhint("Stop tracking with sfexport.untrack(), or track it again.")));
 
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	fcinfo->flinfo->fn_extra = sf_track_capture_begin(changes, RelationGetDescr(td->tg_relation),
-													   td->tg_relation->rd_rel->relowner);
-	MemoryContextSwitchTo(old);
-	return (SfTrackCapture *) fcinfo->flinfo->fn_extra;
+	fcinfo->flinfo->fn_extra = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
+	*(Oid *) fcinfo->flinfo->fn_extra = changes;
+	return changes;
 }
 
 static TriggerData *
@@ -94,19 +92,15 @@ Datum
 sfexport_track_row(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = check_trigger(fcinfo, true);
-	SfTrackCapture *c = trigger_capture(fcinfo, td);
+	Oid			changes = trigger_changes_table(fcinfo, td);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		sf_track_capture_put(c, SF_TRACK_INSERT, td->tg_trigtuple);
+		sf_track_capture_row(td->tg_relation, changes, SF_TRACK_INSERT, td->tg_trigtuple, NULL);
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		sf_track_capture_put(c, SF_TRACK_DELETE, td->tg_trigtuple);
+		sf_track_capture_row(td->tg_relation, changes, SF_TRACK_DELETE, td->tg_trigtuple, NULL);
 	else
-	{
-		/* a new key: the old one is gone */
-		if (sf_track_key_changed(c, td->tg_trigtuple, td->tg_newtuple))
-			sf_track_capture_put(c, SF_TRACK_DELETE, td->tg_trigtuple);
-		sf_track_capture_put(c, SF_TRACK_UPDATE, td->tg_newtuple);
-	}
+		sf_track_capture_row(td->tg_relation, changes, SF_TRACK_UPDATE, td->tg_trigtuple,
+							 td->tg_newtuple);
 	return PointerGetDatum(NULL);
 }
 
@@ -115,9 +109,9 @@ Datum
 sfexport_track_truncate(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = check_trigger(fcinfo, false);
-	SfTrackCapture *c = trigger_capture(fcinfo, td);
 
-	sf_track_capture_put(c, SF_TRACK_TRUNCATE, NULL);
+	sf_track_capture_row(td->tg_relation, trigger_changes_table(fcinfo, td),
+						 SF_TRACK_TRUNCATE, NULL, NULL);
 	return PointerGetDatum(NULL);
 }
 

@@ -2,8 +2,9 @@
  *
  * tables.c
  *		The extension's own tables as the C code reaches them: the OIDs of
- *		sfexport.outbox, its segments and sfexport.shapes, cached with
- *		invalidation, and opened only once their name is checked.
+ *		sfexport.outbox, its segments, sfexport.shapes and the sequence
+ *		sfexport.track_seq, cached with invalidation, and opened only once
+ *		their name is checked.
  *
  * The insert path writes these tables through the table AM, without SQL
  * (outbox.c, shapes.c), so a statement must not pay a catalog lookup by
@@ -31,6 +32,7 @@
 
 static Oid	cached_outbox_relid = InvalidOid;
 static Oid	cached_shapes_relid = InvalidOid;
+static Oid	cached_track_seq_relid = InvalidOid;
 static Oid	cached_segment_relids[SF_OUTBOX_SEGMENTS];
 
 static void
@@ -38,6 +40,7 @@ forget_relids(void)
 {
 	cached_outbox_relid = InvalidOid;
 	cached_shapes_relid = InvalidOid;
+	cached_track_seq_relid = InvalidOid;
 	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
 		cached_segment_relids[i] = InvalidOid;
 }
@@ -46,7 +49,7 @@ static void
 relids_relcache_callback(Datum arg, Oid relid)
 {
 	bool		ours = !OidIsValid(relid) || relid == cached_outbox_relid ||
-		relid == cached_shapes_relid;
+		relid == cached_shapes_relid || relid == cached_track_seq_relid;
 
 	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
 		ours |= relid == cached_segment_relids[i];
@@ -96,6 +99,15 @@ sf_shapes_relid(void)
 	if (!OidIsValid(cached_shapes_relid))
 		cached_shapes_relid = extension_table_relid("shapes", false);
 	return cached_shapes_relid;
+}
+
+/* sfexport.track_seq, which numbers the changes of tracked tables (track.c) */
+Oid
+sf_track_seq_relid(void)
+{
+	if (!OidIsValid(cached_track_seq_relid))
+		cached_track_seq_relid = extension_table_relid("track_seq", false);
+	return cached_track_seq_relid;
 }
 
 /*

@@ -25,6 +25,7 @@ extern void sf_tables_init(void);
 extern Oid	sf_outbox_relid(bool missing_ok);
 extern Oid	sf_outbox_segment_relid(int seg, bool missing_ok);
 extern Oid	sf_shapes_relid(void);
+extern Oid	sf_track_seq_relid(void);
 extern Relation sf_open_extension_table(const char *name, Oid (*lookup) (void),
 										LOCKMODE lockmode);
 extern Relation sf_open_locked_segment(Oid relid, int seg);

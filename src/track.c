@@ -56,15 +56,16 @@
 #include "quote.h"
 #include "snowflake.h"
 #include "statements.h"
+#include "tables.h"
 #include "track.h"
 
 /* A capture in progress: the changes table and where its columns come from. */
 struct SfTrackCapture
 {
 	Oid			changes_relid;
-	Oid			seq_relid;		/* sfexport.track_seq */
 	TupleDesc	srcdesc;		/* the tuples given to sf_track_capture_put */
 	int			natts;			/* of the changes table */
+	TupleTableSlot *slot;		/* a change as a row of the changes table */
 	AttrNumber *srcatt;			/* per changes column: source attnum, 0 = none */
 	int			nkeys;
 	AttrNumber *keyatt;			/* source attnums of the key columns */
@@ -161,8 +162,12 @@ sf_track_changes_of(Oid relid, bool missing_ok)
 
 /*
  * Prepare to capture changes of tuples described by srcdesc into
- * changes_relid, in the current memory context (which must outlive the
- * statement: the trigger's fn_mcxt).
+ * changes_relid, in the current memory context, which must outlive the
+ * captures (sf_track_capture_put).  Checks that the owner of the tuples'
+ * table may write the changes table and that the columns match, so a
+ * capture is valid until either table, the changes table's options or its
+ * privileges change, which is what the trigger's cached capture relies on
+ * (sf_track_capture_row).
  */
 SfTrackCapture *
 sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc, Oid src_owner)
@@ -190,11 +195,10 @@ sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc, Oid src_owner)
 				 errhint("Track tables with sfexport.track(), which creates their changes tables.")));
 
 	c->changes_relid = changes_relid;
-	c->seq_relid = get_relname_relid("track_seq", get_namespace_oid(SFEXPORT_SCHEMA, false));
-	if (!OidIsValid(c->seq_relid))
-		elog(ERROR, "sequence %s.track_seq is missing", SFEXPORT_SCHEMA);
 	c->srcdesc = CreateTupleDescCopy(srcdesc);
 	c->natts = desc->natts;
+	/* a copy is not reference-counted: the slot may outlive the transaction */
+	c->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsVirtual);
 	c->srcatt = palloc0(sizeof(AttrNumber) * Max(desc->natts, 1));
 
 	if (desc->natts < SF_TRACK_META_COLUMNS ||
@@ -286,29 +290,18 @@ sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc, Oid src_owner)
 }
 
 /*
- * Write one change into the outbox as a row of the changes table: op, the
- * next number of sfexport.track_seq, then tup's columns (tup NULL: all
- * NULL, for TRUNCATE).  Within the caller's transaction.
+ * Write one change into writer w as a row of the changes table: op, the
+ * next number of sfexport.track_seq, the transaction's start, then tup's
+ * columns (tup NULL: all NULL, for TRUNCATE).
  */
-void
-sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup)
+static void
+put_change(SfTrackCapture *c, SfOutboxWriter *w, char op, HeapTuple tup)
 {
-	Relation	rel = relation_open(c->changes_relid, RowExclusiveLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	SfOutboxWriter *w;
-	TupleTableSlot *slot;
+	TupleTableSlot *slot = c->slot;
 	char		opstr[2] = {op, '\0'};
 
-	if (desc->natts != c->natts)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("changes table \"%s\" changed during the statement",
-						RelationGetRelationName(rel)),
-				 errhint("Run the statement again.")));
-
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
 	ExecClearTuple(slot);
-	for (int i = 0; i < desc->natts; i++)
+	for (int i = 0; i < c->natts; i++)
 	{
 		slot->tts_isnull[i] = true;
 		slot->tts_values[i] = (Datum) 0;
@@ -319,7 +312,7 @@ sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup)
 		}
 		else if (i == 1)
 		{
-			slot->tts_values[i] = Int64GetDatum(nextval_internal(c->seq_relid, false));
+			slot->tts_values[i] = Int64GetDatum(nextval_internal(sf_track_seq_relid(), false));
 			slot->tts_isnull[i] = false;
 		}
 		else if (i == 2)
@@ -332,13 +325,99 @@ sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup)
 											   &slot->tts_isnull[i]);
 	}
 	ExecStoreVirtualTuple(slot);
-
-	w = sf_outbox_begin(rel);
-	sf_outbox_csv_only(w);
 	sf_outbox_put(w, slot);
+	ExecClearTuple(slot);
+}
+
+/* Open the changes table of c and a writer of its rows. */
+static Relation
+open_changes(SfTrackCapture *c, Oid changes_relid, SfOutboxWriter **w)
+{
+	Relation	rel = relation_open(changes_relid, RowExclusiveLock);
+
+	if (c != NULL && RelationGetDescr(rel)->natts != c->natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("changes table \"%s\" changed during the statement",
+						RelationGetRelationName(rel)),
+				 errhint("Run the statement again.")));
+	*w = sf_outbox_begin(rel);
+	/* merge_apply.c reads the first fields of pending rows back in SQL */
+	sf_outbox_csv_only(*w);
+	return rel;
+}
+
+static void
+close_changes(Relation rel, SfOutboxWriter *w)
+{
 	sf_outbox_end(w);
-	ExecDropSingleTupleTableSlot(slot);
 	relation_close(rel, NoLock);
+}
+
+/*
+ * Write one change into the outbox as a row of the changes table (see
+ * put_change).  Within the caller's transaction.
+ */
+void
+sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup)
+{
+	SfOutboxWriter *w;
+	Relation	rel = open_changes(c, c->changes_relid, &w);
+
+	put_change(c, w, op, tup);
+	close_changes(rel, w);
+}
+
+/* What build_capture needs to know of the tracked table. */
+typedef struct CaptureSource
+{
+	TupleDesc	desc;
+	Oid			owner;
+} CaptureSource;
+
+static void *
+build_capture(Relation changes, void *arg)
+{
+	CaptureSource *src = (CaptureSource *) arg;
+
+	return sf_track_capture_begin(RelationGetRelid(changes), src->desc, src->owner);
+}
+
+/*
+ * The changes of one row of tracked table src (or of its TRUNCATE: tup
+ * NULL) into changes_relid, for its triggers: op I, D or T with tup; op
+ * U with tup the old row and newtup the new one (preceded by a D of the old
+ * row if the UPDATE changed the key).
+ *
+ * The capture (sf_track_capture_begin: options, privilege check, column
+ * matching) is kept with the outbox's cache entry of the changes table
+ * (sf_outbox_cached_state), so a statement that changes one row does not
+ * rebuild it; it is rebuilt after DDL on either table, GRANT or REVOKE on
+ * the changes table, role changes and option changes.
+ */
+void
+sf_track_capture_row(Relation src, Oid changes_relid, char op, HeapTuple tup,
+					 HeapTuple newtup)
+{
+	SfOutboxWriter *w;
+	Relation	rel = open_changes(NULL, changes_relid, &w);
+	CaptureSource arg = {RelationGetDescr(src), src->rd_rel->relowner};
+	SfTrackCapture *c = sf_outbox_cached_state(w, rel, RelationGetRelid(src),
+											   build_capture, &arg);
+
+	if (c->natts != RelationGetDescr(rel)->natts ||
+		c->srcdesc->natts != arg.desc->natts)
+		elog(ERROR, "cached capture of \"%s\" does not match its tables",
+			 RelationGetRelationName(rel));
+	if (op == SF_TRACK_UPDATE)
+	{
+		/* a new key: the old one is gone */
+		if (sf_track_key_changed(c, tup, newtup))
+			put_change(c, w, SF_TRACK_DELETE, tup);
+		tup = newtup;
+	}
+	put_change(c, w, op, tup);
+	close_changes(rel, w);
 }
 
 /* Whether an UPDATE changed the key (then it is a DELETE and an INSERT). */

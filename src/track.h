@@ -14,6 +14,7 @@
 #include "access/tupdesc.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
+#include "utils/relcache.h"
 
 #include "config.h"
 #include "statements.h"
@@ -51,6 +52,8 @@ extern Oid	sf_track_changes_of(Oid relid, bool missing_ok);
 extern SfTrackCapture *sf_track_capture_begin(Oid changes_relid, TupleDesc srcdesc,
 											  Oid src_owner);
 extern void sf_track_capture_put(SfTrackCapture *c, char op, HeapTuple tup);
+extern void sf_track_capture_row(Relation src, Oid changes_relid, char op,
+								 HeapTuple tup, HeapTuple newtup);
 extern bool sf_track_key_changed(SfTrackCapture *c, HeapTuple oldtup, HeapTuple newtup);
 extern char *sf_track_watermark_name(SfServerConfig *srv, Oid changes_relid);
 extern List *sf_track_watermark_statements(SfServerConfig *srv, Oid changes_relid);
