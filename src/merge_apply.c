@@ -19,9 +19,9 @@
  *	  are unknown here (a failed file stops the mirror, visibly, rather
  *	  than letting it skip changes);
  *	- the rows still in the outbox give the bound: the smallest _sf_seq
- *	  among them (the first fields of their CSV records; track.c writes
- *	  them as CSV only).  Changes at or above it stay in the changes table
- *	  for a later round.
+ *	  among them (the second field of their CSV records, rendered first
+ *	  where the row was captured in binary form).  Changes at or above it
+ *	  stay in the changes table for a later round.
  *
  * A change committed later but numbered lower than the bound cannot
  * concern a key merged now: its key's later changes would have waited for
@@ -168,9 +168,15 @@ apply_unit(void *arg)
 		SPI_finish();
 		return;
 	}
-	/* a record begins "<op>",<_sf_seq>, (CSV, text enclosed: encode.c) */
-	lowest = query_value("SELECT pg_catalog.min(pg_catalog.substring(pg_catalog.encode("
-						 "         pg_catalog.substring(line, 1, 32), 'escape'),"
+	/*
+	 * A record begins "<op>",<_sf_seq>, (CSV, text enclosed: encode.c); a
+	 * payload in binary form (first byte 0x01, encode.c) is rendered to its
+	 * record first, as the flush would.
+	 */
+	lowest = query_value("SELECT pg_catalog.min(pg_catalog.substring("
+						 "         CASE WHEN pg_catalog.substring(line, 1, 1) OPERATOR(pg_catalog.=) '\\x22'::pg_catalog.bytea"
+						 "              THEN pg_catalog.encode(pg_catalog.substring(line, 1, 32), 'escape')"
+						 "              ELSE sfexport.outbox_record(relid, shape, line) END,"
 						 "         '^\"[IUDTS]\",([0-9]+),')::pg_catalog.int8)"
 						 "  FROM sfexport.outbox WHERE relid OPERATOR(pg_catalog.=) $1", st->relid);
 	bound = lowest ? pg_strtoint64(lowest) : PG_INT64_MAX;

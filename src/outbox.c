@@ -531,17 +531,6 @@ sf_outbox_cached_state(SfOutboxWriter *w, Relation ftrel, Oid about,
 }
 
 /*
- * Write this writer's rows as CSV records, never binary payloads: the
- * change capture of tracked tables (track.c) reads the first fields of its
- * pending outbox rows back in SQL (merge_apply.c).
- */
-void
-sf_outbox_csv_only(SfOutboxWriter *w)
-{
-	w->allow_binary = false;
-}
-
-/*
  * Rows per ExecForeignBatchInsert call: the batch_size option of the table
  * or server, 1 when unset (as in postgres_fdw).  Independent of it, the
  * writer buffers sfexport.batch_size rows per outbox write.

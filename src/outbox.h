@@ -19,7 +19,6 @@ extern bool sfexport_capture_binary;	/* sfexport.capture_binary */
 extern void sf_outbox_define_gucs(void);
 extern SfOutboxWriter *sf_outbox_begin(Relation ftrel);
 extern void sf_outbox_put(SfOutboxWriter *w, TupleTableSlot *slot);
-extern void sf_outbox_csv_only(SfOutboxWriter *w);
 extern void *sf_outbox_cached_state(SfOutboxWriter *w, Relation ftrel, Oid about,
 									void *(*build) (Relation ftrel, void *arg),
 									void *arg);

@@ -33,6 +33,7 @@
 static Oid	cached_outbox_relid = InvalidOid;
 static Oid	cached_shapes_relid = InvalidOid;
 static Oid	cached_track_seq_relid = InvalidOid;
+static Oid	cached_schema_oid = InvalidOid;
 static Oid	cached_segment_relids[SF_OUTBOX_SEGMENTS];
 
 static void
@@ -41,6 +42,7 @@ forget_relids(void)
 	cached_outbox_relid = InvalidOid;
 	cached_shapes_relid = InvalidOid;
 	cached_track_seq_relid = InvalidOid;
+	cached_schema_oid = InvalidOid;
 	for (int i = 0; i < SF_OUTBOX_SEGMENTS; i++)
 		cached_segment_relids[i] = InvalidOid;
 }
@@ -71,10 +73,19 @@ sf_tables_init(void)
 	CacheRegisterSyscacheCallback(NAMESPACEOID, relids_syscache_callback, (Datum) 0);
 }
 
+/* The OID of schema sfexport (cached like the tables'), or InvalidOid. */
+static Oid
+schema_oid(void)
+{
+	if (!OidIsValid(cached_schema_oid))
+		cached_schema_oid = get_namespace_oid(SFEXPORT_SCHEMA, true);
+	return cached_schema_oid;
+}
+
 static Oid
 extension_table_relid(const char *name, bool missing_ok)
 {
-	Oid			nsp = get_namespace_oid(SFEXPORT_SCHEMA, true);
+	Oid			nsp = schema_oid();
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
 
 	if (!OidIsValid(relid) && !missing_ok)
@@ -123,7 +134,7 @@ sf_open_extension_table(const char *name, Oid (*lookup) (void), LOCKMODE lockmod
 
 	if (rel == NULL ||
 		strcmp(RelationGetRelationName(rel), name) != 0 ||
-		get_namespace_oid(SFEXPORT_SCHEMA, true) != RelationGetNamespace(rel))
+		schema_oid() != RelationGetNamespace(rel))
 	{
 		if (rel)
 			table_close(rel, lockmode);
@@ -157,11 +168,13 @@ Relation
 sf_open_locked_segment(Oid relid, int seg)
 {
 	Relation	rel = try_table_open(relid, NoLock);
-	char		name[NAMEDATALEN];
+	const char *name = rel ? RelationGetRelationName(rel) : NULL;
 
-	snprintf(name, sizeof(name), "outbox_%d", seg);
-	if (rel != NULL && strcmp(RelationGetRelationName(rel), name) == 0 &&
-		get_namespace_oid(SFEXPORT_SCHEMA, true) == RelationGetNamespace(rel))
+	StaticAssertStmt(SF_OUTBOX_SEGMENTS <= 10, "segment names have one digit");
+	/* "outbox_<seg>": once per statement, so without snprintf */
+	if (rel != NULL && strncmp(name, "outbox_", 7) == 0 &&
+		name[7] == '0' + seg && name[8] == '\0' &&
+		schema_oid() == RelationGetNamespace(rel))
 		return rel;
 	if (rel)
 		table_close(rel, NoLock);

@@ -342,8 +342,6 @@ open_changes(SfTrackCapture *c, Oid changes_relid, SfOutboxWriter **w)
 						RelationGetRelationName(rel)),
 				 errhint("Run the statement again.")));
 	*w = sf_outbox_begin(rel);
-	/* merge_apply.c reads the first fields of pending rows back in SQL */
-	sf_outbox_csv_only(*w);
 	return rel;
 }
 

@@ -10,6 +10,8 @@
 #     it to the changes table): the next change carries the new column;
 #   - ALTER TABLE DROP COLUMN, and ALTER FOREIGN TABLE ... OPTIONS on the
 #     changes table (merge_keys naming a column the table lacks).
+# Changes are captured in binary form (sfexport.capture_binary), like any
+# foreign table's rows: the first test also checks that they are.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -54,11 +56,13 @@ sub changes
 	return sq(q{SELECT count(*) FROM sfexport.outbox
 	            WHERE relid = 'a.items_sfexport_changes'::regclass});
 }
+# the CSV records of the changes (captured in binary form or not)
+my $records = q{(SELECT sfexport.outbox_record(relid, shape, line) AS r FROM sfexport.outbox
+                 WHERE relid = 'a.items_sfexport_changes'::regclass) AS o};
 sub last_record
 {
-	return sq(q{SELECT convert_from(line, 'UTF8') FROM sfexport.outbox
-	            WHERE relid = 'a.items_sfexport_changes'::regclass
-	            ORDER BY substring(convert_from(line, 'UTF8') from '^"[A-Z]",([0-9]+),')::int8 DESC LIMIT 1});
+	return sq(qq{SELECT r FROM $records
+	             ORDER BY substring(r from '^"[A-Z]",([0-9]+),')::int8 DESC LIMIT 1});
 }
 
 # (1) GRANT, then REVOKE, then GRANT again, each between two INSERTs of mallory
@@ -83,6 +87,8 @@ is(scalar @denied, 1, 'one session: the INSERT after the REVOKE is refused, the 
 is(sq(q{SELECT string_agg(id::text, ',' ORDER BY id) FROM m.t}), '1,3',
 	'row 2 was rolled back with its refused capture');
 is(changes(), '2', 'two changes captured (rows 1 and 3)');
+is(sq(q{SELECT count(*) FROM sfexport.outbox WHERE relid = 'a.items_sfexport_changes'::regclass
+        AND substring(line, 1, 1) = '\\x01'::bytea}), '2', 'both in binary form');
 
 # (2) the privilege through a role membership, revoked mid-session
 ($out, $err) = session(q{
@@ -113,8 +119,7 @@ is(changes(), '3', 'row 4 captured, row 5 not');
 is($err, '', 'ADD COLUMN mid-session: no error');
 like(last_record(), qr/^"U",\d+,[^,]+,10,"before",77$/,
 	'the change after ADD COLUMN carries the new column') or diag last_record();
-is(sq(q{SELECT count(*) FROM sfexport.outbox WHERE relid = 'a.items_sfexport_changes'::regclass
-        AND convert_from(line, 'UTF8') ~ ',11,"after",4242$'}), '1',
+is(sq(qq{SELECT count(*) FROM $records WHERE r ~ ',11,"after",4242\$'}), '1',
 	'the INSERT right after ADD COLUMN too');
 
 ($out, $err) = session(q{
@@ -139,5 +144,21 @@ like(last_record(), qr/^"U",\d+,[^,]+,10,,78$/,
 like($err, qr/key column "nosuch" of changes table "items_sfexport_changes" is not a column of the tracked table/,
 	'a changed merge_keys option is seen at the next statement');
 like(last_record(), qr/,10,,81$/, 'and its repair too');
+
+# The worker's apply bound (merge_apply.c: the smallest _sf_seq still in
+# the outbox) reads binary payloads through their rendered records; the
+# same expression here, over a mix of binary and CSV payloads.
+sq(q{SET sfexport.capture_binary = off; SET ROLE alice; UPDATE a.items SET extra = 82 WHERE id = 10});
+is(sq(q{SELECT count(DISTINCT substring(line, 1, 1)) FROM sfexport.outbox
+        WHERE relid = 'a.items_sfexport_changes'::regclass}), '2', 'binary and CSV payloads pending');
+is(sq(q{SELECT pg_catalog.min(pg_catalog.substring(
+          CASE WHEN pg_catalog.substring(line, 1, 1) OPERATOR(pg_catalog.=) '\\x22'::pg_catalog.bytea
+               THEN pg_catalog.encode(pg_catalog.substring(line, 1, 32), 'escape')
+               ELSE sfexport.outbox_record(relid, shape, line) END,
+          '^"[IUDTS]",([0-9]+),')::pg_catalog.int8)
+        FROM sfexport.outbox WHERE relid = 'a.items_sfexport_changes'::regclass}),
+	sq(qq{SELECT min(substring(r from '^"[A-Z]",([0-9]+),')::int8) FROM $records}),
+	'the apply bound over binary and CSV payloads is their smallest _sf_seq');
+like(last_record(), qr/,10,,82$/, 'the CSV payload is the newest');
 
 done_testing();
