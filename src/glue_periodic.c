@@ -43,6 +43,7 @@
 
 #include "config.h"
 #include "glue_periodic.h"
+#include "glue_state.h"
 #include "glue_sync.h"
 #include "hashtab.h"
 #include "transaction.h"

@@ -27,7 +27,5 @@ typedef void (*SfGlueEmitFn) (void *arg, const char *glue_table, const char *act
 							  const char *reason, const char *statement);
 
 extern void sf_glue_sync_run(SfGlueSyncArgs *a, SfGlueEmitFn emit, void *emit_arg);
-extern void sf_glue_sync_record_failure(Oid serverid, const char *glue_db,
-										const char *message);
 
 #endif							/* SF_GLUE_SYNC_H */
