@@ -59,6 +59,7 @@
 #define SF_HTTP_DEFAULT_BACKOFF_MAX_MS		(20 * 1000)
 #define SF_HTTP_MAX_RETRY_AFTER_MS			(120 * 1000)
 #define SF_HTTP_MAX_HEADER_BYTES			(256 * 1024)
+#define SF_HTTP_PENDING_UPLOAD_BUFFER		(1024 * 1024)	/* libcurl allows 2 MB */
 
 /* Why a callback aborted a transfer. */
 typedef enum SfHttpAbort
@@ -83,7 +84,10 @@ typedef struct SfHttpTransfer
 	size_t		body_offset;	/* read position in req->body */
 	int64		sink_bytes;		/* bytes given to req->write_fn */
 	SfHttpAbort abort;
+	struct curl_slist *slist;	/* request headers, freed when it is over */
 } SfHttpTransfer;
+
+static SfHttpResponse *request_after(SfHttpRequest *req, SfHttpResponse *first);
 
 static bool curl_initialized = false;
 static CURL *cached_handle = NULL;	/* kept for connection reuse */
@@ -422,174 +426,160 @@ sf_http_init_request(SfHttpRequest *req, const char *method, const char *url)
 }
 
 /*
- * One attempt of a request.  Transport problems are reported in the
- * response (curl_error, error_text), not thrown; cancel and shutdown are
- * serviced (thrown) once curl has returned.  The response is allocated in
- * the caller's memory context.
+ * Set every option of one transfer of req on handle h (reset first by the
+ * caller): the rules of the file header, the callbacks with t, errbuf and
+ * the header list, kept in t->slist for the caller to free once the
+ * transfer is over (also when this throws, for out of memory).
  */
-SfHttpResponse *
-sf_http_perform(SfHttpRequest *req)
+static void
+setup_transfer(CURL *h, SfHttpRequest *req, SfHttpTransfer *t, char *errbuf)
 {
-	SfHttpResponse *resp = palloc0(sizeof(SfHttpResponse));
-	SfHttpTransfer t;
-	struct curl_slist *volatile slist = NULL;
-	char		errbuf[CURL_ERROR_SIZE];
-	CURLcode	rc = CURLE_OK;
-	long		status = 0;
-	long		connect_status = 0;
+	struct curl_slist **slist = &t->slist;
+	ListCell   *lc;
 	bool		blank_ctype;
 
-	ensure_curl();
-	CHECK_FOR_INTERRUPTS();
-	check_headers(req);
-
-	memset(&t, 0, sizeof(t));
-	t.req = req;
-	t.cxt = CurrentMemoryContext;
-	initStringInfo(&t.body);
-	initStringInfo(&t.rawheaders);
-	t.max_body = req->max_response_bytes > 0 ? req->max_response_bytes
-		: SF_HTTP_DEFAULT_MAX_RESPONSE;
-
-	if (cached_handle == NULL)
-	{
-		cached_handle = curl_easy_init();
-		if (cached_handle == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create a libcurl handle")));
-	}
-	else
-		curl_easy_reset(cached_handle);
-
-	PG_TRY();
-	{
-		CURL	   *h = cached_handle;
-		ListCell   *lc;
-
-		t.handle = h;
-		errbuf[0] = '\0';
-		curl_easy_setopt(h, CURLOPT_URL, req->url);
-		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	t->handle = h;
+	errbuf[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_URL, req->url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #else
-		curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-		if (req->no_proxy)
-			curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-						 (long) (req->connect_timeout_ms > 0 ? req->connect_timeout_ms
-								 : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS));
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-						 (long) (req->timeout_ms > 0 ? req->timeout_ms
-								 : SF_HTTP_DEFAULT_TIMEOUT_MS));
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-		if (req->ca_file)
-			curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-		curl_easy_setopt(h, CURLOPT_USERAGENT, SFEXPORT_USER_AGENT);
-		if (req->decode_content)
-			curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-		else
-			curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	if (req->no_proxy)
+		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+					 (long) (req->connect_timeout_ms > 0 ? req->connect_timeout_ms
+							 : SF_HTTP_DEFAULT_CONNECT_TIMEOUT_MS));
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+					 (long) (req->timeout_ms > 0 ? req->timeout_ms
+							 : SF_HTTP_DEFAULT_TIMEOUT_MS));
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (req->ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, SFEXPORT_USER_AGENT);
+	if (req->decode_content)
+		curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	else
+		curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
 
-		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
-		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-		curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-		curl_easy_setopt(h, CURLOPT_READDATA, &t);
-		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
-		curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
-		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
-		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(h, CURLOPT_READDATA, t);
+	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
+	curl_easy_setopt(h, CURLOPT_SEEKDATA, t);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, t);
 
-		set_method_and_body(h, req, &blank_ctype);
+	set_method_and_body(h, req, &blank_ctype);
 
-		foreach(lc, req->headers)
-		{
-			struct curl_slist *n = curl_slist_append(slist, (const char *) lfirst(lc));
+	foreach(lc, req->headers)
+	{
+		struct curl_slist *n = curl_slist_append(*slist, (const char *) lfirst(lc));
 
-			if (n == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_OUT_OF_MEMORY),
-						 errmsg("out of memory")));
-			slist = n;
-		}
-		/* no "Expect: 100-continue" round trip; no implicit form type */
-		if (!has_header(req->headers, "Expect"))
-			slist = curl_slist_append(slist, "Expect:");
-		if (blank_ctype && !has_header(req->headers, "Content-Type"))
-			slist = curl_slist_append(slist, "Content-Type:");
-		if (slist == NULL)
+		if (n == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory")));
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, slist);
-
-		/* the wait on the network shows in pg_stat_activity (waits.c) */
-		pgstat_report_wait_start(sf_wait_event(SF_WAIT_HTTP_TRANSFER));
-		rc = curl_easy_perform(h);
-		pgstat_report_wait_end();
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-		{
-			curl_off_t	uploaded = 0;
-			long		header_bytes = 0;
-			curl_off_t	want = req->read_fn ? (curl_off_t) req->read_len
-				: (curl_off_t) req->body_len;
-
-			/* before an interrupt is serviced below: callers read it then */
-			curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &uploaded);
-			curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &header_bytes);
-			if (header_bytes > 0 && uploaded >= want)
-				req->body_delivered = true;
-		}
-		curl_easy_getinfo(h, CURLINFO_HTTP_CONNECTCODE, &connect_status);
-
-		/* the handle must not keep pointers to our stack and slist */
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+		*slist = n;
 	}
-	PG_CATCH();
+	/* no "Expect: 100-continue" round trip; no implicit form type */
+	if (!has_header(req->headers, "Expect"))
 	{
-		if (slist)
-			curl_slist_free_all(slist);
-		curl_easy_cleanup(cached_handle);
-		cached_handle = NULL;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	curl_slist_free_all(slist);
+		struct curl_slist *n = curl_slist_append(*slist, "Expect:");
 
-	/* service what the progress callback saw, now that curl returned */
-	if (t.abort == SF_ABORT_PM_DEATH)
+		if (n == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		*slist = n;
+	}
+	if (blank_ctype && !has_header(req->headers, "Content-Type"))
+	{
+		struct curl_slist *n = curl_slist_append(*slist, "Content-Type:");
+
+		if (n == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		*slist = n;
+	}
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *slist);
+}
+
+/*
+ * What a finished transfer left on its handle: the status, the proxy's
+ * CONNECT status, and whether the whole request went out.  The handle then
+ * forgets the caller's header list and error buffer.
+ */
+static void
+read_transfer(CURL *h, SfHttpRequest *req, long *status, long *connect_status)
+{
+	curl_off_t	uploaded = 0;
+	long		header_bytes = 0;
+	curl_off_t	want = req->read_fn ? (curl_off_t) req->read_len
+		: (curl_off_t) req->body_len;
+
+	*status = 0;
+	*connect_status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	/* before an interrupt is serviced: callers read it then */
+	curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+	curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &header_bytes);
+	if (header_bytes > 0 && uploaded >= want)
+		req->body_delivered = true;
+	curl_easy_getinfo(h, CURLINFO_HTTP_CONNECTCODE, connect_status);
+
+	/* the handle must not keep pointers to the caller's slist and buffer */
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+}
+
+/*
+ * The response of a finished transfer, once what its callbacks saw is
+ * serviced: postmaster death (FATAL), cancel or shutdown (thrown, after
+ * *handle, whose connection may be half used, is cleaned up), out of
+ * memory.  In the caller's memory context.
+ */
+static SfHttpResponse *
+transfer_response(SfHttpRequest *req, SfHttpTransfer *t, CURL **handle,
+				  CURLcode rc, long status, long connect_status,
+				  const char *errbuf)
+{
+	SfHttpResponse *resp = palloc0(sizeof(SfHttpResponse));
+
+	if (t->abort == SF_ABORT_PM_DEATH)
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("terminating connection due to unexpected postmaster exit")));
-	if (t.abort == SF_ABORT_INTERRUPT)
+	if (t->abort == SF_ABORT_INTERRUPT)
 	{
 		/* an aborted half transfer may leave the connection unusable */
-		curl_easy_cleanup(cached_handle);
-		cached_handle = NULL;
+		curl_easy_cleanup(*handle);
+		*handle = NULL;
 		CHECK_FOR_INTERRUPTS();
 	}
-	if (t.abort == SF_ABORT_OOM)
+	if (t->abort == SF_ABORT_OOM)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while receiving the response to %s %s",
 						req->method, display_url(req))));
 
 	resp->status = status;
-	resp->body = t.body;
-	resp->headers = parse_headers(t.rawheaders.data);
+	resp->body = t->body;
+	resp->headers = parse_headers(t->rawheaders.data);
 	resp->attempts = 1;
-	resp->sink_bytes = t.sink_bytes;
+	resp->sink_bytes = t->sink_bytes;
 	if (rc != CURLE_OK)
 	{
 		resp->curl_error = (int) rc;
@@ -597,13 +587,13 @@ sf_http_perform(SfHttpRequest *req)
 		if (connect_status != 0 && (connect_status < 200 || connect_status >= 300))
 			resp->proxy_status = connect_status;
 		/* keep the status only when we cut off a response that did arrive */
-		if (t.abort != SF_ABORT_SINK && t.abort != SF_ABORT_TOO_LARGE)
+		if (t->abort != SF_ABORT_SINK && t->abort != SF_ABORT_TOO_LARGE)
 			resp->status = 0;
-		switch (t.abort)
+		switch (t->abort)
 		{
 			case SF_ABORT_TOO_LARGE:
 				resp->error_text = psprintf("response larger than %zu bytes",
-											t.max_body);
+											t->max_body);
 				break;
 			case SF_ABORT_SINK:
 				resp->error_text = pstrdup("response body rejected by the receiver");
@@ -619,8 +609,301 @@ sf_http_perform(SfHttpRequest *req)
 				break;
 		}
 	}
-	pfree(t.rawheaders.data);
+	pfree(t->rawheaders.data);
 	return resp;
+}
+
+/* Start the state of one transfer of req; response memory in cxt. */
+static void
+init_transfer(SfHttpTransfer *t, SfHttpRequest *req, MemoryContext cxt)
+{
+	memset(t, 0, sizeof(*t));
+	t->req = req;
+	t->cxt = cxt;
+	t->body.data = MemoryContextAlloc(cxt, 1024);
+	t->body.maxlen = 1024;
+	t->body.data[0] = '\0';
+	t->rawheaders.data = MemoryContextAlloc(cxt, 1024);
+	t->rawheaders.maxlen = 1024;
+	t->rawheaders.data[0] = '\0';
+	t->max_body = req->max_response_bytes > 0 ? req->max_response_bytes
+		: SF_HTTP_DEFAULT_MAX_RESPONSE;
+}
+
+/* A fresh or reset easy handle in *slot. */
+static CURL *
+ready_handle(CURL **slot)
+{
+	if (*slot == NULL)
+	{
+		*slot = curl_easy_init();
+		if (*slot == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+	}
+	else
+		curl_easy_reset(*slot);
+	return *slot;
+}
+
+/*
+ * One attempt of a request.  Transport problems are reported in the
+ * response (curl_error, error_text), not thrown; cancel and shutdown are
+ * serviced (thrown) once curl has returned.  The response is allocated in
+ * the caller's memory context.
+ */
+SfHttpResponse *
+sf_http_perform(SfHttpRequest *req)
+{
+	/* in memory, not on the stack: read again after a longjmp */
+	SfHttpTransfer *t = palloc(sizeof(SfHttpTransfer));
+	char	   *errbuf = palloc(CURL_ERROR_SIZE);
+	CURLcode	rc;
+	long		status;
+	long		connect_status;
+	SfHttpResponse *resp;
+
+	ensure_curl();
+	CHECK_FOR_INTERRUPTS();
+	check_headers(req);
+	init_transfer(t, req, CurrentMemoryContext);
+
+	PG_TRY();
+	{
+		CURL	   *h = ready_handle(&cached_handle);
+
+		setup_transfer(h, req, t, errbuf);
+		/* the wait on the network shows in pg_stat_activity (waits.c) */
+		pgstat_report_wait_start(sf_wait_event(SF_WAIT_HTTP_TRANSFER));
+		rc = curl_easy_perform(h);
+		pgstat_report_wait_end();
+		read_transfer(h, req, &status, &connect_status);
+	}
+	PG_CATCH();
+	{
+		if (t->slist)
+			curl_slist_free_all(t->slist);
+		if (cached_handle)
+			curl_easy_cleanup(cached_handle);
+		cached_handle = NULL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	curl_slist_free_all(t->slist);
+	t->slist = NULL;
+
+	resp = transfer_response(req, t, &cached_handle, rc, status,
+							 connect_status, errbuf);
+	pfree(t);
+	pfree(errbuf);
+	return resp;
+}
+
+/* ---------------------------------------------------------------------
+ * A transfer in the background (sf_http_request_start)
+ *
+ * One attempt runs on a multi handle while the caller goes on; it advances
+ * only when the caller calls sf_http_request_progress() or waits for it,
+ * so every callback still runs on the backend's own thread, inside a
+ * libcurl call made by this file (the rules above hold unchanged).  One
+ * such transfer at a time per process: the storage writer overlaps the
+ * upload of one part with the making of the next (storage.c).
+ * ---------------------------------------------------------------------
+ */
+
+struct SfHttpPending
+{
+	SfHttpTransfer t;
+	char		errbuf[CURL_ERROR_SIZE];
+	bool		added;			/* on the multi handle */
+	bool		done;			/* the attempt is over */
+	CURLcode	rc;
+	MemoryContextCallback cb;	/* releases it with its memory context */
+};
+
+static CURLM *multi_handle = NULL;
+static CURL *pending_handle = NULL; /* kept for connection reuse */
+static SfHttpPending *active_pending = NULL;
+
+/* Take p off the multi handle and free what libcurl holds of it. */
+static void
+release_pending(SfHttpPending *p)
+{
+	if (p->added)
+	{
+		curl_multi_remove_handle(multi_handle, pending_handle);
+		p->added = false;
+		if (!p->done)
+		{
+			/* a transfer cut off midway: its connection is not reusable */
+			curl_easy_cleanup(pending_handle);
+			pending_handle = NULL;
+		}
+		else
+		{
+			curl_easy_setopt(pending_handle, CURLOPT_HTTPHEADER, NULL);
+			curl_easy_setopt(pending_handle, CURLOPT_ERRORBUFFER, NULL);
+		}
+	}
+	if (p->t.slist)
+	{
+		curl_slist_free_all(p->t.slist);
+		p->t.slist = NULL;
+	}
+	if (active_pending == p)
+		active_pending = NULL;
+}
+
+static void
+release_pending_cb(void *arg)
+{
+	release_pending((SfHttpPending *) arg);
+}
+
+/*
+ * Let libcurl move the transfer on, without waiting; never throws.  One
+ * curl_multi_perform() sends at most one upload buffer, so it is called
+ * again while it sends (a few times at most: the socket takes the rest
+ * later), so that a large body does not trickle out between the caller's
+ * calls.
+ */
+static void
+step_pending(SfHttpPending *p)
+{
+	for (int round = 0; round < 8 && p->added && !p->done; round++)
+	{
+		int			running = 0;
+		int			left = 0;
+		CURLMsg    *msg;
+		curl_off_t	before = 0;
+		curl_off_t	after = 0;
+
+		curl_easy_getinfo(pending_handle, CURLINFO_SIZE_UPLOAD_T, &before);
+		if (curl_multi_perform(multi_handle, &running) != CURLM_OK)
+		{
+			p->rc = CURLE_FAILED_INIT;
+			p->done = true;
+			return;
+		}
+		while ((msg = curl_multi_info_read(multi_handle, &left)) != NULL)
+		{
+			if (msg->msg == CURLMSG_DONE && msg->easy_handle == pending_handle)
+			{
+				p->rc = msg->data.result;
+				p->done = true;
+			}
+		}
+		curl_easy_getinfo(pending_handle, CURLINFO_SIZE_UPLOAD_T, &after);
+		if (after == before)
+			break;
+	}
+}
+
+/*
+ * Start one attempt of req (after its deadline and prepare(req, 0), as
+ * sf_http_request would) and return at once.  The request, its body and
+ * the returned handle must stay as they are until sf_http_request_finish()
+ * or until the current memory context goes, which cancels the transfer.
+ */
+SfHttpPending *
+sf_http_request_start(SfHttpRequest *req)
+{
+	SfHttpPending *p;
+
+	ensure_curl();
+	CHECK_FOR_INTERRUPTS();
+	if (active_pending != NULL)
+		elog(ERROR, "sfexport: one background HTTP transfer at a time");
+	sf_http_apply_deadline(req);
+	if (req->prepare)
+		req->prepare(req, 0, req->prepare_arg);
+	check_headers(req);
+	if (multi_handle == NULL)
+	{
+		multi_handle = curl_multi_init();
+		if (multi_handle == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl multi handle")));
+	}
+
+	p = palloc0(sizeof(SfHttpPending));
+	init_transfer(&p->t, req, CurrentMemoryContext);
+	p->cb.func = release_pending_cb;
+	p->cb.arg = p;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &p->cb);
+	active_pending = p;
+	PG_TRY();
+	{
+		setup_transfer(ready_handle(&pending_handle), req, &p->t, p->errbuf);
+		/* larger steps for a large body: it moves on between the caller's calls */
+		if (req->body_len >= SF_HTTP_PENDING_UPLOAD_BUFFER)
+			curl_easy_setopt(pending_handle, CURLOPT_UPLOAD_BUFFERSIZE,
+							 (long) SF_HTTP_PENDING_UPLOAD_BUFFER);
+		if (curl_multi_add_handle(multi_handle, pending_handle) != CURLM_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not start a libcurl transfer")));
+		p->added = true;
+	}
+	PG_CATCH();
+	{
+		release_pending(p);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	step_pending(p);
+	return p;
+}
+
+/* Whether a background transfer is started and not finished. */
+bool
+sf_http_request_busy(void)
+{
+	return active_pending != NULL;
+}
+
+/* Move a background transfer on, if it has anything to do; never throws. */
+void
+sf_http_request_progress(SfHttpPending *p)
+{
+	step_pending(p);
+}
+
+/*
+ * Wait for a background transfer, then go on as sf_http_request() does
+ * from its second attempt: the same retries, the same errors.
+ */
+SfHttpResponse *
+sf_http_request_finish(SfHttpPending *p)
+{
+	SfHttpRequest *req = p->t.req;
+	SfHttpResponse *resp;
+	long		status;
+	long		connect_status;
+
+	pgstat_report_wait_start(sf_wait_event(SF_WAIT_HTTP_TRANSFER));
+	for (;;)
+	{
+		step_pending(p);
+		if (p->done)
+			break;
+		/* at most a second: the progress callback checks interrupts */
+		if (curl_multi_poll(multi_handle, NULL, 0, 1000, NULL) != CURLM_OK)
+		{
+			p->rc = CURLE_FAILED_INIT;
+			p->done = true;
+		}
+	}
+	pgstat_report_wait_end();
+	read_transfer(pending_handle, req, &status, &connect_status);
+	curl_multi_remove_handle(multi_handle, pending_handle);
+	p->added = false;
+	release_pending(p);
+	resp = transfer_response(req, &p->t, &pending_handle, p->rc, status,
+							 connect_status, p->errbuf);
+	return request_after(req, resp);
 }
 
 /* Whether a status deserves another attempt. */
@@ -751,12 +1034,13 @@ sf_http_apply_deadline(SfHttpRequest *req)
 }
 
 /*
- * A request with retries (see the contract in http.h).  Requests with a
- * streamed body (read_fn) are retried only when prepare is set, since only
- * prepare can rewind the stream.
+ * A request with retries (see the contract in http.h), its first attempt
+ * already made when first is not NULL.  Requests with a streamed body
+ * (read_fn) are retried only when prepare is set, since only prepare can
+ * rewind the stream.
  */
-SfHttpResponse *
-sf_http_request(SfHttpRequest *req)
+static SfHttpResponse *
+request_after(SfHttpRequest *req, SfHttpResponse *first)
 {
 	int			max_attempts = Max(1, req->max_attempts);
 	int			base = req->backoff_base_ms > 0 ? req->backoff_base_ms
@@ -774,10 +1058,15 @@ sf_http_request(SfHttpRequest *req)
 		bool		retry;
 		int			delay;
 
-		sf_http_apply_deadline(req);
-		if (req->prepare)
-			req->prepare(req, attempt, req->prepare_arg);
-		resp = sf_http_perform(req);
+		if (attempt == 0 && first != NULL)
+			resp = first;
+		else
+		{
+			sf_http_apply_deadline(req);
+			if (req->prepare)
+				req->prepare(req, attempt, req->prepare_arg);
+			resp = sf_http_perform(req);
+		}
 		resp->attempts = attempt + 1;
 
 		if (resp->proxy_status != 0)
@@ -829,6 +1118,12 @@ sf_http_request(SfHttpRequest *req)
 						   resp->proxy_status)
 				 : curl_error_hint(resp->curl_error, req->ca_file)));
 	return resp;
+}
+
+SfHttpResponse *
+sf_http_request(SfHttpRequest *req)
+{
+	return request_after(req, NULL);
 }
 
 /*

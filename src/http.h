@@ -110,6 +110,21 @@ extern void sf_http_init_request(SfHttpRequest *req, const char *method,
 								 const char *url);
 extern SfHttpResponse *sf_http_perform(SfHttpRequest *req);
 extern SfHttpResponse *sf_http_request(SfHttpRequest *req);
+
+/*
+ * sf_http_request() in two steps, so that the caller can work while the
+ * first attempt is on the network (one such transfer per process): start
+ * it, move it on now and then with progress (never throws, returns at
+ * once), and finish it, which waits for it and then retries as
+ * sf_http_request() would.  Deleting the memory context that was current
+ * at start cancels it.  The callbacks run on the caller's thread, inside
+ * these calls.
+ */
+typedef struct SfHttpPending SfHttpPending;
+extern SfHttpPending *sf_http_request_start(SfHttpRequest *req);
+extern bool sf_http_request_busy(void);
+extern void sf_http_request_progress(SfHttpPending *p);
+extern SfHttpResponse *sf_http_request_finish(SfHttpPending *p);
 extern void sf_http_apply_deadline(SfHttpRequest *req);
 extern const char *sf_http_header(SfHttpResponse *resp, const char *name);
 extern bool sf_http_header_value_ok(const char *value);

@@ -10,7 +10,14 @@
  * ends before the buffer is full it is sent in one request (ops->put);
  * otherwise the backend's multipart/resumable protocol is started and every
  * full buffer is sent as one part (ops->mp_part), the rest at finish.  So
- * the single-request threshold equals the part size.
+ * the single-request threshold equals the part size.  A backend with
+ * ops->mp_part_start (S3) takes a full part onto the network and returns:
+ * the writer fills its second buffer meanwhile, moves the transfer on at
+ * every write (ops->mp_progress) and waits for it (ops->mp_wait) before
+ * the next part starts or the object completes.  Its retries happen in
+ * that wait, as they would have in mp_part, and an error there throws into
+ * the caller's PG_CATCH like any other, which aborts the upload (mp_abort
+ * cuts off a part still on the network first).
  *
  * An upload in progress (multipart / resumable) is aborted by the caller's
  * PG_CATCH on error (sf_storage_abort), and at the end of the process by
@@ -232,7 +239,26 @@ flush_part(SfStorageWriter *w)
 		track_upload(w);
 	}
 	w->nparts++;
-	w->st->ops->mp_part(w, w->buf.data, w->buf.len);
+	if (w->st->ops->mp_part_start)
+	{
+		char	   *full = w->buf.data;
+
+		/* one part on the network at a time: the one before is done first */
+		if (w->inflight)
+		{
+			w->inflight = false;
+			w->st->ops->mp_wait(w);
+		}
+		w->st->ops->mp_part_start(w, full, w->buf.len);
+		w->inflight = true;
+		/* the next part is written into the other buffer meanwhile */
+		if (w->spare == NULL)
+			w->spare = MemoryContextAllocHuge(w->cxt, w->st->part_size + 1);
+		w->buf.data = w->spare;
+		w->spare = full;
+	}
+	else
+		w->st->ops->mp_part(w, w->buf.data, w->buf.len);
 	w->sent += w->buf.len;
 	w->buf.len = 0;
 	MemoryContextSwitchTo(old);
@@ -260,6 +286,9 @@ sf_storage_write(SfStorageWriter *w, const void *data, size_t len)
 		if ((size_t) w->buf.len == w->st->part_size)
 			flush_part(w);
 	}
+	/* let the part on the network move on while this one is written */
+	if (w->inflight)
+		w->st->ops->mp_progress(w);
 }
 
 /*
@@ -279,6 +308,11 @@ sf_storage_finish(SfStorageWriter *w)
 		w->st->ops->put(w, w->buf.data, w->buf.len);
 	else
 	{
+		if (w->inflight)
+		{
+			w->inflight = false;
+			w->st->ops->mp_wait(w);
+		}
 		if (w->buf.len > 0)
 		{
 			w->nparts++;

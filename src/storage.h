@@ -23,7 +23,11 @@
  * object with bounded memory: bytes are buffered up to the part size
  * (sfexport.upload_part_size); an object that ends before the buffer fills
  * is sent with one request (S3 PUT, GCS media upload), a larger one as an
- * S3 multipart upload or a GCS resumable upload, one part at a time.  A
+ * S3 multipart upload or a GCS resumable upload.  S3 parts overlap: a full
+ * part goes onto the network in the background (http.h,
+ * sf_http_request_start) while the next is written into a second buffer,
+ * and is waited for at the next part's boundary (at most one part in
+ * flight, so two buffers); GCS sends one chunk at a time.  A
  * local directory is written through a temporary file that is fsynced and
  * renamed into place.  The object is visible only after sf_storage_finish().
  *

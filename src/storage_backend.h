@@ -24,6 +24,15 @@ typedef struct SfStorageOps
 	void		(*put) (SfStorageWriter *w, const char *data, size_t len);
 	void		(*mp_start) (SfStorageWriter *w);
 	void		(*mp_part) (SfStorageWriter *w, const char *data, size_t len);
+	/*
+	 * Optional, all three or none: start a part and return while it
+	 * uploads (data untouched until mp_wait), move it on (never throws),
+	 * wait for it (no-op when none is on the network).  mp_abort cuts off
+	 * a part still on the network.
+	 */
+	void		(*mp_part_start) (SfStorageWriter *w, const char *data, size_t len);
+	void		(*mp_progress) (SfStorageWriter *w);
+	void		(*mp_wait) (SfStorageWriter *w);
 	void		(*mp_complete) (SfStorageWriter *w);
 	void		(*mp_abort) (SfStorageWriter *w);	/* one attempt, no remote throw */
 	bool		(*read) (SfStorage *st, const char *key, SfHttpWriteFn sink, void *arg);
@@ -56,6 +65,9 @@ struct SfStorageWriter
 	MemoryContext cxt;			/* the writer and its buffer */
 	MemoryContext partcxt;		/* reset after every part */
 	StringInfoData buf;			/* bytes not yet sent, < part_size */
+	char	   *spare;			/* the other buffer: the part on the network
+								 * (mp_part_start), or NULL */
+	bool		inflight;		/* a part is on the network */
 	int64		total;			/* bytes given to sf_storage_write */
 	int64		sent;			/* bytes sent in finished parts */
 	int			nparts;

@@ -78,6 +78,11 @@ static GcsToken cached_token = {NULL, NULL, 0};
 typedef struct GcsUpload
 {
 	char	   *session_url;	/* resumable session URI (a capability: never logged) */
+	/* the chunk on the network while the next one is made (storage.c) */
+	MemoryContext pendcxt;		/* its request and response, or NULL */
+	SfHttpPending *pending;
+	SfHttpRequest *pendreq;
+	struct ChunkSend *pendchunk;
 } GcsUpload;
 
 /* ---------------------------------------------------------------------
@@ -622,13 +627,13 @@ chunk_prepare(SfHttpRequest *req, int attempt, void *arg)
 	req->headers = list_make2(range, psprintf("Authorization: Bearer %s", get_token(cs->w->st)));
 }
 
-static void
-send_chunk(SfStorageWriter *w, const char *data, size_t len, bool last)
+/* Fill *req with chunk data (len bytes, the last one or not) of w's upload. */
+static ChunkSend *
+build_chunk(SfStorageWriter *w, const char *data, size_t len, bool last,
+			SfHttpRequest *req)
 {
 	GcsUpload  *up = (GcsUpload *) w->priv;
 	GcsConf    *conf = (GcsConf *) w->st->priv;
-	SfHttpRequest req;
-	SfHttpResponse *resp;
 	ChunkSend  *cs = palloc0(sizeof(ChunkSend));
 
 	cs->w = w;
@@ -636,32 +641,48 @@ send_chunk(SfStorageWriter *w, const char *data, size_t len, bool last)
 	cs->len = len;
 	cs->start = w->sent;
 	cs->last = last;
-	sf_http_init_request(&req, "PUT", up->session_url);
-	req.log_url = log_object(conf, w->st, w->key);
-	req.prepare = chunk_prepare;
-	req.prepare_arg = cs;
-	sf_http_server_settings(&req, w->st->srv);
-	resp = sf_http_request(&req);
-	if (!last && resp->status == 308)
+	sf_http_init_request(req, "PUT", up->session_url);
+	req->log_url = log_object(conf, w->st, w->key);
+	req->prepare = chunk_prepare;
+	req->prepare_arg = cs;
+	sf_http_server_settings(req, w->st->srv);
+	return cs;
+}
+
+/* Throw unless resp says the session has all of chunk cs. */
+static void
+check_chunk(SfStorageWriter *w, ChunkSend *cs, SfHttpRequest *req,
+			SfHttpResponse *resp)
+{
+	if (!cs->last && resp->status == 308)
 	{
 		int64		persisted = persisted_from(resp);
 
-		if (persisted != cs->start + (int64) len)
+		if (persisted != cs->start + (int64) cs->len)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("GCS resumable upload of \"%s\" persisted %lld bytes instead of %lld",
 							sf_storage_uri(w->st, w->name), (long long) persisted,
-							(long long) (cs->start + len))));
+							(long long) (cs->start + cs->len))));
 		return;
 	}
-	if (last && (resp->status == 200 || resp->status == 201))
+	if (cs->last && (resp->status == 200 || resp->status == 201))
 		return;
 	if (resp->status == 308)
 		resp->status = 500;		/* a final chunk must complete the object */
-	gcs_check(&req, resp);
+	gcs_check(req, resp);
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
-			 errmsg("GCS request PUT %s returned unexpected HTTP %ld", req.log_url, resp->status)));
+			 errmsg("GCS request PUT %s returned unexpected HTTP %ld", req->log_url, resp->status)));
+}
+
+static void
+send_chunk(SfStorageWriter *w, const char *data, size_t len, bool last)
+{
+	SfHttpRequest req;
+	ChunkSend  *cs = build_chunk(w, data, len, last, &req);
+
+	check_chunk(w, cs, &req, sf_http_request(&req));
 }
 
 static void
@@ -669,6 +690,63 @@ gcs_mp_part(SfStorageWriter *w, const char *data, size_t len)
 {
 	/* parts are the full buffer, a multiple of 256 KiB, except the last */
 	send_chunk(w, data, len, false);
+}
+
+/*
+ * A full chunk started on the network (sf_http_request_start) while the
+ * caller makes the next; data stays untouched until gcs_mp_wait, which
+ * retries it as send_chunk would (chunk_prepare asks the session what it
+ * has).  Chunks of a resumable session go in order: storage.c waits for
+ * this one before it sends the next or the tail.
+ */
+static void
+gcs_mp_part_start(SfStorageWriter *w, const char *data, size_t len)
+{
+	GcsUpload  *up = (GcsUpload *) w->priv;
+	MemoryContext old;
+
+	Assert(up->pending == NULL && up->pendcxt == NULL);
+	if (sf_http_request_busy())
+	{
+		/* another writer's part is on the network: this one waits */
+		gcs_mp_part(w, data, len);
+		return;
+	}
+	up->pendcxt = AllocSetContextCreate(w->cxt, "sfexport GCS chunk",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(up->pendcxt);
+	up->pendreq = palloc(sizeof(SfHttpRequest));
+	up->pendchunk = build_chunk(w, data, len, false, up->pendreq);
+	up->pending = sf_http_request_start(up->pendreq);
+	MemoryContextSwitchTo(old);
+}
+
+/* Move the chunk on the network on; never throws. */
+static void
+gcs_mp_progress(SfStorageWriter *w)
+{
+	GcsUpload  *up = (GcsUpload *) w->priv;
+
+	if (up->pending)
+		sf_http_request_progress(up->pending);
+}
+
+/* Wait for the chunk on the network, if any, retrying it as needed. */
+static void
+gcs_mp_wait(SfStorageWriter *w)
+{
+	GcsUpload  *up = (GcsUpload *) w->priv;
+	SfHttpPending *p = up->pending;
+	MemoryContext old;
+
+	if (p == NULL)
+		return;
+	up->pending = NULL;			/* on error, gcs_mp_abort drops pendcxt */
+	old = MemoryContextSwitchTo(up->pendcxt);
+	check_chunk(w, up->pendchunk, up->pendreq, sf_http_request_finish(p));
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(up->pendcxt);
+	up->pendcxt = NULL;
 }
 
 static void
@@ -712,7 +790,16 @@ gcs_mp_abort(SfStorageWriter *w)
 	SfHttpRequest req;
 	SfHttpResponse *resp;
 
-	if (up == NULL || up->session_url == NULL)
+	if (up == NULL)
+		return;
+	/* a chunk still on the network is cut off first (its memory goes) */
+	if (up->pendcxt)
+	{
+		MemoryContextDelete(up->pendcxt);
+		up->pendcxt = NULL;
+		up->pending = NULL;
+	}
+	if (up->session_url == NULL)
 		return;
 	/* cancelling a resumable upload: DELETE on the session URI */
 	sf_http_init_request(&req, "DELETE", up->session_url);
@@ -867,6 +954,9 @@ const SfStorageOps sf_storage_gcs_ops = {
 	.mp_start = gcs_mp_start,
 	.mp_part = gcs_mp_part_or_tail,
 	.mp_complete = gcs_mp_complete_if_needed,
+	.mp_part_start = gcs_mp_part_start,
+	.mp_progress = gcs_mp_progress,
+	.mp_wait = gcs_mp_wait,
 	.mp_abort = gcs_mp_abort,
 	.read = gcs_read,
 	.head = gcs_head,

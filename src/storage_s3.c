@@ -58,6 +58,11 @@ typedef struct S3Upload
 {
 	char	   *upload_id;
 	StringInfoData parts;		/* <Part> elements for the completion */
+	/* the part on the network while the next one is made (storage.c) */
+	MemoryContext pendcxt;		/* its request and response, or NULL */
+	SfHttpPending *pending;
+	SfHttpRequest *pendreq;
+	int			pendpart;		/* its part number */
 } S3Upload;
 
 /* One request being made: what prepare() needs to sign it. */
@@ -101,19 +106,16 @@ s3_prepare(SfHttpRequest *req, int attempt, void *arg)
 }
 
 /*
- * Make a signed request for key (NULL: the bucket) with an in-memory body
- * (or a response sink).  Returns the response; HTTP errors are left to the
- * caller, transport errors after retries are thrown by sf_http_request.
+ * Fill *req with a request for key (NULL: the bucket) with an in-memory
+ * body (or a response sink), signed before every attempt (s3_prepare).
  */
-static SfHttpResponse *
-s3_call(SfStorage *st, const char *method, const char *key, const char *query,
-		const char *body, size_t body_len, List *extra_headers,
-		SfHttpWriteFn sink, void *sink_arg, SfHttpRequest *reqout)
+static void
+s3_build(SfStorage *st, const char *method, const char *key, const char *query,
+		 const char *body, size_t body_len, List *extra_headers,
+		 SfHttpWriteFn sink, void *sink_arg, SfHttpRequest *req)
 {
 	S3Conf	   *conf = (S3Conf *) st->priv;
 	S3Call	   *c = palloc0(sizeof(S3Call));
-	SfHttpRequest *req = reqout;
-	SfHttpResponse *resp;
 	char	   *url;
 
 	c->conf = conf;
@@ -140,14 +142,19 @@ s3_call(SfStorage *st, const char *method, const char *key, const char *query,
 	req->decode_content = false;	/* objects are read byte for byte */
 	sf_http_server_settings(req, st->srv);
 	req->deadline = st->deadline;
-	resp = sf_http_request(req);
+}
 
-	/*
-	 * Temporary credentials the service says have expired (revoked, or a
-	 * clock behind the issuer's): drop them and try once more with new
-	 * ones.  "ExpiredToken: The provided token has expired." (S3 error
-	 * responses); long-term keys never expire and are not retried.
-	 */
+/*
+ * Temporary credentials the service says have expired (revoked, or a clock
+ * behind the issuer's): drop them and try once more with new ones.
+ * "ExpiredToken: The provided token has expired." (S3 error responses);
+ * long-term keys never expire and are not retried.
+ */
+static SfHttpResponse *
+s3_unless_expired(SfStorage *st, SfHttpRequest *req, SfHttpResponse *resp)
+{
+	S3Conf	   *conf = (S3Conf *) st->priv;
+
 	if ((resp->status == 400 || resp->status == 403) && resp->sink_bytes == 0 &&
 		sf_aws_credentials(conf->srv, conf->usr)->expiration != 0)
 	{
@@ -160,6 +167,21 @@ s3_call(SfStorage *st, const char *method, const char *key, const char *query,
 		}
 	}
 	return resp;
+}
+
+/*
+ * Make a signed request (s3_build) and return the response; HTTP errors
+ * are left to the caller, transport errors after retries are thrown by
+ * sf_http_request.
+ */
+static SfHttpResponse *
+s3_call(SfStorage *st, const char *method, const char *key, const char *query,
+		const char *body, size_t body_len, List *extra_headers,
+		SfHttpWriteFn sink, void *sink_arg, SfHttpRequest *reqout)
+{
+	s3_build(st, method, key, query, body, body_len, extra_headers, sink,
+			 sink_arg, reqout);
+	return s3_unless_expired(st, reqout, sf_http_request(reqout));
 }
 
 /* Throw for a non-2xx response, with S3's error Code and Message. */
@@ -272,46 +294,121 @@ upload_query(S3Upload *up, int part)
 }
 
 static void
-s3_mp_part(SfStorageWriter *w, const char *data, size_t len)
+check_part_number(SfStorageWriter *w)
 {
-	S3Upload   *up = (S3Upload *) w->priv;
-	SfHttpRequest req;
-	SfHttpResponse *resp;
-	const char *etag;
-
 	if (w->nparts > 10000)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("object \"%s\" needs more than 10000 parts", sf_storage_uri(w->st, w->name)),
 				 errhint("Raise sfexport.upload_part_size or lower max_file_size.")));
-	resp = s3_call(w->st, "PUT", w->key, upload_query(up, w->nparts), data, len,
-				   NIL, NULL, NULL, &req);
-	s3_check(&req, resp);
+}
+
+/* Keep the ETag of an uploaded part for the completion. */
+static void
+record_part(SfStorageWriter *w, SfHttpRequest *req, SfHttpResponse *resp, int part)
+{
+	S3Upload   *up = (S3Upload *) w->priv;
+	const char *etag;
+	MemoryContext old;
+	char	   *esc;
+
+	s3_check(req, resp);
 	etag = sf_http_header(resp, "etag");
 	if (etag == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("S3 request PUT %s (part %d) returned no ETag", req.log_url, w->nparts)));
+				 errmsg("S3 request PUT %s (part %d) returned no ETag", req->log_url, part)));
+	old = MemoryContextSwitchTo(w->cxt);
+	esc = pstrdup(etag);
+	/* ETags are quoted hex; escape the quotes for XML */
+	appendStringInfo(&up->parts, "<Part><PartNumber>%d</PartNumber><ETag>", part);
+	for (char *c = esc; *c; c++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(w->cxt);
-		char	   *esc = pstrdup(etag);
-
-		/* ETags are quoted hex; escape the quotes for XML */
-		appendStringInfo(&up->parts, "<Part><PartNumber>%d</PartNumber><ETag>", w->nparts);
-		for (char *c = esc; *c; c++)
-		{
-			if (*c == '"')
-				appendStringInfoString(&up->parts, "&quot;");
-			else if (*c == '&')
-				appendStringInfoString(&up->parts, "&amp;");
-			else if (*c == '<')
-				appendStringInfoString(&up->parts, "&lt;");
-			else
-				appendStringInfoChar(&up->parts, *c);
-		}
-		appendStringInfoString(&up->parts, "</ETag></Part>");
-		MemoryContextSwitchTo(old);
+		if (*c == '"')
+			appendStringInfoString(&up->parts, "&quot;");
+		else if (*c == '&')
+			appendStringInfoString(&up->parts, "&amp;");
+		else if (*c == '<')
+			appendStringInfoString(&up->parts, "&lt;");
+		else
+			appendStringInfoChar(&up->parts, *c);
 	}
+	appendStringInfoString(&up->parts, "</ETag></Part>");
+	MemoryContextSwitchTo(old);
+}
+
+static void
+s3_mp_part(SfStorageWriter *w, const char *data, size_t len)
+{
+	S3Upload   *up = (S3Upload *) w->priv;
+	SfHttpRequest req;
+	SfHttpResponse *resp;
+
+	check_part_number(w);
+	resp = s3_call(w->st, "PUT", w->key, upload_query(up, w->nparts), data, len,
+				   NIL, NULL, NULL, &req);
+	record_part(w, &req, resp, w->nparts);
+}
+
+/*
+ * Part w->nparts, started on the network (sf_http_request_start) while the
+ * caller makes the next; data stays untouched until s3_mp_wait.  Its first
+ * attempt runs in the background, its retries (if any) in s3_mp_wait,
+ * exactly as s3_mp_part would make them.
+ */
+static void
+s3_mp_part_start(SfStorageWriter *w, const char *data, size_t len)
+{
+	S3Upload   *up = (S3Upload *) w->priv;
+	MemoryContext old;
+
+	Assert(up->pending == NULL && up->pendcxt == NULL);
+	if (sf_http_request_busy())
+	{
+		/* another writer's part is on the network: this one waits */
+		s3_mp_part(w, data, len);
+		return;
+	}
+	check_part_number(w);
+	up->pendcxt = AllocSetContextCreate(w->cxt, "sfexport S3 part",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(up->pendcxt);
+	up->pendreq = palloc(sizeof(SfHttpRequest));
+	up->pendpart = w->nparts;
+	s3_build(w->st, "PUT", w->key, upload_query(up, w->nparts), data, len,
+			 NIL, NULL, NULL, up->pendreq);
+	up->pending = sf_http_request_start(up->pendreq);
+	MemoryContextSwitchTo(old);
+}
+
+/* Move the part on the network on; never throws. */
+static void
+s3_mp_progress(SfStorageWriter *w)
+{
+	S3Upload   *up = (S3Upload *) w->priv;
+
+	if (up->pending)
+		sf_http_request_progress(up->pending);
+}
+
+/* Wait for the part on the network, if any, retrying it as needed. */
+static void
+s3_mp_wait(SfStorageWriter *w)
+{
+	S3Upload   *up = (S3Upload *) w->priv;
+	SfHttpPending *p = up->pending;
+	MemoryContext old;
+	SfHttpResponse *resp;
+
+	if (p == NULL)
+		return;
+	up->pending = NULL;			/* on error, s3_mp_abort drops pendcxt */
+	old = MemoryContextSwitchTo(up->pendcxt);
+	resp = s3_unless_expired(w->st, up->pendreq, sf_http_request_finish(p));
+	record_part(w, up->pendreq, resp, up->pendpart);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(up->pendcxt);
+	up->pendcxt = NULL;
 }
 
 static void
@@ -347,6 +444,13 @@ s3_mp_abort(SfStorageWriter *w)
 
 	if (up == NULL || up->upload_id == NULL)
 		return;
+	/* a part still on the network is cut off first (its memory goes) */
+	if (up->pendcxt)
+	{
+		MemoryContextDelete(up->pendcxt);
+		up->pendcxt = NULL;
+		up->pending = NULL;
+	}
 	q = upload_query(up, 0);
 	c = palloc0(sizeof(S3Call));
 	c->conf = conf;
@@ -478,6 +582,9 @@ const SfStorageOps sf_storage_s3_ops = {
 	.put = s3_put,
 	.mp_start = s3_mp_start,
 	.mp_part = s3_mp_part,
+	.mp_part_start = s3_mp_part_start,
+	.mp_progress = s3_mp_progress,
+	.mp_wait = s3_mp_wait,
 	.mp_complete = s3_mp_complete,
 	.mp_abort = s3_mp_abort,
 	.read = s3_read,

@@ -166,6 +166,44 @@ is(scalar @{ SfStorageTest::front($s3, 'GET', '/_front/faults')->{faults} }, 0,
 is($node->safe_psql('postgres', "SELECT sfexport_test.storage_head('s3', 'failed-mp.csv') IS NULL"), 't',
 	'no object appears for a failed upload');
 
+# ---- a part is on the network while the next one is written (storage.c):
+# its failures are retried like any request's, and it can be cancelled
+SfStorageTest::front($s3, 'POST', '/_front/reset');
+SfStorageTest::front($s3, 'DELETE', '/_front/faults');
+fault({ kind => 'slowdown', count => 1, method => 'PUT', path_regex => 'partNumber=2&' });
+is($node->safe_psql('postgres', qq{SET sfexport.upload_part_size = '5MB';
+	SELECT sfexport_test.storage_put('s3', 'retried-mp.csv', ($big), 77777);
+	SELECT md5(sfexport_test.storage_get('s3', 'retried-mp.csv')) = md5(($big))}), "19200000\nt",
+	'a part answered 503 while the next one was written is sent again: read back byte for byte');
+is(stats()->{faults_injected}, 1, 'the 503 of the part was seen');
+is(stats()->{signatures_rejected}, 0, 'parts sent in the background are signed correctly');
+
+fault({ kind => 'delay', delay_ms => 30000, method => 'PUT', path_regex => 'partNumber=1&' });
+my $bgmp = $node->background_psql('postgres', on_error_stop => 0);
+$bgmp->query_until(qr/start/, "\\echo start\nSET sfexport.upload_part_size = '5MB';\n"
+	. "SELECT sfexport_test.storage_put('s3', 'cancelled-mp.csv', ($big), 1000000);\n");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND wait_event IN ('SfexportHttpTransfer', 'Extension') AND pid <> pg_backend_pid()")
+	or diag('the upload never waited for its first part: '
+		. $node->safe_psql('postgres', "SELECT state, wait_event FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND pid <> pg_backend_pid()"));
+$t0 = time;
+is($node->safe_psql('postgres',
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND pid <> pg_backend_pid()"),
+	't', 'cancel sent while a part is on the network');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND state = 'active' AND pid <> pg_backend_pid()");
+cmp_ok(time - $t0, '<', SfTest::secs(5), 'pg_cancel_backend stops the wait for a part quickly');
+SfStorageTest::front($s3, 'DELETE', '/_front/faults');
+is($bgmp->query("SELECT sfexport_test.storage_put('s3', 'after-cancel.csv', ($big), 1000000)"), '19200000',
+	'the same session uploads in parts again after the cancel');
+like($bgmp->{stderr}, qr/ERROR:  canceling statement due to user request/, 'the upload was cancelled');
+like(slurp_file($s3->{front}{log}), qr{DELETE /sfbucket/pre/fix/cancelled-mp\.csv\?uploadId=\w+ 204},
+	'the cancelled multipart upload was aborted');
+$bgmp->quit;
+is($node->safe_psql('postgres', q{SELECT sfexport_test.storage_head('s3', 'cancelled-mp.csv') IS NULL,
+	md5(sfexport_test.storage_get('s3', 'after-cancel.csv')) = md5((} . $big . q{))}), "t|t",
+	'no object for the cancelled upload; the next one is complete');
+
 # ---- unreachable endpoint and DNS failure
 $t0 = time;
 $err = psql_err("SELECT sfexport_test.storage_put('s3down', 'x.csv', '\\x01')");
