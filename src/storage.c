@@ -10,14 +10,15 @@
  * ends before the buffer is full it is sent in one request (ops->put);
  * otherwise the backend's multipart/resumable protocol is started and every
  * full buffer is sent as one part (ops->mp_part), the rest at finish.  So
- * the single-request threshold equals the part size.  A backend with
- * ops->mp_part_start (S3) takes a full part onto the network and returns:
- * the writer fills its second buffer meanwhile, moves the transfer on at
- * every write (ops->mp_progress) and waits for it (ops->mp_wait) before
- * the next part starts or the object completes.  Its retries happen in
- * that wait, as they would have in mp_part, and an error there throws into
- * the caller's PG_CATCH like any other, which aborts the upload (mp_abort
- * cuts off a part still on the network first).
+ * the single-request threshold equals the part size.  With a backend
+ * that says how to send a part and read its answer (ops->mp_part_request,
+ * ops->mp_part_answer: S3, GCS), a full part goes onto the network in the
+ * background (http.h, sf_http_request_start) and the writer fills its
+ * second buffer meanwhile, moves the transfer on at every write and waits
+ * for it before the next part starts or the object completes.  Its retries
+ * happen in that wait, as they would have in a part sent at once, and an
+ * error there throws into the caller's PG_CATCH like any other, whose
+ * sf_storage_abort cuts off a part still on the network first.
  *
  * An upload in progress (multipart / resumable) is aborted by the caller's
  * PG_CATCH on error (sf_storage_abort), and at the end of the process by
@@ -226,6 +227,48 @@ sf_storage_begin_write(SfStorage *st, const char *name, const char *content_type
 	return w;
 }
 
+/* Start the full part in data on the network and return (see above). */
+static void
+start_part(SfStorageWriter *w, const char *data, size_t len)
+{
+	MemoryContext old;
+
+	w->pendcxt = AllocSetContextCreate(w->cxt, "sfexport storage part on the network",
+									   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(w->pendcxt);
+	w->pendreq = palloc(sizeof(SfHttpRequest));
+	w->pendarg = w->st->ops->mp_part_request(w, data, len, w->pendreq);
+	w->pending = sf_http_request_start(w->pendreq);
+	MemoryContextSwitchTo(old);
+}
+
+/* Wait for the part on the network, if any, and take its answer. */
+static void
+wait_part(SfStorageWriter *w)
+{
+	SfHttpPending *p = w->pending;
+	MemoryContext old;
+
+	if (p == NULL)
+		return;
+	w->pending = NULL;			/* on error, sf_storage_abort drops pendcxt */
+	old = MemoryContextSwitchTo(w->pendcxt);
+	w->st->ops->mp_part_answer(w, w->pendreq, sf_http_request_finish(p), w->pendarg);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(w->pendcxt);
+	w->pendcxt = NULL;
+}
+
+/* Cut off the part on the network, if any: deleting its memory does. */
+static void
+cancel_part(SfStorageWriter *w)
+{
+	if (w->pendcxt)
+		MemoryContextDelete(w->pendcxt);
+	w->pendcxt = NULL;
+	w->pending = NULL;
+}
+
 /* Send the full buffer as the next part, starting the upload if needed. */
 static void
 flush_part(SfStorageWriter *w)
@@ -239,18 +282,14 @@ flush_part(SfStorageWriter *w)
 		track_upload(w);
 	}
 	w->nparts++;
-	if (w->st->ops->mp_part_start)
+	/* one part on the network at a time: the one before is done first */
+	wait_part(w);
+	/* another writer's part may be on the network: then this one waits */
+	if (w->st->ops->mp_part_request && !sf_http_request_busy())
 	{
 		char	   *full = w->buf.data;
 
-		/* one part on the network at a time: the one before is done first */
-		if (w->inflight)
-		{
-			w->inflight = false;
-			w->st->ops->mp_wait(w);
-		}
-		w->st->ops->mp_part_start(w, full, w->buf.len);
-		w->inflight = true;
+		start_part(w, full, w->buf.len);
 		/* the next part is written into the other buffer meanwhile */
 		if (w->spare == NULL)
 			w->spare = MemoryContextAllocHuge(w->cxt, w->st->part_size + 1);
@@ -287,8 +326,8 @@ sf_storage_write(SfStorageWriter *w, const void *data, size_t len)
 			flush_part(w);
 	}
 	/* let the part on the network move on while this one is written */
-	if (w->inflight)
-		w->st->ops->mp_progress(w);
+	if (w->pending)
+		sf_http_request_progress(w->pending);
 }
 
 /*
@@ -308,11 +347,7 @@ sf_storage_finish(SfStorageWriter *w)
 		w->st->ops->put(w, w->buf.data, w->buf.len);
 	else
 	{
-		if (w->inflight)
-		{
-			w->inflight = false;
-			w->st->ops->mp_wait(w);
-		}
+		wait_part(w);
 		if (w->buf.len > 0)
 		{
 			w->nparts++;
@@ -342,6 +377,7 @@ sf_storage_abort(SfStorageWriter *w)
 	w->done = true;
 	HOLD_INTERRUPTS();
 	old = MemoryContextSwitchTo(w->partcxt);
+	cancel_part(w);
 	if (w->multipart)
 		w->st->ops->mp_abort(w);
 	MemoryContextSwitchTo(old);

@@ -25,14 +25,16 @@ typedef struct SfStorageOps
 	void		(*mp_start) (SfStorageWriter *w);
 	void		(*mp_part) (SfStorageWriter *w, const char *data, size_t len);
 	/*
-	 * Optional, all three or none: start a part and return while it
-	 * uploads (data untouched until mp_wait), move it on (never throws),
-	 * wait for it (no-op when none is on the network).  mp_abort cuts off
-	 * a part still on the network.
+	 * Optional, both or none: the request of full part w->nparts (built in
+	 * the current memory context; data stays untouched until it is
+	 * answered), and what its final answer means (throw, or keep what
+	 * the completion needs).  With them, storage.c sends a full part in
+	 * the background while the next one is written.
 	 */
-	void		(*mp_part_start) (SfStorageWriter *w, const char *data, size_t len);
-	void		(*mp_progress) (SfStorageWriter *w);
-	void		(*mp_wait) (SfStorageWriter *w);
+	void	   *(*mp_part_request) (SfStorageWriter *w, const char *data, size_t len,
+									SfHttpRequest *req);
+	void		(*mp_part_answer) (SfStorageWriter *w, SfHttpRequest *req,
+								   SfHttpResponse *resp, void *arg);
 	void		(*mp_complete) (SfStorageWriter *w);
 	void		(*mp_abort) (SfStorageWriter *w);	/* one attempt, no remote throw */
 	bool		(*read) (SfStorage *st, const char *key, SfHttpWriteFn sink, void *arg);
@@ -65,9 +67,13 @@ struct SfStorageWriter
 	MemoryContext cxt;			/* the writer and its buffer */
 	MemoryContext partcxt;		/* reset after every part */
 	StringInfoData buf;			/* bytes not yet sent, < part_size */
-	char	   *spare;			/* the other buffer: the part on the network
-								 * (mp_part_start), or NULL */
-	bool		inflight;		/* a part is on the network */
+	char	   *spare;			/* the other buffer: the part on the network,
+								 * or NULL */
+	/* the part on the network (mp_part_request), if any */
+	MemoryContext pendcxt;		/* its request, response and state */
+	SfHttpPending *pending;
+	SfHttpRequest *pendreq;
+	void	   *pendarg;		/* from mp_part_request */
 	int64		total;			/* bytes given to sf_storage_write */
 	int64		sent;			/* bytes sent in finished parts */
 	int			nparts;

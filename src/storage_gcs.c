@@ -78,11 +78,6 @@ static GcsToken cached_token = {NULL, NULL, 0};
 typedef struct GcsUpload
 {
 	char	   *session_url;	/* resumable session URI (a capability: never logged) */
-	/* the chunk on the network while the next one is made (storage.c) */
-	MemoryContext pendcxt;		/* its request and response, or NULL */
-	SfHttpPending *pending;
-	SfHttpRequest *pendreq;
-	struct ChunkSend *pendchunk;
 } GcsUpload;
 
 /* ---------------------------------------------------------------------
@@ -693,60 +688,23 @@ gcs_mp_part(SfStorageWriter *w, const char *data, size_t len)
 }
 
 /*
- * A full chunk started on the network (sf_http_request_start) while the
- * caller makes the next; data stays untouched until gcs_mp_wait, which
- * retries it as send_chunk would (chunk_prepare asks the session what it
- * has).  Chunks of a resumable session go in order: storage.c waits for
- * this one before it sends the next or the tail.
+ * A full chunk as storage.c sends it, at once or in the background: the
+ * request (retried from what the session persisted: chunk_prepare), and
+ * what its answer means.  Chunks of a session go in order: storage.c
+ * sends the next one only after this one is answered.
  */
-static void
-gcs_mp_part_start(SfStorageWriter *w, const char *data, size_t len)
+static void *
+gcs_mp_part_request(SfStorageWriter *w, const char *data, size_t len,
+					SfHttpRequest *req)
 {
-	GcsUpload  *up = (GcsUpload *) w->priv;
-	MemoryContext old;
-
-	Assert(up->pending == NULL && up->pendcxt == NULL);
-	if (sf_http_request_busy())
-	{
-		/* another writer's part is on the network: this one waits */
-		gcs_mp_part(w, data, len);
-		return;
-	}
-	up->pendcxt = AllocSetContextCreate(w->cxt, "sfexport GCS chunk",
-										ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(up->pendcxt);
-	up->pendreq = palloc(sizeof(SfHttpRequest));
-	up->pendchunk = build_chunk(w, data, len, false, up->pendreq);
-	up->pending = sf_http_request_start(up->pendreq);
-	MemoryContextSwitchTo(old);
+	return build_chunk(w, data, len, false, req);
 }
 
-/* Move the chunk on the network on; never throws. */
 static void
-gcs_mp_progress(SfStorageWriter *w)
+gcs_mp_part_answer(SfStorageWriter *w, SfHttpRequest *req, SfHttpResponse *resp,
+				   void *arg)
 {
-	GcsUpload  *up = (GcsUpload *) w->priv;
-
-	if (up->pending)
-		sf_http_request_progress(up->pending);
-}
-
-/* Wait for the chunk on the network, if any, retrying it as needed. */
-static void
-gcs_mp_wait(SfStorageWriter *w)
-{
-	GcsUpload  *up = (GcsUpload *) w->priv;
-	SfHttpPending *p = up->pending;
-	MemoryContext old;
-
-	if (p == NULL)
-		return;
-	up->pending = NULL;			/* on error, gcs_mp_abort drops pendcxt */
-	old = MemoryContextSwitchTo(up->pendcxt);
-	check_chunk(w, up->pendchunk, up->pendreq, sf_http_request_finish(p));
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(up->pendcxt);
-	up->pendcxt = NULL;
+	check_chunk(w, (ChunkSend *) arg, req, resp);
 }
 
 static void
@@ -790,16 +748,7 @@ gcs_mp_abort(SfStorageWriter *w)
 	SfHttpRequest req;
 	SfHttpResponse *resp;
 
-	if (up == NULL)
-		return;
-	/* a chunk still on the network is cut off first (its memory goes) */
-	if (up->pendcxt)
-	{
-		MemoryContextDelete(up->pendcxt);
-		up->pendcxt = NULL;
-		up->pending = NULL;
-	}
-	if (up->session_url == NULL)
+	if (up == NULL || up->session_url == NULL)
 		return;
 	/* cancelling a resumable upload: DELETE on the session URI */
 	sf_http_init_request(&req, "DELETE", up->session_url);
@@ -954,9 +903,8 @@ const SfStorageOps sf_storage_gcs_ops = {
 	.mp_start = gcs_mp_start,
 	.mp_part = gcs_mp_part_or_tail,
 	.mp_complete = gcs_mp_complete_if_needed,
-	.mp_part_start = gcs_mp_part_start,
-	.mp_progress = gcs_mp_progress,
-	.mp_wait = gcs_mp_wait,
+	.mp_part_request = gcs_mp_part_request,
+	.mp_part_answer = gcs_mp_part_answer,
 	.mp_abort = gcs_mp_abort,
 	.read = gcs_read,
 	.head = gcs_head,

@@ -58,11 +58,6 @@ typedef struct S3Upload
 {
 	char	   *upload_id;
 	StringInfoData parts;		/* <Part> elements for the completion */
-	/* the part on the network while the next one is made (storage.c) */
-	MemoryContext pendcxt;		/* its request and response, or NULL */
-	SfHttpPending *pending;
-	SfHttpRequest *pendreq;
-	int			pendpart;		/* its part number */
 } S3Upload;
 
 /* One request being made: what prepare() needs to sign it. */
@@ -293,25 +288,40 @@ upload_query(S3Upload *up, int part)
 		: psprintf("uploadId=%s", id);
 }
 
-static void
-check_part_number(SfStorageWriter *w)
+/*
+ * The request of part w->nparts (storage.c sends it, at once or in the
+ * background); returns its number for s3_mp_part_answer.
+ */
+static void *
+s3_mp_part_request(SfStorageWriter *w, const char *data, size_t len,
+				   SfHttpRequest *req)
 {
+	S3Upload   *up = (S3Upload *) w->priv;
+	int		   *part = palloc(sizeof(int));
+
 	if (w->nparts > 10000)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("object \"%s\" needs more than 10000 parts", sf_storage_uri(w->st, w->name)),
 				 errhint("Raise sfexport.upload_part_size or lower max_file_size.")));
+	*part = w->nparts;
+	s3_build(w->st, "PUT", w->key, upload_query(up, w->nparts), data, len,
+			 NIL, NULL, NULL, req);
+	return part;
 }
 
-/* Keep the ETag of an uploaded part for the completion. */
+/* The answer to a part: its ETag kept for the completion, or an error. */
 static void
-record_part(SfStorageWriter *w, SfHttpRequest *req, SfHttpResponse *resp, int part)
+s3_mp_part_answer(SfStorageWriter *w, SfHttpRequest *req, SfHttpResponse *resp,
+				  void *arg)
 {
 	S3Upload   *up = (S3Upload *) w->priv;
+	int			part = *(int *) arg;
 	const char *etag;
 	MemoryContext old;
 	char	   *esc;
 
+	resp = s3_unless_expired(w->st, req, resp);
 	s3_check(req, resp);
 	etag = sf_http_header(resp, "etag");
 	if (etag == NULL)
@@ -340,75 +350,10 @@ record_part(SfStorageWriter *w, SfHttpRequest *req, SfHttpResponse *resp, int pa
 static void
 s3_mp_part(SfStorageWriter *w, const char *data, size_t len)
 {
-	S3Upload   *up = (S3Upload *) w->priv;
 	SfHttpRequest req;
-	SfHttpResponse *resp;
+	void	   *arg = s3_mp_part_request(w, data, len, &req);
 
-	check_part_number(w);
-	resp = s3_call(w->st, "PUT", w->key, upload_query(up, w->nparts), data, len,
-				   NIL, NULL, NULL, &req);
-	record_part(w, &req, resp, w->nparts);
-}
-
-/*
- * Part w->nparts, started on the network (sf_http_request_start) while the
- * caller makes the next; data stays untouched until s3_mp_wait.  Its first
- * attempt runs in the background, its retries (if any) in s3_mp_wait,
- * exactly as s3_mp_part would make them.
- */
-static void
-s3_mp_part_start(SfStorageWriter *w, const char *data, size_t len)
-{
-	S3Upload   *up = (S3Upload *) w->priv;
-	MemoryContext old;
-
-	Assert(up->pending == NULL && up->pendcxt == NULL);
-	if (sf_http_request_busy())
-	{
-		/* another writer's part is on the network: this one waits */
-		s3_mp_part(w, data, len);
-		return;
-	}
-	check_part_number(w);
-	up->pendcxt = AllocSetContextCreate(w->cxt, "sfexport S3 part",
-										ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(up->pendcxt);
-	up->pendreq = palloc(sizeof(SfHttpRequest));
-	up->pendpart = w->nparts;
-	s3_build(w->st, "PUT", w->key, upload_query(up, w->nparts), data, len,
-			 NIL, NULL, NULL, up->pendreq);
-	up->pending = sf_http_request_start(up->pendreq);
-	MemoryContextSwitchTo(old);
-}
-
-/* Move the part on the network on; never throws. */
-static void
-s3_mp_progress(SfStorageWriter *w)
-{
-	S3Upload   *up = (S3Upload *) w->priv;
-
-	if (up->pending)
-		sf_http_request_progress(up->pending);
-}
-
-/* Wait for the part on the network, if any, retrying it as needed. */
-static void
-s3_mp_wait(SfStorageWriter *w)
-{
-	S3Upload   *up = (S3Upload *) w->priv;
-	SfHttpPending *p = up->pending;
-	MemoryContext old;
-	SfHttpResponse *resp;
-
-	if (p == NULL)
-		return;
-	up->pending = NULL;			/* on error, s3_mp_abort drops pendcxt */
-	old = MemoryContextSwitchTo(up->pendcxt);
-	resp = s3_unless_expired(w->st, up->pendreq, sf_http_request_finish(p));
-	record_part(w, up->pendreq, resp, up->pendpart);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(up->pendcxt);
-	up->pendcxt = NULL;
+	s3_mp_part_answer(w, &req, sf_http_request(&req), arg);
 }
 
 static void
@@ -444,13 +389,6 @@ s3_mp_abort(SfStorageWriter *w)
 
 	if (up == NULL || up->upload_id == NULL)
 		return;
-	/* a part still on the network is cut off first (its memory goes) */
-	if (up->pendcxt)
-	{
-		MemoryContextDelete(up->pendcxt);
-		up->pendcxt = NULL;
-		up->pending = NULL;
-	}
 	q = upload_query(up, 0);
 	c = palloc0(sizeof(S3Call));
 	c->conf = conf;
@@ -582,9 +520,8 @@ const SfStorageOps sf_storage_s3_ops = {
 	.put = s3_put,
 	.mp_start = s3_mp_start,
 	.mp_part = s3_mp_part,
-	.mp_part_start = s3_mp_part_start,
-	.mp_progress = s3_mp_progress,
-	.mp_wait = s3_mp_wait,
+	.mp_part_request = s3_mp_part_request,
+	.mp_part_answer = s3_mp_part_answer,
 	.mp_complete = s3_mp_complete,
 	.mp_abort = s3_mp_abort,
 	.read = s3_read,

@@ -16,6 +16,7 @@ use strict;
 use warnings;
 
 use HTTP::Tiny;
+use Time::HiRes ();
 use JSON::PP;
 use SfTest;
 use Test::More;
@@ -89,6 +90,31 @@ sub emu
 		$body ? { content => encode_json($body), headers => { 'content-type' => 'application/json' } } : {});
 	die "emulator admin $method $path: $r->{status} $r->{content}" unless $r->{success};
 	return decode_json($r->{content});
+}
+
+# Upload $sql (a bytea query) as $object of $server in 5 MB parts from a
+# background session while the store delays a part (the caller's fault),
+# wait until the upload waits on the network, cancel it, and check that it
+# stopped quickly.  Returns the session, still open, for more queries.
+sub cancel_upload
+{
+	my ($node, $server, $object, $sql) = @_;
+	my $bg = $node->background_psql('postgres', on_error_stop => 0);
+	my $ours = "query LIKE '%$object%' AND pid <> pg_backend_pid()";
+
+	$bg->query_until(qr/start/, "\\echo start\nSET sfexport.upload_part_size = '5MB';\n"
+		. "SELECT sfexport_test.storage_put('$server', '$object', ($sql), 1000000);\n");
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE $ours"
+			. " AND wait_event IN ('SfexportHttpTransfer', 'Extension')"),
+		"$server: the upload waits for a part on the network");
+	my $t0 = Time::HiRes::time();
+	is($node->safe_psql('postgres', "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE $ours"),
+		't', "$server: cancel sent while a part is on the network");
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE $ours AND state = 'active'");
+	cmp_ok(Time::HiRes::time() - $t0, '<', SfTest::secs(5),
+		"$server: pg_cancel_backend stops the wait for a part quickly");
+	return $bg;
 }
 
 # Call the front's admin API; returns the decoded JSON answer.

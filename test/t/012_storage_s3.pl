@@ -179,20 +179,7 @@ is(stats()->{faults_injected}, 1, 'the 503 of the part was seen');
 is(stats()->{signatures_rejected}, 0, 'parts sent in the background are signed correctly');
 
 fault({ kind => 'delay', delay_ms => 30000, method => 'PUT', path_regex => 'partNumber=1&' });
-my $bgmp = $node->background_psql('postgres', on_error_stop => 0);
-$bgmp->query_until(qr/start/, "\\echo start\nSET sfexport.upload_part_size = '5MB';\n"
-	. "SELECT sfexport_test.storage_put('s3', 'cancelled-mp.csv', ($big), 1000000);\n");
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND wait_event IN ('SfexportHttpTransfer', 'Extension') AND pid <> pg_backend_pid()")
-	or diag('the upload never waited for its first part: '
-		. $node->safe_psql('postgres', "SELECT state, wait_event FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND pid <> pg_backend_pid()"));
-$t0 = time;
-is($node->safe_psql('postgres',
-	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND pid <> pg_backend_pid()"),
-	't', 'cancel sent while a part is on the network');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%cancelled-mp%' AND state = 'active' AND pid <> pg_backend_pid()");
-cmp_ok(time - $t0, '<', SfTest::secs(5), 'pg_cancel_backend stops the wait for a part quickly');
+my $bgmp = SfStorageTest::cancel_upload($node, 's3', 'cancelled-mp.csv', $big);
 SfStorageTest::front($s3, 'DELETE', '/_front/faults');
 is($bgmp->query("SELECT sfexport_test.storage_put('s3', 'after-cancel.csv', ($big), 1000000)"), '19200000',
 	'the same session uploads in parts again after the cancel');

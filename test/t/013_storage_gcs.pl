@@ -12,7 +12,6 @@ use SfTest;
 use SfStorageTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
 
 my $gcs = SfStorageTest::start_gcs(buckets => ['gbucket']);
 my $ep = $gcs->{endpoint};
@@ -94,18 +93,7 @@ is(stats()->{faults_injected}, 1, 'the 503 was injected');
 # be cancelled; the session uploads again afterwards
 SfStorageTest::emu($gcs, 'POST', '/_emulator/reset');
 SfStorageTest::emu($gcs, 'POST', '/_emulator/faults', { kind => 'delay', delay_ms => 30000, method => 'PUT', count => 1 });
-my $bgmp = $node->background_psql('postgres', on_error_stop => 0);
-$bgmp->query_until(qr/start/, "\\echo start\nSET sfexport.upload_part_size = '5MB';\n"
-	. "SELECT sfexport_test.storage_put('gcs', 'cancelled.csv', ($big), 1000000);\n");
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%cancelled.csv%' AND wait_event IN ('SfexportHttpTransfer', 'Extension') AND pid <> pg_backend_pid()"),
-	'the upload waits for its first chunk while it is delayed');
-my $t0c = time;
-$node->safe_psql('postgres',
-	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%cancelled.csv%' AND pid <> pg_backend_pid()");
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%cancelled.csv%' AND state = 'active' AND pid <> pg_backend_pid()");
-cmp_ok(time - $t0c, '<', SfTest::secs(5), 'pg_cancel_backend stops the wait for a chunk quickly');
+my $bgmp = SfStorageTest::cancel_upload($node, 'gcs', 'cancelled.csv', $big);
 SfStorageTest::emu($gcs, 'DELETE', '/_emulator/faults');
 is($bgmp->query("SELECT sfexport_test.storage_put('gcs', 'after-cancel.csv', ($big), 1000000)"), '19200000',
 	'the same session uploads in chunks again after the cancel');
