@@ -10,8 +10,10 @@
 #    request included), the other server is swept, and the worker goes on
 #    loading.
 #  - pg_terminate_backend() (a FATAL error, no PG_CATCH runs) during a GCS
-#    resumable upload and an S3 multipart upload: the exit callback aborts
-#    the upload (the GCS session is gone; S3 got its DELETE ?uploadId).
+#    resumable upload and an S3 multipart upload (while its last part is
+#    held back, and while a part sent in the background is): the exit
+#    callback aborts the upload (the GCS session is gone; S3 got its DELETE
+#    ?uploadId).
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -186,35 +188,45 @@ is($node->safe_psql('postgres', q{SELECT sfexport_test.storage_head('g', 'big/ob
 	'no object was made');
 SfStorageTest::emu($gcs, 'DELETE', '/_emulator/faults');
 
-# S3: the second part is held back by the front
-SfStorageTest::front($s3, 'DELETE', '/_front/requests');
-SfStorageTest::front($s3, 'POST', '/_front/faults',
-	{ kind => 'delay', delay_ms => 20_000, method => 'PUT', path_regex => 'partNumber=2' });
-($h, $e) = put_in_background('x');
-$pid = uploader_pid();
-ok($pid, 'a 6 MB upload to S3 is under way');
-$t = time;
-my @reqs;
-while (time - $t < 30)
+# S3: the first part (on the network in the background while the last is
+# written, storage.c) or the last one is held back by the front
+sub s3_terminated_upload
 {
-	@reqs = @{ SfStorageTest::front($s3, 'GET', '/_front/requests')->{requests} };
-	last if grep { $_->{method} eq 'PUT' } @reqs;
-	usleep(100_000);
+	my ($held, $what) = @_;
+	SfStorageTest::front($s3, 'DELETE', '/_front/requests');
+	SfStorageTest::front($s3, 'POST', '/_front/faults',
+		{ kind => 'delay', delay_ms => 20_000, method => 'PUT', path_regex => $held });
+	my ($h, $e) = put_in_background('x');
+	my $pid = uploader_pid();
+	ok($pid, "a 6 MB upload to S3 is under way ($what held back)");
+	my $t = time;
+	my @reqs;
+	while (time - $t < 30)
+	{
+		@reqs = @{ SfStorageTest::front($s3, 'GET', '/_front/requests')->{requests} };
+		last if grep { $_->{method} eq 'PUT' } @reqs;
+		usleep(100_000);
+	}
+	ok((grep { $_->{method} eq 'POST' } @reqs), "its multipart upload was started ($what held back)");
+	usleep(500_000);
+	$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+	$h->finish;
+	like($$e, qr/terminating connection due to administrator command/, "the backend was terminated ($what held back)");
+	$t = time;
+	while (time - $t < 10)
+	{
+		@reqs = @{ SfStorageTest::front($s3, 'GET', '/_front/requests')->{requests} };
+		last if grep { $_->{method} eq 'DELETE' } @reqs;
+		usleep(100_000);
+	}
+	ok((grep { $_->{method} eq 'DELETE' && $_->{path} eq '/xbucket/up/big/object.bin' } @reqs),
+		"the exit callback sent the multipart abort (DELETE ?uploadId) to S3 ($what held back)");
+	SfStorageTest::front($s3, 'DELETE', '/_front/faults');
 }
-ok((grep { $_->{method} eq 'POST' } @reqs), 'its multipart upload was started');
-usleep(500_000);
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-$h->finish;
-$t = time;
-while (time - $t < 10)
-{
-	@reqs = @{ SfStorageTest::front($s3, 'GET', '/_front/requests')->{requests} };
-	last if grep { $_->{method} eq 'DELETE' } @reqs;
-	usleep(100_000);
-}
-ok((grep { $_->{method} eq 'DELETE' && $_->{path} eq '/xbucket/up/big/object.bin' } @reqs),
-	'the exit callback sent the multipart abort (DELETE ?uploadId) to S3');
-SfStorageTest::front($s3, 'DELETE', '/_front/faults');
+s3_terminated_upload('partNumber=2', 'the last part');
+s3_terminated_upload('partNumber=1&', 'a part on the network');
+is($node->safe_psql('postgres', q{SELECT sfexport_test.storage_head('x', 'big/object.bin') IS NULL}), 't',
+	'no S3 object was made');
 
 $node->stop;
 done_testing();
