@@ -554,6 +554,7 @@ sfexport_worker_main(Datum arg)
 	int64		left_bytes = PG_INT64_MAX / 2;
 	long		min_interval_ms = sfexport_flush_interval_s * 1000L;
 	TimestampTz last_triggers = 0;
+	bool		triggers_stale = false; /* rows came since the triggers were read */
 	bool		present = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -617,19 +618,28 @@ sfexport_worker_main(Datum arg)
 		/*
 		 * New rows: plan no later than when the first of them can be due.
 		 * Tables or their options may have changed since the last plan, so
-		 * the triggers are read again (a catalog read, at most once a second).
+		 * the triggers are read again: a catalog read, at most once a
+		 * second, so rows that come sooner wait for the next read (the
+		 * wait below ends for it), or an option changed just before them
+		 * (flush_size, say) would go unseen until the next plan.
 		 */
 		if (committed != bytes_seen)
 		{
+			bytes_seen = committed;
+			triggers_stale = true;
+			next_plan = Min(next_plan, TimestampTzPlusMilliseconds(now, min_interval_ms));
+		}
+		if (triggers_stale && now >= TimestampTzPlusMilliseconds(last_triggers, 1000))
+		{
 			TriggerArgs t;
 
-			bytes_seen = committed;
-			if (now >= TimestampTzPlusMilliseconds(last_triggers, 1000) &&
-				sf_run_transaction(triggers_unit, &t, NULL))
+			/* a failed read is tried again a second later, like any */
+			last_triggers = now;
+			if (sf_run_transaction(triggers_unit, &t, NULL))
 			{
 				min_interval_ms = t.min_interval_ms;
 				min_flush_bytes = t.min_flush_bytes;
-				last_triggers = now;
+				triggers_stale = false;
 			}
 			next_plan = Min(next_plan, TimestampTzPlusMilliseconds(now, min_interval_ms));
 		}
@@ -705,6 +715,8 @@ sfexport_worker_main(Datum arg)
 
 			if (next_stream != 0)
 				until = Min(until, next_stream);
+			if (triggers_stale)
+				until = Min(until, TimestampTzPlusMilliseconds(last_triggers, 1000));
 			wait_ms = until > now ? (long) ((until - now) / 1000) : 0;
 		}
 

@@ -146,5 +146,24 @@ ok(wait_staged('ev', 2711), 'the drain staged the rows');
 is(scalar(grep { $b[$_] ne $a[$_] } 0 .. 1), 1, 'and emptied the segment with TRUNCATE once the reader was done');
 is(sql(q{SELECT count(*) - count(DISTINCT name) FROM sfexport.files}), '0', 'file names are unique');
 
+# ---- 5. an option changed less than a second after the worker last read
+# the triggers (woken by a commit just before): the rows that follow are
+# still judged by it (worker.c reads the triggers again a second later;
+# before, they waited for the next plan, which in CI once came later than
+# three minutes: the end of a load backoff here, flush_interval elsewhere).
+sql(q{CREATE FOREIGN TABLE late (id bigint, note text) SERVER sf});
+sql(q{ALTER FOREIGN TABLE ev OPTIONS (DROP flush_size)});
+for my $round (1 .. 3)
+{
+	usleep(1_500_000);
+	sql(q{INSERT INTO other VALUES (1)});	# the worker reads the triggers now
+	sql(q{ALTER FOREIGN TABLE late OPTIONS (ADD flush_size '1kB');
+	      INSERT INTO late SELECT g, repeat('z', 100) FROM generate_series(1, 100) g});
+	ok($node->poll_query_until('postgres',
+		qq{SELECT coalesce(sum(rows), 0) = @{[ 100 * $round ]} FROM sfexport.files WHERE relid = 'late'::regclass}),
+		"round $round: rows due by a flush_size set right after a commit are staged");
+	sql(q{ALTER FOREIGN TABLE late OPTIONS (DROP flush_size)});
+}
+
 $node->stop;
 done_testing();
