@@ -465,6 +465,49 @@ skip(GluePlan *plan, const char *fmt,...)
 }
 
 /*
+ * The checks a data column and a partition key share, in this order: a
+ * usable name, a Hive type that parses (and, for a partition key, is not
+ * nested), a Snowflake name no other column has.  what names it in the
+ * reason ("column", "partition key"), pos is its place among its kind.
+ * Returns its Snowflake name, added to *seen, or NULL once plan is
+ * skipped.
+ */
+static char *
+checked_column(GluePlan *plan, const char *what, int pos, SfGlueColumn *c,
+			   bool primitive_only, SfHiveType *ht, List **seen)
+{
+	char	   *error;
+	char	   *colname;
+
+	if (!sf_glue_usable_name(c->name))
+	{
+		skip(plan, "%s %d has a name that is empty, longer than %d bytes or has control characters",
+			 what, pos, SF_GLUE_NAME_MAX);
+		return NULL;
+	}
+	if (c->type == NULL || !sf_hive_parse_type(c->type, ht, &error))
+	{
+		skip(plan, "%s \"%s\" has a malformed type \"%s\": %s", what, sf_glue_shown_name(c->name),
+			 sf_glue_shown_name(c->type), c->type ? error : "no type");
+		return NULL;
+	}
+	if (primitive_only && ht->kind != SF_HIVE_PRIMITIVE)
+	{
+		skip(plan, "%s \"%s\" has the nested type \"%s\"", what, sf_glue_shown_name(c->name),
+			 sf_glue_shown_name(c->type));
+		return NULL;
+	}
+	colname = sf_glue_upper_name(c->name);
+	if (list_member(*seen, makeString(colname)))
+	{
+		skip(plan, "two columns are both named \"%s\" in Snowflake", sf_glue_shown_name(colname));
+		return NULL;
+	}
+	*seen = lappend(*seen, makeString(colname));
+	return colname;
+}
+
+/*
  * Decide what a Glue table becomes: the CREATE OR REPLACE EXTERNAL TABLE
  * statement and its hash, or a reason to skip it.
  */
@@ -578,30 +621,13 @@ sf_glue_plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, Sf
 	{
 		SfGlueColumn *c = (SfGlueColumn *) lfirst(lc);
 		SfHiveType ht;
-		char	   *error;
 		char	   *colname;
 		const char *type;
 
 		pos++;
-		if (!sf_glue_usable_name(c->name))
-		{
-			skip(plan, "column %d has a name that is empty, longer than %d bytes or has control characters",
-				 pos, SF_GLUE_NAME_MAX);
+		colname = checked_column(plan, "column", pos, c, false, &ht, &seen);
+		if (colname == NULL)
 			return;
-		}
-		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
-		{
-			skip(plan, "column \"%s\" has a malformed type \"%s\": %s", sf_glue_shown_name(c->name),
-				 sf_glue_shown_name(c->type), c->type ? error : "no type");
-			return;
-		}
-		colname = sf_glue_upper_name(c->name);
-		if (list_member(seen, makeString(colname)))
-		{
-			skip(plan, "two columns are both named \"%s\" in Snowflake", sf_glue_shown_name(colname));
-			return;
-		}
-		seen = lappend(seen, makeString(colname));
 		/* CSV holds nested values as text in Hive's own delimited form */
 		type = (fmt == FMT_CSV && ht.kind != SF_HIVE_PRIMITIVE) ? "VARCHAR" : ht.snowflake;
 		if (fmt == FMT_CSV)
@@ -620,35 +646,13 @@ sf_glue_plan_table(SfGlueClient *gc, SfGlueConfig *conf, const char *glue_db, Sf
 		SfGlueColumn *c = (SfGlueColumn *) lfirst(lc);
 		int			part = depth + foreach_current_index(lc) + 1;
 		SfHiveType ht;
-		char	   *error;
 		char	   *colname;
 		char	   *segment;
 
-		if (!sf_glue_usable_name(c->name))
-		{
-			skip(plan, "partition key %d has a name that is empty, longer than %d bytes or has control characters",
-				 foreach_current_index(lc) + 1, SF_GLUE_NAME_MAX);
+		colname = checked_column(plan, "partition key", foreach_current_index(lc) + 1, c, true,
+								 &ht, &seen);
+		if (colname == NULL)
 			return;
-		}
-		if (c->type == NULL || !sf_hive_parse_type(c->type, &ht, &error))
-		{
-			skip(plan, "partition key \"%s\" has a malformed type \"%s\": %s", sf_glue_shown_name(c->name),
-				 sf_glue_shown_name(c->type), c->type ? error : "no type");
-			return;
-		}
-		if (ht.kind != SF_HIVE_PRIMITIVE)
-		{
-			skip(plan, "partition key \"%s\" has the nested type \"%s\"", sf_glue_shown_name(c->name),
-				 sf_glue_shown_name(c->type));
-			return;
-		}
-		colname = sf_glue_upper_name(c->name);
-		if (list_member(seen, makeString(colname)))
-		{
-			skip(plan, "two columns are both named \"%s\" in Snowflake", sf_glue_shown_name(colname));
-			return;
-		}
-		seen = lappend(seen, makeString(colname));
 		plan->part_names = lappend(plan->part_names, colname);
 		if (plan->user_specified)
 		{
