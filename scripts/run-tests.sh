@@ -104,13 +104,32 @@ run_tap() {
 	TESTDIR="$WORK/tap" TESTDATADIR="$WORK/tap/tmp_check" TESTLOGDIR="$WORK/tap/tmp_check/log" \
 	PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
 	SFEXPORT_SRC="$SRC" \
-		prove --timer -j "$jobs" -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" || {
+		prove --timer -j "$jobs" -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/lib" "${files[@]}" \
+		2>&1 | tee "$WORK/tap/prove.out" || {
 			failed=1
 			for f in "$WORK"/tap/tmp_check/log/*; do
 				[ -f "$f" ] || continue
 				echo "---- tail of $f"; tail -n 40 "$f"
 			done
 		}
+}
+
+# What failed, printed last (CI keeps the end of the output): the TAP files
+# prove reported, each with the end of its own log, where its failed
+# assertions and their diagnostics are
+report_tap_failures() {
+	[ -f "$WORK/tap/prove.out" ] || return 0
+	local bad
+	bad=$(sed -n '/^Test Summary Report/,$p' "$WORK/tap/prove.out" |
+		grep -oE '^test/t/[0-9A-Za-z_]+\.pl' | sort -u) || true
+	[ -n "$bad" ] || return 0
+	for t in $bad; do
+		local log="$WORK/tap/tmp_check/log/regress_log_$(basename "$t" .pl)"
+		echo "---- $t failed; its failed assertions and the end of $log:"
+		[ -f "$log" ] && { grep -n -A 6 '^not ok' "$log" | head -n 60; tail -n 30 "$log"; }
+	done
+	echo "---- prove's summary"
+	sed -n '/^Test Summary Report/,$p' "$WORK/tap/prove.out"
 }
 
 # After TAP: search the server logs, view dumps, error messages, staged
@@ -200,6 +219,7 @@ if [ -d "$WORK/sanitizer" ]; then
 fi
 
 if [ $failed -ne 0 ]; then
+	report_tap_failures
 	echo "== FAILED (work directory kept: $WORK)"
 	exit 1
 fi

@@ -82,6 +82,9 @@ layers() {	# dir: src/ calls only downward (docs/ARCHITECTURE.md, "Layers"):
 
 failed=()
 first=1
+# each version's output, so that what failed is repeated at the very end
+outs=$(mktemp -d "${TMPDIR:-/tmp}/sfexport-outs.XXXXXX")
+trap 'rm -rf "$outs"' EXIT
 for major in ${SFEXPORT_TEST_PG:-15 18}; do
 	start=$(date +%s)
 	rc=0
@@ -106,10 +109,11 @@ for major in ${SFEXPORT_TEST_PG:-15 18}; do
 			make -s -C "$dir" PG_CONFIG="$pgc" install >/dev/null
 		fi
 		if [ $# -gt 0 ] || [ $first -eq 1 ]; then
-			PG_CONFIG=$pgc bash "$dir/scripts/run-tests.sh" "$@" || rc=1
+			PG_CONFIG=$pgc bash "$dir/scripts/run-tests.sh" "$@" 2>&1 | tee -a "$outs/$major" || rc=1
 		else
-			PG_CONFIG=$pgc bash "$dir/scripts/run-tests.sh" regress || rc=1
-			PG_CONFIG=$pgc bash "$dir/scripts/run-tests.sh" tap "${SUBSET_TAP[@]}" || rc=1
+			PG_CONFIG=$pgc bash "$dir/scripts/run-tests.sh" regress 2>&1 | tee -a "$outs/$major" || rc=1
+			PG_CONFIG=$pgc bash "$dir/scripts/run-tests.sh" tap "${SUBSET_TAP[@]}" 2>&1 |
+				tee -a "$outs/$major" || rc=1
 		fi
 	fi
 	[ "$dir" = "$REPO" ] || rm -rf "$dir"
@@ -119,6 +123,14 @@ for major in ${SFEXPORT_TEST_PG:-15 18}; do
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
+	for major in "${failed[@]}"; do
+		[ -f "$outs/$major" ] || continue
+		echo "== what failed on PostgreSQL $major"
+		# run-tests.sh's closing report (the failed TAP files), else the
+		# lines that name a failure
+		sed -n '/^---- test\/t\/.* failed;/,/^== FAILED/p' "$outs/$major" | grep . ||
+			grep -E '^not ok|FAILED|failed' "$outs/$major" | tail -n 20 || true
+	done
 	echo "== FAILED on PostgreSQL ${failed[*]}"
 	exit 1
 fi
