@@ -11,6 +11,7 @@
 
 #include "datatype/timestamp.h"
 #include "storage/block.h"
+#include "utils/snapshot.h"
 
 typedef struct SfFlushResult
 {
@@ -45,5 +46,17 @@ extern void sf_flush_one_file(Oid relid, int64 shape, SfOutboxPos *pos,
 							  TimestampTz cutoff, SfFlushResult *res);
 extern void sf_flush_drain(const SfShapeKey *due, int ndue, int seg,
 						   SfDrainResult *res);
+
+/* What the outbox holds of one table and shape (sf_flush_pending). */
+typedef struct SfPendingShape
+{
+	Oid			relid;
+	int64		shape;
+	int64		rows;
+	int64		bytes;			/* payload bytes, + 1 a row */
+	TimestampTz oldest;			/* the smallest inserted_at */
+} SfPendingShape;
+
+extern SfPendingShape *sf_flush_pending(Snapshot snapshot, int *n);
 
 #endif							/* SF_FLUSH_H */

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * sql_test.c
- *		Test surface entry points to pure internals: the SigV4 signer, the
- *		compressor of staged files and the Hive type parser.  Their SQL functions belong to the test-only
+ *		Test surface entry points to internals: the SigV4 signer, the
+ *		compressor of staged files, the Hive type parser and the worker's
+ *		reading of what the outbox holds.  Their SQL functions belong to the test-only
  *		extension sfexport_test ("Test surface" in docs/ARCHITECTURE.md);
  *		the symbols stay in the library, which sfexport--0.1.0.sql names.
  *
@@ -14,10 +15,14 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "sfexport.h"
 
 #include "compress.h"
+#include "flush.h"
 #include "hive_types.h"
 #include "sigv4.h"
 
@@ -183,4 +188,36 @@ sfexport_compress(PG_FUNCTION_ARGS)
 	SET_VARSIZE(res, VARHDRSZ + buf.len);
 	memcpy(VARDATA(res), buf.data, buf.len);
 	PG_RETURN_BYTEA_P(res);
+}
+
+/*
+ * sfexport_test.outbox_pending() → setof (relid, shape, rows, bytes, oldest)
+ *
+ * What the worker's plan reads of the outbox (sf_flush_pending), for
+ * comparison with the same aggregate in SQL.  Superusers only.
+ */
+PG_FUNCTION_INFO_V1(sfexport_outbox_pending);
+
+Datum
+sfexport_outbox_pending(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SfPendingShape *p;
+	int			n;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	p = sf_flush_pending(GetActiveSnapshot(), &n);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
+
+		values[0] = ObjectIdGetDatum(p[i].relid);
+		values[1] = Int64GetDatum(p[i].shape);
+		values[2] = Int64GetDatum(p[i].rows);
+		values[3] = Int64GetDatum(p[i].bytes);
+		values[4] = TimestampTzGetDatum(p[i].oldest);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
 }

@@ -278,7 +278,8 @@ plan_unit(void *arg)
 	int64		rel_bytes = 0;
 	TimestampTz rel_oldest = 0;
 	List	   *rel_shapes = NIL;
-	uint64		n;
+	SfPendingShape *pending;
+	int			n;
 	bool		orphans = false;
 
 	ps->extension_present = OidIsValid(get_extension_oid("sfexport", true));
@@ -288,32 +289,23 @@ plan_unit(void *arg)
 	sf_spi_connect();
 	compute_triggers(&ps->min_interval_ms, &ps->min_flush_bytes);
 
-	if (SPI_execute("SELECT relid, shape, pg_catalog.count(*),"
-					"       pg_catalog.sum(pg_catalog.octet_length(line) + 1)::bigint,"
-					"       pg_catalog.min(inserted_at)"
-					"  FROM sfexport.outbox GROUP BY relid, shape"
-					" ORDER BY relid, pg_catalog.min(inserted_at)", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read sfexport.outbox");
-	n = SPI_processed;
+	pending = sf_flush_pending(GetActiveSnapshot(), &n);
 
-	/* rows come grouped by table; decide per table after its last shape */
-	for (uint64 i = 0; i <= n; i++)
+	/* grouped by table; decide per table after its last shape */
+	for (int i = 0; i <= n; i++)
 	{
 		PendingShape *p = NULL;
 
 		if (i < n)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
 			MemoryContext old = MemoryContextSwitchTo(ps->cxt);
 
 			p = palloc0(sizeof(PendingShape));
-			p->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-			p->shape = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			p->rows = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-			p->bytes = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-			p->oldest = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+			p->relid = pending[i].relid;
+			p->shape = pending[i].shape;
+			p->rows = pending[i].rows;
+			p->bytes = pending[i].bytes;
+			p->oldest = pending[i].oldest;
 			MemoryContextSwitchTo(old);
 		}
 

@@ -63,8 +63,20 @@ RETURNS bytea
 AS 'MODULE_PATHNAME', 'sfexport_compress'
 LANGUAGE C STRICT VOLATILE;
 
+-- The worker's plan (src/flush.c, sf_flush_pending): per table and shape
+-- the rows of the outbox segments, their payload bytes (+ 1 a row) and the
+-- oldest inserted_at, from a heap scan of the segments; the tests compare
+-- it with the same aggregate in SQL (test/t/002_outbox_segments.pl).
+CREATE FUNCTION sfexport_test.outbox_pending(
+    OUT relid oid, OUT shape bigint, OUT rows bigint, OUT bytes bigint,
+    OUT oldest timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sfexport_outbox_pending'
+LANGUAGE C STRICT VOLATILE;
+
 REVOKE ALL ON FUNCTION sfexport_test.sigv4_sign, sfexport_test.storage_put,
     sfexport_test.storage_get, sfexport_test.storage_head,
     sfexport_test.storage_delete, sfexport_test.storage_list,
-    sfexport_test.hive_to_snowflake, sfexport_test.compress
+    sfexport_test.hive_to_snowflake, sfexport_test.compress,
+    sfexport_test.outbox_pending
   FROM PUBLIC;

@@ -10,7 +10,11 @@
 #    commits;
 #  - rows of a table that is not due in the old segment: the due table's
 #    rows are staged and deleted row by row, the other table's stay;
-#  - counts are exact throughout.
+#  - counts are exact throughout;
+#  - the worker's plan (sf_flush_pending, a heap scan of the segments)
+#    reads the same rows, bytes and oldest times per table and shape as the
+#    SQL aggregate it replaced, over both segments, two shapes, CSV and
+#    binary payloads, NULLs and payloads stored out of line.
 use strict;
 use warnings;
 use lib $ENV{SFEXPORT_SRC} . '/test/lib';
@@ -29,7 +33,7 @@ my $kdir = tempdir('sf_keys_XXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $kdir;
 my $key = SfSnowflake::gen_key($kdir, 'main');
 
-my $node = SfTest::new_node('segs', conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
+my $node = SfTest::new_node('segs', test_surface => 1, conf => "sfexport.launcher_naptime = 1s\nlog_statement = none\n");
 $node->safe_psql('postgres', qq{
 	CREATE SERVER sf FOREIGN DATA WRAPPER sfexport OPTIONS (
 		account 'testacct', url 'http://127.0.0.1:9', database 'DB', connect_timeout '100ms',
@@ -164,6 +168,30 @@ for my $round (1 .. 3)
 		"round $round: rows due by a flush_size set right after a commit are staged");
 	sql(q{ALTER FOREIGN TABLE late OPTIONS (DROP flush_size)});
 }
+
+# ---- 6. the worker's plan reads what the SQL aggregate reads
+sql(q{CREATE FOREIGN TABLE planned (id bigint, note text) SERVER sf});
+sql(q{INSERT INTO planned SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE repeat('p', g % 50) END
+      FROM generate_series(1, 300) g});
+# payloads too large to stay in the row (line has STORAGE EXTERNAL)
+sql(q{INSERT INTO planned SELECT g, repeat(md5(g::text), 200) FROM generate_series(301, 305) g});
+sql(q{SET sfexport.capture_binary = off;
+      INSERT INTO planned SELECT g, 'csv ' || g FROM generate_series(306, 320) g});
+sql(q{ALTER FOREIGN TABLE planned ADD COLUMN extra int});	# a second shape
+sql(q{INSERT INTO planned SELECT g, 'x', g FROM generate_series(321, 340) g});
+# rows of both segments, one of them older than the rest
+sql(q{INSERT INTO sfexport.outbox_1 SELECT relid, shape, inserted_at - interval '1 day', line
+      FROM ONLY sfexport.outbox_0 WHERE relid = 'planned'::regclass AND shape IN
+        (SELECT shape FROM ONLY sfexport.outbox_0 WHERE relid = 'planned'::regclass LIMIT 1)});
+sql(q{INSERT INTO sfexport.outbox_0 SELECT relid, shape, inserted_at, line
+      FROM ONLY sfexport.outbox_1 WHERE relid = 'planned'::regclass});
+my $by_sql = sql(q{SELECT relid, shape, count(*), sum(octet_length(line) + 1)::bigint, min(inserted_at)
+                   FROM sfexport.outbox GROUP BY relid, shape ORDER BY relid, min(inserted_at), shape});
+my $by_scan = sql(q{SELECT relid, shape, rows, bytes, oldest FROM sfexport_test.outbox_pending()});
+like($by_sql, qr/\n/, 'the outbox holds rows of several tables and shapes');
+is(sql(q{SELECT count(DISTINCT tableoid) FROM sfexport.outbox WHERE relid = 'planned'::regclass}),
+	'2', 'in both segments');
+is($by_scan, $by_sql, "the plan's scan reads the rows, bytes and oldest times the SQL aggregate reads");
 
 $node->stop;
 done_testing();
