@@ -479,10 +479,26 @@ static void
 append_offset(StringInfo out, int east)
 {
 	int			a = east < 0 ? -east : east;
+	int			h = a / 3600;
+	char		buf[16];
+	int			n = 0;
 
-	appendStringInfo(out, "%c%02d:%02d", east < 0 ? '-' : '+', a / 3600, (a / 60) % 60);
+	/* by hand, not appendStringInfo: once per timestamptz value rendered */
+	buf[n++] = east < 0 ? '-' : '+';
+	if (h >= 100)
+		buf[n++] = '0' + h / 100 % 10;
+	buf[n++] = '0' + h / 10 % 10;
+	buf[n++] = '0' + h % 10;
+	buf[n++] = ':';
+	buf[n++] = '0' + (a / 60) % 60 / 10;
+	buf[n++] = '0' + (a / 60) % 10;
 	if (a % 60)
-		appendStringInfo(out, ":%02d", a % 60);
+	{
+		buf[n++] = ':';
+		buf[n++] = '0' + (a % 60) / 10;
+		buf[n++] = '0' + (a % 60) % 10;
+	}
+	appendBinaryStringInfo(out, buf, n);
 }
 
 /* Append a timestamp (with or without zone) in ISO form. */
